@@ -1,0 +1,1 @@
+//! Client certificates (owned by the TLS work).

@@ -1,0 +1,1 @@
+//! Provider keys (owned by the keys work).

@@ -1,0 +1,446 @@
+//! Narrow storage contracts that the protocol code needs, implemented by
+//! `token-store` for SQLite and PostgreSQL.
+//!
+//! Rules every implementation keeps:
+//! - secrets (codes, tokens, request URIs, registration access tokens, client
+//!   secrets) are handed over already hashed ([`crate::secret::hash_secret`]);
+//!   the store never sees them in clear;
+//! - one-time use is a single conditional write that cannot race across
+//!   instances sharing one database (`consume_*`), never a read then a write;
+//! - times are UNIX seconds (UTC).
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors a store can report. Callers map them to `server_error` /
+/// `temporarily_unavailable` without exposing the detail to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("duplicate key")]
+    Conflict,
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Health of the database, used by `/readyz`.
+pub trait HealthCheck: Send + Sync {
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+// ---------------------------------------------------------------- keys
+
+/// One of the provider's own keys, private half encrypted at rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub kid: String,
+    /// JOSE algorithm: `PS256`, `ES256` (use `sig`) or `RSA-OAEP-256` (use `enc`).
+    pub alg: String,
+    /// `sig` or `enc`.
+    pub key_use: String,
+    /// The private key (PKCS#8 DER) sealed with the key-encryption key.
+    pub private_sealed: Vec<u8>,
+    /// The public JWK as JSON text.
+    pub public_jwk: String,
+    pub created_at: i64,
+    /// From this time on the key is used for signing (published before).
+    pub active_from: i64,
+    /// From this time on the key no longer signs (still verifies, still published).
+    pub retired_at: Option<i64>,
+    /// From this time on the key is no longer published at all.
+    pub expires_at: Option<i64>,
+}
+
+pub trait KeyRepository: Send + Sync {
+    /// Every key not yet expired at `now`, oldest first.
+    fn list_keys(&self, now: i64) -> impl Future<Output = StoreResult<Vec<KeyRecord>>> + Send;
+    /// Inserts new keys and retires/expires old ones in one transaction.
+    /// `retire` lists (kid, retired_at, expires_at).
+    fn rotate_keys(
+        &self,
+        insert: Vec<KeyRecord>,
+        retire: Vec<(String, i64, i64)>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+// ---------------------------------------------------------------- replay
+
+/// What kind of single-use value a replay-cache entry guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayKind {
+    /// `jti` of a `private_key_jwt` client assertion (per client).
+    ClientAssertion,
+    /// `jti` of a DPoP proof (per key thumbprint).
+    DpopProof,
+    /// `jti` of a signed request object.
+    RequestObject,
+    /// `jti` of a DCR software statement / registration request.
+    Registration,
+    /// A consent-bridge hand-off / result token.
+    HookResult,
+}
+
+impl ReplayKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplayKind::ClientAssertion => "client_assertion",
+            ReplayKind::DpopProof => "dpop",
+            ReplayKind::RequestObject => "request_object",
+            ReplayKind::Registration => "registration",
+            ReplayKind::HookResult => "hook_result",
+        }
+    }
+}
+
+pub trait ReplayCache: Send + Sync {
+    /// Records `value` as used until `expires_at`. Returns `true` the first
+    /// time, `false` if an unexpired entry already exists (a replay), also
+    /// when another instance recorded it a moment earlier.
+    fn consume_once(
+        &self,
+        kind: ReplayKind,
+        value: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Deletes expired entries; returns how many went.
+    fn purge_expired(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+// ---------------------------------------------------------------- clients
+
+/// A registered client. `metadata` is the RFC 7591 metadata as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub metadata: String,
+    /// SHA-256 of the client secret (non-FAPI clients only).
+    pub secret_hash: Option<String>,
+    /// SHA-256 of the RFC 7592 registration access token.
+    pub registration_token_hash: Option<String>,
+    pub software_id: Option<String>,
+    /// `static` (from the config file) or `dynamic` (registered).
+    pub origin: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub trait ClientRepository: Send + Sync {
+    fn get_client(
+        &self,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ClientRecord>>> + Send;
+    /// Inserts or replaces a client.
+    fn put_client(&self, client: ClientRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes the client and revokes all its grants and tokens, in one
+    /// transaction. Returns whether the client existed.
+    fn delete_client(
+        &self,
+        client_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn list_clients(&self) -> impl Future<Output = StoreResult<Vec<ClientRecord>>> + Send;
+}
+
+// ---------------------------------------------------------------- PAR
+
+/// A pushed authorization request (RFC 9126), stored under the hash of its
+/// `request_uri`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedRequestRecord {
+    pub request_uri_hash: String,
+    pub client_id: String,
+    /// The validated authorization request, as JSON text.
+    pub request: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+pub trait PushedRequestRepository: Send + Sync {
+    fn put_pushed_request(
+        &self,
+        rec: PushedRequestRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Reads an unexpired, unconsumed request without consuming it (the
+    /// authorization endpoint may be visited twice before login completes).
+    fn get_pushed_request(
+        &self,
+        request_uri_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<PushedRequestRecord>>> + Send;
+    /// Marks the request used; `Ok(true)` only for the first caller.
+    fn consume_pushed_request(
+        &self,
+        request_uri_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+// ---------------------------------------------------------------- grants
+
+/// What a user (or, for client credentials, the client itself) authorised:
+/// every code and token hangs off one grant, so revoking the grant (or the
+/// bank's consent it carries) revokes them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub client_id: String,
+    pub sub: Option<String>,
+    pub scope: String,
+    /// The bank's consent / intent id, once the consent step reports it.
+    pub consent_id: Option<String>,
+    /// JSON text: requested `claims`, `authorization_details`, `acr`, `amr`,
+    /// `auth_time`, granted accounts and extra claims from the consent app.
+    pub details: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Filter for listing grants (bank-side consent lifecycle API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantFilter {
+    pub consent_id: Option<String>,
+    pub client_id: Option<String>,
+    pub sub: Option<String>,
+}
+
+pub trait GrantRepository: Send + Sync {
+    fn put_grant(&self, grant: GrantRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_grant(
+        &self,
+        grant_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<GrantRecord>>> + Send;
+    fn list_grants(
+        &self,
+        filter: GrantFilter,
+    ) -> impl Future<Output = StoreResult<Vec<GrantRecord>>> + Send;
+    /// Revokes the grant and every token issued under it, atomically.
+    fn revoke_grant(
+        &self,
+        grant_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Revokes every grant carrying `consent_id` and all their tokens, atomically.
+    fn revoke_by_consent(
+        &self,
+        consent_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+// ---------------------------------------------------------------- codes
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCodeRecord {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    /// JSON text: redirect_uri, code_challenge, nonce, dpop_jkt, x5t#S256,
+    /// scope, claims and whatever the token endpoint needs to finish.
+    pub request: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+/// Outcome of redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First redemption: the code is now spent.
+    Redeemed(AuthorizationCodeRecord),
+    /// The code was already spent: a replay. Carries the grant so the caller
+    /// can revoke what the first redemption issued (RFC 6749 §4.1.2).
+    AlreadyUsed { grant_id: String },
+    /// Unknown or expired.
+    Invalid,
+}
+
+pub trait AuthorizationCodeRepository: Send + Sync {
+    fn put_code(
+        &self,
+        code: AuthorizationCodeRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Spends the code atomically (one winner across instances).
+    fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token_hash: String,
+    pub kind: TokenKind,
+    pub client_id: String,
+    pub grant_id: Option<String>,
+    pub sub: Option<String>,
+    pub scope: String,
+    /// `cnf.jkt` (DPoP key thumbprint).
+    pub cnf_jkt: Option<String>,
+    /// `cnf.x5t#S256` (client certificate thumbprint).
+    pub cnf_x5t: Option<String>,
+    /// JSON text of extra introspection data (authorization_details, consent_id, …).
+    pub details: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Outcome of rotating a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    Rotated(TokenRecord),
+    /// Unknown, expired, revoked or already rotated.
+    Invalid,
+}
+
+pub trait TokenRepository: Send + Sync {
+    /// Stores tokens (an access token and perhaps a refresh token) at once,
+    /// refusing if their grant has been revoked meanwhile (a consent revoked
+    /// while a refresh is in flight must not yield new tokens).
+    fn put_tokens(
+        &self,
+        tokens: Vec<TokenRecord>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// An unexpired, unrevoked token.
+    fn get_active_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<TokenRecord>>> + Send;
+    /// Revokes one token (and, for a refresh token, what belongs to its grant
+    /// when `cascade`).
+    fn revoke_token(
+        &self,
+        token_hash: &str,
+        cascade: bool,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Revokes `old_hash` (a refresh token) and stores `replacement` tokens in
+    /// one transaction; one winner across instances.
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        replacement: Vec<TokenRecord>,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<RefreshRotation>> + Send;
+    /// Deletes tokens that expired before `now`; returns how many went.
+    fn purge_expired_tokens(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+// ---------------------------------------------------------------- CIBA
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibaRequestRecord {
+    pub auth_req_id_hash: String,
+    pub client_id: String,
+    /// `pending`, `approved`, `denied`.
+    pub status: String,
+    /// JSON text: scope, hint, binding_message, acr, notification token hash…
+    pub request: String,
+    pub grant_id: Option<String>,
+    pub interval: i64,
+    pub last_polled_at: Option<i64>,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
+pub trait CibaRepository: Send + Sync {
+    fn put_ciba_request(
+        &self,
+        rec: CibaRequestRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<CibaRequestRecord>>> + Send;
+    /// Moves a pending request to `approved` or `denied` (once).
+    fn decide_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        status: &str,
+        grant_id: Option<String>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records a poll; returns the previous poll time (for `slow_down`).
+    fn touch_ciba_poll(
+        &self,
+        auth_req_id_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+    /// Deletes the request once its tokens are issued (one winner).
+    fn consume_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// A browser session at the built-in login (or after a bank login hook),
+/// stored under the hash of the cookie value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub session_hash: String,
+    pub sub: String,
+    pub auth_time: i64,
+    pub acr: Option<String>,
+    /// JSON array text.
+    pub amr: String,
+    pub expires_at: i64,
+}
+
+/// An authorization request waiting for login and consent, keyed by a random
+/// interaction id that the browser carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InteractionRecord {
+    pub interaction_id: String,
+    pub client_id: String,
+    /// JSON text of the validated authorization request and progress.
+    pub state: String,
+    pub expires_at: i64,
+}
+
+pub trait SessionRepository: Send + Sync {
+    fn put_session(&self, s: SessionRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_session(
+        &self,
+        session_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<SessionRecord>>> + Send;
+    fn delete_session(&self, session_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_interaction(
+        &self,
+        i: InteractionRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn get_interaction(
+        &self,
+        interaction_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<InteractionRecord>>> + Send;
+    /// Removes the interaction; `Ok(true)` only for the first caller.
+    fn take_interaction(
+        &self,
+        interaction_id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+}
