@@ -54,13 +54,19 @@ mod tests {
         let b = new_secret();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43, "32 bytes base64url = 43 chars");
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
     }
 
     #[test]
     fn hash_is_sha256_base64url() {
         // SHA-256("abc") from FIPS 180-2.
-        assert_eq!(hash_secret("abc"), "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0");
+        assert_eq!(
+            hash_secret("abc"),
+            "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"
+        );
     }
 
     #[test]

@@ -250,7 +250,7 @@ pub struct AuthorizationCodeRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First redemption: the code is now spent.
-    Redeemed(AuthorizationCodeRecord),
+    Redeemed(Box<AuthorizationCodeRecord>),
     /// The code was already spent: a replay. Carries the grant so the caller
     /// can revoke what the first redemption issued (RFC 6749 §4.1.2).
     AlreadyUsed { grant_id: String },
@@ -310,7 +310,8 @@ pub struct TokenRecord {
 /// Outcome of rotating a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshRotation {
-    Rotated(TokenRecord),
+    /// The old refresh token, now revoked.
+    Rotated(Box<TokenRecord>),
     /// Unknown, expired, revoked or already rotated.
     Invalid,
 }
@@ -429,10 +430,8 @@ pub trait SessionRepository: Send + Sync {
         now: i64,
     ) -> impl Future<Output = StoreResult<Option<SessionRecord>>> + Send;
     fn delete_session(&self, session_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
-    fn put_interaction(
-        &self,
-        i: InteractionRecord,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_interaction(&self, i: InteractionRecord)
+    -> impl Future<Output = StoreResult<()>> + Send;
     fn get_interaction(
         &self,
         interaction_id: &str,

@@ -1,1 +1,226 @@
+//! Strongroom persistence: every storage contract of
+//! [`oauth_core::storage`] on SQLite (embedded default) or PostgreSQL, with
+//! diesel and an r2d2 pool.
+//!
+//! The backend is chosen once, from the URL scheme, in [`Store::connect`].
+//! Queries are written once against the shared schema and compiled for both
+//! backends; the few differences (transaction start, row locks) live in
+//! `db.rs`. Database calls are synchronous, so every repository method runs
+//! on tokio's blocking pool and never stalls the async executor.
+//!
+//! One-time use (codes, pushed requests, replay-cache entries, CIBA requests,
+//! interactions, refresh rotation) is a single conditional write whose
+//! affected-row count decides the winner, or an insert that a unique key
+//! refuses: correct across several server instances sharing one PostgreSQL.
+//!
+//! Referential rule: a grant must be stored before any code, token or CIBA
+//! decision that names it (foreign keys enforce it); grants are never
+//! deleted, only revoked.
 
+mod conn;
+mod db;
+mod error;
+mod models;
+mod repo;
+mod schema;
+
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+pub use oauth_core::storage::{StoreError, StoreResult};
+
+use crate::conn::{AnyConnection, Backend, CONNECT_TIMEOUT, Manager, SqlitePragmas, Target};
+use crate::error::{Fail, one_line};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Key of the PostgreSQL advisory lock that serialises migrations when
+/// several instances start at once.
+const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
+
+/// How long a spent authorization code is kept after it expires, so that a
+/// late replay is still recognised as reuse (RFC 6749 §4.1.2) and the grant
+/// revoked, rather than answered as an unknown code.
+pub const SPENT_CODE_RETENTION_SECS: i64 = 24 * 60 * 60;
+
+/// The database behind every repository trait. Cloning is cheap (the pool is
+/// reference-counted).
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<Manager>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend.name())
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+/// Rows removed by [`Store::purge_stale`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeReport {
+    pub tokens: u64,
+    pub authorization_codes: u64,
+    pub pushed_requests: u64,
+    pub ciba_requests: u64,
+    pub sessions: u64,
+    pub interactions: u64,
+}
+
+impl Store {
+    /// Opens a pool of at most `max_pool_size` connections.
+    ///
+    /// `url` is `sqlite://relative/path.db`, `sqlite:///absolute/path.db`,
+    /// `postgres://…` or `postgresql://…`; other schemes are refused. One
+    /// connection is made before returning so that a wrong or unreachable
+    /// database fails here, within about five seconds, with the driver's
+    /// message on one line (passwords removed). Blocks the calling thread for
+    /// that long at most; call it at start-up.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` for an unsupported URL or a zero pool size, `Unavailable`
+    /// when the database cannot be reached or opened.
+    pub fn connect(url: &str, max_pool_size: u32) -> StoreResult<Store> {
+        let target = Target::parse(url)?;
+        if max_pool_size == 0 {
+            return Err(StoreError::Backend(
+                "the database pool size must be at least 1".into(),
+            ));
+        }
+        // A direct attempt reports the driver's own error at once; r2d2
+        // would retry until its timeout and then report only the last one.
+        target.establish().map(drop).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to {}: {}",
+                target.display,
+                one_line(&e.to_string())
+            ))
+        })?;
+        let backend = target.backend;
+        let display = target.display.clone();
+        let pool = r2d2::Pool::builder()
+            .max_size(max_pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connection_customizer(Box::new(SqlitePragmas))
+            .error_handler(Box::new(conn::TracingErrors))
+            .build(Manager { target })
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to {display}: {}",
+                    one_line(&e.to_string())
+                ))
+            })?;
+        Ok(Store { pool, backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    #[must_use]
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Applies the embedded migrations of this backend that have not run yet.
+    /// Safe to call on every start and from several instances at once: the
+    /// whole run is one transaction behind a lock (an advisory lock on
+    /// PostgreSQL, `BEGIN IMMEDIATE` on SQLite).
+    ///
+    /// # Errors
+    ///
+    /// `Backend` when a migration fails (nothing of the run is kept),
+    /// `Unavailable` when no connection can be had.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        self.run(|conn| {
+            let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+                Fail::Store(StoreError::Backend(format!(
+                    "migration failed: {}",
+                    one_line(&e.to_string())
+                )))
+            };
+            match conn {
+                AnyConnection::Postgresql(c) => c.transaction(|c| {
+                    diesel::sql_query(format!(
+                        "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+                    ))
+                    .execute(c)?;
+                    c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                        .map(drop)
+                        .map_err(failed)
+                }),
+                AnyConnection::Sqlite(c) => c.immediate_transaction(|c| {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS)
+                        .map(drop)
+                        .map_err(failed)
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Deletes what can no longer be used: expired tokens, pushed requests,
+    /// CIBA requests, sessions and interactions, and authorization codes
+    /// [`SPENT_CODE_RETENTION_SECS`] after their expiry. Grants are kept:
+    /// they are the consent record. Each table is one statement, so writers
+    /// are never held up for the whole sweep.
+    ///
+    /// # Errors
+    ///
+    /// As for any query; rows deleted before a failure stay deleted.
+    pub async fn purge_stale(&self, now: i64) -> StoreResult<PurgeReport> {
+        use crate::schema::{
+            authorization_codes as ac, ciba_requests as cr, interactions as ia,
+            pushed_requests as pr, sessions as se, tokens as tk,
+        };
+        self.run(move |conn| {
+            db::with_conn!(conn, c => {
+                let tokens = diesel::delete(tk::table.filter(tk::expires_at.le(now))).execute(c)?;
+                let codes = diesel::delete(
+                    ac::table.filter(ac::expires_at.le(now - SPENT_CODE_RETENTION_SECS)),
+                )
+                .execute(c)?;
+                let pushed = diesel::delete(pr::table.filter(pr::expires_at.le(now))).execute(c)?;
+                let ciba = diesel::delete(cr::table.filter(cr::expires_at.le(now))).execute(c)?;
+                let sessions = diesel::delete(se::table.filter(se::expires_at.le(now))).execute(c)?;
+                let interactions =
+                    diesel::delete(ia::table.filter(ia::expires_at.le(now))).execute(c)?;
+                Ok(PurgeReport {
+                    tokens: tokens as u64,
+                    authorization_codes: codes as u64,
+                    pushed_requests: pushed as u64,
+                    ciba_requests: ciba as u64,
+                    sessions: sessions as u64,
+                    interactions: interactions as u64,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "no database connection: {}",
+                    one_line(&e.to_string())
+                ))
+            })?;
+            f(&mut conn).map_err(StoreError::from)
+        })
+        .await;
+        match joined {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Backend(format!("database task failed: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Clients: RFC 7591 §2 metadata (with the members of OpenID Connect Dynamic
+//! Registration §2, RFC 8705 §2.1.2 and §3.4, RFC 9449 §5.2, JARM §3, RFC 9126
+//! §6 and CIBA §4), validated once into a [`Client`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, OAuthError};
+use crate::storage::ClientRecord;
+
+/// Token endpoint authentication methods (RFC 7591 §2, RFC 8705 §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    PrivateKeyJwt,
+    TlsClientAuth,
+    SelfSignedTlsClientAuth,
+    /// Non-FAPI clients only.
+    ClientSecretBasic,
+    /// Non-FAPI clients only.
+    ClientSecretPost,
+    /// Public clients (never under FAPI; kept for completeness of parsing).
+    None,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// Methods FAPI 2.0 §5.3.2.1 / FAPI 1.0 Advanced §5.2.2-14 allow.
+    pub fn is_fapi(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::PrivateKeyJwt
+                | AuthMethod::TlsClientAuth
+                | AuthMethod::SelfSignedTlsClientAuth
+        )
+    }
+
+    /// Methods that rely on a client certificate.
+    pub fn is_mtls(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::TlsClientAuth | AuthMethod::SelfSignedTlsClientAuth
+        )
+    }
+}
+
+fn default_grant_types() -> Vec<String> {
+    vec!["authorization_code".into()]
+}
+
+fn default_response_types() -> Vec<String> {
+    vec!["code".into()]
+}
+
+fn default_auth_method() -> AuthMethod {
+    AuthMethod::PrivateKeyJwt
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Client metadata, with the RFC parameter names. Static clients are declared
+/// with these names in the configuration file; registered clients carry the
+/// same document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientMetadata {
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default = "default_grant_types")]
+    pub grant_types: Vec<String>,
+    #[serde(default = "default_response_types")]
+    pub response_types: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default = "default_auth_method")]
+    pub token_endpoint_auth_method: AuthMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_signing_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_subject_dn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_dns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_auth_san_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
+    /// JARM §3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_signed_response_alg: Option<String>,
+    /// RFC 9449 §5.2.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// RFC 8705 §3.4.
+    #[serde(default)]
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 9126 §6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_pushed_authorization_requests: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    /// CIBA §4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_token_delivery_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_client_notification_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_authentication_request_signing_alg: Option<String>,
+    /// Strongroom: `false` marks a client the deployment exempts from the
+    /// FAPI rules (the only way to get `client_secret_*`).
+    #[serde(default = "yes")]
+    pub fapi: bool,
+}
+
+/// A client ready for use: metadata plus what was derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub metadata: ClientMetadata,
+    /// SHA-256 of the secret, for `client_secret_*` (non-FAPI clients only).
+    pub secret_hash: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+fn invalid_metadata(d: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidClientMetadata, d.into())
+}
+
+impl ClientMetadata {
+    /// Checks the metadata against the FAPI rules and internal consistency.
+    /// Errors are `invalid_client_metadata` / `invalid_redirect_uri`
+    /// (RFC 7591 §3.2.2) with a description that says what to fix.
+    pub fn validate(&self) -> Result<(), OAuthError> {
+        if self.client_id.is_empty() || self.client_id.len() > 255 {
+            return Err(invalid_metadata("client_id must be 1 to 255 characters"));
+        }
+        for uri in &self.redirect_uris {
+            let u = url::Url::parse(uri).map_err(|_| {
+                OAuthError::new(
+                    ErrorCode::InvalidRedirectUri,
+                    format!("redirect_uri {uri} is not a URL"),
+                )
+            })?;
+            if u.fragment().is_some() {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRedirectUri,
+                    format!("redirect_uri {uri} must not contain a fragment"),
+                ));
+            }
+            if self.fapi && u.scheme() != "https" {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRedirectUri,
+                    format!("redirect_uri {uri} must use https"),
+                ));
+            }
+        }
+        if self.grant_types.iter().any(|g| g == "authorization_code")
+            && self.redirect_uris.is_empty()
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRedirectUri,
+                "redirect_uris are required for the authorization_code grant",
+            ));
+        }
+        for g in &self.grant_types {
+            if !matches!(
+                g.as_str(),
+                "authorization_code"
+                    | "refresh_token"
+                    | "client_credentials"
+                    | "urn:openid:params:grant-type:ciba"
+            ) {
+                return Err(invalid_metadata(format!("grant_type {g} is not supported")));
+            }
+        }
+        for r in &self.response_types {
+            if r != "code" {
+                return Err(invalid_metadata(format!(
+                    "response_type {r} is not supported (only code)"
+                )));
+            }
+        }
+        let method = self.token_endpoint_auth_method;
+        if self.fapi && !method.is_fapi() {
+            return Err(invalid_metadata(format!(
+                "token_endpoint_auth_method {} is not allowed for FAPI clients (use private_key_jwt, tls_client_auth or self_signed_tls_client_auth)",
+                method.as_str()
+            )));
+        }
+        if method == AuthMethod::None {
+            return Err(invalid_metadata("public clients are not supported"));
+        }
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            return Err(invalid_metadata(
+                "jwks and jwks_uri are mutually exclusive (RFC 7591 §2)",
+            ));
+        }
+        if let Some(jwks) = &self.jwks
+            && !jwks.get("keys").is_some_and(|k| k.is_array())
+        {
+            return Err(invalid_metadata("jwks must be a JWK Set with a keys array"));
+        }
+        if let Some(uri) = &self.jwks_uri {
+            let u = url::Url::parse(uri).map_err(|_| invalid_metadata("jwks_uri is not a URL"))?;
+            if u.scheme() != "https" {
+                return Err(invalid_metadata("jwks_uri must use https"));
+            }
+        }
+        let needs_keys = matches!(
+            method,
+            AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth
+        ) || self.request_object_signing_alg.is_some();
+        if needs_keys && self.jwks.is_none() && self.jwks_uri.is_none() {
+            return Err(invalid_metadata(format!(
+                "{} needs jwks or jwks_uri",
+                if self.request_object_signing_alg.is_some()
+                    && !matches!(
+                        method,
+                        AuthMethod::PrivateKeyJwt | AuthMethod::SelfSignedTlsClientAuth
+                    )
+                {
+                    "request_object_signing_alg"
+                } else {
+                    method.as_str()
+                }
+            )));
+        }
+        if method == AuthMethod::TlsClientAuth {
+            let n = [
+                &self.tls_client_auth_subject_dn,
+                &self.tls_client_auth_san_dns,
+                &self.tls_client_auth_san_uri,
+                &self.tls_client_auth_san_ip,
+                &self.tls_client_auth_san_email,
+            ]
+            .iter()
+            .filter(|v| v.is_some())
+            .count();
+            if n != 1 {
+                return Err(invalid_metadata(
+                    "tls_client_auth needs exactly one of tls_client_auth_subject_dn or tls_client_auth_san_* (RFC 8705 §2.1.2)",
+                ));
+            }
+            if let Some(dn) = &self.tls_client_auth_subject_dn {
+                crate::cert::DistinguishedName::parse_rfc4514(dn).map_err(|_| {
+                    invalid_metadata(
+                        "tls_client_auth_subject_dn is not an RFC 4514 distinguished name",
+                    )
+                })?;
+            }
+        }
+        for (name, alg) in [
+            (
+                "token_endpoint_auth_signing_alg",
+                &self.token_endpoint_auth_signing_alg,
+            ),
+            (
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            ),
+            (
+                "request_object_signing_alg",
+                &self.request_object_signing_alg,
+            ),
+            (
+                "authorization_signed_response_alg",
+                &self.authorization_signed_response_alg,
+            ),
+            (
+                "backchannel_authentication_request_signing_alg",
+                &self.backchannel_authentication_request_signing_alg,
+            ),
+        ] {
+            if let Some(alg) = alg {
+                crate::keys::JwsAlg::parse(alg).map_err(|_| {
+                    invalid_metadata(format!(
+                        "{name} {alg} is not allowed (PS256, ES256 or EdDSA)"
+                    ))
+                })?;
+            }
+        }
+        if let Some(alg) = &self.id_token_signed_response_alg
+            && !matches!(alg.as_str(), "PS256" | "ES256")
+        {
+            return Err(invalid_metadata(format!(
+                "id_token_signed_response_alg {alg} is not offered (PS256 or ES256)"
+            )));
+        }
+        if let Some(alg) = &self.authorization_signed_response_alg
+            && !matches!(alg.as_str(), "PS256" | "ES256")
+        {
+            return Err(invalid_metadata(format!(
+                "authorization_signed_response_alg {alg} is not offered (PS256 or ES256)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Validates `metadata` and derives the client.
+    pub fn new(
+        metadata: ClientMetadata,
+        secret_hash: Option<String>,
+    ) -> Result<Client, OAuthError> {
+        metadata.validate()?;
+        if matches!(
+            metadata.token_endpoint_auth_method,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        ) && secret_hash.is_none()
+        {
+            return Err(invalid_metadata("client_secret_* clients need a secret"));
+        }
+        let scopes = metadata
+            .scope
+            .as_deref()
+            .unwrap_or("openid")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        Ok(Client {
+            metadata,
+            secret_hash,
+            scopes,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.metadata.client_id
+    }
+
+    pub fn auth_method(&self) -> AuthMethod {
+        self.metadata.token_endpoint_auth_method
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.metadata.grant_types.iter().any(|g| g == grant_type)
+    }
+
+    /// Whether every scope in `requested` is allowed for this client.
+    pub fn allows_scopes<'a>(&self, requested: impl IntoIterator<Item = &'a str>) -> bool {
+        requested
+            .into_iter()
+            .all(|s| self.scopes.iter().any(|a| a == s))
+    }
+
+    /// Exact string match of a redirect URI (FAPI 2.0 §5.3.2.2-5, RFC 9700 §4.1.3).
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.metadata.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// The storage form.
+    pub fn to_record(&self, origin: &str, now: i64) -> ClientRecord {
+        ClientRecord {
+            client_id: self.metadata.client_id.clone(),
+            metadata: serde_json::to_string(&self.metadata).expect("metadata serialises"),
+            secret_hash: self.secret_hash.clone(),
+            registration_token_hash: None,
+            software_id: self.metadata.software_id.clone(),
+            origin: origin.to_string(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// From the storage form. A record that no longer validates (e.g. after
+    /// a policy change) is refused rather than used half-valid.
+    pub fn from_record(rec: &ClientRecord) -> Result<Client, OAuthError> {
+        let metadata: ClientMetadata = serde_json::from_str(&rec.metadata).map_err(|e| {
+            tracing::error!(client_id = %rec.client_id, error = %e, "stored client metadata unreadable");
+            OAuthError::server_error()
+        })?;
+        Client::new(metadata, rec.secret_hash.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ClientMetadata {
+        serde_json::from_value(serde_json::json!({
+            "client_id": "tpp-1",
+            "redirect_uris": ["https://tpp.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": []},
+            "scope": "openid accounts",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_fapi() {
+        let m = base();
+        assert_eq!(m.grant_types, vec!["authorization_code"]);
+        assert_eq!(m.response_types, vec!["code"]);
+        assert!(m.fapi);
+        let c = Client::new(m, None).unwrap();
+        assert!(c.allows_scopes(["openid", "accounts"]));
+        assert!(!c.allows_scopes(["payments"]));
+        assert!(c.has_redirect_uri("https://tpp.example/cb"));
+        assert!(!c.has_redirect_uri("https://tpp.example/cb?x=1"));
+    }
+
+    #[test]
+    fn secrets_only_for_non_fapi_clients() {
+        let mut m = base();
+        m.token_endpoint_auth_method = AuthMethod::ClientSecretBasic;
+        assert_eq!(
+            m.validate().unwrap_err().code,
+            ErrorCode::InvalidClientMetadata
+        );
+        m.fapi = false;
+        assert!(Client::new(m.clone(), None).is_err(), "secret required");
+        assert!(Client::new(m, Some("hash".into())).is_ok());
+    }
+
+    #[test]
+    fn inconsistent_metadata_is_refused() {
+        let mut m = base();
+        m.redirect_uris = vec!["http://tpp.example/cb".into()];
+        assert_eq!(
+            m.validate().unwrap_err().code,
+            ErrorCode::InvalidRedirectUri
+        );
+        let mut m = base();
+        m.jwks = None;
+        assert_eq!(
+            m.validate().unwrap_err().code,
+            ErrorCode::InvalidClientMetadata
+        );
+        let mut m = base();
+        m.token_endpoint_auth_signing_alg = Some("RS256".into());
+        assert!(m.validate().is_err());
+        let mut m = base();
+        m.token_endpoint_auth_method = AuthMethod::TlsClientAuth;
+        assert!(m.validate().is_err(), "tls_client_auth needs a DN or SAN");
+        m.tls_client_auth_subject_dn = Some("CN=tpp-1,O=Example TPP,C=GB".into());
+        assert!(m.validate().is_ok());
+        let mut m = base();
+        m.response_types = vec!["code id_token".into()];
+        assert!(m.validate().is_err());
+        assert!(
+            serde_json::from_value::<ClientMetadata>(
+                serde_json::json!({"client_id": "x", "bogus": 1})
+            )
+            .is_err()
+        );
+    }
+}
+
+/// A client that proved who it is at an endpoint, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthenticatedClient {
+    pub client: Client,
+    pub method: AuthMethod,
+}

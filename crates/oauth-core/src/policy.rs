@@ -1,0 +1,112 @@
+//! The policy bundle: one profile switch turns on a whole set of rules.
+
+use serde::Deserialize;
+
+/// Which specification profile the provider enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Profile {
+    /// FAPI 2.0 Security Profile (final): PAR required, PKCE S256, `aud` of
+    /// client assertions exactly the issuer, sender-constrained tokens.
+    #[default]
+    #[serde(rename = "fapi2")]
+    Fapi2,
+    /// FAPI 2.0 Message Signing: as FAPI 2.0, plus signed request objects
+    /// at PAR.
+    #[serde(rename = "fapi2-message-signing")]
+    Fapi2MessageSigning,
+    /// FAPI 1.0 Advanced (final): client assertion `aud` may also be the
+    /// token or PAR endpoint URL or an array containing the issuer.
+    #[serde(rename = "fapi1-advanced")]
+    Fapi1Advanced,
+    /// UK Open Banking security profile (FAPI 1.0 Advanced rules, intents).
+    #[serde(rename = "uk-ob")]
+    UkOpenBanking,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Fapi2 => "fapi2",
+            Profile::Fapi2MessageSigning => "fapi2-message-signing",
+            Profile::Fapi1Advanced => "fapi1-advanced",
+            Profile::UkOpenBanking => "uk-ob",
+        }
+    }
+
+    /// FAPI 2.0 §5.3.2.1 rule set (vs. FAPI 1.0 Advanced).
+    pub fn is_fapi2(self) -> bool {
+        matches!(self, Profile::Fapi2 | Profile::Fapi2MessageSigning)
+    }
+}
+
+/// How access tokens look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessTokenFormat {
+    /// Random, stored hashed; checked by introspection.
+    #[default]
+    Opaque,
+    /// RFC 9068 JWT, signed once, also stored hashed (so it can be revoked).
+    Jwt,
+}
+
+/// Everything the protocol code needs to know about the deployment, derived
+/// once from the configuration.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub issuer: String,
+    pub profile: Profile,
+    /// RFC 9126 §2.2 `expires_in` of a request URI.
+    pub par_lifetime_secs: i64,
+    /// Authorization code lifetime (FAPI: ≤ 60 s).
+    pub code_lifetime_secs: i64,
+    pub access_token_lifetime_secs: i64,
+    pub refresh_token_lifetime_secs: i64,
+    pub id_token_lifetime_secs: i64,
+    /// Issue a new refresh token on every refresh (FAPI 2.0 §5.3.2.1 advises
+    /// against it, so off by default).
+    pub rotate_refresh_tokens: bool,
+    pub access_token_format: AccessTokenFormat,
+    /// RFC 9126 §5 `require_pushed_authorization_requests`.
+    pub require_par: bool,
+    /// FAPI 2.0 Message Signing §5.3.1: request objects at PAR.
+    pub require_signed_request_object: bool,
+    /// Tolerated clock skew for `iat`/`nbf`/`exp` (seconds).
+    pub clock_skew_secs: i64,
+    /// DPoP proof `iat` window (RFC 9449 §11.1).
+    pub dpop_iat_window_secs: i64,
+    /// RFC 9449 §8: require server-provided nonces in DPoP proofs.
+    pub require_dpop_nonce: bool,
+    /// Scopes the server knows.
+    pub scopes: Vec<String>,
+}
+
+impl Policy {
+    pub fn new(issuer: impl Into<String>, profile: Profile) -> Self {
+        Self {
+            issuer: issuer.into(),
+            profile,
+            par_lifetime_secs: 60,
+            code_lifetime_secs: 60,
+            access_token_lifetime_secs: 600,
+            refresh_token_lifetime_secs: 30 * 86_400,
+            id_token_lifetime_secs: 600,
+            rotate_refresh_tokens: false,
+            access_token_format: AccessTokenFormat::Opaque,
+            require_par: true,
+            require_signed_request_object: profile == Profile::Fapi2MessageSigning,
+            clock_skew_secs: 10,
+            dpop_iat_window_secs: 60,
+            require_dpop_nonce: false,
+            scopes: vec![
+                "openid".into(),
+                "profile".into(),
+                "email".into(),
+                "offline_access".into(),
+                "accounts".into(),
+                "payments".into(),
+                "fundsconfirmations".into(),
+            ],
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! Configuration: one TOML file (`config/strongroom.toml` by default) plus the
+//! environment overrides a container needs. Loaded and validated once at
+//! start; a bad value is reported in one line naming the key, and the process
+//! exits with code 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default configuration file, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "config/strongroom.toml";
+
+/// A configuration problem, rendered as one line: `<key>: <what is wrong>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A policy bundle: which specification profile the provider enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Profile {
+    /// FAPI 2.0 Security Profile (final).
+    #[default]
+    #[serde(rename = "fapi2")]
+    Fapi2,
+    /// FAPI 1.0 Advanced (final).
+    #[serde(rename = "fapi1-advanced")]
+    Fapi1Advanced,
+    /// UK Open Banking security profile (on FAPI 1.0 Advanced rules).
+    #[serde(rename = "uk-ob")]
+    UkOpenBanking,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Public issuer identifier (OIDC Discovery §3, RFC 8414 §2): https, no
+    /// query, no fragment.
+    pub issuer: String,
+    pub profile: Profile,
+    /// Where generated dev keys, certificates and the SQLite file live.
+    pub data_dir: PathBuf,
+    /// Development conveniences (generated key-encryption key, clear-text
+    /// demo passwords). Never enable in production.
+    pub dev_mode: bool,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    pub keys: KeysConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Browser-facing listener (authorize, login, consent, discovery); it
+    /// never asks for a client certificate.
+    pub listen: String,
+    /// Listener for endpoints that take client certificates (token, PAR,
+    /// userinfo, introspection, revocation, registration). Empty: single
+    /// listener mode, where `listen` also asks for (optional) certificates.
+    pub mtls_listen: String,
+    /// Public base URL of the mTLS listener, advertised in
+    /// `mtls_endpoint_aliases` (RFC 8705 §5). Default: the issuer's scheme
+    /// and host with the port of `mtls_listen`.
+    pub mtls_base_url: String,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum TlsSuites {
+    /// TLS 1.2 limited to the RFC 9325 ECDHE + AES-GCM suites (FAPI 2.0 §5.2.1).
+    #[default]
+    #[serde(rename = "fapi2")]
+    Fapi2,
+    /// TLS 1.2 limited to ECDHE-RSA + AES-GCM (FAPI 1.0 Part 2 §8.5): needs an
+    /// RSA server certificate.
+    #[serde(rename = "fapi1")]
+    Fapi1,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub suites: TlsSuites,
+    /// PEM certificate chain of the server; empty = generate a dev CA and a
+    /// localhost certificate in the data dir on first start.
+    pub certificate: String,
+    /// PEM private key of the server certificate.
+    pub private_key: String,
+    /// PEM bundle of CAs that issue client certificates for
+    /// `tls_client_auth` (RFC 8705 §2.1). Empty: the dev CA in dev mode.
+    pub client_ca: String,
+    /// Take the client certificate from this request header (RFC 9440
+    /// `Client-Cert`) when a TLS-terminating proxy sits in front.
+    pub client_cert_header: String,
+    /// Addresses (IP or CIDR) whose `client_cert_header` is believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`. Empty:
+    /// SQLite in the data dir.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Base64url 32-byte key that seals private keys at rest. Prefer the
+    /// environment (`STRONGROOM_KEY_ENCRYPTION_KEY`). Empty in dev mode: one
+    /// is generated into the data dir (with a warning).
+    pub encryption_key: String,
+    /// After `strongroom keys rotate`, new keys are published at once and
+    /// sign only after this many seconds, so relying parties' JWKS caches
+    /// have them first.
+    pub activation_delay_secs: u64,
+    /// How long a retired key stays published for verification (at least the
+    /// longest lifetime of anything signed with it).
+    pub retention_secs: u64,
+    /// How often each instance re-reads the key table (rotation by another
+    /// instance).
+    pub reload_interval_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `strongroom=debug,info`, …
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "https://localhost:8443".into(),
+            profile: Profile::Fapi2,
+            data_dir: PathBuf::from("data"),
+            dev_mode: false,
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            database: DatabaseConfig::default(),
+            keys: KeysConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8443".into(),
+            mtls_listen: "127.0.0.1:8444".into(),
+            mtls_base_url: String::new(),
+            workers: 0,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            suites: TlsSuites::Fapi2,
+            certificate: String::new(),
+            private_key: String::new(),
+            client_ca: String::new(),
+            client_cert_header: String::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 16,
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            encryption_key: String::new(),
+            activation_delay_secs: 3600,
+            retention_secs: 86_400,
+            reload_interval_secs: 60,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The environment variables that override the file.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for std::collections::HashMap<&str, &str> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).map(|s| s.to_string())
+    }
+}
+
+impl Config {
+    /// Loads the configuration: the file named by `STRONGROOM_CONFIG` (or
+    /// [`DEFAULT_CONFIG_PATH`] when it exists; built-in defaults otherwise),
+    /// then the environment overrides, then validation.
+    pub fn load(env: &impl Env) -> Result<Config, ConfigError> {
+        let (path, required) = match env.var("STRONGROOM_CONFIG") {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let mut cfg = if path.exists() || required {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError::new(
+                    "STRONGROOM_CONFIG",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Self::parse(&text, &path)?
+        } else {
+            Config::default()
+        };
+        cfg.apply_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; errors name the file, line and key.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => {
+                    let line_no = text[..span.start].matches('\n').count() + 1;
+                    let line_text = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                    let key = line_text.split('=').next().unwrap_or("").trim().to_string();
+                    (line_no, key)
+                }
+                None => (0, String::new()),
+            };
+            let message = e.message().replace('\n', " ");
+            let key = if key.is_empty() {
+                "config".to_string()
+            } else {
+                key
+            };
+            ConfigError::new(
+                format!("{}:{line}: {key}", path.display()),
+                message.trim().to_string(),
+            )
+        })
+    }
+
+    fn apply_env(&mut self, env: &impl Env) -> Result<(), ConfigError> {
+        if let Some(v) = env.var("STRONGROOM_LISTEN") {
+            self.server.listen = v;
+        }
+        if let Some(v) = env.var("STRONGROOM_MTLS_LISTEN") {
+            self.server.mtls_listen = if v == "none" { String::new() } else { v };
+        }
+        if let Some(v) = env.var("STRONGROOM_ISSUER") {
+            self.issuer = v;
+        }
+        if let Some(v) = env.var("STRONGROOM_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env.var("STRONGROOM_DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = env.var("STRONGROOM_KEY_ENCRYPTION_KEY") {
+            self.keys.encryption_key = v;
+        }
+        if let Some(v) = env.var("STRONGROOM_LOG") {
+            // `debug`, `json`, `debug,json`, `strongroom=trace,info,json`
+            let mut levels = Vec::new();
+            for part in v.split(',').map(str::trim) {
+                match part {
+                    "json" => self.log.format = LogFormat::Json,
+                    "text" => self.log.format = LogFormat::Text,
+                    "" => {}
+                    other => levels.push(other),
+                }
+            }
+            if !levels.is_empty() {
+                self.log.level = levels.join(",");
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every value that can be checked without touching the network.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = url::Url::parse(&self.issuer)
+            .map_err(|e| ConfigError::new("issuer", format!("not a URL ({e})")))?;
+        if issuer.scheme() != "https" {
+            return Err(ConfigError::new("issuer", "must be an https URL"));
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(ConfigError::new(
+                "issuer",
+                "must not have a query or fragment",
+            ));
+        }
+        if self.issuer.ends_with('/') {
+            return Err(ConfigError::new(
+                "issuer",
+                "must not end with '/' (it is compared as an exact string)",
+            ));
+        }
+        parse_addr("server.listen", &self.server.listen)?;
+        if !self.server.mtls_listen.is_empty() {
+            let mtls = parse_addr("server.mtls_listen", &self.server.mtls_listen)?;
+            if mtls == parse_addr("server.listen", &self.server.listen)? {
+                return Err(ConfigError::new(
+                    "server.mtls_listen",
+                    "must differ from server.listen (leave it empty for single-listener mode)",
+                ));
+            }
+        }
+        if !self.server.mtls_base_url.is_empty() {
+            let u = url::Url::parse(&self.server.mtls_base_url).map_err(|e| {
+                ConfigError::new("server.mtls_base_url", format!("not a URL ({e})"))
+            })?;
+            if u.scheme() != "https" {
+                return Err(ConfigError::new(
+                    "server.mtls_base_url",
+                    "must be an https URL",
+                ));
+            }
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir", "must not be empty"));
+        }
+        if self.tls.certificate.is_empty() != self.tls.private_key.is_empty() {
+            return Err(ConfigError::new(
+                "tls.private_key",
+                "tls.certificate and tls.private_key are set together or not at all",
+            ));
+        }
+        if !self.tls.client_cert_header.is_empty() && self.tls.trusted_proxies.is_empty() {
+            return Err(ConfigError::new(
+                "tls.trusted_proxies",
+                "must list the proxy addresses when tls.client_cert_header is set",
+            ));
+        }
+        for p in &self.tls.trusted_proxies {
+            p.parse::<crate::tls::IpCidr>().map_err(|_| {
+                ConfigError::new(
+                    "tls.trusted_proxies",
+                    format!("'{p}' is not an IP address or CIDR"),
+                )
+            })?;
+        }
+        let url = self.database_url();
+        if !(url.starts_with("sqlite://")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "database.url",
+                "must start with sqlite://, postgres:// or postgresql://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.keys.encryption_key.is_empty() && !self.dev_mode {
+            return Err(ConfigError::new(
+                "keys.encryption_key",
+                "required outside dev mode (set STRONGROOM_KEY_ENCRYPTION_KEY; `strongroom keys new-kek` makes one)",
+            ));
+        }
+        if self.keys.reload_interval_secs == 0 {
+            return Err(ConfigError::new(
+                "keys.reload_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", format!("invalid filter ({e})")))?;
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("strongroom.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The public base URL of the mTLS listener, when there is one.
+    pub fn mtls_base_url(&self) -> Option<String> {
+        if self.server.mtls_listen.is_empty() {
+            return None;
+        }
+        if !self.server.mtls_base_url.is_empty() {
+            return Some(self.server.mtls_base_url.trim_end_matches('/').to_string());
+        }
+        let mut u = url::Url::parse(&self.issuer).ok()?;
+        let port = self
+            .server
+            .mtls_listen
+            .rsplit(':')
+            .next()?
+            .parse::<u16>()
+            .ok()?;
+        u.set_port(Some(port)).ok()?;
+        Some(u.as_str().trim_end_matches('/').to_string())
+    }
+}
+
+fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse::<SocketAddr>()
+        .map_err(|_| ConfigError::new(key, format!("'{v}' is not host:port (e.g. 0.0.0.0:8443)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_shipped_config_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strongroom.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = Config::parse(&text, &path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.issuer, "https://localhost:8443");
+        assert!(cfg.dev_mode);
+    }
+
+    #[test]
+    fn the_postgres_example_is_valid_once_a_kek_is_given() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/examples/production-postgres.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut cfg = Config::parse(&text, &path).unwrap();
+        assert!(!cfg.dev_mode);
+        assert!(cfg.database_url().starts_with("postgres://"));
+        let env: HashMap<&str, &str> = [("STRONGROOM_KEY_ENCRYPTION_KEY", "x")]
+            .into_iter()
+            .collect();
+        cfg.apply_env(&env).unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_file_line_and_key() {
+        let err = Config::parse(
+            "issuer = \"https://a\"\nisuer = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        let line = err.to_string();
+        assert!(line.starts_with("c.toml:2: isuer:"), "{line}");
+        assert!(line.contains("unknown field"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = Config::parse("[server]\nworkers = \"many\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:2: workers:"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let mut cfg = Config {
+            dev_mode: true,
+            ..Config::default()
+        };
+        let env: HashMap<&str, &str> = [
+            ("STRONGROOM_LISTEN", "0.0.0.0:9443"),
+            ("STRONGROOM_MTLS_LISTEN", "0.0.0.0:9444"),
+            ("STRONGROOM_ISSUER", "https://op.bank.example"),
+            ("STRONGROOM_DATA_DIR", "/var/lib/strongroom"),
+            ("STRONGROOM_DATABASE_URL", "postgres://op@db/op"),
+            ("STRONGROOM_LOG", "debug,json"),
+        ]
+        .into_iter()
+        .collect();
+        cfg.apply_env(&env).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.server.listen, "0.0.0.0:9443");
+        assert_eq!(cfg.issuer, "https://op.bank.example");
+        assert_eq!(cfg.database_url(), "postgres://op@db/op");
+        assert_eq!(cfg.log.format, LogFormat::Json);
+        assert_eq!(cfg.log.level, "debug");
+        assert_eq!(cfg.mtls_base_url().unwrap(), "https://op.bank.example:9444");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|c| c.issuer = "http://op".into()), "issuer"),
+            (Box::new(|c| c.issuer = "https://op/?x=1".into()), "issuer"),
+            (Box::new(|c| c.issuer = "https://op/".into()), "issuer"),
+            (
+                Box::new(|c| c.server.listen = "localhost".into()),
+                "server.listen",
+            ),
+            (
+                Box::new(|c| c.server.mtls_listen = "127.0.0.1:8443".into()),
+                "server.mtls_listen",
+            ),
+            (
+                Box::new(|c| c.database.url = "mysql://x".into()),
+                "database.url",
+            ),
+            (
+                Box::new(|c| c.database.max_connections = 0),
+                "database.max_connections",
+            ),
+            (
+                Box::new(|c| c.tls.certificate = "a.pem".into()),
+                "tls.private_key",
+            ),
+            (
+                Box::new(|c| c.tls.client_cert_header = "Client-Cert".into()),
+                "tls.trusted_proxies",
+            ),
+            (
+                Box::new(|c| c.tls.trusted_proxies = vec!["10.0.0.0/99".into()]),
+                "tls.trusted_proxies",
+            ),
+            (Box::new(|c| c.log.level = "info,[".into()), "log.level"),
+            (
+                Box::new(|c| {
+                    c.dev_mode = false;
+                    c.keys.encryption_key.clear()
+                }),
+                "keys.encryption_key",
+            ),
+        ];
+        for (mutate, key) in cases {
+            let mut cfg = Config {
+                dev_mode: true,
+                ..Config::default()
+            };
+            mutate(&mut cfg);
+            let err = cfg.validate().expect_err(key);
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn missing_config_file_named_by_env_is_an_error() {
+        let env: HashMap<&str, &str> = [("STRONGROOM_CONFIG", "/nonexistent/strongroom.toml")]
+            .into_iter()
+            .collect();
+        let err = Config::load(&env).unwrap_err();
+        assert_eq!(err.key, "STRONGROOM_CONFIG");
+    }
+}

@@ -1,0 +1,122 @@
+//! Routes that belong to the server itself (discovery, JWKS, health) and the
+//! one place where [`OAuthError`] becomes an HTTP response.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError, web};
+use oauth_core::error::OAuthError;
+use oauth_core::keys::Keys;
+use oauth_core::storage::HealthCheck;
+use token_store::Store;
+
+/// Shared state of every worker. Cheap to clone (Arcs inside).
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub keys: Arc<Keys>,
+    /// The discovery document, serialised once at start.
+    pub metadata: web::Bytes,
+}
+
+/// Renders OAuth errors: JSON body, the spec's status, `no-store`, and the
+/// `DPoP-Nonce` header when one is due (RFC 9449 §8).
+pub struct ApiError(pub OAuthError);
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(nonce) = &self.0.dpop_nonce {
+            res.insert_header(("DPoP-Nonce", nonce.as_str()));
+        }
+        res.json(self.0.to_json())
+    }
+}
+
+/// `GET /.well-known/openid-configuration` and
+/// `/.well-known/oauth-authorization-server` (RFC 8414 §3).
+pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .body(state.metadata.clone())
+}
+
+/// `GET /jwks`: the provider's public keys (RFC 7517 §5), including keys
+/// published ahead of activation and retired keys still valid for verification.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        ))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .body(web::Bytes::copy_from_slice(&state.keys.jwks_json()))
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body("ok")
+}
+
+/// `GET /readyz`: the database answers; 503 otherwise.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body("ready"),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .body("database unavailable")
+        }
+    }
+}
+
+/// Paths of the routes above, shared by the router and discovery.
+pub const JWKS_PATH: &str = "/jwks";
+
+/// Registers the routes that every listener serves.
+pub fn configure_common(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(discovery),
+    )
+    .route(JWKS_PATH, web::get().to(jwks))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz));
+}

@@ -1,0 +1,344 @@
+//! Start-up: everything between a validated [`Config`] and a listening server.
+//! Every failure here is a [`StartError`]: one line naming the problem, and
+//! exit code 2 from `main`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use oauth_core::discovery::{Capabilities, ProviderMetadata};
+use oauth_core::keys::{KeyEncryptionKey, KeySet, Keys};
+use oauth_core::secret::now;
+use oauth_core::storage::{KeyRepository, ReplayCache, TokenRepository};
+use token_store::Store;
+
+use crate::config::{Config, LogFormat, TlsSuites};
+use crate::http::{self, AppState};
+use crate::tls::{ClientCertSource, ClientCertTrust, ServerTls, TlsProfile};
+
+/// A start-up failure, printed as one line.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn fail(what: impl std::fmt::Display) -> StartError {
+    StartError(what.to_string().replace('\n', " "))
+}
+
+/// Sets up logging once; later calls are ignored (tests start several servers).
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match cfg.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Installs the one process-wide rustls crypto provider (aws-lc-rs), so no
+/// code path can pick another at run time.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Makes sure the data dir exists and can be written.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        fail(format_args!(
+            "data_dir {}: cannot create ({e})",
+            dir.display()
+        ))
+    })?;
+    let probe = dir.join(".write-test");
+    std::fs::write(&probe, b"ok").map_err(|e| {
+        fail(format_args!(
+            "data_dir {}: not writable ({e})",
+            dir.display()
+        ))
+    })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// The key-encryption key: from the configuration, or in dev mode generated
+/// once into the data dir.
+pub fn key_encryption_key(cfg: &Config) -> Result<KeyEncryptionKey, StartError> {
+    if !cfg.keys.encryption_key.is_empty() {
+        return KeyEncryptionKey::from_base64url(cfg.keys.encryption_key.trim())
+            .map_err(|e| fail(format_args!("keys.encryption_key: {e}")));
+    }
+    let path = cfg.data_dir.join("key-encryption-key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return KeyEncryptionKey::from_base64url(text.trim())
+            .map_err(|e| fail(format_args!("{}: {e}", path.display())));
+    }
+    let kek = KeyEncryptionKey::generate();
+    write_private(&path, kek.to_base64url().as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "dev mode: generated a key-encryption key into the data dir; in production set STRONGROOM_KEY_ENCRYPTION_KEY"
+    );
+    Ok(kek)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), StartError> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| fail(format_args!("{}: cannot write ({e})", path.display())))?;
+    f.write_all(data)
+        .map_err(|e| fail(format_args!("{}: cannot write ({e})", path.display())))
+}
+
+/// Opens the database and applies pending migrations.
+pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
+    let url = cfg.database_url();
+    let store = Store::connect(&url, cfg.database.max_connections)
+        .map_err(|e| fail(format_args!("database.url: {e}")))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| fail(format_args!("database migrations: {e}")))?;
+    Ok(store)
+}
+
+/// Loads the provider's keys, generating any that are missing (first start).
+pub async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeySet, StartError> {
+    let t = now();
+    let existing = store
+        .list_keys(t)
+        .await
+        .map_err(|e| fail(format_args!("loading keys: {e}")))?;
+    let missing = oauth_core::keys::missing_keys(&existing, kek, t)
+        .map_err(|e| fail(format_args!("keys: {e}")))?;
+    let records = if missing.is_empty() {
+        existing
+    } else {
+        for k in &missing {
+            tracing::info!(kid = %k.kid, alg = %k.alg, "generated provider key");
+        }
+        store
+            .rotate_keys(missing, Vec::new())
+            .await
+            .map_err(|e| fail(format_args!("storing keys: {e}")))?;
+        store
+            .list_keys(t)
+            .await
+            .map_err(|e| fail(format_args!("loading keys: {e}")))?
+    };
+    KeySet::build(records, kek, t).map_err(|e| {
+        fail(format_args!(
+            "keys: {e} (is keys.encryption_key the one these keys were sealed with?)"
+        ))
+    })
+}
+
+/// Where the TLS material comes from.
+pub struct TlsMaterial {
+    pub chain: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The configured certificate, or dev certificates in the data dir.
+pub fn tls_material(cfg: &Config) -> Result<TlsMaterial, StartError> {
+    if !cfg.tls.certificate.is_empty() {
+        return Ok(TlsMaterial {
+            chain: PathBuf::from(&cfg.tls.certificate),
+            key: PathBuf::from(&cfg.tls.private_key),
+            client_ca: (!cfg.tls.client_ca.is_empty()).then(|| PathBuf::from(&cfg.tls.client_ca)),
+        });
+    }
+    let dev = crate::devcerts::ensure_dev_certs(&cfg.data_dir)
+        .map_err(|e| fail(format_args!("dev certificates: {e}")))?;
+    if dev.created {
+        tracing::warn!(ca = %dev.ca_cert.display(), "generated a dev CA and a localhost certificate; trust this CA file in your client");
+    } else {
+        tracing::info!(ca = %dev.ca_cert.display(), "using the dev certificate; its CA is this file");
+    }
+    let client_ca = if !cfg.tls.client_ca.is_empty() {
+        Some(PathBuf::from(&cfg.tls.client_ca))
+    } else if cfg.dev_mode {
+        Some(dev.ca_cert.clone())
+    } else {
+        None
+    };
+    Ok(TlsMaterial {
+        chain: dev.server_chain,
+        key: dev.server_key,
+        client_ca,
+    })
+}
+
+/// What the server offers, for discovery.
+pub fn capabilities(cfg: &Config, keys: &Keys) -> Capabilities {
+    Capabilities {
+        jwks_path: http::JWKS_PATH.into(),
+        mtls_base_url: cfg.mtls_base_url(),
+        signing_algs: keys
+            .signing_algs()
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect(),
+        ..Capabilities::default()
+    }
+}
+
+/// Listening sockets, bound before the server is built (so tests can use
+/// port 0 and learn the port first).
+pub struct Listeners {
+    pub main: TcpListener,
+    pub mtls: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub fn bind(cfg: &Config) -> Result<Listeners, StartError> {
+        let bind = |key: &str, addr: &str| {
+            TcpListener::bind(addr)
+                .map_err(|e| fail(format_args!("{key} {addr}: cannot listen ({e})")))
+        };
+        Ok(Listeners {
+            main: bind("server.listen", &cfg.server.listen)?,
+            mtls: if cfg.server.mtls_listen.is_empty() {
+                None
+            } else {
+                Some(bind("server.mtls_listen", &cfg.server.mtls_listen)?)
+            },
+        })
+    }
+}
+
+/// A prepared server: state built, sockets bound, not yet running.
+pub struct Prepared {
+    pub cfg: Arc<Config>,
+    pub state: AppState,
+    pub tls: ServerTls,
+    pub cert_source: web::Data<ClientCertSource>,
+    pub trust: Arc<ClientCertTrust>,
+    pub kek: Arc<KeyEncryptionKey>,
+}
+
+/// Builds everything the server needs from the configuration.
+pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
+    install_crypto_provider();
+    ensure_data_dir(&cfg.data_dir)?;
+    let material = tls_material(&cfg)?;
+    let profile = match cfg.tls.suites {
+        TlsSuites::Fapi2 => TlsProfile::Fapi2,
+        TlsSuites::Fapi1 => TlsProfile::Fapi1,
+    };
+    let tls = ServerTls::build(profile, &material.chain, &material.key).map_err(fail)?;
+    let trust = Arc::new(ClientCertTrust::new(material.client_ca.as_deref()).map_err(fail)?);
+    let cert_source = web::Data::new(
+        ClientCertSource::new(
+            trust.clone(),
+            (!cfg.tls.client_cert_header.is_empty()).then(|| cfg.tls.client_cert_header.clone()),
+            &cfg.tls.trusted_proxies,
+        )
+        .map_err(fail)?,
+    );
+    let kek = key_encryption_key(&cfg)?;
+    let store = open_store(&cfg).await?;
+    let keyset = load_keys(&store, &kek).await?;
+    let keys = Arc::new(Keys::new(keyset));
+    let metadata = ProviderMetadata::build(&cfg.issuer, &capabilities(&cfg, &keys));
+    let metadata = web::Bytes::from(serde_json::to_vec(&metadata).map_err(fail)?);
+    Ok(Prepared {
+        cfg: Arc::new(cfg),
+        state: AppState {
+            store,
+            keys,
+            metadata,
+        },
+        tls,
+        cert_source,
+        trust,
+        kek: Arc::new(kek),
+    })
+}
+
+/// Starts the HTTP server on the given sockets and the background tasks
+/// (key reload, purge of expired single-use values and tokens).
+pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server, StartError> {
+    let state = p.state.clone();
+    let cert_source = p.cert_source.clone();
+    let workers = if p.cfg.server.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        p.cfg.server.workers
+    };
+    let single = listeners.mtls.is_none();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .app_data(cert_source.clone())
+            .configure(http::configure_common)
+    })
+    .workers(workers)
+    .on_connect(crate::tls::on_connect(p.trust.clone()));
+    let main_tls = if single {
+        p.tls.mtls()
+    } else {
+        p.tls.browser()
+    };
+    server = server
+        .listen_rustls_0_23(listeners.main, main_tls)
+        .map_err(|e| fail(format_args!("server.listen: {e}")))?;
+    if let Some(mtls) = listeners.mtls {
+        server = server
+            .listen_rustls_0_23(mtls, p.tls.mtls())
+            .map_err(|e| fail(format_args!("server.mtls_listen: {e}")))?;
+    }
+    let server = server.run();
+    spawn_background(p.state, p.kek, p.cfg);
+    Ok(server)
+}
+
+fn spawn_background(state: AppState, kek: Arc<KeyEncryptionKey>, cfg: Arc<Config>) {
+    let reload_every = Duration::from_secs(cfg.keys.reload_interval_secs);
+    let keys_state = state.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(reload_every).await;
+            let t = now();
+            match keys_state.store.list_keys(t).await {
+                Ok(records) => match KeySet::build(records, &kek, t) {
+                    Ok(set) => keys_state.keys.reload(set),
+                    Err(e) => {
+                        tracing::error!(error = %e, "key reload failed; keeping the current keys")
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "key reload: database unavailable"),
+            }
+        }
+    });
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(Duration::from_secs(300)).await;
+            let t = now();
+            if let Err(e) = state.store.purge_expired(t).await {
+                tracing::warn!(error = %e, "purging the replay cache failed");
+            }
+            if let Err(e) = state.store.purge_expired_tokens(t).await {
+                tracing::warn!(error = %e, "purging expired tokens failed");
+            }
+        }
+    });
+}

@@ -1,0 +1,199 @@
+//! Starts a real Strongroom on ephemeral ports with a fresh data dir and a
+//! fresh database (SQLite file, or a new database on the PostgreSQL server
+//! named by `STRONGROOM_TEST_DATABASE_URL`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strongroom::config::Config;
+use strongroom::startup::{self, Listeners};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh database URL for `backend`.
+pub fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("strongroom.db").display()),
+        Backend::Postgres => create_pg_database(),
+    }
+}
+
+/// Creates a uniquely named database on the test PostgreSQL server.
+pub fn create_pg_database() -> String {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let admin = std::env::var("STRONGROOM_TEST_DATABASE_URL").expect(
+        "STRONGROOM_TEST_DATABASE_URL is not set: PostgreSQL tests need a server. \
+         Run `make test` or `scripts/with-postgres.sh cargo test`",
+    );
+    let name = format!(
+        "sr_srv_{}",
+        oauth_core::secret::random_token(9)
+            .to_lowercase()
+            .replace(['-', '_'], "x")
+    );
+    let mut conn = PgConnection::establish(&admin).expect("connect to the test PostgreSQL");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .expect("create test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// Drops a test database (used to simulate the database going away).
+pub fn drop_pg_database(url: &str) {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let admin = std::env::var("STRONGROOM_TEST_DATABASE_URL").unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    let mut conn = PgConnection::establish(&admin).unwrap();
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut conn)
+        .unwrap();
+}
+
+pub struct TestServer {
+    pub issuer: String,
+    pub mtls_base: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub main_port: u16,
+    pub mtls_port: u16,
+    handle: actix_web::dev::ServerHandle,
+    _tmp: Option<Arc<tempfile::TempDir>>,
+}
+
+pub struct Setup {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub tmp: Option<Arc<tempfile::TempDir>>,
+}
+
+impl Setup {
+    pub fn new(backend: Backend) -> Setup {
+        let tmp = Arc::new(tempfile::tempdir().unwrap());
+        let data_dir = tmp.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let database_url = fresh_database(backend, tmp.path());
+        Setup {
+            data_dir,
+            database_url,
+            tmp: Some(tmp),
+        }
+    }
+
+    /// A dev-mode configuration on ephemeral ports.
+    pub fn config(&self, main_port: u16, mtls_port: u16) -> Config {
+        let mut cfg = Config {
+            issuer: format!("https://localhost:{main_port}"),
+            data_dir: self.data_dir.clone(),
+            dev_mode: true,
+            ..Config::default()
+        };
+        cfg.server.listen = format!("127.0.0.1:{main_port}");
+        cfg.server.mtls_listen = format!("127.0.0.1:{mtls_port}");
+        cfg.server.workers = 2;
+        cfg.database.url = self.database_url.clone();
+        cfg.database.max_connections = 4;
+        cfg.log.level = "error".into();
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    /// Starts a server on this setup's data dir and database.
+    pub async fn start(&self) -> TestServer {
+        let main = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mtls = TcpListener::bind("127.0.0.1:0").unwrap();
+        let main_port = main.local_addr().unwrap().port();
+        let mtls_port = mtls.local_addr().unwrap().port();
+        let cfg = self.config(main_port, mtls_port);
+        startup::init_logging(&cfg);
+        let issuer = cfg.issuer.clone();
+        let mtls_base = cfg.mtls_base_url().unwrap();
+        let prepared = startup::prepare(cfg).await.expect("server prepares");
+        let server = startup::serve(
+            prepared,
+            Listeners {
+                main,
+                mtls: Some(mtls),
+            },
+        )
+        .expect("server starts");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TestServer {
+            issuer,
+            mtls_base,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            main_port,
+            mtls_port,
+            handle,
+            _tmp: self.tmp.clone(),
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Setup::new(backend).start().await
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+
+    pub fn dev_ca(&self) -> PathBuf {
+        self.data_dir.join("dev-ca.pem")
+    }
+
+    /// An HTTPS client trusting the dev CA, optionally presenting a client
+    /// certificate (PEM cert + key).
+    pub fn client(&self, identity: Option<(&str, &str)>) -> reqwest::Client {
+        https_client(&self.dev_ca(), identity)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+
+    pub fn mtls_url(&self, path: &str) -> String {
+        format!("{}{}", self.mtls_base, path)
+    }
+}
+
+/// An HTTPS client on the one crypto provider (aws-lc-rs), trusting `ca`.
+pub fn https_client(ca: &Path, identity: Option<(&str, &str)>) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .map(|c| c.unwrap())
+                    .collect();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}

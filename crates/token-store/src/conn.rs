@@ -1,0 +1,242 @@
+//! Connections: the URL, the backend it selects, and the r2d2 manager.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel::{ConnectionError, PgConnection, SqliteConnection};
+use oauth_core::storage::StoreError;
+
+use crate::error::one_line;
+
+/// How long a new connection or a pool checkout may take before the store
+/// reports the database unavailable.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One pooled connection of whichever backend the URL chose.
+#[derive(diesel::MultiConnection)]
+pub(crate) enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A parsed database URL: what to hand the driver, and what to show in
+/// messages (never a password).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub backend: Backend,
+    pub conninfo: String,
+    pub display: String,
+}
+
+impl Target {
+    /// Accepts `sqlite://path` (relative), `sqlite:///abs/path`,
+    /// `postgres://…` and `postgresql://…`.
+    pub(crate) fn parse(url: &str) -> Result<Target, StoreError> {
+        let url = url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Backend(
+                    "database URL `sqlite://` names no file: use sqlite://path/to/file.db".into(),
+                ));
+            }
+            // Every pooled connection would open its own empty database.
+            if path == ":memory:" || path.contains("mode=memory") {
+                return Err(StoreError::Backend(
+                    "in-memory SQLite cannot back a connection pool: use sqlite://path/to/file.db"
+                        .into(),
+                ));
+            }
+            return Ok(Target {
+                backend: Backend::Sqlite,
+                conninfo: path.to_owned(),
+                display: format!("sqlite://{path}"),
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Target {
+                backend: Backend::Postgres,
+                conninfo: with_connect_timeout(url),
+                display: redact_password(url),
+            });
+        }
+        let scheme = match url.split_once(':') {
+            Some((scheme, _)) if !scheme.is_empty() => scheme,
+            _ => "(none)",
+        };
+        Err(StoreError::Backend(format!(
+            "unsupported database URL scheme `{scheme}`: use sqlite://path/to/file.db, \
+             postgres://user@host/db or postgresql://user@host/db"
+        )))
+    }
+
+    pub(crate) fn establish(&self) -> Result<AnyConnection, ConnectionError> {
+        match self.backend {
+            Backend::Postgres => {
+                PgConnection::establish(&self.conninfo).map(AnyConnection::Postgresql)
+            }
+            Backend::Sqlite => {
+                SqliteConnection::establish(&self.conninfo).map(AnyConnection::Sqlite)
+            }
+        }
+    }
+}
+
+/// libpq waits for the OS TCP timeout (minutes) on a black-holed host unless
+/// told otherwise; the caller's own setting wins.
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout={}", CONNECT_TIMEOUT.as_secs())
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Establishes connections for the one backend chosen from the URL.
+///
+/// diesel's `ConnectionManager<AnyConnection>` is not used because the
+/// derived `MultiConnection::establish` tries every backend in turn and
+/// discards their errors: a mistyped PostgreSQL URL would end as "Invalid
+/// connection url" after an attempt to open it as a SQLite file.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub target: Target,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        self.target.establish()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        // A panic mid-transaction leaves the connection in an unknown state.
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+/// Per-connection SQLite settings. `busy_timeout` comes first so that the
+/// switch to WAL, which needs a lock, waits for a concurrently opening
+/// connection instead of failing.
+#[derive(Debug)]
+pub(crate) struct SqlitePragmas;
+
+impl r2d2::CustomizeConnection<AnyConnection, ConnectionError> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        if let AnyConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA busy_timeout = 5000; \
+                 PRAGMA journal_mode = WAL; \
+                 PRAGMA foreign_keys = ON; \
+                 PRAGMA synchronous = NORMAL;",
+            )
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sends r2d2's background connection errors to `tracing` (r2d2 itself
+/// logs through the `log` crate, which the server does not collect).
+#[derive(Debug)]
+pub(crate) struct TracingErrors;
+
+impl r2d2::HandleError<ConnectionError> for TracingErrors {
+    fn handle_error(&self, error: ConnectionError) {
+        tracing::warn!(error = %one_line(&error.to_string()), "database connection failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_keep_relative_and_absolute_paths() {
+        let rel = Target::parse("sqlite://data/strongroom.db").unwrap();
+        assert_eq!(rel.backend, Backend::Sqlite);
+        assert_eq!(rel.conninfo, "data/strongroom.db");
+        let abs = Target::parse("sqlite:///var/lib/strongroom/db.sqlite").unwrap();
+        assert_eq!(abs.conninfo, "/var/lib/strongroom/db.sqlite");
+    }
+
+    #[test]
+    fn postgres_urls_get_a_connect_timeout_unless_they_have_one() {
+        let t = Target::parse("postgres://u@h/db").unwrap();
+        assert_eq!(t.backend, Backend::Postgres);
+        assert_eq!(t.conninfo, "postgres://u@h/db?connect_timeout=5");
+        let t = Target::parse("postgresql://u@h/db?sslmode=require").unwrap();
+        assert_eq!(
+            t.conninfo,
+            "postgresql://u@h/db?sslmode=require&connect_timeout=5"
+        );
+        let t = Target::parse("postgres://u@h/db?connect_timeout=1").unwrap();
+        assert_eq!(t.conninfo, "postgres://u@h/db?connect_timeout=1");
+    }
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        let t = Target::parse("postgres://app:s3cret@db:5432/sr?sslmode=require").unwrap();
+        assert_eq!(t.display, "postgres://app:***@db:5432/sr?sslmode=require");
+        assert!(!t.display.contains("s3cret"));
+        assert_eq!(
+            redact_password("postgres://app@db/sr"),
+            "postgres://app@db/sr"
+        );
+    }
+
+    #[test]
+    fn other_schemes_are_refused_by_name() {
+        let err = Target::parse("mysql://root:pw@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unsupported database URL scheme `mysql`"),
+            "{err}"
+        );
+        assert!(!err.contains("pw"), "{err}");
+        let err = Target::parse("strongroom.db").unwrap_err().to_string();
+        assert!(err.contains("unsupported"), "{err}");
+        assert!(Target::parse("sqlite://").is_err());
+        let err = Target::parse("sqlite://:memory:").unwrap_err().to_string();
+        assert!(err.contains("in-memory"), "{err}");
+    }
+}

@@ -1,0 +1,85 @@
+use diesel::prelude::*;
+use oauth_core::storage::{ClientRecord, ClientRepository, StoreResult};
+
+use crate::Store;
+use crate::db::{Db, with_conn};
+use crate::models::ClientRow;
+use crate::schema::{
+    authorization_codes as ac, ciba_requests as cr, clients as cl, grants as gr,
+    interactions as ia, pushed_requests as pr, tokens as tk,
+};
+
+impl ClientRepository for Store {
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+        let client_id = client_id.to_owned();
+        self.run(move |conn| {
+            let row: Option<ClientRow> = with_conn!(conn, c => cl::table
+                .find(&client_id)
+                .select(ClientRow::as_select())
+                .first(c)
+                .optional()?);
+            Ok(row.map(ClientRecord::from))
+        })
+        .await
+    }
+
+    async fn put_client(&self, client: ClientRecord) -> StoreResult<()> {
+        let row = ClientRow::from(client);
+        self.run(move |conn| {
+            with_conn!(conn, c => diesel::insert_into(cl::table)
+                .values(&row)
+                .on_conflict(cl::client_id)
+                .do_update()
+                .set(&row)
+                .execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Revokes the client's grants and every token issued to it (with or
+    /// without a grant), deletes its codes, pushed requests, CIBA requests
+    /// and pending interactions, then the client: one transaction. The
+    /// cleanup runs even when the client row is already gone, so a retried
+    /// delete finishes what it started.
+    async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
+        let client_id = client_id.to_owned();
+        self.run(move |conn| {
+            let id = client_id.as_str();
+            with_conn!(conn, c => c.write_tx(|c| {
+                c.lock_grants_of_client(id)?;
+                diesel::update(gr::table.filter(gr::client_id.eq(id)).filter(gr::revoked_at.is_null()))
+                    .set(gr::revoked_at.eq(Some(now)))
+                    .execute(c)?;
+                let of_client = gr::table
+                    .filter(gr::client_id.eq(id))
+                    .select(gr::grant_id.nullable());
+                diesel::update(
+                    tk::table
+                        .filter(tk::revoked_at.is_null())
+                        .filter(tk::client_id.eq(id).or(tk::grant_id.eq_any(of_client))),
+                )
+                .set(tk::revoked_at.eq(Some(now)))
+                .execute(c)?;
+                diesel::delete(ac::table.filter(ac::client_id.eq(id))).execute(c)?;
+                diesel::delete(pr::table.filter(pr::client_id.eq(id))).execute(c)?;
+                diesel::delete(cr::table.filter(cr::client_id.eq(id))).execute(c)?;
+                diesel::delete(ia::table.filter(ia::client_id.eq(id))).execute(c)?;
+                let n = diesel::delete(cl::table.find(id)).execute(c)?;
+                Ok(n == 1)
+            }))
+        })
+        .await
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
+        self.run(|conn| {
+            let rows: Vec<ClientRow> = with_conn!(conn, c => cl::table
+                .order(cl::client_id)
+                .select(ClientRow::as_select())
+                .load(c)?);
+            Ok(rows.into_iter().map(ClientRecord::from).collect())
+        })
+        .await
+    }
+}

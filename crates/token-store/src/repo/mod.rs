@@ -1,0 +1,13 @@
+//! One module per contract of `oauth_core::storage`, each an `impl … for
+//! Store`.
+
+mod ciba;
+mod clients;
+mod codes;
+mod grants;
+mod health;
+mod keys;
+mod par;
+mod replay;
+mod sessions;
+mod tokens;

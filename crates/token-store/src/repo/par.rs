@@ -1,0 +1,55 @@
+use diesel::prelude::*;
+use oauth_core::storage::{PushedRequestRecord, PushedRequestRepository, StoreResult};
+
+use crate::Store;
+use crate::db::with_conn;
+use crate::models::PushedRequestRow;
+use crate::schema::pushed_requests as pr;
+
+impl PushedRequestRepository for Store {
+    async fn put_pushed_request(&self, rec: PushedRequestRecord) -> StoreResult<()> {
+        let row = PushedRequestRow::from(rec);
+        self.run(move |conn| {
+            with_conn!(conn, c => diesel::insert_into(pr::table).values(&row).execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_pushed_request(
+        &self,
+        request_uri_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<PushedRequestRecord>> {
+        let hash = request_uri_hash.to_owned();
+        self.run(move |conn| {
+            let row: Option<PushedRequestRow> = with_conn!(conn, c => pr::table
+                .find(&hash)
+                .filter(pr::consumed_at.is_null())
+                .filter(pr::expires_at.gt(now))
+                .select(PushedRequestRow::as_select())
+                .first(c)
+                .optional()?);
+            Ok(row.map(PushedRequestRecord::from))
+        })
+        .await
+    }
+
+    /// RFC 9126 §4: a `request_uri` is one-time use. The conditional update
+    /// is the whole decision; the row stays until it expires.
+    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
+        let hash = request_uri_hash.to_owned();
+        self.run(move |conn| {
+            let n = with_conn!(conn, c => diesel::update(
+                pr::table
+                    .find(&hash)
+                    .filter(pr::consumed_at.is_null())
+                    .filter(pr::expires_at.gt(now)),
+            )
+            .set(pr::consumed_at.eq(Some(now)))
+            .execute(c)?);
+            Ok(n == 1)
+        })
+        .await
+    }
+}

@@ -1,0 +1,95 @@
+use diesel::prelude::*;
+use oauth_core::storage::{InteractionRecord, SessionRecord, SessionRepository, StoreResult};
+
+use crate::Store;
+use crate::db::with_conn;
+use crate::models::{InteractionRow, SessionRow};
+use crate::schema::{interactions as ia, sessions as se};
+
+impl SessionRepository for Store {
+    /// Inserts or replaces the session.
+    async fn put_session(&self, s: SessionRecord) -> StoreResult<()> {
+        let row = SessionRow::from(s);
+        self.run(move |conn| {
+            with_conn!(conn, c => diesel::insert_into(se::table)
+                .values(&row)
+                .on_conflict(se::session_hash)
+                .do_update()
+                .set(&row)
+                .execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_session(
+        &self,
+        session_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let hash = session_hash.to_owned();
+        self.run(move |conn| {
+            let row: Option<SessionRow> = with_conn!(conn, c => se::table
+                .find(&hash)
+                .filter(se::expires_at.gt(now))
+                .select(SessionRow::as_select())
+                .first(c)
+                .optional()?);
+            Ok(row.map(SessionRecord::from))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
+        let hash = session_hash.to_owned();
+        self.run(move |conn| {
+            with_conn!(conn, c => diesel::delete(se::table.find(&hash)).execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Inserts or replaces the interaction (its state advances as login and
+    /// consent progress).
+    async fn put_interaction(&self, i: InteractionRecord) -> StoreResult<()> {
+        let row = InteractionRow::from(i);
+        self.run(move |conn| {
+            with_conn!(conn, c => diesel::insert_into(ia::table)
+                .values(&row)
+                .on_conflict(ia::interaction_id)
+                .do_update()
+                .set(&row)
+                .execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_interaction(
+        &self,
+        interaction_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<InteractionRecord>> {
+        let id = interaction_id.to_owned();
+        self.run(move |conn| {
+            let row: Option<InteractionRow> = with_conn!(conn, c => ia::table
+                .find(&id)
+                .filter(ia::expires_at.gt(now))
+                .select(InteractionRow::as_select())
+                .first(c)
+                .optional()?);
+            Ok(row.map(InteractionRecord::from))
+        })
+        .await
+    }
+
+    /// The delete's row count picks the one caller that may continue.
+    async fn take_interaction(&self, interaction_id: &str) -> StoreResult<bool> {
+        let id = interaction_id.to_owned();
+        self.run(move |conn| {
+            let n = with_conn!(conn, c => diesel::delete(ia::table.find(&id)).execute(c)?);
+            Ok(n == 1)
+        })
+        .await
+    }
+}

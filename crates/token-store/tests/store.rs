@@ -1,0 +1,1383 @@
+//! token-store against real databases: every repository scenario runs on a
+//! SQLite file and on PostgreSQL (a fresh database per test on the server
+//! named by `STRONGROOM_TEST_DATABASE_URL`; `scripts/with-postgres.sh`
+//! provides one). One test binary, so the crate links once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use oauth_core::storage::*;
+use token_store::{PurgeReport, SPENT_CODE_RETENTION_SECS, Store};
+use tokio::sync::Barrier;
+
+const NOW: i64 = 1_700_000_000;
+const ENV: &str = "STRONGROOM_TEST_DATABASE_URL";
+
+// ------------------------------------------------------------- harness
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A migrated store on its own database, removed when dropped.
+struct TestDb {
+    store: Store,
+    url: String,
+    backend: &'static str,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    PgDatabase { admin_url: String, name: String },
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match self {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::PgDatabase { admin_url, name } => {
+                let dropped = PgConnection::establish(admin_url).map(|mut c| {
+                    diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut c)
+                });
+                if !matches!(dropped, Ok(Ok(_))) {
+                    eprintln!("could not drop test database {name}");
+                }
+            }
+        }
+    }
+}
+
+fn admin_url() -> String {
+    match std::env::var(ENV) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{ENV} is not set, so the PostgreSQL half of the token-store tests cannot run. \
+             Run `make test` or `scripts/with-postgres.sh cargo test -p token-store`, or set \
+             {ENV} to an admin URL of a PostgreSQL 15 server (e.g. \
+             postgres://postgres@127.0.0.1:5432/postgres)."
+        ),
+    }
+}
+
+/// The admin URL with its database name replaced.
+fn url_for_database(admin: &str, db: &str) -> String {
+    let (scheme, rest) = admin.split_once("://").expect("a postgres:// URL");
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    format!("{scheme}://{authority}/{db}{query}")
+}
+
+async fn sqlite_db() -> TestDb {
+    let dir = std::env::temp_dir().join(unique_name("token-store-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("strongroom.db").display());
+    let store = Store::connect(&url, 8).expect("open SQLite");
+    store.migrate().await.expect("migrate SQLite");
+    TestDb {
+        store,
+        url,
+        backend: "sqlite",
+        cleanup: Cleanup::Dir(dir),
+    }
+}
+
+async fn postgres_db() -> TestDb {
+    let admin = admin_url();
+    let name = unique_name("sr_test");
+    let mut conn = PgConnection::establish(&admin)
+        .unwrap_or_else(|e| panic!("cannot reach the PostgreSQL named by {ENV}: {e}"));
+    diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .expect("CREATE DATABASE");
+    let cleanup = Cleanup::PgDatabase {
+        admin_url: admin.clone(),
+        name: name.clone(),
+    };
+    let url = url_for_database(&admin, &name);
+    let store = Store::connect(&url, 8).expect("open PostgreSQL");
+    store.migrate().await.expect("migrate PostgreSQL");
+    TestDb {
+        store,
+        url,
+        backend: "postgres",
+        cleanup,
+    }
+}
+
+/// Each scenario becomes `<scenario>::sqlite` and `<scenario>::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::sqlite_db().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::postgres_db().await).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    ping_and_backend_name,
+    migrations_are_idempotent,
+    foreign_keys_are_enforced,
+    keys_rotate_and_list,
+    replay_cache_single_use_and_expiry,
+    replay_cache_one_winner_under_concurrency,
+    clients_insert_replace_list,
+    delete_client_cascades,
+    pushed_requests_single_use_and_expiry,
+    grants_put_get_list,
+    codes_redeem_once_and_detect_reuse,
+    codes_one_winner_under_concurrency,
+    tokens_put_get_expiry_and_atomic_batches,
+    revoke_token_and_cascade,
+    revoke_by_consent_and_grant,
+    rotate_refresh_rules,
+    rotate_refresh_one_winner_under_concurrency,
+    revocation_never_leaves_live_tokens_under_concurrency,
+    purge_removes_only_stale_rows,
+    ciba_lifecycle,
+    ciba_concurrent_decisions_and_polls,
+    sessions_and_interactions,
+);
+
+// ------------------------------------------------------------- fixtures
+
+fn client(id: &str) -> ClientRecord {
+    ClientRecord {
+        client_id: id.into(),
+        metadata: format!(r#"{{"client_name":"{id}"}}"#),
+        secret_hash: Some(format!("secret-of-{id}")),
+        registration_token_hash: Some(format!("rat-of-{id}")),
+        software_id: Some("sw-1".into()),
+        origin: "dynamic".into(),
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn grant(id: &str, client_id: &str, consent_id: Option<&str>) -> GrantRecord {
+    GrantRecord {
+        grant_id: id.into(),
+        client_id: client_id.into(),
+        sub: Some("alice".into()),
+        scope: "openid accounts".into(),
+        consent_id: consent_id.map(Into::into),
+        details: r#"{"acr":"urn:bank:sca"}"#.into(),
+        created_at: NOW,
+        revoked_at: None,
+    }
+}
+
+fn token(hash: &str, kind: TokenKind, client_id: &str, grant_id: Option<&str>) -> TokenRecord {
+    TokenRecord {
+        token_hash: hash.into(),
+        kind,
+        client_id: client_id.into(),
+        grant_id: grant_id.map(Into::into),
+        sub: Some("alice".into()),
+        scope: "openid accounts".into(),
+        cnf_jkt: None,
+        cnf_x5t: Some("x5t-thumbprint".into()),
+        details: "{}".into(),
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        revoked_at: None,
+    }
+}
+
+fn access(hash: &str, client_id: &str, grant_id: Option<&str>) -> TokenRecord {
+    token(hash, TokenKind::Access, client_id, grant_id)
+}
+
+fn refresh(hash: &str, client_id: &str, grant_id: Option<&str>) -> TokenRecord {
+    token(hash, TokenKind::Refresh, client_id, grant_id)
+}
+
+fn code(hash: &str, grant_id: &str, client_id: &str) -> AuthorizationCodeRecord {
+    AuthorizationCodeRecord {
+        code_hash: hash.into(),
+        grant_id: grant_id.into(),
+        client_id: client_id.into(),
+        request: r#"{"redirect_uri":"https://rp.example/cb","code_challenge":"abc"}"#.into(),
+        expires_at: NOW + 60,
+        created_at: NOW,
+    }
+}
+
+fn pushed(hash: &str, client_id: &str) -> PushedRequestRecord {
+    PushedRequestRecord {
+        request_uri_hash: hash.into(),
+        client_id: client_id.into(),
+        request: r#"{"scope":"openid"}"#.into(),
+        expires_at: NOW + 90,
+        created_at: NOW,
+    }
+}
+
+fn ciba(hash: &str, client_id: &str) -> CibaRequestRecord {
+    CibaRequestRecord {
+        auth_req_id_hash: hash.into(),
+        client_id: client_id.into(),
+        status: "pending".into(),
+        request: r#"{"binding_message":"W4SCT"}"#.into(),
+        grant_id: None,
+        interval: 5,
+        last_polled_at: None,
+        expires_at: NOW + 120,
+        created_at: NOW,
+    }
+}
+
+fn interaction(id: &str, client_id: &str) -> InteractionRecord {
+    InteractionRecord {
+        interaction_id: id.into(),
+        client_id: client_id.into(),
+        state: r#"{"step":"login"}"#.into(),
+        expires_at: NOW + 600,
+    }
+}
+
+async fn is_active(s: &Store, hash: &str) -> bool {
+    s.get_active_token(hash, NOW + 1).await.unwrap().is_some()
+}
+
+async fn seed_grant(s: &Store, id: &str, client_id: &str, consent: Option<&str>) {
+    s.put_grant(grant(id, client_id, consent)).await.unwrap();
+}
+
+// ------------------------------------------------------------- scenarios
+
+async fn ping_and_backend_name(db: TestDb) {
+    db.store.ping().await.unwrap();
+    assert_eq!(db.store.backend_name(), db.backend);
+}
+
+async fn migrations_are_idempotent(db: TestDb) {
+    db.store.put_client(client("c1")).await.unwrap();
+    db.store.migrate().await.unwrap();
+    // A second instance starting on the same database.
+    let other = Store::connect(&db.url, 2).unwrap();
+    other.migrate().await.unwrap();
+    assert_eq!(other.get_client("c1").await.unwrap(), Some(client("c1")));
+}
+
+async fn foreign_keys_are_enforced(db: TestDb) {
+    let s = &db.store;
+    // A code for a grant that was never stored is refused, not orphaned
+    // (on SQLite this shows that PRAGMA foreign_keys is on).
+    let err = s
+        .put_code(code("c-orphan", "no-such-grant", "c1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert_eq!(
+        s.redeem_code("c-orphan", NOW).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+}
+
+async fn keys_rotate_and_list(db: TestDb) {
+    let s = &db.store;
+    let key = |kid: &str, created_at: i64| KeyRecord {
+        kid: kid.into(),
+        alg: "PS256".into(),
+        key_use: "sig".into(),
+        private_sealed: vec![0, 1, 2, 0xff, 0, 0xfe],
+        public_jwk: format!(r#"{{"kid":"{kid}","kty":"RSA"}}"#),
+        created_at,
+        active_from: created_at,
+        retired_at: None,
+        expires_at: None,
+    };
+    s.rotate_keys(vec![key("k2", NOW - 100), key("k1", NOW - 200)], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_keys(NOW).await.unwrap(),
+        vec![key("k1", NOW - 200), key("k2", NOW - 100)]
+    );
+
+    s.rotate_keys(vec![key("k3", NOW)], vec![("k1".into(), NOW, NOW + 50)])
+        .await
+        .unwrap();
+    let listed = s.list_keys(NOW).await.unwrap();
+    let kids: Vec<_> = listed.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["k1", "k2", "k3"]);
+    assert_eq!(listed[0].retired_at, Some(NOW));
+    assert_eq!(listed[0].expires_at, Some(NOW + 50));
+    let kids_later: Vec<_> = s
+        .list_keys(NOW + 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids_later, ["k2", "k3"]);
+
+    // Retiring an unknown key undoes the whole rotation.
+    let err = s
+        .rotate_keys(
+            vec![key("k4", NOW + 1)],
+            vec![("nope".into(), NOW, NOW + 1)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Backend(ref m) if m.contains("nope")),
+        "{err:?}"
+    );
+    assert!(
+        !s.list_keys(NOW)
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == "k4")
+    );
+
+    // A duplicate kid is a conflict.
+    let err = s
+        .rotate_keys(vec![key("k2", NOW)], vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+}
+
+async fn replay_cache_single_use_and_expiry(db: TestDb) {
+    let s = &db.store;
+    let k = ReplayKind::DpopProof;
+    assert!(s.consume_once(k, "jti-1", NOW + 10, NOW).await.unwrap());
+    assert!(!s.consume_once(k, "jti-1", NOW + 10, NOW + 1).await.unwrap());
+    assert!(!s.consume_once(k, "jti-1", NOW + 10, NOW + 9).await.unwrap());
+    // Same value, other kind: separate namespace.
+    assert!(
+        s.consume_once(ReplayKind::ClientAssertion, "jti-1", NOW + 10, NOW)
+            .await
+            .unwrap()
+    );
+    // Once the entry has expired the value may be recorded again.
+    assert!(
+        s.consume_once(k, "jti-1", NOW + 100, NOW + 10)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.consume_once(k, "jti-1", NOW + 100, NOW + 11)
+            .await
+            .unwrap()
+    );
+
+    assert!(s.consume_once(k, "jti-2", NOW + 20, NOW).await.unwrap());
+    assert!(
+        s.consume_once(ReplayKind::HookResult, "h", NOW + 500, NOW)
+            .await
+            .unwrap()
+    );
+    // Expired at NOW+20: ClientAssertion jti-1 (NOW+10) and jti-2 (NOW+20).
+    assert_eq!(s.purge_expired(NOW + 20).await.unwrap(), 2);
+    assert_eq!(s.purge_expired(NOW + 20).await.unwrap(), 0);
+    assert!(
+        !s.consume_once(k, "jti-1", NOW + 100, NOW + 21)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.consume_once(ReplayKind::HookResult, "h", NOW + 500, NOW + 21)
+            .await
+            .unwrap()
+    );
+}
+
+async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
+    for round in 0..5 {
+        let value = format!("jti-race-{round}");
+        let barrier = Arc::new(Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (s, b, v) = (db.store.clone(), barrier.clone(), value.clone());
+                tokio::spawn(async move {
+                    b.wait().await;
+                    s.consume_once(ReplayKind::RequestObject, &v, NOW + 60, NOW)
+                        .await
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for t in tasks {
+            if t.await.unwrap().unwrap() {
+                wins += 1;
+            }
+        }
+        assert_eq!(
+            wins, 1,
+            "round {round}: {wins} callers consumed the same value"
+        );
+    }
+}
+
+async fn clients_insert_replace_list(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.get_client("b").await.unwrap(), None);
+    s.put_client(client("b")).await.unwrap();
+    s.put_client(client("a")).await.unwrap();
+    assert_eq!(s.get_client("b").await.unwrap(), Some(client("b")));
+
+    let mut changed = client("b");
+    changed.metadata = r#"{"client_name":"renamed"}"#.into();
+    changed.secret_hash = None;
+    changed.registration_token_hash = None;
+    changed.updated_at = NOW + 5;
+    s.put_client(changed.clone()).await.unwrap();
+    assert_eq!(s.get_client("b").await.unwrap(), Some(changed.clone()));
+    assert_eq!(s.list_clients().await.unwrap(), vec![client("a"), changed]);
+}
+
+async fn delete_client_cascades(db: TestDb) {
+    let s = &db.store;
+    for c in ["A", "B"] {
+        s.put_client(client(c)).await.unwrap();
+    }
+    seed_grant(s, "gA", "A", Some("consent-A")).await;
+    seed_grant(s, "gB", "B", None).await;
+    assert!(
+        s.put_tokens(vec![
+            access("atA", "A", Some("gA")),
+            refresh("rtA", "A", Some("gA"))
+        ])
+        .await
+        .unwrap()
+    );
+    assert!(s.put_tokens(vec![access("ccA", "A", None)]).await.unwrap());
+    assert!(
+        s.put_tokens(vec![access("atB", "B", Some("gB"))])
+            .await
+            .unwrap()
+    );
+    s.put_code(code("codeA", "gA", "A")).await.unwrap();
+    s.put_code(code("codeB", "gB", "B")).await.unwrap();
+    s.put_pushed_request(pushed("parA", "A")).await.unwrap();
+    s.put_ciba_request(ciba("cibaA", "A")).await.unwrap();
+    s.put_interaction(interaction("iA", "A")).await.unwrap();
+
+    assert!(s.delete_client("A", NOW + 1).await.unwrap());
+
+    assert_eq!(s.get_client("A").await.unwrap(), None);
+    for t in ["atA", "rtA", "ccA"] {
+        assert!(!is_active(s, t).await, "{t} still active");
+    }
+    assert_eq!(
+        s.get_grant("gA").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1)
+    );
+    assert_eq!(
+        s.redeem_code("codeA", NOW + 2).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+    assert_eq!(s.get_pushed_request("parA", NOW + 2).await.unwrap(), None);
+    assert_eq!(s.get_ciba_request("cibaA").await.unwrap(), None);
+    assert_eq!(s.get_interaction("iA", NOW + 2).await.unwrap(), None);
+    assert!(
+        !s.put_tokens(vec![access("late", "A", Some("gA"))])
+            .await
+            .unwrap()
+    );
+
+    // The other client is untouched.
+    assert!(s.get_client("B").await.unwrap().is_some());
+    assert!(is_active(s, "atB").await);
+    assert_eq!(s.get_grant("gB").await.unwrap().unwrap().revoked_at, None);
+    assert!(matches!(
+        s.redeem_code("codeB", NOW + 2).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+
+    assert!(!s.delete_client("A", NOW + 3).await.unwrap());
+    assert!(!s.delete_client("never-existed", NOW + 3).await.unwrap());
+}
+
+async fn pushed_requests_single_use_and_expiry(db: TestDb) {
+    let s = &db.store;
+    let rec = pushed("uri-1", "c1");
+    s.put_pushed_request(rec.clone()).await.unwrap();
+    // Readable more than once until consumed.
+    assert_eq!(
+        s.get_pushed_request("uri-1", NOW).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(
+        s.get_pushed_request("uri-1", NOW + 1).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert!(s.consume_pushed_request("uri-1", NOW + 2).await.unwrap());
+    assert!(!s.consume_pushed_request("uri-1", NOW + 3).await.unwrap());
+    assert_eq!(s.get_pushed_request("uri-1", NOW + 3).await.unwrap(), None);
+
+    s.put_pushed_request(pushed("uri-2", "c1")).await.unwrap();
+    assert_eq!(s.get_pushed_request("uri-2", NOW + 90).await.unwrap(), None);
+    assert!(!s.consume_pushed_request("uri-2", NOW + 90).await.unwrap());
+    assert!(!s.consume_pushed_request("unknown", NOW).await.unwrap());
+
+    // Same request_uri twice is a conflict, not an overwrite.
+    let err = s
+        .put_pushed_request(pushed("uri-2", "c2"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+
+    s.put_pushed_request(pushed("uri-3", "c1")).await.unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, b) = (db.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.consume_pushed_request("uri-3", NOW + 1).await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        wins += u32::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn grants_put_get_list(db: TestDb) {
+    let s = &db.store;
+    let mut g1 = grant("g1", "c1", Some("k1"));
+    let mut g2 = grant("g2", "c1", Some("k2"));
+    g2.sub = Some("bob".into());
+    g2.created_at = NOW + 1;
+    let mut g3 = grant("g3", "c2", Some("k1"));
+    g3.created_at = NOW + 2;
+    let mut g4 = grant("g4", "c2", None);
+    g4.sub = None;
+    g4.created_at = NOW + 3;
+    for g in [&g3, &g1, &g4, &g2] {
+        s.put_grant(g.clone()).await.unwrap();
+    }
+    assert_eq!(s.get_grant("g4").await.unwrap(), Some(g4.clone()));
+    assert_eq!(s.get_grant("nope").await.unwrap(), None);
+
+    let list = |f: GrantFilter| async move {
+        s.list_grants(f)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|g| g.grant_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(GrantFilter::default()).await, ["g1", "g2", "g3", "g4"]);
+    let by_consent = GrantFilter {
+        consent_id: Some("k1".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_consent).await, ["g1", "g3"]);
+    let by_client = GrantFilter {
+        client_id: Some("c1".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(by_client).await, ["g1", "g2"]);
+    let alice_at_c2 = GrantFilter {
+        client_id: Some("c2".into()),
+        sub: Some("alice".into()),
+        ..Default::default()
+    };
+    assert_eq!(list(alice_at_c2).await, ["g3"]);
+
+    // The consent step fills in the consent id and details later.
+    g1.consent_id = Some("k9".into());
+    g1.details = r#"{"accounts":["123"]}"#.into();
+    s.put_grant(g1.clone()).await.unwrap();
+    assert_eq!(s.get_grant("g1").await.unwrap(), Some(g1.clone()));
+
+    // A revoked grant stays revoked whatever is written later.
+    assert_eq!(s.revoke_grant("g1", NOW + 10).await.unwrap(), 1);
+    g1.scope = "openid".into();
+    s.put_grant(g1.clone()).await.unwrap();
+    let stored = s.get_grant("g1").await.unwrap().unwrap();
+    assert_eq!(stored.revoked_at, Some(NOW + 10));
+    assert_eq!(stored.scope, "openid");
+
+    // Writing a grant as revoked revokes its tokens too.
+    assert!(
+        s.put_tokens(vec![access("at-g2", "c1", Some("g2"))])
+            .await
+            .unwrap()
+    );
+    g2.revoked_at = Some(NOW + 20);
+    s.put_grant(g2.clone()).await.unwrap();
+    assert!(!is_active(s, "at-g2").await);
+}
+
+async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    let rec = code("code-1", "g1", "c1");
+    s.put_code(rec.clone()).await.unwrap();
+    assert_eq!(
+        s.redeem_code("code-1", NOW + 1).await.unwrap(),
+        CodeRedemption::Redeemed(Box::new(rec))
+    );
+    assert_eq!(
+        s.redeem_code("code-1", NOW + 2).await.unwrap(),
+        CodeRedemption::AlreadyUsed {
+            grant_id: "g1".into()
+        }
+    );
+    // Reuse is still recognised after the code's expiry...
+    assert_eq!(
+        s.redeem_code("code-1", NOW + 600).await.unwrap(),
+        CodeRedemption::AlreadyUsed {
+            grant_id: "g1".into()
+        }
+    );
+    // ...and survives the purge until the retention window has passed.
+    s.purge_stale(NOW + 600).await.unwrap();
+    assert_eq!(
+        s.redeem_code("code-1", NOW + 601).await.unwrap(),
+        CodeRedemption::AlreadyUsed {
+            grant_id: "g1".into()
+        }
+    );
+    let report = s
+        .purge_stale(NOW + 60 + SPENT_CODE_RETENTION_SECS)
+        .await
+        .unwrap();
+    assert_eq!(report.authorization_codes, 1);
+    assert_eq!(
+        s.redeem_code("code-1", NOW + 60 + SPENT_CODE_RETENTION_SECS)
+            .await
+            .unwrap(),
+        CodeRedemption::Invalid
+    );
+
+    assert_eq!(
+        s.redeem_code("unknown", NOW).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+
+    s.put_code(code("code-2", "g1", "c1")).await.unwrap();
+    assert_eq!(
+        s.redeem_code("code-2", NOW + 60).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+    assert_eq!(
+        s.redeem_code("code-2", NOW + 61).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+    // Asked with an earlier clock, the code is still redeemable: the
+    // failed attempts did not spend it.
+    assert_eq!(
+        s.redeem_code("code-2", NOW + 59).await.unwrap(),
+        CodeRedemption::Redeemed(Box::new(code("code-2", "g1", "c1")))
+    );
+
+    let err = s.put_code(code("code-2", "g1", "c1")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+}
+
+async fn codes_one_winner_under_concurrency(db: TestDb) {
+    seed_grant(&db.store, "g1", "c1", None).await;
+    for round in 0..5 {
+        let hash = format!("code-race-{round}");
+        db.store.put_code(code(&hash, "g1", "c1")).await.unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, b, h) = (db.store.clone(), barrier.clone(), hash.clone());
+                tokio::spawn(async move {
+                    b.wait().await;
+                    s.redeem_code(&h, NOW + 1).await.unwrap()
+                })
+            })
+            .collect();
+        let (mut redeemed, mut reused) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                CodeRedemption::Redeemed(r) => {
+                    assert_eq!(r.code_hash, hash);
+                    redeemed += 1;
+                }
+                CodeRedemption::AlreadyUsed { grant_id } => {
+                    assert_eq!(grant_id, "g1");
+                    reused += 1;
+                }
+                CodeRedemption::Invalid => panic!("a live code was reported invalid"),
+            }
+        }
+        assert_eq!((redeemed, reused), (1, 7), "round {round}");
+    }
+}
+
+async fn tokens_put_get_expiry_and_atomic_batches(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    let mut at = access("at", "c1", Some("g1"));
+    at.cnf_jkt = Some("jkt".into());
+    at.details = r#"{"consent_id":"k1"}"#.into();
+    let rt = refresh("rt", "c1", Some("g1"));
+    assert!(s.put_tokens(vec![at.clone(), rt.clone()]).await.unwrap());
+    assert_eq!(
+        s.get_active_token("at", NOW).await.unwrap(),
+        Some(at.clone())
+    );
+    assert_eq!(
+        s.get_active_token("rt", NOW + 3599).await.unwrap(),
+        Some(rt)
+    );
+    assert_eq!(s.get_active_token("at", NOW + 3600).await.unwrap(), None);
+    assert_eq!(s.get_active_token("missing", NOW).await.unwrap(), None);
+    assert!(s.put_tokens(vec![]).await.unwrap());
+
+    // Client-credentials tokens have no grant.
+    assert!(s.put_tokens(vec![access("cc", "c1", None)]).await.unwrap());
+    assert!(is_active(s, "cc").await);
+
+    // A grant that does not exist yields nothing.
+    assert!(
+        !s.put_tokens(vec![access("x1", "c1", Some("ghost"))])
+            .await
+            .unwrap()
+    );
+    assert!(!is_active(s, "x1").await);
+
+    // A duplicate in a batch stores none of the batch.
+    let err = s
+        .put_tokens(vec![
+            access("fresh", "c1", Some("g1")),
+            access("at", "c1", Some("g1")),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert!(!is_active(s, "fresh").await);
+
+    // A consent revoked while a refresh was in flight yields no tokens.
+    assert_eq!(s.revoke_grant("g1", NOW + 5).await.unwrap(), 1);
+    assert!(
+        !s.put_tokens(vec![
+            access("at2", "c1", Some("g1")),
+            refresh("rt2", "c1", Some("g1"))
+        ])
+        .await
+        .unwrap()
+    );
+    assert!(!is_active(s, "at2").await);
+    assert!(!is_active(s, "rt2").await);
+    // ...even when mixed with tokens of a healthy grant.
+    seed_grant(s, "g2", "c1", None).await;
+    assert!(
+        !s.put_tokens(vec![
+            access("ok", "c1", Some("g2")),
+            access("bad", "c1", Some("g1"))
+        ])
+        .await
+        .unwrap()
+    );
+    assert!(!is_active(s, "ok").await);
+}
+
+async fn revoke_token_and_cascade(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    seed_grant(s, "g2", "c1", None).await;
+    s.put_tokens(vec![
+        access("a1", "c1", Some("g1")),
+        access("a2", "c1", Some("g1")),
+        refresh("r1", "c1", Some("g1")),
+        refresh("r2", "c1", Some("g1")),
+        access("other", "c1", Some("g2")),
+    ])
+    .await
+    .unwrap();
+
+    // An access token never cascades.
+    assert!(s.revoke_token("a1", true, NOW + 1).await.unwrap());
+    assert!(!is_active(s, "a1").await);
+    assert!(is_active(s, "a2").await && is_active(s, "r1").await);
+    assert!(!s.revoke_token("a1", true, NOW + 2).await.unwrap());
+
+    // A refresh token without cascade: just itself.
+    assert!(s.revoke_token("r1", false, NOW + 3).await.unwrap());
+    assert!(!is_active(s, "r1").await);
+    assert!(is_active(s, "a2").await && is_active(s, "r2").await);
+
+    // With cascade: every token of the grant, no other grant's.
+    assert!(s.revoke_token("r2", true, NOW + 4).await.unwrap());
+    assert!(!is_active(s, "a2").await && !is_active(s, "r2").await);
+    assert!(is_active(s, "other").await);
+    assert_eq!(s.get_grant("g1").await.unwrap().unwrap().revoked_at, None);
+
+    assert!(!s.revoke_token("unknown", true, NOW).await.unwrap());
+}
+
+async fn revoke_by_consent_and_grant(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "k-g1", "c1", Some("K")).await;
+    seed_grant(s, "k-g2", "c2", Some("K")).await;
+    seed_grant(s, "l-g1", "c1", Some("L")).await;
+    for g in ["k-g1", "k-g2", "l-g1"] {
+        let c = if g == "k-g2" { "c2" } else { "c1" };
+        assert!(
+            s.put_tokens(vec![
+                access(&format!("{g}-at"), c, Some(g)),
+                refresh(&format!("{g}-rt"), c, Some(g)),
+            ])
+            .await
+            .unwrap()
+        );
+    }
+
+    assert_eq!(s.revoke_by_consent("K", NOW + 7).await.unwrap(), 2);
+    for t in ["k-g1-at", "k-g1-rt", "k-g2-at", "k-g2-rt"] {
+        assert!(!is_active(s, t).await, "{t} survived revoke_by_consent");
+    }
+    assert!(is_active(s, "l-g1-at").await && is_active(s, "l-g1-rt").await);
+    assert_eq!(
+        s.get_grant("k-g2").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 7)
+    );
+    assert_eq!(s.revoke_by_consent("K", NOW + 8).await.unwrap(), 0);
+    assert_eq!(
+        s.get_grant("k-g2").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 7)
+    );
+    assert_eq!(
+        s.revoke_by_consent("no-such-consent", NOW).await.unwrap(),
+        0
+    );
+    assert!(
+        !s.put_tokens(vec![access("k-late", "c1", Some("k-g1"))])
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        s.rotate_refresh(
+            "k-g1-rt",
+            vec![access("k-rot", "c1", Some("k-g1"))],
+            NOW + 9
+        )
+        .await
+        .unwrap(),
+        RefreshRotation::Invalid
+    ));
+
+    assert_eq!(s.revoke_grant("l-g1", NOW + 9).await.unwrap(), 1);
+    assert!(!is_active(s, "l-g1-at").await && !is_active(s, "l-g1-rt").await);
+    assert_eq!(s.revoke_grant("l-g1", NOW + 10).await.unwrap(), 0);
+    assert_eq!(s.revoke_grant("no-such-grant", NOW).await.unwrap(), 0);
+}
+
+async fn rotate_refresh_rules(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    let old = refresh("rt-0", "c1", Some("g1"));
+    s.put_tokens(vec![access("at-0", "c1", Some("g1")), old.clone()])
+        .await
+        .unwrap();
+
+    let rotated = s
+        .rotate_refresh(
+            "rt-0",
+            vec![
+                access("at-1", "c1", Some("g1")),
+                refresh("rt-1", "c1", Some("g1")),
+            ],
+            NOW + 10,
+        )
+        .await
+        .unwrap();
+    let mut expected_old = old;
+    expected_old.revoked_at = Some(NOW + 10);
+    assert_eq!(rotated, RefreshRotation::Rotated(Box::new(expected_old)));
+    assert!(!is_active(s, "rt-0").await);
+    assert!(is_active(s, "at-1").await && is_active(s, "rt-1").await);
+
+    // The old token again: refused, and its would-be replacements not stored.
+    let again = s
+        .rotate_refresh("rt-0", vec![refresh("rt-evil", "c1", Some("g1"))], NOW + 11)
+        .await
+        .unwrap();
+    assert_eq!(again, RefreshRotation::Invalid);
+    assert!(!is_active(s, "rt-evil").await);
+
+    // Not a refresh token; unknown; expired.
+    assert_eq!(
+        s.rotate_refresh("at-1", vec![], NOW + 12).await.unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert!(is_active(s, "at-1").await);
+    assert_eq!(
+        s.rotate_refresh("nope", vec![], NOW + 12).await.unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert_eq!(
+        s.rotate_refresh(
+            "rt-1",
+            vec![refresh("rt-late", "c1", Some("g1"))],
+            NOW + 3600
+        )
+        .await
+        .unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert!(!is_active(s, "rt-late").await);
+
+    // A revoked grant cannot be refreshed.
+    s.revoke_grant("g1", NOW + 20).await.unwrap();
+    assert_eq!(
+        s.rotate_refresh("rt-1", vec![refresh("rt-2", "c1", Some("g1"))], NOW + 21)
+            .await
+            .unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert!(!is_active(s, "rt-2").await);
+
+    // A replacement that collides with an existing token undoes the rotation.
+    seed_grant(s, "g2", "c1", None).await;
+    s.put_tokens(vec![refresh("rt-g2", "c1", Some("g2"))])
+        .await
+        .unwrap();
+    let err = s
+        .rotate_refresh("rt-g2", vec![refresh("at-0", "c1", Some("g2"))], NOW + 30)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert!(
+        is_active(s, "rt-g2").await,
+        "a failed rotation spent the old token"
+    );
+}
+
+async fn rotate_refresh_one_winner_under_concurrency(db: TestDb) {
+    seed_grant(&db.store, "g1", "c1", None).await;
+    for round in 0..4 {
+        let old = format!("rt-race-{round}");
+        db.store
+            .put_tokens(vec![refresh(&old, "c1", Some("g1"))])
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, b, old) = (db.store.clone(), barrier.clone(), old.clone());
+                tokio::spawn(async move {
+                    let new = vec![
+                        access(&format!("{old}-at-{i}"), "c1", Some("g1")),
+                        refresh(&format!("{old}-rt-{i}"), "c1", Some("g1")),
+                    ];
+                    b.wait().await;
+                    (i, s.rotate_refresh(&old, new, NOW + 1).await.unwrap())
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (i, outcome) = t.await.unwrap();
+            if matches!(outcome, RefreshRotation::Rotated(_)) {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        for i in 0..8 {
+            let stored = is_active(&db.store, &format!("{old}-rt-{i}")).await;
+            assert_eq!(stored, winners[0] == i, "round {round}: replacement {i}");
+        }
+    }
+}
+
+/// Whatever the interleaving of a revocation with token writes on the same
+/// grant, no live token may remain under a revoked grant.
+async fn revocation_never_leaves_live_tokens_under_concurrency(db: TestDb) {
+    let s = &db.store;
+    for round in 0..24 {
+        let g = format!("g-{round}");
+        seed_grant(s, &g, "c1", Some(&format!("K-{round}"))).await;
+        s.put_tokens(vec![refresh(&format!("{g}-rt"), "c1", Some(&g))])
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(3));
+        let writer = {
+            let (s, b, g) = (s.clone(), barrier.clone(), g.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.put_tokens(vec![access(&format!("{g}-at-new"), "c1", Some(&g))])
+                    .await
+                    .unwrap()
+            })
+        };
+        let rotator = {
+            let (s, b, g) = (s.clone(), barrier.clone(), g.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.rotate_refresh(
+                    &format!("{g}-rt"),
+                    vec![refresh(&format!("{g}-rt-new"), "c1", Some(&g))],
+                    NOW + 1,
+                )
+                .await
+                .unwrap()
+            })
+        };
+        let revoker = {
+            let (s, b) = (s.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                if round % 2 == 0 {
+                    s.revoke_by_consent(&format!("K-{round}"), NOW + 1)
+                        .await
+                        .unwrap()
+                } else {
+                    s.revoke_grant(&format!("g-{round}"), NOW + 1)
+                        .await
+                        .unwrap()
+                }
+            })
+        };
+        writer.await.unwrap();
+        rotator.await.unwrap();
+        assert_eq!(revoker.await.unwrap(), 1);
+        for t in ["rt", "at-new", "rt-new"] {
+            assert!(
+                !is_active(s, &format!("{g}-{t}")).await,
+                "round {round}: {g}-{t} is live"
+            );
+        }
+    }
+}
+
+async fn purge_removes_only_stale_rows(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    let mut short = access("short", "c1", Some("g1"));
+    short.expires_at = NOW + 10;
+    let mut revoked_live = access("revoked-live", "c1", Some("g1"));
+    revoked_live.revoked_at = Some(NOW);
+    s.put_tokens(vec![short, revoked_live, access("long", "c1", Some("g1"))])
+        .await
+        .unwrap();
+    s.put_pushed_request(pushed("par", "c1")).await.unwrap();
+    s.put_interaction(interaction("i1", "c1")).await.unwrap();
+    s.put_session(SessionRecord {
+        session_hash: "sess".into(),
+        sub: "alice".into(),
+        auth_time: NOW,
+        acr: None,
+        amr: r#"["pwd"]"#.into(),
+        expires_at: NOW + 5,
+    })
+    .await
+    .unwrap();
+
+    let report = s.purge_stale(NOW + 5).await.unwrap();
+    assert_eq!(
+        report,
+        PurgeReport {
+            sessions: 1,
+            ..PurgeReport::default()
+        }
+    );
+
+    assert_eq!(s.purge_expired_tokens(NOW + 9).await.unwrap(), 0);
+    assert_eq!(s.purge_expired_tokens(NOW + 10).await.unwrap(), 1);
+    assert!(is_active(s, "long").await);
+    // Revoked but unexpired tokens stay until they expire.
+    assert_eq!(s.purge_expired_tokens(NOW + 3600).await.unwrap(), 2);
+    // The periodic token purge also swept the other expired rows: asked
+    // with an earlier clock, they are gone.
+    assert_eq!(s.get_pushed_request("par", NOW).await.unwrap(), None);
+    assert_eq!(s.get_interaction("i1", NOW).await.unwrap(), None);
+    assert_eq!(
+        s.purge_stale(NOW + 3600).await.unwrap(),
+        PurgeReport::default()
+    );
+    assert!(
+        s.get_grant("g1").await.unwrap().is_some(),
+        "grants are never purged"
+    );
+}
+
+async fn ciba_lifecycle(db: TestDb) {
+    let s = &db.store;
+    seed_grant(s, "g1", "c1", None).await;
+    let rec = ciba("req-1", "c1");
+    s.put_ciba_request(rec.clone()).await.unwrap();
+    assert_eq!(
+        s.get_ciba_request("req-1").await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(s.get_ciba_request("nope").await.unwrap(), None);
+
+    assert_eq!(s.touch_ciba_poll("req-1", NOW + 5).await.unwrap(), None);
+    assert_eq!(
+        s.touch_ciba_poll("req-1", NOW + 7).await.unwrap(),
+        Some(NOW + 5)
+    );
+    assert_eq!(s.touch_ciba_poll("nope", NOW + 7).await.unwrap(), None);
+
+    let err = s
+        .decide_ciba_request("req-1", "maybe", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(
+        s.decide_ciba_request("req-1", "approved", Some("g1".into()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.decide_ciba_request("req-1", "denied", None)
+            .await
+            .unwrap()
+    );
+    let decided = s.get_ciba_request("req-1").await.unwrap().unwrap();
+    assert_eq!(decided.status, "approved");
+    assert_eq!(decided.grant_id.as_deref(), Some("g1"));
+    assert_eq!(decided.last_polled_at, Some(NOW + 7));
+
+    assert!(s.consume_ciba_request("req-1").await.unwrap());
+    assert!(!s.consume_ciba_request("req-1").await.unwrap());
+    assert_eq!(s.get_ciba_request("req-1").await.unwrap(), None);
+
+    s.put_ciba_request(ciba("req-2", "c1")).await.unwrap();
+    assert!(
+        s.decide_ciba_request("req-2", "denied", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.get_ciba_request("req-2").await.unwrap().unwrap().status,
+        "denied"
+    );
+}
+
+async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
+    seed_grant(&db.store, "g1", "c1", None).await;
+    for round in 0..10 {
+        let req = format!("req-poll-{round}");
+        db.store.put_ciba_request(ciba(&req, "c1")).await.unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let polls: Vec<_> = (0..8)
+            .map(|i| {
+                let (s, b, req) = (db.store.clone(), barrier.clone(), req.clone());
+                tokio::spawn(async move {
+                    b.wait().await;
+                    s.touch_ciba_poll(&req, NOW + 10 + i).await.unwrap()
+                })
+            })
+            .collect();
+        let mut first_polls = 0;
+        for p in polls {
+            if p.await.unwrap().is_none() {
+                first_polls += 1;
+            }
+        }
+        assert_eq!(
+            first_polls, 1,
+            "round {round}: {first_polls} polls saw no previous poll"
+        );
+    }
+
+    db.store.put_ciba_request(ciba("req", "c1")).await.unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let decisions: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, b) = (db.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let (status, grant) = if i % 2 == 0 {
+                    ("approved", Some("g1".to_owned()))
+                } else {
+                    ("denied", None)
+                };
+                b.wait().await;
+                s.decide_ciba_request("req", status, grant).await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for d in decisions {
+        wins += u32::from(d.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+
+    let barrier = Arc::new(Barrier::new(8));
+    let consumers: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, b) = (db.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.consume_ciba_request("req").await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for c in consumers {
+        wins += u32::from(c.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn sessions_and_interactions(db: TestDb) {
+    let s = &db.store;
+    let mut sess = SessionRecord {
+        session_hash: "sess-1".into(),
+        sub: "alice".into(),
+        auth_time: NOW,
+        acr: Some("urn:bank:sca".into()),
+        amr: r#"["pwd","otp"]"#.into(),
+        expires_at: NOW + 100,
+    };
+    s.put_session(sess.clone()).await.unwrap();
+    assert_eq!(
+        s.get_session("sess-1", NOW).await.unwrap(),
+        Some(sess.clone())
+    );
+    assert_eq!(s.get_session("sess-1", NOW + 100).await.unwrap(), None);
+    sess.acr = None;
+    sess.auth_time = NOW + 50;
+    sess.expires_at = NOW + 200;
+    s.put_session(sess.clone()).await.unwrap();
+    assert_eq!(
+        s.get_session("sess-1", NOW + 100).await.unwrap(),
+        Some(sess)
+    );
+    s.delete_session("sess-1").await.unwrap();
+    assert_eq!(s.get_session("sess-1", NOW).await.unwrap(), None);
+    s.delete_session("sess-1").await.unwrap();
+
+    let mut i = interaction("int-1", "c1");
+    s.put_interaction(i.clone()).await.unwrap();
+    assert_eq!(
+        s.get_interaction("int-1", NOW).await.unwrap(),
+        Some(i.clone())
+    );
+    i.state = r#"{"step":"consent","sub":"alice"}"#.into();
+    s.put_interaction(i.clone()).await.unwrap();
+    assert_eq!(s.get_interaction("int-1", NOW).await.unwrap(), Some(i));
+    assert_eq!(s.get_interaction("int-1", NOW + 600).await.unwrap(), None);
+    assert!(s.take_interaction("int-1").await.unwrap());
+    assert!(!s.take_interaction("int-1").await.unwrap());
+    assert_eq!(s.get_interaction("int-1", NOW).await.unwrap(), None);
+
+    s.put_interaction(interaction("int-2", "c1")).await.unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, b) = (db.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                s.take_interaction("int-2").await.unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in takers {
+        wins += u32::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+// ------------------------------------------------------------- connecting
+
+#[test]
+fn unsupported_and_malformed_urls_are_errors() {
+    for url in [
+        "mysql://root:pw@localhost/db",
+        "strongroom.db",
+        "",
+        "sqlite://",
+        "http://x",
+    ] {
+        let err = Store::connect(url, 4).expect_err(url);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("unsupported database URL scheme") || msg.contains("names no file"),
+            "{url}: {msg}"
+        );
+        assert!(!msg.contains("pw@"), "{msg}");
+    }
+}
+
+#[test]
+fn zero_pool_size_is_an_error() {
+    let dir = std::env::temp_dir().join(unique_name("token-store-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("x.db").display());
+    assert!(Store::connect(&url, 0).is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sqlite_in_a_missing_directory_is_an_error() {
+    let url = "sqlite:///nonexistent-strongroom-dir/deeper/strongroom.db";
+    let err = Store::connect(url, 2).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("/nonexistent-strongroom-dir/deeper/strongroom.db"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_postgres_fails_fast_with_one_line() {
+    let started = Instant::now();
+    // Port 1 on loopback: nothing listens there.
+    let err = Store::connect("postgres://app:hunter2@127.0.0.1:1/strongroom", 2).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(!msg.contains('\n'), "{msg:?}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+}
+
+#[test]
+fn missing_postgres_database_is_an_error() {
+    let url = url_for_database(&admin_url(), &unique_name("sr_absent"));
+    let err = Store::connect(&url, 2).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ping_reports_a_lost_database() {
+    let db = postgres_db().await;
+    db.store.ping().await.unwrap();
+    let Cleanup::PgDatabase { admin_url, name } = &db.cleanup else {
+        unreachable!()
+    };
+    let mut admin = PgConnection::establish(admin_url).unwrap();
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    let err = db.store.ping().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+}
