@@ -182,7 +182,8 @@ impl ProviderMetadata {
             revocation_endpoint: mtls_at(&caps.revocation_path),
             registration_endpoint: mtls_at(&caps.registration_path),
             backchannel_authentication_endpoint: mtls_at(&caps.backchannel_path),
-        });
+        })
+        .filter(|a| *a != MtlsAliases::default());
         let has_authz = caps.authorization_path.is_some();
         let jarm = caps.response_modes.iter().any(|m| m.ends_with("jwt"));
         ProviderMetadata {
