@@ -174,16 +174,19 @@ impl ProviderMetadata {
         } else {
             Vec::new()
         };
-        let mtls_aliases = caps.mtls_base_url.as_ref().map(|_| MtlsAliases {
-            token_endpoint: mtls_at(&caps.token_path),
-            pushed_authorization_request_endpoint: mtls_at(&caps.par_path),
-            userinfo_endpoint: mtls_at(&caps.userinfo_path),
-            introspection_endpoint: mtls_at(&caps.introspection_path),
-            revocation_endpoint: mtls_at(&caps.revocation_path),
-            registration_endpoint: mtls_at(&caps.registration_path),
-            backchannel_authentication_endpoint: mtls_at(&caps.backchannel_path),
-        })
-        .filter(|a| *a != MtlsAliases::default());
+        let mtls_aliases = caps
+            .mtls_base_url
+            .as_ref()
+            .map(|_| MtlsAliases {
+                token_endpoint: mtls_at(&caps.token_path),
+                pushed_authorization_request_endpoint: mtls_at(&caps.par_path),
+                userinfo_endpoint: mtls_at(&caps.userinfo_path),
+                introspection_endpoint: mtls_at(&caps.introspection_path),
+                revocation_endpoint: mtls_at(&caps.revocation_path),
+                registration_endpoint: mtls_at(&caps.registration_path),
+                backchannel_authentication_endpoint: mtls_at(&caps.backchannel_path),
+            })
+            .filter(|a| *a != MtlsAliases::default());
         let has_authz = caps.authorization_path.is_some();
         let jarm = caps.response_modes.iter().any(|m| m.ends_with("jwt"));
         ProviderMetadata {

@@ -35,20 +35,7 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A policy bundle: which specification profile the provider enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-pub enum Profile {
-    /// FAPI 2.0 Security Profile (final).
-    #[default]
-    #[serde(rename = "fapi2")]
-    Fapi2,
-    /// FAPI 1.0 Advanced (final).
-    #[serde(rename = "fapi1-advanced")]
-    Fapi1Advanced,
-    /// UK Open Banking security profile (on FAPI 1.0 Advanced rules).
-    #[serde(rename = "uk-ob")]
-    UkOpenBanking,
-}
+pub use oauth_core::policy::{AccessTokenFormat, Profile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +62,99 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
+    pub tokens: TokensConfig,
+    pub login: LoginConfig,
+    /// Static clients, with RFC 7591 metadata names.
+    pub clients: Vec<StaticClient>,
+    /// Users of the built-in login page.
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// RFC 9126 §2.2 `expires_in` of request URIs.
+    pub par_lifetime_secs: i64,
+    /// Authorization code lifetime (FAPI 2.0: at most 60 s).
+    pub code_lifetime_secs: i64,
+    pub access_token_lifetime_secs: i64,
+    pub refresh_token_lifetime_secs: i64,
+    pub id_token_lifetime_secs: i64,
+    /// Issue a new refresh token at every refresh (FAPI 2.0 §5.3.2.1 advises against).
+    pub rotate_refresh_tokens: bool,
+    /// "opaque" (random, introspected) or "jwt" (RFC 9068).
+    pub access_token_format: AccessTokenFormat,
+    /// RFC 9449 §8: demand server nonces in DPoP proofs.
+    pub require_dpop_nonce: bool,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            par_lifetime_secs: 60,
+            code_lifetime_secs: 60,
+            access_token_lifetime_secs: 600,
+            refresh_token_lifetime_secs: 30 * 86_400,
+            id_token_lifetime_secs: 600,
+            rotate_refresh_tokens: false,
+            access_token_format: AccessTokenFormat::Opaque,
+            require_dpop_nonce: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Lifetime of the browser session after a login.
+    pub session_lifetime_secs: i64,
+    /// How long a customer has to finish login and consent.
+    pub interaction_lifetime_secs: i64,
+    /// The `acr` the built-in password login reports.
+    pub acr: String,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            session_lifetime_secs: 3600,
+            interaction_lifetime_secs: 600,
+            acr: "urn:strongroom:password".into(),
+        }
+    }
+}
+
+/// A client declared in the file: RFC 7591 metadata, plus a secret for
+/// non-FAPI clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticClient {
+    #[serde(flatten)]
+    pub metadata: oauth_core::client::ClientMetadata,
+    /// SHA-256 (base64url) of the client secret, for `fapi = false` clients
+    /// using client_secret_basic/post. Compute it with
+    /// `strongroom hash-secret`.
+    #[serde(default)]
+    pub client_secret_sha256: Option<String>,
+}
+
+/// A user of the built-in login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// PHC-format argon2 hash (`strongroom hash-password`).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Clear-text password: accepted only in dev mode.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The subject identifier; defaults to the username.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// OpenID Connect claims released with the profile/email scopes.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +254,10 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
+            tokens: TokensConfig::default(),
+            login: LoginConfig::default(),
+            clients: Vec::new(),
+            users: Vec::new(),
         }
     }
 }
@@ -428,6 +512,98 @@ impl Config {
                 "keys.reload_interval_secs",
                 "must be at least 1",
             ));
+        }
+        if !(1..=60).contains(&self.tokens.code_lifetime_secs) {
+            return Err(ConfigError::new(
+                "tokens.code_lifetime_secs",
+                "must be between 1 and 60 (FAPI 2.0 §5.3.2.1)",
+            ));
+        }
+        if !(10..=600).contains(&self.tokens.par_lifetime_secs) {
+            return Err(ConfigError::new(
+                "tokens.par_lifetime_secs",
+                "must be between 10 and 600",
+            ));
+        }
+        for (key, v) in [
+            (
+                "tokens.access_token_lifetime_secs",
+                self.tokens.access_token_lifetime_secs,
+            ),
+            (
+                "tokens.refresh_token_lifetime_secs",
+                self.tokens.refresh_token_lifetime_secs,
+            ),
+            (
+                "tokens.id_token_lifetime_secs",
+                self.tokens.id_token_lifetime_secs,
+            ),
+            (
+                "login.session_lifetime_secs",
+                self.login.session_lifetime_secs,
+            ),
+            (
+                "login.interaction_lifetime_secs",
+                self.login.interaction_lifetime_secs,
+            ),
+        ] {
+            if v <= 0 {
+                return Err(ConfigError::new(key, "must be positive"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            let key = format!("clients[{i}] ({})", c.metadata.client_id);
+            if !seen.insert(c.metadata.client_id.clone()) {
+                return Err(ConfigError::new(key, "duplicate client_id"));
+            }
+            c.metadata.validate().map_err(|e| {
+                ConfigError::new(key.clone(), e.safe_description().unwrap_or_default())
+            })?;
+            let secret_method = matches!(
+                c.metadata.token_endpoint_auth_method,
+                oauth_core::client::AuthMethod::ClientSecretBasic
+                    | oauth_core::client::AuthMethod::ClientSecretPost
+            );
+            if secret_method != c.client_secret_sha256.is_some() {
+                return Err(ConfigError::new(
+                    key,
+                    "client_secret_sha256 is required for client_secret_* methods and only for them",
+                ));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let key = format!("users[{i}] ({})", u.username);
+            if u.username.is_empty() || !seen.insert(u.username.clone()) {
+                return Err(ConfigError::new(
+                    key,
+                    "username must be non-empty and unique",
+                ));
+            }
+            match (&u.password_hash, &u.password) {
+                (Some(h), None) => {
+                    argon2::password_hash::phc::PasswordHash::new(h).map_err(|_| {
+                        ConfigError::new(
+                            key.clone(),
+                            "password_hash is not a PHC string (use `strongroom hash-password`)",
+                        )
+                    })?;
+                }
+                (None, Some(_)) if self.dev_mode => {}
+                (None, Some(_)) => {
+                    return Err(ConfigError::new(
+                        key,
+                        "clear-text password is only allowed in dev mode; use password_hash",
+                    ));
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        key,
+                        "exactly one of password_hash or password",
+                    ));
+                }
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("invalid filter ({e})")))?;

@@ -7,9 +7,15 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError, web};
 use oauth_core::error::OAuthError;
+use oauth_core::jwks_resolver::JwksResolver;
 use oauth_core::keys::Keys;
+use oauth_core::policy::Policy;
+use oauth_core::sender_constraint::nonce::DpopNonces;
 use oauth_core::storage::HealthCheck;
 use token_store::Store;
+
+use crate::config::LoginConfig;
+use crate::users::UserDirectory;
 
 /// Shared state of every worker. Cheap to clone (Arcs inside).
 #[derive(Clone)]
@@ -18,42 +24,64 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The discovery document, serialised once at start.
     pub metadata: web::Bytes,
+    pub policy: Arc<Policy>,
+    /// Clients' public keys (inline or fetched from `jwks_uri`, cached).
+    pub jwks: Arc<JwksResolver<crate::fetch::HttpFetcher>>,
+    /// RFC 9449 §8 server nonces, shared by every instance.
+    pub dpop_nonces: Arc<DpopNonces>,
+    pub users: UserDirectory,
+    pub login: Arc<LoginConfig>,
+    /// The id_token claim that carries the bank's consent id.
+    pub consent_claim: Arc<str>,
+    /// The token endpoint's URLs (main and mTLS listener): FAPI 1.0 accepts
+    /// them as client-assertion audiences.
+    pub token_endpoint_urls: Arc<[String]>,
 }
 
-/// Renders OAuth errors: JSON body, the spec's status, `no-store`, and the
-/// `DPoP-Nonce` header when one is due (RFC 9449 §8).
-pub struct ApiError(pub OAuthError);
+/// Renders OAuth errors: JSON body, the spec's status, `no-store`, the
+/// `DPoP-Nonce` header when one is due (RFC 9449 §8), and a Basic challenge
+/// for clients that tried HTTP Basic (RFC 6749 §5.2).
+pub struct ApiError {
+    pub error: OAuthError,
+    pub basic_challenge: bool,
+}
 
 impl From<OAuthError> for ApiError {
-    fn from(e: OAuthError) -> Self {
-        ApiError(e)
+    fn from(error: OAuthError) -> Self {
+        ApiError {
+            error,
+            basic_challenge: false,
+        }
     }
 }
 
 impl std::fmt::Debug for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
+        std::fmt::Display::fmt(&self.error, f)
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&self.0, f)
+        std::fmt::Display::fmt(&self.error, f)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::BAD_REQUEST)
+        StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::BAD_REQUEST)
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
         res.insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(nonce) = &self.0.dpop_nonce {
+        if let Some(nonce) = &self.error.dpop_nonce {
             res.insert_header(("DPoP-Nonce", nonce.as_str()));
         }
-        res.json(self.0.to_json())
+        if self.basic_challenge {
+            res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"strongroom\""));
+        }
+        res.json(self.error.to_json())
     }
 }
 

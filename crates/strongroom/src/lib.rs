@@ -1,8 +1,12 @@
 //! The Strongroom server: assembles the protocol crates behind actix-web with
 //! rustls. Handlers are thin: extract, call one function, map the result.
 
+pub mod api;
 pub mod config;
 pub mod devcerts;
+pub mod fetch;
 pub mod http;
+pub mod interaction;
 pub mod startup;
 pub mod tls;
+pub mod users;

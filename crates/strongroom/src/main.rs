@@ -17,6 +17,8 @@ Usage:
   strongroom keys list      list the provider's keys and their schedule
   strongroom keys rotate    publish new keys now; they sign after keys.activation_delay_secs
   strongroom keys new-kek   print a fresh key-encryption key (base64url)
+  strongroom hash-password  read a password on stdin, print its argon2id hash (for [[users]])
+  strongroom hash-secret    read a client secret on stdin, print its SHA-256 (for non-FAPI clients)
 
 Configuration: config/strongroom.toml or $STRONGROOM_CONFIG, overridden by
 STRONGROOM_LISTEN, STRONGROOM_MTLS_LISTEN, STRONGROOM_ISSUER, STRONGROOM_DATA_DIR,
@@ -38,6 +40,30 @@ fn main() -> ExitCode {
                 "{}",
                 oauth_core::keys::KeyEncryptionKey::generate().to_base64url()
             );
+            return ExitCode::SUCCESS;
+        }
+        ["hash-password"] => {
+            let Some(line) = read_stdin_line() else {
+                eprintln!("strongroom: give the password on standard input");
+                return ExitCode::from(2);
+            };
+            return match strongroom::users::hash_password(&line) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("strongroom: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        ["hash-secret"] => {
+            let Some(line) = read_stdin_line() else {
+                eprintln!("strongroom: give the secret on standard input");
+                return ExitCode::from(2);
+            };
+            println!("{}", oauth_core::secret::hash_secret(&line));
             return ExitCode::SUCCESS;
         }
         ["-h" | "--help" | "help"] => {
@@ -70,6 +96,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn read_stdin_line() -> Option<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    let line = line.trim_end_matches(['\r', '\n']).to_string();
+    (!line.is_empty()).then_some(line)
 }
 
 enum Command {

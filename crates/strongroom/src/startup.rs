@@ -8,15 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
+use oauth_core::client::Client;
 use oauth_core::discovery::{Capabilities, ProviderMetadata};
+use oauth_core::jwks_resolver::JwksResolver;
 use oauth_core::keys::{KeyEncryptionKey, KeySet, Keys};
+use oauth_core::policy::Policy;
 use oauth_core::secret::now;
-use oauth_core::storage::{KeyRepository, ReplayCache, TokenRepository};
+use oauth_core::sender_constraint::nonce::DpopNonces;
+use oauth_core::storage::{ClientRepository, KeyRepository, ReplayCache, TokenRepository};
 use token_store::Store;
 
 use crate::config::{Config, LogFormat, TlsSuites};
 use crate::http::{self, AppState};
 use crate::tls::{ClientCertSource, ClientCertTrust, ServerTls, TlsProfile};
+use crate::users::UserDirectory;
+use crate::{api, interaction};
 
 /// A start-up failure, printed as one line.
 #[derive(Debug)]
@@ -150,6 +156,13 @@ pub async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeySet, 
     })
 }
 
+/// In dev mode, outbound HTTPS (client `jwks_uri`) also trusts the dev CA,
+/// so TPP test servers with dev certificates work.
+fn material_dev_ca(cfg: &Config) -> Option<PathBuf> {
+    let ca = cfg.data_dir.join("dev-ca.pem");
+    (cfg.dev_mode && ca.exists()).then_some(ca)
+}
+
 /// Where the TLS material comes from.
 pub struct TlsMaterial {
     pub chain: PathBuf,
@@ -187,18 +200,122 @@ pub fn tls_material(cfg: &Config) -> Result<TlsMaterial, StartError> {
     })
 }
 
-/// What the server offers, for discovery.
-pub fn capabilities(cfg: &Config, keys: &Keys) -> Capabilities {
+/// The protocol policy, derived once from the configuration.
+pub fn policy(cfg: &Config) -> Policy {
+    let mut p = Policy::new(cfg.issuer.clone(), cfg.profile);
+    p.par_lifetime_secs = cfg.tokens.par_lifetime_secs;
+    p.code_lifetime_secs = cfg.tokens.code_lifetime_secs;
+    p.access_token_lifetime_secs = cfg.tokens.access_token_lifetime_secs;
+    p.refresh_token_lifetime_secs = cfg.tokens.refresh_token_lifetime_secs;
+    p.id_token_lifetime_secs = cfg.tokens.id_token_lifetime_secs;
+    p.rotate_refresh_tokens = cfg.tokens.rotate_refresh_tokens;
+    p.access_token_format = cfg.tokens.access_token_format;
+    p.require_dpop_nonce = cfg.tokens.require_dpop_nonce;
+    p
+}
+
+/// What the server offers, for discovery: exactly the routes mounted in
+/// [`serve`] and the algorithms the key set and the allow-list support.
+pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities {
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let jws_algs = strs(&["PS256", "ES256", "EdDSA"]);
+    let mut claims = strs(&[
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "at_hash",
+        "name",
+        "given_name",
+        "family_name",
+        "email",
+        "email_verified",
+    ]);
+    claims.push(CONSENT_CLAIM.to_string());
     Capabilities {
         jwks_path: http::JWKS_PATH.into(),
+        authorization_path: Some("/authorize".into()),
+        token_path: Some(api::TOKEN_PATH.into()),
+        par_path: Some(api::PAR_PATH.into()),
+        userinfo_path: Some(api::USERINFO_PATH.into()),
+        introspection_path: Some(api::INTROSPECTION_PATH.into()),
+        revocation_path: Some(api::REVOCATION_PATH.into()),
         mtls_base_url: cfg.mtls_base_url(),
+        scopes: policy.scopes.clone(),
+        claims,
+        response_types: strs(&["code"]),
+        response_modes: strs(&["query", "jwt", "query.jwt"]),
+        grant_types: strs(&["authorization_code", "refresh_token", "client_credentials"]),
+        token_endpoint_auth_methods: strs(&[
+            "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
+        ]),
         signing_algs: keys
             .signing_algs()
             .iter()
             .map(|a| a.as_str().to_string())
             .collect(),
+        client_auth_signing_algs: jws_algs.clone(),
+        request_object_signing_algs: jws_algs.clone(),
+        dpop_signing_algs: jws_algs,
+        acr_values: vec![cfg.login.acr.clone()],
+        require_pushed_authorization_requests: policy.require_par,
+        require_signed_request_object: policy.require_signed_request_object,
+        tls_client_certificate_bound_access_tokens: true,
+        claims_parameter_supported: true,
         ..Capabilities::default()
     }
+}
+
+/// The claim that carries the bank's consent id in id_tokens.
+pub const CONSENT_CLAIM: &str = "openbanking_intent_id";
+
+/// Writes the static clients of the file into the store, and removes static
+/// clients the file no longer declares (registered clients are untouched).
+pub async fn sync_static_clients(store: &Store, cfg: &Config) -> Result<(), StartError> {
+    let t = now();
+    let mut declared = std::collections::HashSet::new();
+    for c in &cfg.clients {
+        let client = Client::new(c.metadata.clone(), c.client_secret_sha256.clone())
+            .map_err(|e| fail(format_args!("clients ({}): {e}", c.metadata.client_id)))?;
+        if let Some(existing) = store
+            .get_client(client.id())
+            .await
+            .map_err(|e| fail(format_args!("loading clients: {e}")))?
+            && existing.origin != "static"
+        {
+            return Err(fail(format_args!(
+                "clients ({}): a registered client already has this client_id",
+                client.id()
+            )));
+        }
+        declared.insert(client.id().to_string());
+        store
+            .put_client(client.to_record("static", t))
+            .await
+            .map_err(|e| fail(format_args!("storing clients: {e}")))?;
+    }
+    let all = store
+        .list_clients()
+        .await
+        .map_err(|e| fail(format_args!("loading clients: {e}")))?;
+    for c in all
+        .into_iter()
+        .filter(|c| c.origin == "static" && !declared.contains(&c.client_id))
+    {
+        tracing::info!(client_id = %c.client_id, "removing a static client no longer in the configuration");
+        store
+            .delete_client(&c.client_id, t)
+            .await
+            .map_err(|e| fail(format_args!("removing client {}: {e}", c.client_id)))?;
+    }
+    Ok(())
 }
 
 /// Listening sockets, bound before the server is built (so tests can use
@@ -258,15 +375,38 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
     let store = open_store(&cfg).await?;
     let keyset = load_keys(&store, &kek).await?;
     let keys = Arc::new(Keys::new(keyset));
-    let metadata = ProviderMetadata::build(&cfg.issuer, &capabilities(&cfg, &keys));
+    sync_static_clients(&store, &cfg).await?;
+    let users = UserDirectory::new(&cfg.users).map_err(|e| fail(format_args!("users: {e}")))?;
+    for u in cfg.users.iter().filter(|u| u.password.is_some()) {
+        tracing::warn!(username = %u.username, password = u.password.as_deref().unwrap_or(""), "dev mode: demo user for the built-in login page");
+    }
+    let policy = policy(&cfg);
+    let metadata = ProviderMetadata::build(&cfg.issuer, &capabilities(&cfg, &policy, &keys));
     let metadata = web::Bytes::from(serde_json::to_vec(&metadata).map_err(fail)?);
+    let fetcher = crate::fetch::HttpFetcher::new(material_dev_ca(&cfg).as_deref()).map_err(fail)?;
+    let jwks = Arc::new(JwksResolver::new(fetcher));
+    let dpop_nonces = Arc::new(DpopNonces::new(
+        &kek.derive_secret(b"strongroom dpop nonces"),
+    ));
     Ok(Prepared {
-        cfg: Arc::new(cfg),
         state: AppState {
             store,
             keys,
             metadata,
+            policy: Arc::new(policy),
+            jwks,
+            dpop_nonces,
+            users,
+            login: Arc::new(cfg.login.clone()),
+            consent_claim: Arc::from(CONSENT_CLAIM),
+            token_endpoint_urls: std::iter::once(format!("{}{}", cfg.issuer, api::TOKEN_PATH))
+                .chain(
+                    cfg.mtls_base_url()
+                        .map(|b| format!("{b}{}", api::TOKEN_PATH)),
+                )
+                .collect(),
         },
+        cfg: Arc::new(cfg),
         tls,
         cert_source,
         trust,
@@ -290,6 +430,8 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
             .configure(http::configure_common)
+            .configure(api::configure)
+            .configure(interaction::configure)
     })
     .workers(workers)
     .on_connect(crate::tls::on_connect(p.trust.clone()));

@@ -72,6 +72,11 @@ pub struct Setup {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub tmp: Option<Arc<tempfile::TempDir>>,
+    /// Static clients and users written into the configuration.
+    pub clients: Vec<serde_json::Value>,
+    pub users: Vec<serde_json::Value>,
+    /// Applied to the configuration last.
+    pub tweak: Option<fn(&mut Config)>,
 }
 
 impl Setup {
@@ -84,7 +89,20 @@ impl Setup {
             data_dir,
             database_url,
             tmp: Some(tmp),
+            clients: Vec::new(),
+            users: Vec::new(),
+            tweak: None,
         }
+    }
+
+    /// Makes the dev CA exist before the server starts, so tests can issue
+    /// client certificates from it; returns (ca cert PEM, ca key PEM).
+    pub fn dev_ca(&self) -> (String, String) {
+        let dev = strongroom::devcerts::ensure_dev_certs(&self.data_dir).unwrap();
+        (
+            std::fs::read_to_string(dev.ca_cert).unwrap(),
+            std::fs::read_to_string(dev.ca_key).unwrap(),
+        )
     }
 
     /// A dev-mode configuration on ephemeral ports.
@@ -101,6 +119,19 @@ impl Setup {
         cfg.database.url = self.database_url.clone();
         cfg.database.max_connections = 4;
         cfg.log.level = "error".into();
+        cfg.clients = self
+            .clients
+            .iter()
+            .map(|c| serde_json::from_value(c.clone()).expect("test client config"))
+            .collect();
+        cfg.users = self
+            .users
+            .iter()
+            .map(|u| serde_json::from_value(u.clone()).expect("test user config"))
+            .collect();
+        if let Some(tweak) = self.tweak {
+            tweak(&mut cfg);
+        }
         cfg.validate().unwrap();
         cfg
     }
@@ -155,7 +186,12 @@ impl TestServer {
     /// An HTTPS client trusting the dev CA, optionally presenting a client
     /// certificate (PEM cert + key).
     pub fn client(&self, identity: Option<(&str, &str)>) -> reqwest::Client {
-        https_client(&self.dev_ca(), identity)
+        https_client(&self.dev_ca(), identity, false)
+    }
+
+    /// A browser: keeps cookies, does not follow redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        https_client(&self.dev_ca(), None, true)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -168,7 +204,7 @@ impl TestServer {
 }
 
 /// An HTTPS client on the one crypto provider (aws-lc-rs), trusting `ca`.
-pub fn https_client(ca: &Path, identity: Option<(&str, &str)>) -> reqwest::Client {
+pub fn https_client(ca: &Path, identity: Option<(&str, &str)>, cookies: bool) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -194,6 +230,7 @@ pub fn https_client(ca: &Path, identity: Option<(&str, &str)>) -> reqwest::Clien
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(cookies)
         .build()
         .unwrap()
 }

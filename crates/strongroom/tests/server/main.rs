@@ -1,5 +1,8 @@
 //! End-to-end tests through the real HTTPS server, on SQLite and PostgreSQL.
 //! One test binary for the crate (modules below), so the workspace links once.
 
+mod fapi;
+mod fapi_errors;
 mod foundation;
 mod harness;
+mod tpp;

@@ -1,0 +1,266 @@
+//! The authorization code grant: issuing the code once the user has
+//! authenticated and consented (RFC 6749 §4.1.2), and redeeming it at the
+//! token endpoint (RFC 6749 §4.1.3, RFC 7636 §4.6, RFC 9449 §10, FAPI 2.0
+//! Security Profile §5.3.2.1).
+
+use super::{
+    Binding, TokenRequest, grant_details, has_scope, live_grant, sender_binding, token_details,
+};
+use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
+use crate::client::{AuthenticatedClient, Client};
+use crate::error::{ErrorCode, OAuthError};
+use crate::keys::Keys;
+use crate::policy::Policy;
+use crate::request::pkce;
+use crate::secret::{constant_time_eq, hash_secret, new_secret, random_token};
+use crate::storage::{
+    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, GrantRecord,
+    GrantRepository, TokenRepository,
+};
+use crate::token::{
+    IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
+    issue_refresh_token, token_type,
+};
+
+/// FAPI 2.0 Security Profile §5.3.2.1-12 (and the OIDF module
+/// `ensure-token-endpoint-fails-with-expired-auth-code`): codes live at most
+/// 60 seconds, whatever the configuration says.
+const MAX_CODE_LIFETIME_SECS: i64 = 60;
+
+/// Issues the authorization code at the end of the interaction (RFC 6749
+/// §4.1.2), after authentication and consent.
+///
+/// Stores the grant (random `grant_id`; `sub`; the requested scope; the
+/// bank's consent id; `grant_details` completed with the authentication, the
+/// `claims` request and the `authorization_details` of `request` where the
+/// consent step left them unset) and then the code: 256 random bits, kept as
+/// its hash, carrying [`CodeData`], valid `policy.code_lifetime_secs` (at
+/// most 60 s). Returns the code for the redirect.
+///
+/// Errors: `invalid_request` when `request` belongs to another client than
+/// `client` (a caller bug, refused rather than minted); storage failures as
+/// `server_error` / `temporarily_unavailable`, in which case no usable grant
+/// is left behind.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_code<S: GrantRepository + AuthorizationCodeRepository>(
+    store: &S,
+    policy: &Policy,
+    client: &Client,
+    request: &AuthorizationRequest,
+    auth: &Authentication,
+    mut grant_details: GrantDetails,
+    consent_id: Option<String>,
+    now: i64,
+) -> Result<String, OAuthError> {
+    if request.client_id != client.id() {
+        tracing::error!(
+            client_id = %client.id(),
+            request_client_id = %request.client_id,
+            "issue_code called with another client's request"
+        );
+        return Err(OAuthError::invalid_request(
+            "the authorization request belongs to another client",
+        ));
+    }
+    grant_details.authentication = Some(auth.clone());
+    if grant_details.claims_request.is_none() {
+        grant_details.claims_request = request.claims.clone();
+    }
+    if grant_details.authorization_details.is_none() {
+        grant_details.authorization_details = request.authorization_details.clone();
+    }
+    let details = serde_json::to_string(&grant_details).map_err(|e| {
+        tracing::error!(error = %e, "grant details do not serialise");
+        OAuthError::server_error()
+    })?;
+    let data = serde_json::to_string(&CodeData {
+        request: request.clone(),
+        authentication: auth.clone(),
+    })
+    .map_err(|e| {
+        tracing::error!(error = %e, "code data does not serialise");
+        OAuthError::server_error()
+    })?;
+
+    let grant_id = random_token(16);
+    store
+        .put_grant(GrantRecord {
+            grant_id: grant_id.clone(),
+            client_id: client.id().to_owned(),
+            sub: Some(auth.sub.clone()),
+            scope: request.scope.join(" "),
+            consent_id,
+            details,
+            created_at: now,
+            revoked_at: None,
+        })
+        .await?;
+
+    let code = new_secret();
+    let lifetime = policy.code_lifetime_secs.clamp(1, MAX_CODE_LIFETIME_SECS);
+    let stored = store
+        .put_code(AuthorizationCodeRecord {
+            code_hash: hash_secret(&code),
+            grant_id: grant_id.clone(),
+            client_id: client.id().to_owned(),
+            request: data,
+            expires_at: now + lifetime,
+            created_at: now,
+        })
+        .await;
+    if let Err(e) = stored {
+        // No code reaches the client, so the grant could never be used:
+        // withdraw it rather than leave a live consent record behind.
+        if let Err(revoke) = store.revoke_grant(&grant_id, now).await {
+            tracing::error!(error = %revoke, "could not withdraw the grant of an unissued code");
+        }
+        return Err(e.into());
+    }
+    Ok(code)
+}
+
+/// RFC 6749 §4.1.3 token request with `grant_type=authorization_code`.
+///
+/// `invalid_request` when `code` or `redirect_uri` is missing (the code is
+/// not spent then); everything else about the code is `invalid_grant`: a
+/// missing `code_verifier` (OIDF `ensure-pkce-code-verifier-required`), an
+/// unknown or expired code, a replayed one (whose grant, with every token
+/// the first redemption produced, is revoked: RFC 6749 §4.1.2, §10.5), a code
+/// of another client, a different `redirect_uri`, a wrong `code_verifier`, a
+/// DPoP key other than the one the code is bound to (RFC 9449 §10). Once the
+/// code has been redeemed it stays spent whatever fails afterwards.
+pub(super) async fn exchange<S: GrantRepository + AuthorizationCodeRepository + TokenRepository>(
+    store: &S,
+    keys: &Keys,
+    policy: &Policy,
+    client: &AuthenticatedClient,
+    req: &TokenRequest,
+    binding: &Binding,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    let c = &client.client;
+    if !c.allows_grant("authorization_code") {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the authorization_code grant",
+        ));
+    }
+    let code = req
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = req
+        .redirect_uri
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let verifier = req
+        .code_verifier
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
+
+    let rec = match store.redeem_code(&hash_secret(code), now).await? {
+        CodeRedemption::Redeemed(rec) => rec,
+        CodeRedemption::AlreadyUsed { grant_id } => {
+            tracing::warn!(client_id = %c.id(), "authorization code replayed; revoking its grant");
+            store.revoke_grant(&grant_id, now).await?;
+            return Err(OAuthError::invalid_grant(
+                "the authorization code has already been used",
+            ));
+        }
+        CodeRedemption::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization code is invalid or expired",
+            ));
+        }
+    };
+    if rec.client_id != c.id() {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    let data: CodeData = serde_json::from_str(&rec.request).map_err(|e| {
+        tracing::error!(error = %e, "stored authorization code data unreadable");
+        OAuthError::server_error()
+    })?;
+    let ar = &data.request;
+    if ar.redirect_uri != redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    // RFC 7636 §4.6 with S256, the only method FAPI 2.0 §5.3.2.2 allows.
+    if ar.code_challenge_method != pkce::S256 || !pkce::verify(verifier, &ar.code_challenge) {
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    if let Some(jkt) = &ar.dpop_jkt {
+        match &binding.dpop {
+            Some(proof) if constant_time_eq(proof.jkt.as_bytes(), jkt.as_bytes()) => {}
+            Some(_) => {
+                return Err(OAuthError::invalid_grant(
+                    "the DPoP proof key is not the key the authorization code is bound to",
+                ));
+            }
+            None => {
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code is bound to a DPoP key: a DPoP proof is required",
+                ));
+            }
+        }
+    }
+    let cnf = sender_binding(client, policy, binding)?;
+    let grant = live_grant(store, &rec.grant_id).await?;
+    let details = grant_details(&grant)?;
+    let tdetails = token_details(&grant, &details);
+    let ctx = TokenContext {
+        client_id: c.id(),
+        grant_id: Some(&grant.grant_id),
+        sub: grant.sub.as_deref(),
+        scope: &grant.scope,
+        cnf: &cnf,
+        details: &tdetails,
+    };
+    let access = issue_access_token(keys, policy, &ctx, now)?;
+    let refresh = if c.allows_grant("refresh_token") {
+        Some(issue_refresh_token(policy, &ctx, now)?)
+    } else {
+        None
+    };
+    let id_token = if has_scope(&grant.scope, "openid") {
+        Some(issue_id_token(
+            keys,
+            policy,
+            &IdTokenInput {
+                client: c,
+                authentication: &data.authentication,
+                nonce: ar.nonce.as_deref(),
+                access_token: Some(&access.value),
+                grant: &details,
+                consent_id: grant.consent_id.as_deref(),
+            },
+            now,
+        )?)
+    } else {
+        None
+    };
+
+    let mut records = vec![access.record.clone()];
+    records.extend(refresh.as_ref().map(|r| r.record.clone()));
+    if !store.put_tokens(records).await? {
+        // Revoked between the check above and now (consent withdrawn, or a
+        // replay of this very code).
+        return Err(OAuthError::invalid_grant(
+            "the authorization grant has been revoked",
+        ));
+    }
+    Ok(TokenResponse {
+        token_type: token_type(&cnf),
+        access_token: access.value,
+        expires_in: access.expires_in,
+        refresh_token: refresh.map(|r| r.value),
+        id_token,
+        scope: grant.scope,
+        authorization_details: details.authorization_details,
+    })
+}

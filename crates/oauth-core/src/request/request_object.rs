@@ -1,0 +1,603 @@
+//! Signed request objects (RFC 9101 JAR; FAPI 2.0 Message Signing §5.3.1,
+//! §5.3.2): the authorization request as a JWT signed by the client.
+//!
+//! Only JWS is accepted. An encrypted request object (JWE, RFC 9101 §6.1)
+//! is refused with `invalid_request_object`: at the pushed authorization
+//! request endpoint the request already travels over mutually authenticated
+//! TLS, so encryption adds no confidentiality FAPI 2.0 asks for.
+
+use serde_json::{Map, Value};
+
+use crate::client::Client;
+use crate::error::{ErrorCode, OAuthError};
+use crate::jwks_resolver::{JwksFetcher, JwksResolver};
+use crate::keys::{JwsAlg, KeyError, VerifyOptions, peek_header, verify_jws};
+use crate::policy::Policy;
+use crate::secret::hash_secret;
+use crate::storage::{ReplayCache, ReplayKind};
+
+/// RFC 9101 §10.8: the explicit type of a request object.
+pub const REQUEST_OBJECT_TYP: &str = "oauth-authz-req+jwt";
+
+/// FAPI 2.0 Message Signing §5.3.2: `exp - nbf` at most 60 minutes.
+pub const MAX_LIFETIME_SECS: i64 = 3600;
+
+/// FAPI 2.0 Message Signing §5.3.2: `nbf` at most 60 minutes in the past.
+pub const MAX_NBF_AGE_SECS: i64 = 3600;
+
+/// The claims of a request object whose signature and envelope
+/// (`iss`, `aud`, `exp`, `nbf`, `client_id`, `jti`) were verified. Only
+/// [`verify_request_object`] makes one, so the pipeline cannot be handed
+/// unverified claims as if they were signed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestObject {
+    claims: Map<String, Value>,
+    alg: JwsAlg,
+}
+
+impl RequestObject {
+    /// The claims: the authorization request parameters (RFC 9101 §6.3),
+    /// with JSON values as sent (`claims` and `authorization_details` as
+    /// JSON, `max_age` possibly a number).
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// The algorithm the object was signed with.
+    pub fn alg(&self) -> JwsAlg {
+        self.alg
+    }
+
+    #[cfg(test)]
+    pub(crate) fn unverified_for_tests(claims: Value) -> RequestObject {
+        RequestObject {
+            claims: claims.as_object().cloned().unwrap_or_default(),
+            alg: JwsAlg::PS256,
+        }
+    }
+}
+
+fn invalid(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequestObject, d)
+}
+
+/// Verifies the `request` parameter of `client`'s authorization request
+/// (RFC 9101 §6.2, §6.3; FAPI 2.0 Message Signing §5.3.2; OpenID Connect
+/// Core §6.3.2):
+///
+/// - a JWS compact serialisation (a JWE is refused: "encrypted request
+///   objects are not supported");
+/// - `typ`, when present, `oauth-authz-req+jwt` (RFC 9101 §10.8 makes it a
+///   SHOULD, so an absent `typ` is accepted);
+/// - `alg` PS256, ES256 or EdDSA, and the client's registered
+///   `request_object_signing_alg` when it has one; `none`, `HS*`, `RS*`
+///   are refused;
+/// - signed by one of the client's own keys (`jwks` or `jwks_uri`, chosen
+///   by `kid`);
+/// - `iss` = the client_id; `aud` = the issuer, as a string or in an array;
+/// - `exp` required and not past, `nbf` required, not further in the future
+///   than the clock skew and at most 60 minutes old, `exp - nbf` at most
+///   60 minutes;
+/// - `client_id` required and equal to the client (and to the form's
+///   `client_id` when one was sent, RFC 9101 §5);
+/// - no `request` / `request_uri` inside;
+/// - `jti`, when present, used only once (kept until `exp`).
+///
+/// Every refusal is `invalid_request_object` (RFC 9101 §6.3), except
+/// storage failures (`server_error` / `temporarily_unavailable`).
+pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
+    store: &S,
+    jwks: &JwksResolver<F>,
+    policy: &Policy,
+    client: &Client,
+    form_client_id: Option<&str>,
+    request: &str,
+    now: i64,
+) -> Result<RequestObject, OAuthError> {
+    if request.split('.').count() == 5 {
+        return Err(invalid("encrypted request objects are not supported"));
+    }
+    let header = peek_header(request).map_err(|e| map_key_error(client, e))?;
+    if header.get("enc").is_some() {
+        return Err(invalid("encrypted request objects are not supported"));
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => JwsAlg::parse(a).map_err(|e| map_key_error(client, e))?,
+        _ => return Err(invalid("request object header has no alg")),
+    };
+    if let Some(registered) = client.metadata.request_object_signing_alg.as_deref()
+        && registered != alg.as_str()
+    {
+        return Err(invalid(
+            "request object is not signed with the client's registered request_object_signing_alg",
+        ));
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.as_str()),
+        Some(_) => return Err(invalid("request object kid must be a string")),
+    };
+    let key = jwks
+        .key_for(client, kid, alg, now)
+        .await
+        .map_err(|e| e.to_oauth(ErrorCode::InvalidRequestObject))?;
+
+    let mut checks = VerifyOptions::new(now)
+        .leeway(policy.clock_skew_secs)
+        .issuer(client.id())
+        .audience([policy.issuer.as_str()])
+        .require("nbf")
+        .require("client_id");
+    if header.get("typ").is_some() {
+        checks = checks.typ(REQUEST_OBJECT_TYP);
+    }
+    let verified =
+        verify_jws(request, &key, &[alg], &checks).map_err(|e| map_key_error(client, e))?;
+    let Value::Object(claims) = verified.claims else {
+        return Err(invalid("request object claims are not a JSON object"));
+    };
+
+    let exp = numeric_date(&claims, "exp")?;
+    let nbf = numeric_date(&claims, "nbf")?;
+    if now.saturating_sub(nbf) > MAX_NBF_AGE_SECS {
+        return Err(invalid(
+            "request object nbf is more than 60 minutes in the past",
+        ));
+    }
+    if exp.saturating_sub(nbf) > MAX_LIFETIME_SECS {
+        return Err(invalid(
+            "request object lifetime (exp - nbf) exceeds 60 minutes",
+        ));
+    }
+    match claims.get("client_id") {
+        Some(Value::String(id)) if id == client.id() => {}
+        _ => {
+            return Err(invalid(
+                "request object client_id does not match the client",
+            ));
+        }
+    }
+    if form_client_id.is_some_and(|id| id != client.id()) {
+        return Err(invalid(
+            "client_id parameter does not match the request object",
+        ));
+    }
+    if claims.contains_key("request") || claims.contains_key("request_uri") {
+        return Err(invalid(
+            "a request object must not contain request or request_uri",
+        ));
+    }
+    match claims.get("jti") {
+        None => {}
+        Some(Value::String(jti)) if !jti.is_empty() => {
+            // Hashed: the jti is the client's choice and may be long.
+            let entry = format!("{}:{}", client.id(), hash_secret(jti));
+            let until = exp.saturating_add(policy.clock_skew_secs);
+            if !store
+                .consume_once(ReplayKind::RequestObject, &entry, until, now)
+                .await?
+            {
+                return Err(invalid("request object has already been used"));
+            }
+        }
+        Some(_) => return Err(invalid("request object jti must be a non-empty string")),
+    }
+    Ok(RequestObject { claims, alg })
+}
+
+/// A NumericDate that [`verify_jws`] already checked to be a number.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<i64, OAuthError> {
+    let n = claims
+        .get(name)
+        .and_then(Value::as_number)
+        .ok_or_else(|| invalid(format!("request object {name} is not a NumericDate")))?;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        })
+        .ok_or_else(|| invalid(format!("request object {name} is not a NumericDate")))
+}
+
+/// Descriptions fixed here, so nothing from the key machinery's internals
+/// reaches the client.
+fn map_key_error(client: &Client, e: KeyError) -> OAuthError {
+    if e.is_internal() {
+        tracing::error!(client_id = %client.id(), error = %e, "request object verification failed internally");
+        return OAuthError::server_error();
+    }
+    tracing::debug!(client_id = %client.id(), error = %e, "request object refused");
+    match e {
+        KeyError::UnsupportedAlg(_) => {
+            invalid("request object signing algorithm is not allowed (PS256, ES256 or EdDSA)")
+        }
+        KeyError::KeyMismatch(_) | KeyError::BadSignature | KeyError::UnknownKid(_) => {
+            invalid("request object signature is invalid")
+        }
+        KeyError::Expired => invalid("request object has expired"),
+        KeyError::NotYetValid => invalid("request object is not yet valid (nbf)"),
+        KeyError::MissingClaim(c) => invalid(format!("request object lacks the {c} claim")),
+        KeyError::InvalidClaim(c) => invalid(format!("request object claim rejected: {c}")),
+        KeyError::WrongType { .. } => invalid("request object typ must be oauth-authz-req+jwt"),
+        KeyError::UnsupportedCrit(_) => {
+            invalid("request object uses an unsupported critical header")
+        }
+        _ => invalid("request object is not a valid signed JWT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_auth::test_support::{ISSUER, MemStore, T0, TestKey, client};
+    use crate::jwks_resolver::test_support::MockFetcher;
+    use crate::policy::Profile;
+    use serde_json::json;
+
+    const JWKS_URI: &str = "https://tpp-1.example/jwks";
+
+    struct Setup {
+        store: MemStore,
+        jwks: JwksResolver<MockFetcher>,
+        policy: Policy,
+        tpp1: Client,
+    }
+
+    fn meta(id: &str, keys: &[&TestKey]) -> Value {
+        let jwks: Vec<Value> = keys.iter().map(|k| k.jwk.clone()).collect();
+        json!({
+            "client_id": id,
+            "redirect_uris": ["https://tpp.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": jwks},
+            "scope": "openid accounts",
+        })
+    }
+
+    fn setup(keys: &[&TestKey]) -> Setup {
+        Setup {
+            store: MemStore::default(),
+            jwks: JwksResolver::new(MockFetcher::default()),
+            policy: Policy::new(ISSUER, Profile::Fapi2MessageSigning),
+            tpp1: client(meta("tpp-1", keys), None),
+        }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "iss": "tpp-1", "aud": ISSUER, "client_id": "tpp-1",
+            "exp": T0 + 300, "nbf": T0, "iat": T0, "jti": "jti-1",
+            "response_type": "code", "redirect_uri": "https://tpp.example/cb",
+            "scope": "openid accounts", "state": "s",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        })
+    }
+
+    fn typed(key: &TestKey, alg: &str, claims: &Value) -> String {
+        let mut h = json!({"typ": REQUEST_OBJECT_TYP});
+        if let Some(kid) = key.jwk.get("kid") {
+            h["kid"] = kid.clone();
+        }
+        key.sign_as(alg, h, claims)
+    }
+
+    async fn verify(s: &Setup, token: &str) -> Result<RequestObject, OAuthError> {
+        verify_request_object(
+            &s.store,
+            &s.jwks,
+            &s.policy,
+            &s.tpp1,
+            Some("tpp-1"),
+            token,
+            T0,
+        )
+        .await
+    }
+
+    /// The refusal's code and description.
+    async fn refused(s: &Setup, token: &str) -> (&'static str, String) {
+        let e = verify(s, token).await.unwrap_err();
+        (
+            e.code.as_str(),
+            e.description.map(|d| d.into_owned()).unwrap_or_default(),
+        )
+    }
+
+    fn with(name: &str, value: Option<Value>) -> Value {
+        let mut c = claims();
+        match value {
+            Some(v) => c[name] = v,
+            None => {
+                c.as_object_mut().unwrap().remove(name);
+            }
+        }
+        c
+    }
+
+    #[tokio::test]
+    async fn valid_ps256_es256_and_eddsa_are_accepted() {
+        for key in [
+            TestKey::rsa(Some("rsa-1")),
+            TestKey::ec(Some("ec-1")),
+            TestKey::ed(None),
+        ] {
+            let s = setup(&[&key]);
+            let ro = verify(&s, &typed(&key, key.alg(), &claims()))
+                .await
+                .unwrap();
+            assert_eq!(ro.alg().as_str(), key.alg());
+            assert_eq!(ro.claims()["state"], "s");
+            assert_eq!(ro.claims()["scope"], "openid accounts");
+        }
+    }
+
+    #[tokio::test]
+    async fn typ_absent_or_prefixed_is_accepted_wrong_typ_refused() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        // No typ at all (RFC 9101 §10.8 is a SHOULD).
+        let c = with("jti", Some(json!("a")));
+        assert!(verify(&s, &key.sign(&c)).await.is_ok());
+        let h = json!({"kid": "ec-1", "typ": "application/oauth-authz-req+jwt"});
+        let c = with("jti", Some(json!("b")));
+        assert!(verify(&s, &key.sign_as("ES256", h, &c)).await.is_ok());
+        for typ in ["JWT", "dpop+jwt", "at+jwt"] {
+            let h = json!({"kid": "ec-1", "typ": typ});
+            let (code, d) = refused(&s, &key.sign_as("ES256", h, &claims())).await;
+            assert_eq!(code, "invalid_request_object", "{typ}");
+            assert_eq!(d, "request object typ must be oauth-authz-req+jwt");
+        }
+    }
+
+    #[tokio::test]
+    async fn aud_string_or_array_with_the_issuer() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let c = with("aud", Some(json!(["https://other.example", ISSUER])));
+        assert!(verify(&s, &typed(&key, "ES256", &c)).await.is_ok());
+        for aud in [
+            json!("https://other.example"),
+            json!(["https://other.example"]),
+            json!("https://op.example/par"),
+            json!(5),
+        ] {
+            let c = with("aud", Some(aud.clone()));
+            assert_eq!(
+                refused(&s, &typed(&key, "ES256", &c)).await.0,
+                "invalid_request_object",
+                "{aud}"
+            );
+        }
+        let c = with("aud", None);
+        assert_eq!(
+            refused(&s, &typed(&key, "ES256", &c)).await.0,
+            "invalid_request_object"
+        );
+    }
+
+    #[tokio::test]
+    async fn exp_and_nbf_rules() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let sign = |c: &Value| typed(&key, "ES256", c);
+        let (code, d) = refused(&s, &sign(&with("exp", None))).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object lacks the exp claim");
+        let (code, d) = refused(&s, &sign(&with("nbf", None))).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object lacks the nbf claim");
+        // Expired (beyond the 10 s skew).
+        let mut c = with("exp", Some(json!(T0 - 11)));
+        c["nbf"] = json!(T0 - 300);
+        let (code, d) = refused(&s, &sign(&c)).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object has expired");
+        // nbf 8 s ahead: accepted (OIDF ...-nbf-8-seconds-in-the-future-is-accepted).
+        let c = with("nbf", Some(json!(T0 + 8)));
+        assert!(verify(&s, &sign(&c)).await.is_ok());
+        // nbf 20 s ahead: refused.
+        let c = with("nbf", Some(json!(T0 + 20)));
+        let (code, d) = refused(&s, &sign(&c)).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object is not yet valid (nbf)");
+        // nbf 70 minutes old.
+        let mut c = with("nbf", Some(json!(T0 - 70 * 60)));
+        c["exp"] = json!(T0 + 60);
+        let (code, d) = refused(&s, &sign(&c)).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object nbf is more than 60 minutes in the past");
+        // exp - nbf = 70 minutes.
+        let c = with("exp", Some(json!(T0 + 70 * 60)));
+        let (code, d) = refused(&s, &sign(&c)).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object lifetime (exp - nbf) exceeds 60 minutes");
+        // Exactly 60 minutes is fine.
+        let mut c = with("exp", Some(json!(T0 + 3600)));
+        c["jti"] = json!("sixty");
+        assert!(verify(&s, &sign(&c)).await.is_ok());
+        // Not a NumericDate.
+        let c = with("nbf", Some(json!("now")));
+        assert_eq!(refused(&s, &sign(&c)).await.0, "invalid_request_object");
+    }
+
+    #[tokio::test]
+    async fn refused_algorithms() {
+        let rsa = TestKey::rsa(Some("rsa-1"));
+        let s = setup(&[&rsa]);
+        for alg in ["RS256", "HS256", "none"] {
+            let (code, d) = refused(&s, &typed(&rsa, alg, &claims())).await;
+            assert_eq!(code, "invalid_request_object", "{alg}");
+            assert_eq!(
+                d,
+                "request object signing algorithm is not allowed (PS256, ES256 or EdDSA)"
+            );
+        }
+        // No alg at all.
+        let token = rsa.sign_as("PS256", json!({}), &claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let header = crate::client_auth::test_support::b64(br#"{"kid":"rsa-1"}"#);
+        parts[0] = &header;
+        assert_eq!(
+            refused(&s, &parts.join(".")).await.0,
+            "invalid_request_object"
+        );
+    }
+
+    #[tokio::test]
+    async fn registered_request_object_signing_alg_is_enforced() {
+        let rsa = TestKey::rsa(Some("rsa-1"));
+        let ec = TestKey::ec(Some("ec-1"));
+        let mut s = setup(&[&rsa, &ec]);
+        let mut m = meta("tpp-1", &[&rsa, &ec]);
+        m["request_object_signing_alg"] = json!("ES256");
+        s.tpp1 = client(m, None);
+        let (code, _) = refused(&s, &typed(&rsa, "PS256", &claims())).await;
+        assert_eq!(code, "invalid_request_object");
+        assert!(verify(&s, &typed(&ec, "ES256", &claims())).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bad_signature_and_foreign_keys_are_refused() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let token = typed(&key, "ES256", &claims());
+        // Flip one character of the signature.
+        let (head, sig) = token.rsplit_once('.').unwrap();
+        let first = if sig.starts_with('A') { "B" } else { "A" };
+        let tampered = format!("{head}.{first}{}", &sig[1..]);
+        let (code, d) = refused(&s, &tampered).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object signature is invalid");
+        // Claims changed after signing.
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = crate::client_auth::test_support::b64(
+            with("scope", Some(json!("openid payments")))
+                .to_string()
+                .as_bytes(),
+        );
+        let token2 = format!("{}.{forged}.{}", parts[0], parts[2]);
+        assert_eq!(refused(&s, &token2).await.0, "invalid_request_object");
+
+        // Another client's key, under its own kid: not one of tpp-1's keys.
+        let other = TestKey::ec(Some("ec-2"));
+        let (code, d) = refused(&s, &typed(&other, "ES256", &claims())).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "no registered client key matches");
+        // Another key claiming tpp-1's kid: the signature fails.
+        let impostor = TestKey::ec(Some("ec-1"));
+        let (code, d) = refused(&s, &typed(&impostor, "ES256", &claims())).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object signature is invalid");
+        // A PS256 object against a client with only an EC key.
+        let rsa = TestKey::rsa(Some("ec-1"));
+        assert_eq!(
+            refused(&s, &typed(&rsa, "PS256", &claims())).await.0,
+            "invalid_request_object"
+        );
+    }
+
+    #[tokio::test]
+    async fn keys_from_jwks_uri() {
+        let key = TestKey::ec(Some("ec-1"));
+        let mut s = setup(&[]);
+        let mut m = meta("tpp-1", &[]);
+        m.as_object_mut().unwrap().remove("jwks");
+        m["jwks_uri"] = json!(JWKS_URI);
+        s.tpp1 = client(m, None);
+        s.jwks
+            .fetcher()
+            .set_json(JWKS_URI, &json!({"keys": [key.jwk.clone()]}));
+        assert!(verify(&s, &typed(&key, "ES256", &claims())).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn iss_client_id_and_references() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let sign = |c: &Value| typed(&key, "ES256", c);
+        for c in [
+            with("iss", Some(json!("tpp-2"))),
+            with("iss", None),
+            with("client_id", Some(json!("tpp-2"))),
+            with("client_id", None),
+            with("client_id", Some(json!(1))),
+            with(
+                "request_uri",
+                Some(json!("urn:ietf:params:oauth:request_uri:x")),
+            ),
+            with("request", Some(json!("eyJ.eyJ.x"))),
+            with("jti", Some(json!(""))),
+            with("jti", Some(json!(7))),
+        ] {
+            assert_eq!(
+                refused(&s, &sign(&c)).await.0,
+                "invalid_request_object",
+                "{c}"
+            );
+        }
+        let (code, d) = refused(&s, &sign(&with("request_uri", Some(json!("urn:x"))))).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(
+            d,
+            "a request object must not contain request or request_uri"
+        );
+        // The form's client_id must agree.
+        let e = verify_request_object(
+            &s.store,
+            &s.jwks,
+            &s.policy,
+            &s.tpp1,
+            Some("tpp-2"),
+            &sign(&claims()),
+            T0,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code.as_str(), "invalid_request_object");
+        // No form client_id is fine (private_key_jwt at PAR need not send it).
+        let c = with("jti", Some(json!("no-form-id")));
+        assert!(
+            verify_request_object(&s.store, &s.jwks, &s.policy, &s.tpp1, None, &sign(&c), T0)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn jti_is_single_use_and_optional() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let token = typed(&key, "ES256", &claims());
+        assert!(verify(&s, &token).await.is_ok());
+        let (code, d) = refused(&s, &token).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "request object has already been used");
+        // Without jti the same object may be pushed again.
+        let token = typed(&key, "ES256", &with("jti", None));
+        assert!(verify(&s, &token).await.is_ok());
+        assert!(verify(&s, &token).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn encrypted_and_malformed_objects_are_refused() {
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let (code, d) = refused(&s, "eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.a.b.c.d").await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "encrypted request objects are not supported");
+        let b64 = crate::client_auth::test_support::b64;
+        let jwe_header = b64(br#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#);
+        let (code, d) = refused(&s, &format!("{jwe_header}.e30.c2ln")).await;
+        assert_eq!(code, "invalid_request_object");
+        assert_eq!(d, "encrypted request objects are not supported");
+        for garbage in ["", "abc", "a.b", "a.b.c", "...", "%%.%%.%%"] {
+            assert_eq!(
+                refused(&s, garbage).await.0,
+                "invalid_request_object",
+                "{garbage:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The back-channel endpoints: PAR, token, userinfo, introspection,
+//! revocation. Each handler extracts the typed inputs (form parameters,
+//! client-authentication evidence, the client certificate, DPoP proofs),
+//! calls one protocol function and maps the outcome.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use oauth_core::cert::PeerCertificate;
+use oauth_core::client::AuthenticatedClient;
+use oauth_core::client_auth::{ClientAuthRequest, Endpoint};
+use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::secret::now;
+use oauth_core::sender_constraint::dpop::DpopCheck;
+use oauth_core::userinfo::{AuthScheme, ResourceError};
+
+use crate::http::{ApiError, AppState};
+
+/// The form body as an ordered multimap (duplicates are the pipeline's to
+/// refuse, RFC 6749 §3.1).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn single<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, OAuthError> {
+    let mut values = form
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated"
+        )));
+    }
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+/// The URL of this request as the client addressed it (DPoP `htu`, and the
+/// client-assertion audience under FAPI 1.0).
+pub fn request_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("https://{}{}", info.host(), req.path())
+}
+
+/// Every value of the `DPoP` header (there must be at most one).
+fn dpop_headers(req: &HttpRequest) -> Vec<&str> {
+    req.headers()
+        .get_all("dpop")
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+/// Authenticates the client at `endpoint` from the request's evidence.
+async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    form: &[(String, String)],
+    endpoint: Endpoint,
+    cert: Option<&PeerCertificate>,
+) -> Result<AuthenticatedClient, OAuthError> {
+    let basic = match req.headers().get(header::AUTHORIZATION) {
+        Some(v) => oauth_core::client_auth::decode_basic_authorization(
+            v.to_str()
+                .map_err(|_| OAuthError::invalid_client("malformed Authorization header"))?,
+        )?,
+        None => None,
+    };
+    let url = request_url(req);
+    let token_urls: Vec<&str> = state
+        .token_endpoint_urls
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let auth = ClientAuthRequest {
+        endpoint,
+        endpoint_url: &url,
+        token_endpoint_urls: &token_urls,
+        client_id: single(form, "client_id")?,
+        client_assertion_type: single(form, "client_assertion_type")?,
+        client_assertion: single(form, "client_assertion")?,
+        basic: basic.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+        client_secret: single(form, "client_secret")?,
+        certificate: cert,
+    };
+    oauth_core::client_auth::authenticate(&state.store, &state.jwks, &state.policy, auth).await
+}
+
+async fn verify_dpop(
+    state: &AppState,
+    req: &HttpRequest,
+    access_token: Option<&str>,
+) -> Result<Option<oauth_core::authorization::DpopProof>, OAuthError> {
+    let proofs = dpop_headers(req);
+    let url = request_url(req);
+    let check = DpopCheck {
+        proofs: &proofs,
+        htm: req.method().as_str(),
+        htu: &url,
+        access_token,
+        nonce_required: state.policy.require_dpop_nonce,
+    };
+    oauth_core::sender_constraint::dpop::verify_proof(
+        &state.store,
+        &state.policy,
+        &state.dpop_nonces,
+        check,
+        now(),
+    )
+    .await
+}
+
+fn json_no_store(
+    status: actix_web::http::StatusCode,
+    body: &impl serde::Serialize,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+/// RFC 6749 §5.2: a client that tried HTTP Basic gets its 401 with a
+/// `WWW-Authenticate: Basic` challenge.
+fn client_error(req: &HttpRequest, e: OAuthError) -> ApiError {
+    let tried_basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"));
+    ApiError {
+        basic_challenge: tried_basic && e.code == ErrorCode::InvalidClient,
+        error: e,
+    }
+}
+
+/// `POST /par` (RFC 9126 §2).
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn par(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let form = parse_form(&body);
+    let cert = crate::tls::peer_certificate(&req);
+    let dpop = verify_dpop(&state, &req, None).await?;
+    let client = authenticate(&state, &req, &form, Endpoint::Par, cert.as_deref())
+        .await
+        .map_err(|e| client_error(&req, e))?;
+    tracing::Span::current().record("client_id", client.client.id());
+    let res = par::push(
+        &state.store,
+        &state.jwks,
+        &state.policy,
+        &client,
+        &form,
+        dpop.as_ref(),
+        now(),
+    )
+    .await?;
+    Ok(json_no_store(actix_web::http::StatusCode::CREATED, &res))
+}
+
+/// `POST /token` (RFC 6749 §3.2).
+#[tracing::instrument(skip_all, fields(client_id, grant_type))]
+pub async fn token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let form = parse_form(&body);
+    let cert = crate::tls::peer_certificate(&req);
+    let dpop = verify_dpop(&state, &req, None).await?;
+    let client = authenticate(&state, &req, &form, Endpoint::Token, cert.as_deref())
+        .await
+        .map_err(|e| client_error(&req, e))?;
+    tracing::Span::current().record("client_id", client.client.id());
+    let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
+    tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
+    let binding = oauth_core::grant::Binding {
+        dpop,
+        x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
+    };
+    let res = oauth_core::grant::exchange(
+        &state.store,
+        &state.keys,
+        &state.policy,
+        &client,
+        token_request,
+        binding,
+        now(),
+    )
+    .await?;
+    Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
+}
+
+/// `POST /introspect` (RFC 7662 §2).
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let form = parse_form(&body);
+    let cert = crate::tls::peer_certificate(&req);
+    let client = authenticate(
+        &state,
+        &req,
+        &form,
+        Endpoint::Introspection,
+        cert.as_deref(),
+    )
+    .await
+    .map_err(|e| client_error(&req, e))?;
+    tracing::Span::current().record("client_id", client.client.id());
+    let token =
+        single(&form, "token")?.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let hint = single(&form, "token_type_hint")?;
+    let res = oauth_core::introspection::introspect(
+        &state.store,
+        &state.policy,
+        &client,
+        token,
+        hint,
+        now(),
+    )
+    .await?;
+    Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
+}
+
+/// `POST /revoke` (RFC 7009 §2).
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let form = parse_form(&body);
+    let cert = crate::tls::peer_certificate(&req);
+    let client = authenticate(&state, &req, &form, Endpoint::Revocation, cert.as_deref())
+        .await
+        .map_err(|e| client_error(&req, e))?;
+    tracing::Span::current().record("client_id", client.client.id());
+    let token =
+        single(&form, "token")?.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let hint = single(&form, "token_type_hint")?;
+    oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// `GET|POST /userinfo` (OIDC Core §5.3, RFC 6750 §2, RFC 9449 §7).
+#[tracing::instrument(skip_all)]
+pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match userinfo_inner(&state, &req).await {
+        Ok(claims) => json_no_store(actix_web::http::StatusCode::OK, &claims),
+        Err(e) => resource_error(&e),
+    }
+}
+
+async fn userinfo_inner(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<serde_json::Value, ResourceError> {
+    // RFC 6750 §2.3 / FAPI: access tokens in the query string are refused.
+    if url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, _)| k == "access_token")
+    {
+        return Err(OAuthError::invalid_request(
+            "access tokens in the query string are not accepted",
+        )
+        .into());
+    }
+    let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(ResourceError::invalid_token(
+            AuthScheme::Bearer,
+            "an access token is required",
+        ));
+    };
+    let (scheme, token) = auth
+        .split_once(' ')
+        .and_then(|(s, t)| Some((AuthScheme::parse(s)?, t.trim())))
+        .ok_or_else(|| {
+            ResourceError::invalid_token(AuthScheme::Bearer, "unsupported authorization scheme")
+        })?;
+    let dpop = match scheme {
+        AuthScheme::DPoP => Some(
+            verify_dpop(state, req, Some(token))
+                .await?
+                .ok_or_else(|| ResourceError::invalid_dpop_proof("a DPoP proof is required"))?,
+        ),
+        AuthScheme::Bearer => None,
+    };
+    let cert = crate::tls::peer_certificate(req);
+    oauth_core::userinfo::userinfo(
+        &state.store,
+        token,
+        scheme,
+        dpop,
+        cert.as_ref().map(|c| c.x5t_s256.as_str()),
+        now(),
+    )
+    .await
+}
+
+/// RFC 6750 §3 / RFC 9449 §7.1 error answers with `WWW-Authenticate`.
+fn resource_error(e: &ResourceError) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(e.status())
+        .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(challenge) = e.www_authenticate() {
+        res.insert_header((header::WWW_AUTHENTICATE, challenge));
+    }
+    if let Some(n) = &e.dpop_nonce {
+        res.insert_header(("DPoP-Nonce", n.as_str()));
+    }
+    res.json(e.to_json())
+}
+
+/// Paths, shared by the router and discovery.
+pub const PAR_PATH: &str = "/par";
+pub const TOKEN_PATH: &str = "/token";
+pub const USERINFO_PATH: &str = "/userinfo";
+pub const INTROSPECTION_PATH: &str = "/introspect";
+pub const REVOCATION_PATH: &str = "/revoke";
+
+/// Registers the back-channel routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(PAR_PATH, web::post().to(par))
+        .route(TOKEN_PATH, web::post().to(token))
+        .route(INTROSPECTION_PATH, web::post().to(introspect))
+        .route(REVOCATION_PATH, web::post().to(revoke))
+        .route(USERINFO_PATH, web::get().to(userinfo))
+        .route(USERINFO_PATH, web::post().to(userinfo));
+}

@@ -1,0 +1,642 @@
+//! The browser side of an authorization: `/authorize`, then login and
+//! consent as an interaction the server tracks, then the redirect back to the
+//! client. The login step is one of several [`LoginMode`]s: the built-in form
+//! today, the bank's own login app through the consent bridge later.
+//!
+//! An interaction lives in the database (several instances behind a load
+//! balancer share it) and is bound to the browser that started it by a
+//! cookie scoped to its path: a link copied into another browser is useless.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use oauth_core::authorization::{Authentication, AuthorizationRequest, GrantDetails};
+use oauth_core::client::Client;
+use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
+use oauth_core::storage::{ClientRepository, InteractionRecord, SessionRecord, SessionRepository};
+use serde::{Deserialize, Serialize};
+
+use crate::http::AppState;
+
+const SESSION_COOKIE: &str = "sr_session";
+const INTERACTION_COOKIE: &str = "sr_interaction";
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    client_name: &'a str,
+    interaction_id: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_name: &'a str,
+    interaction_id: &'a str,
+    username: &'a str,
+    scopes: &'a [String],
+    intent_id: Option<&'a str>,
+    authorization_details: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    error: &'a str,
+    description: Option<String>,
+}
+
+/// An error shown to the customer in the browser: used only while the
+/// redirect URI is not known to be the client's (RFC 6749 §4.1.2.1).
+pub fn error_page(status: StatusCode, err: &OAuthError) -> HttpResponse {
+    let body = ErrorPage {
+        error: err.code.as_str(),
+        description: err.safe_description(),
+    }
+    .render()
+    .unwrap_or_else(|_| err.code.as_str().to_string());
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .body(body)
+}
+
+fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// What the interaction remembers between pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InteractionState {
+    request: AuthorizationRequest,
+    /// The pushed request this interaction consumes when it completes.
+    request_uri_hash: String,
+    /// When `/authorize` accepted the request_uri. RFC 9126 limits how long
+    /// a request_uri may be presented, not how long the customer may take
+    /// to log in, so it is consumed as of this time.
+    presented_at: i64,
+    /// SHA-256 of the browser-binding cookie.
+    browser_hash: String,
+    /// Set once the customer has authenticated.
+    #[serde(default)]
+    authentication: Option<Authentication>,
+}
+
+#[derive(Deserialize)]
+pub struct AuthorizeQuery {
+    client_id: Option<String>,
+    request_uri: Option<String>,
+}
+
+/// `GET /authorize` (RFC 6749 §4.1.1, RFC 9126 §4). Under FAPI 2.0 only
+/// `client_id` and `request_uri` are used: everything else was pushed.
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AuthorizeQuery>,
+) -> HttpResponse {
+    let t = now();
+    let (Some(client_id), Some(request_uri)) = (&query.client_id, &query.request_uri) else {
+        let err = if query.request_uri.is_none() && state.policy.require_par {
+            OAuthError::invalid_request(
+                "pushed authorization requests are required: push the request first and send client_id and request_uri",
+            )
+        } else {
+            OAuthError::invalid_request("client_id and request_uri are required")
+        };
+        return error_page(StatusCode::BAD_REQUEST, &err);
+    };
+    tracing::Span::current().record("client_id", client_id.as_str());
+    let request = match par::resolve(&state.store, client_id, request_uri, t).await {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let client = match load_client(&state, client_id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    // From here on the redirect URI is the client's: errors go back to it.
+    let session = current_session(&state, &req, t).await;
+    let prompt_none = request.prompt.iter().any(|p| p == "none");
+    let force_login = request.prompt.iter().any(|p| p == "login");
+    let fresh_enough = |s: &SessionRecord| match request.max_age {
+        Some(max) => t - s.auth_time <= max,
+        None => true,
+    };
+    let reusable = session
+        .as_ref()
+        .filter(|s| !force_login && fresh_enough(s))
+        .map(|s| Authentication {
+            sub: s.sub.clone(),
+            auth_time: s.auth_time,
+            acr: s.acr.clone(),
+            amr: serde_json::from_str(&s.amr).unwrap_or_default(),
+        });
+    if prompt_none {
+        // No interaction allowed (OIDC Core §3.1.2.1); Strongroom does not
+        // remember consents, so a session alone is not enough.
+        let code = if reusable.is_some() {
+            ErrorCode::ConsentRequired
+        } else {
+            ErrorCode::LoginRequired
+        };
+        let err = OAuthError::new(code, "user interaction is required");
+        return finish_with_error(
+            &state,
+            &client,
+            &request,
+            &err,
+            Some(&hash_secret(request_uri)),
+            t,
+        )
+        .await;
+    }
+    let interaction_id = new_secret();
+    let browser_secret = new_secret();
+    let st = InteractionState {
+        request,
+        request_uri_hash: hash_secret(request_uri),
+        presented_at: t,
+        browser_hash: hash_secret(&browser_secret),
+        authentication: reusable,
+    };
+    let next = if st.authentication.is_some() {
+        "consent"
+    } else {
+        "login"
+    };
+    if let Err(e) = save_interaction(&state, &interaction_id, client.id(), &st, t).await {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+    }
+    let cookie = Cookie::build(INTERACTION_COOKIE, browser_secret)
+        .path(format!("/interaction/{interaction_id}"))
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(
+            state.login.interaction_lifetime_secs,
+        ))
+        .finish();
+    HttpResponse::SeeOther()
+        .insert_header((
+            header::LOCATION,
+            format!("/interaction/{interaction_id}/{next}"),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
+        .finish()
+}
+
+async fn load_client(state: &AppState, client_id: &str) -> Result<Client, OAuthError> {
+    let rec = state
+        .store
+        .get_client(client_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_request("unknown client"))?;
+    Client::from_record(&rec)
+}
+
+async fn current_session(state: &AppState, req: &HttpRequest, t: i64) -> Option<SessionRecord> {
+    let cookie = req.cookie(SESSION_COOKIE)?;
+    state
+        .store
+        .get_session(&hash_secret(cookie.value()), t)
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn save_interaction(
+    state: &AppState,
+    id: &str,
+    client_id: &str,
+    st: &InteractionState,
+    t: i64,
+) -> Result<(), OAuthError> {
+    let rec = InteractionRecord {
+        interaction_id: hash_secret(id),
+        client_id: client_id.to_string(),
+        state: serde_json::to_string(st).map_err(|_| OAuthError::server_error())?,
+        expires_at: t + state.login.interaction_lifetime_secs,
+    };
+    state.store.put_interaction(rec).await?;
+    Ok(())
+}
+
+/// Loads the interaction and checks that this browser started it.
+async fn load_interaction(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    t: i64,
+) -> Result<(InteractionState, String), HttpResponse> {
+    let expired = || {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            &OAuthError::invalid_request(
+                "this sign-in has expired or is unknown; return to the application and start again",
+            ),
+        )
+    };
+    let rec = match state.store.get_interaction(&hash_secret(id), t).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into())),
+    };
+    let st: InteractionState = serde_json::from_str(&rec.state).map_err(|_| expired())?;
+    let bound = req.cookie(INTERACTION_COOKIE).is_some_and(|c| {
+        constant_time_eq(
+            hash_secret(c.value()).as_bytes(),
+            st.browser_hash.as_bytes(),
+        )
+    });
+    if !bound {
+        tracing::warn!(client_id = %rec.client_id, "interaction used from another browser");
+        return Err(expired());
+    }
+    Ok((st, rec.client_id))
+}
+
+/// `GET /interaction/{id}/login`: the built-in login form.
+pub async fn login_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let (_, client_id) = match load_interaction(&state, &req, &id, now()).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    let name = client_display_name(&state, &client_id).await;
+    render_login(&name, &id, None)
+}
+
+fn render_login(client_name: &str, id: &str, error: Option<&str>) -> HttpResponse {
+    match (LoginPage {
+        client_name,
+        interaction_id: id,
+        error,
+    })
+    .render()
+    {
+        Ok(body) => html(body),
+        Err(_) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &OAuthError::server_error(),
+        ),
+    }
+}
+
+async fn client_display_name(state: &AppState, client_id: &str) -> String {
+    match load_client(state, client_id).await {
+        Ok(c) => c
+            .metadata
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client_id.to_string()),
+        Err(_) => client_id.to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// `POST /interaction/{id}/login`.
+#[tracing::instrument(skip_all)]
+pub async fn login_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<LoginForm>,
+) -> HttpResponse {
+    let t = now();
+    let id = path.into_inner();
+    let (mut st, client_id) = match load_interaction(&state, &req, &id, t).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    let client = match load_client(&state, &client_id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    if form.action.as_deref() == Some("cancel") {
+        let err = OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the customer cancelled the sign-in",
+        );
+        return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+    }
+    let Some(user) = state
+        .users
+        .authenticate(&form.username, &form.password)
+        .await
+    else {
+        tracing::info!(client_id = %client_id, "login failed");
+        let name = client.metadata.client_name.clone().unwrap_or(client_id);
+        return render_login(&name, &id, Some("The username or password is not correct."));
+    };
+    let auth = Authentication {
+        sub: user.sub.clone(),
+        auth_time: t,
+        acr: Some(state.login.acr.clone()),
+        amr: vec!["pwd".into()],
+    };
+    let session_secret = new_secret();
+    let session = SessionRecord {
+        session_hash: hash_secret(&session_secret),
+        sub: auth.sub.clone(),
+        auth_time: t,
+        acr: auth.acr.clone(),
+        amr: serde_json::to_string(&auth.amr).unwrap_or_else(|_| "[]".into()),
+        expires_at: t + state.login.session_lifetime_secs,
+    };
+    if let Err(e) = state.store.put_session(session).await {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into());
+    }
+    st.authentication = Some(auth);
+    if let Err(e) = save_interaction(&state, &id, &client_id, &st, t).await {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+    }
+    let cookie = Cookie::build(SESSION_COOKIE, session_secret)
+        .path("/")
+        .secure(true)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(state.login.session_lifetime_secs))
+        .finish();
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, format!("/interaction/{id}/consent")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
+        .finish()
+}
+
+/// `GET /interaction/{id}/consent`: what the client asks for, approve or deny.
+pub async fn consent_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let id = path.into_inner();
+    let (st, client_id) = match load_interaction(&state, &req, &id, now()).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    let Some(auth) = &st.authentication else {
+        return redirect(&format!("/interaction/{id}/login"));
+    };
+    let name = client_display_name(&state, &client_id).await;
+    let username = state
+        .users
+        .get_by_sub(&auth.sub)
+        .map_or(auth.sub.as_str(), |u| u.username.as_str());
+    let page = ConsentPage {
+        client_name: &name,
+        interaction_id: &id,
+        username,
+        scopes: &st.request.scope,
+        intent_id: st.request.requested_claim_value(&state.consent_claim),
+        authorization_details: st
+            .request
+            .authorization_details
+            .as_ref()
+            .and_then(|d| serde_json::to_string_pretty(d).ok()),
+    };
+    match page.render() {
+        Ok(body) => html(body),
+        Err(_) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &OAuthError::server_error(),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    action: String,
+}
+
+/// `POST /interaction/{id}/consent`: completes the interaction.
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn consent_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    form: web::Form<ConsentForm>,
+) -> HttpResponse {
+    let t = now();
+    let id = path.into_inner();
+    let (st, client_id) = match load_interaction(&state, &req, &id, t).await {
+        Ok(x) => x,
+        Err(page) => return page,
+    };
+    tracing::Span::current().record("client_id", client_id.as_str());
+    let client = match load_client(&state, &client_id).await {
+        Ok(c) => c,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(auth) = st.authentication.clone() else {
+        return redirect(&format!("/interaction/{id}/login"));
+    };
+    if form.action != "approve" {
+        let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
+        return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+    }
+    if let Err(err) = check_essential_acr(&st.request, &auth) {
+        return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+    }
+    // One winner: the interaction and the pushed request are both spent
+    // before a code exists, so a double submit cannot mint two codes.
+    match state.store.take_interaction(&hash_secret(&id)).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                &OAuthError::invalid_request("this sign-in was already completed"),
+            );
+        }
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
+    }
+    if let Err(e) = consume_pushed(&state, &st.request_uri_hash, st.presented_at).await {
+        return finish_with_error(&state, &client, &st.request, &e, None, t).await;
+    }
+    let user_claims = state
+        .users
+        .get_by_sub(&auth.sub)
+        .map(|u| u.claims.clone())
+        .unwrap_or_default();
+    let details = GrantDetails {
+        authentication: Some(auth.clone()),
+        claims_request: st.request.claims.clone(),
+        authorization_details: st.request.authorization_details.clone(),
+        user_claims,
+        accounts: Vec::new(),
+        consent_claim: None,
+    };
+    let consent_id = st
+        .request
+        .requested_claim_value(&state.consent_claim)
+        .map(str::to_string);
+    let code = match oauth_core::grant::issue_code(
+        &state.store,
+        &state.policy,
+        &client,
+        &st.request,
+        &auth,
+        details,
+        consent_id,
+        t,
+    )
+    .await
+    {
+        Ok(code) => code,
+        Err(e) => return finish_with_error(&state, &client, &st.request, &e, None, t).await,
+    };
+    respond_to_client(&state, &client, &st.request, Ok(&code), t)
+}
+
+/// OIDC Core §5.5.1.1: an essential `acr` request the login did not meet
+/// ends the flow with `access_denied`.
+fn check_essential_acr(
+    request: &AuthorizationRequest,
+    auth: &Authentication,
+) -> Result<(), OAuthError> {
+    let Some(acr) = request
+        .claims
+        .as_ref()
+        .and_then(|c| c.get("id_token"))
+        .and_then(|c| c.get("acr"))
+    else {
+        return Ok(());
+    };
+    if acr.get("essential").and_then(|e| e.as_bool()) != Some(true) {
+        return Ok(());
+    }
+    let mut wanted: Vec<&str> = Vec::new();
+    if let Some(v) = acr.get("value").and_then(|v| v.as_str()) {
+        wanted.push(v);
+    }
+    if let Some(vs) = acr.get("values").and_then(|v| v.as_array()) {
+        wanted.extend(vs.iter().filter_map(|v| v.as_str()));
+    }
+    if wanted.is_empty() || auth.acr.as_deref().is_some_and(|a| wanted.contains(&a)) {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the requested authentication level (acr) could not be met",
+        ))
+    }
+}
+
+/// Spends a pushed request; `presented_at` is when it was (validly) presented.
+async fn consume_pushed(
+    state: &AppState,
+    request_uri_hash: &str,
+    presented_at: i64,
+) -> Result<(), OAuthError> {
+    use oauth_core::storage::PushedRequestRepository;
+    if state
+        .store
+        .consume_pushed_request(request_uri_hash, presented_at)
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            ErrorCode::InvalidRequestUri,
+            "the request_uri has expired or was already used",
+        ))
+    }
+}
+
+async fn finish_interaction_error(
+    state: &AppState,
+    id: &str,
+    client: &Client,
+    st: &InteractionState,
+    err: &OAuthError,
+    t: i64,
+) -> HttpResponse {
+    let _ = state.store.take_interaction(&hash_secret(id)).await;
+    let _ = consume_pushed(state, &st.request_uri_hash, st.presented_at).await;
+    finish_with_error(state, client, &st.request, err, None, t).await
+}
+
+/// Sends an error to the client's (validated) redirect URI; the pushed
+/// request is spent so it cannot be retried.
+async fn finish_with_error(
+    state: &AppState,
+    client: &Client,
+    request: &AuthorizationRequest,
+    err: &OAuthError,
+    request_uri_hash: Option<&str>,
+    t: i64,
+) -> HttpResponse {
+    if let Some(h) = request_uri_hash {
+        let _ = consume_pushed(state, h, t).await;
+    }
+    respond_to_client(state, client, request, Err(err), t)
+}
+
+fn respond_to_client(
+    state: &AppState,
+    client: &Client,
+    request: &AuthorizationRequest,
+    outcome: Result<&str, &OAuthError>,
+    t: i64,
+) -> HttpResponse {
+    let target = oauth_core::request::response::RedirectTarget {
+        redirect_uri: request.redirect_uri.clone(),
+        state: request.state.clone(),
+        response_mode: request.response_mode.clone(),
+    };
+    match oauth_core::request::response::authorization_response(
+        &state.policy,
+        &state.keys,
+        client,
+        &target,
+        outcome,
+        t,
+    ) {
+        Ok(url) => redirect(&url),
+        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+/// Registers the browser-facing routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/authorize", web::get().to(authorize))
+        .route("/interaction/{id}/login", web::get().to(login_page))
+        .route("/interaction/{id}/login", web::post().to(login_submit))
+        .route("/interaction/{id}/consent", web::get().to(consent_page))
+        .route("/interaction/{id}/consent", web::post().to(consent_submit));
+}
