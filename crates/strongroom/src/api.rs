@@ -134,6 +134,36 @@ fn client_error(req: &HttpRequest, e: OAuthError) -> ApiError {
     }
 }
 
+/// The start of every client-authenticated endpoint: the form, the client
+/// certificate on this connection, and the authenticated client.
+struct Caller {
+    form: Vec<(String, String)>,
+    cert: Option<std::sync::Arc<PeerCertificate>>,
+    client: AuthenticatedClient,
+}
+
+async fn caller(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    endpoint: Endpoint,
+) -> Result<Caller, ApiError> {
+    let form = parse_form(body);
+    let cert = crate::tls::peer_certificate(req);
+    let client = authenticate(state, req, &form, endpoint, cert.as_deref())
+        .await
+        .map_err(|e| client_error(req, e))?;
+    tracing::Span::current().record("client_id", client.client.id());
+    Ok(Caller { form, cert, client })
+}
+
+/// The `token` and `token_type_hint` of introspection and revocation.
+fn token_param(form: &[(String, String)]) -> Result<(&str, Option<&str>), OAuthError> {
+    let token =
+        single(form, "token")?.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    Ok((token, single(form, "token_type_hint")?))
+}
+
 /// `POST /par` (RFC 9126 §2).
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn par(
@@ -141,13 +171,8 @@ pub async fn par(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let form = parse_form(&body);
-    let cert = crate::tls::peer_certificate(&req);
     let dpop = verify_dpop(&state, &req, None).await?;
-    let client = authenticate(&state, &req, &form, Endpoint::Par, cert.as_deref())
-        .await
-        .map_err(|e| client_error(&req, e))?;
-    tracing::Span::current().record("client_id", client.client.id());
+    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Par).await?;
     let res = par::push(
         &state.store,
         &state.jwks,
@@ -168,13 +193,8 @@ pub async fn token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let form = parse_form(&body);
-    let cert = crate::tls::peer_certificate(&req);
     let dpop = verify_dpop(&state, &req, None).await?;
-    let client = authenticate(&state, &req, &form, Endpoint::Token, cert.as_deref())
-        .await
-        .map_err(|e| client_error(&req, e))?;
-    tracing::Span::current().record("client_id", client.client.id());
+    let Caller { form, cert, client } = caller(&state, &req, &body, Endpoint::Token).await?;
     let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
     tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
     let binding = oauth_core::grant::Binding {
@@ -201,21 +221,8 @@ pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let form = parse_form(&body);
-    let cert = crate::tls::peer_certificate(&req);
-    let client = authenticate(
-        &state,
-        &req,
-        &form,
-        Endpoint::Introspection,
-        cert.as_deref(),
-    )
-    .await
-    .map_err(|e| client_error(&req, e))?;
-    tracing::Span::current().record("client_id", client.client.id());
-    let token =
-        single(&form, "token")?.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hint = single(&form, "token_type_hint")?;
+    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Introspection).await?;
+    let (token, hint) = token_param(&form)?;
     let res = oauth_core::introspection::introspect(
         &state.store,
         &state.policy,
@@ -235,15 +242,8 @@ pub async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let form = parse_form(&body);
-    let cert = crate::tls::peer_certificate(&req);
-    let client = authenticate(&state, &req, &form, Endpoint::Revocation, cert.as_deref())
-        .await
-        .map_err(|e| client_error(&req, e))?;
-    tracing::Span::current().record("client_id", client.client.id());
-    let token =
-        single(&form, "token")?.ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let hint = single(&form, "token_type_hint")?;
+    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Revocation).await?;
+    let (token, hint) = token_param(&form)?;
     oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

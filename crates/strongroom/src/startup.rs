@@ -132,8 +132,7 @@ pub async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeySet, 
         .list_keys(t)
         .await
         .map_err(|e| fail(format_args!("loading keys: {e}")))?;
-    let missing = oauth_core::keys::missing_keys(&existing, kek, t)
-        .map_err(|e| fail(format_args!("keys: {e}")))?;
+    let missing = oauth_core::keys::missing_keys(&existing, kek, t).map_err(key_error)?;
     let records = if missing.is_empty() {
         existing
     } else {
@@ -149,11 +148,17 @@ pub async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeySet, 
             .await
             .map_err(|e| fail(format_args!("loading keys: {e}")))?
     };
-    KeySet::build(records, kek, t).map_err(|e| {
-        fail(format_args!(
-            "keys: {e} (is keys.encryption_key the one these keys were sealed with?)"
-        ))
-    })
+    KeySet::build(records, kek, t).map_err(key_error)
+}
+
+/// A wrong key-encryption key is a configuration error: name the key.
+fn key_error(e: oauth_core::keys::KeyError) -> StartError {
+    match e {
+        oauth_core::keys::KeyError::WrongKek => fail(format_args!(
+            "keys.encryption_key: {e} (use the key these keys were sealed with)"
+        )),
+        other => fail(format_args!("keys: {other}")),
+    }
 }
 
 /// In dev mode, outbound HTTPS (client `jwks_uri`) also trusts the dev CA,

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
-use crate::error::{ErrorCode, OAuthError};
+use crate::error::OAuthError;
 use crate::keys::Keys;
 use crate::policy::Policy;
 use crate::request::pkce;
@@ -139,12 +139,6 @@ pub(super) async fn exchange<S: GrantRepository + AuthorizationCodeRepository + 
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
-    if !c.allows_grant("authorization_code") {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use the authorization_code grant",
-        ));
-    }
     let code = req
         .code
         .as_deref()

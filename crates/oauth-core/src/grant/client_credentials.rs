@@ -70,12 +70,6 @@ pub(super) async fn exchange<S: TokenRepository>(
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
-    if !c.allows_grant("client_credentials") {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use the client_credentials grant",
-        ));
-    }
     let scope = granted_scope(c, req.scope.as_deref())?;
     let cnf = sender_binding(client, policy, binding)?;
     let details = TokenDetails::default();

@@ -166,6 +166,16 @@ pub async fn exchange<S>(
 where
     S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
 {
+    // RFC 6749 §5.2: a grant the client did not register is `unauthorized_client`.
+    if !client.client.allows_grant(req.grant_type.as_str()) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!(
+                "the client may not use the {} grant",
+                req.grant_type.as_str()
+            ),
+        ));
+    }
     match req.grant_type {
         GrantType::AuthorizationCode => {
             authorization_code::exchange(store, keys, policy, client, &req, &binding, now).await

@@ -101,12 +101,6 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository>(
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
-    if !c.allows_grant("refresh_token") {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "the client may not use the refresh_token grant",
-        ));
-    }
     let presented = req
         .refresh_token
         .as_deref()

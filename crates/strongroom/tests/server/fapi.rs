@@ -477,3 +477,119 @@ async fn discovery_advertises_what_is_served() {
     }
     w.srv.stop().await;
 }
+
+/// PAR + browser flow for the DPoP client with extra parameters; returns the
+/// redirect back to the client and the parameters sent.
+async fn flow_with(w: &World, extra: &[(&str, &str)], approve: bool) -> (String, Vec<(String, String)>, Pkce) {
+    let tpp = &w.dpop;
+    let pkce = Pkce::new();
+    let mut params = tpp.authz_params(&pkce, "openid accounts");
+    for (k, v) in extra {
+        set_param(&mut params, k, Some(v));
+    }
+    let mut form = params.clone();
+    form.extend(tpp.auth_fields(&w.srv));
+    let url = w.srv.url("/par");
+    let a = post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await;
+    assert_eq!(a.status, 201, "PAR: {}", a.json);
+    let request_uri = a.json["request_uri"].as_str().unwrap();
+    let back = browser_flow(&w.srv, &w.srv.browser(), &tpp.client_id, request_uri, USER, PASSWORD, approve).await;
+    (back, params, pkce)
+}
+
+async fn redeem_code(w: &World, code: &str, pkce: &Pkce) -> Answer {
+    let tpp = &w.dpop;
+    let url = w.srv.url("/token");
+    let mut form = tpp.auth_fields(&w.srv);
+    form.extend([
+        ("grant_type".to_string(), "authorization_code".to_string()),
+        ("code".into(), code.into()),
+        ("redirect_uri".into(), tpp.redirect_uri.clone()),
+        ("code_verifier".into(), pkce.verifier.clone()),
+    ]);
+    post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await
+}
+
+/// Verifies a JWT from the server against its published JWKS, independently.
+async fn verify_with_jwks(srv: &TestServer, jwt: &str) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = srv.client(None).get(srv.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid is published");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "iss"]);
+    jsonwebtoken::decode::<Value>(jwt, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+        .expect("signature verifies with the published key")
+        .claims
+}
+
+#[actix_web::test]
+async fn jarm_responses_are_signed_jwts() {
+    let w = world(Backend::Sqlite).await;
+    let (back, params, pkce) = flow_with(&w, &[("response_mode", "jwt")], true).await;
+    let q = query(&back);
+    assert_eq!(q.len(), 1, "only `response` in the query: {back}");
+    let claims = verify_with_jwks(&w.srv, &q["response"]).await;
+    assert_eq!(claims["iss"], w.srv.issuer);
+    assert_eq!(claims["aud"], w.dpop.client_id);
+    assert_eq!(claims["state"], param(&params, "state"));
+    assert!(claims["exp"].as_i64().unwrap() <= now() + 600);
+    let code = claims["code"].as_str().unwrap();
+    assert_eq!(redeem_code(&w, code, &pkce).await.status, 200);
+    // A denial comes back as a JARM error response too.
+    let (back, _, _) = flow_with(&w, &[("response_mode", "jwt")], false).await;
+    let claims = verify_with_jwks(&w.srv, &query(&back)["response"]).await;
+    assert_eq!(claims["error"], "access_denied");
+    assert!(claims.get("code").is_none());
+    w.srv.stop().await;
+}
+
+#[actix_web::test]
+async fn prompt_none_without_a_session_returns_login_required() {
+    let w = world(Backend::Sqlite).await;
+    let tpp = &w.dpop;
+    let pkce = Pkce::new();
+    let mut form = tpp.authz_params(&pkce, "openid accounts");
+    form.push(("prompt".into(), "none".into()));
+    let state = param(&form, "state").to_string();
+    form.extend(tpp.auth_fields(&w.srv));
+    let url = w.srv.url("/par");
+    let a = post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await;
+    let request_uri = a.json["request_uri"].as_str().unwrap();
+    let authz = format!("{}?client_id={}&request_uri={}", w.srv.url("/authorize"), tpp.client_id, urlenc(request_uri));
+    let res = w.srv.browser().get(&authz).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let q = query(&location(&res));
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], state);
+    assert_eq!(q["iss"], w.srv.issuer);
+    w.srv.stop().await;
+}
+
+#[actix_web::test]
+async fn intent_and_authorization_details_reach_tokens_and_introspection() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let details = json!([{"type": "account_information", "actions": ["read_balances"]}]);
+        let claims = json!({"id_token": {"openbanking_intent_id": {"value": "intent-4711", "essential": true}}});
+        let (back, params, pkce) = flow_with(
+            &w,
+            &[("authorization_details", &details.to_string()), ("claims", &claims.to_string())],
+            true,
+        )
+        .await;
+        let a = redeem_code(&w, &query(&back)["code"], &pkce).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["authorization_details"], details, "RFC 9396 §7");
+        let id_claims = verify_with_jwks(&w.srv, a.json["id_token"].as_str().unwrap()).await;
+        assert_eq!(id_claims["openbanking_intent_id"], "intent-4711");
+        assert_eq!(id_claims["nonce"], param(&params, "nonce"));
+        let mut form = w.dpop.auth_fields(&w.srv);
+        form.push(("token".into(), a.json["access_token"].as_str().unwrap().to_string()));
+        let i = post_form(&w.srv.client(None), &w.srv.url("/introspect"), &form, None).await;
+        assert_eq!(i.json["active"], true);
+        assert_eq!(i.json["consent_id"], "intent-4711", "{}", i.json);
+        assert_eq!(i.json["authorization_details"], details);
+        w.srv.stop().await;
+    }
+}

@@ -293,3 +293,71 @@ fn start_up_errors_are_one_line_and_exit_2() {
         "keys.encryption_key",
     );
 }
+
+fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
+    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[actix_web::test]
+async fn keys_rotate_publishes_new_keys_first_and_a_wrong_kek_stops_the_server() {
+    for backend in BACKENDS {
+        let setup = Setup::new(backend);
+        let first = setup.start().await;
+        let (_, before) = get_json(&first.client(None), &first.url("/jwks")).await;
+        first.stop().await;
+        let cfg_path = setup.data_dir.join("cli.toml");
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+                setup.data_dir.display(),
+                setup.database_url
+            ),
+        )
+        .unwrap();
+        let cfg = cfg_path.display().to_string();
+        let env = [
+            ("STRONGROOM_CONFIG", cfg.as_str()),
+            ("STRONGROOM_LISTEN", "127.0.0.1:0"),
+            ("STRONGROOM_MTLS_LISTEN", "none"),
+            ("STRONGROOM_LOG", "error"),
+        ];
+        let (code, out, err) = run_cli(&["keys", "rotate"], &env);
+        assert_eq!(code, 0, "{backend:?}: {out}{err}");
+        assert_eq!(out.matches("published now").count(), 3, "{out}");
+        let (code, listing, _) = run_cli(&["keys", "list"], &env);
+        assert_eq!(code, 0);
+        assert_eq!(listing.lines().count(), 1 + 6, "{listing}");
+
+        // After a restart the JWKS carries old and new keys; the old ones
+        // still sign until the activation delay has passed.
+        let second = setup.start().await;
+        let (_, after) = get_json(&second.client(None), &second.url("/jwks")).await;
+        let (old, new) = (kids(&before), kids(&after));
+        assert_eq!(new.len(), 6, "{after}");
+        assert!(old.iter().all(|k| new.contains(k)), "old keys stay published");
+        second.stop().await;
+
+        // A different key-encryption key cannot open the stored keys.
+        let other_kek = {
+            let (_, k, _) = run_cli(&["keys", "new-kek"], &[]);
+            k.trim().to_string()
+        };
+        let mut env2 = env.to_vec();
+        env2.push(("STRONGROOM_KEY_ENCRYPTION_KEY", other_kek.as_str()));
+        let (code, _, err) = run_cli(&["serve"], &env2);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("encryption_key"), "{err}");
+        assert!(!err.contains("panicked"));
+    }
+}
