@@ -5,8 +5,8 @@
 //! endpoints, RFC 9449 §5 and §10.1) and `use_dpop_nonce` (HTTP 400, with the
 //! nonce in [`OAuthError::dpop_nonce`] for the `DPoP-Nonce` header, §8).
 //! At a protected resource the same failures are answered with HTTP 401 and
-//! a `WWW-Authenticate: DPoP` challenge (§7.1, §9): render them with
-//! [`resource_challenge`].
+//! a `WWW-Authenticate: DPoP` challenge (§7.1, §9): see
+//! [`crate::userinfo::ResourceError`].
 
 use serde_json::Value;
 
@@ -209,43 +209,6 @@ pub async fn verify_proof<S: ReplayCache>(
         jti: jti.to_owned(),
         iat,
     }))
-}
-
-/// The HTTP answer for an error at a protected resource that accepts DPoP
-/// (RFC 9449 §7.1 and §9, RFC 6750 §3).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourceChallenge {
-    /// 401, except `insufficient_scope` (403) and `invalid_request` (400).
-    pub status: u16,
-    /// The `WWW-Authenticate` value, e.g.
-    /// `DPoP error="invalid_dpop_proof", error_description="…", algs="PS256 ES256 EdDSA"`.
-    pub www_authenticate: String,
-    /// A `DPoP-Nonce` header to send (with `use_dpop_nonce`).
-    pub dpop_nonce: Option<String>,
-}
-
-/// Renders `err` (from [`verify_proof`] or from the token check) as a DPoP
-/// challenge for a protected resource: unlike at the token endpoint,
-/// `invalid_dpop_proof` and `use_dpop_nonce` are HTTP 401 there.
-pub fn resource_challenge(err: &OAuthError) -> ResourceChallenge {
-    let status = match err.code {
-        ErrorCode::InsufficientScope => 403,
-        ErrorCode::InvalidRequest => 400,
-        _ => 401,
-    };
-    let mut value = format!("DPoP error=\"{}\"", err.code.as_str());
-    // safe_description keeps neither '"' nor '\', so it can sit in a quoted
-    // string (RFC 9110 §11.2).
-    if let Some(d) = err.safe_description() {
-        value.push_str(&format!(", error_description=\"{d}\""));
-    }
-    let algs: Vec<&str> = JwsAlg::ALL.iter().map(|a| a.as_str()).collect();
-    value.push_str(&format!(", algs=\"{}\"", algs.join(" ")));
-    ResourceChallenge {
-        status,
-        www_authenticate: value,
-        dpop_nonce: err.dpop_nonce.clone(),
-    }
 }
 
 #[cfg(test)]
@@ -612,41 +575,5 @@ mod tests {
         // Not required: a nonce is not looked at.
         let p = proof(&key, |c| c["nonce"] = json!("whatever"));
         assert!(verify_with(&s, &n, &p, None, false, T0).await.is_ok());
-    }
-
-    #[test]
-    fn resource_challenges() {
-        let c = resource_challenge(&invalid("DPoP proof htu does not match the request URL"));
-        assert_eq!(c.status, 401);
-        assert_eq!(
-            c.www_authenticate,
-            "DPoP error=\"invalid_dpop_proof\", error_description=\"DPoP proof htu does not match the request URL\", algs=\"PS256 ES256 EdDSA\""
-        );
-        assert_eq!(c.dpop_nonce, None);
-        let e = OAuthError::new(ErrorCode::UseDpopNonce, "nonce \"required\"")
-            .with_dpop_nonce("n-1".into());
-        let c = resource_challenge(&e);
-        assert_eq!(c.status, 401);
-        assert!(
-            c.www_authenticate
-                .starts_with("DPoP error=\"use_dpop_nonce\"")
-        );
-        assert!(
-            !c.www_authenticate.contains("\"required\""),
-            "quotes are stripped"
-        );
-        assert_eq!(c.dpop_nonce.as_deref(), Some("n-1"));
-        assert_eq!(
-            resource_challenge(&OAuthError::bare(ErrorCode::InvalidToken)).status,
-            401
-        );
-        assert_eq!(
-            resource_challenge(&OAuthError::bare(ErrorCode::InsufficientScope)).status,
-            403
-        );
-        assert_eq!(
-            resource_challenge(&OAuthError::invalid_request("x")).status,
-            400
-        );
     }
 }

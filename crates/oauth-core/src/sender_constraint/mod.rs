@@ -5,14 +5,14 @@
 //!   (thumbprint `jkt`), refusing replays through the replay cache.
 //! - [`nonce`] issues and checks stateless server nonces shared by all
 //!   instances.
-//! - [`mtls`] computes `x5t#S256` and checks that a request holds the key
-//!   or certificate a token's `cnf` names.
+//! - [`mtls`] computes `x5t#S256`; the checks that a request holds what a
+//!   token's `cnf` names are where tokens are used (refresh, userinfo).
 
 pub mod dpop;
 pub mod mtls;
 pub mod nonce;
 
 pub use crate::authorization::{Confirmation, DpopProof};
-pub use dpop::{DpopCheck, ResourceChallenge, normalize_htu, resource_challenge, verify_proof};
-pub use mtls::{BindingSite, check_binding, x5t_s256};
+pub use dpop::{DpopCheck, normalize_htu, verify_proof};
+pub use mtls::x5t_s256;
 pub use nonce::DpopNonces;
