@@ -12,7 +12,7 @@ const PENDING: &str = "pending";
 impl CibaRepository for Store {
     async fn put_ciba_request(&self, rec: CibaRequestRecord) -> StoreResult<()> {
         let row = CibaRow::from(rec);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(cr::table).values(&row).execute(c)?);
             Ok(())
         })
@@ -52,7 +52,7 @@ impl CibaRepository for Store {
         }
         let hash = auth_req_id_hash.to_owned();
         let status = status.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = with_conn!(conn, c => diesel::update(
                 cr::table.find(&hash).filter(cr::status.eq(PENDING)),
             )
@@ -68,7 +68,7 @@ impl CibaRepository for Store {
     /// `slow_down`). `None` also when the request does not exist.
     async fn touch_ciba_poll(&self, auth_req_id_hash: &str, now: i64) -> StoreResult<Option<i64>> {
         let hash = auth_req_id_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let hash = hash.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 let Some(previous) = c.ciba_last_poll_locked(hash)? else {
@@ -85,7 +85,7 @@ impl CibaRepository for Store {
 
     async fn consume_ciba_request(&self, auth_req_id_hash: &str) -> StoreResult<bool> {
         let hash = auth_req_id_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = with_conn!(conn, c => diesel::delete(cr::table.find(&hash)).execute(c)?);
             Ok(n == 1)
         })

@@ -25,7 +25,7 @@ impl ClientRepository for Store {
 
     async fn put_client(&self, client: ClientRecord) -> StoreResult<()> {
         let row = ClientRow::from(client);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(cl::table)
                 .values(&row)
                 .on_conflict(cl::client_id)
@@ -44,7 +44,7 @@ impl ClientRepository for Store {
     /// delete finishes what it started.
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let client_id = client_id.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let id = client_id.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 c.lock_grants_of_client(id)?;

@@ -11,7 +11,7 @@ use crate::schema::authorization_codes as ac;
 impl AuthorizationCodeRepository for Store {
     async fn put_code(&self, code: AuthorizationCodeRecord) -> StoreResult<()> {
         let row = CodeRow::from(code);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(ac::table).values(&row).execute(c)?);
             Ok(())
         })
@@ -25,7 +25,7 @@ impl AuthorizationCodeRepository for Store {
     /// expired (`Invalid`).
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
         let hash = code_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let (won, row): (bool, Option<CodeRow>) = with_conn!(conn, c => c.write_tx(|c| {
                 let n = diesel::update(
                     ac::table

@@ -12,7 +12,7 @@ impl GrantRepository for Store {
     /// arrives revoked revokes the stored grant and its tokens.
     async fn put_grant(&self, grant: GrantRecord) -> StoreResult<()> {
         let row = GrantRow::from(grant);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => c.write_tx(|c| {
                 diesel::insert_into(gr::table)
                     .values(&row)
@@ -78,7 +78,7 @@ impl GrantRepository for Store {
     /// either case, which makes a retry harmless.
     async fn revoke_grant(&self, grant_id: &str, now: i64) -> StoreResult<u64> {
         let grant_id = grant_id.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let id = grant_id.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 // The grant row first (lock order, see db.rs).
@@ -97,7 +97,7 @@ impl GrantRepository for Store {
     /// Returns how many grants this call revoked.
     async fn revoke_by_consent(&self, consent_id: &str, now: i64) -> StoreResult<u64> {
         let consent_id = consent_id.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let id = consent_id.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 c.lock_grants_of_consent(id)?;

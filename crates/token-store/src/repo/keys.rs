@@ -28,7 +28,7 @@ impl KeyRepository for Store {
         retire: Vec<(String, i64, i64)>,
     ) -> StoreResult<()> {
         let rows: Vec<KeyRow> = insert.into_iter().map(KeyRow::from).collect();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => c.write_tx(|c| {
                 for row in &rows {
                     diesel::insert_into(pk::table).values(row).execute(c)?;

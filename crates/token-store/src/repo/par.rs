@@ -9,7 +9,7 @@ use crate::schema::pushed_requests as pr;
 impl PushedRequestRepository for Store {
     async fn put_pushed_request(&self, rec: PushedRequestRecord) -> StoreResult<()> {
         let row = PushedRequestRow::from(rec);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(pr::table).values(&row).execute(c)?);
             Ok(())
         })
@@ -39,7 +39,7 @@ impl PushedRequestRepository for Store {
     /// is the whole decision; the row stays until it expires.
     async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
         let hash = request_uri_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = with_conn!(conn, c => diesel::update(
                 pr::table
                     .find(&hash)

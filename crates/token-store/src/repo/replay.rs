@@ -19,7 +19,7 @@ impl ReplayCache for Store {
         now: i64,
     ) -> StoreResult<bool> {
         let value = value.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let row = ReplayRow {
                 kind: kind.as_str(),
                 value: &value,
@@ -45,7 +45,7 @@ impl ReplayCache for Store {
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = with_conn!(conn, c =>
                 diesel::delete(rc::table.filter(rc::expires_at.le(now))).execute(c)?);
             Ok(n as u64)

@@ -10,7 +10,7 @@ impl SessionRepository for Store {
     /// Inserts or replaces the session.
     async fn put_session(&self, s: SessionRecord) -> StoreResult<()> {
         let row = SessionRow::from(s);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(se::table)
                 .values(&row)
                 .on_conflict(se::session_hash)
@@ -42,7 +42,7 @@ impl SessionRepository for Store {
 
     async fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
         let hash = session_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::delete(se::table.find(&hash)).execute(c)?);
             Ok(())
         })
@@ -53,7 +53,7 @@ impl SessionRepository for Store {
     /// consent progress).
     async fn put_interaction(&self, i: InteractionRecord) -> StoreResult<()> {
         let row = InteractionRow::from(i);
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             with_conn!(conn, c => diesel::insert_into(ia::table)
                 .values(&row)
                 .on_conflict(ia::interaction_id)
@@ -86,7 +86,7 @@ impl SessionRepository for Store {
     /// The delete's row count picks the one caller that may continue.
     async fn take_interaction(&self, interaction_id: &str) -> StoreResult<bool> {
         let id = interaction_id.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let n = with_conn!(conn, c => diesel::delete(ia::table.find(&id)).execute(c)?);
             Ok(n == 1)
         })

@@ -34,7 +34,7 @@ impl TokenRepository for Store {
         if rows.is_empty() {
             return Ok(true);
         }
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let grants = grant_ids(&rows);
             with_conn!(conn, c => c.write_tx(|c| {
                 if !grants_usable(c, &grants)? {
@@ -75,7 +75,7 @@ impl TokenRepository for Store {
     /// withdrawing consent). Returns whether this call revoked anything.
     async fn revoke_token(&self, token_hash: &str, cascade: bool, now: i64) -> StoreResult<bool> {
         let hash = token_hash.to_owned();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let hash = hash.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 let found: Option<(String, Option<String>)> = tk::table
@@ -120,7 +120,7 @@ impl TokenRepository for Store {
     ) -> StoreResult<RefreshRotation> {
         let old_hash = old_hash.to_owned();
         let rows: Vec<TokenRow> = replacement.into_iter().map(TokenRow::from).collect();
-        self.run(move |conn| {
+        self.run_write(move |conn| {
             let old_hash = old_hash.as_str();
             let old: Option<TokenRow> = with_conn!(conn, c => c.write_tx(|c| {
                 let old: Option<TokenRow> = tk::table
