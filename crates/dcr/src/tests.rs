@@ -1,0 +1,170 @@
+//! Unit tests of the pure parts: configuration checks and metadata rules.
+//! Registration against a store runs through the server's integration
+//! tests on SQLite and PostgreSQL (crates/strongroom/tests/server/dcr.rs).
+
+use super::*;
+
+fn dir(v: Value) -> DirectoryConfig {
+    serde_json::from_value(v).unwrap()
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let reg = RegistrationConfig::default();
+    let ok = dir(json!({"name": "a", "issuer": "A", "jwks": {"keys": []}}));
+    assert!(config::validate(std::slice::from_ref(&ok), &reg).is_ok());
+    let e = config::validate(&[dir(json!({"name": "a", "issuer": "A"}))], &reg).unwrap_err();
+    assert_eq!(e.0, "directories[0].jwks_uri");
+    let e = config::validate(
+        &[dir(
+            json!({"name": "a", "issuer": "A", "jwks_uri": "http://x"}),
+        )],
+        &reg,
+    )
+    .unwrap_err();
+    assert_eq!(e.0, "directories[0].jwks_uri");
+    let e = config::validate(&[ok.clone(), ok.clone()], &reg).unwrap_err();
+    assert_eq!(e.0, "directories[1].name");
+    let bad_alg = dir(json!({"name": "a", "issuer": "A", "jwks": {"keys": []}, "algs": ["RS256"]}));
+    assert_eq!(
+        config::validate(&[bad_alg], &reg).unwrap_err().0,
+        "directories[0].algs"
+    );
+    assert!(
+        serde_json::from_value::<DirectoryConfig>(json!({"name": "a", "issuer": "A", "bogus": 1}))
+            .is_err()
+    );
+    assert_eq!(ok.format(), RequestFormat::Jwt, "uk-ob by default");
+    let br = dir(json!({"name": "b", "issuer": "B", "jwks": {"keys": []}, "rules": "brazil"}));
+    assert_eq!(br.format(), RequestFormat::Json);
+    assert_eq!(
+        br.rules.rules().management,
+        Management::RegistrationAccessToken
+    );
+}
+
+fn claims(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn metadata_rules_without_ssa() {
+    let rules = RulePack::Rfc7591.rules();
+    let algs = [JwsAlg::PS256, JwsAlg::ES256];
+    let scopes = vec!["openid".to_string(), "accounts".to_string()];
+    let base = json!({
+        "redirect_uris": ["https://rp.example/cb"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": []},
+        "scope": "openid accounts",
+    });
+    let m = build_metadata(
+        &rules,
+        None,
+        &claims(base.clone()),
+        None,
+        "c1",
+        &algs,
+        &scopes,
+    )
+    .unwrap();
+    assert_eq!(m.client_id, "c1");
+    assert!(m.tls_client_certificate_bound_access_tokens);
+    let code = |edit: fn(&mut Value)| {
+        let mut v = base.clone();
+        edit(&mut v);
+        build_metadata(&rules, None, &claims(v), None, "c1", &algs, &scopes)
+            .unwrap_err()
+            .code
+            .as_str()
+    };
+    assert_eq!(
+        code(|v| v["scope"] = json!("openid payments")),
+        "invalid_client_metadata"
+    );
+    assert_eq!(
+        code(|v| v["redirect_uris"] = json!(["http://rp.example/cb"])),
+        "invalid_redirect_uri"
+    );
+    assert_eq!(
+        code(|v| v["token_endpoint_auth_method"] = json!("none")),
+        "invalid_client_metadata"
+    );
+    assert_eq!(
+        code(|v| v["id_token_signed_response_alg"] = json!("RS256")),
+        "invalid_client_metadata"
+    );
+    assert_eq!(
+        code(|v| v["response_types"] = json!(["code id_token"])),
+        "invalid_client_metadata"
+    );
+    assert_eq!(
+        code(|v| v["redirect_uris"] = json!("https://x")),
+        "invalid_client_metadata"
+    );
+    assert_eq!(
+        code(|v| {
+            v["token_endpoint_auth_method"] = json!("tls_client_auth");
+            v["tls_client_auth_subject_dn"] = json!("CN=x")
+        }),
+        "invalid_client_metadata",
+        "tls_client_auth without a certificate on the connection"
+    );
+}
+
+/// Brazil Open Finance directory SSAs name the software's keys
+/// `software_jwks_uri`; the request's `jwks_uri` must equal it and the
+/// client gets it (it was not recognised before, so every Brazil
+/// registration with a `jwks_uri` was refused).
+#[test]
+fn brazil_ssa_software_jwks_uri_is_the_client_jwks_uri() {
+    let rules = RulePack::Brazil.rules();
+    let algs = [JwsAlg::PS256];
+    let scopes = vec!["openid".to_string(), "accounts".to_string()];
+    let jwks = "https://keystore.directory.example/org/sw/application.jwks";
+    let ssa = SoftwareStatement {
+        jwt: "x.y.z".into(),
+        claims: claims(json!({
+            "software_id": "sw1",
+            "software_redirect_uris": ["https://tpp.example/cb"],
+            "software_jwks_uri": jwks,
+        })),
+        software_id: "sw1".into(),
+        directory: "br".into(),
+        role_scopes: Default::default(),
+    };
+    assert_eq!(ssa.jwks_uri().as_deref(), Some(jwks));
+    let req = json!({
+        "redirect_uris": ["https://tpp.example/cb"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks_uri": jwks,
+        "scope": "openid accounts",
+    });
+    let m = build_metadata(
+        &rules,
+        Some(&ssa),
+        &claims(req.clone()),
+        None,
+        "c1",
+        &algs,
+        &scopes,
+    )
+    .unwrap();
+    assert_eq!(m.jwks_uri.as_deref(), Some(jwks));
+    let mut other = req;
+    other["jwks_uri"] = json!("https://tpp.example/my.jwks");
+    let e = build_metadata(
+        &rules,
+        Some(&ssa),
+        &claims(other),
+        None,
+        "c1",
+        &algs,
+        &scopes,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.as_str(), "invalid_client_metadata");
+}
