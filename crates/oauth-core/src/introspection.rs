@@ -75,6 +75,14 @@ fn describe(policy: &Policy, t: &TokenRecord) -> Value {
     if !details.accounts.is_empty() {
         m.insert("accounts".into(), details.accounts.into());
     }
+    for (name, v) in details.claims {
+        // The token-claims hook adds members; it never overrides ours.
+        if !crate::token::claims::INTROSPECTION_RESERVED.contains(&name.as_str())
+            && name != "accounts"
+        {
+            m.insert(name, v);
+        }
+    }
     Value::Object(m)
 }
 

@@ -341,12 +341,20 @@ pub async fn userinfo<S: TokenRepository + GrantRepository>(
         .as_deref()
         .or(grant.sub.as_deref())
         .ok_or_else(invalid)?;
-    Ok(claims_for(
-        sub,
-        &t.scope,
-        &details,
-        grant.consent_id.as_deref(),
-    ))
+    let mut out = claims_for(sub, &t.scope, &details, grant.consent_id.as_deref());
+    // Claims the token-claims hook added at issuance (never protocol claims
+    // or the consent claim, which only the `claims` request releases).
+    let token_details: crate::token::TokenDetails =
+        serde_json::from_str(&t.details).unwrap_or_default();
+    let consent_claim = crate::token::consent_claim_name(&details);
+    if let Value::Object(m) = &mut out {
+        for (name, v) in token_details.userinfo_claims {
+            if !is_protocol_claim(&name) && name != consent_claim {
+                m.insert(name, v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

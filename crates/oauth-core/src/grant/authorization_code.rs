@@ -4,7 +4,8 @@
 //! Security Profile §5.3.2.1).
 
 use super::{
-    Binding, TokenRequest, grant_details, has_scope, live_grant, sender_binding, token_details,
+    Binding, GrantType, TokenRequest, grant_details, has_scope, hook_claims, live_grant,
+    sender_binding, token_details,
 };
 use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
@@ -18,7 +19,7 @@ use crate::storage::{
     GrantRepository, TokenRepository,
 };
 use crate::token::{
-    IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
+    ClaimsHook, IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
     issue_refresh_token, token_type,
 };
 
@@ -129,13 +130,18 @@ pub async fn issue_code<S: GrantRepository + AuthorizationCodeRepository>(
 /// of another client, a different `redirect_uri`, a wrong `code_verifier`, a
 /// DPoP key other than the one the code is bound to (RFC 9449 §10). Once the
 /// code has been redeemed it stays spent whatever fails afterwards.
-pub(super) async fn exchange<S: GrantRepository + AuthorizationCodeRepository + TokenRepository>(
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn exchange<
+    S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
+    H: ClaimsHook,
+>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
     client: &AuthenticatedClient,
     req: &TokenRequest,
     binding: &Binding,
+    hook: &H,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -206,7 +212,16 @@ pub(super) async fn exchange<S: GrantRepository + AuthorizationCodeRepository + 
     let cnf = sender_binding(client, policy, binding)?;
     let grant = live_grant(store, &rec.grant_id).await?;
     let details = grant_details(&grant)?;
-    let tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(&grant, &details);
+    let extra = hook_claims(
+        hook,
+        GrantType::AuthorizationCode,
+        &grant,
+        &details,
+        &grant.scope,
+        &mut tdetails,
+    )
+    .await?;
     let ctx = TokenContext {
         client_id: c.id(),
         grant_id: Some(&grant.grant_id),
@@ -232,6 +247,7 @@ pub(super) async fn exchange<S: GrantRepository + AuthorizationCodeRepository + 
                 access_token: Some(&access.value),
                 grant: &details,
                 consent_id: grant.consent_id.as_deref(),
+                extra_claims: extra.as_ref(),
             },
             now,
         )?)

@@ -20,7 +20,9 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::keys::Keys;
 use crate::policy::{Policy, Profile};
 use crate::storage::{AuthorizationCodeRepository, GrantRecord, GrantRepository, TokenRepository};
-use crate::token::{TokenDetails, TokenResponse};
+use crate::token::{
+    ClaimsHook, ClaimsQuery, ExtraClaims, NoClaimsHook, TokenDetails, TokenResponse,
+};
 
 /// The grant types the token endpoint serves (RFC 6749 §4.1.3, §4.4.2, §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,37 @@ pub async fn exchange<S>(
 where
     S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
 {
+    exchange_with_claims(
+        store,
+        keys,
+        policy,
+        client,
+        req,
+        binding,
+        &NoClaimsHook,
+        now,
+    )
+    .await
+}
+
+/// [`exchange`] with a token-claims hook ([`crate::token::claims`]), asked
+/// for extra claims by the authorization-code and refresh grants after every
+/// check and before anything is stored; its error fails the request.
+#[allow(clippy::too_many_arguments)]
+pub async fn exchange_with_claims<S, H>(
+    store: &S,
+    keys: &Keys,
+    policy: &Policy,
+    client: &AuthenticatedClient,
+    req: TokenRequest,
+    binding: Binding,
+    hook: &H,
+    now: i64,
+) -> Result<TokenResponse, OAuthError>
+where
+    S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
+    H: ClaimsHook,
+{
     // RFC 6749 §5.2: a grant the client did not register is `unauthorized_client`.
     if !client.client.allows_grant(req.grant_type.as_str()) {
         return Err(OAuthError::new(
@@ -178,10 +211,11 @@ where
     }
     match req.grant_type {
         GrantType::AuthorizationCode => {
-            authorization_code::exchange(store, keys, policy, client, &req, &binding, now).await
+            authorization_code::exchange(store, keys, policy, client, &req, &binding, hook, now)
+                .await
         }
         GrantType::RefreshToken => {
-            refresh_token::exchange(store, keys, policy, client, &req, &binding, now).await
+            refresh_token::exchange(store, keys, policy, client, &req, &binding, hook, now).await
         }
         GrantType::ClientCredentials => {
             client_credentials::exchange(store, keys, policy, client, &req, &binding, now).await
@@ -314,6 +348,42 @@ fn token_details(grant: &GrantRecord, details: &GrantDetails) -> TokenDetails {
         accounts: details.accounts.clone(),
         ..TokenDetails::default()
     }
+}
+
+/// Asks the token-claims hook for the extra claims of tokens of `grant`
+/// with `scope`, and records the introspection and UserInfo ones in
+/// `tdetails`; returns the ID Token ones.
+async fn hook_claims<H: ClaimsHook>(
+    hook: &H,
+    grant_type: GrantType,
+    grant: &GrantRecord,
+    details: &GrantDetails,
+    scope: &str,
+    tdetails: &mut TokenDetails,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, OAuthError> {
+    let query = ClaimsQuery {
+        grant_type: grant_type.as_str(),
+        client_id: &grant.client_id,
+        sub: grant.sub.as_deref(),
+        scope,
+        consent_id: grant.consent_id.as_deref(),
+        acr: details
+            .authentication
+            .as_ref()
+            .and_then(|a| a.acr.as_deref()),
+        accounts: &details.accounts,
+    };
+    let Some(ExtraClaims {
+        id_token,
+        userinfo,
+        introspection,
+    }) = hook.token_claims(&query).await?
+    else {
+        return Ok(None);
+    };
+    tdetails.claims = introspection;
+    tdetails.userinfo_claims = userinfo;
+    Ok(Some(id_token))
 }
 
 #[cfg(test)]

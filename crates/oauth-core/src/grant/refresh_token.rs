@@ -11,8 +11,8 @@
 //! has to run a new authorization.
 
 use super::{
-    Binding, TokenRequest, grant_details, has_scope, live_grant, parse_scope, sender_binding,
-    token_details,
+    Binding, GrantType, TokenRequest, grant_details, has_scope, hook_claims, live_grant,
+    parse_scope, sender_binding, token_details,
 };
 use crate::authorization::Confirmation;
 use crate::client::AuthenticatedClient;
@@ -22,7 +22,7 @@ use crate::policy::Policy;
 use crate::secret::{constant_time_eq, hash_secret};
 use crate::storage::{GrantRepository, RefreshRotation, TokenKind, TokenRecord, TokenRepository};
 use crate::token::{
-    IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
+    ClaimsHook, IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
     issue_refresh_token, token_type,
 };
 
@@ -91,13 +91,15 @@ fn narrowed_scope(original: &str, requested: Option<&str>) -> Result<String, OAu
 /// `policy.rotate_refresh_tokens` a new refresh token replaces the old one
 /// (RFC 9700 §4.14.2); otherwise the presented one stays valid and none is
 /// returned.
-pub(super) async fn exchange<S: GrantRepository + TokenRepository>(
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
     client: &AuthenticatedClient,
     req: &TokenRequest,
     binding: &Binding,
+    hook: &H,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -125,7 +127,16 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository>(
     let details = grant_details(&grant)?;
     let scope = narrowed_scope(&old.scope, req.scope.as_deref())?;
     let cnf = sender_binding(client, policy, binding)?;
-    let tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(&grant, &details);
+    let extra = hook_claims(
+        hook,
+        GrantType::RefreshToken,
+        &grant,
+        &details,
+        &scope,
+        &mut tdetails,
+    )
+    .await?;
 
     let access = issue_access_token(
         keys,
@@ -151,6 +162,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository>(
                 access_token: Some(&access.value),
                 grant: &details,
                 consent_id: grant.consent_id.as_deref(),
+                extra_claims: extra.as_ref(),
             },
             now,
         )?),

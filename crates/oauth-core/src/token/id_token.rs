@@ -75,6 +75,9 @@ pub struct IdTokenInput<'a> {
     pub grant: &'a GrantDetails,
     /// The bank's consent id, written under [`consent_claim_name`].
     pub consent_id: Option<&'a str>,
+    /// Claims from the token-claims hook ([`super::claims`]); protocol
+    /// claims and the consent claim among them are ignored.
+    pub extra_claims: Option<&'a Map<String, Value>>,
 }
 
 /// The client's `id_token_signed_response_alg` (OIDC Dynamic Registration
@@ -139,6 +142,11 @@ pub fn id_token_claims(
         }
         if let Some(v) = input.grant.user_claims.get(name) {
             claims.insert(name.to_owned(), v.clone());
+        }
+    }
+    for (name, v) in input.extra_claims.into_iter().flatten() {
+        if !is_protocol_claim(name) && name != consent_claim {
+            claims.insert(name.clone(), v.clone());
         }
     }
     if let Some(consent_id) = input.consent_id {
@@ -239,6 +247,7 @@ mod tests {
             access_token: Some("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
             grant: &g,
             consent_id: Some("intent-1"),
+            extra_claims: None,
         };
         let claims = Value::Object(id_token_claims(&policy(), &input, JwsAlg::PS256, T0));
         assert_eq!(
@@ -275,6 +284,7 @@ mod tests {
             access_token: None,
             grant: &g,
             consent_id: None,
+            extra_claims: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         for absent in ["nonce", "at_hash", "acr", "amr", "openbanking_intent_id"] {
@@ -297,6 +307,7 @@ mod tests {
             access_token: None,
             grant: &g,
             consent_id: Some("c-9"),
+            extra_claims: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         assert_eq!(claims["consent_id"], "c-9");
@@ -317,6 +328,7 @@ mod tests {
                 access_token: None,
                 grant: &g,
                 consent_id: None,
+                extra_claims: None,
             };
             let jwt = issue_id_token(&keys, &policy(), &input, T0).unwrap();
             let header = peek_header(&jwt).unwrap();

@@ -1,14 +1,16 @@
 //! Tokens: access and refresh tokens ([`issue`]), ID Tokens ([`id_token`])
 //! and the token endpoint's response (RFC 6749 §5.1).
 
+pub mod claims;
 pub mod id_token;
 pub mod issue;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+pub use claims::{ClaimsHook, ClaimsQuery, ExtraClaims, NoClaimsHook};
 pub use id_token::{
     DEFAULT_CONSENT_CLAIM, IdTokenInput, at_hash, consent_claim_name, id_token_alg,
     id_token_claims, issue_id_token,
@@ -61,6 +63,12 @@ pub struct TokenDetails {
     /// Accounts the customer selected at the consent step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<String>,
+    /// Extra introspection members from the token-claims hook.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub claims: Map<String, Value>,
+    /// Extra UserInfo claims from the token-claims hook (access tokens).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub userinfo_claims: Map<String, Value>,
 }
 
 /// A successful token response (RFC 6749 §5.1). The server sends it as JSON
