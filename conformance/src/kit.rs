@@ -1,0 +1,211 @@
+//! `conformance kit`: plan configurations for the real OIDF conformance
+//! suite and the Strongroom configuration that registers the clients,
+//! keys and certificates they name.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Value, json};
+
+use crate::jose::{ClientKey, Identity, Pki};
+
+struct KitClient {
+    id: String,
+    key: ClientKey,
+    identity: Identity,
+    redirect_uri: String,
+}
+
+/// (file stem, plan name, variant, uses mTLS clients, openid)
+const PLANS: &[(&str, &str, &str, bool, bool)] = &[
+    (
+        "fapi2-sp-private_key_jwt-dpop-openid",
+        "fapi2-security-profile-final-test-plan",
+        "client_auth_type=private_key_jwt,sender_constrain=dpop,openid=openid_connect,fapi_profile=plain_fapi,fapi_request_method=unsigned,fapi_response_mode=plain_response,authorization_request_type=simple",
+        false,
+        true,
+    ),
+    (
+        "fapi2-sp-private_key_jwt-dpop-plain_oauth",
+        "fapi2-security-profile-final-test-plan",
+        "client_auth_type=private_key_jwt,sender_constrain=dpop,openid=plain_oauth,fapi_profile=plain_fapi,fapi_request_method=unsigned,fapi_response_mode=plain_response,authorization_request_type=simple",
+        false,
+        false,
+    ),
+    (
+        "fapi2-sp-mtls-mtls-openid",
+        "fapi2-security-profile-final-test-plan",
+        "client_auth_type=mtls,sender_constrain=mtls,openid=openid_connect,fapi_profile=plain_fapi,fapi_request_method=unsigned,fapi_response_mode=plain_response,authorization_request_type=simple",
+        true,
+        true,
+    ),
+    (
+        "fapi2-sp-mtls-mtls-plain_oauth",
+        "fapi2-security-profile-final-test-plan",
+        "client_auth_type=mtls,sender_constrain=mtls,openid=plain_oauth,fapi_profile=plain_fapi,fapi_request_method=unsigned,fapi_response_mode=plain_response,authorization_request_type=simple",
+        true,
+        false,
+    ),
+    (
+        "fapi2-ms-private_key_jwt-dpop-openid-jarm",
+        "fapi2-message-signing-final-test-plan",
+        "client_auth_type=private_key_jwt,sender_constrain=dpop,openid=openid_connect,fapi_profile=plain_fapi,fapi_request_method=signed_non_repudiation,fapi_response_mode=jarm,authorization_request_type=simple",
+        false,
+        true,
+    ),
+    (
+        "fapi2-ms-mtls-mtls-openid-jarm",
+        "fapi2-message-signing-final-test-plan",
+        "client_auth_type=mtls,sender_constrain=mtls,openid=openid_connect,fapi_profile=plain_fapi,fapi_request_method=signed_non_repudiation,fapi_response_mode=jarm,authorization_request_type=simple",
+        true,
+        true,
+    ),
+];
+
+const SUITE_CALLBACK: &str = "https://www.certification.openid.net/test/a/strongroom/callback";
+
+pub fn main(args: &[String]) -> ExitCode {
+    let mut out = PathBuf::from("conformance/oidf/generated");
+    let mut issuer = "https://localhost:8443".to_string();
+    let mut mtls_base: Option<String> = None;
+    let mut alias = "strongroom".to_string();
+    let mut template = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--template" {
+            template = true;
+            continue;
+        }
+        match (a.as_str(), it.next()) {
+            ("--out", Some(v)) => out = PathBuf::from(v),
+            ("--issuer", Some(v)) => issuer = v.trim_end_matches('/').to_string(),
+            ("--mtls-base", Some(v)) => mtls_base = Some(v.trim_end_matches('/').to_string()),
+            ("--alias", Some(v)) => alias = v.clone(),
+            _ => {
+                eprintln!(
+                    "usage: conformance kit [--out DIR] [--issuer URL] [--mtls-base URL] [--alias NAME] [--template]"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match write_kit(&out, &issuer, mtls_base.as_deref(), &alias, template) {
+        Ok(()) => {
+            println!("conformance kit written to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("conformance kit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `template`: only the plan configurations, with the keys and
+/// certificates replaced by placeholders (what the repository carries).
+fn write_kit(
+    out: &std::path::Path,
+    issuer: &str,
+    mtls_base: Option<&str>,
+    alias: &str,
+    template: bool,
+) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let callback = SUITE_CALLBACK.replace("strongroom", alias);
+    let pki = Pki::new();
+    let mk = |id: &str| KitClient {
+        id: id.into(),
+        key: ClientKey::generate(Algorithm::ES256, &format!("{id}-sig")),
+        identity: pki.client(id, "OIDF Conformance Suite"),
+        redirect_uri: callback.clone(),
+    };
+    let pkjwt = [mk("oidf-pkjwt-1"), mk("oidf-pkjwt-2")];
+    let mtls = [mk("oidf-mtls-1"), mk("oidf-mtls-2")];
+    let write = |name: &str, text: &str| {
+        std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    if !template {
+        write("client-ca.pem", &pki.ca_pem)?;
+    }
+    // The Strongroom side: [[clients]] to append to strongroom.toml.
+    let mut toml_text = String::from(
+        "# Clients of the OIDF conformance suite (generated by `conformance kit`).\n\
+         # Append to config/strongroom.toml and set [tls] client_ca to the\n\
+         # client-ca.pem next to this file (or add it to your CA bundle).\n\n",
+    );
+    for (c, is_mtls) in pkjwt
+        .iter()
+        .map(|c| (c, false))
+        .chain(mtls.iter().map(|c| (c, true)))
+    {
+        let mut m = json!({
+            "client_id": c.id,
+            "client_name": format!("OIDF conformance suite {}", c.id),
+            "redirect_uris": [c.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "scope": "openid profile email accounts offline_access",
+            "jwks": {"keys": [c.key.jwk]},
+        });
+        if is_mtls {
+            m["token_endpoint_auth_method"] = json!("tls_client_auth");
+            m["tls_client_auth_subject_dn"] = json!(c.identity.subject_dn);
+            m["tls_client_certificate_bound_access_tokens"] = json!(true);
+        } else {
+            m["token_endpoint_auth_method"] = json!("private_key_jwt");
+            m["token_endpoint_auth_signing_alg"] = json!("ES256");
+            m["dpop_bound_access_tokens"] = json!(true);
+        }
+        let wrapped = json!({"clients": [m]});
+        toml_text.push_str(&toml::to_string(&wrapped).map_err(|e| e.to_string())?);
+        toml_text.push('\n');
+    }
+    if !template {
+        write("strongroom-clients.toml", &toml_text)?;
+    }
+    let userinfo = format!("{}/userinfo", mtls_base.unwrap_or(issuer));
+    let userinfo_plain = format!("{issuer}/userinfo");
+    let suite_client = |c: &KitClient, openid: bool| -> Result<Value, String> {
+        Ok(json!({
+            "client_id": c.id,
+            "scope": if openid { "openid accounts offline_access" } else { "accounts offline_access" },
+            "jwks": {"keys": [c.key.private_jwk().ok_or("private JWK")?]},
+        }))
+    };
+    let mtls_block = |c: &KitClient| json!({"cert": c.identity.cert_pem, "key": c.identity.key_pem, "ca": pki.ca_pem});
+    let mut index = Vec::new();
+    for (stem, plan, variant, use_mtls, openid) in PLANS {
+        let pair = if *use_mtls { &mtls } else { &pkjwt };
+        let mut cfg = json!({
+            "alias": alias,
+            "description": format!("Strongroom {stem}: plan {plan} [{variant}]"),
+            "server": {"discoveryUrl": format!("{issuer}/.well-known/openid-configuration")},
+            "client": suite_client(&pair[0], *openid)?,
+            "client2": suite_client(&pair[1], *openid)?,
+            "resource": {"resourceUrl": if *use_mtls { userinfo.clone() } else { userinfo_plain.clone() }},
+        });
+        if *use_mtls {
+            cfg["mtls"] = mtls_block(&pair[0]);
+            cfg["mtls2"] = mtls_block(&pair[1]);
+        }
+        if template {
+            let hole = json!("<written by conformance/oidf/provision.sh>");
+            for c in ["client", "client2"] {
+                cfg[c]["jwks"] = json!({"keys": [hole]});
+            }
+            for m in ["mtls", "mtls2"] {
+                if cfg.get(m).is_some() {
+                    cfg[m] = json!({"cert": hole, "key": hole, "ca": hole});
+                }
+            }
+        }
+        let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
+        write(&format!("{stem}.json"), &text)?;
+        index.push(json!({"config": format!("{stem}.json"), "plan": plan, "variant": variant}));
+    }
+    write(
+        "plans.json",
+        &serde_json::to_string_pretty(&index).map_err(|e| e.to_string())?,
+    )?;
+    Ok(())
+}
