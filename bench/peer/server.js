@@ -1,0 +1,90 @@
+// node-oidc-provider configured like Strongroom for `make bench`:
+// private_key_jwt (ES256) client authentication, DPoP (ES256) sender
+// constraint, PAR, introspection, client_credentials, FAPI 2.0 profile,
+// PS256/ES256 id_tokens, HTTPS with the same dev certificate, and the
+// provider's DEFAULT IN-MEMORY store. Node's cluster module runs one worker
+// per core (the peer's best set-up on this machine); each worker has its own
+// in-memory store.
+//
+// Usage: node server.js CONFIG.json   (written by strongroom-bench)
+import cluster from 'node:cluster';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+
+if (cluster.isPrimary) {
+  // The provider's signing keys are made once here so every worker signs
+  // with the same keys and publishes the same JWKS.
+  const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const jwks = {
+    keys: [
+      { ...rsa.privateKey.export({ format: 'jwk' }), kid: 'peer-ps256', alg: 'PS256', use: 'sig' },
+      { ...ec.privateKey.export({ format: 'jwk' }), kid: 'peer-es256', alg: 'ES256', use: 'sig' },
+    ],
+  };
+  const n = cfg.workers || os.availableParallelism();
+  const workers = [];
+  for (let i = 0; i < n; i += 1) {
+    workers.push(cluster.fork({ PEER_JWKS: JSON.stringify(jwks) }));
+  }
+  let stopping = false;
+  cluster.on('exit', (w, code) => {
+    if (!stopping) {
+      console.error(`peer worker ${w.process.pid} exited (${code})`);
+      process.exit(1);
+    }
+  });
+  const stop = () => {
+    stopping = true;
+    for (const w of workers) w.kill('SIGTERM');
+    setTimeout(() => process.exit(0), 200);
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+} else {
+  const { default: Provider } = await import('oidc-provider');
+  const provider = new Provider(cfg.issuer, {
+    jwks: JSON.parse(process.env.PEER_JWKS),
+    clients: cfg.clients.map((c) => ({
+      ...c,
+      id_token_signed_response_alg: 'PS256',
+    })),
+    clientAuthMethods: ['private_key_jwt'],
+    enabledJWA: {
+      clientAuthSigningAlgValues: ['ES256', 'PS256'],
+      dPoPSigningAlgValues: ['ES256', 'PS256'],
+      idTokenSigningAlgValues: ['PS256', 'ES256'],
+      requestObjectSigningAlgValues: ['ES256', 'PS256'],
+    },
+    scopes: ['openid', 'accounts', 'offline_access'],
+    claims: { openid: ['sub'] },
+    pkce: { required: () => true },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      dPoP: { enabled: true },
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: true },
+      fapi: { enabled: true, profile: '2.0' },
+    },
+    ttl: {
+      AccessToken: 300,
+      ClientCredentials: 300,
+      AuthorizationCode: 60,
+      PushedAuthorizationRequest: 60,
+    },
+    // Its default adapter: the in-memory store (no `adapter` given).
+  });
+  provider.on('server_error', (ctx, err) => console.error('peer server_error', err));
+  https
+    .createServer(
+      { cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) },
+      provider.callback(),
+    )
+    .listen(cfg.port, '127.0.0.1');
+}

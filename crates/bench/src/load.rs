@@ -1,0 +1,594 @@
+//! The load driver: N workers, each on its own HTTP/1.1 keep-alive
+//! connection, loop one case's request (or scripted flow) for a fixed time;
+//! latencies go into HDR histograms, the server's CPU and RSS come from /proc.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::limits::SigWork;
+use crate::procstat;
+use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, SCOPE, Tpp, USER, random, sha256_b64};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Case {
+    Discovery,
+    Jwks,
+    TokenPrivateKeyJwt,
+    TokenTlsClientAuth,
+    Par,
+    Introspection,
+    UserinfoDpop,
+    FullFlow,
+}
+
+pub const ALL_CASES: [Case; 8] = [
+    Case::Discovery,
+    Case::Jwks,
+    Case::TokenPrivateKeyJwt,
+    Case::TokenTlsClientAuth,
+    Case::Par,
+    Case::Introspection,
+    Case::UserinfoDpop,
+    Case::FullFlow,
+];
+
+impl Case {
+    pub fn label(self) -> &'static str {
+        match self {
+            Case::Discovery => "discovery",
+            Case::Jwks => "JWKS",
+            Case::TokenPrivateKeyJwt => "token client_credentials, private_key_jwt + DPoP",
+            Case::TokenTlsClientAuth => "token client_credentials, tls_client_auth (mTLS)",
+            Case::Par => "PAR, private_key_jwt + DPoP",
+            Case::Introspection => "introspection, private_key_jwt",
+            Case::UserinfoDpop => "userinfo, DPoP-bound token",
+            Case::FullFlow => "full flow PAR→authorize→consent→token (session)",
+        }
+    }
+
+    pub fn short(self) -> &'static str {
+        match self {
+            Case::Discovery => "discovery",
+            Case::Jwks => "jwks",
+            Case::TokenPrivateKeyJwt => "token pkjwt",
+            Case::TokenTlsClientAuth => "token mTLS",
+            Case::Par => "PAR",
+            Case::Introspection => "introspect",
+            Case::UserinfoDpop => "userinfo",
+            Case::FullFlow => "full flow",
+        }
+    }
+
+    /// The signatures Strongroom verifies/creates per request (per flow):
+    /// client assertions and DPoP proofs are ES256 here, the id_token PS256.
+    pub fn sig_work(self) -> SigWork {
+        let v = |n| SigWork {
+            es256_verify: n,
+            ps256_sign: 0,
+        };
+        match self {
+            Case::Discovery | Case::Jwks | Case::TokenTlsClientAuth => SigWork::default(),
+            Case::TokenPrivateKeyJwt | Case::Par => v(2),
+            Case::Introspection | Case::UserinfoDpop => v(1),
+            Case::FullFlow => SigWork {
+                es256_verify: 4,
+                ps256_sign: 1,
+            },
+        }
+    }
+}
+
+/// A server under load as the driver sees it.
+pub struct Target {
+    pub name: &'static str,
+    pub issuer: String,
+    pub pid: u32,
+    pub discovery: Value,
+    pub cases: Vec<Case>,
+    pub prov: Arc<ProvisionRef>,
+    /// A DPoP-bound access token of the user's, for the userinfo case.
+    pub user_token: Option<String>,
+    /// A client_credentials access token, for the introspection case.
+    pub cc_token: Option<String>,
+}
+
+/// What workers need from the provisioning.
+pub struct ProvisionRef {
+    pub ca_pem: std::path::PathBuf,
+    pub pkjwt: Arc<Tpp>,
+    pub mtls: Arc<Tpp>,
+    pub mtls_identity: (String, String),
+}
+
+impl ProvisionRef {
+    pub fn from(p: &Provision) -> ProvisionRef {
+        ProvisionRef {
+            ca_pem: p.ca_pem.clone(),
+            pkjwt: p.pkjwt.clone(),
+            mtls: p.mtls.clone(),
+            mtls_identity: p.mtls_identity.clone(),
+        }
+    }
+}
+
+impl Target {
+    fn endpoint(&self, name: &str) -> Result<String, String> {
+        self.discovery[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}: discovery has no {name}", self.name))
+    }
+
+    fn mtls_endpoint(&self, name: &str) -> Result<String, String> {
+        self.discovery["mtls_endpoint_aliases"][name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}: discovery has no mtls alias for {name}", self.name))
+    }
+}
+
+/// An HTTPS client on aws-lc-rs trusting `ca`; one keep-alive connection.
+pub fn https_client(
+    ca: &Path,
+    identity: Option<(&str, &str)>,
+    cookies: bool,
+) -> Result<reqwest::Client, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("CA file: {e}"))? {
+        roots
+            .add(cert.map_err(|e| format!("CA file: {e}"))?)
+            .map_err(|e| format!("CA: {e}"))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(cookies)
+        .http1_only()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// One worker's connections (and, for the flow, its browser session).
+struct Worker {
+    http: reqwest::Client,
+    browser: Option<reqwest::Client>,
+}
+
+async fn expect(res: reqwest::Response, status: u16, what: &str) -> Result<Value, String> {
+    let got = res.status().as_u16();
+    let body = res.bytes().await.map_err(|e| format!("{what}: {e}"))?;
+    if got != status {
+        return Err(format!(
+            "{what}: HTTP {got}: {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        ));
+    }
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn location(res: &reqwest::Response, what: &str) -> Result<String, String> {
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{what}: HTTP {} without Location", res.status()))
+}
+
+fn absolute(base: &str, loc: &str) -> Result<String, String> {
+    url::Url::parse(base)
+        .and_then(|b| b.join(loc))
+        .map(String::from)
+        .map_err(|e| format!("Location {loc}: {e}"))
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn auth_fields(tpp: &Tpp, aud: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("client_id", tpp.client_id.clone()),
+        ("client_assertion_type", ASSERTION_TYPE.into()),
+        ("client_assertion", tpp.assertion(aud)),
+    ]
+}
+
+/// client_credentials with private_key_jwt + DPoP; returns the access token.
+async fn token_pkjwt(t: &Target, http: &reqwest::Client) -> Result<String, String> {
+    let tpp = &t.prov.pkjwt;
+    let url = t.endpoint("token_endpoint")?;
+    let mut form = auth_fields(tpp, &t.issuer);
+    form.push(("grant_type", "client_credentials".into()));
+    form.push(("scope", "accounts".into()));
+    let res = http
+        .post(&url)
+        .header("DPoP", tpp.dpop_proof("POST", &url, None))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("token: {e}"))?;
+    let v = expect(res, 200, "token").await?;
+    v["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "token: no access_token".into())
+}
+
+/// PAR with private_key_jwt + DPoP; returns (request_uri, code_verifier).
+async fn par(t: &Target, http: &reqwest::Client) -> Result<(String, String), String> {
+    let tpp = &t.prov.pkjwt;
+    let url = t.endpoint("pushed_authorization_request_endpoint")?;
+    let verifier = random(32);
+    let mut form = auth_fields(tpp, &t.issuer);
+    form.extend([
+        ("response_type", "code".to_string()),
+        ("redirect_uri", tpp.redirect_uri.clone()),
+        ("scope", SCOPE.into()),
+        ("state", random(12)),
+        ("nonce", random(12)),
+        ("code_challenge", sha256_b64(verifier.as_bytes())),
+        ("code_challenge_method", "S256".into()),
+    ]);
+    let res = http
+        .post(&url)
+        .header("DPoP", tpp.dpop_proof("POST", &url, None))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("PAR: {e}"))?;
+    let v = expect(res, 201, "PAR").await?;
+    let uri = v["request_uri"]
+        .as_str()
+        .ok_or("PAR: no request_uri")?
+        .to_string();
+    Ok((uri, verifier))
+}
+
+/// The redirect journey on Strongroom's built-in pages, logging in only when
+/// the browser has no session yet; then the code exchange. Returns the
+/// DPoP-bound access token.
+async fn full_flow(
+    t: &Target,
+    http: &reqwest::Client,
+    browser: &reqwest::Client,
+) -> Result<String, String> {
+    let tpp = &t.prov.pkjwt;
+    let (request_uri, verifier) = par(t, http).await?;
+    let authz = t.endpoint("authorization_endpoint")?;
+    let mut url = url::Url::parse(&authz).map_err(|e| format!("authorize URL: {e}"))?;
+    url.query_pairs_mut()
+        .append_pair("client_id", &tpp.client_id)
+        .append_pair("request_uri", &request_uri);
+    let res = browser
+        .get(url.as_str())
+        .send()
+        .await
+        .map_err(|e| format!("authorize: {e}"))?;
+    let mut next = absolute(&t.issuer, &location(&res, "authorize")?)?;
+    let _ = res.bytes().await;
+    if next.ends_with("/login") {
+        let res = browser
+            .post(&next)
+            .form(&[
+                ("username", USER),
+                ("password", PASSWORD),
+                ("action", "login"),
+            ])
+            .send()
+            .await
+            .map_err(|e| format!("login: {e}"))?;
+        next = absolute(&t.issuer, &location(&res, "login")?)?;
+        let _ = res.bytes().await;
+    }
+    if !next.ends_with("/consent") {
+        return Err(format!("authorize led to {next}, not consent"));
+    }
+    let page = browser
+        .get(&next)
+        .send()
+        .await
+        .map_err(|e| format!("consent page: {e}"))?;
+    let html = page
+        .text()
+        .await
+        .map_err(|e| format!("consent page: {e}"))?;
+    if !html.contains("approve") {
+        return Err("consent page without an approve button".into());
+    }
+    let res = browser
+        .post(&next)
+        .form(&[("action", "approve")])
+        .send()
+        .await
+        .map_err(|e| format!("consent: {e}"))?;
+    let back = location(&res, "consent")?;
+    let _ = res.bytes().await;
+    let code = query_param(&back, "code").ok_or_else(|| format!("no code in {back}"))?;
+    let token_url = t.endpoint("token_endpoint")?;
+    let mut form = auth_fields(tpp, &t.issuer);
+    form.extend([
+        ("grant_type", "authorization_code".to_string()),
+        ("code", code),
+        ("redirect_uri", tpp.redirect_uri.clone()),
+        ("code_verifier", verifier),
+    ]);
+    let res = http
+        .post(&token_url)
+        .header("DPoP", tpp.dpop_proof("POST", &token_url, None))
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("code exchange: {e}"))?;
+    let v = expect(res, 200, "code exchange").await?;
+    if v["id_token"].as_str().is_none() {
+        return Err("code exchange: no id_token".into());
+    }
+    v["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "code exchange: no access_token".into())
+}
+
+async fn one(t: &Target, case: Case, w: &Worker) -> Result<(), String> {
+    let http = &w.http;
+    match case {
+        Case::Discovery => {
+            let url = format!("{}/.well-known/openid-configuration", t.issuer);
+            let res = http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("discovery: {e}"))?;
+            expect(res, 200, "discovery").await.map(drop)
+        }
+        Case::Jwks => {
+            let res = http
+                .get(t.endpoint("jwks_uri")?)
+                .send()
+                .await
+                .map_err(|e| format!("jwks: {e}"))?;
+            expect(res, 200, "jwks").await.map(drop)
+        }
+        Case::TokenPrivateKeyJwt => token_pkjwt(t, http).await.map(drop),
+        Case::TokenTlsClientAuth => {
+            let url = t.mtls_endpoint("token_endpoint")?;
+            let form = [
+                ("client_id", t.prov.mtls.client_id.as_str()),
+                ("grant_type", "client_credentials"),
+                ("scope", "accounts"),
+            ];
+            let res = http
+                .post(&url)
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| format!("token (mTLS): {e}"))?;
+            expect(res, 200, "token (mTLS)").await.map(drop)
+        }
+        Case::Par => par(t, http).await.map(drop),
+        Case::Introspection => {
+            let token = t.cc_token.as_deref().ok_or("no token to introspect")?;
+            let mut form = auth_fields(&t.prov.pkjwt, &t.issuer);
+            form.push(("token", token.to_string()));
+            let res = http
+                .post(t.endpoint("introspection_endpoint")?)
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| format!("introspection: {e}"))?;
+            expect(res, 200, "introspection").await.map(drop)
+        }
+        Case::UserinfoDpop => {
+            let token = t.user_token.as_deref().ok_or("no user token")?;
+            let url = t.endpoint("userinfo_endpoint")?;
+            let res = http
+                .get(&url)
+                .header("Authorization", format!("DPoP {token}"))
+                .header("DPoP", t.prov.pkjwt.dpop_proof("GET", &url, Some(token)))
+                .send()
+                .await
+                .map_err(|e| format!("userinfo: {e}"))?;
+            expect(res, 200, "userinfo").await.map(drop)
+        }
+        Case::FullFlow => {
+            let browser = w.browser.as_ref().ok_or("no browser")?;
+            full_flow(t, http, browser).await.map(drop)
+        }
+    }
+}
+
+/// Prepares a target: reads its discovery and obtains the tokens the
+/// introspection and userinfo cases use.
+pub async fn prepare(
+    name: &'static str,
+    issuer: &str,
+    pid: u32,
+    prov: Arc<ProvisionRef>,
+    cases: Vec<Case>,
+) -> Result<Target, String> {
+    let http = https_client(&prov.ca_pem, None, false)?;
+    let res = http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .map_err(|e| format!("{name} discovery: {e}"))?;
+    let discovery = expect(res, 200, "discovery").await?;
+    let mut t = Target {
+        name,
+        issuer: issuer.to_string(),
+        pid,
+        discovery,
+        cases,
+        prov,
+        user_token: None,
+        cc_token: None,
+    };
+    if t.cases.contains(&Case::Introspection) {
+        t.cc_token = Some(
+            token_pkjwt(&t, &http)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+    }
+    if t.cases.contains(&Case::UserinfoDpop) {
+        let browser = https_client(&t.prov.ca_pem, None, true)?;
+        t.user_token = Some(
+            full_flow(&t, &http, &browser)
+                .await
+                .map_err(|e| format!("{name}: {e}"))?,
+        );
+    }
+    Ok(t)
+}
+
+/// One repetition of one case at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub requests: u64,
+    pub errors: u64,
+    pub req_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub server_cpu_percent: f64,
+    pub peak_rss_mib: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+struct WorkerOut {
+    hist: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+pub async fn run(
+    t: &Arc<Target>,
+    case: Case,
+    conns: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> Result<Run, String> {
+    let mut workers = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        let http = match case {
+            Case::TokenTlsClientAuth => {
+                let (c, k) = &t.prov.mtls_identity;
+                https_client(&t.prov.ca_pem, Some((c, k)), false)?
+            }
+            _ => https_client(&t.prov.ca_pem, None, false)?,
+        };
+        let browser = if case == Case::FullFlow {
+            // A customer who already has a session: log in once, untimed.
+            let b = https_client(&t.prov.ca_pem, None, true)?;
+            full_flow(t, &http, &b).await?;
+            Some(b)
+        } else {
+            None
+        };
+        workers.push(Worker { http, browser });
+    }
+    let begin = Instant::now();
+    let start = begin + warmup;
+    let end = start + measure;
+    let mut tasks = Vec::with_capacity(conns);
+    for w in workers {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = WorkerOut {
+                hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+                errors: 0,
+                first_error: None,
+            };
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let r = one(&t, case, &w).await;
+                let t1 = Instant::now();
+                if t0 < start || t1 > end {
+                    continue;
+                }
+                match r {
+                    Ok(()) => {
+                        let us = (t1 - t0).as_micros().clamp(1, 120_000_000) as u64;
+                        out.hist.saturating_record(us);
+                    }
+                    Err(e) => {
+                        out.errors += 1;
+                        out.first_error.get_or_insert(e);
+                        // Back off a little so a broken case does not spin.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }
+            out
+        }));
+    }
+    tokio::time::sleep_until(start.into()).await;
+    let cpu0 = procstat::sample_tree(t.pid).cpu_secs;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let rss = tokio::spawn(procstat::peak_rss_while(t.pid, stop_rx));
+    tokio::time::sleep_until(end.into()).await;
+    let cpu1 = procstat::sample_tree(t.pid).cpu_secs;
+    let _ = stop_tx.send(());
+    let peak = rss.await.map_err(|e| format!("RSS sampler: {e}"))?;
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let out = task.await.map_err(|e| format!("worker: {e}"))?;
+        hist.add(&out.hist).map_err(|e| format!("histogram: {e}"))?;
+        errors += out.errors;
+        if first_error.is_none() {
+            first_error = out.first_error;
+        }
+    }
+    let secs = measure.as_secs_f64();
+    let ms = |q| hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Run {
+        requests: hist.len(),
+        errors,
+        req_per_sec: hist.len() as f64 / secs,
+        p50_ms: ms(0.5),
+        p99_ms: ms(0.99),
+        server_cpu_percent: (cpu1 - cpu0) / secs * 100.0,
+        peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
+        first_error,
+    })
+}

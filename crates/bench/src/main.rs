@@ -1,0 +1,461 @@
+//! `strongroom-bench`: starts Strongroom (and node-oidc-provider when Node is
+//! present), drives each case at each concurrency for a few repetitions and
+//! prints/writes the comparison. It measures; it asserts no timings.
+
+mod limits;
+mod load;
+mod procstat;
+mod report;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use load::{ALL_CASES, Case, ProvisionRef};
+use report::{Row, Summary};
+
+const USAGE: &str = "\
+strongroom-bench: Strongroom beside node-oidc-provider.
+
+  --server-bin PATH   the strongroom binary (default target/release/strongroom)
+  --postgres          use the PostgreSQL named by STRONGROOM_TEST_DATABASE_URL
+                      (scripts/with-postgres.sh sets it); default: SQLite in a fresh dir
+  --peer-dir PATH     node-oidc-provider peer (default bench/peer); --no-peer skips it
+  --out DIR           results directory (default bench/results)
+  --conns LIST        connection counts (default 16,64)
+  --reps N            repetitions (default 3)
+  --duration SECS     measured seconds per repetition (default 5)
+  --warmup SECS       unmeasured seconds before each (default 1)
+  --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
+";
+
+struct Opts {
+    server_bin: PathBuf,
+    postgres: bool,
+    peer_dir: Option<PathBuf>,
+    out: PathBuf,
+    conns: Vec<usize>,
+    reps: usize,
+    duration: Duration,
+    warmup: Duration,
+    smoke: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut o = Opts {
+        server_bin: PathBuf::from("target/release/strongroom"),
+        postgres: false,
+        peer_dir: Some(PathBuf::from("bench/peer")),
+        out: PathBuf::from("bench/results"),
+        conns: vec![16, 64],
+        reps: 3,
+        duration: Duration::from_secs(5),
+        warmup: Duration::from_secs(1),
+        smoke: false,
+    };
+    let mut args = std::env::args().skip(1);
+    let secs = |v: Option<String>| -> Result<Duration, String> {
+        v.and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| "expected seconds".to_string())
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--server-bin" => o.server_bin = args.next().ok_or("--server-bin PATH")?.into(),
+            "--postgres" => o.postgres = true,
+            "--peer-dir" => o.peer_dir = Some(args.next().ok_or("--peer-dir PATH")?.into()),
+            "--no-peer" => o.peer_dir = None,
+            "--out" => o.out = args.next().ok_or("--out DIR")?.into(),
+            "--conns" => {
+                o.conns = args
+                    .next()
+                    .ok_or("--conns LIST")?
+                    .split(',')
+                    .map(|c| c.trim().parse().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or("--conns: positive numbers, comma-separated")?
+            }
+            "--reps" => {
+                o.reps = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--reps N")?
+            }
+            "--duration" => o.duration = secs(args.next())?,
+            "--warmup" => o.warmup = secs(args.next())?,
+            "--smoke" => {
+                o.smoke = true;
+                o.conns = vec![16];
+                o.reps = 1;
+                o.duration = Duration::from_secs(1);
+                o.warmup = Duration::from_millis(300);
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let opts = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("strongroom-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The driver gets its own multi-threaded runtime; it shares the cores
+    // with the server under test, as a co-located client would.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(bench(opts)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("strongroom-bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(str::trim)
+        .unwrap_or("unknown")
+        .to_string();
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "cpu": model,
+        "cores": cores(),
+        "memory_gib": (mem_kb as f64 / 1048576.0 * 10.0).round() / 10.0,
+        "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+    })
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Why the peer cannot run here, if it cannot.
+fn peer_unavailable(dir: &std::path::Path) -> Option<String> {
+    let out = match std::process::Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => o,
+        _ => return Some("Node.js is not installed".into()),
+    };
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let nums: Vec<u32> = v
+        .trim_start_matches('v')
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if nums.as_slice() < [20, 19].as_slice() {
+        return Some(format!(
+            "Node {v} is too old for oidc-provider 9 (needs 20.19+)"
+        ));
+    }
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        return Some(format!(
+            "oidc-provider is not installed in {} (run `npm install` there)",
+            dir.display()
+        ));
+    }
+    None
+}
+
+type Results = Vec<((Case, usize), Summary)>;
+
+async fn measure_target(
+    t: Target0,
+    opts: &Opts,
+    ok: &mut bool,
+    strict: bool,
+) -> Result<Results, String> {
+    let t = Arc::new(t.0);
+    let mut out = Vec::new();
+    for &case in &t.cases {
+        for &conns in &opts.conns {
+            let mut runs = Vec::new();
+            for rep in 0..opts.reps {
+                let r = load::run(&t, case, conns, opts.warmup, opts.duration).await?;
+                eprintln!(
+                    "  {:<18} {:<10} {conns:>3} conns  rep {}: {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  cpu {:>4.0} %  rss {:>6.1} MiB{}",
+                    t.name,
+                    case.short(),
+                    rep + 1,
+                    r.req_per_sec,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.server_cpu_percent,
+                    r.peak_rss_mib,
+                    match &r.first_error {
+                        Some(e) => format!("  {} errors, first: {e}", r.errors),
+                        None => String::new(),
+                    }
+                );
+                if strict && (r.errors > 0 || r.requests == 0) {
+                    *ok = false;
+                }
+                runs.push(r);
+            }
+            if let Some(s) = Summary::of(runs) {
+                out.push(((case, conns), s));
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Target0(load::Target);
+
+async fn bench(opts: Opts) -> Result<bool, String> {
+    let cores = cores();
+    let budget = if opts.smoke {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(1)
+    };
+    eprintln!("measuring single-core signature and argon2 rates …");
+    let lim = tokio::task::spawn_blocking(move || limits::measure(budget))
+        .await
+        .map_err(|e| format!("limits: {e}"))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("strongroom-bench-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let prov = setup::provision(tmp.path())?;
+    let pref = Arc::new(ProvisionRef::from(&prov));
+    let (db_url, db_name) = if opts.postgres {
+        let url = std::env::var("STRONGROOM_TEST_DATABASE_URL").map_err(|_| {
+            "--postgres needs STRONGROOM_TEST_DATABASE_URL (run through scripts/with-postgres.sh)"
+                .to_string()
+        })?;
+        (url, "PostgreSQL")
+    } else {
+        (
+            format!(
+                "sqlite://{}",
+                tmp.path().join("data/strongroom.db").display()
+            ),
+            "SQLite",
+        )
+    };
+    let mut ok = true;
+
+    eprintln!(
+        "starting Strongroom ({}, {db_name}, fresh data dir) …",
+        opts.server_bin.display()
+    );
+    let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url).await?;
+    let t = load::prepare(
+        "strongroom",
+        &sr.issuer,
+        sr.pid,
+        pref.clone(),
+        ALL_CASES.to_vec(),
+    )
+    .await;
+    let sr_results = match t {
+        Ok(t) => measure_target(Target0(t), &opts, &mut ok, true).await,
+        Err(e) => Err(e),
+    };
+    sr.stop().await;
+    let sr_results = sr_results?;
+
+    let peer_cases = vec![
+        Case::Discovery,
+        Case::Jwks,
+        Case::TokenPrivateKeyJwt,
+        Case::Par,
+        Case::Introspection,
+    ];
+    let mut peer_note = String::new();
+    let peer_results: Results = match &opts.peer_dir {
+        None => {
+            peer_note = "peer skipped (--no-peer)".into();
+            Vec::new()
+        }
+        Some(dir) => match peer_unavailable(dir) {
+            Some(why) => {
+                peer_note = format!("peer skipped: {why}");
+                eprintln!("{peer_note}");
+                Vec::new()
+            }
+            None => {
+                eprintln!(
+                    "starting node-oidc-provider (Node cluster, {cores} workers, its default in-memory store) …"
+                );
+                let r = match setup::start_peer(&prov, dir, cores).await {
+                    Ok(peer) => {
+                        let t = load::prepare(
+                            "node-oidc-provider",
+                            &peer.issuer,
+                            peer.pid,
+                            pref.clone(),
+                            peer_cases,
+                        )
+                        .await;
+                        let r = match t {
+                            Ok(t) => measure_target(Target0(t), &opts, &mut ok, false).await,
+                            Err(e) => Err(e),
+                        };
+                        peer.stop().await;
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(r) => r,
+                    Err(e) => {
+                        peer_note = format!("peer failed: {e}");
+                        eprintln!("{peer_note}");
+                        Vec::new()
+                    }
+                }
+            }
+        },
+    };
+
+    let find =
+        |rs: &Results, k: (Case, usize)| rs.iter().find(|(kk, _)| *kk == k).map(|(_, s)| s.clone());
+    let mut rows = Vec::new();
+    for case in ALL_CASES {
+        for &conns in &opts.conns {
+            let s = find(&sr_results, (case, conns));
+            let p = find(&peer_results, (case, conns));
+            let limit = lim.limit(case.sig_work(), cores as f64);
+            rows.push(Row {
+                case,
+                label: case.label(),
+                connections: conns,
+                ratio: match (&s, &p) {
+                    (Some(s), Some(p)) if p.req_per_sec.median > 0.0 => {
+                        Some(s.req_per_sec.median / p.req_per_sec.median)
+                    }
+                    _ => None,
+                },
+                share_of_limit: match (&s, limit) {
+                    (Some(s), Some(l)) => Some(s.req_per_sec.median / l),
+                    _ => None,
+                },
+                crypto_limit_req_per_sec: limit,
+                strongroom: s,
+                peer: p,
+            });
+        }
+    }
+    let best_flow = rows
+        .iter()
+        .filter(|r| r.case == Case::FullFlow)
+        .filter_map(|r| r.strongroom.as_ref().map(|s| s.req_per_sec.median))
+        .fold(0.0, f64::max);
+    let fresh = lim.fresh_login_rate(best_flow, cores as f64);
+    let machine = machine();
+    let peer_desc = format!(
+        "node-oidc-provider (npm oidc-provider, bench/peer/package.json) under Node's cluster module with {cores} workers, \
+         private_key_jwt ES256 + DPoP ES256, PS256/ES256 id_tokens, FAPI 2.0 profile, its default in-memory store \
+         (each worker has its own store: introspection of a token another worker issued answers active=false). \
+         Not measured on the peer: mTLS, userinfo and the redirect flow (its interactions are not scripted here)."
+    );
+    let mut md = format!(
+        "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), release build unless --server-bin says otherwise; \
+         load generator in the same machine (it shares the cores and signs its own assertions and DPoP proofs).\n\n\
+         Peer: {}\n{}\n\n{} s measured (+{} s warm-up) × {} repetitions per cell; medians with min–max.\n\n",
+        if opts.smoke { " (smoke)" } else { "" },
+        cores,
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["memory_gib"],
+        machine["kernel"].as_str().unwrap_or("?"),
+        peer_desc,
+        if peer_note.is_empty() {
+            String::new()
+        } else {
+            format!("\n**{peer_note}**\n")
+        },
+        opts.duration.as_secs_f64(),
+        opts.warmup.as_secs_f64(),
+        opts.reps,
+    );
+    md.push_str(&report::table(&rows));
+    md.push_str(&format!(
+        "\nSingle-core crypto (oauth_core::keys, aws-lc-rs): PS256 sign {:.0}/s, verify {:.0}/s; ES256 sign {:.0}/s, verify {:.0}/s. \
+         argon2id (server parameters) {:.1} hashes/s per core.\n\n\
+         \"% of crypto limit\" = Strongroom req/s ÷ ({cores} cores ÷ the server's signature work per request: \
+         2 ES256 verifications for token/PAR, 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow).\n\n\
+         Fresh-login flows: each adds one argon2id check to a session flow: 1 / (1/{best_flow:.0} + 1/({:.1} × {cores})) ≈ **{fresh:.0} flows/s**.\n",
+        lim.ps256_sign_per_sec,
+        lim.ps256_verify_per_sec,
+        lim.es256_sign_per_sec,
+        lim.es256_verify_per_sec,
+        lim.argon2_hashes_per_sec,
+        lim.argon2_hashes_per_sec,
+    ));
+    println!("\n{md}");
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let stem = if opts.smoke { "smoke" } else { "latest" };
+    let doc = json!({
+        "smoke": opts.smoke,
+        "machine": machine,
+        "database": db_name,
+        "server_bin": opts.server_bin,
+        "connections": opts.conns,
+        "repetitions": opts.reps,
+        "duration_secs": opts.duration.as_secs_f64(),
+        "warmup_secs": opts.warmup.as_secs_f64(),
+        "peer": peer_desc,
+        "peer_note": peer_note,
+        "limits": lim,
+        "fresh_login_flows_per_sec": fresh,
+        "rows": rows,
+    });
+    let write = |ext: &str, body: String| {
+        let p = opts.out.join(format!("{stem}.{ext}"));
+        std::fs::write(&p, body).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    write(
+        "json",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
+    )?;
+    write("md", md)?;
+    let chart_conns = *opts.conns.iter().max().unwrap_or(&16);
+    write(
+        "svg",
+        report::svg_chart(
+            &rows,
+            chart_conns,
+            &format!(
+                "Strongroom ({db_name}) vs node-oidc-provider — {} × {}",
+                cores,
+                machine["cpu"].as_str().unwrap_or("?")
+            ),
+        ),
+    )?;
+    eprintln!("results: {}/{stem}.{{json,md,svg}}", opts.out.display());
+    if !ok {
+        eprintln!("strongroom-bench: some Strongroom requests failed (see above)");
+    }
+    Ok(ok)
+}

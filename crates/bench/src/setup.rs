@@ -1,0 +1,333 @@
+//! Provisioning: the TPP's keys and certificate, Strongroom's configuration
+//! file (static clients and a user), the peer's configuration, and starting
+//! and stopping both servers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+use serde_json::{Value, json};
+
+pub const USER: &str = "bench-user";
+pub const PASSWORD: &str = "bench-password-0001";
+pub const SCOPE: &str = "openid accounts";
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+pub fn b64(data: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(data)
+}
+
+pub fn sha256_b64(data: &[u8]) -> String {
+    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
+}
+
+pub fn random(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut buf).expect("system randomness");
+    b64(&buf)
+}
+
+pub fn now() -> i64 {
+    oauth_core::secret::now()
+}
+
+/// An ES256 key of the TPP's with its public JWK.
+pub struct TppKey {
+    pub kid: String,
+    pub encoding: EncodingKey,
+    pub jwk: Value,
+}
+
+impl TppKey {
+    pub fn es256(kid: &str) -> TppKey {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("P-256 key");
+        let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
+        let mut jwk = serde_json::to_value(
+            Jwk::from_encoding_key(&encoding, Algorithm::ES256).expect("public JWK"),
+        )
+        .expect("JWK as JSON");
+        let obj = jwk.as_object_mut().expect("JWK object");
+        obj.retain(|k, _| ["kty", "crv", "x", "y"].contains(&k.as_str()));
+        obj.insert("kid".into(), kid.into());
+        obj.insert("use".into(), "sig".into());
+        obj.insert("alg".into(), "ES256".into());
+        TppKey {
+            kid: kid.to_string(),
+            encoding,
+            jwk,
+        }
+    }
+
+    fn public_only(&self) -> Jwk {
+        let mut j = self.jwk.clone();
+        let o = j.as_object_mut().expect("JWK object");
+        o.remove("kid");
+        o.remove("use");
+        o.remove("alg");
+        serde_json::from_value(j).expect("JWK")
+    }
+}
+
+/// The client the load generator plays.
+pub struct Tpp {
+    pub client_id: String,
+    pub key: TppKey,
+    pub dpop: TppKey,
+    dpop_jwk: Jwk,
+    pub redirect_uri: String,
+}
+
+impl Tpp {
+    pub fn new(client_id: &str) -> Tpp {
+        let dpop = TppKey::es256(&format!("{client_id}-dpop"));
+        Tpp {
+            client_id: client_id.into(),
+            key: TppKey::es256(&format!("{client_id}-sig")),
+            dpop_jwk: dpop.public_only(),
+            dpop,
+            redirect_uri: format!("https://{client_id}.example/cb"),
+        }
+    }
+
+    /// A fresh private_key_jwt client assertion (RFC 7523) for `aud`.
+    pub fn assertion(&self, aud: &str) -> String {
+        let t = now();
+        let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": aud,
+                            "iat": t, "exp": t + 60, "jti": random(16)});
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding).expect("sign assertion")
+    }
+
+    /// A fresh DPoP proof (RFC 9449 §4.2).
+    pub fn dpop_proof(&self, htm: &str, htu: &str, access_token: Option<&str>) -> String {
+        let mut claims = json!({"jti": random(16), "htm": htm, "htu": htu, "iat": now()});
+        if let Some(at) = access_token {
+            claims["ath"] = json!(sha256_b64(at.as_bytes()));
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        header.jwk = Some(self.dpop_jwk.clone());
+        jsonwebtoken::encode(&header, &claims, &self.dpop.encoding).expect("sign DPoP proof")
+    }
+
+    /// private_key_jwt + DPoP client metadata (RFC 7591).
+    pub fn pkjwt_metadata(&self) -> Value {
+        json!({
+            "client_id": self.client_id,
+            "client_name": "Bench TPP (private_key_jwt, DPoP)",
+            "redirect_uris": [self.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types": ["code"],
+            "scope": SCOPE,
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "ES256",
+            "jwks": {"keys": [self.key.jwk]},
+            "dpop_bound_access_tokens": true,
+        })
+    }
+
+    /// tls_client_auth + certificate-bound client metadata (RFC 8705).
+    pub fn mtls_metadata(&self, subject_dn: &str) -> Value {
+        json!({
+            "client_id": self.client_id,
+            "client_name": "Bench TPP (tls_client_auth)",
+            "redirect_uris": [self.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types": ["code"],
+            "scope": SCOPE,
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": subject_dn,
+            "jwks": {"keys": [self.key.jwk]},
+            "tls_client_certificate_bound_access_tokens": true,
+        })
+    }
+}
+
+pub const MTLS_DN: &str = "CN=bench-mtls,O=Bench TPP Ltd,C=GB";
+
+/// Everything both servers are provisioned with.
+pub struct Provision {
+    pub dir: PathBuf,
+    pub ca_pem: PathBuf,
+    pub server_chain: PathBuf,
+    pub server_key: PathBuf,
+    pub pkjwt: Arc<Tpp>,
+    pub mtls: Arc<Tpp>,
+    /// PEM certificate + key of the mTLS client.
+    pub mtls_identity: (String, String),
+}
+
+pub fn provision(dir: &Path) -> Result<Provision, String> {
+    use strongroom::devcerts::{DnType, KeyAlg, ensure_dev_certs, issue_client_cert};
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let dev = ensure_dev_certs(&data).map_err(|e| format!("dev certificates: {e}"))?;
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+    let identity = issue_client_cert(
+        &read(&dev.ca_cert)?,
+        &read(&dev.ca_key)?,
+        &[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, "Bench TPP Ltd"),
+            (DnType::CommonName, "bench-mtls"),
+        ],
+        &[],
+        KeyAlg::EcdsaP256,
+    )
+    .map_err(|e| format!("client certificate: {e}"))?;
+    Ok(Provision {
+        dir: dir.to_path_buf(),
+        ca_pem: dev.ca_cert,
+        server_chain: dev.server_chain,
+        server_key: dev.server_key,
+        pkjwt: Arc::new(Tpp::new("bench-pkjwt")),
+        mtls: Arc::new(Tpp::new("bench-mtls")),
+        mtls_identity: identity,
+    })
+}
+
+pub fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("free port: {e}"))
+}
+
+/// A running server process (Strongroom or the peer); killed on drop.
+pub struct Running {
+    pub name: &'static str,
+    pub issuer: String,
+    pub child: tokio::process::Child,
+    pub pid: u32,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM first so node's primary takes its workers down with it.
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// Writes Strongroom's configuration file and starts `strongroom serve`.
+pub async fn start_strongroom(
+    p: &Provision,
+    bin: &Path,
+    database_url: &str,
+) -> Result<Running, String> {
+    let port = free_port()?;
+    let mtls_port = free_port()?;
+    let issuer = format!("https://localhost:{port}");
+    let config = json!({
+        "issuer": issuer,
+        "data_dir": p.dir.join("data").display().to_string(),
+        "dev_mode": true,
+        "server": {"listen": format!("127.0.0.1:{port}"), "mtls_listen": format!("127.0.0.1:{mtls_port}"), "workers": 0},
+        "database": {"url": database_url},
+        "log": {"level": "error"},
+        "clients": [p.pkjwt.pkjwt_metadata(), p.mtls.mtls_metadata(MTLS_DN)],
+        "users": [{"username": USER, "password": PASSWORD, "sub": "sub-bench-0001",
+                   "claims": {"name": "Bench User", "email": "bench@example.com"}}],
+    });
+    let text = toml::to_string(&config).map_err(|e| format!("config as TOML: {e}"))?;
+    let path = p.dir.join("strongroom.toml");
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let child = tokio::process::Command::new(bin)
+        .arg("serve")
+        .env("STRONGROOM_CONFIG", &path)
+        .env_remove("STRONGROOM_LISTEN")
+        .env_remove("STRONGROOM_MTLS_LISTEN")
+        .env_remove("STRONGROOM_ISSUER")
+        .env_remove("STRONGROOM_DATA_DIR")
+        .env_remove("STRONGROOM_DATABASE_URL")
+        .env("STRONGROOM_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+    let pid = child.id().ok_or("strongroom exited at once")?;
+    let running = Running {
+        name: "strongroom",
+        issuer,
+        child,
+        pid,
+    };
+    wait_ready(running, p).await
+}
+
+/// Writes the peer's configuration and starts node-oidc-provider
+/// (bench/peer/server.js) under Node's cluster module.
+pub async fn start_peer(p: &Provision, peer_dir: &Path, workers: usize) -> Result<Running, String> {
+    let port = free_port()?;
+    let issuer = format!("https://localhost:{port}");
+    let config = json!({
+        "issuer": issuer,
+        "port": port,
+        "workers": workers,
+        "tls": {"cert": p.server_chain, "key": p.server_key},
+        "clients": [p.pkjwt.pkjwt_metadata()],
+    });
+    let path = p.dir.join("peer.json");
+    std::fs::write(&path, config.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let peer_dir = peer_dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", peer_dir.display()))?;
+    let child = tokio::process::Command::new("node")
+        .arg(peer_dir.join("server.js"))
+        .arg(&path)
+        .current_dir(&peer_dir)
+        .env("NODE_ENV", "production")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting node: {e}"))?;
+    let pid = child.id().ok_or("node exited at once")?;
+    wait_ready(
+        Running {
+            name: "node-oidc-provider",
+            issuer,
+            child,
+            pid,
+        },
+        p,
+    )
+    .await
+}
+
+async fn wait_ready(mut r: Running, p: &Provision) -> Result<Running, String> {
+    let http = crate::load::https_client(&p.ca_pem, None, false)?;
+    let url = format!("{}/.well-known/openid-configuration", r.issuer);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Ok(Some(status)) = r.child.try_wait() {
+            return Err(format!("{} exited while starting: {status}", r.name));
+        }
+        if let Ok(res) = http.get(&url).send().await
+            && res.status() == 200
+        {
+            return Ok(r);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{} did not answer {url} within 60 s", r.name))
+}
