@@ -6,7 +6,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: run build release test test-sqlite fmt lint check clean-data help
+.PHONY: demo demo-tpp run build release test test-sqlite fmt lint check clean-data help
 
 help:
 	@echo "make run | test | fmt | lint | build | release"
@@ -18,7 +18,22 @@ release:
 	$(CARGO) build --release -p strongroom
 
 run:
-	$(CARGO) run -p strongroom -- serve
+	$(CARGO) run -p strongroom --bin strongroom -- serve
+
+# Strongroom + the demo bank wired through the consent-bridge hooks
+# (docs/hooks.md); customers at http://127.0.0.1:8070/my/consents. Ctrl-C stops both.
+demo:
+	$(CARGO) build -p strongroom -p demo-bank
+	STRONGROOM_CONFIG=config/demo.toml $(CARGO) run -q -p strongroom --bin strongroom -- serve & sr=$$!; \
+	trap 'kill $$sr 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 1 50); do [ -f data/dev-ca.pem ] && break; sleep 0.2; done; \
+	DEMO_BANK_STRONGROOM=https://localhost:8443 DEMO_BANK_CA=data/dev-ca.pem $(CARGO) run -q -p demo-bank --bin demo-bank
+
+# The demo TPP's walkthrough against a running `make demo` (another terminal):
+# consent, PAR, the customer at the bank's pages (--auto), code exchange,
+# introspection, revocation at the bank.
+demo-tpp:
+	$(CARGO) run -q -p demo-bank --bin demo-tpp -- --auto
 
 # PostgreSQL tests need a server: scripts/with-postgres.sh starts one in a temp
 # dir (as a non-root user), exports STRONGROOM_TEST_DATABASE_URL and stops it after.
@@ -34,3 +49,44 @@ lint:
 
 clean-data:
 	rm -rf data
+
+# Benchmarks (docs/benchmarks.md): Strongroom beside node-oidc-provider.
+#   make bench        release build, SQLite in a fresh data dir; BENCH_DB=postgres
+#                     runs it on a throw-away PostgreSQL (scripts/with-postgres.sh)
+#   make bench-smoke  a few seconds per case on the debug build (CI: keeps it working)
+# BENCH_ARGS passes options through (e.g. BENCH_ARGS="--reps 5 --duration 10").
+.PHONY: bench bench-smoke bench-peer
+BENCH_ARGS ?=
+BENCH_PG := $(if $(filter postgres,$(BENCH_DB)),scripts/with-postgres.sh)
+BENCH_PG_FLAG := $(if $(filter postgres,$(BENCH_DB)),--postgres)
+
+bench-peer:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d bench/peer/node_modules/oidc-provider ] || (cd bench/peer && npm install --no-audit --no-fund --loglevel=error) \
+	  || echo "bench: npm install failed; the peer will be skipped"; \
+	else echo "bench: npm not found; the node-oidc-provider peer will be skipped"; fi
+
+bench: bench-peer
+	$(CARGO) build --release -p strongroom -p strongroom-bench
+	$(BENCH_PG) target/release/strongroom-bench --server-bin target/release/strongroom $(BENCH_PG_FLAG) $(BENCH_ARGS)
+
+bench-smoke: bench-peer
+	$(CARGO) build -p strongroom -p strongroom-bench
+	$(BENCH_PG) target/debug/strongroom-bench --smoke --server-bin target/debug/strongroom --out target/bench-smoke $(BENCH_PG_FLAG) $(BENCH_ARGS)
+
+# Conformance (docs/conformance.md): the OIDF OP test plans mirrored as a
+# black-box suite against a real Strongroom; prints module/variant/result and
+# "N passed, N failed, N skipped". CONFORMANCE_DB=postgres runs it on a
+# throw-away PostgreSQL; CONFORMANCE_ARGS passes options (e.g. --filter par-).
+.PHONY: conformance conformance-kit
+CONFORMANCE_ARGS ?=
+CONFORMANCE_PG := $(if $(filter postgres,$(CONFORMANCE_DB)),scripts/with-postgres.sh)
+CONFORMANCE_PG_FLAG := $(if $(filter postgres,$(CONFORMANCE_DB)),--backend postgres)
+
+conformance:
+	$(CARGO) build -p strongroom -p conformance
+	$(CONFORMANCE_PG) target/debug/conformance $(CONFORMANCE_PG_FLAG) $(CONFORMANCE_ARGS)
+
+# The kit for the real OIDF suite: plan configurations + matching clients.
+conformance-kit:
+	conformance/oidf/provision.sh

@@ -201,16 +201,34 @@ pub async fn token(
         dpop,
         x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
     };
-    let res = oauth_core::grant::exchange(
-        &state.store,
-        &state.keys,
-        &state.policy,
-        &client,
-        token_request,
-        binding,
-        now(),
-    )
-    .await?;
+    let res = match &state.bridge {
+        // The consent bridge's token-claims hook (docs/hooks.md §6a).
+        Some(bridge) => {
+            oauth_core::grant::exchange_with_claims(
+                &state.store,
+                &state.keys,
+                &state.policy,
+                &client,
+                token_request,
+                binding,
+                bridge.as_ref(),
+                now(),
+            )
+            .await?
+        }
+        None => {
+            oauth_core::grant::exchange(
+                &state.store,
+                &state.keys,
+                &state.policy,
+                &client,
+                token_request,
+                binding,
+                now(),
+            )
+            .await?
+        }
+    };
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 
@@ -244,10 +262,53 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Revocation).await?;
     let (token, hint) = token_param(&form)?;
+    let notice = revocation_notice(&state, client.client.id(), token).await;
     oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;
+    if let (Some(bridge), Some(notice)) = (state.bridge.clone(), notice) {
+        // Never blocks or fails the TPP's revocation (docs/hooks.md §7a).
+        actix_web::rt::spawn(async move {
+            bridge.notify_revocation(&notice).await;
+        });
+    }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
+}
+
+/// The consent bridge's revocation notice for `token`, when a webhook is
+/// configured and the token is the caller's own, active, and issued under a
+/// consent. Looked up before the revocation (afterwards it is inactive);
+/// a failed look-up only means no notice.
+async fn revocation_notice(
+    state: &AppState,
+    caller: &str,
+    token: &str,
+) -> Option<consent_bridge::RevocationNotice> {
+    use oauth_core::storage::{TokenKind, TokenRepository};
+    if !state.bridge.as_ref()?.notifies_revocations() || token.is_empty() {
+        return None;
+    }
+    let t = state
+        .store
+        .get_active_token(&oauth_core::secret::hash_secret(token), now())
+        .await
+        .ok()??;
+    if t.client_id != caller {
+        return None;
+    }
+    let details: oauth_core::token::TokenDetails = serde_json::from_str(&t.details).ok()?;
+    Some(consent_bridge::RevocationNotice {
+        event: "token_revoked".into(),
+        jti: oauth_core::secret::random_token(16),
+        iat: now(),
+        consent_id: details.consent_id?,
+        client_id: t.client_id,
+        token_type: match t.kind {
+            TokenKind::Refresh => "refresh_token",
+            TokenKind::Access => "access_token",
+        }
+        .into(),
+    })
 }
 
 /// `GET|POST /userinfo` (OIDC Core §5.3, RFC 6750 §2, RFC 9449 §7).

@@ -68,6 +68,14 @@ pub struct Config {
     pub clients: Vec<StaticClient>,
     /// Users of the built-in login page.
     pub users: Vec<UserConfig>,
+    /// The consent bridge: the bank's login app, consent app and consent
+    /// service behind interception hooks (docs/hooks.md). Absent: off.
+    pub hooks: Option<consent_bridge::HooksConfig>,
+    /// Trusted software-statement issuers for dynamic client registration
+    /// (docs/registration.md). None: registration needs an initial access token.
+    pub directories: Vec<dcr::DirectoryConfig>,
+    /// The registration endpoint (RFC 7591): limits, initial access tokens.
+    pub registration: dcr::RegistrationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,6 +266,9 @@ impl Default for Config {
             login: LoginConfig::default(),
             clients: Vec::new(),
             users: Vec::new(),
+            hooks: None,
+            directories: Vec::new(),
+            registration: dcr::RegistrationConfig::default(),
         }
     }
 }
@@ -424,6 +435,12 @@ impl Config {
 
     /// Checks every value that can be checked without touching the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(h) = &self.hooks {
+            h.validate().map_err(|e| match e.split_once(": ") {
+                Some((k, p)) => ConfigError::new(k, p),
+                None => ConfigError::new("hooks", e),
+            })?;
+        }
         let issuer = url::Url::parse(&self.issuer)
             .map_err(|e| ConfigError::new("issuer", format!("not a URL ({e})")))?;
         if issuer.scheme() != "https" {
@@ -605,6 +622,8 @@ impl Config {
                 }
             }
         }
+        dcr::config::validate(&self.directories, &self.registration)
+            .map_err(|(k, p)| ConfigError::new(k, p))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", format!("invalid filter ({e})")))?;
         Ok(())

@@ -33,6 +33,10 @@ pub struct AppState {
     pub login: Arc<LoginConfig>,
     /// The id_token claim that carries the bank's consent id.
     pub consent_claim: Arc<str>,
+    /// The consent bridge (bank login/consent apps behind hooks), if configured.
+    pub bridge: Option<Arc<consent_bridge::Bridge>>,
+    /// Dynamic client registration (RFC 7591/7592), if configured.
+    pub registrar: Option<Arc<dcr::Registrar>>,
     /// The token endpoint's URLs (main and mTLS listener): FAPI 1.0 accepts
     /// them as client-assertion audiences.
     pub token_endpoint_urls: Arc<[String]>,

@@ -99,6 +99,9 @@ struct InteractionState {
     /// Set once the customer has authenticated.
     #[serde(default)]
     authentication: Option<Authentication>,
+    /// Login and consent happen in the bank's apps (consent bridge).
+    #[serde(default)]
+    hook: bool,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +174,14 @@ pub async fn authorize(
         )
         .await;
     }
+    let hook = state
+        .bridge
+        .as_ref()
+        .is_some_and(|b| b.applies(client.id(), &request.acr_values));
+    if hook && let Err(resp) = hooks::check_intent(&state, &client, &request, request_uri, t).await
+    {
+        return resp;
+    }
     let interaction_id = new_secret();
     let browser_secret = new_secret();
     let st = InteractionState {
@@ -178,7 +189,9 @@ pub async fn authorize(
         request_uri_hash: hash_secret(request_uri),
         presented_at: t,
         browser_hash: hash_secret(&browser_secret),
-        authentication: reusable,
+        // The bank's login app does its own strong authentication.
+        authentication: if hook { None } else { reusable },
+        hook,
     };
     let next = if st.authentication.is_some() {
         "consent"
@@ -284,10 +297,13 @@ pub async fn login_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    let (_, client_id) = match load_interaction(&state, &req, &id, now()).await {
+    let (st, client_id) = match load_interaction(&state, &req, &id, now()).await {
         Ok(x) => x,
         Err(page) => return page,
     };
+    if st.hook {
+        return hooks::send_to_bank(&state, &id, &client_id, &st, hooks::Purpose::Login).await;
+    }
     let name = client_display_name(&state, &client_id).await;
     render_login(&name, &id, None)
 }
@@ -347,6 +363,9 @@ pub async fn login_submit(
         Ok(c) => c,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
+    if st.hook {
+        return redirect(&format!("/interaction/{id}/login"));
+    }
     if form.action.as_deref() == Some("cancel") {
         let err = OAuthError::new(
             ErrorCode::AccessDenied,
@@ -413,6 +432,9 @@ pub async fn consent_page(
     let Some(auth) = &st.authentication else {
         return redirect(&format!("/interaction/{id}/login"));
     };
+    if st.hook {
+        return hooks::send_to_bank(&state, &id, &client_id, &st, hooks::Purpose::Consent).await;
+    }
     let name = client_display_name(&state, &client_id).await;
     let username = state
         .users
@@ -466,6 +488,9 @@ pub async fn consent_submit(
     let Some(auth) = st.authentication.clone() else {
         return redirect(&format!("/interaction/{id}/login"));
     };
+    if st.hook {
+        return redirect(&format!("/interaction/{id}/consent"));
+    }
     if form.action != "approve" {
         let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
         return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
@@ -638,5 +663,437 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/interaction/{id}/login", web::get().to(login_page))
         .route("/interaction/{id}/login", web::post().to(login_submit))
         .route("/interaction/{id}/consent", web::get().to(consent_page))
-        .route("/interaction/{id}/consent", web::post().to(consent_submit));
+        .route("/interaction/{id}/consent", web::post().to(consent_submit))
+        .route(
+            "/interaction/{id}/hook/login",
+            web::get().to(hooks::login_return),
+        )
+        .route(
+            "/interaction/{id}/hook/consent",
+            web::get().to(hooks::consent_return),
+        );
+}
+
+/// The consent-bridge modes of login and consent (docs/hooks.md): the
+/// customer goes to the bank's own apps with a hand-off token and comes back
+/// to `/interaction/{id}/hook/{login,consent}` with a result token.
+mod hooks {
+    use super::*;
+    pub use consent_bridge::Purpose;
+    use consent_bridge::{Handoff, HookError, HookResult};
+
+    /// Binds hand-off and result to this interaction and this browser.
+    fn sid(id: &str, st: &InteractionState) -> String {
+        hash_secret(&format!("hook-sid:{id}:{}", st.browser_hash))
+    }
+
+    fn escape(s: &str) -> String {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    }
+
+    /// The bank is unavailable: the customer sees a page saying so, with a
+    /// way back to the application, which receives `temporarily_unavailable`.
+    /// The interaction and the pushed request are spent: nothing is left
+    /// half-done.
+    pub(super) async fn unavailable(
+        state: &AppState,
+        id: Option<&str>,
+        client: &Client,
+        request: &AuthorizationRequest,
+        request_uri_hash: &str,
+        presented_at: i64,
+        t: i64,
+    ) -> HttpResponse {
+        if let Some(id) = id {
+            let _ = state.store.take_interaction(&hash_secret(id)).await;
+        }
+        let _ = consume_pushed(state, request_uri_hash, presented_at).await;
+        let err = OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the bank's sign-in service is unavailable, try again later",
+        );
+        let back = respond_to_client(state, client, request, Err(&err), t);
+        let Some(location) = back
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &err);
+        };
+        let name = client
+            .metadata
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client.id().to_string());
+        let body = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Service unavailable</title></head>\
+             <body><h1>The bank's service is unavailable</h1>\
+             <p>We could not reach the bank to complete your request. Nothing was shared. Please try again later.</p>\
+             <p><a id=\"return\" href=\"{}\">Return to {}</a></p></body></html>",
+            escape(location),
+            escape(&name)
+        );
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header(("X-Frame-Options", "DENY"))
+            .insert_header((
+                "Content-Security-Policy",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            ))
+            .body(body)
+    }
+
+    /// Intent check at `/authorize`, before the customer sees anything: an
+    /// unknown intent, another client's, or one already authorised goes back
+    /// to the client as `invalid_request`.
+    pub(super) async fn check_intent(
+        state: &AppState,
+        client: &Client,
+        request: &AuthorizationRequest,
+        request_uri: &str,
+        t: i64,
+    ) -> Result<(), HttpResponse> {
+        let Some(bridge) = &state.bridge else {
+            return Ok(());
+        };
+        let cfg = bridge.config();
+        let intent = request.requested_claim_value(&cfg.consent_claim);
+        let outcome = match intent {
+            None if cfg.require_intent => Err(OAuthError::invalid_request(format!(
+                "the request must name the consent in claims.id_token.{}",
+                cfg.consent_claim
+            ))),
+            None => Ok(()),
+            Some(_) if cfg.consent_service_url.is_empty() => Ok(()),
+            Some(i) => bridge.check_intent(i, client.id()).await,
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) if e.code == ErrorCode::TemporarilyUnavailable => Err(unavailable(
+                state,
+                None,
+                client,
+                request,
+                &hash_secret(request_uri),
+                t,
+                t,
+            )
+            .await),
+            Err(e) => Err(finish_with_error(
+                state,
+                client,
+                request,
+                &e,
+                Some(&hash_secret(request_uri)),
+                t,
+            )
+            .await),
+        }
+    }
+
+    /// Sends the customer to the bank's login or consent app.
+    pub(super) async fn send_to_bank(
+        state: &AppState,
+        id: &str,
+        client_id: &str,
+        st: &InteractionState,
+        purpose: Purpose,
+    ) -> HttpResponse {
+        let t = now();
+        let (Some(bridge), Ok(client)) = (&state.bridge, load_client(state, client_id).await)
+        else {
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &OAuthError::temporarily_unavailable(),
+            );
+        };
+        let cfg = bridge.config();
+        let (app, path) = match purpose {
+            Purpose::Login => (&cfg.login_url, "login"),
+            Purpose::Consent => (&cfg.consent_url, "consent"),
+        };
+        let handoff = Handoff {
+            iss: state.policy.issuer.clone(),
+            aud: cfg.bank_issuer.clone(),
+            iat: t,
+            exp: t + cfg.token_lifetime_secs,
+            jti: new_secret(),
+            sid: sid(id, st),
+            purpose,
+            return_uri: format!("{}/interaction/{id}/hook/{path}", state.policy.issuer),
+            client_id: client.id().to_string(),
+            client_name: client.metadata.client_name.clone(),
+            software_id: client.metadata.software_id.clone(),
+            scope: st.request.scope.clone(),
+            intent_id: st
+                .request
+                .requested_claim_value(&cfg.consent_claim)
+                .map(str::to_string),
+            authorization_details: st.request.authorization_details.clone(),
+            sub: match purpose {
+                Purpose::Login => None,
+                Purpose::Consent => st.authentication.as_ref().map(|a| a.sub.clone()),
+            },
+            acr_values: st.request.acr_values.clone(),
+            login_hint: st.request.login_hint.clone(),
+            ui_locales: st.request.ui_locales.clone(),
+        };
+        let token = match bridge.seal_handoff(&state.keys, &handoff) {
+            Ok(t) => t,
+            Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        };
+        let Ok(mut url) = url::Url::parse(app) else {
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &OAuthError::server_error(),
+            );
+        };
+        url.query_pairs_mut().append_pair("handoff", &token);
+        tracing::info!(client_id, hook = path, "customer sent to the bank's app");
+        redirect(url.as_str())
+    }
+
+    #[derive(Deserialize)]
+    pub struct ResultQuery {
+        result: Option<String>,
+    }
+
+    /// Opens and checks the result; a refused one is logged and becomes
+    /// `access_denied` (the reason is never sent).
+    async fn open(
+        state: &AppState,
+        id: &str,
+        st: &InteractionState,
+        client_id: &str,
+        result: Option<&str>,
+        purpose: Purpose,
+        t: i64,
+    ) -> Result<HookResult, Option<OAuthError>> {
+        let bridge = state.bridge.as_ref().ok_or(None)?;
+        let refused = |e: HookError| {
+            tracing::warn!(
+                event = "hook_result_refused",
+                client_id,
+                purpose = ?purpose,
+                reason = %e,
+                "result token from the bank refused"
+            );
+            match e {
+                HookError::Unavailable => None,
+                _ => Some(OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    "the bank's answer could not be accepted",
+                )),
+            }
+        };
+        let Some(result) = result.filter(|r| !r.is_empty()) else {
+            return Err(refused(HookError::Malformed));
+        };
+        bridge
+            .open_result(&state.store, result, &sid(id, st), purpose, t)
+            .await
+            .map_err(refused)
+    }
+
+    async fn load(
+        state: &AppState,
+        req: &HttpRequest,
+        id: &str,
+        t: i64,
+    ) -> Result<(InteractionState, Client), HttpResponse> {
+        let (st, client_id) = load_interaction(state, req, id, t).await?;
+        let client = load_client(state, &client_id)
+            .await
+            .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+        if !st.hook {
+            return Err(error_page(
+                StatusCode::BAD_REQUEST,
+                &OAuthError::invalid_request("this sign-in does not use the bank's apps"),
+            ));
+        }
+        Ok((st, client))
+    }
+
+    /// `GET /interaction/{id}/hook/login?result=…`: back from the bank's
+    /// login app.
+    #[tracing::instrument(skip_all)]
+    pub async fn login_return(
+        state: web::Data<AppState>,
+        req: HttpRequest,
+        path: web::Path<String>,
+        query: web::Query<ResultQuery>,
+    ) -> HttpResponse {
+        let t = now();
+        let id = path.into_inner();
+        let (mut st, client) = match load(&state, &req, &id, t).await {
+            Ok(x) => x,
+            Err(page) => return page,
+        };
+        let r = match open(
+            &state,
+            &id,
+            &st,
+            client.id(),
+            query.result.as_deref(),
+            Purpose::Login,
+            t,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(Some(e)) => {
+                return finish_interaction_error(&state, &id, &client, &st, &e, t).await;
+            }
+            Err(None) => {
+                return unavailable(
+                    &state,
+                    Some(&id),
+                    &client,
+                    &st.request,
+                    &st.request_uri_hash,
+                    st.presented_at,
+                    t,
+                )
+                .await;
+            }
+        };
+        if r.error.is_some() {
+            let err = OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the customer cancelled the sign-in",
+            );
+            return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+        }
+        st.authentication = Some(Authentication {
+            sub: r.sub.unwrap_or_default(),
+            auth_time: r.auth_time.unwrap_or(r.iat),
+            acr: r.acr,
+            amr: r.amr,
+        });
+        if let Err(e) = save_interaction(&state, &id, client.id(), &st, t).await {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+        }
+        redirect(&format!("/interaction/{id}/consent"))
+    }
+
+    /// `GET /interaction/{id}/hook/consent?result=…`: back from the bank's
+    /// consent app; an approval completes the interaction.
+    #[tracing::instrument(skip_all, fields(client_id))]
+    pub async fn consent_return(
+        state: web::Data<AppState>,
+        req: HttpRequest,
+        path: web::Path<String>,
+        query: web::Query<ResultQuery>,
+    ) -> HttpResponse {
+        let t = now();
+        let id = path.into_inner();
+        let (st, client) = match load(&state, &req, &id, t).await {
+            Ok(x) => x,
+            Err(page) => return page,
+        };
+        tracing::Span::current().record("client_id", client.id());
+        let Some(auth) = st.authentication.clone() else {
+            return redirect(&format!("/interaction/{id}/login"));
+        };
+        let r = match open(
+            &state,
+            &id,
+            &st,
+            client.id(),
+            query.result.as_deref(),
+            Purpose::Consent,
+            t,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(Some(e)) => {
+                return finish_interaction_error(&state, &id, &client, &st, &e, t).await;
+            }
+            Err(None) => {
+                return unavailable(
+                    &state,
+                    Some(&id),
+                    &client,
+                    &st.request,
+                    &st.request_uri_hash,
+                    st.presented_at,
+                    t,
+                )
+                .await;
+            }
+        };
+        if !r.approved() {
+            let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
+            return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+        }
+        let consent_id = r.consent_id.clone().unwrap_or_default();
+        if let Some(intent) = st.request.requested_claim_value(&state.consent_claim)
+            && intent != consent_id
+        {
+            tracing::warn!(
+                event = "hook_result_refused",
+                reason = "consent_mismatch",
+                "the bank approved another consent than the one requested"
+            );
+            let err = OAuthError::new(
+                ErrorCode::AccessDenied,
+                "the bank's answer could not be accepted",
+            );
+            return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+        }
+        let mut request = st.request.clone();
+        if let Some(granted) = &r.scope {
+            request.scope.retain(|s| granted.contains(s));
+        }
+        if let Err(err) = check_essential_acr(&request, &auth) {
+            return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+        }
+        match state.store.take_interaction(&hash_secret(&id)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    &OAuthError::invalid_request("this sign-in was already completed"),
+                );
+            }
+            Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
+        }
+        if let Err(e) = consume_pushed(&state, &st.request_uri_hash, st.presented_at).await {
+            return finish_with_error(&state, &client, &request, &e, None, t).await;
+        }
+        let details = GrantDetails {
+            authentication: Some(auth.clone()),
+            claims_request: request.claims.clone(),
+            authorization_details: request.authorization_details.clone(),
+            user_claims: r.claims,
+            accounts: r.accounts,
+            consent_claim: Some(state.consent_claim.to_string()),
+        };
+        let code = match oauth_core::grant::issue_code(
+            &state.store,
+            &state.policy,
+            &client,
+            &request,
+            &auth,
+            details,
+            Some(consent_id),
+            t,
+        )
+        .await
+        {
+            Ok(code) => code,
+            Err(e) => return finish_with_error(&state, &client, &request, &e, None, t).await,
+        };
+        tracing::info!(
+            event = "hook_consent_approved",
+            "consent approved at the bank"
+        );
+        respond_to_client(&state, &client, &request, Ok(&code), t)
+    }
 }

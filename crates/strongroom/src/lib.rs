@@ -2,11 +2,13 @@
 //! rustls. Handlers are thin: extract, call one function, map the result.
 
 pub mod api;
+pub mod bank_api;
 pub mod config;
 pub mod devcerts;
 pub mod fetch;
 pub mod http;
 pub mod interaction;
+pub mod registration;
 pub mod startup;
 pub mod tls;
 pub mod users;

@@ -242,6 +242,12 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         "email_verified",
     ]);
     claims.push(CONSENT_CLAIM.to_string());
+    claims.extend(
+        cfg.hooks
+            .iter()
+            .map(|h| h.consent_claim.clone())
+            .filter(|c| c != CONSENT_CLAIM),
+    );
     Capabilities {
         jwks_path: http::JWKS_PATH.into(),
         authorization_path: Some("/authorize".into()),
@@ -269,10 +275,13 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         client_auth_signing_algs: jws_algs.clone(),
         request_object_signing_algs: jws_algs.clone(),
         dpop_signing_algs: jws_algs,
-        acr_values: vec![cfg.login.acr.clone()],
+        acr_values: std::iter::once(cfg.login.acr.clone())
+            .chain(cfg.hooks.iter().flat_map(|h| h.acr_values.clone()))
+            .collect(),
         require_pushed_authorization_requests: policy.require_par,
         require_signed_request_object: policy.require_signed_request_object,
         tls_client_certificate_bound_access_tokens: true,
+        registration_path: crate::registration::advertised_path(cfg),
         claims_parameter_supported: true,
         ..Capabilities::default()
     }
@@ -403,7 +412,14 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
             dpop_nonces,
             users,
             login: Arc::new(cfg.login.clone()),
-            consent_claim: Arc::from(CONSENT_CLAIM),
+            consent_claim: Arc::from(
+                cfg.hooks
+                    .as_ref()
+                    .map_or(CONSENT_CLAIM, |h| h.consent_claim.as_str()),
+            ),
+            bridge: crate::bank_api::bridge(&cfg, material_dev_ca(&cfg).as_deref())
+                .map_err(fail)?,
+            registrar: crate::registration::registrar(&cfg).map_err(fail)?,
             token_endpoint_urls: std::iter::once(format!("{}{}", cfg.issuer, api::TOKEN_PATH))
                 .chain(
                     cfg.mtls_base_url()
@@ -437,8 +453,13 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .configure(http::configure_common)
             .configure(api::configure)
             .configure(interaction::configure)
+            .configure(crate::registration::configure)
+            .configure(crate::bank_api::configure)
     })
     .workers(workers)
+    // Database work runs on the blocking pool; threads beyond the database
+    // connections would only wait for one (and cost memory).
+    .worker_max_blocking_threads((p.cfg.database.max_connections as usize / workers).max(2) + 2)
     .on_connect(crate::tls::on_connect(p.trust.clone()));
     let main_tls = if single {
         p.tls.mtls()

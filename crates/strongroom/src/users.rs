@@ -24,11 +24,15 @@ pub struct User {
 }
 
 /// The configured users, by username.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UserDirectory {
     users: Arc<HashMap<String, User>>,
     /// A hash of a random password, checked when the username is unknown.
     decoy_hash: Arc<String>,
+    /// Each argon2id check takes ~19 MiB for its duration: at most one
+    /// check per core runs at a time, so a burst of logins queues instead
+    /// of multiplying memory (and the CPU could not run more anyway).
+    checks: Arc<tokio::sync::Semaphore>,
 }
 
 /// Hashes a password with argon2id and a fresh salt (PHC string).
@@ -71,9 +75,11 @@ impl UserDirectory {
             );
         }
         let decoy = hash_password(&oauth_core::secret::new_secret())?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(UserDirectory {
             users: Arc::new(map),
             decoy_hash: Arc::new(decoy),
+            checks: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 
@@ -93,6 +99,9 @@ impl UserDirectory {
             |u| u.password_hash.clone(),
         );
         let password = password.to_string();
+        let Ok(_permit) = self.checks.acquire().await else {
+            return None;
+        };
         let ok = actix_web::web::block(move || verify(&hash, &password))
             .await
             .unwrap_or(false);

@@ -480,7 +480,11 @@ async fn discovery_advertises_what_is_served() {
 
 /// PAR + browser flow for the DPoP client with extra parameters; returns the
 /// redirect back to the client and the parameters sent.
-async fn flow_with(w: &World, extra: &[(&str, &str)], approve: bool) -> (String, Vec<(String, String)>, Pkce) {
+async fn flow_with(
+    w: &World,
+    extra: &[(&str, &str)],
+    approve: bool,
+) -> (String, Vec<(String, String)>, Pkce) {
     let tpp = &w.dpop;
     let pkce = Pkce::new();
     let mut params = tpp.authz_params(&pkce, "openid accounts");
@@ -490,10 +494,25 @@ async fn flow_with(w: &World, extra: &[(&str, &str)], approve: bool) -> (String,
     let mut form = params.clone();
     form.extend(tpp.auth_fields(&w.srv));
     let url = w.srv.url("/par");
-    let a = post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await;
+    let a = post_form(
+        &w.srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await;
     assert_eq!(a.status, 201, "PAR: {}", a.json);
     let request_uri = a.json["request_uri"].as_str().unwrap();
-    let back = browser_flow(&w.srv, &w.srv.browser(), &tpp.client_id, request_uri, USER, PASSWORD, approve).await;
+    let back = browser_flow(
+        &w.srv,
+        &w.srv.browser(),
+        &tpp.client_id,
+        request_uri,
+        USER,
+        PASSWORD,
+        approve,
+    )
+    .await;
     (back, params, pkce)
 }
 
@@ -507,14 +526,30 @@ async fn redeem_code(w: &World, code: &str, pkce: &Pkce) -> Answer {
         ("redirect_uri".into(), tpp.redirect_uri.clone()),
         ("code_verifier".into(), pkce.verifier.clone()),
     ]);
-    post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await
+    post_form(
+        &w.srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await
 }
 
 /// Verifies a JWT from the server against its published JWKS, independently.
 async fn verify_with_jwks(srv: &TestServer, jwt: &str) -> Value {
-    let jwks: jsonwebtoken::jwk::JwkSet = srv.client(None).get(srv.url("/jwks")).send().await.unwrap().json().await.unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = srv
+        .client(None)
+        .get(srv.url("/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let header = jsonwebtoken::decode_header(jwt).unwrap();
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("kid is published");
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid is published");
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.validate_aud = false;
     v.set_required_spec_claims(&["exp", "iss"]);
@@ -554,9 +589,20 @@ async fn prompt_none_without_a_session_returns_login_required() {
     let state = param(&form, "state").to_string();
     form.extend(tpp.auth_fields(&w.srv));
     let url = w.srv.url("/par");
-    let a = post_form(&w.srv.client(None), &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await;
+    let a = post_form(
+        &w.srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await;
     let request_uri = a.json["request_uri"].as_str().unwrap();
-    let authz = format!("{}?client_id={}&request_uri={}", w.srv.url("/authorize"), tpp.client_id, urlenc(request_uri));
+    let authz = format!(
+        "{}?client_id={}&request_uri={}",
+        w.srv.url("/authorize"),
+        tpp.client_id,
+        urlenc(request_uri)
+    );
     let res = w.srv.browser().get(&authz).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let q = query(&location(&res));
@@ -574,7 +620,10 @@ async fn intent_and_authorization_details_reach_tokens_and_introspection() {
         let claims = json!({"id_token": {"openbanking_intent_id": {"value": "intent-4711", "essential": true}}});
         let (back, params, pkce) = flow_with(
             &w,
-            &[("authorization_details", &details.to_string()), ("claims", &claims.to_string())],
+            &[
+                ("authorization_details", &details.to_string()),
+                ("claims", &claims.to_string()),
+            ],
             true,
         )
         .await;
@@ -585,7 +634,10 @@ async fn intent_and_authorization_details_reach_tokens_and_introspection() {
         assert_eq!(id_claims["openbanking_intent_id"], "intent-4711");
         assert_eq!(id_claims["nonce"], param(&params, "nonce"));
         let mut form = w.dpop.auth_fields(&w.srv);
-        form.push(("token".into(), a.json["access_token"].as_str().unwrap().to_string()));
+        form.push((
+            "token".into(),
+            a.json["access_token"].as_str().unwrap().to_string(),
+        ));
         let i = post_form(&w.srv.client(None), &w.srv.url("/introspect"), &form, None).await;
         assert_eq!(i.json["active"], true);
         assert_eq!(i.json["consent_id"], "intent-4711", "{}", i.json);

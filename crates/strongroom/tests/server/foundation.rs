@@ -296,7 +296,9 @@ fn start_up_errors_are_one_line_and_exit_2() {
 
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
-    cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap());
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -345,7 +347,10 @@ async fn keys_rotate_publishes_new_keys_first_and_a_wrong_kek_stops_the_server()
         let (_, after) = get_json(&second.client(None), &second.url("/jwks")).await;
         let (old, new) = (kids(&before), kids(&after));
         assert_eq!(new.len(), 6, "{after}");
-        assert!(old.iter().all(|k| new.contains(k)), "old keys stay published");
+        assert!(
+            old.iter().all(|k| new.contains(k)),
+            "old keys stay published"
+        );
         second.stop().await;
 
         // A different key-encryption key cannot open the stored keys.

@@ -1,6 +1,8 @@
 //! End-to-end tests through the real HTTPS server, on SQLite and PostgreSQL.
 //! One test binary for the crate (modules below), so the workspace links once.
 
+mod consent_bridge;
+mod dcr;
 mod fapi;
 mod fapi_errors;
 mod foundation;

@@ -1,0 +1,184 @@
+//! A test directory for developers and sandboxes: a key pair whose JWKS goes
+//! into `[[directories]]`, and software statements (SSAs) with matching TPP
+//! transport certificates (from the dev CA) and signing keys.
+//!
+//! ```sh
+//! strongroom-directory init   --out dir/                      # directory key + jwks.json
+//! strongroom-directory issue  --out dir/ --data data/ --software-id tppDemo01 \
+//!     --org-id 0015800001041REAAY --redirect-uri https://tpp.example/cb --role AISP
+//! ```
+//!
+//! `issue` writes `<software_id>.ssa.jwt`, `<software_id>-transport.pem` /
+//! `-transport-key.pem` (signed by the dev CA in `--data`), and
+//! `<software_id>-signing-key.pem` + `-signing.jwks.json` (its public key is
+//! also inline in the SSA as `software_jwks`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use strongroom::devcerts::{DnType, KeyAlg, ensure_dev_certs, issue_client_cert};
+
+const ISSUER: &str = "Strongroom Test Directory";
+const KEY_FILE: &str = "directory-key.pem";
+const KID: &str = "strongroom-test-directory";
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn args_all(args: &[String], name: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+fn public_jwk(pem: &str, alg: Algorithm, kid: &str) -> Result<Value, String> {
+    let enc = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+        _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut jwk =
+        serde_json::to_value(Jwk::from_encoding_key(&enc, alg).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    if let Some(o) = jwk.as_object_mut() {
+        o.insert("kid".into(), kid.into());
+        o.insert("use".into(), "sig".into());
+        o.retain(|k, _| !["key_ops", "x5u", "x5c", "x5t", "x5t#S256"].contains(&k.as_str()));
+    }
+    Ok(jwk)
+}
+
+fn write(path: &Path, data: &str) -> Result<(), String> {
+    std::fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn init(out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
+    let key_path = out.join(KEY_FILE);
+    let pem = match std::fs::read_to_string(&key_path) {
+        Ok(p) => p,
+        Err(_) => {
+            let kp =
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).map_err(|e| e.to_string())?;
+            let pem = kp.serialize_pem();
+            write(&key_path, &pem)?;
+            pem
+        }
+    };
+    let jwks = json!({"keys": [public_jwk(&pem, Algorithm::PS256, KID)?]});
+    write(
+        &out.join("jwks.json"),
+        &serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?,
+    )?;
+    println!(
+        "\nAdd to strongroom.toml:\n\n[[directories]]\nname = \"test\"\nissuer = \"{ISSUER}\"\njwks = {}\nrole_scopes = {{ AISP = [\"accounts\"], PISP = [\"payments\"], CBPII = [\"fundsconfirmations\"] }}\nrules = \"uk-ob\"",
+        jwks
+    );
+    Ok(())
+}
+
+fn issue(args: &[String], out: &Path) -> Result<(), String> {
+    let data = PathBuf::from(arg(args, "--data").unwrap_or_else(|| "data".into()));
+    let software_id = arg(args, "--software-id").ok_or("--software-id is required")?;
+    let org_id = arg(args, "--org-id").unwrap_or_else(|| "0015800001041REAAY".into());
+    let mut redirects = args_all(args, "--redirect-uri");
+    if redirects.is_empty() {
+        redirects.push(format!("https://{}.example/cb", software_id.to_lowercase()));
+    }
+    let mut roles = args_all(args, "--role");
+    if roles.is_empty() {
+        roles.push("AISP".into());
+    }
+    let dir_pem = std::fs::read_to_string(out.join(KEY_FILE))
+        .map_err(|e| format!("{}: {e} (run `init` first)", out.join(KEY_FILE).display()))?;
+
+    let signing =
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let signing_pem = signing.serialize_pem();
+    let signing_jwk = public_jwk(
+        &signing_pem,
+        Algorithm::ES256,
+        &format!("{software_id}-sig"),
+    )?;
+    write(
+        &out.join(format!("{software_id}-signing-key.pem")),
+        &signing_pem,
+    )?;
+    write(
+        &out.join(format!("{software_id}-signing.jwks.json")),
+        &json!({"keys": [signing_jwk]}).to_string(),
+    )?;
+
+    let dev = ensure_dev_certs(&data).map_err(|e| e.to_string())?;
+    let ca = std::fs::read_to_string(&dev.ca_cert).map_err(|e| e.to_string())?;
+    let ca_key = std::fs::read_to_string(&dev.ca_key).map_err(|e| e.to_string())?;
+    let (cert, key) = issue_client_cert(
+        &ca,
+        &ca_key,
+        &[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, "OpenBanking"),
+            (DnType::OrganizationalUnitName, &org_id),
+            (DnType::CommonName, &software_id),
+        ],
+        &[],
+        KeyAlg::EcdsaP256,
+    )
+    .map_err(|e| e.to_string())?;
+    write(&out.join(format!("{software_id}-transport.pem")), &cert)?;
+    write(&out.join(format!("{software_id}-transport-key.pem")), &key)?;
+
+    let now = oauth_core::secret::now();
+    let claims = json!({
+        "iss": ISSUER,
+        "iat": now,
+        "jti": oauth_core::secret::random_token(16),
+        "software_id": software_id,
+        "software_client_name": arg(args, "--name").unwrap_or_else(|| format!("TPP {software_id}")),
+        "software_version": "1.0",
+        "software_mode": "Test",
+        "software_redirect_uris": redirects,
+        "software_roles": roles,
+        "software_jwks": {"keys": [signing_jwk]},
+        "org_id": org_id,
+        "org_name": arg(args, "--org-name").unwrap_or_else(|| "Test TPP Ltd".into()),
+        "org_status": "Active",
+    });
+    let mut header = Header::new(Algorithm::PS256);
+    header.kid = Some(KID.into());
+    header.typ = Some("JWT".into());
+    let enc = EncodingKey::from_rsa_pem(dir_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let ssa = jsonwebtoken::encode(&header, &claims, &enc).map_err(|e| e.to_string())?;
+    write(&out.join(format!("{software_id}.ssa.jwt")), &ssa)?;
+    println!(
+        "\ntls_client_auth_subject_dn = \"CN={software_id},OU={org_id},O=OpenBanking,C=GB\"\nSee docs/registration.md for the registration request."
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "directory".into()));
+    let result = match args.first().map(String::as_str) {
+        Some("init") => init(&out),
+        Some("issue") => issue(&args, &out),
+        _ => Err("usage: strongroom-directory init|issue [--out DIR] [--data DATA_DIR] [--software-id ID] [--org-id ID] [--redirect-uri URI]... [--role AISP|PISP|CBPII]...".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("strongroom-directory: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
