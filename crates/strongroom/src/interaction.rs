@@ -43,6 +43,14 @@ struct ConsentPage<'a> {
     authorization_details: Option<String>,
 }
 
+/// The bank's service is down: a way back to the application.
+#[derive(Template)]
+#[template(path = "unavailable.html")]
+struct UnavailablePage<'a> {
+    return_to: &'a str,
+    client_name: &'a str,
+}
+
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
@@ -687,14 +695,6 @@ mod hooks {
         hash_secret(&format!("hook-sid:{id}:{}", st.browser_hash))
     }
 
-    fn escape(s: &str) -> String {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-            .replace('\'', "&#39;")
-    }
-
     /// The bank is unavailable: the customer sees a page saying so, with a
     /// way back to the application, which receives `temporarily_unavailable`.
     /// The interaction and the pushed request are spent: nothing is left
@@ -729,14 +729,13 @@ mod hooks {
             .client_name
             .clone()
             .unwrap_or_else(|| client.id().to_string());
-        let body = format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Service unavailable</title></head>\
-             <body><h1>The bank's service is unavailable</h1>\
-             <p>We could not reach the bank to complete your request. Nothing was shared. Please try again later.</p>\
-             <p><a id=\"return\" href=\"{}\">Return to {}</a></p></body></html>",
-            escape(location),
-            escape(&name)
-        );
+        let Ok(body) = (UnavailablePage {
+            return_to: location,
+            client_name: &name,
+        })
+        .render() else {
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, &err);
+        };
         HttpResponse::ServiceUnavailable()
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
