@@ -918,6 +918,44 @@ mod hooks {
         Ok((st, client))
     }
 
+    /// Opens the result token of a hook step; a refused token ends the
+    /// interaction at the client, an unreachable bank shows the
+    /// unavailable page.
+    async fn open_result(
+        state: &AppState,
+        id: &str,
+        st: &InteractionState,
+        client: &Client,
+        query: &ResultQuery,
+        purpose: Purpose,
+        t: i64,
+    ) -> Result<HookResult, HttpResponse> {
+        match open(
+            state,
+            id,
+            st,
+            client.id(),
+            query.result.as_deref(),
+            purpose,
+            t,
+        )
+        .await
+        {
+            Ok(r) => Ok(r),
+            Err(Some(e)) => Err(finish_interaction_error(state, id, client, st, &e, t).await),
+            Err(None) => Err(unavailable(
+                state,
+                Some(id),
+                client,
+                &st.request,
+                &st.request_uri_hash,
+                st.presented_at,
+                t,
+            )
+            .await),
+        }
+    }
+
     /// `GET /interaction/{id}/hook/login?result=…`: back from the bank's
     /// login app.
     #[tracing::instrument(skip_all)]
@@ -933,33 +971,9 @@ mod hooks {
             Ok(x) => x,
             Err(page) => return page,
         };
-        let r = match open(
-            &state,
-            &id,
-            &st,
-            client.id(),
-            query.result.as_deref(),
-            Purpose::Login,
-            t,
-        )
-        .await
-        {
+        let r = match open_result(&state, &id, &st, &client, &query, Purpose::Login, t).await {
             Ok(r) => r,
-            Err(Some(e)) => {
-                return finish_interaction_error(&state, &id, &client, &st, &e, t).await;
-            }
-            Err(None) => {
-                return unavailable(
-                    &state,
-                    Some(&id),
-                    &client,
-                    &st.request,
-                    &st.request_uri_hash,
-                    st.presented_at,
-                    t,
-                )
-                .await;
-            }
+            Err(page) => return page,
         };
         if r.error.is_some() {
             let err = OAuthError::new(
@@ -999,33 +1013,9 @@ mod hooks {
         let Some(auth) = st.authentication.clone() else {
             return redirect(&format!("/interaction/{id}/login"));
         };
-        let r = match open(
-            &state,
-            &id,
-            &st,
-            client.id(),
-            query.result.as_deref(),
-            Purpose::Consent,
-            t,
-        )
-        .await
-        {
+        let r = match open_result(&state, &id, &st, &client, &query, Purpose::Consent, t).await {
             Ok(r) => r,
-            Err(Some(e)) => {
-                return finish_interaction_error(&state, &id, &client, &st, &e, t).await;
-            }
-            Err(None) => {
-                return unavailable(
-                    &state,
-                    Some(&id),
-                    &client,
-                    &st.request,
-                    &st.request_uri_hash,
-                    st.presented_at,
-                    t,
-                )
-                .await;
-            }
+            Err(page) => return page,
         };
         if !r.approved() {
             let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
