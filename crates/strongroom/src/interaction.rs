@@ -264,13 +264,14 @@ async fn save_interaction(
     Ok(())
 }
 
-/// Loads the interaction and checks that this browser started it.
+/// Loads the interaction, checks that this browser started it, and loads
+/// its client.
 async fn load_interaction(
     state: &AppState,
     req: &HttpRequest,
     id: &str,
     t: i64,
-) -> Result<(InteractionState, String), HttpResponse> {
+) -> Result<(InteractionState, Client), HttpResponse> {
     let expired = || {
         error_page(
             StatusCode::BAD_REQUEST,
@@ -295,7 +296,10 @@ async fn load_interaction(
         tracing::warn!(client_id = %rec.client_id, "interaction used from another browser");
         return Err(expired());
     }
-    Ok((st, rec.client_id))
+    let client = load_client(state, &rec.client_id)
+        .await
+        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+    Ok((st, client))
 }
 
 /// `GET /interaction/{id}/login`: the built-in login form.
@@ -305,15 +309,14 @@ pub async fn login_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    let (st, client_id) = match load_interaction(&state, &req, &id, now()).await {
+    let (st, client) = match load_interaction(&state, &req, &id, now()).await {
         Ok(x) => x,
         Err(page) => return page,
     };
     if st.hook {
-        return hooks::send_to_bank(&state, &id, &client_id, &st, hooks::Purpose::Login).await;
+        return hooks::send_to_bank(&state, &id, &client, &st, hooks::Purpose::Login).await;
     }
-    let name = client_display_name(&state, &client_id).await;
-    render_login(&name, &id, None)
+    render_login(display_name(&client), &id, None)
 }
 
 fn render_login(client_name: &str, id: &str, error: Option<&str>) -> HttpResponse {
@@ -332,15 +335,12 @@ fn render_login(client_name: &str, id: &str, error: Option<&str>) -> HttpRespons
     }
 }
 
-async fn client_display_name(state: &AppState, client_id: &str) -> String {
-    match load_client(state, client_id).await {
-        Ok(c) => c
-            .metadata
-            .client_name
-            .clone()
-            .unwrap_or_else(|| client_id.to_string()),
-        Err(_) => client_id.to_string(),
-    }
+fn display_name(client: &Client) -> &str {
+    client
+        .metadata
+        .client_name
+        .as_deref()
+        .unwrap_or(client.id())
 }
 
 #[derive(Deserialize)]
@@ -363,13 +363,9 @@ pub async fn login_submit(
 ) -> HttpResponse {
     let t = now();
     let id = path.into_inner();
-    let (mut st, client_id) = match load_interaction(&state, &req, &id, t).await {
+    let (mut st, client) = match load_interaction(&state, &req, &id, t).await {
         Ok(x) => x,
         Err(page) => return page,
-    };
-    let client = match load_client(&state, &client_id).await {
-        Ok(c) => c,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
     if st.hook {
         return redirect(&format!("/interaction/{id}/login"));
@@ -386,9 +382,12 @@ pub async fn login_submit(
         .authenticate(&form.username, &form.password)
         .await
     else {
-        tracing::info!(client_id = %client_id, "login failed");
-        let name = client.metadata.client_name.clone().unwrap_or(client_id);
-        return render_login(&name, &id, Some("The username or password is not correct."));
+        tracing::info!(client_id = %client.id(), "login failed");
+        return render_login(
+            display_name(&client),
+            &id,
+            Some("The username or password is not correct."),
+        );
     };
     let auth = Authentication {
         sub: user.sub.clone(),
@@ -409,7 +408,7 @@ pub async fn login_submit(
         return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into());
     }
     st.authentication = Some(auth);
-    if let Err(e) = save_interaction(&state, &id, &client_id, &st, t).await {
+    if let Err(e) = save_interaction(&state, &id, client.id(), &st, t).await {
         return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
     }
     let cookie = Cookie::build(SESSION_COOKIE, session_secret)
@@ -433,7 +432,7 @@ pub async fn consent_page(
     path: web::Path<String>,
 ) -> HttpResponse {
     let id = path.into_inner();
-    let (st, client_id) = match load_interaction(&state, &req, &id, now()).await {
+    let (st, client) = match load_interaction(&state, &req, &id, now()).await {
         Ok(x) => x,
         Err(page) => return page,
     };
@@ -441,15 +440,15 @@ pub async fn consent_page(
         return redirect(&format!("/interaction/{id}/login"));
     };
     if st.hook {
-        return hooks::send_to_bank(&state, &id, &client_id, &st, hooks::Purpose::Consent).await;
+        return hooks::send_to_bank(&state, &id, &client, &st, hooks::Purpose::Consent).await;
     }
-    let name = client_display_name(&state, &client_id).await;
+    let name = display_name(&client);
     let username = state
         .users
         .get_by_sub(&auth.sub)
         .map_or(auth.sub.as_str(), |u| u.username.as_str());
     let page = ConsentPage {
-        client_name: &name,
+        client_name: name,
         interaction_id: &id,
         username,
         scopes: &st.request.scope,
@@ -484,15 +483,11 @@ pub async fn consent_submit(
 ) -> HttpResponse {
     let t = now();
     let id = path.into_inner();
-    let (st, client_id) = match load_interaction(&state, &req, &id, t).await {
+    let (st, client) = match load_interaction(&state, &req, &id, t).await {
         Ok(x) => x,
         Err(page) => return page,
     };
-    tracing::Span::current().record("client_id", client_id.as_str());
-    let client = match load_client(&state, &client_id).await {
-        Ok(c) => c,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
+    tracing::Span::current().record("client_id", client.id());
     let Some(auth) = st.authentication.clone() else {
         return redirect(&format!("/interaction/{id}/login"));
     };
@@ -503,12 +498,62 @@ pub async fn consent_submit(
         let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
         return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
     }
-    if let Err(err) = check_essential_acr(&st.request, &auth) {
-        return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
+    let user_claims = state
+        .users
+        .get_by_sub(&auth.sub)
+        .map(|u| u.claims.clone())
+        .unwrap_or_default();
+    let consent_id = st
+        .request
+        .requested_claim_value(&state.consent_claim)
+        .map(str::to_string);
+    let grant = Approval {
+        user_claims,
+        accounts: Vec::new(),
+        consent_claim: None,
+        consent_id,
+    };
+    complete(
+        &state,
+        &id,
+        &client,
+        &st,
+        st.request.clone(),
+        auth,
+        grant,
+        t,
+    )
+    .await
+}
+
+/// What the consent step approved, besides the request itself.
+struct Approval {
+    user_claims: serde_json::Map<String, serde_json::Value>,
+    accounts: Vec<String>,
+    consent_claim: Option<String>,
+    consent_id: Option<String>,
+}
+
+/// Completes an approved interaction, for the built-in consent page and the
+/// bank's consent app alike: an essential `acr` not met ends in
+/// `access_denied`; then the interaction and the pushed request are both
+/// spent (one winner, so a double submit cannot mint two codes) before the
+/// code is issued and the customer goes back to the client.
+#[allow(clippy::too_many_arguments)]
+async fn complete(
+    state: &AppState,
+    id: &str,
+    client: &Client,
+    st: &InteractionState,
+    request: AuthorizationRequest,
+    auth: Authentication,
+    approval: Approval,
+    t: i64,
+) -> HttpResponse {
+    if let Err(err) = check_essential_acr(&request, &auth) {
+        return finish_interaction_error(state, id, client, st, &err, t).await;
     }
-    // One winner: the interaction and the pushed request are both spent
-    // before a code exists, so a double submit cannot mint two codes.
-    match state.store.take_interaction(&hash_secret(&id)).await {
+    match state.store.take_interaction(&hash_secret(id)).await {
         Ok(true) => {}
         Ok(false) => {
             return error_page(
@@ -518,42 +563,32 @@ pub async fn consent_submit(
         }
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
     }
-    if let Err(e) = consume_pushed(&state, &st.request_uri_hash, st.presented_at).await {
-        return finish_with_error(&state, &client, &st.request, &e, None, t).await;
+    if let Err(e) = consume_pushed(state, &st.request_uri_hash, st.presented_at).await {
+        return finish_with_error(state, client, &request, &e, None, t).await;
     }
-    let user_claims = state
-        .users
-        .get_by_sub(&auth.sub)
-        .map(|u| u.claims.clone())
-        .unwrap_or_default();
     let details = GrantDetails {
         authentication: Some(auth.clone()),
-        claims_request: st.request.claims.clone(),
-        authorization_details: st.request.authorization_details.clone(),
-        user_claims,
-        accounts: Vec::new(),
-        consent_claim: None,
+        claims_request: request.claims.clone(),
+        authorization_details: request.authorization_details.clone(),
+        user_claims: approval.user_claims,
+        accounts: approval.accounts,
+        consent_claim: approval.consent_claim,
     };
-    let consent_id = st
-        .request
-        .requested_claim_value(&state.consent_claim)
-        .map(str::to_string);
-    let code = match oauth_core::grant::issue_code(
+    match oauth_core::grant::issue_code(
         &state.store,
         &state.policy,
-        &client,
-        &st.request,
+        client,
+        &request,
         &auth,
         details,
-        consent_id,
+        approval.consent_id,
         t,
     )
     .await
     {
-        Ok(code) => code,
-        Err(e) => return finish_with_error(&state, &client, &st.request, &e, None, t).await,
-    };
-    respond_to_client(&state, &client, &st.request, Ok(&code), t)
+        Ok(code) => respond_to_client(state, client, &request, Ok(&code), t),
+        Err(e) => finish_with_error(state, client, &request, &e, None, t).await,
+    }
 }
 
 /// OIDC Core §5.5.1.1: an essential `acr` request the login did not meet
@@ -799,13 +834,12 @@ mod hooks {
     pub(super) async fn send_to_bank(
         state: &AppState,
         id: &str,
-        client_id: &str,
+        client: &Client,
         st: &InteractionState,
         purpose: Purpose,
     ) -> HttpResponse {
         let t = now();
-        let (Some(bridge), Ok(client)) = (&state.bridge, load_client(state, client_id).await)
-        else {
+        let Some(bridge) = &state.bridge else {
             return error_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &OAuthError::temporarily_unavailable(),
@@ -853,7 +887,7 @@ mod hooks {
             );
         };
         url.query_pairs_mut().append_pair("handoff", &token);
-        tracing::info!(client_id, hook = path, "customer sent to the bank's app");
+        tracing::info!(client_id = %client.id(), hook = path, "customer sent to the bank's app");
         redirect(url.as_str())
     }
 
@@ -905,10 +939,7 @@ mod hooks {
         id: &str,
         t: i64,
     ) -> Result<(InteractionState, Client), HttpResponse> {
-        let (st, client_id) = load_interaction(state, req, id, t).await?;
-        let client = load_client(state, &client_id)
-            .await
-            .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+        let (st, client) = load_interaction(state, req, id, t).await?;
         if !st.hook {
             return Err(error_page(
                 StatusCode::BAD_REQUEST,
@@ -1040,49 +1071,16 @@ mod hooks {
         if let Some(granted) = &r.scope {
             request.scope.retain(|s| granted.contains(s));
         }
-        if let Err(err) = check_essential_acr(&request, &auth) {
-            return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
-        }
-        match state.store.take_interaction(&hash_secret(&id)).await {
-            Ok(true) => {}
-            Ok(false) => {
-                return error_page(
-                    StatusCode::BAD_REQUEST,
-                    &OAuthError::invalid_request("this sign-in was already completed"),
-                );
-            }
-            Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
-        }
-        if let Err(e) = consume_pushed(&state, &st.request_uri_hash, st.presented_at).await {
-            return finish_with_error(&state, &client, &request, &e, None, t).await;
-        }
-        let details = GrantDetails {
-            authentication: Some(auth.clone()),
-            claims_request: request.claims.clone(),
-            authorization_details: request.authorization_details.clone(),
-            user_claims: r.claims,
-            accounts: r.accounts,
-            consent_claim: Some(state.consent_claim.to_string()),
-        };
-        let code = match oauth_core::grant::issue_code(
-            &state.store,
-            &state.policy,
-            &client,
-            &request,
-            &auth,
-            details,
-            Some(consent_id),
-            t,
-        )
-        .await
-        {
-            Ok(code) => code,
-            Err(e) => return finish_with_error(&state, &client, &request, &e, None, t).await,
-        };
         tracing::info!(
             event = "hook_consent_approved",
             "consent approved at the bank"
         );
-        respond_to_client(&state, &client, &request, Ok(&code), t)
+        let approval = Approval {
+            user_claims: r.claims,
+            accounts: r.accounts,
+            consent_claim: Some(state.consent_claim.to_string()),
+            consent_id: Some(consent_id),
+        };
+        complete(&state, &id, &client, &st, request, auth, approval, t).await
     }
 }
