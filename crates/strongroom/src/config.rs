@@ -96,17 +96,19 @@ pub struct TokensConfig {
     pub require_dpop_nonce: bool,
 }
 
+/// The defaults are the policy's own, so they are stated in one place.
 impl Default for TokensConfig {
     fn default() -> Self {
+        let p = oauth_core::policy::Policy::new("", Profile::default());
         Self {
-            par_lifetime_secs: 60,
-            code_lifetime_secs: 60,
-            access_token_lifetime_secs: 600,
-            refresh_token_lifetime_secs: 30 * 86_400,
-            id_token_lifetime_secs: 600,
-            rotate_refresh_tokens: false,
-            access_token_format: AccessTokenFormat::Opaque,
-            require_dpop_nonce: false,
+            par_lifetime_secs: p.par_lifetime_secs,
+            code_lifetime_secs: p.code_lifetime_secs,
+            access_token_lifetime_secs: p.access_token_lifetime_secs,
+            refresh_token_lifetime_secs: p.refresh_token_lifetime_secs,
+            id_token_lifetime_secs: p.id_token_lifetime_secs,
+            rotate_refresh_tokens: p.rotate_refresh_tokens,
+            access_token_format: p.access_token_format,
+            require_dpop_nonce: p.require_dpop_nonce,
         }
     }
 }
