@@ -645,3 +645,25 @@ async fn intent_and_authorization_details_reach_tokens_and_introspection() {
         w.srv.stop().await;
     }
 }
+
+#[actix_web::test]
+async fn an_essential_acr_the_login_cannot_meet_ends_in_access_denied() {
+    let w = world(Backend::Sqlite).await;
+    // OIDC Core §5.5.1.1: the built-in password login is not SCA.
+    let sca =
+        json!({"id_token": {"acr": {"essential": true, "value": "urn:openbanking:psd2:sca"}}});
+    let (back, params, _) = flow_with(&w, &[("claims", &sca.to_string())], true).await;
+    let q = query(&back);
+    assert_eq!(q["error"], "access_denied", "{back}");
+    assert_eq!(q["state"], param(&params, "state"));
+    assert!(!q.contains_key("code"));
+    // The acr it does reach, asked for as essential, is met.
+    let pwd =
+        json!({"id_token": {"acr": {"essential": true, "values": ["urn:strongroom:password"]}}});
+    let (back, _, pkce) = flow_with(&w, &[("claims", &pwd.to_string())], true).await;
+    let a = redeem_code(&w, &query(&back)["code"], &pkce).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let id = verify_with_jwks(&w.srv, a.json["id_token"].as_str().unwrap()).await;
+    assert_eq!(id["acr"], "urn:strongroom:password");
+    w.srv.stop().await;
+}
