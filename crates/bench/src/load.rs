@@ -39,6 +39,20 @@ pub const ALL_CASES: [Case; 8] = [
 ];
 
 impl Case {
+    pub fn parse(name: &str) -> Option<Case> {
+        Some(match name {
+            "discovery" => Case::Discovery,
+            "jwks" => Case::Jwks,
+            "token" => Case::TokenPrivateKeyJwt,
+            "mtls" => Case::TokenTlsClientAuth,
+            "par" => Case::Par,
+            "introspection" => Case::Introspection,
+            "userinfo" => Case::UserinfoDpop,
+            "flow" => Case::FullFlow,
+            _ => return None,
+        })
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Case::Discovery => "discovery",

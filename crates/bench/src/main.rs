@@ -30,6 +30,7 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --reps N            repetitions (default 3)
   --duration SECS     measured seconds per repetition (default 5)
   --warmup SECS       unmeasured seconds before each (default 1)
+  --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow)
   --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
 ";
 
@@ -43,6 +44,7 @@ struct Opts {
     duration: Duration,
     warmup: Duration,
     smoke: bool,
+    cases: Vec<Case>,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Opts, String> {
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
         smoke: false,
+        cases: ALL_CASES.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     let secs = |v: Option<String>| -> Result<Duration, String> {
@@ -89,6 +92,16 @@ fn parse_args() -> Result<Opts, String> {
             }
             "--duration" => o.duration = secs(args.next())?,
             "--warmup" => o.warmup = secs(args.next())?,
+            "--cases" => {
+                o.cases = args
+                    .next()
+                    .ok_or("--cases LIST")?
+                    .split(',')
+                    .map(|c| {
+                        Case::parse(c.trim()).ok_or_else(|| format!("--cases: unknown case {c}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
             "--smoke" => {
                 o.smoke = true;
                 o.conns = vec![16];
@@ -274,7 +287,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         &sr.issuer,
         sr.pid,
         pref.clone(),
-        ALL_CASES.to_vec(),
+        opts.cases.clone(),
     )
     .await;
     let sr_results = match t {
@@ -284,13 +297,16 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     sr.stop().await;
     let sr_results = sr_results?;
 
-    let peer_cases = vec![
+    let peer_cases: Vec<Case> = [
         Case::Discovery,
         Case::Jwks,
         Case::TokenPrivateKeyJwt,
         Case::Par,
         Case::Introspection,
-    ];
+    ]
+    .into_iter()
+    .filter(|c| opts.cases.contains(c))
+    .collect();
     let mut peer_note = String::new();
     let peer_results: Results = match &opts.peer_dir {
         None => {
@@ -341,7 +357,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     let find =
         |rs: &Results, k: (Case, usize)| rs.iter().find(|(kk, _)| *kk == k).map(|(_, s)| s.clone());
     let mut rows = Vec::new();
-    for case in ALL_CASES {
+    for case in opts.cases.iter().copied() {
         for &conns in &opts.conns {
             let s = find(&sr_results, (case, conns));
             let p = find(&peer_results, (case, conns));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// Errors a store can report. Callers map them to `server_error` /
 /// `temporarily_unavailable` without exposing the detail to clients.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(String),

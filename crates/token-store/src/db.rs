@@ -14,6 +14,10 @@
 //! under a grant that a committed revocation has revoked, and two revocations
 //! cannot deadlock on each other's token rows.
 //!
+//! Lookups by primary key use `get_result`, never `first`: `first` adds a
+//! bound `LIMIT ?`, and SQLite (3.53) re-prepares a statement with a bound
+//! `LIMIT` on every execution, parsing and planning the query each time.
+//!
 //! SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the
 //! database write lock before the first read, so a read-then-write cannot
 //! fail with SQLITE_BUSY at the upgrade; the row locks are then no-ops.
@@ -74,7 +78,7 @@ impl Db for PgConnection {
             .find(grant_id)
             .select(grants::revoked_at)
             .for_share()
-            .first(self)
+            .get_result(self)
             .optional()?;
         Ok(matches!(revoked_at, Some(None)))
     }
@@ -118,24 +122,34 @@ impl Db for PgConnection {
             .find(auth_req_id_hash)
             .select(ciba_requests::last_polled_at)
             .for_no_key_update()
-            .first(self)
+            .get_result(self)
             .optional()
     }
 }
 
 impl Db for SqliteConnection {
+    /// `BEGIN IMMEDIATE`, or a savepoint when the write runs inside a
+    /// group-commit batch (`crate::writer`), which already holds the lock.
     fn write_tx<T, F>(&mut self, f: F) -> Result<T, Fail>
     where
         F: FnOnce(&mut Self) -> Result<T, Fail>,
     {
-        self.immediate_transaction(f)
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        let depth = AnsiTransactionManager::transaction_manager_status_mut(self)
+            .transaction_depth()
+            .map_err(Fail::Db)?;
+        if depth.is_some() {
+            self.transaction(f)
+        } else {
+            self.immediate_transaction(f)
+        }
     }
 
     fn grant_is_live_shared(&mut self, grant_id: &str) -> QueryResult<bool> {
         let revoked_at: Option<Option<i64>> = grants::table
             .find(grant_id)
             .select(grants::revoked_at)
-            .first(self)
+            .get_result(self)
             .optional()?;
         Ok(matches!(revoked_at, Some(None)))
     }
@@ -159,7 +173,7 @@ impl Db for SqliteConnection {
         ciba_requests::table
             .find(auth_req_id_hash)
             .select(ciba_requests::last_polled_at)
-            .first(self)
+            .get_result(self)
             .optional()
     }
 }

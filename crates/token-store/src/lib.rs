@@ -23,10 +23,12 @@ mod error;
 mod models;
 mod repo;
 mod schema;
+mod writer;
 
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 pub use oauth_core::storage::{StoreError, StoreResult};
+pub use writer::WriteStats;
 
 use crate::conn::{AnyConnection, Backend, CONNECT_TIMEOUT, Manager, SqlitePragmas, Target};
 use crate::error::{Fail, one_line};
@@ -49,12 +51,14 @@ pub const SPENT_CODE_RETENTION_SECS: i64 = 24 * 60 * 60;
 pub struct Store {
     pool: r2d2::Pool<Manager>,
     /// Where writes run. SQLite has one writer at a time: on SQLite this is
-    /// a one-connection pool, so writers queue here and are handed the
-    /// connection as soon as it is free, instead of colliding on the
-    /// database lock and sleeping in SQLite's busy handler (1, 2, 5, … 100
-    /// ms back-off), which left the CPU idle and the latency high under
-    /// load. Reads stay concurrent (WAL). On PostgreSQL, the same pool.
-    writer: r2d2::Pool<Manager>,
+    /// a one-connection pool owned by the writer thread ([`writer`]), so
+    /// writers queue for it instead of colliding on the database lock and
+    /// sleeping in SQLite's busy handler (1, 2, 5, … 100 ms back-off), and
+    /// the writes that queued up are committed together. Reads stay
+    /// concurrent (WAL). On PostgreSQL, the same pool as reads.
+    writer_pool: r2d2::Pool<Manager>,
+    /// SQLite's group-commit writer; `None` on PostgreSQL.
+    writer: Option<writer::Writer>,
     backend: Backend,
 }
 
@@ -114,6 +118,10 @@ impl Store {
             r2d2::Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
+                // A SQLite connection is a file handle and cannot go stale;
+                // PostgreSQL connections are checked before use (one
+                // `SELECT 1`) so a restarted server costs no failed request.
+                .test_on_check_out(backend == Backend::Postgres)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .connection_customizer(Box::new(SqlitePragmas))
                 .error_handler(Box::new(conn::TracingErrors))
@@ -125,18 +133,30 @@ impl Store {
                     ))
                 })
         };
-        let (pool, writer) = match backend {
-            Backend::Sqlite => (build(max_pool_size, target.clone())?, build(1, target)?),
+        let (pool, writer_pool, writer) = match backend {
+            Backend::Sqlite => {
+                let writer_pool = build(1, target.clone())?;
+                let writer = writer::Writer::start(writer_pool.clone())?;
+                (build(max_pool_size, target)?, writer_pool, Some(writer))
+            }
             Backend::Postgres => {
                 let pool = build(max_pool_size, target)?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         Ok(Store {
             pool,
+            writer_pool,
             writer,
             backend,
         })
+    }
+
+    /// Group-commit figures on SQLite (`None` on PostgreSQL, where each
+    /// write is its own transaction).
+    #[must_use]
+    pub fn write_stats(&self) -> Option<WriteStats> {
+        self.writer.as_ref().map(writer::Writer::stats)
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -155,7 +175,9 @@ impl Store {
     /// `Backend` when a migration fails (nothing of the run is kept),
     /// `Unavailable` when no connection can be had.
     pub async fn migrate(&self) -> StoreResult<()> {
-        self.run_write(|conn| {
+        // Straight on the write connection, never inside a batch: the run is
+        // its own transaction.
+        Self::run_on(self.writer_pool.clone(), |conn| {
             let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
                 Fail::Store(StoreError::Backend(format!(
                     "migration failed: {}",
@@ -231,12 +253,18 @@ impl Store {
     }
 
     /// Runs `f`, which writes, on the writer connection (see [`Store`]).
+    /// On SQLite `f` may share its transaction with other writes
+    /// ([`writer`]): it must not start a transaction other than through
+    /// [`db::Db::write_tx`], which becomes a savepoint there.
     pub(crate) async fn run_write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
-        Self::run_on(self.writer.clone(), f).await
+        match &self.writer {
+            Some(w) => w.submit(f).await,
+            None => Self::run_on(self.writer_pool.clone(), f).await,
+        }
     }
 
     async fn run_on<T, F>(pool: r2d2::Pool<Manager>, f: F) -> StoreResult<T>

@@ -145,6 +145,7 @@ on_both_backends!(
     keys_rotate_and_list,
     replay_cache_single_use_and_expiry,
     replay_cache_one_winner_under_concurrency,
+    concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
     delete_client_cascades,
     pushed_requests_single_use_and_expiry,
@@ -433,6 +434,90 @@ async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
         assert_eq!(
             wins, 1,
             "round {round}: {wins} callers consumed the same value"
+        );
+    }
+}
+
+/// Many writes at once (on SQLite they share group-commit transactions):
+/// each write that fails is undone alone, each that succeeds is kept, and a
+/// write's own transaction stays all-or-nothing.
+async fn concurrent_writes_keep_their_own_outcomes(db: TestDb) {
+    seed_grant(&db.store, "g-live", "c1", None).await;
+    seed_grant(&db.store, "g-dead", "c1", None).await;
+    db.store.revoke_grant("g-dead", NOW).await.unwrap();
+    assert!(
+        db.store
+            .put_tokens(vec![access("pre", "c1", Some("g-live"))])
+            .await
+            .unwrap()
+    );
+    let before = db.store.write_stats();
+    for round in 0..20 {
+        let barrier = Arc::new(Barrier::new(48));
+        let tasks: Vec<_> = (0..48)
+            .map(|i| {
+                let (s, b) = (db.store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    b.wait().await;
+                    let tag = format!("r{round}-{i}");
+                    match i % 4 {
+                        // A fresh token: kept.
+                        0 => s
+                            .put_tokens(vec![access(&format!("ok-{tag}"), "c1", Some("g-live"))])
+                            .await
+                            .map(|stored| stored.then_some(1)),
+                        // Two tokens, the second a duplicate: a conflict,
+                        // and the first of the pair is not kept either.
+                        1 => s
+                            .put_tokens(vec![
+                                access(&format!("half-{tag}"), "c1", Some("g-live")),
+                                access("pre", "c1", Some("g-live")),
+                            ])
+                            .await
+                            .map(|_| Some(2)),
+                        // Under a revoked grant: nothing kept.
+                        2 => s
+                            .put_tokens(vec![access(&format!("dead-{tag}"), "c1", Some("g-dead"))])
+                            .await
+                            .map(|stored| stored.then_some(3)),
+                        // The same replay value from several tasks: one wins.
+                        _ => s
+                            .consume_once(
+                                ReplayKind::DpopProof,
+                                &format!("jti-{round}"),
+                                NOW + 60,
+                                NOW,
+                            )
+                            .await
+                            .map(|won| won.then_some(4)),
+                    }
+                })
+            })
+            .collect();
+        let mut replay_wins = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            let tag = format!("r{round}-{i}");
+            match (i % 4, t.await.unwrap()) {
+                (0, Ok(Some(1))) => assert!(is_active(&db.store, &format!("ok-{tag}")).await),
+                (1, Err(StoreError::Conflict)) => {
+                    assert!(!is_active(&db.store, &format!("half-{tag}")).await, "{tag}")
+                }
+                (2, Ok(None)) => assert!(!is_active(&db.store, &format!("dead-{tag}")).await),
+                (3, Ok(Some(4))) => replay_wins += 1,
+                (3, Ok(None)) => {}
+                (k, other) => panic!("{tag}: task kind {k} ended {other:?}"),
+            }
+        }
+        assert_eq!(replay_wins, 1, "round {round}");
+    }
+    // On SQLite, the writes queued up behind each other were committed in
+    // shared transactions.
+    if let (Some(before), Some(after)) = (before, db.store.write_stats()) {
+        let (writes, commits) = (after.writes - before.writes, after.commits - before.commits);
+        assert!(writes >= 20 * 48, "{writes} writes");
+        assert!(
+            commits < writes,
+            "{writes} writes in {commits} transactions: no batch formed"
         );
     }
 }

@@ -30,7 +30,7 @@ impl CibaRepository for Store {
             let row: Option<CibaRow> = with_conn!(conn, c => cr::table
                 .find(&hash)
                 .select(CibaRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(CibaRequestRecord::from))
         })

@@ -16,7 +16,7 @@ impl ClientRepository for Store {
             let row: Option<ClientRow> = with_conn!(conn, c => cl::table
                 .find(&client_id)
                 .select(ClientRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(ClientRecord::from))
         })

@@ -38,7 +38,7 @@ impl AuthorizationCodeRepository for Store {
                 let row = ac::table
                     .find(&hash)
                     .select(CodeRow::as_select())
-                    .first(c)
+                    .get_result(c)
                     .optional()?;
                 Ok((n == 1, row))
             }))?;

@@ -44,7 +44,7 @@ impl GrantRepository for Store {
             let row: Option<GrantRow> = with_conn!(conn, c => gr::table
                 .find(&grant_id)
                 .select(GrantRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(GrantRecord::from))
         })

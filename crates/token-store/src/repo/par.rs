@@ -28,7 +28,7 @@ impl PushedRequestRepository for Store {
                 .filter(pr::consumed_at.is_null())
                 .filter(pr::expires_at.gt(now))
                 .select(PushedRequestRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(PushedRequestRecord::from))
         })

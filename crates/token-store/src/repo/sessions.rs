@@ -33,7 +33,7 @@ impl SessionRepository for Store {
                 .find(&hash)
                 .filter(se::expires_at.gt(now))
                 .select(SessionRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(SessionRecord::from))
         })
@@ -76,7 +76,7 @@ impl SessionRepository for Store {
                 .find(&id)
                 .filter(ia::expires_at.gt(now))
                 .select(InteractionRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             Ok(row.map(InteractionRecord::from))
         })

@@ -61,7 +61,7 @@ impl TokenRepository for Store {
                 .filter(tk::revoked_at.is_null())
                 .filter(tk::expires_at.gt(now))
                 .select(TokenRow::as_select())
-                .first(c)
+                .get_result(c)
                 .optional()?);
             row.map(TokenRecord::try_from)
                 .transpose()
@@ -81,7 +81,7 @@ impl TokenRepository for Store {
                 let found: Option<(String, Option<String>)> = tk::table
                     .find(hash)
                     .select((tk::kind, tk::grant_id))
-                    .first(c)
+                    .get_result(c)
                     .optional()?;
                 let Some((kind, grant_id)) = found else {
                     return Ok(false);
@@ -126,7 +126,7 @@ impl TokenRepository for Store {
                 let old: Option<TokenRow> = tk::table
                     .find(old_hash)
                     .select(TokenRow::as_select())
-                    .first(c)
+                    .get_result(c)
                     .optional()?;
                 let Some(mut old) = old else {
                     return Ok(None);

@@ -1,0 +1,271 @@
+//! SQLite group commit: one writer thread owns the write connection and
+//! commits the writes that queued up while it was busy as one transaction.
+//!
+//! SQLite has a single writer at a time, and each commit appends every page
+//! it touched to the WAL. Under load, requests write the same few pages (the
+//! replay cache, the token table and their indexes) over and over; committing
+//! them together writes each page once per batch instead of once per request,
+//! and the callers wait on a channel instead of hopping through the blocking
+//! pool and a pool checkout.
+//!
+//! Each write keeps its own outcome: it runs inside a savepoint of the batch
+//! transaction, so a write that fails (a replayed `jti`'s unique violation,
+//! a code already spent) is rolled back alone while the others commit. A
+//! caller hears `Ok` only after the batch's `COMMIT` succeeded; if the
+//! `COMMIT` fails, every write of the batch fails with it and none is kept.
+//! Writes of a batch run in arrival order and see each other, exactly as if
+//! they had committed one after the other.
+//!
+//! A lone write (the common case at low load) runs as before, in its own
+//! transaction, with no batch around it.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use oauth_core::storage::{StoreError, StoreResult};
+
+use crate::conn::{AnyConnection, Manager};
+use crate::error::{Fail, from_diesel, one_line};
+
+/// At most this many writes share one transaction, so one batch cannot hold
+/// the write lock for long.
+const MAX_BATCH: usize = 128;
+
+/// Hands a finished write its outcome once the batch has committed (`None`)
+/// or failed (`Some`).
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// One write: run on the connection (or told why it cannot run), it reports
+/// whether it succeeded and how to deliver its result.
+type Job = Box<dyn FnOnce(Result<&mut AnyConnection, &StoreError>) -> (bool, Deliver) + Send>;
+
+/// The sending side of the writer thread. The thread ends when the last
+/// `Writer` (every clone of the store) is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Counters>,
+}
+
+/// How many writes ran, in how many transactions.
+#[derive(Debug, Default)]
+struct Counters {
+    writes: AtomicU64,
+    commits: AtomicU64,
+}
+
+/// Group-commit figures of a SQLite store since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Writes run (each a caller's unit of work).
+    pub writes: u64,
+    /// Transactions they ran in; `writes / commits` is the mean batch.
+    pub commits: u64,
+}
+
+impl Writer {
+    /// Starts the writer thread on `pool` (a one-connection pool, which
+    /// reconnects when the connection breaks).
+    pub(crate) fn start(pool: r2d2::Pool<Manager>) -> StoreResult<Writer> {
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let stats = Arc::new(Counters::default());
+        let counters = stats.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(&pool, &rx, &counters))
+            .map_err(|e| StoreError::Backend(format!("cannot start the database writer: {e}")))?;
+        Ok(Writer { jobs, stats })
+    }
+
+    pub(crate) fn stats(&self) -> WriteStats {
+        WriteStats {
+            writes: self.stats.writes.load(Ordering::Relaxed),
+            commits: self.stats.commits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` on the write connection and waits, without blocking the
+    /// async thread, for it to be committed.
+    pub(crate) async fn submit<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result: StoreResult<T> = match conn {
+                Ok(conn) => f(conn).map_err(StoreError::from),
+                Err(e) => Err(e.clone()),
+            };
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |commit_failed| {
+                let result = match (result, commit_failed) {
+                    (Ok(_), Some(e)) => Err(e.clone()),
+                    (result, _) => result,
+                };
+                // The caller may have gone away (request cancelled); the
+                // write stands regardless.
+                let _ = tx.send(result);
+            });
+            (ok, deliver)
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?;
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend(
+                "database write failed: the writer aborted it".into(),
+            ))
+        })
+    }
+}
+
+fn writer_loop(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, stats: &Counters) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        stats
+            .writes
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        let mut conn = match pool.get() {
+            Ok(c) => c,
+            Err(e) => {
+                let err = StoreError::Unavailable(format!(
+                    "no database connection: {}",
+                    one_line(&e.to_string())
+                ));
+                for job in batch {
+                    job(Err(&err)).1(None);
+                }
+                continue;
+            }
+        };
+        if batch.len() == 1 {
+            let job = batch.pop().expect("one job");
+            if let Ok((_, deliver)) = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
+                deliver(None);
+            } else {
+                tracing::error!("a database write panicked; its connection is discarded");
+                force_rollback(&mut conn);
+            }
+            continue;
+        }
+        run_batch(&mut conn, batch);
+    }
+}
+
+/// Runs `batch` as one `BEGIN IMMEDIATE … COMMIT`, each write in a
+/// savepoint of its own.
+fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
+    let begun = match conn {
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE").map_err(from_diesel)
+        }
+        // Only SQLite gets a writer thread.
+        AnyConnection::Postgresql(_) => Err(StoreError::Backend(
+            "group commit is for SQLite only".into(),
+        )),
+    };
+    if let Err(err) = begun {
+        for job in batch {
+            job(Err(&err)).1(None);
+        }
+        return;
+    }
+    let mut delivers = Vec::with_capacity(batch.len());
+    let mut aborted: Option<StoreError> = None;
+    let mut panicked = false;
+    for job in batch {
+        if let Some(err) = &aborted {
+            delivers.push(job(Err(err)).1);
+            continue;
+        }
+        if let Err(e) = savepoint(conn, Savepoint::Begin) {
+            let err = from_diesel(e);
+            delivers.push(job(Err(&err)).1);
+            aborted = Some(err);
+            continue;
+        }
+        match catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
+            Ok((ok, deliver)) => {
+                delivers.push(deliver);
+                let end = if ok {
+                    Savepoint::Release
+                } else {
+                    Savepoint::RollBack
+                };
+                if let Err(e) = savepoint(conn, end) {
+                    aborted = Some(from_diesel(e));
+                }
+            }
+            Err(_) => {
+                // The job's result channel was dropped with it: its caller
+                // hears that the write was aborted. diesel's transaction
+                // depth is unknown now, so the whole batch is rolled back.
+                tracing::error!("a database write panicked; its batch is rolled back");
+                panicked = true;
+                aborted = Some(StoreError::Backend(
+                    "database write failed: its batch was aborted".into(),
+                ));
+            }
+        }
+    }
+    let outcome = match aborted {
+        None => match conn {
+            AnyConnection::Sqlite(c) => {
+                AnsiTransactionManager::commit_transaction(c).map_err(from_diesel)
+            }
+            AnyConnection::Postgresql(_) => unreachable!("begun above only on SQLite"),
+        },
+        Some(err) => Err(err),
+    };
+    if outcome.is_err() {
+        if panicked {
+            force_rollback(conn);
+        } else if let AnyConnection::Sqlite(c) = conn {
+            let _ = AnsiTransactionManager::rollback_transaction(c);
+        }
+    }
+    let failed = outcome.err();
+    if let Some(e) = &failed {
+        tracing::warn!(error = %e, "a batch of database writes failed");
+    }
+    for deliver in delivers {
+        deliver(failed.as_ref());
+    }
+}
+
+enum Savepoint {
+    Begin,
+    Release,
+    RollBack,
+}
+
+fn savepoint(conn: &mut AnyConnection, op: Savepoint) -> diesel::QueryResult<()> {
+    let AnyConnection::Sqlite(c) = conn else {
+        return Err(diesel::result::Error::BrokenTransactionManager);
+    };
+    match op {
+        Savepoint::Begin => AnsiTransactionManager::begin_transaction(c),
+        Savepoint::Release => AnsiTransactionManager::commit_transaction(c),
+        Savepoint::RollBack => AnsiTransactionManager::rollback_transaction(c),
+    }
+}
+
+/// After a panic: roll back whatever is open. diesel still counts the
+/// transaction as open, so the pool discards this connection when it is
+/// returned and opens a fresh one.
+fn force_rollback(conn: &mut AnyConnection) {
+    if let AnyConnection::Sqlite(c) = conn {
+        let _ = c.batch_execute("ROLLBACK");
+    }
+}
