@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+use jsonwebtoken::{Algorithm, EncodingKey, jwk::Jwk};
 use serde_json::{Value, json};
 
 pub const USER: &str = "bench-user";
@@ -39,7 +39,10 @@ pub fn now() -> i64 {
 /// An ES256 key of the TPP's with its public JWK.
 pub struct TppKey {
     pub kid: String,
-    pub encoding: EncodingKey,
+    /// Parsed once: jsonwebtoken's `encode` would re-parse the PKCS#8 key
+    /// (and check it with a scalar multiplication) on every signature,
+    /// which made the driver, not the server, the larger CPU user.
+    signer: aws_lc_rs::signature::EcdsaKeyPair,
     pub jwk: Value,
 }
 
@@ -48,6 +51,8 @@ impl TppKey {
         use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("P-256 key");
+        let signer = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
             .expect("P-256 key");
         let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
         let mut jwk = serde_json::to_value(
@@ -61,18 +66,32 @@ impl TppKey {
         obj.insert("alg".into(), "ES256".into());
         TppKey {
             kid: kid.to_string(),
-            encoding,
+            signer,
             jwk,
         }
     }
 
-    fn public_only(&self) -> Jwk {
+    /// A compact ES256 JWS of `header` and `claims`.
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let mut input = b64(&serde_json::to_vec(header).expect("JSON"));
+        input.push('.');
+        input.push_str(&b64(&serde_json::to_vec(claims).expect("JSON")));
+        let sig = self
+            .signer
+            .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+            .expect("ES256 signature");
+        input.push('.');
+        input.push_str(&b64(sig.as_ref()));
+        input
+    }
+
+    fn public_only(&self) -> Value {
         let mut j = self.jwk.clone();
         let o = j.as_object_mut().expect("JWK object");
         o.remove("kid");
         o.remove("use");
         o.remove("alg");
-        serde_json::from_value(j).expect("JWK")
+        j
     }
 }
 
@@ -81,7 +100,7 @@ pub struct Tpp {
     pub client_id: String,
     pub key: TppKey,
     pub dpop: TppKey,
-    dpop_jwk: Jwk,
+    dpop_jwk: Value,
     pub redirect_uri: String,
 }
 
@@ -102,9 +121,8 @@ impl Tpp {
         let t = now();
         let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": aud,
                             "iat": t, "exp": t + 60, "jti": random(16)});
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.key.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key.encoding).expect("sign assertion")
+        self.key
+            .sign(&json!({"alg": "ES256", "kid": self.key.kid}), &claims)
     }
 
     /// A fresh DPoP proof (RFC 9449 §4.2).
@@ -113,10 +131,10 @@ impl Tpp {
         if let Some(at) = access_token {
             claims["ath"] = json!(sha256_b64(at.as_bytes()));
         }
-        let mut header = Header::new(Algorithm::ES256);
-        header.typ = Some("dpop+jwt".into());
-        header.jwk = Some(self.dpop_jwk.clone());
-        jsonwebtoken::encode(&header, &claims, &self.dpop.encoding).expect("sign DPoP proof")
+        self.dpop.sign(
+            &json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": self.dpop_jwk}),
+            &claims,
+        )
     }
 
     /// private_key_jwt + DPoP client metadata (RFC 7591).
