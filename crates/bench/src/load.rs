@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::h1::{self, H1};
 use crate::limits::SigWork;
 use crate::procstat;
 use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, SCOPE, Tpp, USER, random, sha256_b64};
@@ -110,6 +111,19 @@ pub struct Target {
     pub user_token: Option<String>,
     /// A client_credentials access token, for the introspection case.
     pub cc_token: Option<String>,
+    /// The endpoints, read from discovery once.
+    pub urls: Urls,
+}
+
+#[derive(Default)]
+pub struct Urls {
+    pub discovery: String,
+    pub jwks: String,
+    pub token: String,
+    pub mtls_token: String,
+    pub par: String,
+    pub introspection: String,
+    pub userinfo: String,
 }
 
 /// What workers need from the provisioning.
@@ -147,12 +161,12 @@ impl Target {
     }
 }
 
-/// An HTTPS client on aws-lc-rs trusting `ca`; one keep-alive connection.
-pub fn https_client(
+/// A TLS client configuration on aws-lc-rs trusting `ca`, with a client
+/// certificate when `identity` is given.
+pub fn tls_config(
     ca: &Path,
     identity: Option<(&str, &str)>,
-    cookies: bool,
-) -> Result<reqwest::Client, String> {
+) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -179,6 +193,17 @@ pub fn https_client(
         }
         None => builder.with_no_client_auth(),
     };
+    Ok(Arc::new(config))
+}
+
+/// An HTTPS client (reqwest) for the set-up and the scripted redirect flow,
+/// which needs cookies; one keep-alive connection.
+pub fn https_client(
+    ca: &Path,
+    identity: Option<(&str, &str)>,
+    cookies: bool,
+) -> Result<reqwest::Client, String> {
+    let config = Arc::unwrap_or_clone(tls_config(ca, identity)?);
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
@@ -190,13 +215,86 @@ pub fn https_client(
         .map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// One worker's connections (and, for the flow, its browser session).
+/// One worker's connection; for the flow, a reqwest client and its browser
+/// session instead.
 struct Worker {
-    http: reqwest::Client,
+    h1: Option<H1>,
+    http: Option<reqwest::Client>,
     browser: Option<reqwest::Client>,
 }
 
+fn check(status: u16, body: &[u8], want: u16, what: &str) -> Result<(), String> {
+    if status == want {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: HTTP {status}: {}",
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    ))
+}
+
+/// The loop's client_credentials request with private_key_jwt + DPoP.
+async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
+    let tpp = &t.prov.pkjwt;
+    let url = &t.urls.token;
+    let assertion = tpp.assertion(&t.issuer);
+    let body = h1::form(&[
+        ("client_id", &tpp.client_id),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+        ("grant_type", "client_credentials"),
+        ("scope", "accounts"),
+    ]);
+    let proof = tpp.dpop_proof("POST", url, None);
+    let (status, body) = h1
+        .request("POST", url, &[("dpop", &proof)], Some(body))
+        .await?;
+    check(status, &body, 200, "token")
+}
+
+/// The loop's pushed authorization request with private_key_jwt + DPoP.
+async fn par_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
+    let tpp = &t.prov.pkjwt;
+    let url = &t.urls.par;
+    let verifier = random(32);
+    let assertion = tpp.assertion(&t.issuer);
+    let (state, nonce, challenge) = (random(12), random(12), sha256_b64(verifier.as_bytes()));
+    let body = h1::form(&[
+        ("client_id", &tpp.client_id),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+        ("response_type", "code"),
+        ("redirect_uri", &tpp.redirect_uri),
+        ("scope", SCOPE),
+        ("state", &state),
+        ("nonce", &nonce),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let proof = tpp.dpop_proof("POST", url, None);
+    let (status, body) = h1
+        .request("POST", url, &[("dpop", &proof)], Some(body))
+        .await?;
+    check(status, &body, 201, "PAR")
+}
+
+/// The body as JSON when the status is `status`; see [`expect_status`].
 async fn expect(res: reqwest::Response, status: u16, what: &str) -> Result<Value, String> {
+    let body = expect_status(res, status, what).await?;
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The body, read in full, when the status is `status`; otherwise an error
+/// with the start of the body. The timed loop checks statuses only: parsing
+/// every response into JSON was a quarter of the driver's CPU.
+async fn expect_status(
+    res: reqwest::Response,
+    status: u16,
+    what: &str,
+) -> Result<bytes::Bytes, String> {
     let got = res.status().as_u16();
     let body = res.bytes().await.map_err(|e| format!("{what}: {e}"))?;
     if got != status {
@@ -208,7 +306,7 @@ async fn expect(res: reqwest::Response, status: u16, what: &str) -> Result<Value
                 .collect::<String>()
         ));
     }
-    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+    Ok(body)
 }
 
 fn location(res: &reqwest::Response, what: &str) -> Result<String, String> {
@@ -244,6 +342,15 @@ fn auth_fields(tpp: &Tpp, aud: &str) -> Vec<(&'static str, String)> {
 
 /// client_credentials with private_key_jwt + DPoP; returns the access token.
 async fn token_pkjwt(t: &Target, http: &reqwest::Client) -> Result<String, String> {
+    let v = token_pkjwt_send(t, http).await?;
+    let v: Value = serde_json::from_slice(&v).map_err(|e| format!("token: {e}"))?;
+    v["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "token: no access_token".into())
+}
+
+async fn token_pkjwt_send(t: &Target, http: &reqwest::Client) -> Result<bytes::Bytes, String> {
     let tpp = &t.prov.pkjwt;
     let url = t.endpoint("token_endpoint")?;
     let mut form = auth_fields(tpp, &t.issuer);
@@ -256,15 +363,21 @@ async fn token_pkjwt(t: &Target, http: &reqwest::Client) -> Result<String, Strin
         .send()
         .await
         .map_err(|e| format!("token: {e}"))?;
-    let v = expect(res, 200, "token").await?;
-    v["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| "token: no access_token".into())
+    expect_status(res, 200, "token").await
 }
 
 /// PAR with private_key_jwt + DPoP; returns (request_uri, code_verifier).
 async fn par(t: &Target, http: &reqwest::Client) -> Result<(String, String), String> {
+    let (body, verifier) = par_send(t, http).await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("PAR: {e}"))?;
+    let uri = v["request_uri"]
+        .as_str()
+        .ok_or("PAR: no request_uri")?
+        .to_string();
+    Ok((uri, verifier))
+}
+
+async fn par_send(t: &Target, http: &reqwest::Client) -> Result<(bytes::Bytes, String), String> {
     let tpp = &t.prov.pkjwt;
     let url = t.endpoint("pushed_authorization_request_endpoint")?;
     let verifier = random(32);
@@ -285,12 +398,7 @@ async fn par(t: &Target, http: &reqwest::Client) -> Result<(String, String), Str
         .send()
         .await
         .map_err(|e| format!("PAR: {e}"))?;
-    let v = expect(res, 201, "PAR").await?;
-    let uri = v["request_uri"]
-        .as_str()
-        .ok_or("PAR: no request_uri")?
-        .to_string();
-    Ok((uri, verifier))
+    Ok((expect_status(res, 201, "PAR").await?, verifier))
 }
 
 /// The redirect journey on Strongroom's built-in pages, logging in only when
@@ -378,71 +486,73 @@ async fn full_flow(
         .ok_or_else(|| "code exchange: no access_token".into())
 }
 
-async fn one(t: &Target, case: Case, w: &Worker) -> Result<(), String> {
-    let http = &w.http;
+async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
+    if case == Case::FullFlow {
+        let http = w.http.as_ref().ok_or("no HTTP client")?;
+        let browser = w.browser.as_ref().ok_or("no browser")?;
+        return full_flow(t, http, browser).await.map(drop);
+    }
+    let h1 = w.h1.as_mut().ok_or("no connection")?;
     match case {
         Case::Discovery => {
-            let url = format!("{}/.well-known/openid-configuration", t.issuer);
-            let res = http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| format!("discovery: {e}"))?;
-            expect(res, 200, "discovery").await.map(drop)
+            let (status, body) = h1.request("GET", &t.urls.discovery, &[], None).await?;
+            check(status, &body, 200, "discovery")
         }
         Case::Jwks => {
-            let res = http
-                .get(t.endpoint("jwks_uri")?)
-                .send()
-                .await
-                .map_err(|e| format!("jwks: {e}"))?;
-            expect(res, 200, "jwks").await.map(drop)
+            let (status, body) = h1.request("GET", &t.urls.jwks, &[], None).await?;
+            check(status, &body, 200, "jwks")
         }
-        Case::TokenPrivateKeyJwt => token_pkjwt(t, http).await.map(drop),
+        Case::TokenPrivateKeyJwt => token_pkjwt_h1(t, h1).await,
         Case::TokenTlsClientAuth => {
-            let url = t.mtls_endpoint("token_endpoint")?;
-            let form = [
-                ("client_id", t.prov.mtls.client_id.as_str()),
+            let body = h1::form(&[
+                ("client_id", &t.prov.mtls.client_id),
                 ("grant_type", "client_credentials"),
                 ("scope", "accounts"),
-            ];
-            let res = http
-                .post(&url)
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| format!("token (mTLS): {e}"))?;
-            expect(res, 200, "token (mTLS)").await.map(drop)
+            ]);
+            let (status, body) = h1
+                .request("POST", &t.urls.mtls_token, &[], Some(body))
+                .await?;
+            check(status, &body, 200, "token (mTLS)")
         }
-        Case::Par => par(t, http).await.map(drop),
+        Case::Par => par_h1(t, h1).await,
         Case::Introspection => {
             let token = t.cc_token.as_deref().ok_or("no token to introspect")?;
-            let mut form = auth_fields(&t.prov.pkjwt, &t.issuer);
-            form.push(("token", token.to_string()));
-            let res = http
-                .post(t.endpoint("introspection_endpoint")?)
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| format!("introspection: {e}"))?;
-            expect(res, 200, "introspection").await.map(drop)
+            let tpp = &t.prov.pkjwt;
+            let assertion = tpp.assertion(&t.issuer);
+            let body = h1::form(&[
+                ("client_id", &tpp.client_id),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &assertion),
+                ("token", token),
+            ]);
+            let (status, body) = h1
+                .request("POST", &t.urls.introspection, &[], Some(body))
+                .await?;
+            check(status, &body, 200, "introspection")?;
+            // Strongroom must find the token (the peer's other worker
+            // answers inactive; see the docs).
+            let active = body.windows(13).any(|w| w == b"\"active\":true");
+            if t.name == "strongroom" && !active {
+                return Err("introspection: token not active".into());
+            }
+            Ok(())
         }
         Case::UserinfoDpop => {
             let token = t.user_token.as_deref().ok_or("no user token")?;
-            let url = t.endpoint("userinfo_endpoint")?;
-            let res = http
-                .get(&url)
-                .header("Authorization", format!("DPoP {token}"))
-                .header("DPoP", t.prov.pkjwt.dpop_proof("GET", &url, Some(token)))
-                .send()
-                .await
-                .map_err(|e| format!("userinfo: {e}"))?;
-            expect(res, 200, "userinfo").await.map(drop)
+            let url = &t.urls.userinfo;
+            let auth = format!("DPoP {token}");
+            let proof = t.prov.pkjwt.dpop_proof("GET", url, Some(token));
+            let (status, body) = h1
+                .request(
+                    "GET",
+                    url,
+                    &[("authorization", &auth), ("dpop", &proof)],
+                    None,
+                )
+                .await?;
+            check(status, &body, 200, "userinfo")
         }
-        Case::FullFlow => {
-            let browser = w.browser.as_ref().ok_or("no browser")?;
-            full_flow(t, http, browser).await.map(drop)
-        }
+        Case::FullFlow => unreachable!("handled above"),
     }
 }
 
@@ -471,6 +581,17 @@ pub async fn prepare(
         prov,
         user_token: None,
         cc_token: None,
+        urls: Urls::default(),
+    };
+    let opt = |name: &str| t.endpoint(name).unwrap_or_default();
+    t.urls = Urls {
+        discovery: format!("{issuer}/.well-known/openid-configuration"),
+        jwks: opt("jwks_uri"),
+        token: opt("token_endpoint"),
+        mtls_token: t.mtls_endpoint("token_endpoint").unwrap_or_default(),
+        par: opt("pushed_authorization_request_endpoint"),
+        introspection: opt("introspection_endpoint"),
+        userinfo: opt("userinfo_endpoint"),
     };
     if t.cases.contains(&Case::Introspection) {
         t.cc_token = Some(
@@ -518,29 +639,42 @@ pub async fn run(
     measure: Duration,
 ) -> Result<Run, String> {
     let mut workers = Vec::with_capacity(conns);
+    let tls = match case {
+        Case::TokenTlsClientAuth => {
+            let (c, k) = &t.prov.mtls_identity;
+            tls_config(&t.prov.ca_pem, Some((c, k)))?
+        }
+        _ => tls_config(&t.prov.ca_pem, None)?,
+    };
     for _ in 0..conns {
-        let http = match case {
-            Case::TokenTlsClientAuth => {
-                let (c, k) = &t.prov.mtls_identity;
-                https_client(&t.prov.ca_pem, Some((c, k)), false)?
-            }
-            _ => https_client(&t.prov.ca_pem, None, false)?,
-        };
-        let browser = if case == Case::FullFlow {
+        if case == Case::FullFlow {
             // A customer who already has a session: log in once, untimed.
+            let http = https_client(&t.prov.ca_pem, None, false)?;
             let b = https_client(&t.prov.ca_pem, None, true)?;
             full_flow(t, &http, &b).await?;
-            Some(b)
+            workers.push(Worker {
+                h1: None,
+                http: Some(http),
+                browser: Some(b),
+            });
         } else {
-            None
-        };
-        workers.push(Worker { http, browser });
+            let url = if case == Case::TokenTlsClientAuth {
+                &t.urls.mtls_token
+            } else {
+                &t.issuer
+            };
+            workers.push(Worker {
+                h1: Some(H1::connect(url, tls.clone()).await?),
+                http: None,
+                browser: None,
+            });
+        }
     }
     let begin = Instant::now();
     let start = begin + warmup;
     let end = start + measure;
     let mut tasks = Vec::with_capacity(conns);
-    for w in workers {
+    for mut w in workers {
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = WorkerOut {
@@ -553,7 +687,7 @@ pub async fn run(
                 if t0 >= end {
                     break;
                 }
-                let r = one(&t, case, &w).await;
+                let r = one(&t, case, &mut w).await;
                 let t1 = Instant::now();
                 if t0 < start || t1 > end {
                     continue;

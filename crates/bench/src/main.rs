@@ -2,6 +2,7 @@
 //! present), drives each case at each concurrency for a few repetitions and
 //! prints/writes the comparison. It measures; it asserts no timings.
 
+mod h1;
 mod limits;
 mod load;
 mod procstat;
@@ -118,6 +119,11 @@ fn parse_args() -> Result<Opts, String> {
     }
     Ok(o)
 }
+
+/// The driver shares the cores with the server under test; the less CPU it
+/// takes per request, the more the measurement is of the server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -116,7 +116,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), StartError> {
 /// Opens the database and applies pending migrations.
 pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     let url = cfg.database_url();
-    let store = Store::connect(&url, cfg.database.max_connections)
+    let store = Store::connect(&url, cfg.database.pool_size())
         .map_err(|e| fail(format_args!("database.url: {e}")))?;
     store
         .migrate()
@@ -459,7 +459,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     .workers(workers)
     // Database work runs on the blocking pool; threads beyond the database
     // connections would only wait for one (and cost memory).
-    .worker_max_blocking_threads((p.cfg.database.max_connections as usize / workers).max(2) + 2)
+    .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
     .on_connect(crate::tls::on_connect(p.trust.clone()));
     let main_tls = if single {
         p.tls.mtls()

@@ -117,7 +117,7 @@ impl Setup {
         cfg.server.mtls_listen = format!("127.0.0.1:{mtls_port}");
         cfg.server.workers = 2;
         cfg.database.url = self.database_url.clone();
-        cfg.database.max_connections = 4;
+        cfg.database.max_connections = Some(4);
         cfg.log.level = "error".into();
         cfg.clients = self
             .clients
