@@ -314,7 +314,6 @@ impl Default for TlsConfig {
     }
 }
 
-
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {

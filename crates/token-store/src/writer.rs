@@ -8,10 +8,11 @@
 //! and the callers wait on a channel instead of hopping through the blocking
 //! pool and a pool checkout.
 //!
-//! Each write keeps its own outcome: it runs inside a savepoint of the batch
-//! transaction, so a write that fails (a replayed `jti`'s unique violation,
-//! a code already spent) is rolled back alone while the others commit. A
-//! caller hears `Ok` only after the batch's `COMMIT` succeeded; if the
+//! Each write keeps its own outcome: a write that must be all-or-nothing
+//! runs in `Db::write_tx`, which is a savepoint inside a batch, and a single
+//! statement that fails (a replayed `jti`'s unique violation) is undone by
+//! SQLite alone, so a failing write is rolled back while the others commit.
+//! A caller hears `Ok` only after the batch's `COMMIT` succeeded; if the
 //! `COMMIT` fails, every write of the batch fails with it and none is kept.
 //! Writes of a batch run in arrival order and see each other, exactly as if
 //! they had committed one after the other.
@@ -38,9 +39,9 @@ const MAX_BATCH: usize = 128;
 /// or failed (`Some`).
 type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
-/// One write: run on the connection (or told why it cannot run), it reports
-/// whether it succeeded and how to deliver its result.
-type Job = Box<dyn FnOnce(Result<&mut AnyConnection, &StoreError>) -> (bool, Deliver) + Send>;
+/// One write: run on the connection (or told why it cannot run), it returns
+/// how to deliver its result.
+type Job = Box<dyn FnOnce(Result<&mut AnyConnection, &StoreError>) -> Deliver + Send>;
 
 /// The sending side of the writer thread. The thread ends when the last
 /// `Writer` (every clone of the store) is dropped.
@@ -100,8 +101,7 @@ impl Writer {
                 Ok(conn) => f(conn).map_err(StoreError::from),
                 Err(e) => Err(e.clone()),
             };
-            let ok = result.is_ok();
-            let deliver: Deliver = Box::new(move |commit_failed| {
+            Box::new(move |commit_failed: Option<&StoreError>| {
                 let result = match (result, commit_failed) {
                     (Ok(_), Some(e)) => Err(e.clone()),
                     (result, _) => result,
@@ -109,8 +109,7 @@ impl Writer {
                 // The caller may have gone away (request cancelled); the
                 // write stands regardless.
                 let _ = tx.send(result);
-            });
-            (ok, deliver)
+            })
         });
         self.jobs
             .send(job)
@@ -144,14 +143,14 @@ fn writer_loop(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, stats: &Cou
                     one_line(&e.to_string())
                 ));
                 for job in batch {
-                    job(Err(&err)).1(None);
+                    job(Err(&err))(None);
                 }
                 continue;
             }
         };
         if batch.len() == 1 {
             let job = batch.pop().expect("one job");
-            if let Ok((_, deliver)) = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
+            if let Ok(deliver) = catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
                 deliver(None);
             } else {
                 tracing::error!("a database write panicked; its connection is discarded");
@@ -163,8 +162,7 @@ fn writer_loop(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, stats: &Cou
     }
 }
 
-/// Runs `batch` as one `BEGIN IMMEDIATE … COMMIT`, each write in a
-/// savepoint of its own.
+/// Runs `batch` as one `BEGIN IMMEDIATE … COMMIT`.
 fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
     let begun = match conn {
         AnyConnection::Sqlite(c) => {
@@ -177,7 +175,7 @@ fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
     };
     if let Err(err) = begun {
         for job in batch {
-            job(Err(&err)).1(None);
+            job(Err(&err))(None);
         }
         return;
     }
@@ -186,27 +184,16 @@ fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
     let mut panicked = false;
     for job in batch {
         if let Some(err) = &aborted {
-            delivers.push(job(Err(err)).1);
+            delivers.push(job(Err(err)));
             continue;
         }
-        if let Err(e) = savepoint(conn, Savepoint::Begin) {
-            let err = from_diesel(e);
-            delivers.push(job(Err(&err)).1);
-            aborted = Some(err);
-            continue;
-        }
+        // No savepoint of its own: a write that must be all-or-nothing runs
+        // in `Db::write_tx`, a savepoint here; a single statement that fails
+        // is undone by SQLite alone. Other multi-statement writes keep what
+        // they did before failing, exactly as when each write committed on
+        // its own.
         match catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
-            Ok((ok, deliver)) => {
-                delivers.push(deliver);
-                let end = if ok {
-                    Savepoint::Release
-                } else {
-                    Savepoint::RollBack
-                };
-                if let Err(e) = savepoint(conn, end) {
-                    aborted = Some(from_diesel(e));
-                }
-            }
+            Ok(deliver) => delivers.push(deliver),
             Err(_) => {
                 // The job's result channel was dropped with it: its caller
                 // hears that the write was aborted. diesel's transaction
@@ -241,23 +228,6 @@ fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
     }
     for deliver in delivers {
         deliver(failed.as_ref());
-    }
-}
-
-enum Savepoint {
-    Begin,
-    Release,
-    RollBack,
-}
-
-fn savepoint(conn: &mut AnyConnection, op: Savepoint) -> diesel::QueryResult<()> {
-    let AnyConnection::Sqlite(c) = conn else {
-        return Err(diesel::result::Error::BrokenTransactionManager);
-    };
-    match op {
-        Savepoint::Begin => AnsiTransactionManager::begin_transaction(c),
-        Savepoint::Release => AnsiTransactionManager::commit_transaction(c),
-        Savepoint::RollBack => AnsiTransactionManager::rollback_transaction(c),
     }
 }
 
