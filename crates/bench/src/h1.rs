@@ -52,6 +52,18 @@ impl H1 {
         headers: &[(&str, &str)],
         form: Option<String>,
     ) -> Result<(u16, Bytes), String> {
+        let (status, _, body) = self.request_h(method, url, headers, form).await?;
+        Ok((status, body))
+    }
+
+    /// As [`H1::request`], with the response headers.
+    pub async fn request_h(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        form: Option<String>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
         let path = match url
             .find("://")
             .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
@@ -84,13 +96,47 @@ impl H1 {
             .await
             .map_err(|e| format!("{method} {path}: {e}"))?;
         let status = res.status().as_u16();
-        let body = res
-            .into_body()
+        let (parts, body) = res.into_parts();
+        let body = body
             .collect()
             .await
             .map_err(|e| format!("{method} {path}: body: {e}"))?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, parts.headers, body))
+    }
+}
+
+/// A browser's cookies, by name (enough for one site: the interaction
+/// cookie is replaced by the next interaction's).
+#[derive(Default)]
+pub struct Jar {
+    cookies: Vec<(String, String)>,
+}
+
+impl Jar {
+    /// Takes the `Set-Cookie` headers of a response.
+    pub fn store(&mut self, headers: &hyper::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let mut attrs = v.split(';');
+            let Some((name, value)) = attrs.next().and_then(|nv| nv.trim().split_once('=')) else {
+                continue;
+            };
+            let expired = attrs.any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            self.cookies.retain(|(n, _)| n != name);
+            if !expired {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    /// The `Cookie` header value.
+    pub fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 

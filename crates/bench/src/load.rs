@@ -124,6 +124,7 @@ pub struct Urls {
     pub par: String,
     pub introspection: String,
     pub userinfo: String,
+    pub authorize: String,
 }
 
 /// What workers need from the provisioning.
@@ -215,12 +216,10 @@ pub fn https_client(
         .map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// One worker's connection; for the flow, a reqwest client and its browser
-/// session instead.
+/// One worker's connection (the TPP's), and for the flow a browser.
 struct Worker {
-    h1: Option<H1>,
-    http: Option<reqwest::Client>,
-    browser: Option<reqwest::Client>,
+    h1: H1,
+    browser: Option<Browser>,
 }
 
 fn check(status: u16, body: &[u8], want: u16, what: &str) -> Result<(), String> {
@@ -281,6 +280,127 @@ async fn par_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
     check(status, &body, 201, "PAR")
 }
 
+/// A browser: its connection and cookies.
+pub struct Browser {
+    h1: H1,
+    jar: h1::Jar,
+}
+
+impl Browser {
+    async fn go(
+        &mut self,
+        method: &str,
+        url: &str,
+        form: Option<String>,
+        what: &str,
+    ) -> Result<(u16, hyper::HeaderMap, bytes::Bytes), String> {
+        let cookie = self.jar.header();
+        let headers: &[(&str, &str)] = if cookie.is_empty() {
+            &[]
+        } else {
+            &[("cookie", &cookie)]
+        };
+        let r = self
+            .h1
+            .request_h(method, url, headers, form)
+            .await
+            .map_err(|e| format!("{what}: {e}"))?;
+        self.jar.store(&r.1);
+        Ok(r)
+    }
+}
+
+fn location_h(headers: &hyper::HeaderMap, status: u16, what: &str) -> Result<String, String> {
+    headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{what}: HTTP {status} without Location"))
+}
+
+/// The redirect journey on Strongroom's built-in pages (PAR, authorize, a
+/// login only when the browser has no session yet, the consent page, the
+/// approval), then the code exchange with private_key_jwt + DPoP. Returns
+/// the DPoP-bound access token.
+async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<String, String> {
+    let tpp = &t.prov.pkjwt;
+    // PAR
+    let verifier = random(32);
+    let assertion = tpp.assertion(&t.issuer);
+    let (state, nonce, challenge) = (random(12), random(12), sha256_b64(verifier.as_bytes()));
+    let body = h1::form(&[
+        ("client_id", &tpp.client_id),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+        ("response_type", "code"),
+        ("redirect_uri", &tpp.redirect_uri),
+        ("scope", SCOPE),
+        ("state", &state),
+        ("nonce", &nonce),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let proof = tpp.dpop_proof("POST", &t.urls.par, None);
+    let (status, body) = api
+        .request("POST", &t.urls.par, &[("dpop", &proof)], Some(body))
+        .await?;
+    check(status, &body, 201, "PAR")?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("PAR: {e}"))?;
+    let request_uri = v["request_uri"].as_str().ok_or("PAR: no request_uri")?;
+    // authorize
+    let mut url = url::Url::parse(&t.urls.authorize).map_err(|e| format!("authorize URL: {e}"))?;
+    url.query_pairs_mut()
+        .append_pair("client_id", &tpp.client_id)
+        .append_pair("request_uri", request_uri);
+    let (status, headers, _) = browser.go("GET", url.as_str(), None, "authorize").await?;
+    let mut next = absolute(&t.issuer, &location_h(&headers, status, "authorize")?)?;
+    if next.ends_with("/login") {
+        let form = h1::form(&[
+            ("username", USER),
+            ("password", PASSWORD),
+            ("action", "login"),
+        ]);
+        let (status, headers, _) = browser.go("POST", &next, Some(form), "login").await?;
+        next = absolute(&t.issuer, &location_h(&headers, status, "login")?)?;
+    }
+    if !next.ends_with("/consent") {
+        return Err(format!("authorize led to {next}, not consent"));
+    }
+    let (status, _, page) = browser.go("GET", &next, None, "consent page").await?;
+    check(status, &page, 200, "consent page")?;
+    if !page.windows(7).any(|w| w == b"approve") {
+        return Err("consent page without an approve button".into());
+    }
+    let form = h1::form(&[("action", "approve")]);
+    let (status, headers, _) = browser.go("POST", &next, Some(form), "consent").await?;
+    let back = location_h(&headers, status, "consent")?;
+    let code = query_param(&back, "code").ok_or_else(|| format!("no code in {back}"))?;
+    // code exchange
+    let assertion = tpp.assertion(&t.issuer);
+    let body = h1::form(&[
+        ("client_id", &tpp.client_id),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", &tpp.redirect_uri),
+        ("code_verifier", &verifier),
+    ]);
+    let proof = tpp.dpop_proof("POST", &t.urls.token, None);
+    let (status, body) = api
+        .request("POST", &t.urls.token, &[("dpop", &proof)], Some(body))
+        .await?;
+    check(status, &body, 200, "code exchange")?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("code exchange: {e}"))?;
+    if v["id_token"].as_str().is_none() {
+        return Err("code exchange: no id_token".into());
+    }
+    v["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "code exchange: no access_token".into())
+}
+
 /// The body as JSON when the status is `status`; see [`expect_status`].
 async fn expect(res: reqwest::Response, status: u16, what: &str) -> Result<Value, String> {
     let body = expect_status(res, status, what).await?;
@@ -307,14 +427,6 @@ async fn expect_status(
         ));
     }
     Ok(body)
-}
-
-fn location(res: &reqwest::Response, what: &str) -> Result<String, String> {
-    res.headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .ok_or_else(|| format!("{what}: HTTP {} without Location", res.status()))
 }
 
 fn absolute(base: &str, loc: &str) -> Result<String, String> {
@@ -366,133 +478,12 @@ async fn token_pkjwt_send(t: &Target, http: &reqwest::Client) -> Result<bytes::B
     expect_status(res, 200, "token").await
 }
 
-/// PAR with private_key_jwt + DPoP; returns (request_uri, code_verifier).
-async fn par(t: &Target, http: &reqwest::Client) -> Result<(String, String), String> {
-    let (body, verifier) = par_send(t, http).await?;
-    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("PAR: {e}"))?;
-    let uri = v["request_uri"]
-        .as_str()
-        .ok_or("PAR: no request_uri")?
-        .to_string();
-    Ok((uri, verifier))
-}
-
-async fn par_send(t: &Target, http: &reqwest::Client) -> Result<(bytes::Bytes, String), String> {
-    let tpp = &t.prov.pkjwt;
-    let url = t.endpoint("pushed_authorization_request_endpoint")?;
-    let verifier = random(32);
-    let mut form = auth_fields(tpp, &t.issuer);
-    form.extend([
-        ("response_type", "code".to_string()),
-        ("redirect_uri", tpp.redirect_uri.clone()),
-        ("scope", SCOPE.into()),
-        ("state", random(12)),
-        ("nonce", random(12)),
-        ("code_challenge", sha256_b64(verifier.as_bytes())),
-        ("code_challenge_method", "S256".into()),
-    ]);
-    let res = http
-        .post(&url)
-        .header("DPoP", tpp.dpop_proof("POST", &url, None))
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| format!("PAR: {e}"))?;
-    Ok((expect_status(res, 201, "PAR").await?, verifier))
-}
-
-/// The redirect journey on Strongroom's built-in pages, logging in only when
-/// the browser has no session yet; then the code exchange. Returns the
-/// DPoP-bound access token.
-async fn full_flow(
-    t: &Target,
-    http: &reqwest::Client,
-    browser: &reqwest::Client,
-) -> Result<String, String> {
-    let tpp = &t.prov.pkjwt;
-    let (request_uri, verifier) = par(t, http).await?;
-    let authz = t.endpoint("authorization_endpoint")?;
-    let mut url = url::Url::parse(&authz).map_err(|e| format!("authorize URL: {e}"))?;
-    url.query_pairs_mut()
-        .append_pair("client_id", &tpp.client_id)
-        .append_pair("request_uri", &request_uri);
-    let res = browser
-        .get(url.as_str())
-        .send()
-        .await
-        .map_err(|e| format!("authorize: {e}"))?;
-    let mut next = absolute(&t.issuer, &location(&res, "authorize")?)?;
-    let _ = res.bytes().await;
-    if next.ends_with("/login") {
-        let res = browser
-            .post(&next)
-            .form(&[
-                ("username", USER),
-                ("password", PASSWORD),
-                ("action", "login"),
-            ])
-            .send()
-            .await
-            .map_err(|e| format!("login: {e}"))?;
-        next = absolute(&t.issuer, &location(&res, "login")?)?;
-        let _ = res.bytes().await;
-    }
-    if !next.ends_with("/consent") {
-        return Err(format!("authorize led to {next}, not consent"));
-    }
-    let page = browser
-        .get(&next)
-        .send()
-        .await
-        .map_err(|e| format!("consent page: {e}"))?;
-    let html = page
-        .text()
-        .await
-        .map_err(|e| format!("consent page: {e}"))?;
-    if !html.contains("approve") {
-        return Err("consent page without an approve button".into());
-    }
-    let res = browser
-        .post(&next)
-        .form(&[("action", "approve")])
-        .send()
-        .await
-        .map_err(|e| format!("consent: {e}"))?;
-    let back = location(&res, "consent")?;
-    let _ = res.bytes().await;
-    let code = query_param(&back, "code").ok_or_else(|| format!("no code in {back}"))?;
-    let token_url = t.endpoint("token_endpoint")?;
-    let mut form = auth_fields(tpp, &t.issuer);
-    form.extend([
-        ("grant_type", "authorization_code".to_string()),
-        ("code", code),
-        ("redirect_uri", tpp.redirect_uri.clone()),
-        ("code_verifier", verifier),
-    ]);
-    let res = http
-        .post(&token_url)
-        .header("DPoP", tpp.dpop_proof("POST", &token_url, None))
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| format!("code exchange: {e}"))?;
-    let v = expect(res, 200, "code exchange").await?;
-    if v["id_token"].as_str().is_none() {
-        return Err("code exchange: no id_token".into());
-    }
-    v["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| "code exchange: no access_token".into())
-}
-
 async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
     if case == Case::FullFlow {
-        let http = w.http.as_ref().ok_or("no HTTP client")?;
-        let browser = w.browser.as_ref().ok_or("no browser")?;
-        return full_flow(t, http, browser).await.map(drop);
+        let browser = w.browser.as_mut().ok_or("no browser")?;
+        return flow_h1(t, &mut w.h1, browser).await.map(drop);
     }
-    let h1 = w.h1.as_mut().ok_or("no connection")?;
+    let h1 = &mut w.h1;
     match case {
         Case::Discovery => {
             let (status, body) = h1.request("GET", &t.urls.discovery, &[], None).await?;
@@ -592,6 +583,7 @@ pub async fn prepare(
         par: opt("pushed_authorization_request_endpoint"),
         introspection: opt("introspection_endpoint"),
         userinfo: opt("userinfo_endpoint"),
+        authorize: opt("authorization_endpoint"),
     };
     if t.cases.contains(&Case::Introspection) {
         t.cc_token = Some(
@@ -601,9 +593,14 @@ pub async fn prepare(
         );
     }
     if t.cases.contains(&Case::UserinfoDpop) {
-        let browser = https_client(&t.prov.ca_pem, None, true)?;
+        let tls = tls_config(&t.prov.ca_pem, None)?;
+        let mut api = H1::connect(issuer, tls.clone()).await?;
+        let mut browser = Browser {
+            h1: H1::connect(issuer, tls).await?,
+            jar: h1::Jar::default(),
+        };
         t.user_token = Some(
-            full_flow(&t, &http, &browser)
+            flow_h1(&t, &mut api, &mut browser)
                 .await
                 .map_err(|e| format!("{name}: {e}"))?,
         );
@@ -647,28 +644,24 @@ pub async fn run(
         _ => tls_config(&t.prov.ca_pem, None)?,
     };
     for _ in 0..conns {
-        if case == Case::FullFlow {
-            // A customer who already has a session: log in once, untimed.
-            let http = https_client(&t.prov.ca_pem, None, false)?;
-            let b = https_client(&t.prov.ca_pem, None, true)?;
-            full_flow(t, &http, &b).await?;
-            workers.push(Worker {
-                h1: None,
-                http: Some(http),
-                browser: Some(b),
-            });
+        let url = if case == Case::TokenTlsClientAuth {
+            &t.urls.mtls_token
         } else {
-            let url = if case == Case::TokenTlsClientAuth {
-                &t.urls.mtls_token
-            } else {
-                &t.issuer
+            &t.issuer
+        };
+        let mut h1 = H1::connect(url, tls.clone()).await?;
+        let browser = if case == Case::FullFlow {
+            // A customer who already has a session: log in once, untimed.
+            let mut b = Browser {
+                h1: H1::connect(&t.issuer, tls.clone()).await?,
+                jar: h1::Jar::default(),
             };
-            workers.push(Worker {
-                h1: Some(H1::connect(url, tls.clone()).await?),
-                http: None,
-                browser: None,
-            });
-        }
+            flow_h1(t, &mut h1, &mut b).await?;
+            Some(b)
+        } else {
+            None
+        };
+        workers.push(Worker { h1, browser });
     }
     let begin = Instant::now();
     let start = begin + warmup;

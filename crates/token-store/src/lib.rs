@@ -136,8 +136,10 @@ impl Store {
         let (pool, writer_pool, writer) = match backend {
             Backend::Sqlite => {
                 let writer_pool = build(1, target.clone())?;
-                let writer = writer::Writer::start(writer_pool.clone())?;
-                (build(max_pool_size, target)?, writer_pool, Some(writer))
+                let checkpoint_pool = build(1, target.clone())?;
+                let pool = build(max_pool_size, target)?;
+                let writer = writer::Writer::start(writer_pool.clone(), checkpoint_pool)?;
+                (pool, writer_pool, Some(writer))
             }
             Backend::Postgres => {
                 let pool = build(max_pool_size, target)?;

@@ -49,6 +49,26 @@ type Job = Box<dyn FnOnce(Result<&mut AnyConnection, &StoreError>) -> Deliver + 
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     stats: Arc<Counters>,
+    /// Dropped with the last writer: the checkpointer then stops.
+    _checkpointer: Arc<mpsc::Sender<()>>,
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Copies the WAL back into the database (`PRAGMA wal_checkpoint(PASSIVE)`,
+/// which never blocks readers or the writer) on a connection of its own,
+/// until the store is dropped.
+fn checkpointer_loop(pool: &r2d2::Pool<Manager>, stop: &mpsc::Receiver<()>) {
+    use diesel::RunQueryDsl;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
+        let Ok(mut conn) = pool.get() else { continue };
+        if let AnyConnection::Sqlite(c) = &mut *conn
+            && let Err(e) = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").execute(c)
+        {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 /// How many writes ran, in how many transactions.
@@ -70,7 +90,16 @@ pub struct WriteStats {
 impl Writer {
     /// Starts the writer thread on `pool` (a one-connection pool, which
     /// reconnects when the connection breaks).
-    pub(crate) fn start(pool: r2d2::Pool<Manager>) -> StoreResult<Writer> {
+    /// `checkpoint` is the checkpointer's own one-connection pool.
+    pub(crate) fn start(
+        pool: r2d2::Pool<Manager>,
+        checkpoint: r2d2::Pool<Manager>,
+    ) -> StoreResult<Writer> {
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer_loop(&checkpoint, &stop_rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the WAL checkpointer: {e}")))?;
         let (jobs, rx) = mpsc::channel::<Job>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
@@ -78,7 +107,11 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(&pool, &rx, &counters))
             .map_err(|e| StoreError::Backend(format!("cannot start the database writer: {e}")))?;
-        Ok(Writer { jobs, stats })
+        Ok(Writer {
+            jobs,
+            stats,
+            _checkpointer: Arc::new(stop_tx),
+        })
     }
 
     pub(crate) fn stats(&self) -> WriteStats {
