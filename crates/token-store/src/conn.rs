@@ -153,10 +153,7 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// Per-connection SQLite settings. No connection checkpoints the WAL on
-/// commit: that would stall the one writer (and every write queued behind
-/// it) for the copy and its fsync; the store's checkpointer thread does it
-/// in the background (`crate::writer`). `busy_timeout` comes first so that the
+/// Per-connection SQLite settings. `busy_timeout` comes first so that the
 /// switch to WAL, which needs a lock, waits for a concurrently opening
 /// connection instead of failing.
 #[derive(Debug)]
@@ -169,8 +166,7 @@ impl r2d2::CustomizeConnection<AnyConnection, ConnectionError> for SqlitePragmas
                 "PRAGMA busy_timeout = 5000; \
                  PRAGMA journal_mode = WAL; \
                  PRAGMA foreign_keys = ON; \
-                 PRAGMA synchronous = NORMAL; \
-                 PRAGMA wal_autocheckpoint = 0;",
+                 PRAGMA synchronous = NORMAL;",
             )
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }

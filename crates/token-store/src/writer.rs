@@ -58,7 +58,13 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 
 /// Copies the WAL back into the database (`PRAGMA wal_checkpoint(PASSIVE)`,
 /// which never blocks readers or the writer) on a connection of its own,
-/// until the store is dropped.
+/// until the store is dropped. The writer's own automatic checkpoint (every
+/// 1000 pages) then finds the frames already copied and synced, so it no
+/// longer stalls the writes queued behind it for the copy and the fsync; it
+/// still runs, because only a checkpoint by the writer between its
+/// transactions lets SQLite rewind the WAL (a passive checkpoint racing a
+/// busy writer never catches up, and the WAL, its index and the memory
+/// mapping them grew for as long as the load lasted).
 fn checkpointer_loop(pool: &r2d2::Pool<Manager>, stop: &mpsc::Receiver<()>) {
     use diesel::RunQueryDsl;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_INTERVAL) {
