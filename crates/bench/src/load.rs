@@ -254,8 +254,9 @@ async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
     check(status, &body, 200, "token")
 }
 
-/// The loop's pushed authorization request with private_key_jwt + DPoP.
-async fn par_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
+/// A pushed authorization request with private_key_jwt + DPoP; returns the
+/// response body and the PKCE code_verifier.
+async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), String> {
     let tpp = &t.prov.pkjwt;
     let url = &t.urls.par;
     let verifier = random(32);
@@ -277,7 +278,8 @@ async fn par_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
     let (status, body) = h1
         .request("POST", url, &[("dpop", &proof)], Some(body))
         .await?;
-    check(status, &body, 201, "PAR")
+    check(status, &body, 201, "PAR")?;
+    Ok((body, verifier))
 }
 
 /// A browser: its connection and cookies.
@@ -324,27 +326,7 @@ fn location_h(headers: &hyper::HeaderMap, status: u16, what: &str) -> Result<Str
 /// the DPoP-bound access token.
 async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<String, String> {
     let tpp = &t.prov.pkjwt;
-    // PAR
-    let verifier = random(32);
-    let assertion = tpp.assertion(&t.issuer);
-    let (state, nonce, challenge) = (random(12), random(12), sha256_b64(verifier.as_bytes()));
-    let body = h1::form(&[
-        ("client_id", &tpp.client_id),
-        ("client_assertion_type", ASSERTION_TYPE),
-        ("client_assertion", &assertion),
-        ("response_type", "code"),
-        ("redirect_uri", &tpp.redirect_uri),
-        ("scope", SCOPE),
-        ("state", &state),
-        ("nonce", &nonce),
-        ("code_challenge", &challenge),
-        ("code_challenge_method", "S256"),
-    ]);
-    let proof = tpp.dpop_proof("POST", &t.urls.par, None);
-    let (status, body) = api
-        .request("POST", &t.urls.par, &[("dpop", &proof)], Some(body))
-        .await?;
-    check(status, &body, 201, "PAR")?;
+    let (body, verifier) = par_h1(t, api).await?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| format!("PAR: {e}"))?;
     let request_uri = v["request_uri"].as_str().ok_or("PAR: no request_uri")?;
     // authorize
@@ -505,7 +487,7 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
                 .await?;
             check(status, &body, 200, "token (mTLS)")
         }
-        Case::Par => par_h1(t, h1).await,
+        Case::Par => par_h1(t, h1).await.map(drop),
         Case::Introspection => {
             let token = t.cc_token.as_deref().ok_or("no token to introspect")?;
             let tpp = &t.prov.pkjwt;

@@ -147,6 +147,7 @@ on_both_backends!(
     replay_cache_one_winner_under_concurrency,
     concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
+    client_reads_follow_every_change,
     delete_client_cascades,
     pushed_requests_single_use_and_expiry,
     grants_put_get_list,
@@ -537,6 +538,47 @@ async fn clients_insert_replace_list(db: TestDb) {
     s.put_client(changed.clone()).await.unwrap();
     assert_eq!(s.get_client("b").await.unwrap(), Some(changed.clone()));
     assert_eq!(s.list_clients().await.unwrap(), vec![client("a"), changed]);
+}
+
+/// Reads racing each change of a registration (on SQLite they are served
+/// from memory) never see an older version once the change has returned,
+/// nor a deleted client.
+async fn client_reads_follow_every_change(db: TestDb) {
+    let s = &db.store;
+    let version = |v: u32| {
+        let mut c = client("racy");
+        c.metadata = format!(r#"{{"client_name":"v{v}"}}"#);
+        c
+    };
+    s.put_client(version(0)).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    s.get_client("racy").await.unwrap();
+                    // A cached read completes without yielding.
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for v in 1..=300 {
+        s.put_client(version(v)).await.unwrap();
+        assert_eq!(
+            s.get_client("racy").await.unwrap(),
+            Some(version(v)),
+            "v{v}"
+        );
+    }
+    assert!(s.delete_client("racy", NOW).await.unwrap());
+    assert_eq!(s.get_client("racy").await.unwrap(), None);
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    assert_eq!(s.get_client("racy").await.unwrap(), None);
 }
 
 async fn delete_client_cascades(db: TestDb) {
