@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::h1::{self, H1};
 use crate::limits::SigWork;
 use crate::procstat;
-use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, SCOPE, Tpp, USER, random, sha256_b64};
+use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, SCOPE, Tpp, USER};
+use oauth_core::secret::{random_token, sha256_b64url};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,25 +198,6 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// An HTTPS client (reqwest) for the set-up and the scripted redirect flow,
-/// which needs cookies; one keep-alive connection.
-pub fn https_client(
-    ca: &Path,
-    identity: Option<(&str, &str)>,
-    cookies: bool,
-) -> Result<reqwest::Client, String> {
-    let config = Arc::unwrap_or_clone(tls_config(ca, identity)?);
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(cookies)
-        .http1_only()
-        .pool_max_idle_per_host(1)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| format!("HTTP client: {e}"))
-}
-
 /// One worker's connection (the TPP's), and for the flow a browser.
 struct Worker {
     h1: H1,
@@ -235,8 +217,9 @@ fn check(status: u16, body: &[u8], want: u16, what: &str) -> Result<(), String> 
     ))
 }
 
-/// The loop's client_credentials request with private_key_jwt + DPoP.
-async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
+/// A client_credentials request with private_key_jwt + DPoP; returns the
+/// response body.
+async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<bytes::Bytes, String> {
     let tpp = &t.prov.pkjwt;
     let url = &t.urls.token;
     let assertion = tpp.assertion(&t.issuer);
@@ -251,7 +234,8 @@ async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
     let (status, body) = h1
         .request("POST", url, &[("dpop", &proof)], Some(body))
         .await?;
-    check(status, &body, 200, "token")
+    check(status, &body, 200, "token")?;
+    Ok(body)
 }
 
 /// A pushed authorization request with private_key_jwt + DPoP; returns the
@@ -259,9 +243,13 @@ async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
 async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), String> {
     let tpp = &t.prov.pkjwt;
     let url = &t.urls.par;
-    let verifier = random(32);
+    let verifier = random_token(32);
     let assertion = tpp.assertion(&t.issuer);
-    let (state, nonce, challenge) = (random(12), random(12), sha256_b64(verifier.as_bytes()));
+    let (state, nonce, challenge) = (
+        random_token(12),
+        random_token(12),
+        sha256_b64url(verifier.as_bytes()),
+    );
     let body = h1::form(&[
         ("client_id", &tpp.client_id),
         ("client_assertion_type", ASSERTION_TYPE),
@@ -383,34 +371,6 @@ async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<Stri
         .ok_or_else(|| "code exchange: no access_token".into())
 }
 
-/// The body as JSON when the status is `status`; see [`expect_status`].
-async fn expect(res: reqwest::Response, status: u16, what: &str) -> Result<Value, String> {
-    let body = expect_status(res, status, what).await?;
-    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
-/// The body, read in full, when the status is `status`; otherwise an error
-/// with the start of the body. The timed loop checks statuses only: parsing
-/// every response into JSON was a quarter of the driver's CPU.
-async fn expect_status(
-    res: reqwest::Response,
-    status: u16,
-    what: &str,
-) -> Result<bytes::Bytes, String> {
-    let got = res.status().as_u16();
-    let body = res.bytes().await.map_err(|e| format!("{what}: {e}"))?;
-    if got != status {
-        return Err(format!(
-            "{what}: HTTP {got}: {}",
-            String::from_utf8_lossy(&body)
-                .chars()
-                .take(200)
-                .collect::<String>()
-        ));
-    }
-    Ok(body)
-}
-
 fn absolute(base: &str, loc: &str) -> Result<String, String> {
     url::Url::parse(base)
         .and_then(|b| b.join(loc))
@@ -424,40 +384,6 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
-}
-
-fn auth_fields(tpp: &Tpp, aud: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("client_id", tpp.client_id.clone()),
-        ("client_assertion_type", ASSERTION_TYPE.into()),
-        ("client_assertion", tpp.assertion(aud)),
-    ]
-}
-
-/// client_credentials with private_key_jwt + DPoP; returns the access token.
-async fn token_pkjwt(t: &Target, http: &reqwest::Client) -> Result<String, String> {
-    let v = token_pkjwt_send(t, http).await?;
-    let v: Value = serde_json::from_slice(&v).map_err(|e| format!("token: {e}"))?;
-    v["access_token"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| "token: no access_token".into())
-}
-
-async fn token_pkjwt_send(t: &Target, http: &reqwest::Client) -> Result<bytes::Bytes, String> {
-    let tpp = &t.prov.pkjwt;
-    let url = t.endpoint("token_endpoint")?;
-    let mut form = auth_fields(tpp, &t.issuer);
-    form.push(("grant_type", "client_credentials".into()));
-    form.push(("scope", "accounts".into()));
-    let res = http
-        .post(&url)
-        .header("DPoP", tpp.dpop_proof("POST", &url, None))
-        .form(&form)
-        .send()
-        .await
-        .map_err(|e| format!("token: {e}"))?;
-    expect_status(res, 200, "token").await
 }
 
 async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
@@ -475,7 +401,7 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             let (status, body) = h1.request("GET", &t.urls.jwks, &[], None).await?;
             check(status, &body, 200, "jwks")
         }
-        Case::TokenPrivateKeyJwt => token_pkjwt_h1(t, h1).await,
+        Case::TokenPrivateKeyJwt => token_pkjwt_h1(t, h1).await.map(drop),
         Case::TokenTlsClientAuth => {
             let body = h1::form(&[
                 ("client_id", &t.prov.mtls.client_id),
@@ -538,13 +464,13 @@ pub async fn prepare(
     prov: Arc<ProvisionRef>,
     cases: Vec<Case>,
 ) -> Result<Target, String> {
-    let http = https_client(&prov.ca_pem, None, false)?;
-    let res = http
-        .get(format!("{issuer}/.well-known/openid-configuration"))
-        .send()
-        .await
-        .map_err(|e| format!("{name} discovery: {e}"))?;
-    let discovery = expect(res, 200, "discovery").await?;
+    let tls = tls_config(&prov.ca_pem, None)?;
+    let mut api = H1::connect(issuer, tls.clone()).await?;
+    let discovery_url = format!("{issuer}/.well-known/openid-configuration");
+    let (status, body) = api.request("GET", &discovery_url, &[], None).await?;
+    check(status, &body, 200, "discovery")?;
+    let discovery: Value =
+        serde_json::from_slice(&body).map_err(|e| format!("{name} discovery: {e}"))?;
     let mut t = Target {
         name,
         issuer: issuer.to_string(),
@@ -558,7 +484,7 @@ pub async fn prepare(
     };
     let opt = |name: &str| t.endpoint(name).unwrap_or_default();
     t.urls = Urls {
-        discovery: format!("{issuer}/.well-known/openid-configuration"),
+        discovery: discovery_url,
         jwks: opt("jwks_uri"),
         token: opt("token_endpoint"),
         mtls_token: t.mtls_endpoint("token_endpoint").unwrap_or_default(),
@@ -568,15 +494,18 @@ pub async fn prepare(
         authorize: opt("authorization_endpoint"),
     };
     if t.cases.contains(&Case::Introspection) {
+        let body = token_pkjwt_h1(&t, &mut api)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{name} token: {e}"))?;
         t.cc_token = Some(
-            token_pkjwt(&t, &http)
-                .await
-                .map_err(|e| format!("{name}: {e}"))?,
+            v["access_token"]
+                .as_str()
+                .ok_or_else(|| format!("{name}: token response without access_token"))?
+                .to_string(),
         );
     }
     if t.cases.contains(&Case::UserinfoDpop) {
-        let tls = tls_config(&t.prov.ca_pem, None)?;
-        let mut api = H1::connect(issuer, tls.clone()).await?;
         let mut browser = Browser {
             h1: H1::connect(issuer, tls).await?,
             jar: h1::Jar::default(),

@@ -22,19 +22,7 @@ pub fn b64(data: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(data)
 }
 
-pub fn sha256_b64(data: &[u8]) -> String {
-    b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref())
-}
-
-pub fn random(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut buf).expect("system randomness");
-    b64(&buf)
-}
-
-pub fn now() -> i64 {
-    oauth_core::secret::now()
-}
+use oauth_core::secret::{now, random_token, sha256_b64url};
 
 /// An ES256 key of the TPP's with its public JWK.
 pub struct TppKey {
@@ -120,16 +108,16 @@ impl Tpp {
     pub fn assertion(&self, aud: &str) -> String {
         let t = now();
         let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": aud,
-                            "iat": t, "exp": t + 60, "jti": random(16)});
+                            "iat": t, "exp": t + 60, "jti": random_token(16)});
         self.key
             .sign(&json!({"alg": "ES256", "kid": self.key.kid}), &claims)
     }
 
     /// A fresh DPoP proof (RFC 9449 §4.2).
     pub fn dpop_proof(&self, htm: &str, htu: &str, access_token: Option<&str>) -> String {
-        let mut claims = json!({"jti": random(16), "htm": htm, "htu": htu, "iat": now()});
+        let mut claims = json!({"jti": random_token(16), "htm": htm, "htu": htu, "iat": now()});
         if let Some(at) = access_token {
-            claims["ath"] = json!(sha256_b64(at.as_bytes()));
+            claims["ath"] = json!(sha256_b64url(at.as_bytes()));
         }
         self.dpop.sign(
             &json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": self.dpop_jwk}),
@@ -333,15 +321,15 @@ pub async fn start_peer(p: &Provision, peer_dir: &Path, workers: usize) -> Resul
 }
 
 async fn wait_ready(mut r: Running, p: &Provision) -> Result<Running, String> {
-    let http = crate::load::https_client(&p.ca_pem, None, false)?;
+    let tls = crate::load::tls_config(&p.ca_pem, None)?;
     let url = format!("{}/.well-known/openid-configuration", r.issuer);
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
         if let Ok(Some(status)) = r.child.try_wait() {
             return Err(format!("{} exited while starting: {status}", r.name));
         }
-        if let Ok(res) = http.get(&url).send().await
-            && res.status() == 200
+        if let Ok(mut conn) = crate::h1::H1::connect(&url, tls.clone()).await
+            && let Ok((200, _)) = conn.request("GET", &url, &[], None).await
         {
             return Ok(r);
         }
