@@ -203,64 +203,47 @@ fn writer_loop(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, stats: &Cou
 
 /// Runs `batch` as one `BEGIN IMMEDIATE … COMMIT`.
 fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
-    let begun = match conn {
-        AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE").map_err(from_diesel)
-        }
-        // Only SQLite gets a writer thread.
-        AnyConnection::Postgresql(_) => Err(StoreError::Backend(
-            "group commit is for SQLite only".into(),
-        )),
-    };
-    if let Err(err) = begun {
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(sqlite(conn), "BEGIN IMMEDIATE") {
+        let err = from_diesel(e);
         for job in batch {
             job(Err(&err))(None);
         }
         return;
     }
     let mut delivers = Vec::with_capacity(batch.len());
-    let mut aborted: Option<StoreError> = None;
+    let mut jobs = batch.into_iter();
+    // No savepoint per write: a write that must be all-or-nothing runs in
+    // `Db::write_tx`, a savepoint here; a single statement that fails is
+    // undone by SQLite alone. Other multi-statement writes keep what they
+    // did before failing, exactly as when each write committed on its own.
     let mut panicked = false;
-    for job in batch {
-        if let Some(err) = &aborted {
-            delivers.push(job(Err(err)));
-            continue;
-        }
-        // No savepoint of its own: a write that must be all-or-nothing runs
-        // in `Db::write_tx`, a savepoint here; a single statement that fails
-        // is undone by SQLite alone. Other multi-statement writes keep what
-        // they did before failing, exactly as when each write committed on
-        // its own.
+    for job in jobs.by_ref() {
         match catch_unwind(AssertUnwindSafe(|| job(Ok(&mut *conn)))) {
             Ok(deliver) => delivers.push(deliver),
+            // The job's result channel was dropped with it: its caller
+            // hears that the write was aborted.
             Err(_) => {
-                // The job's result channel was dropped with it: its caller
-                // hears that the write was aborted. diesel's transaction
-                // depth is unknown now, so the whole batch is rolled back.
-                tracing::error!("a database write panicked; its batch is rolled back");
                 panicked = true;
-                aborted = Some(StoreError::Backend(
-                    "database write failed: its batch was aborted".into(),
-                ));
+                break;
             }
         }
     }
-    let outcome = match aborted {
-        None => match conn {
-            AnyConnection::Sqlite(c) => {
-                AnsiTransactionManager::commit_transaction(c).map_err(from_diesel)
-            }
-            AnyConnection::Postgresql(_) => unreachable!("begun above only on SQLite"),
-        },
-        Some(err) => Err(err),
+    let outcome = if panicked {
+        // diesel's transaction depth is unknown now: roll everything back;
+        // the pool then discards the connection (see `force_rollback`).
+        tracing::error!("a database write panicked; its batch is rolled back");
+        force_rollback(conn);
+        let err = StoreError::Backend("database write failed: its batch was aborted".into());
+        for job in jobs {
+            delivers.push(job(Err(&err)));
+        }
+        Err(err)
+    } else {
+        AnsiTransactionManager::commit_transaction(sqlite(conn)).map_err(|e| {
+            let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn));
+            from_diesel(e)
+        })
     };
-    if outcome.is_err() {
-        if panicked {
-            force_rollback(conn);
-        } else if let AnyConnection::Sqlite(c) = conn {
-            let _ = AnsiTransactionManager::rollback_transaction(c);
-        }
-    }
     let failed = outcome.err();
     if let Some(e) = &failed {
         tracing::warn!(error = %e, "a batch of database writes failed");
@@ -270,11 +253,99 @@ fn run_batch(conn: &mut AnyConnection, batch: Vec<Job>) {
     }
 }
 
+/// The writer thread serves SQLite only (`Store::connect`).
+fn sqlite(conn: &mut AnyConnection) -> &mut diesel::SqliteConnection {
+    match conn {
+        AnyConnection::Sqlite(c) => c,
+        AnyConnection::Postgresql(_) => unreachable!("the group-commit writer is SQLite-only"),
+    }
+}
+
 /// After a panic: roll back whatever is open. diesel still counts the
 /// transaction as open, so the pool discards this connection when it is
 /// returned and opens a fresh one.
 fn force_rollback(conn: &mut AnyConnection) {
-    if let AnyConnection::Sqlite(c) = conn {
-        let _ = c.batch_execute("ROLLBACK");
+    let _ = sqlite(conn).batch_execute("ROLLBACK");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::db::with_conn;
+    use crate::schema::replay_cache as rc;
+    use diesel::prelude::*;
+
+    fn insert(value: String) -> impl FnOnce(&mut AnyConnection) -> Result<(), Fail> {
+        move |conn| {
+            with_conn!(conn, c => diesel::insert_into(rc::table)
+                .values((rc::kind.eq("test"), rc::value.eq(&value), rc::expires_at.eq(1)))
+                .execute(c)?);
+            Ok(())
+        }
+    }
+
+    async fn stored(store: &Store, value: &str) -> bool {
+        let value = value.to_owned();
+        store
+            .run(move |conn| {
+                let n: i64 = with_conn!(conn, c => rc::table
+                    .filter(rc::value.eq(&value))
+                    .count()
+                    .get_result(c)?);
+                Ok(n == 1)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A write that panics takes its batch down with it: every caller of
+    /// the batch hears an error and none of the batch is kept, while
+    /// everything reported `Ok` is stored; the writer goes on afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_panicking_write_aborts_only_its_batch() {
+        let dir = std::env::temp_dir().join(format!(
+            "strongroom-writer-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/db.sqlite", dir.display()), 2).unwrap();
+        store.migrate().await.unwrap();
+        let writer = store.writer.clone().expect("SQLite has a writer");
+        for round in 0..10 {
+            let tasks: Vec<_> = (0..24)
+                .map(|i| {
+                    let w = writer.clone();
+                    tokio::spawn(async move {
+                        let value = format!("r{round}-{i}");
+                        let r = if i == 12 {
+                            w.submit(|_| -> Result<(), Fail> { panic!("a bug in a write") })
+                                .await
+                        } else {
+                            w.submit(insert(value.clone())).await
+                        };
+                        (value, r)
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let (value, r) = t.await.unwrap();
+                if value.ends_with("-12") {
+                    assert!(r.is_err(), "{value}: the panicking write reported success");
+                    continue;
+                }
+                assert_eq!(r.is_ok(), stored(&store, &value).await, "{value}: {r:?}");
+            }
+        }
+        writer.submit(insert("after".into())).await.unwrap();
+        assert!(stored(&store, "after").await);
+        drop((writer, store));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn unique() -> u64 {
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
     }
 }
