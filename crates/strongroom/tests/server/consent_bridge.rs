@@ -367,6 +367,14 @@ impl Demo {
     }
 }
 
+/// A base URL on which nothing listens (the port was free a moment ago).
+fn nobody_listening() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
 fn error_of(url: &str) -> String {
     query(url).get("error").cloned().unwrap_or_default()
 }
@@ -679,12 +687,7 @@ async fn a_denied_consent_issues_nothing() {
 
 async fn service_unavailable(backend: Backend) {
     // Down: nothing listens. Slow: a socket that accepts and never answers.
-    let down = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        format!("http://127.0.0.1:{port}/intents")
-    };
+    let down = format!("{}/intents", nobody_listening());
     let slow_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let slow = format!(
         "http://127.0.0.1:{}/intents",
@@ -854,12 +857,7 @@ async fn claims_hook_enriches_tokens_and_tpp_revocation_notifies_the_bank() {
 }
 
 async fn claims_hook_down(backend: Backend) {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        drop(l);
-        format!("http://127.0.0.1:{port}")
-    };
+    let dead = nobody_listening();
     let d = demo_with(backend, None, |h, _| {
         h.claims_url = format!("{dead}/claims");
         h.claims_clients = vec!["tpp-hook".into()];
