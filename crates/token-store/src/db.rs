@@ -16,7 +16,8 @@
 //!
 //! Lookups by primary key use `get_result`, never `first`: `first` adds a
 //! bound `LIMIT ?`, and SQLite (3.53) re-prepares a statement with a bound
-//! `LIMIT` on every execution, parsing and planning the query each time.
+//! `LIMIT` on every execution, parsing and planning the query each time;
+//! `clippy.toml` refuses `first` so the slow form cannot come back.
 //!
 //! SQLite: write transactions start with `BEGIN IMMEDIATE`, taking the
 //! database write lock before the first read, so a read-then-write cannot
