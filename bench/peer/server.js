@@ -1,7 +1,8 @@
 // node-oidc-provider configured like Strongroom for `make bench`:
 // private_key_jwt (ES256) client authentication, DPoP (ES256) sender
-// constraint, PAR, introspection, client_credentials, FAPI 2.0 profile,
-// PS256/ES256 id_tokens, HTTPS with the same dev certificate, and the
+// constraint, PAR, introspection, userinfo, client_credentials, FAPI 2.0
+// profile, PS256/ES256 id_tokens, its development login and consent pages
+// (as Strongroom's built-in ones), HTTPS with the same dev certificate, and the
 // provider's DEFAULT IN-MEMORY store. Node's cluster module runs one worker
 // per core (the peer's best set-up on this machine); each worker has its own
 // in-memory store.
@@ -53,7 +54,7 @@ if (cluster.isPrimary) {
       ...c,
       id_token_signed_response_alg: 'PS256',
     })),
-    clientAuthMethods: ['private_key_jwt'],
+    clientAuthMethods: ['private_key_jwt', 'tls_client_auth'],
     enabledJWA: {
       clientAuthSigningAlgValues: ['ES256', 'PS256'],
       dPoPSigningAlgValues: ['ES256', 'PS256'],
@@ -64,11 +65,41 @@ if (cluster.isPrimary) {
     claims: { openid: ['sub'] },
     pkce: { required: () => true },
     features: {
-      devInteractions: { enabled: false },
+      // Its built-in login and consent pages (any login is accepted; the
+      // bench measures a customer who already has a session, so no
+      // password is checked on either server).
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
       dPoP: { enabled: true },
+      // RFC 8705 on a second listener that asks for a certificate (as
+      // Strongroom's mtls_listen; the dev CA's are accepted):
+      // tls_client_auth and certificate-bound tokens. The PEM is made once
+      // per connection.
+      mTLS: {
+        enabled: true,
+        certificateBoundAccessTokens: true,
+        tlsClientAuth: true,
+        getCertificate(ctx) {
+          const socket = ctx.socket;
+          if (socket.benchPem === undefined) {
+            const cert = socket.getPeerX509Certificate?.();
+            socket.benchPem = cert ? cert.toString() : null;
+          }
+          return socket.benchPem ?? undefined;
+        },
+        certificateAuthorized(ctx) {
+          return ctx.socket.authorized === true;
+        },
+        certificateSubjectMatches(ctx, property, expected) {
+          if (property !== 'tls_client_auth_subject_dn') return false;
+          const cert = ctx.socket.getPeerX509Certificate?.();
+          if (!cert) return false;
+          const rdns = (dn, sep) => dn.split(sep).map((s) => s.trim()).filter(Boolean).sort().join('\n');
+          return rdns(cert.subject, '\n') === rdns(expected, ',');
+        },
+      },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: true },
       fapi: { enabled: true, profile: '2.0' },
     },
@@ -79,12 +110,18 @@ if (cluster.isPrimary) {
       PushedAuthorizationRequest: 60,
     },
     // Its default adapter: the in-memory store (no `adapter` given).
+    discovery: {
+      mtls_endpoint_aliases: { token_endpoint: `https://localhost:${cfg.mtls_port}/token` },
+    },
   });
   provider.on('server_error', (ctx, err) => console.error('peer server_error', err));
+  const cert = fs.readFileSync(cfg.tls.cert);
+  const key = fs.readFileSync(cfg.tls.key);
+  https.createServer({ cert, key }, provider.callback()).listen(cfg.port, '127.0.0.1');
   https
     .createServer(
-      { cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) },
+      { cert, key, ca: fs.readFileSync(cfg.tls.ca), requestCert: true, rejectUnauthorized: false },
       provider.callback(),
     )
-    .listen(cfg.port, '127.0.0.1');
+    .listen(cfg.mtls_port, '127.0.0.1');
 }

@@ -108,10 +108,6 @@ pub struct Target {
     pub discovery: Value,
     pub cases: Vec<Case>,
     pub prov: Arc<ProvisionRef>,
-    /// A DPoP-bound access token of the user's, for the userinfo case.
-    pub user_token: Option<String>,
-    /// A client_credentials access token, for the introspection case.
-    pub cc_token: Option<String>,
     /// The endpoints, read from discovery once.
     pub urls: Urls,
 }
@@ -198,10 +194,15 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// One worker's connection (the TPP's), and for the flow a browser.
+/// One worker: its connection, used by the TPP and, in the flow, by the
+/// customer's browser too (so that a journey stays on one connection, which
+/// under Node's cluster module means on one worker and its in-memory
+/// store); the browser's cookies; and the access token this connection
+/// obtained for the introspection and userinfo cases.
 struct Worker {
     h1: H1,
-    browser: Option<Browser>,
+    jar: h1::Jar,
+    token: Option<String>,
 }
 
 fn check(status: u16, body: &[u8], want: u16, what: &str) -> Result<(), String> {
@@ -238,9 +239,14 @@ async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<bytes::Bytes, String>
     Ok(body)
 }
 
-/// A pushed authorization request with private_key_jwt + DPoP; returns the
-/// response body and the PKCE code_verifier.
-async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), String> {
+/// A pushed authorization request with private_key_jwt + DPoP, and
+/// `prompt` when given; returns the response body and the PKCE
+/// code_verifier.
+async fn par_h1(
+    t: &Target,
+    h1: &mut H1,
+    prompt: Option<&str>,
+) -> Result<(bytes::Bytes, String), String> {
     let tpp = &t.prov.pkjwt;
     let url = &t.urls.par;
     let verifier = random_token(32);
@@ -250,8 +256,8 @@ async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), Strin
         random_token(12),
         sha256_b64url(verifier.as_bytes()),
     );
-    let body = h1::form(&[
-        ("client_id", &tpp.client_id),
+    let mut fields = vec![
+        ("client_id", tpp.client_id.as_str()),
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", &assertion),
         ("response_type", "code"),
@@ -261,7 +267,11 @@ async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), Strin
         ("nonce", &nonce),
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
-    ]);
+    ];
+    if let Some(p) = prompt {
+        fields.push(("prompt", p));
+    }
+    let body = h1::form(&fields);
     let proof = tpp.dpop_proof("POST", url, None);
     let (status, body) = h1
         .request("POST", url, &[("dpop", &proof)], Some(body))
@@ -270,34 +280,27 @@ async fn par_h1(t: &Target, h1: &mut H1) -> Result<(bytes::Bytes, String), Strin
     Ok((body, verifier))
 }
 
-/// A browser: its connection and cookies.
-pub struct Browser {
-    h1: H1,
-    jar: h1::Jar,
-}
-
-impl Browser {
-    async fn go(
-        &mut self,
-        method: &str,
-        url: &str,
-        form: Option<String>,
-        what: &str,
-    ) -> Result<(u16, hyper::HeaderMap, bytes::Bytes), String> {
-        let cookie = self.jar.header();
-        let headers: &[(&str, &str)] = if cookie.is_empty() {
-            &[]
-        } else {
-            &[("cookie", &cookie)]
-        };
-        let r = self
-            .h1
-            .request_h(method, url, headers, form)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-        self.jar.store(&r.1);
-        Ok(r)
-    }
+/// A browser request: the jar's cookies go out, the response's come back.
+async fn browse(
+    h1: &mut H1,
+    jar: &mut h1::Jar,
+    method: &str,
+    url: &str,
+    form: Option<String>,
+    what: &str,
+) -> Result<(u16, hyper::HeaderMap, bytes::Bytes), String> {
+    let cookie = jar.header();
+    let headers: &[(&str, &str)] = if cookie.is_empty() {
+        &[]
+    } else {
+        &[("cookie", &cookie)]
+    };
+    let r = h1
+        .request_h(method, url, headers, form)
+        .await
+        .map_err(|e| format!("{what}: {e}"))?;
+    jar.store(&r.1);
+    Ok(r)
 }
 
 fn location_h(headers: &hyper::HeaderMap, status: u16, what: &str) -> Result<String, String> {
@@ -308,43 +311,80 @@ fn location_h(headers: &hyper::HeaderMap, status: u16, what: &str) -> Result<Str
         .ok_or_else(|| format!("{what}: HTTP {status} without Location"))
 }
 
-/// The redirect journey on Strongroom's built-in pages (PAR, authorize, a
-/// login only when the browser has no session yet, the consent page, the
-/// approval), then the code exchange with private_key_jwt + DPoP. Returns
-/// the DPoP-bound access token.
-async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<String, String> {
+/// The redirect journey (PAR, authorize, a login only when the browser has
+/// no session yet, the consent page, the approval), then the code exchange
+/// with private_key_jwt + DPoP. Returns the DPoP-bound access token.
+///
+/// Strongroom's built-in pages are `/interaction/{id}/login` and
+/// `…/consent`;
+/// node-oidc-provider's development interactions are `/interaction/{uid}`
+/// (a login or a consent form, each posted back to the same URL) and resume
+/// at `/auth/{uid}`. Both journeys ask for consent every time
+/// (`prompt=consent`), as a bank's does for each new access.
+async fn flow_h1(t: &Target, h1: &mut H1, jar: &mut h1::Jar) -> Result<String, String> {
     let tpp = &t.prov.pkjwt;
-    let (body, verifier) = par_h1(t, api).await?;
+    let (body, verifier) = par_h1(t, h1, Some("consent")).await?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| format!("PAR: {e}"))?;
     let request_uri = v["request_uri"].as_str().ok_or("PAR: no request_uri")?;
-    // authorize
     let mut url = url::Url::parse(&t.urls.authorize).map_err(|e| format!("authorize URL: {e}"))?;
     url.query_pairs_mut()
         .append_pair("client_id", &tpp.client_id)
         .append_pair("request_uri", request_uri);
-    let (status, headers, _) = browser.go("GET", url.as_str(), None, "authorize").await?;
+    let (status, headers, _) = browse(h1, jar, "GET", url.as_str(), None, "authorize").await?;
     let mut next = absolute(&t.issuer, &location_h(&headers, status, "authorize")?)?;
-    if next.ends_with("/login") {
-        let form = h1::form(&[
-            ("username", USER),
-            ("password", PASSWORD),
-            ("action", "login"),
-        ]);
-        let (status, headers, _) = browser.go("POST", &next, Some(form), "login").await?;
-        next = absolute(&t.issuer, &location_h(&headers, status, "login")?)?;
-    }
-    if !next.ends_with("/consent") {
-        return Err(format!("authorize led to {next}, not consent"));
-    }
-    let (status, _, page) = browser.go("GET", &next, None, "consent page").await?;
-    check(status, &page, 200, "consent page")?;
-    if !page.windows(7).any(|w| w == b"approve") {
-        return Err("consent page without an approve button".into());
-    }
-    let form = h1::form(&[("action", "approve")]);
-    let (status, headers, _) = browser.go("POST", &next, Some(form), "consent").await?;
-    let back = location_h(&headers, status, "consent")?;
-    let code = query_param(&back, "code").ok_or_else(|| format!("no code in {back}"))?;
+    let mut consented = false;
+    let mut steps = 0;
+    let code = loop {
+        steps += 1;
+        if steps > 8 {
+            return Err(format!(
+                "the journey did not come back to the client: {next}"
+            ));
+        }
+        if next.starts_with(&tpp.redirect_uri) {
+            if !consented {
+                return Err(format!("back at the client without consent: {next}"));
+            }
+            break query_param(&next, "code").ok_or_else(|| format!("no code in {next}"))?;
+        }
+        let path = url::Url::parse(&next)
+            .map(|u| u.path().to_string())
+            .map_err(|e| format!("{next}: {e}"))?;
+        let (status, headers, _) = if path.ends_with("/login") {
+            let form = h1::form(&[
+                ("username", USER),
+                ("password", PASSWORD),
+                ("action", "login"),
+            ]);
+            browse(h1, jar, "POST", &next, Some(form), "login").await?
+        } else if path.ends_with("/consent") {
+            let (status, _, page) = browse(h1, jar, "GET", &next, None, "consent page").await?;
+            check(status, &page, 200, "consent page")?;
+            if !contains(&page, b"approve") {
+                return Err("consent page without an approve button".into());
+            }
+            consented = true;
+            let form = h1::form(&[("action", "approve")]);
+            browse(h1, jar, "POST", &next, Some(form), "consent").await?
+        } else if path.starts_with("/interaction/") {
+            let (status, _, page) = browse(h1, jar, "GET", &next, None, "interaction").await?;
+            check(status, &page, 200, "interaction page")?;
+            if contains(&page, b"value=\"login\"") {
+                let form =
+                    h1::form(&[("prompt", "login"), ("login", USER), ("password", PASSWORD)]);
+                browse(h1, jar, "POST", &next, Some(form), "login").await?
+            } else if contains(&page, b"value=\"consent\"") {
+                consented = true;
+                let form = h1::form(&[("prompt", "consent")]);
+                browse(h1, jar, "POST", &next, Some(form), "consent").await?
+            } else {
+                return Err("interaction page is neither login nor consent".into());
+            }
+        } else {
+            browse(h1, jar, "GET", &next, None, "redirect").await?
+        };
+        next = absolute(&next, &location_h(&headers, status, &path)?)?;
+    };
     // code exchange
     let assertion = tpp.assertion(&t.issuer);
     let body = h1::form(&[
@@ -357,7 +397,7 @@ async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<Stri
         ("code_verifier", &verifier),
     ]);
     let proof = tpp.dpop_proof("POST", &t.urls.token, None);
-    let (status, body) = api
+    let (status, body) = h1
         .request("POST", &t.urls.token, &[("dpop", &proof)], Some(body))
         .await?;
     check(status, &body, 200, "code exchange")?;
@@ -369,6 +409,10 @@ async fn flow_h1(t: &Target, api: &mut H1, browser: &mut Browser) -> Result<Stri
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| "code exchange: no access_token".into())
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn absolute(base: &str, loc: &str) -> Result<String, String> {
@@ -388,8 +432,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 
 async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
     if case == Case::FullFlow {
-        let browser = w.browser.as_mut().ok_or("no browser")?;
-        return flow_h1(t, &mut w.h1, browser).await.map(drop);
+        return flow_h1(t, &mut w.h1, &mut w.jar).await.map(drop);
     }
     let h1 = &mut w.h1;
     match case {
@@ -413,9 +456,9 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
                 .await?;
             check(status, &body, 200, "token (mTLS)")
         }
-        Case::Par => par_h1(t, h1).await.map(drop),
+        Case::Par => par_h1(t, h1, None).await.map(drop),
         Case::Introspection => {
-            let token = t.cc_token.as_deref().ok_or("no token to introspect")?;
+            let token = w.token.as_deref().ok_or("no token to introspect")?;
             let tpp = &t.prov.pkjwt;
             let assertion = tpp.assertion(&t.issuer);
             let body = h1::form(&[
@@ -428,16 +471,15 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
                 .request("POST", &t.urls.introspection, &[], Some(body))
                 .await?;
             check(status, &body, 200, "introspection")?;
-            // Strongroom must find the token (the peer's other worker
-            // answers inactive; see the docs).
-            let active = body.windows(13).any(|w| w == b"\"active\":true");
-            if t.name == "strongroom" && !active {
+            // The token was issued on this connection (under Node's
+            // cluster module: by this worker), so both servers must find it.
+            if !contains(&body, b"\"active\":true") {
                 return Err("introspection: token not active".into());
             }
             Ok(())
         }
         Case::UserinfoDpop => {
-            let token = t.user_token.as_deref().ok_or("no user token")?;
+            let token = w.token.as_deref().ok_or("no user token")?;
             let url = &t.urls.userinfo;
             let auth = format!("DPoP {token}");
             let proof = t.prov.pkjwt.dpop_proof("GET", url, Some(token));
@@ -455,8 +497,7 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
     }
 }
 
-/// Prepares a target: reads its discovery and obtains the tokens the
-/// introspection and userinfo cases use.
+/// Prepares a target: reads its discovery.
 pub async fn prepare(
     name: &'static str,
     issuer: &str,
@@ -465,7 +506,7 @@ pub async fn prepare(
     cases: Vec<Case>,
 ) -> Result<Target, String> {
     let tls = tls_config(&prov.ca_pem, None)?;
-    let mut api = H1::connect(issuer, tls.clone()).await?;
+    let mut api = H1::connect(issuer, tls).await?;
     let discovery_url = format!("{issuer}/.well-known/openid-configuration");
     let (status, body) = api.request("GET", &discovery_url, &[], None).await?;
     check(status, &body, 200, "discovery")?;
@@ -478,8 +519,6 @@ pub async fn prepare(
         discovery,
         cases,
         prov,
-        user_token: None,
-        cc_token: None,
         urls: Urls::default(),
     };
     let opt = |name: &str| t.endpoint(name).unwrap_or_default();
@@ -487,35 +526,15 @@ pub async fn prepare(
         discovery: discovery_url,
         jwks: opt("jwks_uri"),
         token: opt("token_endpoint"),
-        mtls_token: t.mtls_endpoint("token_endpoint").unwrap_or_default(),
+        // A server with one listener for both has no alias.
+        mtls_token: t
+            .mtls_endpoint("token_endpoint")
+            .unwrap_or_else(|_| opt("token_endpoint")),
         par: opt("pushed_authorization_request_endpoint"),
         introspection: opt("introspection_endpoint"),
         userinfo: opt("userinfo_endpoint"),
         authorize: opt("authorization_endpoint"),
     };
-    if t.cases.contains(&Case::Introspection) {
-        let body = token_pkjwt_h1(&t, &mut api)
-            .await
-            .map_err(|e| format!("{name}: {e}"))?;
-        let v: Value = serde_json::from_slice(&body).map_err(|e| format!("{name} token: {e}"))?;
-        t.cc_token = Some(
-            v["access_token"]
-                .as_str()
-                .ok_or_else(|| format!("{name}: token response without access_token"))?
-                .to_string(),
-        );
-    }
-    if t.cases.contains(&Case::UserinfoDpop) {
-        let mut browser = Browser {
-            h1: H1::connect(issuer, tls).await?,
-            jar: h1::Jar::default(),
-        };
-        t.user_token = Some(
-            flow_h1(&t, &mut api, &mut browser)
-                .await
-                .map_err(|e| format!("{name}: {e}"))?,
-        );
-    }
     Ok(t)
 }
 
@@ -560,19 +579,34 @@ pub async fn run(
         } else {
             &t.issuer
         };
-        let mut h1 = H1::connect(url, tls.clone()).await?;
-        let browser = if case == Case::FullFlow {
-            // A customer who already has a session: log in once, untimed.
-            let mut b = Browser {
-                h1: H1::connect(&t.issuer, tls.clone()).await?,
-                jar: h1::Jar::default(),
-            };
-            flow_h1(t, &mut h1, &mut b).await?;
-            Some(b)
-        } else {
-            None
+        let mut w = Worker {
+            h1: H1::connect(url, tls.clone()).await?,
+            jar: h1::Jar::default(),
+            token: None,
         };
-        workers.push(Worker { h1, browser });
+        // Untimed set-up on this connection: the customer logs in once (the
+        // flow measures a customer who already has a session), or the
+        // token this connection will introspect or present.
+        match case {
+            Case::FullFlow => {
+                flow_h1(t, &mut w.h1, &mut w.jar).await?;
+            }
+            Case::UserinfoDpop => {
+                w.token = Some(flow_h1(t, &mut w.h1, &mut w.jar).await?);
+            }
+            Case::Introspection => {
+                let body = token_pkjwt_h1(t, &mut w.h1).await?;
+                let v: Value = serde_json::from_slice(&body).map_err(|e| format!("token: {e}"))?;
+                w.token = Some(
+                    v["access_token"]
+                        .as_str()
+                        .ok_or("token response without access_token")?
+                        .to_string(),
+                );
+            }
+            _ => {}
+        }
+        workers.push(w);
     }
     let begin = Instant::now();
     let start = begin + warmup;

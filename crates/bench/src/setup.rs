@@ -288,9 +288,10 @@ pub async fn start_peer(p: &Provision, peer_dir: &Path, workers: usize) -> Resul
     let config = json!({
         "issuer": issuer,
         "port": port,
+        "mtls_port": free_port()?,
         "workers": workers,
-        "tls": {"cert": p.server_chain, "key": p.server_key},
-        "clients": [p.pkjwt.pkjwt_metadata()],
+        "tls": {"cert": p.server_chain, "key": p.server_key, "ca": p.ca_pem},
+        "clients": [p.pkjwt.pkjwt_metadata(), p.mtls.mtls_metadata(MTLS_DN)],
     });
     let path = p.dir.join("peer.json");
     std::fs::write(&path, config.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
