@@ -80,7 +80,12 @@ impl H1 {
         }
         let body = match form {
             Some(f) => {
-                req = req.header("content-type", "application/x-www-form-urlencoded");
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                {
+                    req = req.header("content-type", "application/x-www-form-urlencoded");
+                }
                 Full::new(Bytes::from(f))
             }
             None => Full::new(Bytes::new()),

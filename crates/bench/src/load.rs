@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::h1::{self, H1};
 use crate::limits::SigWork;
 use crate::procstat;
-use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, SCOPE, Tpp, USER};
+use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, Registrant, SCOPE, Tpp, USER};
 use oauth_core::secret::{random_token, sha256_b64url};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,9 +27,10 @@ pub enum Case {
     Introspection,
     UserinfoDpop,
     FullFlow,
+    Registration,
 }
 
-pub const ALL_CASES: [Case; 8] = [
+pub const ALL_CASES: [Case; 9] = [
     Case::Discovery,
     Case::Jwks,
     Case::TokenPrivateKeyJwt,
@@ -38,6 +39,7 @@ pub const ALL_CASES: [Case; 8] = [
     Case::Introspection,
     Case::UserinfoDpop,
     Case::FullFlow,
+    Case::Registration,
 ];
 
 impl Case {
@@ -51,6 +53,7 @@ impl Case {
             "introspection" => Case::Introspection,
             "userinfo" => Case::UserinfoDpop,
             "flow" => Case::FullFlow,
+            "registration" => Case::Registration,
             _ => return None,
         })
     }
@@ -65,6 +68,7 @@ impl Case {
             Case::Introspection => "introspection, private_key_jwt",
             Case::UserinfoDpop => "userinfo, DPoP-bound token",
             Case::FullFlow => "full flow PAR→authorize→consent→token (session)",
+            Case::Registration => "registration, UK OB (signed request + SSA, mTLS)",
         }
     }
 
@@ -78,6 +82,7 @@ impl Case {
             Case::Introspection => "introspect",
             Case::UserinfoDpop => "userinfo",
             Case::FullFlow => "full flow",
+            Case::Registration => "register",
         }
     }
 
@@ -90,7 +95,7 @@ impl Case {
         };
         match self {
             Case::Discovery | Case::Jwks | Case::TokenTlsClientAuth => SigWork::default(),
-            Case::TokenPrivateKeyJwt | Case::Par => v(2),
+            Case::TokenPrivateKeyJwt | Case::Par | Case::Registration => v(2),
             Case::Introspection | Case::UserinfoDpop => v(1),
             Case::FullFlow => SigWork {
                 es256_verify: 4,
@@ -122,6 +127,7 @@ pub struct Urls {
     pub introspection: String,
     pub userinfo: String,
     pub authorize: String,
+    pub registration: String,
 }
 
 /// What workers need from the provisioning.
@@ -130,6 +136,7 @@ pub struct ProvisionRef {
     pub pkjwt: Arc<Tpp>,
     pub mtls: Arc<Tpp>,
     pub mtls_identity: (String, String),
+    pub registrant: Arc<Registrant>,
 }
 
 impl ProvisionRef {
@@ -139,6 +146,7 @@ impl ProvisionRef {
             pkjwt: p.pkjwt.clone(),
             mtls: p.mtls.clone(),
             mtls_identity: p.mtls_identity.clone(),
+            registrant: p.registrant.clone(),
         }
     }
 }
@@ -493,6 +501,18 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
                 .await?;
             check(status, &body, 200, "userinfo")
         }
+        Case::Registration => {
+            let jwt = t.prov.registrant.request(&t.issuer);
+            let (status, body) = h1
+                .request(
+                    "POST",
+                    &t.urls.registration,
+                    &[("content-type", "application/jwt")],
+                    Some(jwt),
+                )
+                .await?;
+            check(status, &body, 201, "registration")
+        }
         Case::FullFlow => unreachable!("handled above"),
     }
 }
@@ -534,6 +554,9 @@ pub async fn prepare(
         introspection: opt("introspection_endpoint"),
         userinfo: opt("userinfo_endpoint"),
         authorize: opt("authorization_endpoint"),
+        registration: t
+            .mtls_endpoint("registration_endpoint")
+            .unwrap_or_else(|_| opt("registration_endpoint")),
     };
     Ok(t)
 }
@@ -571,13 +594,17 @@ pub async fn run(
             let (c, k) = &t.prov.mtls_identity;
             tls_config(&t.prov.ca_pem, Some((c, k)))?
         }
+        Case::Registration => {
+            let (c, k) = &t.prov.registrant.transport;
+            tls_config(&t.prov.ca_pem, Some((c, k)))?
+        }
         _ => tls_config(&t.prov.ca_pem, None)?,
     };
     for _ in 0..conns {
-        let url = if case == Case::TokenTlsClientAuth {
-            &t.urls.mtls_token
-        } else {
-            &t.issuer
+        let url = match case {
+            Case::TokenTlsClientAuth => &t.urls.mtls_token,
+            Case::Registration => &t.urls.registration,
+            _ => &t.issuer,
         };
         let mut w = Worker {
             h1: H1::connect(url, tls.clone()).await?,

@@ -31,7 +31,7 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --reps N            repetitions (default 3)
   --duration SECS     measured seconds per repetition (default 5)
   --warmup SECS       unmeasured seconds before each (default 1)
-  --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow)
+  --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow,registration)
   --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
 ";
 
@@ -403,7 +403,9 @@ async fn bench(opts: Opts) -> Result<bool, String> {
          private_key_jwt ES256 + DPoP ES256, PS256/ES256 id_tokens, FAPI 2.0 profile, its development login and consent pages, \
          tls_client_auth and certificate-bound tokens on a second listener that asks for client certificates, \
          its default in-memory store (each worker has its own: every connection of the driver introspects, presents and \
-         redeems only what it obtained on that connection, so each request reaches the worker that holds its state)."
+         redeems only what it obtained on that connection, so each request reaches the worker that holds its state). \
+         Not measured on the peer: registration (node-oidc-provider has RFC 7591 registration, but neither UK Open Banking's \
+         signed registration request nor software-statement validation)."
     );
     let mut md = format!(
         "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), release build unless --server-bin says otherwise; \
@@ -429,7 +431,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "\nSingle-core crypto (oauth_core::keys, aws-lc-rs): PS256 sign {:.0}/s, verify {:.0}/s; ES256 sign {:.0}/s, verify {:.0}/s. \
          argon2id (server parameters) {:.1} hashes/s per core.\n\n\
          \"% of crypto limit\" = Strongroom req/s ÷ ({cores} cores ÷ the server's signature work per request: \
-         2 ES256 verifications for token/PAR, 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow).\n",
+         2 ES256 verifications for token/PAR/registration (client assertion and DPoP proof; SSA and signed request), 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow).\n",
         lim.ps256_sign_per_sec,
         lim.ps256_verify_per_sec,
         lim.es256_sign_per_sec,

@@ -160,6 +160,45 @@ impl Tpp {
 
 pub const MTLS_DN: &str = "CN=bench-mtls,O=Bench TPP Ltd,C=GB";
 
+/// The regulatory directory of the registration case (UK Open Banking
+/// rules) and the software it issued a statement to.
+pub const DIRECTORY_ISS: &str = "Bench Directory";
+pub const REG_SOFTWARE_ID: &str = "benchRegTpp01";
+pub const REG_ORG_ID: &str = "0015800001041REAAY";
+
+/// A TPP that registers itself (RFC 7591, UK OB DCR v3.3): its software
+/// statement, signed once by the directory, and its transport certificate.
+pub struct Registrant {
+    pub tpp: Tpp,
+    pub ssa: String,
+    pub transport: (String, String),
+    pub subject_dn: String,
+}
+
+impl Registrant {
+    /// A fresh registration request: a JWS of the TPP's over its metadata
+    /// and the software statement, with a single-use `jti`.
+    pub fn request(&self, aud: &str) -> String {
+        let t = now();
+        let claims = json!({
+            "iss": REG_SOFTWARE_ID, "aud": aud, "iat": t, "exp": t + 300, "jti": random_token(16),
+            "redirect_uris": [self.tpp.redirect_uri],
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": self.subject_dn,
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "response_types": ["code"],
+            "scope": SCOPE,
+            "id_token_signed_response_alg": "PS256",
+            "application_type": "web",
+            "software_statement": self.ssa,
+        });
+        self.tpp.key.sign(
+            &json!({"alg": "ES256", "kid": self.tpp.key.kid, "typ": "JWT"}),
+            &claims,
+        )
+    }
+}
+
 /// Everything both servers are provisioned with.
 pub struct Provision {
     pub dir: PathBuf,
@@ -170,6 +209,9 @@ pub struct Provision {
     pub mtls: Arc<Tpp>,
     /// PEM certificate + key of the mTLS client.
     pub mtls_identity: (String, String),
+    /// The directory's SSA signing key.
+    pub directory: TppKey,
+    pub registrant: Arc<Registrant>,
 }
 
 pub fn provision(dir: &Path) -> Result<Provision, String> {
@@ -190,6 +232,32 @@ pub fn provision(dir: &Path) -> Result<Provision, String> {
         KeyAlg::EcdsaP256,
     )
     .map_err(|e| format!("client certificate: {e}"))?;
+    let transport = issue_client_cert(
+        &read(&dev.ca_cert)?,
+        &read(&dev.ca_key)?,
+        &[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, "OpenBanking"),
+            (DnType::OrganizationalUnitName, REG_ORG_ID),
+            (DnType::CommonName, REG_SOFTWARE_ID),
+        ],
+        &[],
+        KeyAlg::EcdsaP256,
+    )
+    .map_err(|e| format!("transport certificate: {e}"))?;
+    let directory = TppKey::es256("bench-directory");
+    let tpp = Tpp::new(REG_SOFTWARE_ID);
+    let ssa = directory.sign(
+        &json!({"alg": "ES256", "kid": directory.kid, "typ": "JWT"}),
+        &json!({
+            "iss": DIRECTORY_ISS, "iat": now(), "jti": random_token(16),
+            "software_id": REG_SOFTWARE_ID, "software_client_name": "Bench registrant",
+            "software_version": "1.0", "software_mode": "Test",
+            "software_redirect_uris": [tpp.redirect_uri], "software_roles": ["AISP"],
+            "software_jwks": {"keys": [tpp.key.jwk]},
+            "org_id": REG_ORG_ID, "org_name": "Bench TPP Ltd", "org_status": "Active",
+        }),
+    );
     Ok(Provision {
         dir: dir.to_path_buf(),
         ca_pem: dev.ca_cert,
@@ -198,6 +266,13 @@ pub fn provision(dir: &Path) -> Result<Provision, String> {
         pkjwt: Arc::new(Tpp::new("bench-pkjwt")),
         mtls: Arc::new(Tpp::new("bench-mtls")),
         mtls_identity: identity,
+        directory,
+        registrant: Arc::new(Registrant {
+            tpp,
+            ssa,
+            transport,
+            subject_dn: format!("CN={REG_SOFTWARE_ID},OU={REG_ORG_ID},O=OpenBanking,C=GB"),
+        }),
     })
 }
 
@@ -250,6 +325,11 @@ pub async fn start_strongroom(
         "database": {"url": database_url},
         "log": {"level": "error"},
         "clients": [p.pkjwt.pkjwt_metadata(), p.mtls.mtls_metadata(MTLS_DN)],
+        // The registration case: one directory, and no practical rate limit
+        // (the same software registers over and over).
+        "directories": [{"name": "bench", "issuer": DIRECTORY_ISS, "jwks": {"keys": [p.directory.jwk]},
+                         "algs": ["PS256", "ES256"], "role_scopes": {"AISP": ["accounts"]}, "rules": "uk-ob"}],
+        "registration": {"rate_limit_per_software": u32::MAX},
         "users": [{"username": USER, "password": PASSWORD, "sub": "sub-bench-0001",
                    "claims": {"name": "Bench User", "email": "bench@example.com"}}],
     });
