@@ -53,8 +53,13 @@ pub(crate) struct Writer {
     _checkpointer: Arc<mpsc::Sender<()>>,
 }
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often the WAL is copied back into the database file. Often enough
+/// that the writer's own checkpoint (below) finds little left to copy and
+/// sync: its fsyncs stall every write queued behind it, and were the tail
+/// of the latency under moderate load (p99 of introspection at half its
+/// peak rate: 12.5 ms at 250 ms, 8 ms at 50 ms). An idle pass is a few
+/// reads of the WAL index.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Copies the WAL back into the database (`PRAGMA wal_checkpoint(PASSIVE)`,
 /// which never blocks readers or the writer) on a connection of its own,
