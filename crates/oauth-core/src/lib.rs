@@ -13,6 +13,7 @@ pub mod introspection;
 pub mod jwks_resolver;
 pub mod keys;
 pub mod policy;
+pub mod replay;
 pub mod request;
 pub mod revocation;
 pub mod secret;

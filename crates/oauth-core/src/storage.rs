@@ -107,8 +107,24 @@ pub trait ReplayCache: Send + Sync {
         expires_at: i64,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records every entry as used, all or none, in one write: `Ok(None)`
+    /// when none was in use (all are recorded now), `Ok(Some(i))` when
+    /// `entries[i]` is the first that was (a replay; nothing is recorded).
+    fn consume_all(
+        &self,
+        entries: Vec<ReplayEntry>,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<usize>>> + Send;
     /// Deletes expired entries; returns how many went.
     fn purge_expired(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// A single-use value to record (see [`ReplayCache::consume_all`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayEntry {
+    pub kind: ReplayKind,
+    pub value: String,
+    pub expires_at: i64,
 }
 
 // ---------------------------------------------------------------- clients

@@ -9,8 +9,10 @@ use oauth_core::cert::PeerCertificate;
 use oauth_core::client::AuthenticatedClient;
 use oauth_core::client_auth::{ClientAuthRequest, Endpoint};
 use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::replay::DeferredReplay;
 use oauth_core::secret::now;
 use oauth_core::sender_constraint::dpop::DpopCheck;
+use oauth_core::storage::{ClientRepository, ReplayCache};
 use oauth_core::userinfo::{AuthScheme, ResourceError};
 
 use crate::http::{ApiError, AppState};
@@ -50,9 +52,11 @@ fn dpop_headers(req: &HttpRequest) -> Vec<&str> {
         .collect()
 }
 
-/// Authenticates the client at `endpoint` from the request's evidence.
-async fn authenticate(
+/// Authenticates the client at `endpoint` from the request's evidence;
+/// `store` is the state's, or a [`DeferredReplay`] over it.
+async fn authenticate<S: ClientRepository + ReplayCache>(
     state: &AppState,
+    store: &S,
     req: &HttpRequest,
     form: &[(String, String)],
     endpoint: Endpoint,
@@ -82,11 +86,12 @@ async fn authenticate(
         client_secret: single(form, "client_secret")?,
         certificate: cert,
     };
-    oauth_core::client_auth::authenticate(&state.store, &state.jwks, &state.policy, auth).await
+    oauth_core::client_auth::authenticate(store, &state.jwks, &state.policy, auth).await
 }
 
-async fn verify_dpop(
+async fn verify_dpop<S: ReplayCache>(
     state: &AppState,
+    store: &S,
     req: &HttpRequest,
     access_token: Option<&str>,
 ) -> Result<Option<oauth_core::authorization::DpopProof>, OAuthError> {
@@ -100,7 +105,7 @@ async fn verify_dpop(
         nonce_required: state.policy.require_dpop_nonce,
     };
     oauth_core::sender_constraint::dpop::verify_proof(
-        &state.store,
+        store,
         &state.policy,
         &state.dpop_nonces,
         check,
@@ -142,15 +147,16 @@ struct Caller {
     client: AuthenticatedClient,
 }
 
-async fn caller(
+async fn caller<S: ClientRepository + ReplayCache>(
     state: &AppState,
+    store: &S,
     req: &HttpRequest,
     body: &[u8],
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
     let form = parse_form(body);
     let cert = crate::tls::peer_certificate(req);
-    let client = authenticate(state, req, &form, endpoint, cert.as_deref())
+    let client = authenticate(state, store, req, &form, endpoint, cert.as_deref())
         .await
         .map_err(|e| client_error(req, e))?;
     tracing::Span::current().record("client_id", client.client.id());
@@ -171,8 +177,11 @@ pub async fn par(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let dpop = verify_dpop(&state, &req, None).await?;
-    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Par).await?;
+    // The DPoP proof's and the client assertion's jti, recorded together.
+    let replay = DeferredReplay::new(&state.store);
+    let dpop = verify_dpop(&state, &replay, &req, None).await?;
+    let Caller { form, client, .. } = caller(&state, &replay, &req, &body, Endpoint::Par).await?;
+    replay.commit(now()).await?;
     let res = par::push(
         &state.store,
         &state.jwks,
@@ -193,8 +202,11 @@ pub async fn token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let dpop = verify_dpop(&state, &req, None).await?;
-    let Caller { form, cert, client } = caller(&state, &req, &body, Endpoint::Token).await?;
+    let replay = DeferredReplay::new(&state.store);
+    let dpop = verify_dpop(&state, &replay, &req, None).await?;
+    let Caller { form, cert, client } =
+        caller(&state, &replay, &req, &body, Endpoint::Token).await?;
+    replay.commit(now()).await?;
     let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
     tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
     let binding = oauth_core::grant::Binding {
@@ -239,7 +251,8 @@ pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Introspection).await?;
+    let Caller { form, client, .. } =
+        caller(&state, &state.store, &req, &body, Endpoint::Introspection).await?;
     let (token, hint) = token_param(&form)?;
     let res = oauth_core::introspection::introspect(
         &state.store,
@@ -260,7 +273,8 @@ pub async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Caller { form, client, .. } = caller(&state, &req, &body, Endpoint::Revocation).await?;
+    let Caller { form, client, .. } =
+        caller(&state, &state.store, &req, &body, Endpoint::Revocation).await?;
     let (token, hint) = token_param(&form)?;
     let notice = revocation_notice(&state, client.client.id(), token).await;
     oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;
@@ -350,7 +364,7 @@ async fn userinfo_inner(
         })?;
     let dpop = match scheme {
         AuthScheme::DPoP => Some(
-            verify_dpop(state, req, Some(token))
+            verify_dpop(state, &state.store, req, Some(token))
                 .await?
                 .ok_or_else(|| ResourceError::invalid_dpop_proof("a DPoP proof is required"))?,
         ),

@@ -145,6 +145,7 @@ on_both_backends!(
     keys_rotate_and_list,
     replay_cache_single_use_and_expiry,
     replay_cache_one_winner_under_concurrency,
+    replay_cache_records_a_set_all_or_none,
     concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
     client_reads_follow_every_change,
@@ -436,6 +437,72 @@ async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
             wins, 1,
             "round {round}: {wins} callers consumed the same value"
         );
+    }
+}
+
+fn entry(kind: ReplayKind, value: &str, expires_at: i64) -> ReplayEntry {
+    ReplayEntry {
+        kind,
+        value: value.into(),
+        expires_at,
+    }
+}
+
+/// `consume_all`: one set is recorded whole, or (when one value is in use)
+/// not at all, and the answer names the first used value; concurrent sets
+/// sharing a value have exactly one winner, and the losers leave nothing.
+async fn replay_cache_records_a_set_all_or_none(db: TestDb) {
+    let s = &db.store;
+    let (d, a) = (ReplayKind::DpopProof, ReplayKind::ClientAssertion);
+    assert_eq!(s.consume_all(vec![], NOW).await.unwrap(), None);
+    let set = vec![entry(d, "p1", NOW + 10), entry(a, "c:j1", NOW + 10)];
+    assert_eq!(s.consume_all(set.clone(), NOW).await.unwrap(), None);
+    // Both are recorded now.
+    assert!(!s.consume_once(d, "p1", NOW + 10, NOW).await.unwrap());
+    assert!(!s.consume_once(a, "c:j1", NOW + 10, NOW).await.unwrap());
+    assert_eq!(s.consume_all(set, NOW + 1).await.unwrap(), Some(0));
+    // The second value is used: the first (fresh) is not recorded.
+    let mixed = vec![entry(d, "p2", NOW + 10), entry(a, "c:j1", NOW + 10)];
+    assert_eq!(s.consume_all(mixed, NOW + 1).await.unwrap(), Some(1));
+    assert!(s.consume_once(d, "p2", NOW + 10, NOW + 1).await.unwrap());
+    // Expired entries do not count as use.
+    let later = vec![entry(d, "p1", NOW + 100), entry(a, "c:j1", NOW + 100)];
+    assert_eq!(s.consume_all(later, NOW + 10).await.unwrap(), None);
+
+    for round in 0..5 {
+        let shared = format!("shared-{round}");
+        let barrier = Arc::new(Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, b) = (db.store.clone(), barrier.clone());
+                let set = vec![
+                    entry(d, &format!("own-{round}-{i}"), NOW + 60),
+                    entry(a, &shared, NOW + 60),
+                ];
+                tokio::spawn(async move {
+                    b.wait().await;
+                    (i, s.consume_all(set, NOW).await.unwrap())
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (i, outcome) = t.await.unwrap();
+            match outcome {
+                None => winners.push(i),
+                Some(k) => assert_eq!(k, 1, "round {round}: only the shared value is in use"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?} all won");
+        // Each loser's own value was left unrecorded.
+        for i in (0..16).filter(|i| !winners.contains(i)) {
+            assert!(
+                s.consume_once(d, &format!("own-{round}-{i}"), NOW + 60, NOW)
+                    .await
+                    .unwrap(),
+                "round {round}: loser {i} recorded its own value"
+            );
+        }
     }
 }
 

@@ -25,6 +25,7 @@
 
 mod client_secret;
 mod private_key_jwt;
+pub(crate) use private_key_jwt::replayed as assertion_replayed;
 mod self_signed;
 mod tls_client_auth;
 

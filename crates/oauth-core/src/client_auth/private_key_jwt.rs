@@ -39,6 +39,12 @@ fn bad(description: &'static str) -> OAuthError {
     OAuthError::invalid_client(description)
 }
 
+/// The answer to a client assertion whose `jti` was used before.
+pub(crate) fn replayed(client_id: &str) -> OAuthError {
+    tracing::info!(client_id, "client assertion replayed");
+    bad("client assertion has already been used")
+}
+
 /// The claims of the JWS, NOT verified: only to find the client and to
 /// check what does not need its key. The same checks run again on the
 /// verified claims.
@@ -255,8 +261,7 @@ where
         )
         .await?;
     if !first_use {
-        tracing::info!(client_id, "client assertion replayed");
-        return Err(bad("client assertion has already been used"));
+        return Err(replayed(client_id));
     }
     Ok(AuthenticatedClient {
         client,

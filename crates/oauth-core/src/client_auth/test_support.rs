@@ -19,7 +19,9 @@ use crate::cert::PeerCertificate;
 use crate::client::{Client, ClientMetadata};
 use crate::keys::ProviderAlg;
 use crate::keys::test_support::{fixture, kek};
-use crate::storage::{ClientRecord, ClientRepository, ReplayCache, ReplayKind, StoreResult};
+use crate::storage::{
+    ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, StoreResult,
+};
 
 pub(crate) use crate::keys::test_support::T0;
 
@@ -71,6 +73,21 @@ impl ReplayCache for MemStore {
                 Ok(true)
             }
         }
+    }
+
+    async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
+        let mut m = self.replay.lock().unwrap();
+        let key = |e: &ReplayEntry| format!("{}:{}", e.kind.as_str(), e.value);
+        if let Some(i) = entries
+            .iter()
+            .position(|e| m.get(&key(e)).is_some_and(|exp| *exp > now))
+        {
+            return Ok(Some(i));
+        }
+        for e in &entries {
+            m.insert(key(e), e.expires_at);
+        }
+        Ok(None)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {

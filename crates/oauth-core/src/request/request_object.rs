@@ -61,6 +61,11 @@ fn invalid(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequestObject, d)
 }
 
+/// The answer to a request object whose `jti` was used before.
+pub(crate) fn replayed() -> OAuthError {
+    invalid("request object has already been used")
+}
+
 /// Verifies the `request` parameter of `client`'s authorization request
 /// (RFC 9101 §6.2, §6.3; FAPI 2.0 Message Signing §5.3.2; OpenID Connect
 /// Core §6.3.2):
@@ -177,7 +182,7 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
                 .consume_once(ReplayKind::RequestObject, &entry, until, now)
                 .await?
             {
-                return Err(invalid("request object has already been used"));
+                return Err(replayed());
             }
         }
         Some(_) => return Err(invalid("request object jti must be a non-empty string")),

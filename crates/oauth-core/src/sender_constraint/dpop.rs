@@ -56,6 +56,11 @@ fn invalid(description: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError
     OAuthError::new(ErrorCode::InvalidDpopProof, description)
 }
 
+/// The answer to a DPoP proof whose `jti` was used before.
+pub(crate) fn replayed() -> OAuthError {
+    invalid("DPoP proof has already been used")
+}
+
 /// The `htu` comparison form (RFC 9449 §4.3 item 9, RFC 3986 §6.2.2–6.2.3):
 /// scheme and host lowercase, default port dropped, query and fragment
 /// ignored. `None` if `u` is not an absolute http(s) URL.
@@ -202,7 +207,7 @@ pub async fn verify_proof<S: ReplayCache>(
         )
         .await?;
     if !first_use {
-        return Err(invalid("DPoP proof has already been used"));
+        return Err(replayed());
     }
     Ok(Some(DpopProof {
         jkt,

@@ -449,13 +449,13 @@ async fn dpop_proofs_are_checked() {
     let tpp = &w.dpop;
     let (code, pkce) = code_for(&w, tpp).await;
     let url = srv.url("/token");
-    let token_form = |code: &str| {
+    let token_form = |code: &str, verifier: &str| {
         let mut form = tpp.auth_fields(srv);
         form.extend([
             ("grant_type".to_string(), "authorization_code".to_string()),
             ("code".into(), code.into()),
             ("redirect_uri".into(), tpp.redirect_uri.clone()),
-            ("code_verifier".into(), pkce.verifier.clone()),
+            ("code_verifier".into(), verifier.to_string()),
         ]);
         form
     };
@@ -469,7 +469,7 @@ async fn dpop_proofs_are_checked() {
         let a = post_form(
             &http,
             &url,
-            &token_form(&code),
+            &token_form(&code, &pkce.verifier),
             Some(tpp.dpop_proof_claims(&claims)),
         )
         .await;
@@ -478,12 +478,57 @@ async fn dpop_proofs_are_checked() {
     // htu differing only in case and default port is the same URL.
     let odd = url.replace("https://localhost", "HTTPS://LOCALHOST");
     let proof = tpp.dpop_proof_claims(&Tpp::dpop_claims("POST", &odd, None));
-    let ok = post_form(&http, &url, &token_form(&code), Some(proof.clone())).await;
+    let ok = post_form(
+        &http,
+        &url,
+        &token_form(&code, &pkce.verifier),
+        Some(proof.clone()),
+    )
+    .await;
     assert_eq!(ok.status, 200, "normalised htu: {}", ok.json);
     let access = ok.json["access_token"].as_str().unwrap().to_string();
     // The same proof again (jti replay).
-    let (code2, _) = code_for(&w, tpp).await;
-    let a = post_form(&http, &url, &token_form(&code2), Some(proof)).await;
+    let (code2, pkce2) = code_for(&w, tpp).await;
+    let a = post_form(
+        &http,
+        &url,
+        &token_form(&code2, &pkce2.verifier),
+        Some(proof),
+    )
+    .await;
+    assert_error(&a, 400, &["invalid_dpop_proof"]);
+    // A fresh proof with a client assertion used before (at PAR): refused
+    // as invalid_client, and the one write that records both jtis is not
+    // made, so neither the proof nor the code is spent.
+    let used = tpp.assertion(&srv.issuer);
+    let a = par_with(&w, |f| set_param(f, "client_assertion", Some(&used))).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let mut replayed = token_form(&code2, &pkce2.verifier);
+    set_param(&mut replayed, "client_assertion", Some(&used));
+    let fresh = tpp.dpop_proof("POST", &url, None);
+    let a = post_form(&http, &url, &replayed, Some(fresh.clone())).await;
+    assert_error(&a, 401, &["invalid_client"]);
+    let ok = post_form(
+        &http,
+        &url,
+        &token_form(&code2, &pkce2.verifier),
+        Some(fresh.clone()),
+    )
+    .await;
+    assert_eq!(
+        ok.status, 200,
+        "the proof was spent by a refused request: {}",
+        ok.json
+    );
+    // …and now it is spent.
+    let (code3, pkce3) = code_for(&w, tpp).await;
+    let a = post_form(
+        &http,
+        &url,
+        &token_form(&code3, &pkce3.verifier),
+        Some(fresh),
+    )
+    .await;
     assert_error(&a, 400, &["invalid_dpop_proof"]);
     // Resource side: wrong ath, no proof, Bearer scheme, another key.
     let ui = srv.url("/userinfo");
