@@ -62,6 +62,8 @@ if (cluster.isPrimary) {
       requestObjectSigningAlgValues: ['ES256', 'PS256'],
     },
     scopes: ['openid', 'accounts', 'offline_access'],
+    // The account behind a login: its sub only (as the bench's user).
+    findAccount: (ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
     claims: { openid: ['sub'] },
     pkce: { required: () => true },
     features: {

@@ -15,6 +15,9 @@ use rustls::pki_types::ServerName;
 pub struct H1 {
     send: SendRequest<Full<Bytes>>,
     host: String,
+    /// Where to reconnect when the server has closed the connection.
+    url: String,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl H1 {
@@ -28,7 +31,7 @@ impl H1 {
             .map_err(|e| format!("connect {host}:{port}: {e}"))?;
         tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
         let name = ServerName::try_from(host.clone()).map_err(|e| format!("{host}: {e}"))?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
+        let stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS to {host}:{port}: {e}"))?;
@@ -41,6 +44,8 @@ impl H1 {
         Ok(H1 {
             send,
             host: format!("{host}:{port}"),
+            url: url.to_string(),
+            tls,
         })
     }
 
@@ -91,6 +96,12 @@ impl H1 {
             None => Full::new(Bytes::new()),
         };
         let req = req.body(body).map_err(|e| format!("request: {e}"))?;
+        // A server may close a keep-alive connection that sat idle (the
+        // flow's connections wait while the others log in): connect again,
+        // as any client would.
+        if self.send.is_closed() {
+            *self = H1::connect(&self.url, self.tls.clone()).await?;
+        }
         self.send
             .ready()
             .await

@@ -581,10 +581,26 @@ struct WorkerOut {
     first_error: Option<String>,
 }
 
+/// How a run offers its load.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// Every connection sends its next request as soon as the last one is
+    /// answered: the server's throughput, and its latency at saturation
+    /// (where, with N requests always in flight, the mean latency is
+    /// N ÷ throughput whatever the server does).
+    Saturate,
+    /// A fixed total of requests/s, spread evenly over the connections and
+    /// scheduled in advance; each latency is counted from the request's
+    /// scheduled start, so a server that falls behind is charged for the
+    /// wait (no coordinated omission).
+    Paced(f64),
+}
+
 pub async fn run(
     t: &Arc<Target>,
     case: Case,
     conns: usize,
+    load: Load,
     warmup: Duration,
     measure: Duration,
 ) -> Result<Run, String> {
@@ -638,9 +654,17 @@ pub async fn run(
     let begin = Instant::now();
     let start = begin + warmup;
     let end = start + measure;
+    // Paced: each connection's interval, and its first request offset so
+    // that the connections' schedules interleave.
+    let interval = match load {
+        Load::Saturate => None,
+        Load::Paced(rate) if rate > 0.0 => Some(Duration::from_secs_f64(conns as f64 / rate)),
+        Load::Paced(_) => return Err("a paced run needs a positive rate".into()),
+    };
     let mut tasks = Vec::with_capacity(conns);
-    for mut w in workers {
+    for (i, mut w) in workers.into_iter().enumerate() {
         let t = t.clone();
+        let mut next = interval.map(|iv| begin + iv.mul_f64(i as f64 / conns as f64));
         tasks.push(tokio::spawn(async move {
             let mut out = WorkerOut {
                 hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
@@ -648,13 +672,24 @@ pub async fn run(
                 first_error: None,
             };
             loop {
-                let t0 = Instant::now();
+                // Saturated: now. Paced: the scheduled start, which may
+                // already have passed when the server is behind.
+                let t0 = match (next, interval) {
+                    (Some(at), Some(iv)) => {
+                        next = Some(at + iv);
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    _ => Instant::now(),
+                };
                 if t0 >= end {
                     break;
                 }
                 let r = one(&t, case, &mut w).await;
                 let t1 = Instant::now();
-                if t0 < start || t1 > end {
+                // Saturated runs count what finished inside the window;
+                // paced runs what was scheduled inside it.
+                if t0 < start || (interval.is_none() && t1 > end) {
                     continue;
                 }
                 match r {
@@ -692,7 +727,14 @@ pub async fn run(
             first_error = out.first_error;
         }
     }
-    let secs = measure.as_secs_f64();
+    // A paced run lasts until its last scheduled request is answered: a
+    // server that fell behind served fewer per second than were offered.
+    let secs = match load {
+        Load::Saturate => measure.as_secs_f64(),
+        Load::Paced(_) => (Instant::now() - start)
+            .as_secs_f64()
+            .max(measure.as_secs_f64()),
+    };
     let ms = |q| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
         requests: hist.len(),
@@ -700,7 +742,7 @@ pub async fn run(
         req_per_sec: hist.len() as f64 / secs,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
-        server_cpu_percent: (cpu1 - cpu0) / secs * 100.0,
+        server_cpu_percent: (cpu1 - cpu0) / measure.as_secs_f64() * 100.0,
         peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
         first_error,
     })

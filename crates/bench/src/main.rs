@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use load::{ALL_CASES, Case, ProvisionRef};
-use report::{Row, Summary};
+use load::{ALL_CASES, Case, Load, ProvisionRef};
+use report::{PacedRow, Row, Summary};
 
 const USAGE: &str = "\
 strongroom-bench: Strongroom beside node-oidc-provider.
@@ -32,6 +32,8 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --duration SECS     measured seconds per repetition (default 5)
   --warmup SECS       unmeasured seconds before each (default 1)
   --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow,registration)
+  --paced-share X     offered load of the fixed-load latency cells, as a share of
+                      Strongroom's saturated throughput (default 0.5; 0 skips them)
   --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
 ";
 
@@ -46,6 +48,7 @@ struct Opts {
     warmup: Duration,
     smoke: bool,
     cases: Vec<Case>,
+    paced_share: f64,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -60,6 +63,7 @@ fn parse_args() -> Result<Opts, String> {
         warmup: Duration::from_secs(1),
         smoke: false,
         cases: ALL_CASES.to_vec(),
+        paced_share: 0.5,
     };
     let mut args = std::env::args().skip(1);
     let secs = |v: Option<String>| -> Result<Duration, String> {
@@ -74,6 +78,13 @@ fn parse_args() -> Result<Opts, String> {
             "--postgres" => o.postgres = true,
             "--peer-dir" => o.peer_dir = Some(args.next().ok_or("--peer-dir PATH")?.into()),
             "--no-peer" => o.peer_dir = None,
+            "--paced-share" => {
+                o.paced_share = args
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|x| (0.0..=1.0).contains(x))
+                    .ok_or("--paced-share: a share between 0 and 1")?;
+            }
             "--out" => o.out = args.next().ok_or("--out DIR")?.into(),
             "--conns" => {
                 o.conns = args
@@ -205,52 +216,102 @@ fn peer_unavailable(dir: &std::path::Path) -> Option<String> {
 }
 
 type Results = Vec<((Case, usize), Summary)>;
+type Paced = Vec<(Case, f64, Summary)>;
 
+/// The cases whose latency target is also judged at a fixed offered load
+/// (`--paced-share` of Strongroom's saturated throughput at the most
+/// connections measured, offered to both servers alike).
+const PACED_CASES: [Case; 3] = [Case::TokenPrivateKeyJwt, Case::Par, Case::Introspection];
+
+/// The offered loads of the paced cells, from Strongroom's saturated runs.
+fn paced_rates(results: &Results, conns: usize, share: f64) -> Vec<(Case, f64)> {
+    PACED_CASES
+        .iter()
+        .filter_map(|&case| {
+            let (_, s) = results.iter().find(|(k, _)| *k == (case, conns))?;
+            let rate = (s.req_per_sec.median * share).round();
+            (rate > 0.0).then_some((case, rate))
+        })
+        .collect()
+}
+
+fn log_run(name: &str, case: Case, conns: usize, rep: usize, load: Load, r: &load::Run) {
+    eprintln!(
+        "  {:<18} {:<10} {conns:>3} conns  rep {}: {:>8.0} req/s{}  p50 {:>6.2} ms  p99 {:>7.2} ms  cpu {:>4.0} %  rss {:>6.1} MiB{}",
+        name,
+        case.short(),
+        rep + 1,
+        r.req_per_sec,
+        match load {
+            Load::Saturate => String::new(),
+            Load::Paced(rate) => format!(" (offered {rate:.0})"),
+        },
+        r.p50_ms,
+        r.p99_ms,
+        r.server_cpu_percent,
+        r.peak_rss_mib,
+        match &r.first_error {
+            Some(e) => format!("  {} errors, first: {e}", r.errors),
+            None => String::new(),
+        }
+    );
+}
+
+/// Every case at every connection count, saturated; then the paced cells
+/// at the offered loads `rates` picks (given the saturated results).
 async fn measure_target(
     t: Target0,
     opts: &Opts,
     ok: &mut bool,
     strict: bool,
-) -> Result<Results, String> {
+    rates: impl FnOnce(&Results) -> Vec<(Case, f64)>,
+) -> Result<(Results, Paced), String> {
     let t = Arc::new(t.0);
     let mut out = Vec::new();
+    let mut cells: Vec<(Case, usize, Load)> = Vec::new();
     for &case in &t.cases {
         for &conns in &opts.conns {
+            cells.push((case, conns, Load::Saturate));
+        }
+    }
+    let mut paced = Vec::new();
+    let max_conns = *opts.conns.iter().max().unwrap_or(&16);
+    let mut rates = Some(rates);
+    for pass in 0..2 {
+        if pass == 1 {
+            let pick = rates.take().expect("rates are picked once");
+            cells = pick(&out)
+                .into_iter()
+                .filter(|(case, _)| t.cases.contains(case))
+                .map(|(case, rate)| (case, max_conns, Load::Paced(rate)))
+                .collect();
+        }
+        for &(case, conns, load) in &cells {
             let mut runs = Vec::new();
             for rep in 0..opts.reps {
-                let r = load::run(&t, case, conns, opts.warmup, opts.duration).await?;
-                eprintln!(
-                    "  {:<18} {:<10} {conns:>3} conns  rep {}: {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>7.2} ms  cpu {:>4.0} %  rss {:>6.1} MiB{}",
-                    t.name,
-                    case.short(),
-                    rep + 1,
-                    r.req_per_sec,
-                    r.p50_ms,
-                    r.p99_ms,
-                    r.server_cpu_percent,
-                    r.peak_rss_mib,
-                    match &r.first_error {
-                        Some(e) => format!("  {} errors, first: {e}", r.errors),
-                        None => String::new(),
-                    }
-                );
+                let r = load::run(&t, case, conns, load, opts.warmup, opts.duration).await?;
+                log_run(t.name, case, conns, rep, load, &r);
                 if strict && (r.errors > 0 || r.requests == 0) {
                     *ok = false;
                 }
                 runs.push(r);
             }
             if let Some(s) = Summary::of(runs) {
-                out.push(((case, conns), s));
+                match load {
+                    Load::Saturate => out.push(((case, conns), s)),
+                    Load::Paced(rate) => paced.push((case, rate, s)),
+                }
             }
         }
     }
-    Ok(out)
+    Ok((out, paced))
 }
 
 struct Target0(load::Target);
 
 async fn bench(opts: Opts) -> Result<bool, String> {
     let cores = cores();
+    let max_conns = *opts.conns.iter().max().unwrap_or(&16);
     let budget = if opts.smoke {
         Duration::from_millis(100)
     } else {
@@ -297,11 +358,17 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     )
     .await;
     let sr_results = match t {
-        Ok(t) => measure_target(Target0(t), &opts, &mut ok, true).await,
+        Ok(t) => {
+            measure_target(Target0(t), &opts, &mut ok, true, |r| {
+                paced_rates(r, max_conns, opts.paced_share)
+            })
+            .await
+        }
         Err(e) => Err(e),
     };
     sr.stop().await;
-    let sr_results = sr_results?;
+    let (sr_results, sr_paced) = sr_results?;
+    let rates: Vec<(Case, f64)> = sr_paced.iter().map(|(c, r, _)| (*c, *r)).collect();
 
     let peer_cases: Vec<Case> = [
         Case::Discovery,
@@ -317,16 +384,16 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     .filter(|c| opts.cases.contains(c))
     .collect();
     let mut peer_note = String::new();
-    let peer_results: Results = match &opts.peer_dir {
+    let (peer_results, peer_paced): (Results, Paced) = match &opts.peer_dir {
         None => {
             peer_note = "peer skipped (--no-peer)".into();
-            Vec::new()
+            Default::default()
         }
         Some(dir) => match peer_unavailable(dir) {
             Some(why) => {
                 peer_note = format!("peer skipped: {why}");
                 eprintln!("{peer_note}");
-                Vec::new()
+                Default::default()
             }
             None => {
                 eprintln!(
@@ -343,7 +410,9 @@ async fn bench(opts: Opts) -> Result<bool, String> {
                         )
                         .await;
                         let r = match t {
-                            Ok(t) => measure_target(Target0(t), &opts, &mut ok, false).await,
+                            Ok(t) => {
+                                measure_target(Target0(t), &opts, &mut ok, false, |_| rates).await
+                            }
                             Err(e) => Err(e),
                         };
                         peer.stop().await;
@@ -356,7 +425,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
                     Err(e) => {
                         peer_note = format!("peer failed: {e}");
                         eprintln!("{peer_note}");
-                        Vec::new()
+                        Default::default()
                     }
                 }
             }
@@ -427,6 +496,32 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         opts.reps,
     );
     md.push_str(&report::table(&rows));
+    let paced: Vec<PacedRow> = sr_paced
+        .into_iter()
+        .map(|(case, offered, s)| PacedRow {
+            case,
+            label: case.label(),
+            connections: max_conns,
+            offered_req_per_sec: offered,
+            peer: peer_paced
+                .iter()
+                .find(|(c, _, _)| *c == case)
+                .map(|(_, _, p)| p.clone()),
+            strongroom: s,
+        })
+        .collect();
+    if !paced.is_empty() {
+        md.push_str(&format!(
+            "\n### Latency at a fixed offered load ({max_conns} connections)\n\n\
+             The table above saturates: each connection sends again as soon as it is answered, so with {max_conns} requests \
+             always in flight the mean latency is {max_conns} ÷ throughput, whatever the server. Here both servers get the \
+             same load, {:.0} % of Strongroom's saturated median, spread evenly over {max_conns} connections and scheduled in \
+             advance; latency counts from each request's scheduled start, so a server that falls behind is charged for \
+             the wait. A server that cannot keep up serves less than offered.\n\n",
+            opts.paced_share * 100.0
+        ));
+        md.push_str(&report::paced_table(&paced));
+    }
     md.push_str(&format!(
         "\nSingle-core crypto (oauth_core::keys, aws-lc-rs): PS256 sign {:.0}/s, verify {:.0}/s; ES256 sign {:.0}/s, verify {:.0}/s. \
          argon2id (server parameters) {:.1} hashes/s per core.\n\n\
@@ -463,6 +558,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "limits": lim,
         "fresh_login_flows_per_sec": fresh,
         "rows": rows,
+        "paced": paced,
     });
     let write = |ext: &str, body: String| {
         let p = opts.out.join(format!("{stem}.{ext}"));

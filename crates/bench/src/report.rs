@@ -131,6 +131,51 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
+/// A case at a fixed offered load, on both servers.
+#[derive(Debug, Clone, Serialize)]
+pub struct PacedRow {
+    pub case: Case,
+    pub label: &'static str,
+    pub connections: usize,
+    pub offered_req_per_sec: f64,
+    pub strongroom: Summary,
+    pub peer: Option<Summary>,
+}
+
+pub fn paced_table(rows: &[PacedRow]) -> String {
+    let mut out = String::from(
+        "| case | conns | offered req/s | Strongroom served req/s | p50 ms | p99 ms (min–max) | peer served req/s | peer p50 ms | peer p99 ms (min–max) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let p99 = |s: &Summary| {
+        format!(
+            "{:.2} ({:.2}–{:.2})",
+            s.p99_ms.median, s.p99_ms.min, s.p99_ms.max
+        )
+    };
+    for r in rows {
+        let s = &r.strongroom;
+        let (pr, pp50, pp99) = match &r.peer {
+            Some(p) => (
+                format!("{:.0}", p.req_per_sec.median),
+                ms(&p.p50_ms),
+                p99(p),
+            ),
+            None => ("n/a".into(), "n/a".into(), "n/a".into()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {pr} | {pp50} | {pp99} |\n",
+            r.label,
+            r.connections,
+            r.offered_req_per_sec,
+            s.req_per_sec.median,
+            ms(&s.p50_ms),
+            p99(s),
+        ));
+    }
+    out
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
