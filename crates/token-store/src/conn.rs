@@ -157,17 +157,22 @@ impl r2d2::ManageConnection for Manager {
 /// switch to WAL, which needs a lock, waits for a concurrently opening
 /// connection instead of failing.
 #[derive(Debug)]
-pub(crate) struct SqlitePragmas;
+pub(crate) struct SqlitePragmas {
+    /// The connection's page cache, KiB.
+    pub(crate) cache_kib: u32,
+}
 
 impl r2d2::CustomizeConnection<AnyConnection, ConnectionError> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
         if let AnyConnection::Sqlite(c) = conn {
-            c.batch_execute(
+            c.batch_execute(&format!(
                 "PRAGMA busy_timeout = 5000; \
                  PRAGMA journal_mode = WAL; \
                  PRAGMA foreign_keys = ON; \
-                 PRAGMA synchronous = NORMAL;",
-            )
+                 PRAGMA synchronous = NORMAL; \
+                 PRAGMA cache_size = -{};",
+                self.cache_kib
+            ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }
         Ok(())

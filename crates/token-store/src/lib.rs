@@ -114,7 +114,7 @@ impl Store {
         })?;
         let backend = target.backend;
         let display = target.display.clone();
-        let build = |size: u32, target: Target| {
+        let build = |size: u32, target: Target, cache_kib: u32| {
             r2d2::Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
@@ -123,7 +123,7 @@ impl Store {
                 // `SELECT 1`) so a restarted server costs no failed request.
                 .test_on_check_out(backend == Backend::Postgres)
                 .connection_timeout(CONNECT_TIMEOUT)
-                .connection_customizer(Box::new(SqlitePragmas))
+                .connection_customizer(Box::new(SqlitePragmas { cache_kib }))
                 .error_handler(Box::new(conn::TracingErrors))
                 .build(Manager { target })
                 .map_err(|e| {
@@ -135,14 +135,22 @@ impl Store {
         };
         let (pool, writer_pool, writer) = match backend {
             Backend::Sqlite => {
-                let writer_pool = build(1, target.clone())?;
-                let checkpoint_pool = build(1, target.clone())?;
-                let pool = build(max_pool_size, target)?;
+                // Page caches: the writer's stays warm (it is the only
+                // writer, so nothing else invalidates it). A reader's is
+                // emptied whenever it begins a read after a commit by
+                // another connection (SQLite's WAL rule), which under load
+                // is nearly every read: it holds one query's pages, and a
+                // larger limit only let it keep more memory as the
+                // database grew. The checkpointer copies WAL frames
+                // without it.
+                let writer_pool = build(1, target.clone(), 2048)?;
+                let checkpoint_pool = build(1, target.clone(), 64)?;
+                let pool = build(max_pool_size, target, 512)?;
                 let writer = writer::Writer::start(writer_pool.clone(), checkpoint_pool)?;
                 (pool, writer_pool, Some(writer))
             }
             Backend::Postgres => {
-                let pool = build(max_pool_size, target)?;
+                let pool = build(max_pool_size, target, 0)?;
                 (pool.clone(), pool, None)
             }
         };
