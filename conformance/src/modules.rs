@@ -234,11 +234,11 @@ pub const PENDING_PLANS: &[(&str, &str)] = &[
     ),
     (
         "fapi2-security-profile-final-brazil-dcr-test-plan",
-        "dynamic client registration plans are not mirrored yet (registration lands in a parallel issue; the Brazil plan also needs a Brazil directory)",
+        "dynamic client registration plans are not mirrored yet (registration itself is tested black-box in crates/strongroom/tests/server/dcr.rs; the Brazil plan also needs a Brazil directory)",
     ),
     (
         "oidcc-dynamic-certification-test-plan",
-        "dynamic client registration plans are not mirrored yet (registration lands in a parallel issue; the Brazil plan also needs a Brazil directory)",
+        "dynamic client registration plans are not mirrored yet (registration itself is tested black-box in crates/strongroom/tests/server/dcr.rs; the Brazil plan also needs a Brazil directory)",
     ),
 ];
 
