@@ -99,14 +99,22 @@ impl ReplayKind {
 pub trait ReplayCache: Send + Sync {
     /// Records `value` as used until `expires_at`. Returns `true` the first
     /// time, `false` if an unexpired entry already exists (a replay), also
-    /// when another instance recorded it a moment earlier.
+    /// when another instance recorded it a moment earlier. The one-entry
+    /// case of [`ReplayCache::consume_all`].
     fn consume_once(
         &self,
         kind: ReplayKind,
         value: &str,
         expires_at: i64,
         now: i64,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        let entry = ReplayEntry {
+            kind,
+            value: value.to_owned(),
+            expires_at,
+        };
+        async move { Ok(self.consume_all(vec![entry], now).await?.is_none()) }
+    }
     /// Records every entry as used, all or none, in one write: `Ok(None)`
     /// when none was in use (all are recorded now), `Ok(Some(i))` when
     /// `entries[i]` is the first that was (a replay; nothing is recorded).

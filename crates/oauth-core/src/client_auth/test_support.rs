@@ -19,9 +19,7 @@ use crate::cert::PeerCertificate;
 use crate::client::{Client, ClientMetadata};
 use crate::keys::ProviderAlg;
 use crate::keys::test_support::{fixture, kek};
-use crate::storage::{
-    ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, StoreResult,
-};
+use crate::storage::{ClientRecord, ClientRepository, ReplayCache, ReplayEntry, StoreResult};
 
 pub(crate) use crate::keys::test_support::T0;
 
@@ -57,24 +55,6 @@ impl MemStore {
 }
 
 impl ReplayCache for MemStore {
-    async fn consume_once(
-        &self,
-        kind: ReplayKind,
-        value: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let key = format!("{}:{value}", kind.as_str());
-        let mut m = self.replay.lock().unwrap();
-        match m.get(&key) {
-            Some(exp) if *exp > now => Ok(false),
-            _ => {
-                m.insert(key, expires_at);
-                Ok(true)
-            }
-        }
-    }
-
     async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
         let mut m = self.replay.lock().unwrap();
         let key = |e: &ReplayEntry| format!("{}:{}", e.kind.as_str(), e.value);

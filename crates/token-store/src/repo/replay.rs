@@ -1,9 +1,10 @@
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use oauth_core::storage::{ReplayCache, ReplayEntry, ReplayKind, StoreResult};
+use oauth_core::storage::{ReplayCache, ReplayEntry, StoreError, StoreResult};
 
 use crate::Store;
 use crate::db::{Db, with_conn};
+use crate::error::Fail;
 use crate::models::ReplayRow;
 use crate::schema::replay_cache as rc;
 
@@ -11,74 +12,57 @@ impl ReplayCache for Store {
     /// The primary key (kind, value) decides: an expired entry is deleted
     /// first, then the insert either succeeds (first use) or hits the key
     /// (replay). Two instances racing on one value cannot both insert.
-    async fn consume_once(
-        &self,
-        kind: ReplayKind,
-        value: &str,
-        expires_at: i64,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let value = value.to_owned();
+    /// Several entries share one savepoint (a transaction on PostgreSQL)
+    /// that the first used one rolls back; a single entry needs none.
+    async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
         self.run_write(move |conn| {
-            let row = ReplayRow {
-                kind: kind.as_str(),
-                value: &value,
-                expires_at,
-            };
             with_conn!(conn, c => {
-                diesel::delete(
-                    rc::table
-                        .find((row.kind, row.value))
-                        .filter(rc::expires_at.le(now)),
-                )
-                .execute(c)?;
-                match diesel::insert_into(rc::table).values(&row).execute(c) {
-                    Ok(_) => Ok(true),
-                    Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                        Ok(false)
+                // The index of the first entry in use, or `None` when all
+                // are recorded now.
+                let record = |c: &mut _| -> Result<Option<usize>, DieselError> {
+                    for (i, e) in entries.iter().enumerate() {
+                        let row = ReplayRow {
+                            kind: e.kind.as_str(),
+                            value: &e.value,
+                            expires_at: e.expires_at,
+                        };
+                        diesel::delete(
+                            rc::table
+                                .find((row.kind, row.value))
+                                .filter(rc::expires_at.le(now)),
+                        )
+                        .execute(c)?;
+                        match diesel::insert_into(rc::table).values(&row).execute(c) {
+                            Ok(_) => {}
+                            Err(DieselError::DatabaseError(
+                                DatabaseErrorKind::UniqueViolation,
+                                _,
+                            )) => return Ok(Some(i)),
+                            Err(e) => return Err(e),
+                        }
                     }
-                    Err(e) => Err(e.into()),
+                    Ok(None)
+                };
+                if entries.len() == 1 {
+                    return Ok(record(c)?);
+                }
+                // A replay must still undo the inserts before it.
+                let replayed = std::cell::Cell::new(None);
+                match c.write_tx(|c| match record(c)? {
+                    None => Ok(()),
+                    Some(i) => {
+                        replayed.set(Some(i));
+                        Err(Fail::Store(StoreError::Conflict))
+                    }
+                }) {
+                    Ok(()) => Ok(None),
+                    Err(_) if replayed.get().is_some() => Ok(replayed.get()),
+                    Err(e) => Err(e),
                 }
             })
-        })
-        .await
-    }
-
-    /// One savepoint (a transaction on PostgreSQL): the first entry that is
-    /// already in use rolls every insert of this call back.
-    async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
-        self.run_write(move |conn| {
-            let replayed = std::cell::Cell::new(None);
-            let outcome = with_conn!(conn, c => c.write_tx(|c| {
-                for (i, e) in entries.iter().enumerate() {
-                    let row = ReplayRow {
-                        kind: e.kind.as_str(),
-                        value: &e.value,
-                        expires_at: e.expires_at,
-                    };
-                    diesel::delete(
-                        rc::table
-                            .find((row.kind, row.value))
-                            .filter(rc::expires_at.le(now)),
-                    )
-                    .execute(c)?;
-                    if let Err(err) = diesel::insert_into(rc::table).values(&row).execute(c) {
-                        if matches!(
-                            err,
-                            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
-                        ) {
-                            replayed.set(Some(i));
-                        }
-                        return Err(err.into());
-                    }
-                }
-                Ok(())
-            }));
-            match (outcome, replayed.get()) {
-                (Ok(()), _) => Ok(None),
-                (Err(_), Some(i)) => Ok(Some(i)),
-                (Err(e), None) => Err(e),
-            }
         })
         .await
     }
