@@ -226,25 +226,43 @@ fn check(status: u16, body: &[u8], want: u16, what: &str) -> Result<(), String> 
     ))
 }
 
+/// A POST by the private_key_jwt client: `fields` after its client_id and a
+/// fresh assertion, with a fresh DPoP proof when `dpop`; the response body
+/// when the status is `want`.
+async fn tpp_post(
+    t: &Target,
+    h1: &mut H1,
+    url: &str,
+    fields: &[(&str, &str)],
+    dpop: bool,
+    want: u16,
+    what: &str,
+) -> Result<bytes::Bytes, String> {
+    let tpp = &t.prov.pkjwt;
+    let assertion = tpp.assertion(&t.issuer);
+    let mut form = vec![
+        ("client_id", tpp.client_id.as_str()),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", &assertion),
+    ];
+    form.extend_from_slice(fields);
+    let proof = dpop.then(|| tpp.dpop_proof("POST", url, None));
+    let headers: &[(&str, &str)] = match &proof {
+        Some(p) => &[("dpop", p)],
+        None => &[],
+    };
+    let (status, body) = h1
+        .request("POST", url, headers, Some(h1::form(&form)))
+        .await?;
+    check(status, &body, want, what)?;
+    Ok(body)
+}
+
 /// A client_credentials request with private_key_jwt + DPoP; returns the
 /// response body.
 async fn token_pkjwt_h1(t: &Target, h1: &mut H1) -> Result<bytes::Bytes, String> {
-    let tpp = &t.prov.pkjwt;
-    let url = &t.urls.token;
-    let assertion = tpp.assertion(&t.issuer);
-    let body = h1::form(&[
-        ("client_id", &tpp.client_id),
-        ("client_assertion_type", ASSERTION_TYPE),
-        ("client_assertion", &assertion),
-        ("grant_type", "client_credentials"),
-        ("scope", "accounts"),
-    ]);
-    let proof = tpp.dpop_proof("POST", url, None);
-    let (status, body) = h1
-        .request("POST", url, &[("dpop", &proof)], Some(body))
-        .await?;
-    check(status, &body, 200, "token")?;
-    Ok(body)
+    let fields = [("grant_type", "client_credentials"), ("scope", "accounts")];
+    tpp_post(t, h1, &t.urls.token, &fields, true, 200, "token").await
 }
 
 /// A pushed authorization request with private_key_jwt + DPoP, and
@@ -256,20 +274,15 @@ async fn par_h1(
     prompt: Option<&str>,
 ) -> Result<(bytes::Bytes, String), String> {
     let tpp = &t.prov.pkjwt;
-    let url = &t.urls.par;
     let verifier = random_token(32);
-    let assertion = tpp.assertion(&t.issuer);
     let (state, nonce, challenge) = (
         random_token(12),
         random_token(12),
         sha256_b64url(verifier.as_bytes()),
     );
     let mut fields = vec![
-        ("client_id", tpp.client_id.as_str()),
-        ("client_assertion_type", ASSERTION_TYPE),
-        ("client_assertion", &assertion),
         ("response_type", "code"),
-        ("redirect_uri", &tpp.redirect_uri),
+        ("redirect_uri", tpp.redirect_uri.as_str()),
         ("scope", SCOPE),
         ("state", &state),
         ("nonce", &nonce),
@@ -279,12 +292,7 @@ async fn par_h1(
     if let Some(p) = prompt {
         fields.push(("prompt", p));
     }
-    let body = h1::form(&fields);
-    let proof = tpp.dpop_proof("POST", url, None);
-    let (status, body) = h1
-        .request("POST", url, &[("dpop", &proof)], Some(body))
-        .await?;
-    check(status, &body, 201, "PAR")?;
+    let body = tpp_post(t, h1, &t.urls.par, &fields, true, 201, "PAR").await?;
     Ok((body, verifier))
 }
 
@@ -393,22 +401,13 @@ async fn flow_h1(t: &Target, h1: &mut H1, jar: &mut h1::Jar) -> Result<String, S
         };
         next = absolute(&next, &location_h(&headers, status, &path)?)?;
     };
-    // code exchange
-    let assertion = tpp.assertion(&t.issuer);
-    let body = h1::form(&[
-        ("client_id", &tpp.client_id),
-        ("client_assertion_type", ASSERTION_TYPE),
-        ("client_assertion", &assertion),
+    let fields = [
         ("grant_type", "authorization_code"),
-        ("code", &code),
+        ("code", code.as_str()),
         ("redirect_uri", &tpp.redirect_uri),
         ("code_verifier", &verifier),
-    ]);
-    let proof = tpp.dpop_proof("POST", &t.urls.token, None);
-    let (status, body) = h1
-        .request("POST", &t.urls.token, &[("dpop", &proof)], Some(body))
-        .await?;
-    check(status, &body, 200, "code exchange")?;
+    ];
+    let body = tpp_post(t, h1, &t.urls.token, &fields, true, 200, "code exchange").await?;
     let v: Value = serde_json::from_slice(&body).map_err(|e| format!("code exchange: {e}"))?;
     if v["id_token"].as_str().is_none() {
         return Err("code exchange: no id_token".into());
@@ -439,10 +438,7 @@ fn query_param(url: &str, name: &str) -> Option<String> {
 }
 
 async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
-    if case == Case::FullFlow {
-        return flow_h1(t, &mut w.h1, &mut w.jar).await.map(drop);
-    }
-    let h1 = &mut w.h1;
+    let Worker { h1, jar, token } = w;
     match case {
         Case::Discovery => {
             let (status, body) = h1.request("GET", &t.urls.discovery, &[], None).await?;
@@ -466,19 +462,10 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
         }
         Case::Par => par_h1(t, h1, None).await.map(drop),
         Case::Introspection => {
-            let token = w.token.as_deref().ok_or("no token to introspect")?;
-            let tpp = &t.prov.pkjwt;
-            let assertion = tpp.assertion(&t.issuer);
-            let body = h1::form(&[
-                ("client_id", &tpp.client_id),
-                ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", &assertion),
-                ("token", token),
-            ]);
-            let (status, body) = h1
-                .request("POST", &t.urls.introspection, &[], Some(body))
-                .await?;
-            check(status, &body, 200, "introspection")?;
+            let token = token.as_deref().ok_or("no token to introspect")?;
+            let url = &t.urls.introspection;
+            let body =
+                tpp_post(t, h1, url, &[("token", token)], false, 200, "introspection").await?;
             // The token was issued on this connection (under Node's
             // cluster module: by this worker), so both servers must find it.
             if !contains(&body, b"\"active\":true") {
@@ -487,7 +474,7 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             Ok(())
         }
         Case::UserinfoDpop => {
-            let token = w.token.as_deref().ok_or("no user token")?;
+            let token = token.as_deref().ok_or("no user token")?;
             let url = &t.urls.userinfo;
             let auth = format!("DPoP {token}");
             let proof = t.prov.pkjwt.dpop_proof("GET", url, Some(token));
@@ -513,7 +500,7 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
                 .await?;
             check(status, &body, 201, "registration")
         }
-        Case::FullFlow => unreachable!("handled above"),
+        Case::FullFlow => flow_h1(t, h1, jar).await.map(drop),
     }
 }
 

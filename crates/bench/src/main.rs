@@ -51,6 +51,13 @@ struct Opts {
     paced_share: f64,
 }
 
+impl Opts {
+    /// The most connections measured: the paced cells and the chart use it.
+    fn max_conns(&self) -> usize {
+        self.conns.iter().copied().max().unwrap_or(16)
+    }
+}
+
 fn parse_args() -> Result<Opts, String> {
     let mut o = Opts {
         server_bin: PathBuf::from("target/release/strongroom"),
@@ -257,6 +264,26 @@ fn log_run(name: &str, case: Case, conns: usize, rep: usize, load: Load, r: &loa
     );
 }
 
+/// One cell: `opts.reps` runs of `case` at `conns` connections under `load`.
+async fn measure_cell(
+    t: &Arc<load::Target>,
+    (case, conns, load): (Case, usize, Load),
+    opts: &Opts,
+    ok: &mut bool,
+    strict: bool,
+) -> Result<Option<Summary>, String> {
+    let mut runs = Vec::new();
+    for rep in 0..opts.reps {
+        let r = load::run(t, case, conns, load, opts.warmup, opts.duration).await?;
+        log_run(t.name, case, conns, rep, load, &r);
+        if strict && (r.errors > 0 || r.requests == 0) {
+            *ok = false;
+        }
+        runs.push(r);
+    }
+    Ok(Summary::of(runs))
+}
+
 /// Every case at every connection count, saturated; then the paced cells
 /// at the offered loads `rates` picks (given the saturated results).
 async fn measure_target(
@@ -268,40 +295,22 @@ async fn measure_target(
 ) -> Result<(Results, Paced), String> {
     let t = Arc::new(t.0);
     let mut out = Vec::new();
-    let mut cells: Vec<(Case, usize, Load)> = Vec::new();
     for &case in &t.cases {
         for &conns in &opts.conns {
-            cells.push((case, conns, Load::Saturate));
+            let cell = (case, conns, Load::Saturate);
+            if let Some(s) = measure_cell(&t, cell, opts, ok, strict).await? {
+                out.push(((case, conns), s));
+            }
         }
     }
     let mut paced = Vec::new();
-    let max_conns = *opts.conns.iter().max().unwrap_or(&16);
-    let mut rates = Some(rates);
-    for pass in 0..2 {
-        if pass == 1 {
-            let pick = rates.take().expect("rates are picked once");
-            cells = pick(&out)
-                .into_iter()
-                .filter(|(case, _)| t.cases.contains(case))
-                .map(|(case, rate)| (case, max_conns, Load::Paced(rate)))
-                .collect();
+    for (case, rate) in rates(&out) {
+        if !t.cases.contains(&case) {
+            continue;
         }
-        for &(case, conns, load) in &cells {
-            let mut runs = Vec::new();
-            for rep in 0..opts.reps {
-                let r = load::run(&t, case, conns, load, opts.warmup, opts.duration).await?;
-                log_run(t.name, case, conns, rep, load, &r);
-                if strict && (r.errors > 0 || r.requests == 0) {
-                    *ok = false;
-                }
-                runs.push(r);
-            }
-            if let Some(s) = Summary::of(runs) {
-                match load {
-                    Load::Saturate => out.push(((case, conns), s)),
-                    Load::Paced(rate) => paced.push((case, rate, s)),
-                }
-            }
+        let cell = (case, opts.max_conns(), Load::Paced(rate));
+        if let Some(s) = measure_cell(&t, cell, opts, ok, strict).await? {
+            paced.push((case, rate, s));
         }
     }
     Ok((out, paced))
@@ -311,7 +320,7 @@ struct Target0(load::Target);
 
 async fn bench(opts: Opts) -> Result<bool, String> {
     let cores = cores();
-    let max_conns = *opts.conns.iter().max().unwrap_or(&16);
+    let max_conns = opts.max_conns();
     let budget = if opts.smoke {
         Duration::from_millis(100)
     } else {
@@ -569,12 +578,11 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
     )?;
     write("md", md)?;
-    let chart_conns = *opts.conns.iter().max().unwrap_or(&16);
     write(
         "svg",
         report::svg_chart(
             &rows,
-            chart_conns,
+            max_conns,
             &format!(
                 "Strongroom ({db_name}) vs node-oidc-provider — {} × {}",
                 cores,
