@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fapi::{PASSWORD, USER, World, world};
-use crate::harness::{BACKENDS, Backend};
+use crate::harness::{BACKENDS, Backend, TestServer};
 use crate::tpp::*;
 
 fn assert_error(a: &Answer, status: u16, codes: &[&str]) {
@@ -66,6 +66,24 @@ async fn code_for(w: &World, tpp: &Tpp) -> (String, Pkce) {
     (query(&back)["code"].clone(), pkce)
 }
 
+/// The code exchange's form: `tpp`'s client authentication, the code, its
+/// redirect URI and, when given, the PKCE verifier.
+fn code_form(
+    srv: &TestServer,
+    tpp: &Tpp,
+    code: &str,
+    verifier: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut form = tpp.auth_fields(srv);
+    form.push(("grant_type".into(), "authorization_code".into()));
+    form.push(("code".into(), code.into()));
+    form.push(("redirect_uri".into(), tpp.redirect_uri.clone()));
+    if let Some(v) = verifier {
+        form.push(("code_verifier".into(), v.into()));
+    }
+    form
+}
+
 async fn redeem(
     w: &World,
     tpp: &Tpp,
@@ -74,17 +92,10 @@ async fn redeem(
     dpop_key: &Tpp,
 ) -> Answer {
     let url = w.srv.url("/token");
-    let mut form = tpp.auth_fields(&w.srv);
-    form.push(("grant_type".into(), "authorization_code".into()));
-    form.push(("code".into(), code.into()));
-    form.push(("redirect_uri".into(), tpp.redirect_uri.clone()));
-    if let Some(v) = verifier {
-        form.push(("code_verifier".into(), v.into()));
-    }
     post_form(
         &w.srv.client(None),
         &url,
-        &form,
+        &code_form(&w.srv, tpp, code, verifier),
         Some(dpop_key.dpop_proof("POST", &url, None)),
     )
     .await
@@ -449,16 +460,7 @@ async fn dpop_proofs_are_checked() {
     let tpp = &w.dpop;
     let (code, pkce) = code_for(&w, tpp).await;
     let url = srv.url("/token");
-    let token_form = |code: &str, verifier: &str| {
-        let mut form = tpp.auth_fields(srv);
-        form.extend([
-            ("grant_type".to_string(), "authorization_code".to_string()),
-            ("code".into(), code.into()),
-            ("redirect_uri".into(), tpp.redirect_uri.clone()),
-            ("code_verifier".into(), verifier.to_string()),
-        ]);
-        form
-    };
+    let token_form = |code: &str, verifier: &str| code_form(srv, tpp, code, Some(verifier));
     let http = srv.client(None);
     // Wrong htm, wrong htu, stale iat: refused without spending the code.
     for claims in [
