@@ -234,10 +234,14 @@ impl DatabaseConfig {
     /// waits on the network.
     #[must_use]
     pub fn pool_size(&self) -> u32 {
-        let postgres = self.url.starts_with("postgres://") || self.url.starts_with("postgresql://");
         self.max_connections
-            .unwrap_or(if postgres { 16 } else { 4 })
+            .unwrap_or(if is_postgres(&self.url) { 16 } else { 4 })
     }
+}
+
+/// Whether a database URL names PostgreSQL (both of its schemes).
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -511,10 +515,7 @@ impl Config {
             })?;
         }
         let url = self.database_url();
-        if !(url.starts_with("sqlite://")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if !(url.starts_with("sqlite://") || is_postgres(&url)) {
             return Err(ConfigError::new(
                 "database.url",
                 "must start with sqlite://, postgres:// or postgresql://",
@@ -676,6 +677,20 @@ fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_pool_size_defaults_by_backend_and_a_configured_one_wins() {
+        let db = |url: &str, max: Option<u32>| DatabaseConfig {
+            url: url.into(),
+            max_connections: max,
+        };
+        assert_eq!(db("", None).pool_size(), 4);
+        assert_eq!(db("sqlite://data/op.db", None).pool_size(), 4);
+        assert_eq!(db("postgres://op@db/op", None).pool_size(), 16);
+        assert_eq!(db("postgresql://op@db/op", None).pool_size(), 16);
+        assert_eq!(db("sqlite://data/op.db", Some(9)).pool_size(), 9);
+        assert_eq!(db("postgres://op@db/op", Some(2)).pool_size(), 2);
+    }
 
     #[test]
     fn the_shipped_config_file_is_valid() {
