@@ -199,9 +199,13 @@ impl std::error::Error for OAuthError {}
 
 impl From<crate::storage::StoreError> for OAuthError {
     fn from(e: crate::storage::StoreError) -> Self {
+        use crate::storage::StoreError;
+        if let StoreError::Replayed(entry) = &e {
+            return crate::replay::replay_error(entry);
+        }
         tracing::error!(error = %e, "storage failure");
         match e {
-            crate::storage::StoreError::Unavailable(_) => Self::temporarily_unavailable(),
+            StoreError::Unavailable(_) => Self::temporarily_unavailable(),
             _ => Self::server_error(),
         }
     }

@@ -12,6 +12,13 @@
 //! acted on after `commit` succeeds. Nothing is recorded for a request that
 //! fails a check, so a valid proof is not spent by a failure elsewhere in
 //! the same request (e.g. a DPoP proof sent with a wrong client assertion).
+//!
+//! A store can do one better and record the entries in the same write as
+//! the request's own first write ([`DeferredReplay::into_entries`], then
+//! `token_store::Store::carrying_replay`): one trip to the database instead
+//! of two, and still all or none. That write then fails with
+//! [`StoreError::Replayed`](crate::storage::StoreError::Replayed), which
+//! converts to the same errors as `commit`'s.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -33,6 +40,13 @@ impl<'a, S> DeferredReplay<'a, S> {
             store,
             entries: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The collected entries, for a store to record with its next write
+    /// (`token_store::Store::carrying_replay`) instead of on their own.
+    #[must_use]
+    pub fn into_entries(self) -> Vec<ReplayEntry> {
+        self.take()
     }
 
     fn take(&self) -> Vec<ReplayEntry> {
@@ -61,7 +75,8 @@ impl<S: ReplayCache> DeferredReplay<'_, S> {
     }
 }
 
-fn replay_error(e: &ReplayEntry) -> OAuthError {
+/// The error of the check that recorded `e`, for a value used before.
+pub(crate) fn replay_error(e: &ReplayEntry) -> OAuthError {
     match e.kind {
         ReplayKind::DpopProof => crate::sender_constraint::dpop::replayed(),
         // Entries are `client_id:jti`.

@@ -23,6 +23,11 @@ pub enum StoreError {
     Conflict,
     #[error("database error: {0}")]
     Backend(String),
+    /// A single-use value the write carried (see `token_store::Store::
+    /// carrying_replay`) was used before; nothing of the write was kept.
+    /// Not a failure of the store: it answers as the value's own check.
+    #[error("single-use value already used")]
+    Replayed(ReplayEntry),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

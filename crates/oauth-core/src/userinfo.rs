@@ -149,6 +149,9 @@ impl std::error::Error for ResourceError {}
 
 impl From<StoreError> for ResourceError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Replayed(entry) = &e {
+            return crate::replay::replay_error(entry).into();
+        }
         tracing::error!(error = %e, "storage failure");
         let code = match e {
             StoreError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,

@@ -177,13 +177,14 @@ pub async fn par(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // The DPoP proof's and the client assertion's jti, recorded together.
+    // The DPoP proof's and the client assertion's jti, recorded with the
+    // pushed request, in one write.
     let replay = DeferredReplay::new(&state.store);
     let dpop = verify_dpop(&state, &replay, &req, None).await?;
     let Caller { form, client, .. } = caller(&state, &replay, &req, &body, Endpoint::Par).await?;
-    replay.commit(now()).await?;
+    let store = state.store.carrying_replay(replay.into_entries(), now());
     let res = par::push(
-        &state.store,
+        &store,
         &state.jwks,
         &state.policy,
         &client,
@@ -192,6 +193,7 @@ pub async fn par(
         now(),
     )
     .await?;
+    store.settle_replay().await.map_err(OAuthError::from)?;
     Ok(json_no_store(actix_web::http::StatusCode::CREATED, &res))
 }
 
@@ -206,42 +208,54 @@ pub async fn token(
     let dpop = verify_dpop(&state, &replay, &req, None).await?;
     let Caller { form, cert, client } =
         caller(&state, &replay, &req, &body, Endpoint::Token).await?;
-    replay.commit(now()).await?;
     let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
     tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
     let binding = oauth_core::grant::Binding {
         dpop,
         x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
     };
-    let res = match &state.bridge {
-        // The consent bridge's token-claims hook (docs/hooks.md §6a).
-        Some(bridge) => {
-            oauth_core::grant::exchange_with_claims(
-                &state.store,
-                &state.keys,
-                &state.policy,
-                &client,
-                token_request,
-                binding,
-                bridge.as_ref(),
-                now(),
-            )
-            .await?
-        }
-        None => {
-            oauth_core::grant::exchange(
-                &state.store,
-                &state.keys,
-                &state.policy,
-                &client,
-                token_request,
-                binding,
-                now(),
-            )
-            .await?
-        }
+    // The DPoP proof's and the client assertion's jti ride with the grant's
+    // first write (the code's redemption, the refresh token's rotation, the
+    // new token), and are settled before the bank's claims hook is asked.
+    let store = state.store.carrying_replay(replay.into_entries(), now());
+    let hook = SettledFirst {
+        store: &store,
+        bridge: state.bridge.as_deref(),
     };
+    let res = oauth_core::grant::exchange_with_claims(
+        &store,
+        &state.keys,
+        &state.policy,
+        &client,
+        token_request,
+        binding,
+        &hook,
+        now(),
+    )
+    .await?;
+    store.settle_replay().await.map_err(OAuthError::from)?;
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
+}
+
+/// The consent bridge's token-claims hook (docs/hooks.md §6a), asked only
+/// once the request's single-use values are recorded: the bank never hears
+/// of a request that is refused as a replay.
+struct SettledFirst<'a> {
+    store: &'a token_store::Store,
+    bridge: Option<&'a consent_bridge::Bridge>,
+}
+
+impl oauth_core::token::claims::ClaimsHook for SettledFirst<'_> {
+    async fn token_claims(
+        &self,
+        query: &oauth_core::token::claims::ClaimsQuery<'_>,
+    ) -> Result<Option<oauth_core::token::claims::ExtraClaims>, OAuthError> {
+        let Some(bridge) = self.bridge else {
+            return Ok(None);
+        };
+        self.store.settle_replay().await?;
+        bridge.token_claims(query).await
+    }
 }
 
 /// `POST /introspect` (RFC 7662 §2).

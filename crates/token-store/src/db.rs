@@ -26,6 +26,7 @@
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 
+use crate::conn::AnyConnection;
 use crate::error::Fail;
 use crate::schema::{ciba_requests, grants};
 
@@ -40,6 +41,45 @@ macro_rules! with_conn {
     };
 }
 pub(crate) use with_conn;
+
+/// Runs `f` all or nothing: in a savepoint when a transaction is open (a
+/// group-commit batch, or a `write_tx`), else in a transaction of its own
+/// (`BEGIN IMMEDIATE` on SQLite). For writes composed of other writes that
+/// each take the whole connection; a single query's body uses
+/// [`Db::write_tx`].
+pub(crate) fn savepoint<T, F>(conn: &mut AnyConnection, f: F) -> Result<T, Fail>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, Fail>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match &mut *conn {
+        AnyConnection::Sqlite(c) => {
+            let open = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .is_some();
+            if open {
+                AnsiTransactionManager::begin_transaction(c)?;
+            } else {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?;
+            }
+        }
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let result = f(conn);
+    with_conn!(conn, c => match result {
+        Ok(v) => match AnsiTransactionManager::commit_transaction(c) {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                let _ = AnsiTransactionManager::rollback_transaction(c);
+                Err(Fail::Db(e))
+            }
+        },
+        Err(e) => {
+            AnsiTransactionManager::rollback_transaction(c)?;
+            Err(e)
+        }
+    })
+}
 
 pub(crate) trait Db: Sized {
     /// A transaction meant to write; see the module docs for SQLite.

@@ -25,8 +25,11 @@ mod repo;
 mod schema;
 mod writer;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use oauth_core::storage::ReplayEntry;
 pub use oauth_core::storage::{StoreError, StoreResult};
 pub use writer::WriteStats;
 
@@ -60,6 +63,15 @@ pub struct Store {
     /// SQLite's group-commit writer; `None` on PostgreSQL.
     writer: Option<writer::Writer>,
     backend: Backend,
+    /// Single-use entries that this handle's next write records first, in
+    /// the same transaction ([`Store::carrying_replay`]).
+    pending: Option<Arc<Mutex<Option<PendingReplay>>>>,
+}
+
+/// See [`Store::carrying_replay`].
+struct PendingReplay {
+    entries: Vec<ReplayEntry>,
+    now: i64,
 }
 
 impl std::fmt::Debug for Store {
@@ -159,7 +171,41 @@ impl Store {
             writer_pool,
             writer,
             backend,
+            pending: None,
         })
+    }
+
+    /// A handle on the same database whose next write first records
+    /// `entries` as used (as [`ReplayCache::consume_all`](oauth_core::storage::ReplayCache::consume_all) would), in the
+    /// same transaction: one trip to the database for a request's
+    /// single-use values and its own first write, instead of two.
+    ///
+    /// All or none: when an entry was used before, that write fails with
+    /// [`StoreError::Replayed`] and neither the entries nor the write are
+    /// kept; when the write fails, the entries are not kept either. A
+    /// request that ends before any write records nothing; one that
+    /// succeeds without writing must call [`Store::settle_replay`] before
+    /// it answers.
+    #[must_use]
+    pub fn carrying_replay(&self, entries: Vec<ReplayEntry>, now: i64) -> Store {
+        let mut handle = self.clone();
+        handle.pending = (!entries.is_empty())
+            .then(|| Arc::new(Mutex::new(Some(PendingReplay { entries, now }))));
+        handle
+    }
+
+    /// Records the entries of [`Store::carrying_replay`] now, if no write
+    /// has carried them yet.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Replayed`] when one was used before; the store's
+    /// failure.
+    pub async fn settle_replay(&self) -> StoreResult<()> {
+        if self.pending.as_ref().is_some_and(|p| lock(p).is_some()) {
+            self.run_write(|_| Ok(())).await?;
+        }
+        Ok(())
     }
 
     /// Group-commit figures on SQLite (`None` on PostgreSQL, where each
@@ -271,6 +317,29 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
+        match self.pending.as_ref().and_then(|p| lock(p).take()) {
+            None => self.submit_write(f).await,
+            Some(p) => {
+                self.submit_write(move |conn| {
+                    // One savepoint: a used entry or a failing `f` undoes
+                    // the inserts of the entries before it.
+                    db::savepoint(conn, |conn| {
+                        match repo::replay::record_until_used(conn, &p.entries, p.now)? {
+                            None => f(conn),
+                            Some(i) => Err(Fail::Store(StoreError::Replayed(p.entries[i].clone()))),
+                        }
+                    })
+                })
+                .await
+            }
+        }
+    }
+
+    async fn submit_write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+    {
         match &self.writer {
             Some(w) => w.submit(f).await,
             None => Self::run_on(self.writer_pool.clone(), f).await,
@@ -297,4 +366,8 @@ impl Store {
             Err(e) => Err(StoreError::Backend(format!("database task failed: {e}"))),
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

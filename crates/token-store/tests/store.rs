@@ -146,6 +146,7 @@ on_both_backends!(
     replay_cache_single_use_and_expiry,
     replay_cache_one_winner_under_concurrency,
     replay_cache_records_a_set_all_or_none,
+    replay_entries_ride_with_the_next_write,
     concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
     client_reads_follow_every_change,
@@ -503,6 +504,115 @@ async fn replay_cache_records_a_set_all_or_none(db: TestDb) {
                 "round {round}: loser {i} recorded its own value"
             );
         }
+    }
+}
+
+/// Whether `value` is recorded, checked without recording it: the probe's
+/// second entry is always in use, so its first is rolled back if new.
+async fn is_used(s: &Store, kind: ReplayKind, value: String) -> bool {
+    let probe = vec![
+        entry(kind, &value, NOW + 10),
+        entry(ReplayKind::DpopProof, "always-used", NOW + 10),
+    ];
+    s.consume_all(probe, NOW).await.unwrap() == Some(0)
+}
+
+/// `Store::carrying_replay`: a request's single-use values recorded in the
+/// same transaction as its first write, all or none with it.
+async fn replay_entries_ride_with_the_next_write(db: TestDb) {
+    let s = &db.store;
+    let (d, a) = (ReplayKind::DpopProof, ReplayKind::ClientAssertion);
+    assert!(
+        s.consume_once(d, "always-used", NOW + 10, NOW)
+            .await
+            .unwrap()
+    );
+    let used = |v: &str, k: ReplayKind| is_used(s, k, v.to_owned());
+
+    // Recorded with the token.
+    let set = vec![entry(d, "q1", NOW + 10), entry(a, "c:k1", NOW + 10)];
+    let h = s.carrying_replay(set.clone(), NOW);
+    assert!(h.put_tokens(vec![access("t1", "c1", None)]).await.unwrap());
+    assert!(is_active(s, "t1").await);
+    assert!(used("q1", d).await && used("c:k1", a).await);
+    // Only the first write carries them; the handle is settled.
+    assert!(h.put_tokens(vec![access("t1b", "c1", None)]).await.unwrap());
+    h.settle_replay().await.unwrap();
+
+    // Replayed: the write fails with the first used entry and is not kept.
+    let h = s.carrying_replay(set, NOW + 1);
+    let err = h
+        .put_tokens(vec![access("t2", "c1", None)])
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Replayed(entry(d, "q1", NOW + 10)));
+    assert!(!is_active(s, "t2").await);
+    // A fresh value before a used one is not kept either.
+    let mixed = vec![entry(d, "q2", NOW + 10), entry(a, "c:k1", NOW + 10)];
+    let err = s
+        .carrying_replay(mixed, NOW + 1)
+        .put_tokens(vec![access("t3", "c1", None)])
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Replayed(entry(a, "c:k1", NOW + 10)));
+    assert!(!used("q2", d).await && !is_active(s, "t3").await);
+
+    // A write that fails takes its entries with it.
+    let err = s
+        .carrying_replay(vec![entry(d, "q3", NOW + 10)], NOW)
+        .put_tokens(vec![access("t4", "c1", None), access("t1", "c1", None)])
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Conflict);
+    assert!(!used("q3", d).await && !is_active(s, "t4").await);
+
+    // No write: settle_replay records them, once.
+    let h = s.carrying_replay(vec![entry(d, "q5", NOW + 10)], NOW);
+    h.settle_replay().await.unwrap();
+    assert!(used("q5", d).await);
+    h.settle_replay().await.unwrap();
+    let err = s
+        .carrying_replay(vec![entry(d, "q5", NOW + 10)], NOW)
+        .settle_replay()
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Replayed(entry(d, "q5", NOW + 10)));
+
+    // Racers (sharing group-commit batches on SQLite): one shared value,
+    // one winner; each loser keeps neither its token nor its own value.
+    for round in 0..5 {
+        let barrier = Arc::new(Barrier::new(16));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, b) = (db.store.clone(), barrier.clone());
+                let set = vec![
+                    entry(d, &format!("mine-{round}-{i}"), NOW + 60),
+                    entry(a, &format!("ours-{round}"), NOW + 60),
+                ];
+                tokio::spawn(async move {
+                    b.wait().await;
+                    let tok = access(&format!("race-{round}-{i}"), "c1", None);
+                    (i, s.carrying_replay(set, NOW).put_tokens(vec![tok]).await)
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            let (i, outcome) = t.await.unwrap();
+            match outcome {
+                Ok(true) => winners += 1,
+                Err(StoreError::Replayed(e)) => {
+                    assert_eq!(e.kind, a, "round {round}");
+                    assert!(!is_active(s, &format!("race-{round}-{i}")).await);
+                    assert!(
+                        !used(&format!("mine-{round}-{i}"), d).await,
+                        "round {round}: loser {i} kept its value"
+                    );
+                }
+                other => panic!("round {round}: racer {i} ended {other:?}"),
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
     }
 }
 

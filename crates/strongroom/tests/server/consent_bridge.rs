@@ -335,15 +335,19 @@ impl Demo {
     }
 
     async fn refresh(&self, tpp: &Tpp, refresh_token: &str) -> Answer {
-        let url = self.srv.url("/token");
+        let proof = tpp.dpop_proof("POST", &self.srv.url("/token"), None);
+        self.refresh_with(tpp, refresh_token, proof).await
+    }
+
+    async fn refresh_with(&self, tpp: &Tpp, refresh_token: &str, proof: String) -> Answer {
         let mut form = tpp.auth_fields(&self.srv);
         form.push(("grant_type".into(), "refresh_token".into()));
         form.push(("refresh_token".into(), refresh_token.into()));
         post_form(
             &self.srv.client(None),
-            &url,
+            &self.srv.url("/token"),
             &form,
-            Some(tpp.dpop_proof("POST", &url, None)),
+            Some(proof),
         )
         .await
     }
@@ -816,13 +820,20 @@ async fn claims_and_webhook(backend: Backend) {
     assert_eq!(u.json["sub"], "cust-0001");
 
     // Refresh asks again: the new tokens are enriched too.
-    let r = d.refresh(&d.tpp, &refresh).await;
+    let proof = d.tpp.dpop_proof("POST", &d.srv.url("/token"), None);
+    let r = d.refresh_with(&d.tpp, &refresh, proof.clone()).await;
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(
         jwt_claims(r.json["id_token"].as_str().unwrap())["customer_segment"],
         "retail"
     );
     let access2 = r.json["access_token"].as_str().unwrap().to_string();
+    // The same DPoP proof again: a replay, refused (its jti is settled
+    // before the bank is asked for claims).
+    let again = d.refresh_with(&d.tpp, &refresh, proof).await;
+    assert_eq!(again.status, 400, "{}", again.json);
+    assert_eq!(again.json["error"], "invalid_dpop_proof");
+    assert!(again.json.get("access_token").is_none());
     assert_eq!(d.introspect(&access2).await["consent_status"], "Authorised");
 
     // The TPP revokes its access token: the bank hears of it, by consent id.

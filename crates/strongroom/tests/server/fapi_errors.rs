@@ -500,8 +500,9 @@ async fn dpop_proofs_are_checked() {
     .await;
     assert_error(&a, 400, &["invalid_dpop_proof"]);
     // A fresh proof with a client assertion used before (at PAR): refused
-    // as invalid_client, and the one write that records both jtis is not
-    // made, so neither the proof nor the code is spent.
+    // as invalid_client by the code's redemption, the write that records
+    // both jtis, which is undone whole: neither the proof nor the code is
+    // spent.
     let used = tpp.assertion(&srv.issuer);
     let a = par_with(&w, |f| set_param(f, "client_assertion", Some(&used))).await;
     assert_eq!(a.status, 201, "{}", a.json);

@@ -8,6 +8,6 @@ mod grants;
 mod health;
 mod keys;
 mod par;
-mod replay;
+pub(crate) mod replay;
 mod sessions;
 mod tokens;

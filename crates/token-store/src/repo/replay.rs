@@ -3,68 +3,20 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use oauth_core::storage::{ReplayCache, ReplayEntry, StoreError, StoreResult};
 
 use crate::Store;
-use crate::db::{Db, with_conn};
+use crate::conn::AnyConnection;
+use crate::db::{savepoint, with_conn};
 use crate::error::Fail;
 use crate::models::ReplayRow;
 use crate::schema::replay_cache as rc;
 
 impl ReplayCache for Store {
-    /// The primary key (kind, value) decides: an expired entry is deleted
-    /// first, then the insert either succeeds (first use) or hits the key
-    /// (replay). Two instances racing on one value cannot both insert.
-    /// Several entries share one savepoint (a transaction on PostgreSQL)
-    /// that the first used one rolls back; a single entry needs none.
+    /// One write of [`record_all`].
     async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
         if entries.is_empty() {
             return Ok(None);
         }
-        self.run_write(move |conn| {
-            with_conn!(conn, c => {
-                // The index of the first entry in use, or `None` when all
-                // are recorded now.
-                let record = |c: &mut _| -> Result<Option<usize>, DieselError> {
-                    for (i, e) in entries.iter().enumerate() {
-                        let row = ReplayRow {
-                            kind: e.kind.as_str(),
-                            value: &e.value,
-                            expires_at: e.expires_at,
-                        };
-                        diesel::delete(
-                            rc::table
-                                .find((row.kind, row.value))
-                                .filter(rc::expires_at.le(now)),
-                        )
-                        .execute(c)?;
-                        match diesel::insert_into(rc::table).values(&row).execute(c) {
-                            Ok(_) => {}
-                            Err(DieselError::DatabaseError(
-                                DatabaseErrorKind::UniqueViolation,
-                                _,
-                            )) => return Ok(Some(i)),
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok(None)
-                };
-                if entries.len() == 1 {
-                    return Ok(record(c)?);
-                }
-                // A replay must still undo the inserts before it.
-                let replayed = std::cell::Cell::new(None);
-                match c.write_tx(|c| match record(c)? {
-                    None => Ok(()),
-                    Some(i) => {
-                        replayed.set(Some(i));
-                        Err(Fail::Store(StoreError::Conflict))
-                    }
-                }) {
-                    Ok(()) => Ok(None),
-                    Err(_) if replayed.get().is_some() => Ok(replayed.get()),
-                    Err(e) => Err(e),
-                }
-            })
-        })
-        .await
+        self.run_write(move |conn| record_all(conn, &entries, now))
+            .await
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
@@ -75,4 +27,67 @@ impl ReplayCache for Store {
         })
         .await
     }
+}
+
+/// Records `entries` as used, all or none: the index of the first one in
+/// use (a replay; nothing is recorded), or `None` when all are recorded now.
+/// Several entries share one savepoint (a transaction on PostgreSQL) that
+/// the first used one rolls back; a single entry needs none.
+pub(crate) fn record_all(
+    conn: &mut AnyConnection,
+    entries: &[ReplayEntry],
+    now: i64,
+) -> Result<Option<usize>, Fail> {
+    if entries.len() == 1 {
+        return record_until_used(conn, entries, now);
+    }
+    let mut replayed = None;
+    let outcome = savepoint(conn, |c| match record_until_used(c, entries, now)? {
+        None => Ok(()),
+        Some(i) => {
+            replayed = Some(i);
+            Err(Fail::Store(StoreError::Conflict))
+        }
+    });
+    match (outcome, replayed) {
+        (_, Some(i)) => Ok(Some(i)),
+        (Ok(()), None) => Ok(None),
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Inserts `entries` in order until one is in use, and returns its index;
+/// the inserts before it stay: the caller's transaction must undo them.
+///
+/// The primary key (kind, value) decides: an expired entry is deleted
+/// first, then the insert either succeeds (first use) or hits the key
+/// (replay). Two instances racing on one value cannot both insert.
+pub(crate) fn record_until_used(
+    conn: &mut AnyConnection,
+    entries: &[ReplayEntry],
+    now: i64,
+) -> Result<Option<usize>, Fail> {
+    with_conn!(conn, c => {
+        for (i, e) in entries.iter().enumerate() {
+            let row = ReplayRow {
+                kind: e.kind.as_str(),
+                value: &e.value,
+                expires_at: e.expires_at,
+            };
+            diesel::delete(
+                rc::table
+                    .find((row.kind, row.value))
+                    .filter(rc::expires_at.le(now)),
+            )
+            .execute(c)?;
+            match diesel::insert_into(rc::table).values(&row).execute(c) {
+                Ok(_) => {}
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    return Ok(Some(i));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    })
 }
