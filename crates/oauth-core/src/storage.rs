@@ -287,11 +287,44 @@ pub enum CodeRedemption {
     Invalid,
 }
 
+/// The interaction that a code ends (see
+/// [`AuthorizationCodeRepository::put_grant_and_code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionEnd {
+    /// Hash of the interaction id, taken (deleted) with the code.
+    pub interaction_hash: String,
+    /// Hash of the pushed request's `request_uri`, spent with the code.
+    pub request_uri_hash: String,
+    /// When the request_uri was validly presented at `/authorize`.
+    pub presented_at: i64,
+}
+
+/// Outcome of [`AuthorizationCodeRepository::put_grant_and_code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeStored {
+    /// The grant and the code are stored (and the interaction ended).
+    Stored,
+    /// The interaction was already taken (a double submit): nothing written.
+    InteractionGone,
+    /// The interaction is now taken, but its pushed request was spent or
+    /// expired: no grant or code.
+    RequestUriGone,
+}
+
 pub trait AuthorizationCodeRepository: Send + Sync {
-    fn put_code(
+    /// Stores a new grant and its first code, both or neither, in one write.
+    /// With `end`, the interaction that produced them is taken and its
+    /// pushed request spent ([`PushedRequestRepository::
+    /// consume_pushed_request`] at `presented_at`) in the same transaction,
+    /// first; the grant and code are stored only if both succeed (see
+    /// [`CodeStored`]). One winner across instances: a double submit stores
+    /// one code.
+    fn put_grant_and_code(
         &self,
+        grant: GrantRecord,
         code: AuthorizationCodeRecord,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        end: Option<InteractionEnd>,
+    ) -> impl Future<Output = StoreResult<CodeStored>> + Send;
     /// Spends the code atomically (one winner across instances).
     fn redeem_code(
         &self,

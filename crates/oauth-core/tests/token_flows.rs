@@ -181,10 +181,12 @@ async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) 
         &authentication(),
         grant_details(),
         Some("intent-1".into()),
+        None,
         T0,
     )
     .await
     .unwrap()
+    .expect("no interaction to end")
 }
 
 fn form(pairs: &[(&str, &str)]) -> TokenRequest {

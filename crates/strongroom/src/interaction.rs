@@ -16,7 +16,9 @@ use oauth_core::authorization::{Authentication, AuthorizationRequest, GrantDetai
 use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
-use oauth_core::storage::{ClientRepository, InteractionRecord, SessionRecord, SessionRepository};
+use oauth_core::storage::{
+    ClientRepository, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::http::AppState;
@@ -537,8 +539,8 @@ struct Approval {
 /// Completes an approved interaction, for the built-in consent page and the
 /// bank's consent app alike: an essential `acr` not met ends in
 /// `access_denied`; then the interaction and the pushed request are both
-/// spent (one winner, so a double submit cannot mint two codes) before the
-/// code is issued and the customer goes back to the client.
+/// spent (one winner, so a double submit cannot mint two codes) in the
+/// write that stores the code, and the customer goes back to the client.
 #[allow(clippy::too_many_arguments)]
 async fn complete(
     state: &AppState,
@@ -553,19 +555,6 @@ async fn complete(
     if let Err(err) = check_essential_acr(&request, &auth) {
         return finish_interaction_error(state, id, client, st, &err, t).await;
     }
-    match state.store.take_interaction(&hash_secret(id)).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                &OAuthError::invalid_request("this sign-in was already completed"),
-            );
-        }
-        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
-    }
-    if let Err(e) = consume_pushed(state, &st.request_uri_hash, st.presented_at).await {
-        return finish_with_error(state, client, &request, &e, None, t).await;
-    }
     let details = GrantDetails {
         authentication: Some(auth.clone()),
         claims_request: request.claims.clone(),
@@ -573,6 +562,13 @@ async fn complete(
         user_claims: approval.user_claims,
         accounts: approval.accounts,
         consent_claim: approval.consent_claim,
+    };
+    // One write takes the interaction, spends the pushed request and
+    // stores the grant with its code.
+    let end = InteractionEnd {
+        interaction_hash: hash_secret(id),
+        request_uri_hash: st.request_uri_hash.clone(),
+        presented_at: st.presented_at,
     };
     match oauth_core::grant::issue_code(
         &state.store,
@@ -582,11 +578,16 @@ async fn complete(
         &auth,
         details,
         approval.consent_id,
+        Some(end),
         t,
     )
     .await
     {
-        Ok(code) => respond_to_client(state, client, &request, Ok(&code), t),
+        Ok(Some(code)) => respond_to_client(state, client, &request, Ok(&code), t),
+        Ok(None) => error_page(
+            StatusCode::BAD_REQUEST,
+            &OAuthError::invalid_request("this sign-in was already completed"),
+        ),
         Err(e) => finish_with_error(state, client, &request, &e, None, t).await,
     }
 }

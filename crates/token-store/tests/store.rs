@@ -155,6 +155,7 @@ on_both_backends!(
     grants_put_get_list,
     codes_redeem_once_and_detect_reuse,
     codes_one_winner_under_concurrency,
+    a_code_ends_its_interaction_once,
     tokens_put_get_expiry_and_atomic_batches,
     revoke_token_and_cascade,
     revoke_by_consent_and_grant,
@@ -291,12 +292,18 @@ async fn migrations_are_idempotent(db: TestDb) {
 async fn foreign_keys_are_enforced(db: TestDb) {
     let s = &db.store;
     // A code for a grant that was never stored is refused, not orphaned
-    // (on SQLite this shows that PRAGMA foreign_keys is on).
+    // (on SQLite this shows that PRAGMA foreign_keys is on), and the grant
+    // stored with it is not kept either.
     let err = s
-        .put_code(code("c-orphan", "no-such-grant", "c1"))
+        .put_grant_and_code(
+            grant("g-alone", "c1", None),
+            code("c-orphan", "no-such-grant", "c1"),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert_eq!(s.get_grant("g-alone").await.unwrap(), None);
     assert_eq!(
         s.redeem_code("c-orphan", NOW).await.unwrap(),
         CodeRedemption::Invalid
@@ -763,8 +770,11 @@ async fn delete_client_cascades(db: TestDb) {
     for c in ["A", "B"] {
         s.put_client(client(c)).await.unwrap();
     }
-    seed_grant(s, "gA", "A", Some("consent-A")).await;
-    seed_grant(s, "gB", "B", None).await;
+    for (g, c, consent) in [("gA", "A", Some("consent-A")), ("gB", "B", None)] {
+        let code = code(&format!("code{c}"), g, c);
+        let stored = s.put_grant_and_code(grant(g, c, consent), code, None);
+        assert_eq!(stored.await.unwrap(), CodeStored::Stored);
+    }
     assert!(
         s.put_tokens(vec![
             access("atA", "A", Some("gA")),
@@ -779,8 +789,6 @@ async fn delete_client_cascades(db: TestDb) {
             .await
             .unwrap()
     );
-    s.put_code(code("codeA", "gA", "A")).await.unwrap();
-    s.put_code(code("codeB", "gB", "B")).await.unwrap();
     s.put_pushed_request(pushed("parA", "A")).await.unwrap();
     s.put_ciba_request(ciba("cibaA", "A")).await.unwrap();
     s.put_interaction(interaction("iA", "A")).await.unwrap();
@@ -938,9 +946,9 @@ async fn grants_put_get_list(db: TestDb) {
 
 async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
     let s = &db.store;
-    seed_grant(s, "g1", "c1", None).await;
     let rec = code("code-1", "g1", "c1");
-    s.put_code(rec.clone()).await.unwrap();
+    let stored = s.put_grant_and_code(grant("g1", "c1", None), rec.clone(), None);
+    assert_eq!(stored.await.unwrap(), CodeStored::Stored);
     assert_eq!(
         s.redeem_code("code-1", NOW + 1).await.unwrap(),
         CodeRedemption::Redeemed(Box::new(rec))
@@ -983,7 +991,8 @@ async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
         CodeRedemption::Invalid
     );
 
-    s.put_code(code("code-2", "g1", "c1")).await.unwrap();
+    let stored = s.put_grant_and_code(grant("g2", "c1", None), code("code-2", "g2", "c1"), None);
+    assert_eq!(stored.await.unwrap(), CodeStored::Stored);
     assert_eq!(
         s.redeem_code("code-2", NOW + 60).await.unwrap(),
         CodeRedemption::Invalid
@@ -996,18 +1005,25 @@ async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
     // failed attempts did not spend it.
     assert_eq!(
         s.redeem_code("code-2", NOW + 59).await.unwrap(),
-        CodeRedemption::Redeemed(Box::new(code("code-2", "g1", "c1")))
+        CodeRedemption::Redeemed(Box::new(code("code-2", "g2", "c1")))
     );
 
-    let err = s.put_code(code("code-2", "g1", "c1")).await.unwrap_err();
+    // A code that exists already: refused, and its grant is not kept.
+    let err = s
+        .put_grant_and_code(grant("g3", "c1", None), code("code-2", "g3", "c1"), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
+    assert_eq!(s.get_grant("g3").await.unwrap(), None);
 }
 
 async fn codes_one_winner_under_concurrency(db: TestDb) {
-    seed_grant(&db.store, "g1", "c1", None).await;
     for round in 0..5 {
-        let hash = format!("code-race-{round}");
-        db.store.put_code(code(&hash, "g1", "c1")).await.unwrap();
+        let (hash, g) = (format!("code-race-{round}"), format!("g-race-{round}"));
+        let stored =
+            db.store
+                .put_grant_and_code(grant(&g, "c1", None), code(&hash, &g, "c1"), None);
+        assert_eq!(stored.await.unwrap(), CodeStored::Stored);
         let barrier = Arc::new(Barrier::new(8));
         let tasks: Vec<_> = (0..8)
             .map(|_| {
@@ -1026,13 +1042,99 @@ async fn codes_one_winner_under_concurrency(db: TestDb) {
                     redeemed += 1;
                 }
                 CodeRedemption::AlreadyUsed { grant_id } => {
-                    assert_eq!(grant_id, "g1");
+                    assert_eq!(grant_id, g);
                     reused += 1;
                 }
                 CodeRedemption::Invalid => panic!("a live code was reported invalid"),
             }
         }
         assert_eq!((redeemed, reused), (1, 7), "round {round}");
+    }
+}
+
+/// `put_grant_and_code` with an interaction to end: the interaction taken,
+/// the pushed request spent and the grant and code stored, in one write,
+/// for one of several concurrent submits.
+async fn a_code_ends_its_interaction_once(db: TestDb) {
+    let s = &db.store;
+    let end = |i: &str, par: &str| InteractionEnd {
+        interaction_hash: i.into(),
+        request_uri_hash: par.into(),
+        presented_at: NOW + 5,
+    };
+    let issue = |g: &str, c: &str, end: InteractionEnd| {
+        s.put_grant_and_code(grant(g, "c1", None), code(c, g, "c1"), Some(end))
+    };
+    // No such interaction: nothing is written.
+    s.put_pushed_request(pushed("par-1", "c1")).await.unwrap();
+    let out = issue("g0", "code-0", end("no-such", "par-1"))
+        .await
+        .unwrap();
+    assert_eq!(out, CodeStored::InteractionGone);
+    assert_eq!(s.get_grant("g0").await.unwrap(), None);
+    assert!(
+        s.get_pushed_request("par-1", NOW + 5)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Ends it: the interaction is gone, the request spent, the code stored.
+    s.put_interaction(interaction("i-1", "c1")).await.unwrap();
+    let out = issue("g1", "code-1", end("i-1", "par-1")).await.unwrap();
+    assert_eq!(out, CodeStored::Stored);
+    assert_eq!(s.get_interaction("i-1", NOW + 5).await.unwrap(), None);
+    assert!(!s.consume_pushed_request("par-1", NOW + 6).await.unwrap());
+    assert!(matches!(
+        s.redeem_code("code-1", NOW + 6).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    // Again (a double submit): nothing more.
+    let out = issue("g2", "code-2", end("i-1", "par-1")).await.unwrap();
+    assert_eq!(out, CodeStored::InteractionGone);
+    assert_eq!(s.get_grant("g2").await.unwrap(), None);
+
+    // A spent pushed request: the interaction ends, without a code.
+    s.put_interaction(interaction("i-3", "c1")).await.unwrap();
+    let out = issue("g3", "code-3", end("i-3", "par-1")).await.unwrap();
+    assert_eq!(out, CodeStored::RequestUriGone);
+    assert_eq!(s.get_interaction("i-3", NOW + 5).await.unwrap(), None);
+    assert_eq!(s.get_grant("g3").await.unwrap(), None);
+    assert_eq!(
+        s.redeem_code("code-3", NOW + 6).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+
+    // Concurrent submits of one interaction: one code.
+    for round in 0..5 {
+        let (i, par) = (format!("i-race-{round}"), format!("par-race-{round}"));
+        s.put_interaction(interaction(&i, "c1")).await.unwrap();
+        s.put_pushed_request(pushed(&par, "c1")).await.unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let tasks: Vec<_> = (0..8)
+            .map(|k| {
+                let (s, b, end) = (db.store.clone(), barrier.clone(), end(&i, &par));
+                let g = format!("g-race-{round}-{k}");
+                let c = code(&format!("code-race-{round}-{k}"), &g, "c1");
+                tokio::spawn(async move {
+                    b.wait().await;
+                    let out = s.put_grant_and_code(grant(&g, "c1", None), c, Some(end));
+                    (g, out.await.unwrap())
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for t in tasks {
+            let (g, out) = t.await.unwrap();
+            let kept = s.get_grant(&g).await.unwrap().is_some();
+            match out {
+                CodeStored::Stored => stored += 1,
+                CodeStored::InteractionGone => {}
+                CodeStored::RequestUriGone => panic!("round {round}: {g} found the request spent"),
+            }
+            assert_eq!(kept, out == CodeStored::Stored, "round {round}: {g}");
+        }
+        assert_eq!(stored, 1, "round {round}");
     }
 }
 

@@ -9,14 +9,14 @@ use super::{
 };
 use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
-use crate::error::OAuthError;
+use crate::error::{ErrorCode, OAuthError};
 use crate::keys::Keys;
 use crate::policy::Policy;
 use crate::request::pkce;
 use crate::secret::{constant_time_eq, hash_secret, new_secret, random_token};
 use crate::storage::{
-    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, GrantRecord,
-    GrantRepository, TokenRepository,
+    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
+    GrantRepository, InteractionEnd, TokenRepository,
 };
 use crate::token::{
     ClaimsHook, IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
@@ -31,19 +31,24 @@ const MAX_CODE_LIFETIME_SECS: i64 = 60;
 /// Issues the authorization code at the end of the interaction (RFC 6749
 /// §4.1.2), after authentication and consent.
 ///
-/// Stores the grant (random `grant_id`; `sub`; the requested scope; the
-/// bank's consent id; `grant_details` completed with the authentication, the
-/// `claims` request and the `authorization_details` of `request` where the
-/// consent step left them unset) and then the code: 256 random bits, kept as
-/// its hash, carrying [`CodeData`], valid `policy.code_lifetime_secs` (at
-/// most 60 s). Returns the code for the redirect.
+/// Stores, in one write, the grant (random `grant_id`; `sub`; the requested
+/// scope; the bank's consent id; `grant_details` completed with the
+/// authentication, the `claims` request and the `authorization_details` of
+/// `request` where the consent step left them unset) and the code: 256
+/// random bits, kept as its hash, carrying [`CodeData`], valid
+/// `policy.code_lifetime_secs` (at most 60 s). With `end`, the same write
+/// takes the interaction and spends its pushed request
+/// ([`AuthorizationCodeRepository::put_grant_and_code`]). Returns the code
+/// for the redirect, or `None` when the interaction was already taken (a
+/// double submit): nothing is issued then.
 ///
 /// Errors: `invalid_request` when `request` belongs to another client than
-/// `client` (a caller bug, refused rather than minted); storage failures as
-/// `server_error` / `temporarily_unavailable`, in which case no usable grant
-/// is left behind.
+/// `client` (a caller bug, refused rather than minted);
+/// `invalid_request_uri` when the pushed request was spent or expired
+/// meanwhile; storage failures as `server_error` /
+/// `temporarily_unavailable`. No grant is stored without its code.
 #[allow(clippy::too_many_arguments)]
-pub async fn issue_code<S: GrantRepository + AuthorizationCodeRepository>(
+pub async fn issue_code<S: AuthorizationCodeRepository>(
     store: &S,
     policy: &Policy,
     client: &Client,
@@ -51,8 +56,9 @@ pub async fn issue_code<S: GrantRepository + AuthorizationCodeRepository>(
     auth: &Authentication,
     mut grant_details: GrantDetails,
     consent_id: Option<String>,
+    end: Option<InteractionEnd>,
     now: i64,
-) -> Result<String, OAuthError> {
+) -> Result<Option<String>, OAuthError> {
     if request.client_id != client.id() {
         tracing::error!(
             client_id = %client.id(),
@@ -84,40 +90,34 @@ pub async fn issue_code<S: GrantRepository + AuthorizationCodeRepository>(
     })?;
 
     let grant_id = random_token(16);
-    store
-        .put_grant(GrantRecord {
-            grant_id: grant_id.clone(),
-            client_id: client.id().to_owned(),
-            sub: Some(auth.sub.clone()),
-            scope: request.scope.join(" "),
-            consent_id,
-            details,
-            created_at: now,
-            revoked_at: None,
-        })
-        .await?;
-
+    let grant = GrantRecord {
+        grant_id: grant_id.clone(),
+        client_id: client.id().to_owned(),
+        sub: Some(auth.sub.clone()),
+        scope: request.scope.join(" "),
+        consent_id,
+        details,
+        created_at: now,
+        revoked_at: None,
+    };
     let code = new_secret();
     let lifetime = policy.code_lifetime_secs.clamp(1, MAX_CODE_LIFETIME_SECS);
-    let stored = store
-        .put_code(AuthorizationCodeRecord {
-            code_hash: hash_secret(&code),
-            grant_id: grant_id.clone(),
-            client_id: client.id().to_owned(),
-            request: data,
-            expires_at: now + lifetime,
-            created_at: now,
-        })
-        .await;
-    if let Err(e) = stored {
-        // No code reaches the client, so the grant could never be used:
-        // withdraw it rather than leave a live consent record behind.
-        if let Err(revoke) = store.revoke_grant(&grant_id, now).await {
-            tracing::error!(error = %revoke, "could not withdraw the grant of an unissued code");
-        }
-        return Err(e.into());
+    let record = AuthorizationCodeRecord {
+        code_hash: hash_secret(&code),
+        grant_id,
+        client_id: client.id().to_owned(),
+        request: data,
+        expires_at: now + lifetime,
+        created_at: now,
+    };
+    match store.put_grant_and_code(grant, record, end).await? {
+        CodeStored::Stored => Ok(Some(code)),
+        CodeStored::InteractionGone => Ok(None),
+        CodeStored::RequestUriGone => Err(OAuthError::new(
+            ErrorCode::InvalidRequestUri,
+            "the request_uri has expired or was already used",
+        )),
     }
-    Ok(code)
 }
 
 /// RFC 6749 §4.1.3 token request with `grant_type=authorization_code`.

@@ -796,3 +796,58 @@ async fn interactions_are_bound_to_the_browser() {
     assert!(res.text().await.unwrap().contains("not correct"));
     w.srv.stop().await;
 }
+
+/// A consent form submitted twice at once (a double click) ends the
+/// interaction once: one code, and the other submit gets an error page
+/// (the sign-in is already completed, or already gone, depending on which
+/// step it reached when the first one won).
+#[actix_web::test]
+async fn a_consent_is_submitted_once() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let (srv, tpp) = (&w.srv, &w.dpop);
+        let browser = srv.browser();
+        // The first journey signs the customer in; the second starts at
+        // the consent page.
+        let (request_uri, _) = w.push_dpop(tpp, &Pkce::new(), "openid accounts").await;
+        browser_flow(
+            srv,
+            &browser,
+            &tpp.client_id,
+            &request_uri,
+            USER,
+            PASSWORD,
+            true,
+        )
+        .await;
+        let pkce = Pkce::new();
+        let (request_uri, _) = w.push_dpop(tpp, &pkce, "openid accounts").await;
+        let url = format!(
+            "{}?client_id={}&request_uri={}",
+            srv.url("/authorize"),
+            urlenc(&tpp.client_id),
+            urlenc(&request_uri)
+        );
+        let res = browser.get(&url).send().await.unwrap();
+        let consent = srv.url(&location(&res));
+        assert!(consent.ends_with("/consent"), "{consent}");
+        assert_eq!(browser.get(&consent).send().await.unwrap().status(), 200);
+        let submit = || browser.post(&consent).form(&[("action", "approve")]).send();
+        let (a, b) = tokio::join!(submit(), submit());
+        let (mut a, mut b) = (a.unwrap(), b.unwrap());
+        if a.status() != 303 {
+            std::mem::swap(&mut a, &mut b);
+        }
+        assert_eq!(a.status(), 303, "{backend:?}");
+        assert_eq!(b.status(), 400, "{backend:?}");
+        let page = b.text().await.unwrap();
+        assert!(
+            page.contains("already completed") || page.contains("expired or is unknown"),
+            "{page}"
+        );
+        let code = query(&location(&a))["code"].clone();
+        let t = redeem(&w, tpp, &code, Some(&pkce.verifier), tpp).await;
+        assert_eq!(t.status, 200, "{backend:?}: {}", t.json);
+        w.srv.stop().await;
+    }
+}

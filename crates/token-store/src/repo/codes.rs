@@ -1,19 +1,47 @@
 use diesel::prelude::*;
 use oauth_core::storage::{
-    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, StoreResult,
+    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
+    InteractionEnd, StoreResult,
 };
 
 use crate::Store;
 use crate::db::{Db, with_conn};
-use crate::models::CodeRow;
-use crate::schema::authorization_codes as ac;
+use crate::models::{CodeRow, GrantRow};
+use crate::schema::{
+    authorization_codes as ac, grants as gr, interactions as ia, pushed_requests as pr,
+};
 
 impl AuthorizationCodeRepository for Store {
-    async fn put_code(&self, code: AuthorizationCodeRecord) -> StoreResult<()> {
-        let row = CodeRow::from(code);
+    async fn put_grant_and_code(
+        &self,
+        grant: GrantRecord,
+        code: AuthorizationCodeRecord,
+        end: Option<InteractionEnd>,
+    ) -> StoreResult<CodeStored> {
+        let (grant, code) = (GrantRow::from(grant), CodeRow::from(code));
         self.run_write(move |conn| {
-            with_conn!(conn, c => diesel::insert_into(ac::table).values(&row).execute(c)?);
-            Ok(())
+            with_conn!(conn, c => c.write_tx(|c| {
+                if let Some(end) = &end {
+                    let taken = diesel::delete(ia::table.find(&end.interaction_hash)).execute(c)?;
+                    if taken == 0 {
+                        return Ok(CodeStored::InteractionGone);
+                    }
+                    let spent = diesel::update(
+                        pr::table
+                            .find(&end.request_uri_hash)
+                            .filter(pr::consumed_at.is_null())
+                            .filter(pr::expires_at.gt(end.presented_at)),
+                    )
+                    .set(pr::consumed_at.eq(Some(end.presented_at)))
+                    .execute(c)?;
+                    if spent == 0 {
+                        return Ok(CodeStored::RequestUriGone);
+                    }
+                }
+                diesel::insert_into(gr::table).values(&grant).execute(c)?;
+                diesel::insert_into(ac::table).values(&code).execute(c)?;
+                Ok(CodeStored::Stored)
+            }))
         })
         .await
     }
