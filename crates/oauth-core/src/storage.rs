@@ -275,11 +275,20 @@ pub struct AuthorizationCodeRecord {
     pub created_at: i64,
 }
 
+/// A code just redeemed, and its grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemedCode {
+    pub code: AuthorizationCodeRecord,
+    pub grant: GrantRecord,
+}
+
 /// Outcome of redeeming a code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
-    /// First redemption: the code is now spent.
-    Redeemed(Box<AuthorizationCodeRecord>),
+    /// First redemption: the code is now spent. With its grant as it
+    /// stood then (read in the same write, so the token endpoint needs no
+    /// second trip for it).
+    Redeemed(Box<RedeemedCode>),
     /// The code was already spent: a replay. Carries the grant so the caller
     /// can revoke what the first redemption issued (RFC 6749 §4.1.2).
     AlreadyUsed { grant_id: String },

@@ -949,9 +949,16 @@ async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
     let rec = code("code-1", "g1", "c1");
     let stored = s.put_grant_and_code(grant("g1", "c1", None), rec.clone(), None);
     assert_eq!(stored.await.unwrap(), CodeStored::Stored);
+    // The winner gets the code and its grant as it stands.
+    s.revoke_grant("g1", NOW).await.unwrap();
+    let mut revoked = grant("g1", "c1", None);
+    revoked.revoked_at = Some(NOW);
     assert_eq!(
         s.redeem_code("code-1", NOW + 1).await.unwrap(),
-        CodeRedemption::Redeemed(Box::new(rec))
+        CodeRedemption::Redeemed(Box::new(RedeemedCode {
+            code: rec,
+            grant: revoked
+        }))
     );
     assert_eq!(
         s.redeem_code("code-1", NOW + 2).await.unwrap(),
@@ -1005,7 +1012,10 @@ async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
     // failed attempts did not spend it.
     assert_eq!(
         s.redeem_code("code-2", NOW + 59).await.unwrap(),
-        CodeRedemption::Redeemed(Box::new(code("code-2", "g2", "c1")))
+        CodeRedemption::Redeemed(Box::new(RedeemedCode {
+            code: code("code-2", "g2", "c1"),
+            grant: grant("g2", "c1", None)
+        }))
     );
 
     // A code that exists already: refused, and its grant is not kept.
@@ -1038,7 +1048,10 @@ async fn codes_one_winner_under_concurrency(db: TestDb) {
         for t in tasks {
             match t.await.unwrap() {
                 CodeRedemption::Redeemed(r) => {
-                    assert_eq!(r.code_hash, hash);
+                    assert_eq!(
+                        (r.code.code_hash.as_str(), r.grant.grant_id.as_str()),
+                        (hash.as_str(), g.as_str())
+                    );
                     redeemed += 1;
                 }
                 CodeRedemption::AlreadyUsed { grant_id } => {

@@ -4,8 +4,8 @@
 //! Security Profile §5.3.2.1).
 
 use super::{
-    Binding, GrantType, TokenRequest, grant_details, has_scope, hook_claims, live_grant,
-    sender_binding, token_details,
+    Binding, GrantType, TokenRequest, grant_details, has_scope, hook_claims, live, sender_binding,
+    token_details,
 };
 use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
@@ -16,7 +16,7 @@ use crate::request::pkce;
 use crate::secret::{constant_time_eq, hash_secret, new_secret, random_token};
 use crate::storage::{
     AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
-    GrantRepository, InteractionEnd, TokenRepository,
+    GrantRepository, InteractionEnd, RedeemedCode, TokenRepository,
 };
 use crate::token::{
     ClaimsHook, IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
@@ -158,8 +158,9 @@ pub(super) async fn exchange<
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
 
-    let rec = match store.redeem_code(&hash_secret(code), now).await? {
-        CodeRedemption::Redeemed(rec) => rec,
+    let RedeemedCode { code: rec, grant } = match store.redeem_code(&hash_secret(code), now).await?
+    {
+        CodeRedemption::Redeemed(r) => *r,
         CodeRedemption::AlreadyUsed { grant_id } => {
             tracing::warn!(client_id = %c.id(), "authorization code replayed; revoking its grant");
             store.revoke_grant(&grant_id, now).await?;
@@ -210,7 +211,9 @@ pub(super) async fn exchange<
         }
     }
     let cnf = sender_binding(client, policy, binding)?;
-    let grant = live_grant(store, &rec.grant_id).await?;
+    // As it stood when the code was spent; `put_tokens` checks again that
+    // it is unrevoked when the tokens are stored.
+    let grant = live(Some(grant))?;
     let details = grant_details(&grant)?;
     let mut tdetails = token_details(&grant, &details);
     let extra = hook_claims(

@@ -322,9 +322,12 @@ async fn live_grant<S: GrantRepository>(
     store: &S,
     grant_id: &str,
 ) -> Result<GrantRecord, OAuthError> {
-    store
-        .get_grant(grant_id)
-        .await?
+    live(store.get_grant(grant_id).await?)
+}
+
+/// `grant`, unless it is missing or revoked (`invalid_grant`).
+fn live(grant: Option<GrantRecord>) -> Result<GrantRecord, OAuthError> {
+    grant
         .filter(|g| g.revoked_at.is_none())
         .ok_or_else(|| OAuthError::invalid_grant("the authorization grant has been revoked"))
 }

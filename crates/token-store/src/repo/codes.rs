@@ -1,7 +1,7 @@
 use diesel::prelude::*;
 use oauth_core::storage::{
     AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
-    InteractionEnd, StoreResult,
+    InteractionEnd, RedeemedCode, StoreResult,
 };
 
 use crate::Store;
@@ -54,7 +54,8 @@ impl AuthorizationCodeRepository for Store {
     async fn redeem_code(&self, code_hash: &str, now: i64) -> StoreResult<CodeRedemption> {
         let hash = code_hash.to_owned();
         self.run_write(move |conn| {
-            let (won, row): (bool, Option<CodeRow>) = with_conn!(conn, c => c.write_tx(|c| {
+            let (won, row, grant): (bool, Option<CodeRow>, Option<GrantRow>) =
+                with_conn!(conn, c => c.write_tx(|c| {
                 let n = diesel::update(
                     ac::table
                         .find(&hash)
@@ -68,11 +69,24 @@ impl AuthorizationCodeRepository for Store {
                     .select(CodeRow::as_select())
                     .get_result(c)
                     .optional()?;
-                Ok((n == 1, row))
+                // The winner's grant (foreign key: it exists).
+                let grant = match &row {
+                    Some(r) if n == 1 => Some(
+                        gr::table
+                            .find(&r.grant_id)
+                            .select(GrantRow::as_select())
+                            .get_result(c)?,
+                    ),
+                    _ => None,
+                };
+                Ok((n == 1, row, grant))
             }))?;
-            Ok(match row {
-                Some(row) if won => CodeRedemption::Redeemed(Box::new(row.into())),
-                Some(row) if row.consumed_at.is_some() => CodeRedemption::AlreadyUsed {
+            Ok(match (row, grant) {
+                (Some(row), Some(grant)) if won => CodeRedemption::Redeemed(Box::new(RedeemedCode {
+                    code: row.into(),
+                    grant: grant.into(),
+                })),
+                (Some(row), _) if row.consumed_at.is_some() => CodeRedemption::AlreadyUsed {
                     grant_id: row.grant_id,
                 },
                 _ => CodeRedemption::Invalid,
