@@ -1,24 +1,21 @@
-//! The single-use checks of one request, recorded in one write.
+//! The single-use checks of one request, recorded with its first write.
 //!
 //! A token or PAR request carries a DPoP proof and a client assertion, each
 //! with a `jti` that must be recorded as used (RFC 9449 §11.1, RFC 7523 §3).
 //! Recorded one by one, that is two writes, each waiting its turn for the
-//! database. Run the checks against a [`DeferredReplay`] instead and
-//! [`commit`](DeferredReplay::commit) once they all passed: the entries go
-//! to the store together ([`ReplayCache::consume_all`]), all or none, and a
-//! value already used is refused with the error its own check gives.
-//!
-//! Until `commit`, the checks see every value as unused; a request is only
-//! acted on after `commit` succeeds. Nothing is recorded for a request that
-//! fails a check, so a valid proof is not spent by a failure elsewhere in
-//! the same request (e.g. a DPoP proof sent with a wrong client assertion).
-//!
-//! A store can do one better and record the entries in the same write as
-//! the request's own first write ([`DeferredReplay::into_entries`], then
-//! `token_store::Store::carrying_replay`): one trip to the database instead
-//! of two, and still all or none. That write then fails with
+//! database, before the request's own. Run the checks against a
+//! [`DeferredReplay`] instead: it collects the entries, and the store
+//! records them in the same transaction as the request's first write
+//! ([`DeferredReplay::into_entries`], then
+//! `token_store::Store::carrying_replay`), all or none with it. A value
+//! already used fails that write with
 //! [`StoreError::Replayed`](crate::storage::StoreError::Replayed), which
-//! converts to the same errors as `commit`'s.
+//! converts to the error its own check gives.
+//!
+//! The checks see every value as unused until then. Nothing is recorded for
+//! a request that fails a check, so a valid proof is not spent by a failure
+//! elsewhere in the same request (e.g. a DPoP proof sent with a wrong
+//! client assertion).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -27,7 +24,7 @@ use crate::storage::{
     ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, StoreResult,
 };
 
-/// A store whose [`ReplayCache::consume_once`] collects instead of writing;
+/// A store whose [`ReplayCache`] collects entries instead of writing them;
 /// every other call goes to the store.
 pub struct DeferredReplay<'a, S> {
     store: &'a S,
@@ -46,32 +43,9 @@ impl<'a, S> DeferredReplay<'a, S> {
     /// (`token_store::Store::carrying_replay`) instead of on their own.
     #[must_use]
     pub fn into_entries(self) -> Vec<ReplayEntry> {
-        self.take()
-    }
-
-    fn take(&self) -> Vec<ReplayEntry> {
-        std::mem::take(&mut *self.entries.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-impl<S: ReplayCache> DeferredReplay<'_, S> {
-    /// Records every collected value as used, in one write. A value used
-    /// before (the first, in the order the checks ran) is answered with its
-    /// check's own error, and nothing is recorded.
-    ///
-    /// # Errors
-    ///
-    /// That check's error (`invalid_dpop_proof`, `invalid_client`,
-    /// `invalid_request_object`), or the store's failure.
-    pub async fn commit(self, now: i64) -> Result<(), OAuthError> {
-        let entries = self.take();
-        if entries.is_empty() {
-            return Ok(());
-        }
-        match self.store.consume_all(entries.clone(), now).await? {
-            None => Ok(()),
-            Some(i) => Err(replay_error(&entries[i])),
-        }
+        self.entries
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -91,28 +65,18 @@ pub(crate) fn replay_error(e: &ReplayEntry) -> OAuthError {
 }
 
 impl<S: ReplayCache> ReplayCache for DeferredReplay<'_, S> {
-    /// Collects the entry and answers "first use"; [`DeferredReplay::commit`]
-    /// decides.
-    async fn consume_once(
+    /// Collects the entries and answers "none in use" (so `consume_once`
+    /// answers "first use"); the write that records them decides.
+    async fn consume_all(
         &self,
-        kind: ReplayKind,
-        value: &str,
-        expires_at: i64,
+        entries: Vec<ReplayEntry>,
         _now: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<usize>> {
         self.entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(ReplayEntry {
-                kind,
-                value: value.to_owned(),
-                expires_at,
-            });
-        Ok(true)
-    }
-
-    async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
-        self.store.consume_all(entries, now).await
+            .extend(entries);
+        Ok(None)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
@@ -143,85 +107,51 @@ mod tests {
     use super::*;
     use crate::client_auth::test_support::MemStore;
     use crate::error::ErrorCode;
+    use crate::storage::StoreError;
 
     const NOW: i64 = 1_700_000_000;
 
-    async fn check(r: &DeferredReplay<'_, MemStore>, kind: ReplayKind, value: &str) {
-        assert!(r.consume_once(kind, value, NOW + 60, NOW).await.unwrap());
+    fn entry(kind: ReplayKind, value: &str) -> ReplayEntry {
+        ReplayEntry {
+            kind,
+            value: value.into(),
+            expires_at: NOW + 60,
+        }
     }
 
     #[tokio::test]
-    async fn nothing_is_recorded_before_commit_and_everything_after() {
+    async fn checks_collect_their_entries_in_order_and_write_nothing() {
         let store = MemStore::default();
         let r = DeferredReplay::new(&store);
-        check(&r, ReplayKind::DpopProof, "jkt:p1").await;
-        check(&r, ReplayKind::ClientAssertion, "c1:j1").await;
-        let probe = [
-            ReplayEntry {
-                kind: ReplayKind::DpopProof,
-                value: "jkt:p1".into(),
-                expires_at: NOW + 60,
-            },
-            ReplayEntry {
-                kind: ReplayKind::ClientAssertion,
-                value: "c1:j1".into(),
-                expires_at: NOW + 60,
-            },
-        ];
-        r.commit(NOW).await.unwrap();
-        // The commit recorded both.
-        for (i, e) in probe.iter().enumerate() {
-            assert_eq!(
-                store.consume_all(vec![e.clone()], NOW).await.unwrap(),
-                Some(0),
-                "entry {i} was not recorded"
-            );
+        for (kind, value) in [
+            (ReplayKind::DpopProof, "jkt:p1"),
+            (ReplayKind::ClientAssertion, "c1:j1"),
+        ] {
+            assert!(r.consume_once(kind, value, NOW + 60, NOW).await.unwrap());
         }
-        // An empty commit writes nothing and succeeds.
-        DeferredReplay::new(&store).commit(NOW).await.unwrap();
+        let wanted = vec![
+            entry(ReplayKind::DpopProof, "jkt:p1"),
+            entry(ReplayKind::ClientAssertion, "c1:j1"),
+        ];
+        assert_eq!(r.into_entries(), wanted);
+        // Nothing reached the store.
+        assert_eq!(store.consume_all(wanted, NOW).await.unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn a_replay_is_refused_with_its_own_checks_error_and_spends_nothing() {
-        let store = MemStore::default();
-        let first = DeferredReplay::new(&store);
-        check(&first, ReplayKind::ClientAssertion, "c1:j1").await;
-        first.commit(NOW).await.unwrap();
-
-        // A fresh DPoP proof with a replayed assertion: invalid_client, and
-        // the proof stays unspent.
-        let again = DeferredReplay::new(&store);
-        check(&again, ReplayKind::DpopProof, "jkt:p2").await;
-        check(&again, ReplayKind::ClientAssertion, "c1:j1").await;
-        let e = again.commit(NOW).await.unwrap_err();
+    #[test]
+    fn a_replayed_entry_answers_as_its_own_check() {
+        let answer = |kind, value| OAuthError::from(StoreError::Replayed(entry(kind, value)));
+        let e = answer(ReplayKind::ClientAssertion, "c1:j1");
         assert_eq!(e.code, ErrorCode::InvalidClient);
         assert_eq!(
             e.description.as_deref(),
             Some("client assertion has already been used")
         );
-        assert!(
-            store
-                .consume_once(ReplayKind::DpopProof, "jkt:p2", NOW + 60, NOW)
-                .await
-                .unwrap()
-        );
-
-        // Both replayed: the first check's error (the DPoP proof's).
-        let both = DeferredReplay::new(&store);
-        check(&both, ReplayKind::DpopProof, "jkt:p2").await;
-        check(&both, ReplayKind::ClientAssertion, "c1:j1").await;
-        let e = both.commit(NOW).await.unwrap_err();
+        let e = answer(ReplayKind::DpopProof, "jkt:p2");
         assert_eq!(e.code, ErrorCode::InvalidDpopProof);
-
-        // A request object's replay keeps its own error too.
-        let first = DeferredReplay::new(&store);
-        check(&first, ReplayKind::RequestObject, "c1:h").await;
-        first.commit(NOW).await.unwrap();
-        let again = DeferredReplay::new(&store);
-        check(&again, ReplayKind::RequestObject, "c1:h").await;
-        assert_eq!(
-            again.commit(NOW).await.unwrap_err().code,
-            ErrorCode::InvalidRequestObject
-        );
+        let e = answer(ReplayKind::RequestObject, "c1:h");
+        assert_eq!(e.code, ErrorCode::InvalidRequestObject);
+        let e = answer(ReplayKind::Registration, "r");
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
     }
 }
