@@ -188,12 +188,7 @@ impl Demo {
         tpp: &Tpp,
         request_uri: &str,
     ) -> reqwest::Response {
-        let url = format!(
-            "{}?client_id={}&request_uri={}",
-            self.srv.url("/authorize"),
-            urlenc(&tpp.client_id),
-            urlenc(request_uri)
-        );
+        let url = authorize_url(&self.srv, &tpp.client_id, request_uri);
         browser.get(&url).send().await.unwrap()
     }
 

@@ -597,12 +597,7 @@ async fn prompt_none_without_a_session_returns_login_required() {
     )
     .await;
     let request_uri = a.json["request_uri"].as_str().unwrap();
-    let authz = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        tpp.client_id,
-        urlenc(request_uri)
-    );
+    let authz = authorize_url(&w.srv, &tpp.client_id, request_uri);
     let res = w.srv.browser().get(&authz).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let q = query(&location(&res));

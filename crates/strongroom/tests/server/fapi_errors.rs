@@ -387,12 +387,7 @@ async fn request_uris_are_single_use() {
     let (request_uri, _) = w.push_dpop(tpp, &pkce, "openid accounts").await;
     // Visiting /authorize twice before login completes is fine.
     let browser = w.srv.browser();
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        tpp.client_id,
-        urlenc(&request_uri)
-    );
+    let url = authorize_url(&w.srv, &tpp.client_id, &request_uri);
     assert_eq!(browser.get(&url).send().await.unwrap().status(), 303);
     let back = browser_flow(
         &w.srv,
@@ -411,12 +406,7 @@ async fn request_uris_are_single_use() {
     assert!(res.text().await.unwrap().contains("invalid_request_uri"));
     // Another client cannot use a request_uri.
     let (request_uri, _) = w.push_dpop(tpp, &Pkce::new(), "openid accounts").await;
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        w.other.client_id,
-        urlenc(&request_uri)
-    );
+    let url = authorize_url(&w.srv, &w.other.client_id, &request_uri);
     assert_eq!(
         w.srv.browser().get(&url).send().await.unwrap().status(),
         400
@@ -704,12 +694,7 @@ async fn expired_request_uris_are_refused_but_slow_logins_finish() {
     let (request_uri, _) = w.push_dpop(tpp, &Pkce::new(), "openid accounts").await;
     // The customer starts in time, then takes longer than the PAR lifetime.
     let browser = w.srv.browser();
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        tpp.client_id,
-        urlenc(&request_uri)
-    );
+    let url = authorize_url(&w.srv, &tpp.client_id, &request_uri);
     let res = browser.get(&url).send().await.unwrap();
     assert_eq!(res.status(), 303);
     let login = location(&res);
@@ -739,12 +724,7 @@ async fn expired_request_uris_are_refused_but_slow_logins_finish() {
     // Presenting an expired request_uri is refused.
     let (late, _) = w.push_dpop(tpp, &Pkce::new(), "openid accounts").await;
     actix_web::rt::time::sleep(std::time::Duration::from_secs(11)).await;
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        tpp.client_id,
-        urlenc(&late)
-    );
+    let url = authorize_url(&w.srv, &tpp.client_id, &late);
     let res = w.srv.browser().get(&url).send().await.unwrap();
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("invalid_request_uri"));
@@ -756,12 +736,7 @@ async fn interactions_are_bound_to_the_browser() {
     let w = world(Backend::Sqlite).await;
     let tpp = &w.dpop;
     let (request_uri, _) = w.push_dpop(tpp, &Pkce::new(), "openid accounts").await;
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        w.srv.url("/authorize"),
-        tpp.client_id,
-        urlenc(&request_uri)
-    );
+    let url = authorize_url(&w.srv, &tpp.client_id, &request_uri);
     let res = w.srv.browser().get(&url).send().await.unwrap();
     let login = location(&res);
     // Another browser (no interaction cookie) cannot continue it.
@@ -822,12 +797,7 @@ async fn a_consent_is_submitted_once() {
         .await;
         let pkce = Pkce::new();
         let (request_uri, _) = w.push_dpop(tpp, &pkce, "openid accounts").await;
-        let url = format!(
-            "{}?client_id={}&request_uri={}",
-            srv.url("/authorize"),
-            urlenc(&tpp.client_id),
-            urlenc(&request_uri)
-        );
+        let url = authorize_url(srv, &tpp.client_id, &request_uri);
         let res = browser.get(&url).send().await.unwrap();
         let consent = srv.url(&location(&res));
         assert!(consent.ends_with("/consent"), "{consent}");

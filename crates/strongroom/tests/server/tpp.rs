@@ -292,6 +292,16 @@ pub async fn post_form(
     answer(req.send().await.unwrap()).await
 }
 
+/// The front-channel `/authorize` URL for a pushed request (RFC 9126 §4).
+pub fn authorize_url(srv: &TestServer, client_id: &str, request_uri: &str) -> String {
+    format!(
+        "{}?client_id={}&request_uri={}",
+        srv.url("/authorize"),
+        urlenc(client_id),
+        urlenc(request_uri)
+    )
+}
+
 /// Drives the built-in login and consent pages as plain HTML forms, the way
 /// a browser would, and returns the final redirect to the client.
 pub async fn browser_flow(
@@ -303,12 +313,7 @@ pub async fn browser_flow(
     password: &str,
     approve: bool,
 ) -> String {
-    let url = format!(
-        "{}?client_id={}&request_uri={}",
-        srv.url("/authorize"),
-        urlenc(client_id),
-        urlenc(request_uri)
-    );
+    let url = authorize_url(srv, client_id, request_uri);
     let res = browser.get(&url).send().await.unwrap();
     assert_eq!(
         res.status(),
