@@ -503,11 +503,14 @@ pub trait SessionRepository: Send + Sync {
     fn delete_session(&self, session_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
     fn put_interaction(&self, i: InteractionRecord)
     -> impl Future<Output = StoreResult<()>> + Send;
+    /// The unexpired interaction, with its client's registration (read
+    /// together: every step of the interaction needs both). The client is
+    /// `None` only if it was deleted meanwhile.
     fn get_interaction(
         &self,
         interaction_id: &str,
         now: i64,
-    ) -> impl Future<Output = StoreResult<Option<InteractionRecord>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<(InteractionRecord, Option<ClientRecord>)>>> + Send;
     /// Removes the interaction; `Ok(true)` only for the first caller.
     fn take_interaction(
         &self,

@@ -17,7 +17,8 @@ use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
 use oauth_core::storage::{
-    ClientRepository, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
+    ClientRecord, ClientRepository, InteractionEnd, InteractionRecord, SessionRecord,
+    SessionRepository,
 };
 use serde::{Deserialize, Serialize};
 
@@ -231,11 +232,12 @@ pub async fn authorize(
 }
 
 async fn load_client(state: &AppState, client_id: &str) -> Result<Client, OAuthError> {
-    let rec = state
-        .store
-        .get_client(client_id)
-        .await?
-        .ok_or_else(|| OAuthError::invalid_request("unknown client"))?;
+    registered(state.store.get_client(client_id).await?)
+}
+
+/// The client of a registration read from the store (`None`: unknown).
+fn registered(rec: Option<ClientRecord>) -> Result<Client, OAuthError> {
+    let rec = rec.ok_or_else(|| OAuthError::invalid_request("unknown client"))?;
     Client::from_record(&rec)
 }
 
@@ -282,8 +284,8 @@ async fn load_interaction(
             ),
         )
     };
-    let rec = match state.store.get_interaction(&hash_secret(id), t).await {
-        Ok(Some(r)) => r,
+    let (rec, client) = match state.store.get_interaction(&hash_secret(id), t).await {
+        Ok(Some(found)) => found,
         Ok(None) => return Err(expired()),
         Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into())),
     };
@@ -298,9 +300,7 @@ async fn load_interaction(
         tracing::warn!(client_id = %rec.client_id, "interaction used from another browser");
         return Err(expired());
     }
-    let client = load_client(state, &rec.client_id)
-        .await
-        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+    let client = registered(client).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
     Ok((st, client))
 }
 

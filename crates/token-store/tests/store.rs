@@ -1687,15 +1687,20 @@ async fn sessions_and_interactions(db: TestDb) {
     assert_eq!(s.get_session("sess-1", NOW).await.unwrap(), None);
     s.delete_session("sess-1").await.unwrap();
 
+    // Read with its client's registration (none: an unknown client).
     let mut i = interaction("int-1", "c1");
     s.put_interaction(i.clone()).await.unwrap();
     assert_eq!(
         s.get_interaction("int-1", NOW).await.unwrap(),
-        Some(i.clone())
+        Some((i.clone(), None))
     );
+    s.put_client(client("c1")).await.unwrap();
     i.state = r#"{"step":"consent","sub":"alice"}"#.into();
     s.put_interaction(i.clone()).await.unwrap();
-    assert_eq!(s.get_interaction("int-1", NOW).await.unwrap(), Some(i));
+    assert_eq!(
+        s.get_interaction("int-1", NOW).await.unwrap(),
+        Some((i, Some(client("c1"))))
+    );
     assert_eq!(s.get_interaction("int-1", NOW + 600).await.unwrap(), None);
     assert!(s.take_interaction("int-1").await.unwrap());
     assert!(!s.take_interaction("int-1").await.unwrap());

@@ -1,10 +1,12 @@
 use diesel::prelude::*;
-use oauth_core::storage::{InteractionRecord, SessionRecord, SessionRepository, StoreResult};
+use oauth_core::storage::{
+    ClientRecord, InteractionRecord, SessionRecord, SessionRepository, StoreResult,
+};
 
 use crate::Store;
 use crate::db::with_conn;
-use crate::models::{InteractionRow, SessionRow};
-use crate::schema::{interactions as ia, sessions as se};
+use crate::models::{ClientRow, InteractionRow, SessionRow};
+use crate::schema::{clients as cl, interactions as ia, sessions as se};
 
 impl SessionRepository for Store {
     /// Inserts or replaces the session.
@@ -69,16 +71,26 @@ impl SessionRepository for Store {
         &self,
         interaction_id: &str,
         now: i64,
-    ) -> StoreResult<Option<InteractionRecord>> {
+    ) -> StoreResult<Option<(InteractionRecord, Option<ClientRecord>)>> {
         let id = interaction_id.to_owned();
         self.run(move |conn| {
-            let row: Option<InteractionRow> = with_conn!(conn, c => ia::table
-                .find(&id)
-                .filter(ia::expires_at.gt(now))
-                .select(InteractionRow::as_select())
-                .get_result(c)
-                .optional()?);
-            Ok(row.map(InteractionRecord::from))
+            with_conn!(conn, c => {
+                let Some(row) = ia::table
+                    .find(&id)
+                    .filter(ia::expires_at.gt(now))
+                    .select(InteractionRow::as_select())
+                    .get_result(c)
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let client: Option<ClientRow> = cl::table
+                    .find(&row.client_id)
+                    .select(ClientRow::as_select())
+                    .get_result(c)
+                    .optional()?;
+                Ok(Some((InteractionRecord::from(row), client.map(ClientRecord::from))))
+            })
         })
         .await
     }
