@@ -4,7 +4,7 @@
 //! channel ([`push`]) and gets a one-time `request_uri`; the browser then
 //! carries only `client_id` and `request_uri` to the authorization endpoint,
 //! which looks the request up ([`resolve`]) as often as the login needs and
-//! spends it once the interaction ends ([`complete`]).
+//! spends it once the interaction ends ([`complete`], or with the code).
 //!
 //! The request is validated here, once, by the shared pipeline
 //! ([`oauth_core::request::validate_authorization_request`]); what is stored
@@ -151,18 +151,20 @@ pub async fn resolve<S: PushedRequestRepository>(
     Ok(request)
 }
 
-/// Spends `request_uri` at the end of the interaction (RFC 9126 §4: one-time
-/// use). Only the first call succeeds, also across server instances; later
-/// ones, and calls after expiry, are `invalid_request_uri`.
+/// Spends the pushed request at the end of an interaction that ends without
+/// a code (RFC 9126 §4: one-time use); `request_uri_hash` is what the
+/// interaction keeps ([`hash_secret`] of the `request_uri`), `now` when the
+/// URI was validly presented. Only the first call succeeds, also across
+/// server instances; later ones, and calls after expiry, are
+/// `invalid_request_uri`. An interaction that ends with a code spends it in
+/// the code's own write
+/// ([`AuthorizationCodeRepository::put_grant_and_code`](oauth_core::storage::AuthorizationCodeRepository::put_grant_and_code)).
 pub async fn complete<S: PushedRequestRepository>(
     store: &S,
-    request_uri: &str,
+    request_uri_hash: &str,
     now: i64,
 ) -> Result<(), OAuthError> {
-    if store
-        .consume_pushed_request(&hash_secret(request_uri), now)
-        .await?
-    {
+    if store.consume_pushed_request(request_uri_hash, now).await? {
         Ok(())
     } else {
         Err(invalid_request_uri())

@@ -195,11 +195,11 @@ async fn push_resolve_twice_complete_once() {
             "https://tpp.example/cb?dummy1=lorem&dummy2=ipsum"
         );
     }
-    complete(&e.store, &resp.request_uri, NOW + 40)
+    complete(&e.store, &hash_secret(&resp.request_uri), NOW + 40)
         .await
         .unwrap();
     assert_eq!(
-        code(complete(&e.store, &resp.request_uri, NOW + 41).await),
+        code(complete(&e.store, &hash_secret(&resp.request_uri), NOW + 41).await),
         "invalid_request_uri"
     );
     assert_eq!(
@@ -233,7 +233,7 @@ async fn expired_unknown_and_foreign_request_uris() {
         "invalid_request_uri"
     );
     assert_eq!(
-        code(complete(&e.store, "urn:x", NOW).await),
+        code(complete(&e.store, &hash_secret("urn:x"), NOW).await),
         "invalid_request_uri"
     );
     // Expired after expires_in.
@@ -242,7 +242,7 @@ async fn expired_unknown_and_foreign_request_uris() {
         "invalid_request_uri"
     );
     assert_eq!(
-        code(complete(&e.store, &resp.request_uri, NOW + 61).await),
+        code(complete(&e.store, &hash_secret(&resp.request_uri), NOW + 61).await),
         "invalid_request_uri"
     );
     // Still fine just before.

@@ -632,19 +632,7 @@ async fn consume_pushed(
     request_uri_hash: &str,
     presented_at: i64,
 ) -> Result<(), OAuthError> {
-    use oauth_core::storage::PushedRequestRepository;
-    if state
-        .store
-        .consume_pushed_request(request_uri_hash, presented_at)
-        .await?
-    {
-        Ok(())
-    } else {
-        Err(OAuthError::new(
-            ErrorCode::InvalidRequestUri,
-            "the request_uri has expired or was already used",
-        ))
-    }
+    par::complete(&state.store, request_uri_hash, presented_at).await
 }
 
 async fn finish_interaction_error(

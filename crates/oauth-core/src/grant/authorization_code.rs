@@ -115,7 +115,7 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
         CodeStored::InteractionGone => Ok(None),
         CodeStored::RequestUriGone => Err(OAuthError::new(
             ErrorCode::InvalidRequestUri,
-            "the request_uri has expired or was already used",
+            "request_uri is unknown, expired or already used",
         )),
     }
 }
