@@ -15,7 +15,10 @@
 //! The checks see every value as unused until then. Nothing is recorded for
 //! a request that fails a check, so a valid proof is not spent by a failure
 //! elsewhere in the same request (e.g. a DPoP proof sent with a wrong
-//! client assertion).
+//! client assertion). Once they all pass, the entries are recorded whatever
+//! the request's outcome (`token_store::Store::settle_replay` when it failed
+//! before writing), so a verified assertion or proof cannot be replayed
+//! with another body.
 
 use std::sync::{Mutex, PoisonError};
 

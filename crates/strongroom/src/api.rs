@@ -12,7 +12,7 @@ use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::replay::DeferredReplay;
 use oauth_core::secret::now;
 use oauth_core::sender_constraint::dpop::DpopCheck;
-use oauth_core::storage::{ClientRepository, ReplayCache};
+use oauth_core::storage::{ClientRepository, ReplayCache, StoreError};
 use oauth_core::userinfo::{AuthScheme, ResourceError};
 
 use crate::http::{ApiError, AppState};
@@ -183,7 +183,7 @@ pub async fn par(
     let dpop = verify_dpop(&state, &replay, &req, None).await?;
     let Caller { form, client, .. } = caller(&state, &replay, &req, &body, Endpoint::Par).await?;
     let store = state.store.carrying_replay(replay.into_entries(), now());
-    let res = par::push(
+    let outcome = par::push(
         &store,
         &state.jwks,
         &state.policy,
@@ -192,8 +192,8 @@ pub async fn par(
         dpop.as_ref(),
         now(),
     )
-    .await?;
-    store.settle_replay().await.map_err(OAuthError::from)?;
+    .await;
+    let res = settled(&store, outcome).await?;
     Ok(json_no_store(actix_web::http::StatusCode::CREATED, &res))
 }
 
@@ -208,33 +208,58 @@ pub async fn token(
     let dpop = verify_dpop(&state, &replay, &req, None).await?;
     let Caller { form, cert, client } =
         caller(&state, &replay, &req, &body, Endpoint::Token).await?;
-    let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
-    tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
-    let binding = oauth_core::grant::Binding {
-        dpop,
-        x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
-    };
     // The DPoP proof's and the client assertion's jti ride with the grant's
     // first write (the code's redemption, the refresh token's rotation, the
     // new token), and are settled before the bank's claims hook is asked.
     let store = state.store.carrying_replay(replay.into_entries(), now());
-    let hook = SettledFirst {
-        store: &store,
-        bridge: state.bridge.as_deref(),
-    };
-    let res = oauth_core::grant::exchange_with_claims(
-        &store,
-        &state.keys,
-        &state.policy,
-        &client,
-        token_request,
-        binding,
-        &hook,
-        now(),
-    )
-    .await?;
-    store.settle_replay().await.map_err(OAuthError::from)?;
+    let outcome = async {
+        let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
+        tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
+        let binding = oauth_core::grant::Binding {
+            dpop,
+            x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
+        };
+        let hook = SettledFirst {
+            store: &store,
+            bridge: state.bridge.as_deref(),
+        };
+        oauth_core::grant::exchange_with_claims(
+            &store,
+            &state.keys,
+            &state.policy,
+            &client,
+            token_request,
+            binding,
+            &hook,
+            now(),
+        )
+        .await
+    }
+    .await;
+    let res = settled(&store, outcome).await?;
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
+}
+
+/// The outcome of a request that passed client authentication, once its
+/// single-use values are recorded. A request that failed before any write
+/// (a malformed grant, a scope the client may not have) still spends its
+/// client assertion and DPoP proof, so they cannot be replayed with
+/// another body; a replay found now is the answer then.
+async fn settled<T>(
+    store: &token_store::Store,
+    outcome: Result<T, OAuthError>,
+) -> Result<T, OAuthError> {
+    match (outcome, store.settle_replay().await) {
+        (_, Err(replayed @ StoreError::Replayed(_))) => Err(replayed.into()),
+        (Ok(v), Ok(())) => Ok(v),
+        // Never a success whose values were not recorded.
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(unrecorded)) => {
+            tracing::warn!(error = %unrecorded, "single-use values of a failed request not recorded");
+            Err(e)
+        }
+    }
 }
 
 /// The consent bridge's token-claims hook (docs/hooks.md §6a), asked only

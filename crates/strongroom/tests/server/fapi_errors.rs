@@ -821,3 +821,52 @@ async fn a_consent_is_submitted_once() {
         w.srv.stop().await;
     }
 }
+
+/// A request that passes client authentication but is refused on its
+/// content, before anything is written, still spends its client assertion
+/// and DPoP proof: neither can be replayed with another body.
+#[actix_web::test]
+async fn a_refused_request_still_spends_its_assertion_and_proof() {
+    let w = world(Backend::Sqlite).await;
+    let (srv, tpp) = (&w.srv, &w.dpop);
+    let (code, pkce) = code_for(&w, tpp).await;
+    let url = srv.url("/token");
+    let http = srv.client(None);
+    let full = || code_form(srv, tpp, &code, Some(&pkce.verifier));
+    // No code: invalid_request.
+    let mut form = full();
+    let assertion = param(&form, "client_assertion").to_string();
+    set_param(&mut form, "code", None);
+    let proof = tpp.dpop_proof("POST", &url, None);
+    let a = post_form(&http, &url, &form, Some(proof.clone())).await;
+    assert_error(&a, 400, &["invalid_request"]);
+    // The same assertion with the full body: a replay.
+    let mut replayed = full();
+    set_param(&mut replayed, "client_assertion", Some(&assertion));
+    let a = post_form(
+        &http,
+        &url,
+        &replayed,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await;
+    assert_error(&a, 401, &["invalid_client"]);
+    // The same proof with a fresh assertion: a replay too.
+    let a = post_form(&http, &url, &full(), Some(proof)).await;
+    assert_error(&a, 400, &["invalid_dpop_proof"]);
+    // None of these spent the code.
+    let ok = redeem(&w, tpp, &code, Some(&pkce.verifier), tpp).await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+
+    // At PAR: a request without PKCE is refused, and its assertion spent.
+    let assertion = tpp.assertion(&srv.issuer);
+    let a = par_with(&w, |f| {
+        set_param(f, "client_assertion", Some(&assertion));
+        set_param(f, "code_challenge", None);
+    })
+    .await;
+    assert_error(&a, 400, &["invalid_request"]);
+    let a = par_with(&w, |f| set_param(f, "client_assertion", Some(&assertion))).await;
+    assert_error(&a, 401, &["invalid_client"]);
+    w.srv.stop().await;
+}
