@@ -5,11 +5,9 @@ use oauth_core::storage::{
 };
 
 use crate::Store;
-use crate::db::{Db, with_conn};
+use crate::db::{Db, savepoint, with_conn};
 use crate::models::{CodeRow, GrantRow};
-use crate::schema::{
-    authorization_codes as ac, grants as gr, interactions as ia, pushed_requests as pr,
-};
+use crate::schema::{authorization_codes as ac, grants as gr};
 
 impl AuthorizationCodeRepository for Store {
     async fn put_grant_and_code(
@@ -20,28 +18,22 @@ impl AuthorizationCodeRepository for Store {
     ) -> StoreResult<CodeStored> {
         let (grant, code) = (GrantRow::from(grant), CodeRow::from(code));
         self.run_write(move |conn| {
-            with_conn!(conn, c => c.write_tx(|c| {
+            savepoint(conn, |conn| {
                 if let Some(end) = &end {
-                    let taken = diesel::delete(ia::table.find(&end.interaction_hash)).execute(c)?;
-                    if taken == 0 {
+                    if !super::sessions::take(conn, &end.interaction_hash)? {
                         return Ok(CodeStored::InteractionGone);
                     }
-                    let spent = diesel::update(
-                        pr::table
-                            .find(&end.request_uri_hash)
-                            .filter(pr::consumed_at.is_null())
-                            .filter(pr::expires_at.gt(end.presented_at)),
-                    )
-                    .set(pr::consumed_at.eq(Some(end.presented_at)))
-                    .execute(c)?;
-                    if spent == 0 {
+                    // The interaction stays taken: it is over either way.
+                    if !super::par::spend(conn, &end.request_uri_hash, end.presented_at)? {
                         return Ok(CodeStored::RequestUriGone);
                     }
                 }
-                diesel::insert_into(gr::table).values(&grant).execute(c)?;
-                diesel::insert_into(ac::table).values(&code).execute(c)?;
+                with_conn!(conn, c => {
+                    diesel::insert_into(gr::table).values(&grant).execute(c)?;
+                    diesel::insert_into(ac::table).values(&code).execute(c)?;
+                });
                 Ok(CodeStored::Stored)
-            }))
+            })
         })
         .await
     }

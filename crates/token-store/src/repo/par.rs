@@ -2,7 +2,9 @@ use diesel::prelude::*;
 use oauth_core::storage::{PushedRequestRecord, PushedRequestRepository, StoreResult};
 
 use crate::Store;
+use crate::conn::AnyConnection;
 use crate::db::with_conn;
+use crate::error::Fail;
 use crate::models::PushedRequestRow;
 use crate::schema::pushed_requests as pr;
 
@@ -39,17 +41,25 @@ impl PushedRequestRepository for Store {
     /// is the whole decision; the row stays until it expires.
     async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
         let hash = request_uri_hash.to_owned();
-        self.run_write(move |conn| {
-            let n = with_conn!(conn, c => diesel::update(
-                pr::table
-                    .find(&hash)
-                    .filter(pr::consumed_at.is_null())
-                    .filter(pr::expires_at.gt(now)),
-            )
-            .set(pr::consumed_at.eq(Some(now)))
-            .execute(c)?);
-            Ok(n == 1)
-        })
-        .await
+        self.run_write(move |conn| spend(conn, &hash, now)).await
     }
+}
+
+/// Spends the pushed request (unspent and unexpired at `now`): whether this
+/// call did. Also a step of a code's issuance
+/// (`AuthorizationCodeRepository::put_grant_and_code`).
+pub(crate) fn spend(
+    conn: &mut AnyConnection,
+    request_uri_hash: &str,
+    now: i64,
+) -> Result<bool, Fail> {
+    let n = with_conn!(conn, c => diesel::update(
+        pr::table
+            .find(request_uri_hash)
+            .filter(pr::consumed_at.is_null())
+            .filter(pr::expires_at.gt(now)),
+    )
+    .set(pr::consumed_at.eq(Some(now)))
+    .execute(c)?);
+    Ok(n == 1)
 }

@@ -4,7 +4,9 @@ use oauth_core::storage::{
 };
 
 use crate::Store;
+use crate::conn::AnyConnection;
 use crate::db::with_conn;
+use crate::error::Fail;
 use crate::models::{ClientRow, InteractionRow, SessionRow};
 use crate::schema::{clients as cl, interactions as ia, sessions as se};
 
@@ -98,10 +100,13 @@ impl SessionRepository for Store {
     /// The delete's row count picks the one caller that may continue.
     async fn take_interaction(&self, interaction_id: &str) -> StoreResult<bool> {
         let id = interaction_id.to_owned();
-        self.run_write(move |conn| {
-            let n = with_conn!(conn, c => diesel::delete(ia::table.find(&id)).execute(c)?);
-            Ok(n == 1)
-        })
-        .await
+        self.run_write(move |conn| take(conn, &id)).await
     }
+}
+
+/// Deletes the interaction: whether this call did. Also a step of a code's
+/// issuance (`AuthorizationCodeRepository::put_grant_and_code`).
+pub(crate) fn take(conn: &mut AnyConnection, interaction_id: &str) -> Result<bool, Fail> {
+    let n = with_conn!(conn, c => diesel::delete(ia::table.find(interaction_id)).execute(c)?);
+    Ok(n == 1)
 }
