@@ -163,6 +163,29 @@ async fn caller<S: ClientRepository + ReplayCache>(
     Ok(Caller { form, cert, client })
 }
 
+/// The start of the token and PAR endpoints: the DPoP proof and the client
+/// checked, and a store that records both `jti`s with the request's first
+/// write (`Store::carrying_replay`); end the request with [`settled`].
+async fn single_use_caller(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    endpoint: Endpoint,
+) -> Result<
+    (
+        Option<oauth_core::authorization::DpopProof>,
+        Caller,
+        token_store::Store,
+    ),
+    ApiError,
+> {
+    let replay = DeferredReplay::new(&state.store);
+    let dpop = verify_dpop(state, &replay, req, None).await?;
+    let caller = caller(state, &replay, req, body, endpoint).await?;
+    let store = state.store.carrying_replay(replay.into_entries(), now());
+    Ok((dpop, caller, store))
+}
+
 /// The `token` and `token_type_hint` of introspection and revocation.
 fn token_param(form: &[(String, String)]) -> Result<(&str, Option<&str>), OAuthError> {
     let token =
@@ -177,12 +200,8 @@ pub async fn par(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // The DPoP proof's and the client assertion's jti, recorded with the
-    // pushed request, in one write.
-    let replay = DeferredReplay::new(&state.store);
-    let dpop = verify_dpop(&state, &replay, &req, None).await?;
-    let Caller { form, client, .. } = caller(&state, &replay, &req, &body, Endpoint::Par).await?;
-    let store = state.store.carrying_replay(replay.into_entries(), now());
+    let (dpop, Caller { form, client, .. }, store) =
+        single_use_caller(&state, &req, &body, Endpoint::Par).await?;
     let outcome = par::push(
         &store,
         &state.jwks,
@@ -204,14 +223,11 @@ pub async fn token(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let replay = DeferredReplay::new(&state.store);
-    let dpop = verify_dpop(&state, &replay, &req, None).await?;
-    let Caller { form, cert, client } =
-        caller(&state, &replay, &req, &body, Endpoint::Token).await?;
-    // The DPoP proof's and the client assertion's jti ride with the grant's
-    // first write (the code's redemption, the refresh token's rotation, the
-    // new token), and are settled before the bank's claims hook is asked.
-    let store = state.store.carrying_replay(replay.into_entries(), now());
+    // The store records the jtis with the grant's first write (the code's
+    // redemption, the refresh token's rotation, the new token), and before
+    // the bank's claims hook is asked.
+    let (dpop, Caller { form, cert, client }, store) =
+        single_use_caller(&state, &req, &body, Endpoint::Token).await?;
     let outcome = async {
         let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
         tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
