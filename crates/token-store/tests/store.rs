@@ -265,6 +265,30 @@ fn interaction(id: &str, client_id: &str) -> InteractionRecord {
     }
 }
 
+/// Runs `n` tasks that start together (one barrier), task `i` being
+/// `task(i)`, and returns their outputs in order.
+async fn race<T, Fut>(n: usize, task: impl Fn(usize) -> Fut) -> Vec<T>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (b, work) = (barrier.clone(), task(i));
+            tokio::spawn(async move {
+                b.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
 async fn is_active(s: &Store, hash: &str) -> bool {
     s.get_active_token(hash, NOW + 1).await.unwrap().is_some()
 }
@@ -479,23 +503,17 @@ async fn replay_cache_records_a_set_all_or_none(db: TestDb) {
 
     for round in 0..5 {
         let shared = format!("shared-{round}");
-        let barrier = Arc::new(Barrier::new(16));
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let (s, b) = (db.store.clone(), barrier.clone());
-                let set = vec![
-                    entry(d, &format!("own-{round}-{i}"), NOW + 60),
-                    entry(a, &shared, NOW + 60),
-                ];
-                tokio::spawn(async move {
-                    b.wait().await;
-                    (i, s.consume_all(set, NOW).await.unwrap())
-                })
-            })
-            .collect();
+        let outcomes = race(16, |i| {
+            let s = db.store.clone();
+            let set = vec![
+                entry(d, &format!("own-{round}-{i}"), NOW + 60),
+                entry(a, &shared, NOW + 60),
+            ];
+            async move { s.consume_all(set, NOW).await.unwrap() }
+        })
+        .await;
         let mut winners = Vec::new();
-        for t in tasks {
-            let (i, outcome) = t.await.unwrap();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 None => winners.push(i),
                 Some(k) => assert_eq!(k, 1, "round {round}: only the shared value is in use"),
@@ -588,24 +606,18 @@ async fn replay_entries_ride_with_the_next_write(db: TestDb) {
     // Racers (sharing group-commit batches on SQLite): one shared value,
     // one winner; each loser keeps neither its token nor its own value.
     for round in 0..5 {
-        let barrier = Arc::new(Barrier::new(16));
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let (s, b) = (db.store.clone(), barrier.clone());
-                let set = vec![
-                    entry(d, &format!("mine-{round}-{i}"), NOW + 60),
-                    entry(a, &format!("ours-{round}"), NOW + 60),
-                ];
-                tokio::spawn(async move {
-                    b.wait().await;
-                    let tok = access(&format!("race-{round}-{i}"), "c1", None);
-                    (i, s.carrying_replay(set, NOW).put_tokens(vec![tok]).await)
-                })
-            })
-            .collect();
+        let outcomes = race(16, |i| {
+            let s = db.store.clone();
+            let set = vec![
+                entry(d, &format!("mine-{round}-{i}"), NOW + 60),
+                entry(a, &format!("ours-{round}"), NOW + 60),
+            ];
+            let tok = access(&format!("race-{round}-{i}"), "c1", None);
+            async move { s.carrying_replay(set, NOW).put_tokens(vec![tok]).await }
+        })
+        .await;
         let mut winners = 0;
-        for t in tasks {
-            let (i, outcome) = t.await.unwrap();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 Ok(true) => winners += 1,
                 Err(StoreError::Replayed(e)) => {
@@ -1123,22 +1135,18 @@ async fn a_code_ends_its_interaction_once(db: TestDb) {
         let (i, par) = (format!("i-race-{round}"), format!("par-race-{round}"));
         s.put_interaction(interaction(&i, "c1")).await.unwrap();
         s.put_pushed_request(pushed(&par, "c1")).await.unwrap();
-        let barrier = Arc::new(Barrier::new(8));
-        let tasks: Vec<_> = (0..8)
-            .map(|k| {
-                let (s, b, end) = (db.store.clone(), barrier.clone(), end(&i, &par));
-                let g = format!("g-race-{round}-{k}");
-                let c = code(&format!("code-race-{round}-{k}"), &g, "c1");
-                tokio::spawn(async move {
-                    b.wait().await;
-                    let out = s.put_grant_and_code(grant(&g, "c1", None), c, Some(end));
-                    (g, out.await.unwrap())
-                })
-            })
-            .collect();
+        let outcomes = race(8, |k| {
+            let (s, end) = (db.store.clone(), end(&i, &par));
+            let g = format!("g-race-{round}-{k}");
+            let c = code(&format!("code-race-{round}-{k}"), &g, "c1");
+            async move {
+                let out = s.put_grant_and_code(grant(&g, "c1", None), c, Some(end));
+                (g, out.await.unwrap())
+            }
+        })
+        .await;
         let mut stored = 0;
-        for t in tasks {
-            let (g, out) = t.await.unwrap();
+        for (g, out) in outcomes {
             let kept = s.get_grant(&g).await.unwrap().is_some();
             match out {
                 CodeStored::Stored => stored += 1,
