@@ -452,42 +452,29 @@ async fn dpop_proofs_are_checked() {
     let url = srv.url("/token");
     let token_form = |code: &str, verifier: &str| code_form(srv, tpp, code, Some(verifier));
     let http = srv.client(None);
+    // The code exchange with `proof`.
+    let exchange = |code: &str, verifier: &str, proof: String| {
+        let (http, url, form) = (&http, &url, token_form(code, verifier));
+        async move { post_form(http, url, &form, Some(proof)).await }
+    };
     // Wrong htm, wrong htu, stale iat: refused without spending the code.
     for claims in [
         Tpp::dpop_claims("GET", &url, None),
         Tpp::dpop_claims("POST", &srv.url("/par"), None),
         json!({"jti": random(8), "htm": "POST", "htu": url, "iat": now() - 3600}),
     ] {
-        let a = post_form(
-            &http,
-            &url,
-            &token_form(&code, &pkce.verifier),
-            Some(tpp.dpop_proof_claims(&claims)),
-        )
-        .await;
+        let a = exchange(&code, &pkce.verifier, tpp.dpop_proof_claims(&claims)).await;
         assert_error(&a, 400, &["invalid_dpop_proof"]);
     }
     // htu differing only in case and default port is the same URL.
     let odd = url.replace("https://localhost", "HTTPS://LOCALHOST");
     let proof = tpp.dpop_proof_claims(&Tpp::dpop_claims("POST", &odd, None));
-    let ok = post_form(
-        &http,
-        &url,
-        &token_form(&code, &pkce.verifier),
-        Some(proof.clone()),
-    )
-    .await;
+    let ok = exchange(&code, &pkce.verifier, proof.clone()).await;
     assert_eq!(ok.status, 200, "normalised htu: {}", ok.json);
     let access = ok.json["access_token"].as_str().unwrap().to_string();
     // The same proof again (jti replay).
     let (code2, pkce2) = code_for(&w, tpp).await;
-    let a = post_form(
-        &http,
-        &url,
-        &token_form(&code2, &pkce2.verifier),
-        Some(proof),
-    )
-    .await;
+    let a = exchange(&code2, &pkce2.verifier, proof).await;
     assert_error(&a, 400, &["invalid_dpop_proof"]);
     // A fresh proof with a client assertion used before (at PAR): refused
     // as invalid_client by the code's redemption, the write that records
@@ -501,13 +488,7 @@ async fn dpop_proofs_are_checked() {
     let fresh = tpp.dpop_proof("POST", &url, None);
     let a = post_form(&http, &url, &replayed, Some(fresh.clone())).await;
     assert_error(&a, 401, &["invalid_client"]);
-    let ok = post_form(
-        &http,
-        &url,
-        &token_form(&code2, &pkce2.verifier),
-        Some(fresh.clone()),
-    )
-    .await;
+    let ok = exchange(&code2, &pkce2.verifier, fresh.clone()).await;
     assert_eq!(
         ok.status, 200,
         "the proof was spent by a refused request: {}",
@@ -515,13 +496,7 @@ async fn dpop_proofs_are_checked() {
     );
     // …and now it is spent.
     let (code3, pkce3) = code_for(&w, tpp).await;
-    let a = post_form(
-        &http,
-        &url,
-        &token_form(&code3, &pkce3.verifier),
-        Some(fresh),
-    )
-    .await;
+    let a = exchange(&code3, &pkce3.verifier, fresh).await;
     assert_error(&a, 400, &["invalid_dpop_proof"]);
     // Resource side: wrong ath, no proof, Bearer scheme, another key.
     let ui = srv.url("/userinfo");
