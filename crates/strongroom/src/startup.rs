@@ -460,6 +460,10 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     // Database work runs on the blocking pool; threads beyond the database
     // connections would only wait for one (and cost memory).
     .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
+    // The TLS handshake's flight leaves in several writes (the certificate,
+    // then smaller records): with Nagle's algorithm on, each small write
+    // after the first may wait for the client's ACK.
+    .tcp_nodelay(true)
     .on_connect(crate::tls::on_connect(p.trust.clone()));
     let main_tls = if single {
         p.tls.mtls()
