@@ -130,7 +130,19 @@ pub async fn resolve<S: PushedRequestRepository>(
 ) -> Result<AuthorizationRequest, OAuthError> {
     let rec = store
         .get_pushed_request(&hash_secret(request_uri), now)
-        .await?
+        .await?;
+    resolved(rec, client_id, now)
+}
+
+/// [`resolve`] for a caller that read the record itself
+/// ([`PushedRequestRepository::get_pushed_request`] of the `request_uri`'s
+/// [`hash_secret`], or a read that fetches it together with other rows).
+pub fn resolved(
+    rec: Option<PushedRequestRecord>,
+    client_id: &str,
+    now: i64,
+) -> Result<AuthorizationRequest, OAuthError> {
+    let rec = rec
         .filter(|rec| rec.expires_at > now)
         .ok_or_else(invalid_request_uri)?;
     if rec.client_id != client_id {

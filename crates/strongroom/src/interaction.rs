@@ -17,8 +17,7 @@ use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
 use oauth_core::storage::{
-    ClientRecord, ClientRepository, InteractionEnd, InteractionRecord, SessionRecord,
-    SessionRepository,
+    ClientRecord, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,16 +140,30 @@ pub async fn authorize(
         return error_page(StatusCode::BAD_REQUEST, &err);
     };
     tracing::Span::current().record("client_id", client_id.as_str());
-    let request = match par::resolve(&state.store, client_id, request_uri, t).await {
+    let session_hash = req.cookie(SESSION_COOKIE).map(|c| hash_secret(c.value()));
+    let reads = match state
+        .store
+        .authorize_reads(
+            &hash_secret(request_uri),
+            client_id,
+            session_hash.as_deref(),
+            t,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
+    };
+    let request = match par::resolved(reads.pushed, client_id, t) {
         Ok(r) => r,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
-    let client = match load_client(&state, client_id).await {
+    let client = match registered(reads.client) {
         Ok(c) => c,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
     };
     // From here on the redirect URI is the client's: errors go back to it.
-    let session = current_session(&state, &req, t).await;
+    let session = reads.session;
     let prompt_none = request.prompt.iter().any(|p| p == "none");
     let force_login = request.prompt.iter().any(|p| p == "login");
     let fresh_enough = |s: &SessionRecord| match request.max_age {
@@ -231,24 +244,10 @@ pub async fn authorize(
         .finish()
 }
 
-async fn load_client(state: &AppState, client_id: &str) -> Result<Client, OAuthError> {
-    registered(state.store.get_client(client_id).await?)
-}
-
 /// The client of a registration read from the store (`None`: unknown).
 fn registered(rec: Option<ClientRecord>) -> Result<Client, OAuthError> {
     let rec = rec.ok_or_else(|| OAuthError::invalid_request("unknown client"))?;
     Client::from_record(&rec)
-}
-
-async fn current_session(state: &AppState, req: &HttpRequest, t: i64) -> Option<SessionRecord> {
-    let cookie = req.cookie(SESSION_COOKIE)?;
-    state
-        .store
-        .get_session(&hash_secret(cookie.value()), t)
-        .await
-        .ok()
-        .flatten()
 }
 
 async fn save_interaction(

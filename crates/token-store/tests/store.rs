@@ -166,6 +166,7 @@ on_both_backends!(
     ciba_lifecycle,
     ciba_concurrent_decisions_and_polls,
     sessions_and_interactions,
+    authorize_reads_are_the_three_reads,
 );
 
 // ------------------------------------------------------------- fixtures
@@ -1730,6 +1731,62 @@ async fn sessions_and_interactions(db: TestDb) {
         wins += u32::from(t.await.unwrap());
     }
     assert_eq!(wins, 1);
+}
+
+/// `Store::authorize_reads` answers what `get_pushed_request`,
+/// `get_client` and `get_session` answer, each read on its own terms.
+async fn authorize_reads_are_the_three_reads(db: TestDb) {
+    let s = &db.store;
+    let sess = SessionRecord {
+        session_hash: "sess-1".into(),
+        sub: "alice".into(),
+        auth_time: NOW,
+        acr: None,
+        amr: r#"["pwd"]"#.into(),
+        expires_at: NOW + 30,
+    };
+    // Nothing stored yet: nothing found.
+    let r = s
+        .authorize_reads("par-1", "c1", Some("sess-1"), NOW)
+        .await
+        .unwrap();
+    assert_eq!((r.pushed, r.client, r.session), (None, None, None));
+
+    s.put_client(client("c1")).await.unwrap();
+    s.put_pushed_request(pushed("par-1", "c1")).await.unwrap();
+    s.put_session(sess.clone()).await.unwrap();
+    let r = s
+        .authorize_reads("par-1", "c1", Some("sess-1"), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(r.pushed, Some(pushed("par-1", "c1")));
+    assert_eq!(r.client, Some(client("c1")));
+    assert_eq!(r.session, Some(sess.clone()));
+
+    // Each part on its own terms: no cookie, another client, an expired
+    // session, an expired or a spent request.
+    let r = s.authorize_reads("par-1", "c2", None, NOW + 1).await.unwrap();
+    assert_eq!(r.pushed, Some(pushed("par-1", "c1")));
+    assert_eq!((r.client, r.session), (None, None));
+    let r = s
+        .authorize_reads("par-1", "c1", Some("sess-1"), NOW + 30)
+        .await
+        .unwrap();
+    assert!(r.pushed.is_some() && r.client.is_some());
+    assert_eq!(r.session, None);
+    let r = s
+        .authorize_reads("par-1", "c1", Some("sess-1"), NOW + 90)
+        .await
+        .unwrap();
+    assert_eq!(r.pushed, None);
+    assert!(s.consume_pushed_request("par-1", NOW + 2).await.unwrap());
+    let r = s
+        .authorize_reads("par-1", "c1", Some("sess-1"), NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(r.pushed, None);
+    assert_eq!(r.client, Some(client("c1")));
+    assert_eq!(r.session, Some(sess));
 }
 
 // ------------------------------------------------------------- connecting

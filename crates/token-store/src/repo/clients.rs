@@ -2,7 +2,9 @@ use diesel::prelude::*;
 use oauth_core::storage::{ClientRecord, ClientRepository, StoreResult};
 
 use crate::Store;
+use crate::conn::AnyConnection;
 use crate::db::{Db, with_conn};
+use crate::error::Fail;
 use crate::models::ClientRow;
 use crate::schema::{
     authorization_codes as ac, ciba_requests as cr, clients as cl, grants as gr,
@@ -12,15 +14,7 @@ use crate::schema::{
 impl ClientRepository for Store {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
         let client_id = client_id.to_owned();
-        self.run(move |conn| {
-            let row: Option<ClientRow> = with_conn!(conn, c => cl::table
-                .find(&client_id)
-                .select(ClientRow::as_select())
-                .get_result(c)
-                .optional()?);
-            Ok(row.map(ClientRecord::from))
-        })
-        .await
+        self.run(move |conn| find(conn, &client_id)).await
     }
 
     async fn put_client(&self, client: ClientRecord) -> StoreResult<()> {
@@ -82,4 +76,18 @@ impl ClientRepository for Store {
         })
         .await
     }
+}
+
+/// The client registered as `client_id`, if any. Also a step of the reads
+/// that fetch a client with what refers to it.
+pub(crate) fn find(
+    conn: &mut AnyConnection,
+    client_id: &str,
+) -> Result<Option<ClientRecord>, Fail> {
+    let row: Option<ClientRow> = with_conn!(conn, c => cl::table
+        .find(client_id)
+        .select(ClientRow::as_select())
+        .get_result(c)
+        .optional()?);
+    Ok(row.map(ClientRecord::from))
 }

@@ -1,8 +1,9 @@
 //! One module per contract of `oauth_core::storage`, each an `impl … for
 //! Store`.
 
+mod authorize;
 mod ciba;
-mod clients;
+pub(crate) mod clients;
 mod codes;
 mod grants;
 mod health;
@@ -11,3 +12,5 @@ pub(crate) mod par;
 pub(crate) mod replay;
 pub(crate) mod sessions;
 mod tokens;
+
+pub use authorize::AuthorizeReads;

@@ -24,17 +24,7 @@ impl PushedRequestRepository for Store {
         now: i64,
     ) -> StoreResult<Option<PushedRequestRecord>> {
         let hash = request_uri_hash.to_owned();
-        self.run(move |conn| {
-            let row: Option<PushedRequestRow> = with_conn!(conn, c => pr::table
-                .find(&hash)
-                .filter(pr::consumed_at.is_null())
-                .filter(pr::expires_at.gt(now))
-                .select(PushedRequestRow::as_select())
-                .get_result(c)
-                .optional()?);
-            Ok(row.map(PushedRequestRecord::from))
-        })
-        .await
+        self.run(move |conn| find_unspent(conn, &hash, now)).await
     }
 
     /// RFC 9126 §4: a `request_uri` is one-time use. The conditional update
@@ -43,6 +33,23 @@ impl PushedRequestRepository for Store {
         let hash = request_uri_hash.to_owned();
         self.run_write(move |conn| spend(conn, &hash, now)).await
     }
+}
+
+/// The pushed request behind `request_uri_hash` if it is unspent and
+/// unexpired at `now`.
+pub(crate) fn find_unspent(
+    conn: &mut AnyConnection,
+    request_uri_hash: &str,
+    now: i64,
+) -> Result<Option<PushedRequestRecord>, Fail> {
+    let row: Option<PushedRequestRow> = with_conn!(conn, c => pr::table
+        .find(request_uri_hash)
+        .filter(pr::consumed_at.is_null())
+        .filter(pr::expires_at.gt(now))
+        .select(PushedRequestRow::as_select())
+        .get_result(c)
+        .optional()?);
+    Ok(row.map(PushedRequestRecord::from))
 }
 
 /// Spends the pushed request (unspent and unexpired at `now`): whether this

@@ -7,8 +7,8 @@ use crate::Store;
 use crate::conn::AnyConnection;
 use crate::db::with_conn;
 use crate::error::Fail;
-use crate::models::{ClientRow, InteractionRow, SessionRow};
-use crate::schema::{clients as cl, interactions as ia, sessions as se};
+use crate::models::{InteractionRow, SessionRow};
+use crate::schema::{interactions as ia, sessions as se};
 
 impl SessionRepository for Store {
     /// Inserts or replaces the session.
@@ -32,16 +32,7 @@ impl SessionRepository for Store {
         now: i64,
     ) -> StoreResult<Option<SessionRecord>> {
         let hash = session_hash.to_owned();
-        self.run(move |conn| {
-            let row: Option<SessionRow> = with_conn!(conn, c => se::table
-                .find(&hash)
-                .filter(se::expires_at.gt(now))
-                .select(SessionRow::as_select())
-                .get_result(c)
-                .optional()?);
-            Ok(row.map(SessionRecord::from))
-        })
-        .await
+        self.run(move |conn| find_session(conn, &hash, now)).await
     }
 
     async fn delete_session(&self, session_hash: &str) -> StoreResult<()> {
@@ -76,23 +67,15 @@ impl SessionRepository for Store {
     ) -> StoreResult<Option<(InteractionRecord, Option<ClientRecord>)>> {
         let id = interaction_id.to_owned();
         self.run(move |conn| {
-            with_conn!(conn, c => {
-                let Some(row) = ia::table
-                    .find(&id)
-                    .filter(ia::expires_at.gt(now))
-                    .select(InteractionRow::as_select())
-                    .get_result(c)
-                    .optional()?
-                else {
-                    return Ok(None);
-                };
-                let client: Option<ClientRow> = cl::table
-                    .find(&row.client_id)
-                    .select(ClientRow::as_select())
-                    .get_result(c)
-                    .optional()?;
-                Ok(Some((InteractionRecord::from(row), client.map(ClientRecord::from))))
-            })
+            let row: Option<InteractionRow> = with_conn!(conn, c => ia::table
+                .find(&id)
+                .filter(ia::expires_at.gt(now))
+                .select(InteractionRow::as_select())
+                .get_result(c)
+                .optional()?);
+            let Some(row) = row else { return Ok(None) };
+            let client = super::clients::find(conn, &row.client_id)?;
+            Ok(Some((InteractionRecord::from(row), client)))
         })
         .await
     }
@@ -102,6 +85,21 @@ impl SessionRepository for Store {
         let id = interaction_id.to_owned();
         self.run_write(move |conn| take(conn, &id)).await
     }
+}
+
+/// The session behind `session_hash` if it is unexpired at `now`.
+pub(crate) fn find_session(
+    conn: &mut AnyConnection,
+    session_hash: &str,
+    now: i64,
+) -> Result<Option<SessionRecord>, Fail> {
+    let row: Option<SessionRow> = with_conn!(conn, c => se::table
+        .find(session_hash)
+        .filter(se::expires_at.gt(now))
+        .select(SessionRow::as_select())
+        .get_result(c)
+        .optional()?);
+    Ok(row.map(SessionRecord::from))
 }
 
 /// Deletes the interaction: whether this call did. Also a step of a code's
