@@ -25,7 +25,8 @@ use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver};
 use oauth_core::keys::JwsAlg;
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, random_token};
 use oauth_core::storage::{
-    ClientRecord, ClientRepository, ReplayCache, ReplayKind, TokenKind, TokenRepository,
+    ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, StoreError, TokenKind,
+    TokenRepository,
 };
 use serde_json::{Map, Value, json};
 
@@ -202,14 +203,13 @@ impl Registrar {
                 })?;
         }
         let client = Client::new(ev.metadata.clone(), None)?;
-        self.spend_jti(store, &ev, now).await?;
         let rat = (ev.rules.management == Management::RegistrationAccessToken).then(new_secret);
         let mut rec = client.to_record(ORIGIN, now);
         rec.registration_token_hash = rat.as_deref().map(hash_secret);
         store
-            .put_client(rec.clone())
+            .put_client_spending(rec.clone(), jti_entry(&ev, now), now)
             .await
-            .map_err(OAuthError::from)?;
+            .map_err(store_error)?;
         if let Some(sid) = &software_id {
             self.limiter.record(sid, now);
         }
@@ -282,14 +282,13 @@ impl Registrar {
             .into());
         }
         let client = Client::new(ev.metadata.clone(), None)?;
-        self.spend_jti(store, &ev, now).await?;
         let mut rec = client.to_record(ORIGIN, now);
         rec.created_at = old.created_at;
         rec.registration_token_hash = old.registration_token_hash.clone();
         store
-            .put_client(rec.clone())
+            .put_client_spending(rec.clone(), jti_entry(&ev, now), now)
             .await
-            .map_err(OAuthError::from)?;
+            .map_err(store_error)?;
         if let Ok(prev) = Client::from_record(&old)
             && let Some(uri) = prev.metadata.jwks_uri
         {
@@ -406,27 +405,6 @@ impl Registrar {
                 Err(unauthorized(DENIED))
             }
         }
-    }
-
-    async fn spend_jti<S: ReplayCache>(
-        &self,
-        store: &S,
-        ev: &Evaluated,
-        now: i64,
-    ) -> Result<(), OAuthError> {
-        if let Some((jti, exp)) = &ev.jti {
-            let sid = ev.metadata.software_id.as_deref().unwrap_or("");
-            let key = format!("{sid}:{jti}");
-            if !store
-                .consume_once(ReplayKind::Registration, &key, (*exp).max(now) + 60, now)
-                .await?
-            {
-                return Err(metadata_error(
-                    "the registration request's jti was already used: sign a new request with a fresh jti",
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The client information response (RFC 7591 §3.2.1).
@@ -978,6 +956,32 @@ fn methods_list(rules: &Rules) -> String {
         .map(|m| m.as_str())
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+/// The signed request's `jti` as a replay entry (keyed by software, so two
+/// programs' `jti`s never collide), kept until a minute after the request
+/// expires; none for an unsigned request.
+fn jti_entry(ev: &Evaluated, now: i64) -> Vec<ReplayEntry> {
+    ev.jti
+        .iter()
+        .map(|(jti, exp)| ReplayEntry {
+            kind: ReplayKind::Registration,
+            value: format!("{}:{jti}", ev.metadata.software_id.as_deref().unwrap_or("")),
+            expires_at: (*exp).max(now) + 60,
+        })
+        .collect()
+}
+
+/// A failed client write: a replayed `jti` is the request's fault
+/// (RFC 7591 §3.2.2), anything else the store's.
+fn store_error(e: StoreError) -> DcrError {
+    match e {
+        StoreError::Replayed(_) => metadata_error(
+            "the registration request's jti was already used: sign a new request with a fresh jti",
+        )
+        .into(),
+        e => OAuthError::from(e).into(),
+    }
 }
 
 #[cfg(test)]

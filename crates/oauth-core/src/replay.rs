@@ -141,6 +141,39 @@ mod tests {
         assert_eq!(store.consume_all(wanted, NOW).await.unwrap(), None);
     }
 
+    /// The provided `put_client_spending`: the client is stored only when
+    /// its entries were unused.
+    #[tokio::test]
+    async fn a_client_is_stored_only_with_unused_entries() {
+        use crate::storage::{ClientRecord, ClientRepository};
+        let store = MemStore::default();
+        let rec = |id: &str| ClientRecord {
+            client_id: id.into(),
+            metadata: "{}".into(),
+            secret_hash: None,
+            registration_token_hash: None,
+            software_id: None,
+            origin: "dynamic".into(),
+            created_at: NOW,
+            updated_at: NOW,
+        };
+        let jti = || vec![entry(ReplayKind::Registration, "sw:j1")];
+        store
+            .put_client_spending(rec("c1"), jti(), NOW)
+            .await
+            .unwrap();
+        let err = store
+            .put_client_spending(rec("c2"), jti(), NOW)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StoreError::Replayed(entry(ReplayKind::Registration, "sw:j1"))
+        );
+        assert!(store.get_client("c1").await.unwrap().is_some());
+        assert_eq!(store.get_client("c2").await.unwrap(), None);
+    }
+
     #[test]
     fn a_replayed_entry_answers_as_its_own_check() {
         let answer = |kind, value| OAuthError::from(StoreError::Replayed(entry(kind, value)));

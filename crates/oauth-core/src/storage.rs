@@ -165,6 +165,27 @@ pub trait ClientRepository: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<ClientRecord>>> + Send;
     /// Inserts or replaces a client.
     fn put_client(&self, client: ClientRecord) -> impl Future<Output = StoreResult<()>> + Send;
+    /// [`ClientRepository::put_client`] that first records `spend` as used
+    /// (a signed registration request's `jti`), all or none: when an entry
+    /// was used before, nothing is stored and the answer is
+    /// [`StoreError::Replayed`]. This provided version records, then
+    /// writes; a database store does both in one write.
+    fn put_client_spending(
+        &self,
+        client: ClientRecord,
+        spend: Vec<ReplayEntry>,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send
+    where
+        Self: ReplayCache,
+    {
+        async move {
+            if let Some(i) = self.consume_all(spend.clone(), now).await? {
+                return Err(StoreError::Replayed(spend[i].clone()));
+            }
+            self.put_client(client).await
+        }
+    }
     /// Deletes the client and revokes all its grants and tokens, in one
     /// transaction. Returns whether the client existed.
     fn delete_client(

@@ -150,6 +150,7 @@ on_both_backends!(
     concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
     client_reads_follow_every_change,
+    a_registration_spends_its_jti_with_the_client,
     delete_client_cascades,
     pushed_requests_single_use_and_expiry,
     grants_put_get_list,
@@ -776,6 +777,65 @@ async fn client_reads_follow_every_change(db: TestDb) {
         r.await.unwrap();
     }
     assert_eq!(s.get_client("racy").await.unwrap(), None);
+}
+
+/// `put_client_spending`: the registration's `jti` and the client are
+/// stored together or not at all; of concurrent registrations with one
+/// `jti`, one is stored.
+async fn a_registration_spends_its_jti_with_the_client(db: TestDb) {
+    let s = &db.store;
+    let jti = |v: &str| vec![entry(ReplayKind::Registration, v, NOW + 60)];
+    s.put_client_spending(client("c1"), jti("sw-1:j1"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(s.get_client("c1").await.unwrap(), Some(client("c1")));
+    assert!(is_used(s, ReplayKind::Registration, "sw-1:j1".into()).await);
+
+    // The same jti again: refused, and the client is neither replaced nor
+    // created.
+    let mut changed = client("c1");
+    changed.metadata = r#"{"client_name":"changed"}"#.into();
+    let err = s
+        .put_client_spending(changed, jti("sw-1:j1"), NOW + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Replayed(e) if e.value == "sw-1:j1"));
+    assert_eq!(s.get_client("c1").await.unwrap(), Some(client("c1")));
+    let err = s
+        .put_client_spending(client("c2"), jti("sw-1:j1"), NOW + 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Replayed(_)));
+    assert_eq!(s.get_client("c2").await.unwrap(), None);
+    // An unsigned registration has no jti.
+    s.put_client_spending(client("c3"), vec![], NOW)
+        .await
+        .unwrap();
+    assert!(s.get_client("c3").await.unwrap().is_some());
+
+    // Eight registrations race with one jti: one client.
+    let outcomes = race(8, |i| {
+        let s = db.store.clone();
+        async move {
+            s.put_client_spending(client(&format!("r{i}")), jti("sw-1:j2"), NOW)
+                .await
+        }
+    })
+    .await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(()) | Err(StoreError::Replayed(_))))
+    );
+    let stored = s.list_clients().await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .filter(|c| c.client_id.starts_with('r'))
+            .count(),
+        1
+    );
 }
 
 async fn delete_client_cascades(db: TestDb) {
@@ -1765,7 +1825,10 @@ async fn authorize_reads_are_the_three_reads(db: TestDb) {
 
     // Each part on its own terms: no cookie, another client, an expired
     // session, an expired or a spent request.
-    let r = s.authorize_reads("par-1", "c2", None, NOW + 1).await.unwrap();
+    let r = s
+        .authorize_reads("par-1", "c2", None, NOW + 1)
+        .await
+        .unwrap();
     assert_eq!(r.pushed, Some(pushed("par-1", "c1")));
     assert_eq!((r.client, r.session), (None, None));
     let r = s

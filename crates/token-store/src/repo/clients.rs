@@ -1,5 +1,5 @@
 use diesel::prelude::*;
-use oauth_core::storage::{ClientRecord, ClientRepository, StoreResult};
+use oauth_core::storage::{ClientRecord, ClientRepository, ReplayEntry, StoreResult};
 
 use crate::Store;
 use crate::conn::AnyConnection;
@@ -36,6 +36,16 @@ impl ClientRepository for Store {
     /// and pending interactions, then the client: one transaction. The
     /// cleanup runs even when the client row is already gone, so a retried
     /// delete finishes what it started.
+    /// The entries ride with the client's insert ([`Store::carrying_replay`]).
+    async fn put_client_spending(
+        &self,
+        client: ClientRecord,
+        spend: Vec<ReplayEntry>,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.carrying_replay(spend, now).put_client(client).await
+    }
+
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let client_id = client_id.to_owned();
         self.run_write(move |conn| {
