@@ -450,23 +450,16 @@ async fn replay_cache_single_use_and_expiry(db: TestDb) {
 async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
     for round in 0..5 {
         let value = format!("jti-race-{round}");
-        let barrier = Arc::new(Barrier::new(16));
-        let tasks: Vec<_> = (0..16)
-            .map(|_| {
-                let (s, b, v) = (db.store.clone(), barrier.clone(), value.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    s.consume_once(ReplayKind::RequestObject, &v, NOW + 60, NOW)
-                        .await
-                })
-            })
-            .collect();
-        let mut wins = 0;
-        for t in tasks {
-            if t.await.unwrap().unwrap() {
-                wins += 1;
+        let outcomes = race(16, |_| {
+            let (s, v) = (db.store.clone(), value.clone());
+            async move {
+                s.consume_once(ReplayKind::RequestObject, &v, NOW + 60, NOW)
+                    .await
+                    .unwrap()
             }
-        }
+        })
+        .await;
+        let wins = outcomes.into_iter().filter(|won| *won).count();
         assert_eq!(
             wins, 1,
             "round {round}: {wins} callers consumed the same value"
@@ -652,51 +645,48 @@ async fn concurrent_writes_keep_their_own_outcomes(db: TestDb) {
     );
     let before = db.store.write_stats();
     for round in 0..20 {
-        let barrier = Arc::new(Barrier::new(48));
-        let tasks: Vec<_> = (0..48)
-            .map(|i| {
-                let (s, b) = (db.store.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    let tag = format!("r{round}-{i}");
-                    match i % 4 {
-                        // A fresh token: kept.
-                        0 => s
-                            .put_tokens(vec![access(&format!("ok-{tag}"), "c1", Some("g-live"))])
-                            .await
-                            .map(|stored| stored.then_some(1)),
-                        // Two tokens, the second a duplicate: a conflict,
-                        // and the first of the pair is not kept either.
-                        1 => s
-                            .put_tokens(vec![
-                                access(&format!("half-{tag}"), "c1", Some("g-live")),
-                                access("pre", "c1", Some("g-live")),
-                            ])
-                            .await
-                            .map(|_| Some(2)),
-                        // Under a revoked grant: nothing kept.
-                        2 => s
-                            .put_tokens(vec![access(&format!("dead-{tag}"), "c1", Some("g-dead"))])
-                            .await
-                            .map(|stored| stored.then_some(3)),
-                        // The same replay value from several tasks: one wins.
-                        _ => s
-                            .consume_once(
-                                ReplayKind::DpopProof,
-                                &format!("jti-{round}"),
-                                NOW + 60,
-                                NOW,
-                            )
-                            .await
-                            .map(|won| won.then_some(4)),
-                    }
-                })
-            })
-            .collect();
+        let outcomes = race(48, |i| {
+            let s = db.store.clone();
+            async move {
+                let tag = format!("r{round}-{i}");
+                match i % 4 {
+                    // A fresh token: kept.
+                    0 => s
+                        .put_tokens(vec![access(&format!("ok-{tag}"), "c1", Some("g-live"))])
+                        .await
+                        .map(|stored| stored.then_some(1)),
+                    // Two tokens, the second a duplicate: a conflict,
+                    // and the first of the pair is not kept either.
+                    1 => s
+                        .put_tokens(vec![
+                            access(&format!("half-{tag}"), "c1", Some("g-live")),
+                            access("pre", "c1", Some("g-live")),
+                        ])
+                        .await
+                        .map(|_| Some(2)),
+                    // Under a revoked grant: nothing kept.
+                    2 => s
+                        .put_tokens(vec![access(&format!("dead-{tag}"), "c1", Some("g-dead"))])
+                        .await
+                        .map(|stored| stored.then_some(3)),
+                    // The same replay value from several tasks: one wins.
+                    _ => s
+                        .consume_once(
+                            ReplayKind::DpopProof,
+                            &format!("jti-{round}"),
+                            NOW + 60,
+                            NOW,
+                        )
+                        .await
+                        .map(|won| won.then_some(4)),
+                }
+            }
+        })
+        .await;
         let mut replay_wins = 0;
-        for (i, t) in tasks.into_iter().enumerate() {
+        for (i, outcome) in outcomes.into_iter().enumerate() {
             let tag = format!("r{round}-{i}");
-            match (i % 4, t.await.unwrap()) {
+            match (i % 4, outcome) {
                 (0, Ok(Some(1))) => assert!(is_active(&db.store, &format!("ok-{tag}")).await),
                 (1, Err(StoreError::Conflict)) => {
                     assert!(!is_active(&db.store, &format!("half-{tag}")).await, "{tag}")
@@ -932,21 +922,12 @@ async fn pushed_requests_single_use_and_expiry(db: TestDb) {
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
 
     s.put_pushed_request(pushed("uri-3", "c1")).await.unwrap();
-    let barrier = Arc::new(Barrier::new(8));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (s, b) = (db.store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                b.wait().await;
-                s.consume_pushed_request("uri-3", NOW + 1).await.unwrap()
-            })
-        })
-        .collect();
-    let mut wins = 0;
-    for t in tasks {
-        wins += u32::from(t.await.unwrap());
-    }
-    assert_eq!(wins, 1);
+    let spent = race(8, |_| {
+        let s = db.store.clone();
+        async move { s.consume_pushed_request("uri-3", NOW + 1).await.unwrap() }
+    })
+    .await;
+    assert_eq!(spent.into_iter().filter(|won| *won).count(), 1);
 }
 
 async fn grants_put_get_list(db: TestDb) {
@@ -1107,19 +1088,14 @@ async fn codes_one_winner_under_concurrency(db: TestDb) {
             db.store
                 .put_grant_and_code(grant(&g, "c1", None), code(&hash, &g, "c1"), None);
         assert_eq!(stored.await.unwrap(), CodeStored::Stored);
-        let barrier = Arc::new(Barrier::new(8));
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (s, b, h) = (db.store.clone(), barrier.clone(), hash.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    s.redeem_code(&h, NOW + 1).await.unwrap()
-                })
-            })
-            .collect();
+        let outcomes = race(8, |_| {
+            let (s, h) = (db.store.clone(), hash.clone());
+            async move { s.redeem_code(&h, NOW + 1).await.unwrap() }
+        })
+        .await;
         let (mut redeemed, mut reused) = (0, 0);
-        for t in tasks {
-            match t.await.unwrap() {
+        for outcome in outcomes {
+            match outcome {
                 CodeRedemption::Redeemed(r) => {
                     assert_eq!(
                         (r.code.code_hash.as_str(), r.grant.grant_id.as_str()),
@@ -1468,27 +1444,18 @@ async fn rotate_refresh_one_winner_under_concurrency(db: TestDb) {
             .put_tokens(vec![refresh(&old, "c1", Some("g1"))])
             .await
             .unwrap();
-        let barrier = Arc::new(Barrier::new(8));
-        let tasks: Vec<_> = (0..8)
-            .map(|i| {
-                let (s, b, old) = (db.store.clone(), barrier.clone(), old.clone());
-                tokio::spawn(async move {
-                    let new = vec![
-                        access(&format!("{old}-at-{i}"), "c1", Some("g1")),
-                        refresh(&format!("{old}-rt-{i}"), "c1", Some("g1")),
-                    ];
-                    b.wait().await;
-                    (i, s.rotate_refresh(&old, new, NOW + 1).await.unwrap())
-                })
-            })
+        let outcomes = race(8, |i| {
+            let (s, old) = (db.store.clone(), old.clone());
+            let new = vec![
+                access(&format!("{old}-at-{i}"), "c1", Some("g1")),
+                refresh(&format!("{old}-rt-{i}"), "c1", Some("g1")),
+            ];
+            async move { s.rotate_refresh(&old, new, NOW + 1).await.unwrap() }
+        })
+        .await;
+        let winners: Vec<usize> = (0..8)
+            .filter(|i| matches!(outcomes[*i], RefreshRotation::Rotated(_)))
             .collect();
-        let mut winners = Vec::new();
-        for t in tasks {
-            let (i, outcome) = t.await.unwrap();
-            if matches!(outcome, RefreshRotation::Rotated(_)) {
-                winners.push(i);
-            }
-        }
         assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
         for i in 0..8 {
             let stored = is_active(&db.store, &format!("{old}-rt-{i}")).await;
@@ -1667,22 +1634,12 @@ async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
     for round in 0..10 {
         let req = format!("req-poll-{round}");
         db.store.put_ciba_request(ciba(&req, "c1")).await.unwrap();
-        let barrier = Arc::new(Barrier::new(8));
-        let polls: Vec<_> = (0..8)
-            .map(|i| {
-                let (s, b, req) = (db.store.clone(), barrier.clone(), req.clone());
-                tokio::spawn(async move {
-                    b.wait().await;
-                    s.touch_ciba_poll(&req, NOW + 10 + i).await.unwrap()
-                })
-            })
-            .collect();
-        let mut first_polls = 0;
-        for p in polls {
-            if p.await.unwrap().is_none() {
-                first_polls += 1;
-            }
-        }
+        let polls = race(8, |i| {
+            let (s, req) = (db.store.clone(), req.clone());
+            async move { s.touch_ciba_poll(&req, NOW + 10 + i as i64).await.unwrap() }
+        })
+        .await;
+        let first_polls = polls.iter().filter(|p| p.is_none()).count();
         assert_eq!(
             first_polls, 1,
             "round {round}: {first_polls} polls saw no previous poll"
@@ -1690,42 +1647,24 @@ async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
     }
 
     db.store.put_ciba_request(ciba("req", "c1")).await.unwrap();
-    let barrier = Arc::new(Barrier::new(8));
-    let decisions: Vec<_> = (0..8)
-        .map(|i| {
-            let (s, b) = (db.store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let (status, grant) = if i % 2 == 0 {
-                    ("approved", Some("g1".to_owned()))
-                } else {
-                    ("denied", None)
-                };
-                b.wait().await;
-                s.decide_ciba_request("req", status, grant).await.unwrap()
-            })
-        })
-        .collect();
-    let mut wins = 0;
-    for d in decisions {
-        wins += u32::from(d.await.unwrap());
-    }
-    assert_eq!(wins, 1);
+    let decisions = race(8, |i| {
+        let s = db.store.clone();
+        let (status, grant) = if i % 2 == 0 {
+            ("approved", Some("g1".to_owned()))
+        } else {
+            ("denied", None)
+        };
+        async move { s.decide_ciba_request("req", status, grant).await.unwrap() }
+    })
+    .await;
+    assert_eq!(decisions.into_iter().filter(|won| *won).count(), 1);
 
-    let barrier = Arc::new(Barrier::new(8));
-    let consumers: Vec<_> = (0..8)
-        .map(|_| {
-            let (s, b) = (db.store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                b.wait().await;
-                s.consume_ciba_request("req").await.unwrap()
-            })
-        })
-        .collect();
-    let mut wins = 0;
-    for c in consumers {
-        wins += u32::from(c.await.unwrap());
-    }
-    assert_eq!(wins, 1);
+    let consumed = race(8, |_| {
+        let s = db.store.clone();
+        async move { s.consume_ciba_request("req").await.unwrap() }
+    })
+    .await;
+    assert_eq!(consumed.into_iter().filter(|won| *won).count(), 1);
 }
 
 async fn sessions_and_interactions(db: TestDb) {
@@ -1776,21 +1715,12 @@ async fn sessions_and_interactions(db: TestDb) {
     assert_eq!(s.get_interaction("int-1", NOW).await.unwrap(), None);
 
     s.put_interaction(interaction("int-2", "c1")).await.unwrap();
-    let barrier = Arc::new(Barrier::new(8));
-    let takers: Vec<_> = (0..8)
-        .map(|_| {
-            let (s, b) = (db.store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                b.wait().await;
-                s.take_interaction("int-2").await.unwrap()
-            })
-        })
-        .collect();
-    let mut wins = 0;
-    for t in takers {
-        wins += u32::from(t.await.unwrap());
-    }
-    assert_eq!(wins, 1);
+    let taken = race(8, |_| {
+        let s = db.store.clone();
+        async move { s.take_interaction("int-2").await.unwrap() }
+    })
+    .await;
+    assert_eq!(taken.into_iter().filter(|won| *won).count(), 1);
 }
 
 /// `Store::authorize_reads` answers what `get_pushed_request`,
