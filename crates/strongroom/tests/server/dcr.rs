@@ -361,9 +361,49 @@ async fn register_flow_manage(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200, "PUT must not invalidate tokens");
 
+    // A customer is at the login page when the client is deleted: the
+    // journey ends on an error page, with no way back to a code.
+    let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+    form.push(("client_id".into(), client_id.clone()));
+    let a = post_form(&http, &srv.mtls_url("/par"), &form, None).await;
+    assert_eq!(a.status, 201, "PAR: {}", a.json);
+    let request_uri = a.json["request_uri"].as_str().unwrap().to_string();
+    let browser = srv.browser();
+    let res = browser
+        .get(authorize_url(&srv, &client_id, &request_uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let login = srv.url(&location(&res));
+    assert!(login.ends_with("/login"), "{login}");
+
     // DCR-003: delete → 204; tokens revoked.
     let a = manage(&http, reqwest::Method::DELETE, &reg_uri, &cc, None).await;
     assert_eq!(a.status, 204, "{}", a.json);
+    for res in [
+        browser.get(&login).send().await.unwrap(),
+        browser
+            .post(&login)
+            .form(&[
+                ("username", USER),
+                ("password", PASSWORD),
+                ("action", "login"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(res.status(), 400, "the deleted client's journey ends");
+        assert!(res.headers().get("location").is_none());
+        assert!(res.text().await.unwrap().contains("invalid_request"));
+    }
+    let res = browser
+        .get(authorize_url(&srv, &client_id, &request_uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "nor can it start again");
     assert_eq!(dynamic_clients(&srv).await, 0);
     let res = http
         .get(srv.mtls_url("/userinfo"))
