@@ -143,6 +143,13 @@ impl Slot {
 
 const SHARDS: usize = 16;
 
+/// A shard this full sweeps out, before it takes a new URL, the slots no
+/// client can use any more (unused and older than
+/// [`ResolverSettings::max_stale_secs`]): deleted and changed
+/// registrations otherwise left their URLs behind for the life of the
+/// process.
+const SWEEP_AT: usize = 64;
+
 /// URL → cache slot; one of [`SHARDS`] maps.
 type Shard = RwLock<HashMap<String, Arc<Slot>>>;
 
@@ -289,7 +296,7 @@ impl<F: JwksFetcher> JwksResolver<F> {
         &self.shards[(self.hasher.hash_one(url) as usize) % SHARDS]
     }
 
-    fn slot(&self, url: &str) -> Arc<Slot> {
+    fn slot(&self, url: &str, now: i64) -> Arc<Slot> {
         let shard = self.shard(url);
         if let Some(slot) = shard
             .read()
@@ -298,12 +305,31 @@ impl<F: JwksFetcher> JwksResolver<F> {
         {
             return slot.clone();
         }
-        shard
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(url.to_owned())
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= SWEEP_AT && !map.contains_key(url) {
+            // URLs of deleted or changed registrations: a slot nobody is
+            // using whose set is past any use (or was never fetched) goes.
+            let max_stale = self.settings.max_stale_secs;
+            map.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || slot
+                        .cached
+                        .load()
+                        .as_ref()
+                        .is_some_and(|c| now.saturating_sub(c.fetched_at) <= max_stale)
+            });
+        }
+        map.entry(url.to_owned())
             .or_insert_with(|| Arc::new(Slot::new()))
             .clone()
+    }
+
+    /// How many URLs are cached (for tests and metrics).
+    pub fn cached_urls(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 
     /// The set for `url`. `stale` = `None`: a cached set within its TTL, else
@@ -317,7 +343,7 @@ impl<F: JwksFetcher> JwksResolver<F> {
     ) -> Result<Arc<Value>, KeyLookupError> {
         let s = &self.settings;
         let fresh = |c: &Cached| now.saturating_sub(c.fetched_at) < s.ttl_secs;
-        let slot = self.slot(url);
+        let slot = self.slot(url, now);
         if stale.is_none()
             && let Some(c) = slot.cached.load_full()
             && fresh(&c)
@@ -497,6 +523,43 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(r.fetcher().calls(), 2, "refreshed after the TTL");
+    }
+
+    /// Slots of URLs no client uses any more are swept once a shard fills;
+    /// URLs with a set still usable stay.
+    #[tokio::test]
+    async fn forgotten_urls_are_swept_out() {
+        let f = MockFetcher::default();
+        let jwks = json!({"keys": [TestKey::ec(Some("k1")).jwk]});
+        let url = |i: usize| format!("https://tpp{i}.example/jwks");
+        let n = SHARDS * SWEEP_AT * 2;
+        for i in 0..n {
+            f.set_json(&url(i), &jwks);
+        }
+        let r = resolver(f);
+        let client_of = |u: &str| {
+            client(
+                json!({"client_id": "c1", "redirect_uris": ["https://tpp.example/cb"], "jwks_uri": u}),
+                None,
+            )
+        };
+        // Registrations that came and went long ago.
+        for i in 0..n / 2 {
+            assert!(r.jwks(&client_of(&url(i)), T0).await.is_ok());
+        }
+        assert_eq!(r.cached_urls(), n / 2, "usable sets are never swept");
+        // Clients of today: the old slots make way, today's stay.
+        let later = T0 + r.settings().max_stale_secs + 1;
+        for i in n / 2..n {
+            assert!(r.jwks(&client_of(&url(i)), later).await.is_ok());
+        }
+        assert!(r.cached_urls() < n, "{} slots kept", r.cached_urls());
+        assert!(r.cached_urls() >= n / 2, "today's slots are all kept");
+        let calls = r.fetcher().calls();
+        for i in n / 2..n {
+            assert!(r.jwks(&client_of(&url(i)), later + 1).await.is_ok());
+        }
+        assert_eq!(r.fetcher().calls(), calls, "today's sets are still cached");
     }
 
     #[tokio::test]
