@@ -383,16 +383,7 @@ async fn register_flow_manage(backend: Backend) {
     assert_eq!(a.status, 204, "{}", a.json);
     for res in [
         browser.get(&login).send().await.unwrap(),
-        browser
-            .post(&login)
-            .form(&[
-                ("username", USER),
-                ("password", PASSWORD),
-                ("action", "login"),
-            ])
-            .send()
-            .await
-            .unwrap(),
+        submit_login(&browser, &login, USER, PASSWORD).await,
     ] {
         assert_eq!(res.status(), 400, "the deleted client's journey ends");
         assert!(res.headers().get("location").is_none());

@@ -674,16 +674,7 @@ async fn expired_request_uris_are_refused_but_slow_logins_finish() {
     assert_eq!(res.status(), 303);
     let login = location(&res);
     actix_web::rt::time::sleep(std::time::Duration::from_secs(11)).await;
-    let res = browser
-        .post(w.srv.url(&login))
-        .form(&[
-            ("username", USER),
-            ("password", PASSWORD),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_login(&browser, &w.srv.url(&login), USER, PASSWORD).await;
     assert_eq!(res.status(), 303);
     let consent = location(&res);
     let res = browser
@@ -715,33 +706,13 @@ async fn interactions_are_bound_to_the_browser() {
     let res = w.srv.browser().get(&url).send().await.unwrap();
     let login = location(&res);
     // Another browser (no interaction cookie) cannot continue it.
-    let res = w
-        .srv
-        .browser()
-        .post(w.srv.url(&login))
-        .form(&[
-            ("username", USER),
-            ("password", PASSWORD),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_login(&w.srv.browser(), &w.srv.url(&login), USER, PASSWORD).await;
     assert_eq!(res.status(), 400);
     // A wrong password keeps the customer on the login page.
     let browser = w.srv.browser();
     let res = browser.get(&url).send().await.unwrap();
     let login = location(&res);
-    let res = browser
-        .post(w.srv.url(&login))
-        .form(&[
-            ("username", USER),
-            ("password", "not-it"),
-            ("action", "login"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = submit_login(&browser, &w.srv.url(&login), USER, "not-it").await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("not correct"));
     w.srv.stop().await;

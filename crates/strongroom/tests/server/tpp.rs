@@ -327,16 +327,7 @@ pub async fn browser_flow(
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert!(html.contains("name=\"username\"") && html.contains("name=\"password\""));
-        let res = browser
-            .post(srv.url(&next))
-            .form(&[
-                ("username", username),
-                ("password", password),
-                ("action", "login"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let res = submit_login(browser, &srv.url(&next), username, password).await;
         assert_eq!(
             res.status(),
             303,
@@ -358,6 +349,26 @@ pub async fn browser_flow(
         .unwrap();
     assert_eq!(res.status(), 303);
     location(&res)
+}
+
+/// Posts the built-in login form at `url` (an absolute URL) as a browser
+/// would.
+pub async fn submit_login(
+    browser: &reqwest::Client,
+    url: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    browser
+        .post(url)
+        .form(&[
+            ("username", username),
+            ("password", password),
+            ("action", "login"),
+        ])
+        .send()
+        .await
+        .unwrap()
 }
 
 pub fn location(res: &reqwest::Response) -> String {
