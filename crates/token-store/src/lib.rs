@@ -49,6 +49,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
 /// revoked, rather than answered as an unknown code.
 pub const SPENT_CODE_RETENTION_SECS: i64 = 24 * 60 * 60;
 
+/// Rows deleted per write by the purges ([`Store::purge_stale`]).
+pub const PURGE_BATCH: usize = 500;
+
 /// The database behind every repository trait. Cloning is cheap (the pool is
 /// reference-counted).
 #[derive(Clone)]
@@ -264,40 +267,41 @@ impl Store {
     /// Deletes what can no longer be used: expired tokens, pushed requests,
     /// CIBA requests, sessions and interactions, and authorization codes
     /// [`SPENT_CODE_RETENTION_SECS`] after their expiry. Grants are kept:
-    /// they are the consent record. Each table is one statement, so writers
-    /// are never held up for the whole sweep.
+    /// they are the consent record. Rows go in batches of at most
+    /// [`PURGE_BATCH`], each its own write, so a request's write waits for
+    /// one batch at most, never for the whole sweep (on SQLite every write
+    /// goes through one writer: a sweep of half a million rows in one
+    /// statement held every request's write for seconds).
     ///
     /// # Errors
     ///
     /// As for any query; rows deleted before a failure stay deleted.
     pub async fn purge_stale(&self, now: i64) -> StoreResult<PurgeReport> {
-        use crate::schema::{
-            authorization_codes as ac, ciba_requests as cr, interactions as ia,
-            pushed_requests as pr, sessions as se, tokens as tk,
-        };
-        self.run_write(move |conn| {
-            db::with_conn!(conn, c => {
-                let tokens = diesel::delete(tk::table.filter(tk::expires_at.le(now))).execute(c)?;
-                let codes = diesel::delete(
-                    ac::table.filter(ac::expires_at.le(now - SPENT_CODE_RETENTION_SECS)),
-                )
-                .execute(c)?;
-                let pushed = diesel::delete(pr::table.filter(pr::expires_at.le(now))).execute(c)?;
-                let ciba = diesel::delete(cr::table.filter(cr::expires_at.le(now))).execute(c)?;
-                let sessions = diesel::delete(se::table.filter(se::expires_at.le(now))).execute(c)?;
-                let interactions =
-                    diesel::delete(ia::table.filter(ia::expires_at.le(now))).execute(c)?;
-                Ok(PurgeReport {
-                    tokens: tokens as u64,
-                    authorization_codes: codes as u64,
-                    pushed_requests: pushed as u64,
-                    ciba_requests: ciba as u64,
-                    sessions: sessions as u64,
-                    interactions: interactions as u64,
-                })
-            })
+        Ok(PurgeReport {
+            tokens: self.purge_table("tokens", now).await?,
+            authorization_codes: self
+                .purge_table("authorization_codes", now - SPENT_CODE_RETENTION_SECS)
+                .await?,
+            pushed_requests: self.purge_table("pushed_requests", now).await?,
+            ciba_requests: self.purge_table("ciba_requests", now).await?,
+            sessions: self.purge_table("sessions", now).await?,
+            interactions: self.purge_table("interactions", now).await?,
         })
-        .await
+    }
+
+    /// Deletes the rows of `table` whose `expires_at` is at most `upto`, in
+    /// batches (see [`Store::purge_stale`]); how many went.
+    pub(crate) async fn purge_table(&self, table: &'static str, upto: i64) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let n = self
+                .run_write(move |conn| purge_batch(conn, table, upto))
+                .await?;
+            total += n as u64;
+            if n < PURGE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Runs a read-only `f` on a pooled connection on the blocking pool.
@@ -371,4 +375,27 @@ impl Store {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One batch of [`Store::purge_table`]: at most [`PURGE_BATCH`] rows of
+/// `table` (one of the schema's own table names, never input) whose
+/// `expires_at` is at most `upto`, found through the `expires_at` index and
+/// deleted by their physical row id.
+fn purge_batch(conn: &mut AnyConnection, table: &'static str, upto: i64) -> Result<usize, Fail> {
+    use diesel::sql_types::BigInt;
+    let n = match conn {
+        AnyConnection::Sqlite(c) => diesel::sql_query(format!(
+            "DELETE FROM {table} WHERE rowid IN \
+             (SELECT rowid FROM {table} WHERE expires_at <= ? LIMIT {PURGE_BATCH})"
+        ))
+        .bind::<BigInt, _>(upto)
+        .execute(c)?,
+        AnyConnection::Postgresql(c) => diesel::sql_query(format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
+             SELECT ctid FROM {table} WHERE expires_at <= $1 LIMIT {PURGE_BATCH}))"
+        ))
+        .bind::<BigInt, _>(upto)
+        .execute(c)?,
+    };
+    Ok(n)
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use oauth_core::storage::*;
-use token_store::{PurgeReport, SPENT_CODE_RETENTION_SECS, Store};
+use token_store::{PURGE_BATCH, PurgeReport, SPENT_CODE_RETENTION_SECS, Store};
 use tokio::sync::Barrier;
 
 const NOW: i64 = 1_700_000_000;
@@ -164,6 +164,7 @@ on_both_backends!(
     rotate_refresh_one_winner_under_concurrency,
     revocation_never_leaves_live_tokens_under_concurrency,
     purge_removes_only_stale_rows,
+    purges_go_in_batches,
     ciba_lifecycle,
     ciba_concurrent_decisions_and_polls,
     sessions_and_interactions,
@@ -1522,6 +1523,60 @@ async fn revocation_never_leaves_live_tokens_under_concurrency(db: TestDb) {
             );
         }
     }
+}
+
+/// A sweep larger than a batch goes in several writes (other writes queue
+/// behind one batch, not the sweep), removes every expired row and nothing
+/// else.
+async fn purges_go_in_batches(db: TestDb) {
+    let s = &db.store;
+    let n = PURGE_BATCH * 2 + 7;
+    let entries = |prefix: &str, expires_at: i64| {
+        (0..n)
+            .map(|i| entry(ReplayKind::DpopProof, &format!("{prefix}-{i}"), expires_at))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        s.consume_all(entries("old", NOW + 1), NOW).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.consume_all(entries("new", NOW + 99), NOW).await.unwrap(),
+        None
+    );
+    seed_grant(s, "g1", "c1", None).await;
+    for chunk in 0..3 {
+        let tokens = (0..PURGE_BATCH)
+            .map(|i| {
+                let mut t = access(&format!("t-{chunk}-{i}"), "c1", Some("g1"));
+                t.expires_at = NOW + 1;
+                t
+            })
+            .collect();
+        assert!(s.put_tokens(tokens).await.unwrap());
+    }
+    assert!(
+        s.put_tokens(vec![access("long", "c1", Some("g1"))])
+            .await
+            .unwrap()
+    );
+
+    let before = s.write_stats();
+    assert_eq!(s.purge_expired(NOW + 1).await.unwrap(), n as u64);
+    if let (Some(before), Some(after)) = (before, s.write_stats()) {
+        assert_eq!(
+            after.writes - before.writes,
+            3,
+            "three batches of at most {PURGE_BATCH}"
+        );
+    }
+    assert_eq!(s.purge_expired(NOW + 1).await.unwrap(), 0);
+    assert!(!is_used(s, ReplayKind::DpopProof, "old-0".into()).await);
+    assert!(is_used(s, ReplayKind::DpopProof, format!("new-{}", n - 1)).await);
+    let report = s.purge_stale(NOW + 1).await.unwrap();
+    assert_eq!(report.tokens, 3 * PURGE_BATCH as u64);
+    assert!(is_active(s, "long").await);
+    assert!(!is_active(s, "t-2-0").await);
 }
 
 async fn purge_removes_only_stale_rows(db: TestDb) {

@@ -19,13 +19,9 @@ impl ReplayCache for Store {
             .await
     }
 
+    /// In batches, as [`Store::purge_stale`].
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.run_write(move |conn| {
-            let n = with_conn!(conn, c =>
-                diesel::delete(rc::table.filter(rc::expires_at.le(now))).execute(c)?);
-            Ok(n as u64)
-        })
-        .await
+        self.purge_table("replay_cache", now).await
     }
 }
 
