@@ -564,6 +564,8 @@ pub struct Run {
 
 struct WorkerOut {
     hist: Histogram<u64>,
+    /// Answered requests that count towards throughput.
+    done: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -655,6 +657,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut out = WorkerOut {
                 hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
+                done: 0,
                 errors: 0,
                 first_error: None,
             };
@@ -674,15 +677,22 @@ pub async fn run(
                 }
                 let r = one(&t, case, &mut w).await;
                 let t1 = Instant::now();
-                // Saturated runs count what finished inside the window;
-                // paced runs what was scheduled inside it.
-                if t0 < start || (interval.is_none() && t1 > end) {
+                if t0 < start {
                     continue;
                 }
                 match r {
                     Ok(()) => {
+                        // Every request started inside the window is in
+                        // the latencies, also one answered after it ends
+                        // (a stall reaching past the end is not left out).
+                        // Throughput counts, when saturated, what was
+                        // answered inside the window; when paced, what was
+                        // scheduled inside it.
                         let us = (t1 - t0).as_micros().clamp(1, 120_000_000) as u64;
                         out.hist.saturating_record(us);
+                        if interval.is_some() || t1 <= end {
+                            out.done += 1;
+                        }
                     }
                     Err(e) => {
                         out.errors += 1;
@@ -704,11 +714,13 @@ pub async fn run(
     let _ = stop_tx.send(());
     let peak = rss.await.map_err(|e| format!("RSS sampler: {e}"))?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
+    let mut done = 0;
     let mut errors = 0;
     let mut first_error = None;
     for task in tasks {
         let out = task.await.map_err(|e| format!("worker: {e}"))?;
         hist.add(&out.hist).map_err(|e| format!("histogram: {e}"))?;
+        done += out.done;
         errors += out.errors;
         if first_error.is_none() {
             first_error = out.first_error;
@@ -724,9 +736,9 @@ pub async fn run(
     };
     let ms = |q| hist.value_at_quantile(q) as f64 / 1000.0;
     Ok(Run {
-        requests: hist.len(),
+        requests: done,
         errors,
-        req_per_sec: hist.len() as f64 / secs,
+        req_per_sec: done as f64 / secs,
         p50_ms: ms(0.5),
         p99_ms: ms(0.99),
         server_cpu_percent: (cpu1 - cpu0) / measure.as_secs_f64() * 100.0,
