@@ -25,7 +25,7 @@ use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver};
 use oauth_core::keys::JwsAlg;
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, random_token};
 use oauth_core::storage::{
-    ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, StoreError, TokenKind,
+    ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, TokenKind,
     TokenRepository,
 };
 use serde_json::{Map, Value, json};
@@ -209,7 +209,7 @@ impl Registrar {
         store
             .put_client_spending(rec.clone(), jti_entry(&ev, now), now)
             .await
-            .map_err(store_error)?;
+            .map_err(OAuthError::from)?;
         if let Some(sid) = &software_id {
             self.limiter.record(sid, now);
         }
@@ -288,7 +288,7 @@ impl Registrar {
         store
             .put_client_spending(rec.clone(), jti_entry(&ev, now), now)
             .await
-            .map_err(store_error)?;
+            .map_err(OAuthError::from)?;
         if let Ok(prev) = Client::from_record(&old)
             && let Some(uri) = prev.metadata.jwks_uri
         {
@@ -970,18 +970,6 @@ fn jti_entry(ev: &Evaluated, now: i64) -> Vec<ReplayEntry> {
             expires_at: (*exp).max(now) + 60,
         })
         .collect()
-}
-
-/// A failed client write: a replayed `jti` is the request's fault
-/// (RFC 7591 §3.2.2), anything else the store's.
-fn store_error(e: StoreError) -> DcrError {
-    match e {
-        StoreError::Replayed(_) => metadata_error(
-            "the registration request's jti was already used: sign a new request with a fresh jti",
-        )
-        .into(),
-        e => OAuthError::from(e).into(),
-    }
 }
 
 #[cfg(test)]

@@ -61,7 +61,12 @@ pub(crate) fn replay_error(e: &ReplayEntry) -> OAuthError {
             e.value.split_once(':').map_or("-", |(client, _)| client),
         ),
         ReplayKind::RequestObject => crate::request::request_object::replayed(),
-        ReplayKind::Registration | ReplayKind::HookResult => {
+        // A signed registration request (RFC 7591 §3.2.2).
+        ReplayKind::Registration => OAuthError::new(
+            crate::error::ErrorCode::InvalidClientMetadata,
+            "the registration request's jti was already used: sign a new request with a fresh jti",
+        ),
+        ReplayKind::HookResult => {
             OAuthError::invalid_request("a single-use value has already been used")
         }
     }
@@ -188,6 +193,9 @@ mod tests {
         let e = answer(ReplayKind::RequestObject, "c1:h");
         assert_eq!(e.code, ErrorCode::InvalidRequestObject);
         let e = answer(ReplayKind::Registration, "r");
+        assert_eq!(e.code, ErrorCode::InvalidClientMetadata);
+        assert!(e.description.as_deref().unwrap().contains("jti"));
+        let e = answer(ReplayKind::HookResult, "h");
         assert_eq!(e.code, ErrorCode::InvalidRequest);
     }
 }
