@@ -140,15 +140,11 @@ pub async fn authorize(
         return error_page(StatusCode::BAD_REQUEST, &err);
     };
     tracing::Span::current().record("client_id", client_id.as_str());
+    let request_uri_hash = hash_secret(request_uri);
     let session_hash = req.cookie(SESSION_COOKIE).map(|c| hash_secret(c.value()));
     let reads = match state
         .store
-        .authorize_reads(
-            &hash_secret(request_uri),
-            client_id,
-            session_hash.as_deref(),
-            t,
-        )
+        .authorize_reads(&request_uri_hash, client_id, session_hash.as_deref(), t)
         .await
     {
         Ok(r) => r,
@@ -188,21 +184,16 @@ pub async fn authorize(
             ErrorCode::LoginRequired
         };
         let err = OAuthError::new(code, "user interaction is required");
-        return finish_with_error(
-            &state,
-            &client,
-            &request,
-            &err,
-            Some(&hash_secret(request_uri)),
-            t,
-        )
-        .await;
+        return finish_with_error(&state, &client, &request, &err, Some(&request_uri_hash), t)
+            .await;
     }
     let hook = state
         .bridge
         .as_ref()
         .is_some_and(|b| b.applies(client.id(), &request.acr_values));
-    if hook && let Err(resp) = hooks::check_intent(&state, &client, &request, request_uri, t).await
+    if hook
+        && let Err(resp) =
+            hooks::check_intent(&state, &client, &request, &request_uri_hash, t).await
     {
         return resp;
     }
@@ -210,7 +201,7 @@ pub async fn authorize(
     let browser_secret = new_secret();
     let st = InteractionState {
         request,
-        request_uri_hash: hash_secret(request_uri),
+        request_uri_hash: request_uri_hash.clone(),
         presented_at: t,
         browser_hash: hash_secret(&browser_secret),
         // The bank's login app does its own strong authentication.
@@ -625,15 +616,6 @@ fn check_essential_acr(
     }
 }
 
-/// Spends a pushed request; `presented_at` is when it was (validly) presented.
-async fn consume_pushed(
-    state: &AppState,
-    request_uri_hash: &str,
-    presented_at: i64,
-) -> Result<(), OAuthError> {
-    par::complete(&state.store, request_uri_hash, presented_at).await
-}
-
 async fn finish_interaction_error(
     state: &AppState,
     id: &str,
@@ -643,7 +625,7 @@ async fn finish_interaction_error(
     t: i64,
 ) -> HttpResponse {
     let _ = state.store.take_interaction(&hash_secret(id)).await;
-    let _ = consume_pushed(state, &st.request_uri_hash, st.presented_at).await;
+    let _ = par::complete(&state.store, &st.request_uri_hash, st.presented_at).await;
     finish_with_error(state, client, &st.request, err, None, t).await
 }
 
@@ -658,7 +640,7 @@ async fn finish_with_error(
     t: i64,
 ) -> HttpResponse {
     if let Some(h) = request_uri_hash {
-        let _ = consume_pushed(state, h, t).await;
+        let _ = par::complete(&state.store, h, t).await;
     }
     respond_to_client(state, client, request, Err(err), t)
 }
@@ -734,7 +716,7 @@ mod hooks {
         if let Some(id) = id {
             let _ = state.store.take_interaction(&hash_secret(id)).await;
         }
-        let _ = consume_pushed(state, request_uri_hash, presented_at).await;
+        let _ = par::complete(&state.store, request_uri_hash, presented_at).await;
         let err = OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "the bank's sign-in service is unavailable, try again later",
@@ -777,7 +759,7 @@ mod hooks {
         state: &AppState,
         client: &Client,
         request: &AuthorizationRequest,
-        request_uri: &str,
+        request_uri_hash: &str,
         t: i64,
     ) -> Result<(), HttpResponse> {
         let Some(bridge) = &state.bridge else {
@@ -796,25 +778,12 @@ mod hooks {
         };
         match outcome {
             Ok(()) => Ok(()),
-            Err(e) if e.code == ErrorCode::TemporarilyUnavailable => Err(unavailable(
-                state,
-                None,
-                client,
-                request,
-                &hash_secret(request_uri),
-                t,
-                t,
-            )
-            .await),
-            Err(e) => Err(finish_with_error(
-                state,
-                client,
-                request,
-                &e,
-                Some(&hash_secret(request_uri)),
-                t,
-            )
-            .await),
+            Err(e) if e.code == ErrorCode::TemporarilyUnavailable => {
+                Err(unavailable(state, None, client, request, request_uri_hash, t, t).await)
+            }
+            Err(e) => {
+                Err(finish_with_error(state, client, request, &e, Some(request_uri_hash), t).await)
+            }
         }
     }
 
