@@ -324,8 +324,9 @@ impl<F: JwksFetcher> JwksResolver<F> {
             .clone()
     }
 
-    /// How many URLs are cached (for tests and metrics).
-    pub fn cached_urls(&self) -> usize {
+    /// How many URLs are cached.
+    #[cfg(test)]
+    fn cached_urls(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
