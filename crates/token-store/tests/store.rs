@@ -292,6 +292,14 @@ where
     out
 }
 
+/// How many of `n` tasks started together (as in [`race`]) answered `true`.
+async fn winners<Fut>(n: usize, task: impl Fn(usize) -> Fut) -> usize
+where
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    race(n, task).await.into_iter().filter(|won| *won).count()
+}
+
 async fn is_active(s: &Store, hash: &str) -> bool {
     s.get_active_token(hash, NOW + 1).await.unwrap().is_some()
 }
@@ -451,7 +459,7 @@ async fn replay_cache_single_use_and_expiry(db: TestDb) {
 async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
     for round in 0..5 {
         let value = format!("jti-race-{round}");
-        let outcomes = race(16, |_| {
+        let wins = winners(16, |_| {
             let (s, v) = (db.store.clone(), value.clone());
             async move {
                 s.consume_once(ReplayKind::RequestObject, &v, NOW + 60, NOW)
@@ -460,7 +468,6 @@ async fn replay_cache_one_winner_under_concurrency(db: TestDb) {
             }
         })
         .await;
-        let wins = outcomes.into_iter().filter(|won| *won).count();
         assert_eq!(
             wins, 1,
             "round {round}: {wins} callers consumed the same value"
@@ -923,12 +930,12 @@ async fn pushed_requests_single_use_and_expiry(db: TestDb) {
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
 
     s.put_pushed_request(pushed("uri-3", "c1")).await.unwrap();
-    let spent = race(8, |_| {
+    let spent = winners(8, |_| {
         let s = db.store.clone();
         async move { s.consume_pushed_request("uri-3", NOW + 1).await.unwrap() }
     })
     .await;
-    assert_eq!(spent.into_iter().filter(|won| *won).count(), 1);
+    assert_eq!(spent, 1);
 }
 
 async fn grants_put_get_list(db: TestDb) {
@@ -1702,7 +1709,7 @@ async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
     }
 
     db.store.put_ciba_request(ciba("req", "c1")).await.unwrap();
-    let decisions = race(8, |i| {
+    let decisions = winners(8, |i| {
         let s = db.store.clone();
         let (status, grant) = if i % 2 == 0 {
             ("approved", Some("g1".to_owned()))
@@ -1712,14 +1719,14 @@ async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
         async move { s.decide_ciba_request("req", status, grant).await.unwrap() }
     })
     .await;
-    assert_eq!(decisions.into_iter().filter(|won| *won).count(), 1);
+    assert_eq!(decisions, 1);
 
-    let consumed = race(8, |_| {
+    let consumed = winners(8, |_| {
         let s = db.store.clone();
         async move { s.consume_ciba_request("req").await.unwrap() }
     })
     .await;
-    assert_eq!(consumed.into_iter().filter(|won| *won).count(), 1);
+    assert_eq!(consumed, 1);
 }
 
 async fn sessions_and_interactions(db: TestDb) {
@@ -1770,12 +1777,12 @@ async fn sessions_and_interactions(db: TestDb) {
     assert_eq!(s.get_interaction("int-1", NOW).await.unwrap(), None);
 
     s.put_interaction(interaction("int-2", "c1")).await.unwrap();
-    let taken = race(8, |_| {
+    let taken = winners(8, |_| {
         let s = db.store.clone();
         async move { s.take_interaction("int-2").await.unwrap() }
     })
     .await;
-    assert_eq!(taken.into_iter().filter(|won| *won).count(), 1);
+    assert_eq!(taken, 1);
 }
 
 /// `Store::authorize_reads` answers what `get_pushed_request`,
