@@ -6,8 +6,10 @@
 #   scripts/with-postgres.sh cargo test -p token-store
 #
 # The server listens on 127.0.0.1 only, on the first free port from 55432 up,
-# with trust authentication; its data lives in a temporary directory that is
-# removed on exit, also when the command fails or the script is interrupted.
+# with trust authentication and TLS (its certificate, for 127.0.0.1, is named
+# by STRONGROOM_TEST_DATABASE_CA); its data lives in a temporary directory
+# that is removed on exit, also when the command fails or the script is
+# interrupted.
 # The command's exit status is passed through. If
 # STRONGROOM_TEST_DATABASE_URL is already set, the command just runs.
 #
@@ -70,6 +72,21 @@ if [[ $(id -u) -eq 0 ]]; then
 fi
 chmod 700 "$tmp"
 
+# TLS with a throw-away certificate for 127.0.0.1, so that the tests can
+# check a verified TLS connection (sslmode=verify-full) as well as plain ones.
+if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" \
+    -keyout "$tmp/server.key" -out "$tmp/server.crt" </dev/null >"$tmp/openssl.log" 2>&1; then
+    cat "$tmp/openssl.log" >&2
+    echo "with-postgres: openssl could not make the server certificate" >&2
+    exit 1
+fi
+chmod 600 "$tmp/server.key"
+if [[ $(id -u) -eq 0 ]]; then
+    chown postgres: "$tmp/server.key" "$tmp/server.crt"
+fi
+chmod 644 "$tmp/server.crt"
+
 # -U postgres: the superuser name must match the URL below whoever runs initdb.
 if ! as_db_user "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync \
     </dev/null >"$tmp/initdb.log" 2>&1; then
@@ -98,7 +115,7 @@ while :; do
     fi
     # Durability settings off: this cluster lives for one test run.
     if as_db_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$tmp/server.crt -c ssl_key_file=$tmp/server.key" \
         start </dev/null >/dev/null 2>&1; then
         started=1
         break
@@ -125,6 +142,7 @@ if ! "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres </dev/null; the
 fi
 
 export STRONGROOM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export STRONGROOM_TEST_DATABASE_CA="$tmp/server.crt"
 echo "with-postgres: PostgreSQL on 127.0.0.1:$port (STRONGROOM_TEST_DATABASE_URL=$STRONGROOM_TEST_DATABASE_URL)" >&2
 
 set +e

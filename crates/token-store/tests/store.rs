@@ -1925,3 +1925,44 @@ async fn postgres_ping_reports_a_lost_database() {
     let err = db.store.ping().await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
+
+/// The libpq compiled into the binary (pq-sys `bundled`) speaks TLS: a
+/// bank's database is reached with `sslmode=verify-full`, and a certificate
+/// that does not name the host is refused. `scripts/with-postgres.sh` starts
+/// its server with TLS and names the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_verified_tls() {
+    #[derive(diesel::QueryableByName)]
+    struct Encrypted {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        ssl: bool,
+    }
+    let Ok(ca) = std::env::var("STRONGROOM_TEST_DATABASE_CA") else {
+        eprintln!(
+            "STRONGROOM_TEST_DATABASE_CA is not set (an outside PostgreSQL): TLS not checked"
+        );
+        return;
+    };
+    let admin = admin_url();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");
+
+    let store = Store::connect(&tls, 1).unwrap();
+    store.ping().await.unwrap();
+    let mut conn = PgConnection::establish(&tls).unwrap();
+    let row: Encrypted =
+        diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .get_result(&mut conn)
+            .unwrap();
+    assert!(row.ssl, "the connection is not encrypted");
+
+    // The certificate names 127.0.0.1 only.
+    let wrong_host = tls.replacen("@127.0.0.1:", "@localhost:", 1);
+    assert_ne!(wrong_host, tls, "{tls}");
+    let err = Store::connect(&wrong_host, 1).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("does not match host name"),
+        "{err}"
+    );
+}
