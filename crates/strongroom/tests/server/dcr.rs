@@ -1410,13 +1410,10 @@ async fn directory_outage_and_rotation(backend: Backend) {
     let mut setup = Setup::new(backend);
     let host = KeyHost::start(&setup, &[&k1]);
     let sw = BrSoftware::new(&setup, &host, "brSoftware003");
-    // A second directory whose JWKS endpoint nobody listens on.
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut down = brazil_directory(&format!("https://localhost:{dead_port}/jwks"));
+    // A second directory whose JWKS endpoint nobody listens on: port 1 on
+    // loopback. (An ephemeral port freed a moment ago was once taken by
+    // another test's key host meanwhile, which answered with other keys.)
+    let mut down = brazil_directory("https://localhost:1/jwks");
     down["name"] = json!("down");
     down["issuer"] = json!("Unreachable Directory");
     let srv = start_with(
