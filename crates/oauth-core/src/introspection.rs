@@ -105,11 +105,20 @@ pub async fn introspect<S: TokenRepository>(
     if token.is_empty() {
         return Err(OAuthError::invalid_request("token is required"));
     }
-    let Some(t) = store.get_active_token(&hash_secret(token), now).await? else {
-        return Ok(inactive());
-    };
-    if t.kind == TokenKind::Refresh && t.client_id != caller.client.id() {
-        return Ok(inactive());
+    let found = store.get_active_token(&hash_secret(token), now).await?;
+    Ok(answer(policy, caller, found.as_ref()))
+}
+
+/// [`introspect`]'s answer for a token already looked up: `found` is what
+/// [`TokenRepository::get_active_token`] returned for the SHA-256 of the
+/// presented token (a server may read it together with the caller's
+/// registration, before authenticating the caller; it must not answer
+/// before). The caller must present a non-empty token.
+#[must_use]
+pub fn answer(policy: &Policy, caller: &AuthenticatedClient, found: Option<&TokenRecord>) -> Value {
+    match found {
+        Some(t) if t.kind == TokenKind::Refresh && t.client_id != caller.client.id() => inactive(),
+        Some(t) => describe(policy, t),
+        None => inactive(),
     }
-    Ok(describe(policy, &t))
 }

@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use oauth_core::cert::PeerCertificate;
 use oauth_core::client::AuthenticatedClient;
-use oauth_core::client_auth::{ClientAuthRequest, Endpoint};
+use oauth_core::client_auth::{ClientAuthRequest, Endpoint, ReadAhead};
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::replay::DeferredReplay;
 use oauth_core::secret::now;
@@ -154,7 +154,17 @@ async fn caller<S: ClientRepository + ReplayCache>(
     body: &[u8],
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
-    let form = parse_form(body);
+    caller_with(state, store, req, parse_form(body), endpoint).await
+}
+
+/// [`caller`] with the form already parsed.
+async fn caller_with<S: ClientRepository + ReplayCache>(
+    state: &AppState,
+    store: &S,
+    req: &HttpRequest,
+    form: Vec<(String, String)>,
+    endpoint: Endpoint,
+) -> Result<Caller, ApiError> {
     let cert = crate::tls::peer_certificate(req);
     let client = authenticate(state, store, req, &form, endpoint, cert.as_deref())
         .await
@@ -306,18 +316,48 @@ pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // The caller's registration (when the form names the client) and the
+    // token are read in one trip to the database; nothing is answered
+    // before the caller is authenticated, and a caller that fails gets
+    // `invalid_client` whatever it asked.
+    let form = parse_form(&body);
+    let t = now();
+    let read_ahead = match token_param(&form) {
+        Ok((token, _)) => {
+            let client_id = single(&form, "client_id").ok().flatten();
+            let hash = oauth_core::secret::hash_secret(token);
+            Some(
+                state
+                    .store
+                    .introspection_reads(client_id, &hash, t)
+                    .await
+                    .map_err(OAuthError::from)?,
+            )
+        }
+        Err(_) => None,
+    };
+    let (client_read, token_read) = match read_ahead {
+        Some(r) => (r.client, Some(r.token)),
+        None => (None, None),
+    };
+    let store = ReadAhead::new(&state.store, client_read);
     let Caller { form, client, .. } =
-        caller(&state, &state.store, &req, &body, Endpoint::Introspection).await?;
+        caller_with(&state, &store, &req, form, Endpoint::Introspection).await?;
     let (token, hint) = token_param(&form)?;
-    let res = oauth_core::introspection::introspect(
-        &state.store,
-        &state.policy,
-        &client,
-        token,
-        hint,
-        now(),
-    )
-    .await?;
+    let res = match token_read {
+        Some(found) => oauth_core::introspection::answer(&state.policy, &client, found.as_ref()),
+        None => {
+            oauth_core::introspection::introspect(
+                &state.store,
+                &state.policy,
+                &client,
+                token,
+                hint,
+                t,
+            )
+            .await?
+        }
+    };
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 

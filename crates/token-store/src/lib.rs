@@ -31,7 +31,7 @@ use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use oauth_core::storage::ReplayEntry;
 pub use oauth_core::storage::{StoreError, StoreResult};
-pub use repo::AuthorizeReads;
+pub use repo::{AuthorizeReads, IntrospectionReads};
 pub use writer::WriteStats;
 
 use crate::conn::{AnyConnection, Backend, CONNECT_TIMEOUT, Manager, SqlitePragmas, Target};

@@ -169,6 +169,7 @@ on_both_backends!(
     ciba_concurrent_decisions_and_polls,
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
+    introspection_reads_are_the_two_reads,
 );
 
 // ------------------------------------------------------------- fixtures
@@ -1842,6 +1843,46 @@ async fn authorize_reads_are_the_three_reads(db: TestDb) {
     assert_eq!(r.pushed, None);
     assert_eq!(r.client, Some(client("c1")));
     assert_eq!(r.session, Some(sess));
+}
+
+async fn introspection_reads_are_the_two_reads(db: TestDb) {
+    let s = &db.store;
+    let r = s
+        .introspection_reads(Some("c1"), "tok-1", NOW)
+        .await
+        .unwrap();
+    assert_eq!((r.client, r.token), (None, None));
+
+    s.put_client(client("c1")).await.unwrap();
+    s.put_tokens(vec![access("tok-1", "c2", None)])
+        .await
+        .unwrap();
+    let r = s
+        .introspection_reads(Some("c1"), "tok-1", NOW)
+        .await
+        .unwrap();
+    assert_eq!(r.client, Some(client("c1")));
+    assert_eq!(r.token, Some(access("tok-1", "c2", None)));
+    // Without a client_id only the token is read; the token as
+    // get_active_token sees it: not once expired, not once revoked.
+    let r = s.introspection_reads(None, "tok-1", NOW).await.unwrap();
+    assert_eq!((r.client, r.token.is_some()), (None, true));
+    let r = s
+        .introspection_reads(Some("c1"), "tok-1", NOW + 3600)
+        .await
+        .unwrap();
+    assert_eq!((r.client.is_some(), r.token), (true, None));
+    assert!(s.revoke_token("tok-1", false, NOW + 1).await.unwrap());
+    let r = s
+        .introspection_reads(Some("c1"), "tok-1", NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(r.token, None);
+    assert_eq!(
+        r.token,
+        s.get_active_token("tok-1", NOW + 2).await.unwrap(),
+        "the same read as get_active_token"
+    );
 }
 
 // ------------------------------------------------------------- connecting

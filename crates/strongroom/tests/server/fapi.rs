@@ -246,6 +246,43 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
     assert_eq!(a.json["sub"], "sub-alice-0001");
     assert_eq!(a.json["cnf"]["jkt"], tpp.dpop.thumbprint());
     assert!(a.json["scope"].as_str().unwrap().contains("accounts"));
+    // The endpoint reads the token before it authenticates the caller, and
+    // must tell a caller that fails nothing about it: the same assertion
+    // again, no client authentication, another client's name.
+    let mut replayed = form.clone();
+    replayed.retain(|(k, _)| k != "token");
+    replayed.push(("token".into(), access_token.clone()));
+    let mut unauthenticated = vec![
+        ("client_id".to_string(), tpp.client_id.clone()),
+        ("token".into(), access_token.clone()),
+    ];
+    let mut other = tpp.auth_fields(srv);
+    other[0].1 = "someone-else".into();
+    other.push(("token".into(), access_token.clone()));
+    for (what, f) in [
+        ("replayed assertion", &replayed),
+        ("no authentication", &unauthenticated),
+        ("another client_id", &other),
+    ] {
+        let a = post_form(&http, &intro, f, None).await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{what}: {}",
+            a.json
+        );
+        assert!(a.json.get("active").is_none(), "{what}: {}", a.json);
+        assert!(!a.json.to_string().contains("sub-alice"), "{what}");
+    }
+    // Authenticated, but without a token.
+    unauthenticated = tpp.auth_fields(srv);
+    let a = post_form(&http, &intro, &unauthenticated, None).await;
+    assert_eq!(
+        (a.status, a.json["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{}",
+        a.json
+    );
 
     // Refresh, bound to the same DPoP key, narrower scope allowed.
     let mut form = tpp.auth_fields(srv);

@@ -7,10 +7,12 @@ pub(crate) mod clients;
 mod codes;
 mod grants;
 mod health;
+mod introspection;
 mod keys;
 pub(crate) mod par;
 pub(crate) mod replay;
 pub(crate) mod sessions;
-mod tokens;
+pub(crate) mod tokens;
 
 pub use authorize::AuthorizeReads;
+pub use introspection::IntrospectionReads;

@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use oauth_core::storage::{RefreshRotation, StoreResult, TokenKind, TokenRecord, TokenRepository};
 
 use crate::Store;
+use crate::conn::AnyConnection;
 use crate::db::{Db, with_conn};
 use crate::error::Fail;
 use crate::models::TokenRow;
@@ -23,6 +24,25 @@ fn grants_usable<C: Db>(c: &mut C, ids: &BTreeSet<String>) -> QueryResult<bool> 
         }
     }
     Ok(true)
+}
+
+/// The unrevoked, unexpired token whose SHA-256 is `hash`
+/// ([`TokenRepository::get_active_token`]).
+pub(crate) fn find_active(
+    conn: &mut AnyConnection,
+    hash: &str,
+    now: i64,
+) -> Result<Option<TokenRecord>, Fail> {
+    let row: Option<TokenRow> = with_conn!(conn, c => tk::table
+        .find(hash)
+        .filter(tk::revoked_at.is_null())
+        .filter(tk::expires_at.gt(now))
+        .select(TokenRow::as_select())
+        .get_result(c)
+        .optional()?);
+    row.map(TokenRecord::try_from)
+        .transpose()
+        .map_err(Fail::Store)
 }
 
 impl TokenRepository for Store {
@@ -55,19 +75,7 @@ impl TokenRepository for Store {
         now: i64,
     ) -> StoreResult<Option<TokenRecord>> {
         let hash = token_hash.to_owned();
-        self.run(move |conn| {
-            let row: Option<TokenRow> = with_conn!(conn, c => tk::table
-                .find(&hash)
-                .filter(tk::revoked_at.is_null())
-                .filter(tk::expires_at.gt(now))
-                .select(TokenRow::as_select())
-                .get_result(c)
-                .optional()?);
-            row.map(TokenRecord::try_from)
-                .transpose()
-                .map_err(Fail::Store)
-        })
-        .await
+        self.run(move |conn| find_active(conn, &hash, now)).await
     }
 
     /// RFC 7009 §2.1. With `cascade`, revoking a refresh token revokes every
