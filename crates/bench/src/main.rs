@@ -264,59 +264,83 @@ fn log_run(name: &str, case: Case, conns: usize, rep: usize, load: Load, r: &loa
     );
 }
 
-/// One cell: `opts.reps` runs of `case` at `conns` connections under `load`.
-async fn measure_cell(
-    t: &Arc<load::Target>,
+/// What one run of the bench measured, per server.
+#[derive(Default)]
+struct Measured {
+    sr: Results,
+    sr_paced: Paced,
+    peer: Results,
+    peer_paced: Paced,
+}
+
+/// Every cell on both servers, repetition by repetition alternately
+/// (Strongroom, then the peer), then the paced cells at the offered loads
+/// Strongroom's saturated results give, likewise. The capacity of a shared
+/// host drifts from minute to minute; alternating puts the two sides of
+/// each ratio seconds apart instead of a quarter of an hour. A failed peer
+/// run ends the peer's part of the bench (noted), not the bench.
+async fn measure_both(
+    sr: &Arc<load::Target>,
+    mut peer: Option<Arc<load::Target>>,
+    opts: &Opts,
+    ok: &mut bool,
+    peer_note: &mut String,
+) -> Result<Measured, String> {
+    let mut m = Measured::default();
+    for &case in &sr.cases {
+        for &conns in &opts.conns {
+            let cell = (case, conns, Load::Saturate);
+            let (s, p) = measure_pair(sr, &mut peer, cell, opts, ok, peer_note).await?;
+            m.sr.extend(s.map(|s| ((case, conns), s)));
+            m.peer.extend(p.map(|p| ((case, conns), p)));
+        }
+    }
+    for (case, rate) in paced_rates(&m.sr, opts.max_conns(), opts.paced_share) {
+        let cell = (case, opts.max_conns(), Load::Paced(rate));
+        let (s, p) = measure_pair(sr, &mut peer, cell, opts, ok, peer_note).await?;
+        m.sr_paced.extend(s.map(|s| (case, rate, s)));
+        m.peer_paced.extend(p.map(|p| (case, rate, p)));
+    }
+    Ok(m)
+}
+
+/// One cell, `opts.reps` runs on each server, alternately. Strongroom's
+/// errors fail the bench (`ok`); the peer's are only reported.
+async fn measure_pair(
+    sr: &Arc<load::Target>,
+    peer: &mut Option<Arc<load::Target>>,
     (case, conns, load): (Case, usize, Load),
     opts: &Opts,
     ok: &mut bool,
-    strict: bool,
-) -> Result<Option<Summary>, String> {
-    let mut runs = Vec::new();
+    peer_note: &mut String,
+) -> Result<(Option<Summary>, Option<Summary>), String> {
+    let mut sr_runs = Vec::new();
+    let mut peer_runs = Vec::new();
     for rep in 0..opts.reps {
-        let r = load::run(t, case, conns, load, opts.warmup, opts.duration).await?;
-        log_run(t.name, case, conns, rep, load, &r);
-        if strict && (r.errors > 0 || r.requests == 0) {
+        let r = load::run(sr, case, conns, load, opts.warmup, opts.duration).await?;
+        log_run(sr.name, case, conns, rep, load, &r);
+        if r.errors > 0 || r.requests == 0 {
             *ok = false;
         }
-        runs.push(r);
-    }
-    Ok(Summary::of(runs))
-}
-
-/// Every case at every connection count, saturated; then the paced cells
-/// at the offered loads `rates` picks (given the saturated results).
-async fn measure_target(
-    t: Target0,
-    opts: &Opts,
-    ok: &mut bool,
-    strict: bool,
-    rates: impl FnOnce(&Results) -> Vec<(Case, f64)>,
-) -> Result<(Results, Paced), String> {
-    let t = Arc::new(t.0);
-    let mut out = Vec::new();
-    for &case in &t.cases {
-        for &conns in &opts.conns {
-            let cell = (case, conns, Load::Saturate);
-            if let Some(s) = measure_cell(&t, cell, opts, ok, strict).await? {
-                out.push(((case, conns), s));
+        sr_runs.push(r);
+        let Some(p) = peer.clone().filter(|p| p.cases.contains(&case)) else {
+            continue;
+        };
+        match load::run(&p, case, conns, load, opts.warmup, opts.duration).await {
+            Ok(r) => {
+                log_run(p.name, case, conns, rep, load, &r);
+                peer_runs.push(r);
+            }
+            Err(e) => {
+                *peer_note = format!("peer failed: {e}");
+                eprintln!("{peer_note}");
+                *peer = None;
+                peer_runs.clear();
             }
         }
     }
-    let mut paced = Vec::new();
-    for (case, rate) in rates(&out) {
-        if !t.cases.contains(&case) {
-            continue;
-        }
-        let cell = (case, opts.max_conns(), Load::Paced(rate));
-        if let Some(s) = measure_cell(&t, cell, opts, ok, strict).await? {
-            paced.push((case, rate, s));
-        }
-    }
-    Ok((out, paced))
+    Ok((Summary::of(sr_runs), Summary::of(peer_runs)))
 }
-
-struct Target0(load::Target);
 
 async fn bench(opts: Opts) -> Result<bool, String> {
     let cores = cores();
@@ -358,26 +382,21 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         opts.server_bin.display()
     );
     let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url).await?;
-    let t = load::prepare(
+    let sr_target = match load::prepare(
         "strongroom",
         &sr.issuer,
         sr.pid,
         pref.clone(),
         opts.cases.clone(),
     )
-    .await;
-    let sr_results = match t {
-        Ok(t) => {
-            measure_target(Target0(t), &opts, &mut ok, true, |r| {
-                paced_rates(r, max_conns, opts.paced_share)
-            })
-            .await
+    .await
+    {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            sr.stop().await;
+            return Err(e);
         }
-        Err(e) => Err(e),
     };
-    sr.stop().await;
-    let (sr_results, sr_paced) = sr_results?;
-    let rates: Vec<(Case, f64)> = sr_paced.iter().map(|(c, r, _)| (*c, *r)).collect();
 
     let peer_cases: Vec<Case> = [
         Case::Discovery,
@@ -392,54 +411,69 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     .into_iter()
     .filter(|c| opts.cases.contains(c))
     .collect();
+    // The peer runs beside Strongroom for the whole bench; each idles
+    // while the other is measured.
     let mut peer_note = String::new();
-    let (peer_results, peer_paced): (Results, Paced) = match &opts.peer_dir {
-        None => {
-            peer_note = "peer skipped (--no-peer)".into();
-            Default::default()
-        }
+    let mut peer = None;
+    match &opts.peer_dir {
+        None => peer_note = "peer skipped (--no-peer)".into(),
         Some(dir) => match peer_unavailable(dir) {
             Some(why) => {
                 peer_note = format!("peer skipped: {why}");
                 eprintln!("{peer_note}");
-                Default::default()
             }
             None => {
                 eprintln!(
                     "starting node-oidc-provider (Node cluster, {cores} workers, its default in-memory store) …"
                 );
-                let r = match setup::start_peer(&prov, dir, cores).await {
-                    Ok(peer) => {
-                        let t = load::prepare(
+                let started = match setup::start_peer(&prov, dir, cores).await {
+                    Ok(p) => {
+                        match load::prepare(
                             "node-oidc-provider",
-                            &peer.issuer,
-                            peer.pid,
+                            &p.issuer,
+                            p.pid,
                             pref.clone(),
                             peer_cases,
                         )
-                        .await;
-                        let r = match t {
-                            Ok(t) => {
-                                measure_target(Target0(t), &opts, &mut ok, false, |_| rates).await
+                        .await
+                        {
+                            Ok(t) => Ok((p, Arc::new(t))),
+                            Err(e) => {
+                                p.stop().await;
+                                Err(e)
                             }
-                            Err(e) => Err(e),
-                        };
-                        peer.stop().await;
-                        r
+                        }
                     }
                     Err(e) => Err(e),
                 };
-                match r {
-                    Ok(r) => r,
+                match started {
+                    Ok(running) => peer = Some(running),
                     Err(e) => {
                         peer_note = format!("peer failed: {e}");
                         eprintln!("{peer_note}");
-                        Default::default()
                     }
                 }
             }
         },
-    };
+    }
+    let measured = measure_both(
+        &sr_target,
+        peer.as_ref().map(|(_, t)| t.clone()),
+        &opts,
+        &mut ok,
+        &mut peer_note,
+    )
+    .await;
+    if let Some((p, _)) = peer {
+        p.stop().await;
+    }
+    sr.stop().await;
+    let Measured {
+        sr: sr_results,
+        sr_paced,
+        peer: peer_results,
+        peer_paced,
+    } = measured?;
 
     let find =
         |rs: &Results, k: (Case, usize)| rs.iter().find(|(kk, _)| *kk == k).map(|(_, s)| s.clone());
@@ -488,7 +522,9 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     let mut md = format!(
         "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), release build unless --server-bin says otherwise; \
          load generator in the same machine (it shares the cores and signs its own assertions and DPoP proofs).\n\n\
-         Peer: {}\n{}\n\n{} s measured (+{} s warm-up) × {} repetitions per cell; medians with min–max.\n\n",
+         Peer: {}\n{}\n\n{} s measured (+{} s warm-up) × {} repetitions per cell; medians with min–max. \
+         Both servers run side by side for the whole bench and are measured alternately, repetition by repetition, \
+         so that the host's drift affects both sides of each ratio alike.\n\n",
         if opts.smoke { " (smoke)" } else { "" },
         cores,
         machine["cpu"].as_str().unwrap_or("?"),
