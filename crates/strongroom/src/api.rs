@@ -321,7 +321,6 @@ pub async fn introspect(
     // before the caller is authenticated, and a caller that fails gets
     // `invalid_client` whatever it asked.
     let form = parse_form(&body);
-    let t = now();
     let read_ahead = match token_param(&form) {
         Ok((token, _)) => {
             let client_id = single(&form, "client_id").ok().flatten();
@@ -329,35 +328,21 @@ pub async fn introspect(
             Some(
                 state
                     .store
-                    .introspection_reads(client_id, &hash, t)
+                    .introspection_reads(client_id, &hash, now())
                     .await
                     .map_err(OAuthError::from)?,
             )
         }
         Err(_) => None,
     };
-    let (client_read, token_read) = match read_ahead {
-        Some(r) => (r.client, Some(r.token)),
-        None => (None, None),
-    };
+    let (client_read, token_read) = read_ahead.map_or((None, None), |r| (r.client, r.token));
     let store = ReadAhead::new(&state.store, client_read);
     let Caller { form, client, .. } =
         caller_with(&state, &store, &req, form, Endpoint::Introspection).await?;
-    let (token, hint) = token_param(&form)?;
-    let res = match token_read {
-        Some(found) => oauth_core::introspection::answer(&state.policy, &client, found.as_ref()),
-        None => {
-            oauth_core::introspection::introspect(
-                &state.store,
-                &state.policy,
-                &client,
-                token,
-                hint,
-                t,
-            )
-            .await?
-        }
-    };
+    // Without a usable token parameter nothing was read; its error comes
+    // only now, after the caller's.
+    token_param(&form)?;
+    let res = oauth_core::introspection::answer(&state.policy, &client, token_read.as_ref());
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 
