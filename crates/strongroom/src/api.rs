@@ -321,28 +321,26 @@ pub async fn introspect(
     // before the caller is authenticated, and a caller that fails gets
     // `invalid_client` whatever it asked.
     let form = parse_form(&body);
-    let read_ahead = match token_param(&form) {
+    // Without a usable token parameter nothing is read, and that error is
+    // answered only after the caller's own.
+    let (token_check, reads) = match token_param(&form) {
         Ok((token, _)) => {
             let client_id = single(&form, "client_id").ok().flatten();
             let hash = oauth_core::secret::hash_secret(token);
-            Some(
-                state
-                    .store
-                    .introspection_reads(client_id, &hash, now())
-                    .await
-                    .map_err(OAuthError::from)?,
-            )
+            let reads = state
+                .store
+                .introspection_reads(client_id, &hash, now())
+                .await
+                .map_err(OAuthError::from)?;
+            (Ok(()), reads)
         }
-        Err(_) => None,
+        Err(e) => (Err(e), token_store::IntrospectionReads::default()),
     };
-    let (client_read, token_read) = read_ahead.map_or((None, None), |r| (r.client, r.token));
-    let store = ReadAhead::new(&state.store, client_read);
-    let Caller { form, client, .. } =
+    let store = ReadAhead::new(&state.store, reads.client);
+    let Caller { client, .. } =
         caller_with(&state, &store, &req, form, Endpoint::Introspection).await?;
-    // Without a usable token parameter nothing was read; its error comes
-    // only now, after the caller's.
-    token_param(&form)?;
-    let res = oauth_core::introspection::answer(&state.policy, &client, token_read.as_ref());
+    token_check?;
+    let res = oauth_core::introspection::answer(&state.policy, &client, reads.token.as_ref());
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 
