@@ -249,10 +249,8 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
     // The endpoint reads the token before it authenticates the caller, and
     // must tell a caller that fails nothing about it: the same assertion
     // again, no client authentication, another client's name.
-    let mut replayed = form.clone();
-    replayed.retain(|(k, _)| k != "token");
-    replayed.push(("token".into(), access_token.clone()));
-    let mut unauthenticated = vec![
+    let replayed = form.clone();
+    let unauthenticated = vec![
         ("client_id".to_string(), tpp.client_id.clone()),
         ("token".into(), access_token.clone()),
     ];
@@ -275,8 +273,7 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
         assert!(!a.json.to_string().contains("sub-alice"), "{what}");
     }
     // Authenticated, but without a token.
-    unauthenticated = tpp.auth_fields(srv);
-    let a = post_form(&http, &intro, &unauthenticated, None).await;
+    let a = post_form(&http, &intro, &tpp.auth_fields(srv), None).await;
     assert_eq!(
         (a.status, a.json["error"].as_str()),
         (400, Some("invalid_request")),
