@@ -264,6 +264,22 @@ fn log_run(name: &str, case: Case, conns: usize, rep: usize, load: Load, r: &loa
     );
 }
 
+/// The driver's target for a started server; the server is stopped when
+/// it cannot be prepared.
+async fn prepared(
+    running: setup::Running,
+    prov: Arc<ProvisionRef>,
+    cases: Vec<Case>,
+) -> Result<(setup::Running, Arc<load::Target>), String> {
+    match load::prepare(running.name, &running.issuer, running.pid, prov, cases).await {
+        Ok(t) => Ok((running, Arc::new(t))),
+        Err(e) => {
+            running.stop().await;
+            Err(e)
+        }
+    }
+}
+
 /// What one run of the bench measured, per server.
 #[derive(Default)]
 struct Measured {
@@ -382,21 +398,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         opts.server_bin.display()
     );
     let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url).await?;
-    let sr_target = match load::prepare(
-        "strongroom",
-        &sr.issuer,
-        sr.pid,
-        pref.clone(),
-        opts.cases.clone(),
-    )
-    .await
-    {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            sr.stop().await;
-            return Err(e);
-        }
-    };
+    let (sr, sr_target) = prepared(sr, pref.clone(), opts.cases.clone()).await?;
 
     let peer_cases: Vec<Case> = [
         Case::Discovery,
@@ -427,23 +429,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
                     "starting node-oidc-provider (Node cluster, {cores} workers, its default in-memory store) …"
                 );
                 let started = match setup::start_peer(&prov, dir, cores).await {
-                    Ok(p) => {
-                        match load::prepare(
-                            "node-oidc-provider",
-                            &p.issuer,
-                            p.pid,
-                            pref.clone(),
-                            peer_cases,
-                        )
-                        .await
-                        {
-                            Ok(t) => Ok((p, Arc::new(t))),
-                            Err(e) => {
-                                p.stop().await;
-                                Err(e)
-                            }
-                        }
-                    }
+                    Ok(p) => prepared(p, pref.clone(), peer_cases).await,
                     Err(e) => Err(e),
                 };
                 match started {
