@@ -52,16 +52,15 @@ pub fn init_logging(cfg: &Config) {
 }
 
 /// Installs the one process-wide rustls crypto provider (aws-lc-rs), so no
-/// code path can pick another at run time.
-///
-/// Also initialises OpenSSL (used by libpq for TLS to PostgreSQL, and by
-/// josekit) before anything else can, without the exit handler that
-/// OpenSSL otherwise registers on first use: that handler frees OpenSSL's
-/// global state while r2d2's background threads may still be opening a
-/// database connection, and the process then crashed on its way out (seen
-/// as a segmentation fault in about one in five refused starts on
-/// PostgreSQL). Whichever initialisation comes first decides.
-pub fn install_crypto_provider() {
+/// code path can pick another at run time, and initialises OpenSSL (used
+/// by libpq for TLS to PostgreSQL, and by josekit) before anything else
+/// can, without the exit handler that OpenSSL otherwise registers on first
+/// use: that handler frees OpenSSL's global state while r2d2's background
+/// threads may still be opening a database connection, and the process
+/// then crashed on its way out (seen as a segmentation fault in about one
+/// in five refused starts on PostgreSQL). Whichever initialisation comes
+/// first decides.
+pub fn init_crypto_libraries() {
     openssl_sys::init();
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
@@ -377,7 +376,7 @@ pub struct Prepared {
 
 /// Builds everything the server needs from the configuration.
 pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
-    install_crypto_provider();
+    init_crypto_libraries();
     ensure_data_dir(&cfg.data_dir)?;
     let material = tls_material(&cfg)?;
     let profile = match cfg.tls.suites {
