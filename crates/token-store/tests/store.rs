@@ -2007,3 +2007,52 @@ async fn postgres_over_verified_tls() {
         "{err}"
     );
 }
+
+// ------------------------------------------------------------- SQLite only
+
+/// `PRAGMA page_size` of the SQLite database at `path`.
+fn page_size(path: &std::path::Path) -> i32 {
+    #[derive(diesel::QueryableByName)]
+    struct PageSize {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        page_size: i32,
+    }
+    let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    diesel::sql_query("PRAGMA page_size")
+        .get_result::<PageSize>(&mut c)
+        .unwrap()
+        .page_size
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_sqlite_databases_get_2_kib_pages_and_old_ones_keep_theirs() {
+    let dir = std::env::temp_dir().join(unique_name("token-store-pages"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A new database: every pooled connection opens it at once, and the
+    // file comes out with 2 KiB pages, in WAL mode.
+    let new = dir.join("new.db");
+    let store = Store::connect(&format!("sqlite://{}", new.display()), 8).unwrap();
+    store.migrate().await.unwrap();
+    store.put_client(client("c1")).await.unwrap();
+    assert_eq!(page_size(&new), 2048);
+    // A database created before (SQLite's default 4 KiB, already in WAL
+    // mode with a table in it) keeps its pages and works as before.
+    let old = dir.join("old.db");
+    {
+        let mut c = diesel::SqliteConnection::establish(old.to_str().unwrap()).unwrap();
+        diesel::sql_query("PRAGMA journal_mode = WAL")
+            .execute(&mut c)
+            .unwrap();
+        diesel::sql_query("CREATE TABLE before_us (x INTEGER)")
+            .execute(&mut c)
+            .unwrap();
+    }
+    assert_eq!(page_size(&old), 4096);
+    let store = Store::connect(&format!("sqlite://{}", old.display()), 8).unwrap();
+    store.migrate().await.unwrap();
+    store.put_client(client("c1")).await.unwrap();
+    assert_eq!(store.get_client("c1").await.unwrap(), Some(client("c1")));
+    assert_eq!(page_size(&old), 4096);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
