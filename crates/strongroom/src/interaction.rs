@@ -670,21 +670,26 @@ fn respond_to_client(
     }
 }
 
-/// Registers the browser-facing routes.
+/// Registers the browser-facing routes. The interaction routes share one
+/// scope, so a request matches its dynamic `{id}` prefix once (a regular
+/// expression) instead of once per route, and the steps by plain string
+/// comparison; a step's other methods are 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/authorize", web::get().to(authorize))
-        .route("/interaction/{id}/login", web::get().to(login_page))
-        .route("/interaction/{id}/login", web::post().to(login_submit))
-        .route("/interaction/{id}/consent", web::get().to(consent_page))
-        .route("/interaction/{id}/consent", web::post().to(consent_submit))
-        .route(
-            "/interaction/{id}/hook/login",
-            web::get().to(hooks::login_return),
-        )
-        .route(
-            "/interaction/{id}/hook/consent",
-            web::get().to(hooks::consent_return),
-        );
+    cfg.route("/authorize", web::get().to(authorize)).service(
+        web::scope("/interaction/{id}")
+            .service(
+                web::resource("/login")
+                    .route(web::get().to(login_page))
+                    .route(web::post().to(login_submit)),
+            )
+            .service(
+                web::resource("/consent")
+                    .route(web::get().to(consent_page))
+                    .route(web::post().to(consent_submit)),
+            )
+            .route("/hook/login", web::get().to(hooks::login_return))
+            .route("/hook/consent", web::get().to(hooks::consent_return)),
+    );
 }
 
 /// The consent-bridge modes of login and consent (docs/hooks.md): the

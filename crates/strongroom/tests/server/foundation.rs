@@ -103,6 +103,31 @@ async fn health_and_readiness() {
     srv.stop().await;
 }
 
+#[actix_web::test]
+async fn interaction_routes_answer_by_step_and_method() {
+    let srv = TestServer::start(Backend::Sqlite).await;
+    let browser = srv.browser();
+    // Each step is served (an unknown interaction is the expired-sign-in
+    // page), its other methods are 405, and unknown steps 404.
+    for step in ["login", "consent"] {
+        let url = srv.url(&format!("/interaction/unknown-id/{step}"));
+        let res = browser.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 400, "GET {step}");
+        assert!(res.text().await.unwrap().contains("expired or is unknown"));
+        let res = browser.put(&url).send().await.unwrap();
+        assert_eq!(res.status(), 405, "PUT {step}");
+    }
+    for path in [
+        "/interaction/unknown-id/other",
+        "/interaction/unknown-id",
+        "/interaction/unknown-id/login/more",
+    ] {
+        let res = browser.get(srv.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    srv.stop().await;
+}
+
 fn s_client(port: u16, extra: &[&str]) -> (bool, String) {
     let mut cmd = Command::new("openssl");
     cmd.arg("s_client")
