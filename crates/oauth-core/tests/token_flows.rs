@@ -475,6 +475,79 @@ async fn reused_code_is_refused_and_revokes_the_first_tokens() {
 }
 
 #[tokio::test]
+async fn a_code_that_fails_a_check_is_spent() {
+    let e = env().await;
+    let c = dpop_client();
+    let code = code_for(&e, &c, &auth_request("tpp-dpop", "openid")).await;
+    let wrong = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &"x".repeat(43)),
+    ]);
+    let err = redeem(&e, &c, wrong, proof("k"), T0 + 1).await.unwrap_err();
+    assert!(
+        err.description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("code_challenge"),
+        "{err:?}"
+    );
+    // The right verifier afterwards: the code was spent by the failed try.
+    let err = redeem(&e, &c, code_form(&code), proof("k"), T0 + 2)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_str(), "invalid_grant");
+    assert!(
+        err.description
+            .as_deref()
+            .unwrap_or_default()
+            .contains("already been used"),
+        "{err:?}"
+    );
+}
+
+/// Concurrent redemptions of one code: one issues tokens, every other is a
+/// replay, and the replay revokes what the winner got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_redemptions_of_one_code_issue_once() {
+    let e = std::sync::Arc::new(env().await);
+    let c = dpop_client();
+    let code = code_for(&e, &c, &auth_request("tpp-dpop", "openid accounts")).await;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (e, c, code, b) = (e.clone(), c.clone(), code.clone(), barrier.clone());
+            tokio::spawn(async move {
+                b.wait().await;
+                redeem(&e, &c, code_form(&code), proof("k"), T0 + 1).await
+            })
+        })
+        .collect();
+    let mut issued = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(tokens) => issued.push(tokens),
+            Err(err) => {
+                assert_eq!(err.code.as_str(), "invalid_grant");
+                assert!(
+                    err.description
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("already been used"),
+                    "{err:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(issued.len(), 1);
+    assert_eq!(
+        inspect(&e, &issued[0].access_token, T0 + 2).await,
+        json!({"active": false})
+    );
+}
+
+#[tokio::test]
 async fn expired_code_is_invalid_grant() {
     let e = env().await;
     let c = dpop_client();
