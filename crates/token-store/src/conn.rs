@@ -173,6 +173,10 @@ pub(crate) const PAGE_SIZE: u32 = 2048;
 pub(crate) struct SqlitePragmas {
     /// The connection's page cache, KiB.
     pub(crate) cache_kib: u32,
+    /// Whether a commit on this connection checkpoints the WAL once it
+    /// passes 1000 pages (SQLite's default). Off on the writer, which
+    /// checkpoints between its transactions instead (`crate::writer`).
+    pub(crate) auto_checkpoint: bool,
 }
 
 impl r2d2::CustomizeConnection<AnyConnection, ConnectionError> for SqlitePragmas {
@@ -184,8 +188,11 @@ impl r2d2::CustomizeConnection<AnyConnection, ConnectionError> for SqlitePragmas
                  PRAGMA journal_mode = WAL; \
                  PRAGMA foreign_keys = ON; \
                  PRAGMA synchronous = NORMAL; \
-                 PRAGMA cache_size = -{};",
-                PAGE_SIZE, self.cache_kib
+                 PRAGMA cache_size = -{}; \
+                 PRAGMA wal_autocheckpoint = {};",
+                PAGE_SIZE,
+                self.cache_kib,
+                if self.auto_checkpoint { 1000 } else { 0 }
             ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
         }

@@ -136,7 +136,7 @@ impl Store {
         })?;
         let backend = target.backend;
         let display = target.display.clone();
-        let build = |size: u32, target: Target, cache_kib: u32| {
+        let build = |size: u32, target: Target, cache_kib: u32, auto_checkpoint: bool| {
             r2d2::Pool::builder()
                 .max_size(size)
                 .min_idle(Some(1))
@@ -145,7 +145,10 @@ impl Store {
                 // `SELECT 1`) so a restarted server costs no failed request.
                 .test_on_check_out(backend == Backend::Postgres)
                 .connection_timeout(CONNECT_TIMEOUT)
-                .connection_customizer(Box::new(SqlitePragmas { cache_kib }))
+                .connection_customizer(Box::new(SqlitePragmas {
+                    cache_kib,
+                    auto_checkpoint,
+                }))
                 .error_handler(Box::new(conn::TracingErrors))
                 .build(Manager { target })
                 .map_err(|e| {
@@ -165,14 +168,14 @@ impl Store {
                 // larger limit only let it keep more memory as the
                 // database grew. The checkpointer copies WAL frames
                 // without it.
-                let writer_pool = build(1, target.clone(), 2048)?;
-                let checkpoint_pool = build(1, target.clone(), 64)?;
-                let pool = build(max_pool_size, target, 512)?;
+                let writer_pool = build(1, target.clone(), 2048, false)?;
+                let checkpoint_pool = build(1, target.clone(), 64, true)?;
+                let pool = build(max_pool_size, target, 512, true)?;
                 let writer = writer::Writer::start(writer_pool.clone(), checkpoint_pool)?;
                 (pool, writer_pool, Some(writer))
             }
             Backend::Postgres => {
-                let pool = build(max_pool_size, target, 0)?;
+                let pool = build(max_pool_size, target, 0, true)?;
                 (pool.clone(), pool, None)
             }
         };
