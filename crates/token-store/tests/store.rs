@@ -2063,11 +2063,8 @@ async fn new_sqlite_databases_get_2_kib_pages_and_old_ones_keep_theirs() {
 /// growing with every write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_wal_stays_bounded_under_sustained_writes() {
-    let dir = std::env::temp_dir().join(unique_name("token-store-wal"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = dir.join("strongroom.db");
-    let store = Store::connect(&format!("sqlite://{}", db.display()), 4).unwrap();
-    store.migrate().await.unwrap();
+    let db = sqlite_db().await;
+    let store = db.store.clone();
     store.put_client(client("c1")).await.unwrap();
     let writers: Vec<_> = (0..8)
         .map(|w| {
@@ -2102,12 +2099,9 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     }
     // 4 800 writes of a fresh random key each: about 18 MiB of WAL when the
     // writer never checkpoints, about 2 MiB when it does.
-    let wal = std::fs::metadata(dir.join("strongroom.db-wal"))
-        .unwrap()
-        .len();
+    let wal_file = format!("{}-wal", db.url.trim_start_matches("sqlite://"));
+    let wal = std::fs::metadata(wal_file).unwrap().len();
     assert!(wal < 8 << 20, "WAL grew to {wal} bytes");
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn rand_u64() -> u64 {
