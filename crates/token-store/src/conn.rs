@@ -153,12 +153,6 @@ impl r2d2::ManageConnection for Manager {
     }
 }
 
-/// Per-connection SQLite settings. `page_size` comes first: it only takes
-/// effect on a database not yet written, and SQLite cannot change it once
-/// the database is in WAL mode, so every connection asks for it before
-/// anything else (on an existing database it is a no-op). `busy_timeout`
-/// comes next so that the switch to WAL, which needs a lock, waits for a
-/// concurrently opening connection instead of failing.
 /// The page size of new SQLite databases, bytes. Under load most writes
 /// insert under random keys (hashes of codes, tokens, request URIs and
 /// `jti`s), so each dirties a page of its own that the commit writes to the
@@ -166,9 +160,15 @@ impl r2d2::ManageConnection for Manager {
 /// halves those bytes, while a row still fits in one page. Measured against
 /// 4 KiB in six interleaved pairs (release build, 64 connections): session
 /// flows +3.9 %, token requests +3.0 %; 1 KiB pages were no better than
-/// 4 KiB (deeper trees, rows spilling to overflow pages).
+/// 4 KiB.
 pub(crate) const PAGE_SIZE: u32 = 2048;
 
+/// Per-connection SQLite settings. `page_size` comes first: it only takes
+/// effect on a database not yet written, and SQLite cannot change it once
+/// the database is in WAL mode, so every connection asks for it before
+/// anything else (on an existing database it is a no-op). `busy_timeout`
+/// comes next so that the switch to WAL, which needs a lock, waits for a
+/// concurrently opening connection instead of failing.
 #[derive(Debug)]
 pub(crate) struct SqlitePragmas {
     /// The connection's page cache, KiB.
