@@ -272,14 +272,48 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
         assert!(a.json.get("active").is_none(), "{what}: {}", a.json);
         assert!(!a.json.to_string().contains("sub-alice"), "{what}");
     }
-    // Authenticated, but without a token.
-    let a = post_form(&http, &intro, &tpp.auth_fields(srv), None).await;
-    assert_eq!(
-        (a.status, a.json["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{}",
-        a.json
-    );
+    // Authenticated, but without a token, with an empty one, or with the
+    // token twice (RFC 7662 §2.1: one `token`, required): 400, and nothing
+    // about the token. The same bad token parameter from a caller that
+    // fails authentication: 401 first.
+    let with = |extra: &[(&str, &str)], authenticated: bool| {
+        let mut f = if authenticated {
+            tpp.auth_fields(srv)
+        } else {
+            vec![("client_id".to_string(), tpp.client_id.clone())]
+        };
+        f.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        f
+    };
+    let twice = [
+        ("token", access_token.as_str()),
+        ("token", access_token.as_str()),
+    ];
+    for (what, f, status, error) in [
+        ("no token", with(&[], true), 400, "invalid_request"),
+        (
+            "empty token",
+            with(&[("token", "")], true),
+            400,
+            "invalid_request",
+        ),
+        ("token twice", with(&twice, true), 400, "invalid_request"),
+        (
+            "token twice, unauthenticated",
+            with(&twice, false),
+            401,
+            "invalid_client",
+        ),
+    ] {
+        let a = post_form(&http, &intro, &f, None).await;
+        assert_eq!(
+            (a.status, a.json["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {}",
+            a.json
+        );
+        assert!(a.json.get("active").is_none(), "{what}: {}", a.json);
+    }
 
     // Refresh, bound to the same DPoP key, narrower scope allowed.
     let mut form = tpp.auth_fields(srv);
