@@ -55,8 +55,11 @@ pub(crate) struct Writer {
 
 /// How often the WAL is copied back into the database file, on a
 /// connection of its own, so that the writer's checkpoints (see
-/// [`writer_loop`]) find little left to copy and sync. An idle pass is a
-/// few reads of the WAL index.
+/// [`writer_loop`]) find little left to copy and sync. It also bounds how
+/// long a commit stays unsynced when the writer goes idle: with
+/// `synchronous = NORMAL` a commit is not fsynced, a checkpoint syncs the
+/// WAL first, and the writer checkpoints only after a batch. An idle pass
+/// is a few reads of the WAL index.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Copies the WAL back into the database (`PRAGMA wal_checkpoint(PASSIVE)`,
