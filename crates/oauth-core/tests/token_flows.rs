@@ -484,8 +484,10 @@ async fn reused_code_is_refused_and_revokes_the_first_tokens() {
     );
 }
 
-/// Concurrent redemptions of one code: one issues tokens, every other is a
-/// replay, and the replay revokes what the winner got.
+/// Concurrent redemptions of one code: one spends it, every other is a
+/// replay, and the replay revokes the grant. The one that spent it either got
+/// tokens before the revocation (they are then inactive) or stores them after
+/// it and is refused: either way nothing usable is issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_redemptions_of_one_code_issue_once() {
     let e = std::sync::Arc::new(env().await);
@@ -501,20 +503,33 @@ async fn concurrent_redemptions_of_one_code_issue_once() {
             })
         })
         .collect();
-    let mut issued = Vec::new();
+    let (mut issued, mut replays, mut spender_refused) = (Vec::new(), 0, 0);
     for t in tasks {
         match t.await.unwrap() {
             Ok(tokens) => issued.push(tokens),
+            Err(err)
+                if err
+                    .description
+                    .as_deref()
+                    .is_some_and(|d| d.contains("revoked")) =>
+            {
+                assert_invalid_grant(&err, "the authorization grant has been revoked");
+                spender_refused += 1;
+            }
             Err(err) => {
                 assert_invalid_grant(&err, "already been used");
+                replays += 1;
             }
         }
     }
-    assert_eq!(issued.len(), 1);
-    assert_eq!(
-        inspect(&e, &issued[0].access_token, T0 + 2).await,
-        json!({"active": false})
-    );
+    assert_eq!(replays, 7, "exactly one redemption spends the code");
+    assert_eq!(issued.len() + spender_refused, 1);
+    for tokens in &issued {
+        assert_eq!(
+            inspect(&e, &tokens.access_token, T0 + 2).await,
+            json!({"active": false})
+        );
+    }
 }
 
 #[tokio::test]
