@@ -89,6 +89,7 @@ impl Target {
     pub(crate) fn establish(&self) -> Result<AnyConnection, ConnectionError> {
         match self.backend {
             Backend::Postgres => {
+                init_openssl();
                 PgConnection::establish(&self.conninfo).map(AnyConnection::Postgresql)
             }
             Backend::Sqlite => {
@@ -121,6 +122,18 @@ fn redact_password(url: &str) -> String {
         },
         None => url.to_owned(),
     }
+}
+
+/// Initialises the OpenSSL that libpq uses for TLS, once per process,
+/// without the exit handler OpenSSL otherwise registers on first use. That
+/// handler frees OpenSSL's global state when the process exits, while
+/// r2d2's background threads may still be opening a connection: the
+/// process then crashed on its way out (a segmentation fault after the
+/// work was done, about once in five test runs). Whichever initialisation
+/// comes first decides, so a program that makes its own PostgreSQL
+/// connections should call this before them (the server does, at start-up).
+pub fn init_openssl() {
+    openssl_sys::init();
 }
 
 /// Establishes connections for the one backend chosen from the URL.

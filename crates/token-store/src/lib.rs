@@ -27,6 +27,7 @@ mod writer;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use conn::init_openssl;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use oauth_core::storage::ReplayEntry;

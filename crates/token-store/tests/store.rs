@@ -52,6 +52,7 @@ impl Drop for Cleanup {
                 let _ = std::fs::remove_dir_all(dir);
             }
             Cleanup::PgDatabase { admin_url, name } => {
+                token_store::init_openssl();
                 let dropped = PgConnection::establish(admin_url).map(|mut c| {
                     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut c)
@@ -102,6 +103,8 @@ async fn sqlite_db() -> TestDb {
 async fn postgres_db() -> TestDb {
     let admin = admin_url();
     let name = unique_name("sr_test");
+    // Before this process's first PostgreSQL connection (see init_openssl).
+    token_store::init_openssl();
     let mut conn = PgConnection::establish(&admin)
         .unwrap_or_else(|e| panic!("cannot reach the PostgreSQL named by {ENV}: {e}"));
     diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
@@ -1985,6 +1988,7 @@ async fn postgres_over_verified_tls() {
         return;
     };
     let admin = admin_url();
+    token_store::init_openssl();
     let sep = if admin.contains('?') { '&' } else { '?' };
     let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");
 
@@ -2006,6 +2010,46 @@ async fn postgres_over_verified_tls() {
         err.to_string().contains("does not match host name"),
         "{err}"
     );
+}
+
+/// A process that exits while other threads are still opening TLS
+/// connections to PostgreSQL (r2d2 refills its pool in the background) exits
+/// cleanly: the OpenSSL under libpq is initialised by the store without the
+/// exit handler that would free it under those threads. Each try runs in a
+/// child process of this test binary.
+#[test]
+fn exiting_while_connecting_over_tls_is_clean() {
+    const CHILD: &str = "STRONGROOM_TEST_EXIT_WHILE_CONNECTING";
+    if let Ok(tls) = std::env::var(CHILD) {
+        let _store = Store::connect(&tls, 1).unwrap();
+        for _ in 0..2 {
+            let tls = tls.clone();
+            std::thread::spawn(move || {
+                loop {
+                    let _ = PgConnection::establish(&tls);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        std::process::exit(0);
+    }
+    let Ok(ca) = std::env::var("STRONGROOM_TEST_DATABASE_CA") else {
+        eprintln!("STRONGROOM_TEST_DATABASE_CA is not set (an outside PostgreSQL): not checked");
+        return;
+    };
+    let admin = admin_url();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");
+    for _ in 0..20 {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "exiting_while_connecting_over_tls_is_clean"])
+            .env(CHILD, &tls)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the child exited with {status}");
+    }
 }
 
 // ------------------------------------------------------------- SQLite only
