@@ -62,7 +62,7 @@ extern "C" fn tune_allocator() {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    startup::init_crypto_libraries();
+    startup::install_crypto_provider();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let command = match args.as_slice() {
