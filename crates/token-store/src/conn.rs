@@ -130,8 +130,9 @@ fn redact_password(url: &str) -> String {
 /// r2d2's background threads may still be opening a connection: the
 /// process then crashed on its way out (a segmentation fault after the
 /// work was done, about once in five test runs). Whichever initialisation
-/// comes first decides, so a program that makes its own PostgreSQL
-/// connections should call this before them (the server does, at start-up).
+/// comes first decides: [`Store::connect`](crate::Store::connect) calls this
+/// before its first connection, and a program that makes PostgreSQL
+/// connections of its own should call it before them.
 pub fn init_openssl() {
     openssl_sys::init();
 }

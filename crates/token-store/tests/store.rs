@@ -52,7 +52,6 @@ impl Drop for Cleanup {
                 let _ = std::fs::remove_dir_all(dir);
             }
             Cleanup::PgDatabase { admin_url, name } => {
-                token_store::init_openssl();
                 let dropped = PgConnection::establish(admin_url).map(|mut c| {
                     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                         .execute(&mut c)
@@ -1988,6 +1987,7 @@ async fn postgres_over_verified_tls() {
         return;
     };
     let admin = admin_url();
+    // Before this process's first PostgreSQL connection (see init_openssl).
     token_store::init_openssl();
     let sep = if admin.contains('?') { '&' } else { '?' };
     let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");

@@ -10,7 +10,7 @@ use crate::models::ReplayRow;
 use crate::schema::replay_cache as rc;
 
 impl ReplayCache for Store {
-    /// One write of [`record_all`].
+    /// One write of `record_all` (below).
     async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
         if entries.is_empty() {
             return Ok(None);
