@@ -505,21 +505,18 @@ async fn concurrent_redemptions_of_one_code_issue_once() {
         .collect();
     let (mut issued, mut replays, mut spender_refused) = (Vec::new(), 0, 0);
     for t in tasks {
-        match t.await.unwrap() {
-            Ok(tokens) => issued.push(tokens),
-            Err(err)
-                if err
-                    .description
-                    .as_deref()
-                    .is_some_and(|d| d.contains("revoked")) =>
-            {
-                assert_invalid_grant(&err, "the authorization grant has been revoked");
-                spender_refused += 1;
+        let err = match t.await.unwrap() {
+            Ok(tokens) => {
+                issued.push(tokens);
+                continue;
             }
-            Err(err) => {
-                assert_invalid_grant(&err, "already been used");
-                replays += 1;
-            }
+            Err(err) => err,
+        };
+        assert_eq!(err.code.as_str(), "invalid_grant", "{err:?}");
+        match err.description.as_deref() {
+            Some("the authorization code has already been used") => replays += 1,
+            Some("the authorization grant has been revoked") => spender_refused += 1,
+            _ => panic!("{err:?}"),
         }
     }
     assert_eq!(replays, 7, "exactly one redemption spends the code");

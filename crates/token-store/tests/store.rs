@@ -1969,6 +1969,16 @@ async fn postgres_ping_reports_a_lost_database() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
+/// The admin URL with `sslmode=verify-full` against the CA that
+/// `scripts/with-postgres.sh` names in `STRONGROOM_TEST_DATABASE_CA`; `None`
+/// for an outside PostgreSQL without one.
+fn verified_tls_url() -> Option<String> {
+    let ca = std::env::var("STRONGROOM_TEST_DATABASE_CA").ok()?;
+    let admin = admin_url();
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    Some(format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}"))
+}
+
 /// The libpq compiled into the binary (pq-sys `bundled`) speaks TLS: a
 /// bank's database is reached with `sslmode=verify-full`, and a certificate
 /// that does not name the host is refused. `scripts/with-postgres.sh` starts
@@ -1980,18 +1990,12 @@ async fn postgres_over_verified_tls() {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         ssl: bool,
     }
-    let Ok(ca) = std::env::var("STRONGROOM_TEST_DATABASE_CA") else {
+    let Some(tls) = verified_tls_url() else {
         eprintln!(
             "STRONGROOM_TEST_DATABASE_CA is not set (an outside PostgreSQL): TLS not checked"
         );
         return;
     };
-    let admin = admin_url();
-    // Before this process's first PostgreSQL connection (see init_openssl).
-    token_store::init_openssl();
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");
-
     let store = Store::connect(&tls, 1).unwrap();
     store.ping().await.unwrap();
     let mut conn = PgConnection::establish(&tls).unwrap();
@@ -2033,13 +2037,10 @@ fn exiting_while_connecting_over_tls_is_clean() {
         std::thread::sleep(Duration::from_millis(40));
         std::process::exit(0);
     }
-    let Ok(ca) = std::env::var("STRONGROOM_TEST_DATABASE_CA") else {
+    let Some(tls) = verified_tls_url() else {
         eprintln!("STRONGROOM_TEST_DATABASE_CA is not set (an outside PostgreSQL): not checked");
         return;
     };
-    let admin = admin_url();
-    let sep = if admin.contains('?') { '&' } else { '?' };
-    let tls = format!("{admin}{sep}sslmode=verify-full&sslrootcert={ca}");
     for _ in 0..20 {
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "exiting_while_connecting_over_tls_is_clean"])
@@ -2111,12 +2112,12 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let store = db.store.clone();
     store.put_client(client("c1")).await.unwrap();
     let writers: Vec<_> = (0..8)
-        .map(|w| {
+        .map(|_| {
             let s = store.clone();
             tokio::spawn(async move {
-                for i in 0..600 {
+                for _ in 0..600 {
                     // Random keys, as jtis are: each lands on a page of its own.
-                    let value = format!("{:x}-{w}-{i}", rand_u64());
+                    let value = oauth_core::secret::random_token(16);
                     let e = entry(ReplayKind::DpopProof, &value, NOW + 600);
                     assert_eq!(s.consume_all(vec![e], NOW).await.unwrap(), None);
                 }
@@ -2146,9 +2147,4 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let wal_file = format!("{}-wal", db.url.trim_start_matches("sqlite://"));
     let wal = std::fs::metadata(wal_file).unwrap().len();
     assert!(wal < 8 << 20, "WAL grew to {wal} bytes");
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now())
 }

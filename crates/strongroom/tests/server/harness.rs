@@ -53,8 +53,6 @@ pub fn drop_pg_database(url: &str) {
     use diesel::{Connection, PgConnection, RunQueryDsl};
     let admin = std::env::var("STRONGROOM_TEST_DATABASE_URL").unwrap();
     let name = url.rsplit('/').next().unwrap();
-    // Before this process's first PostgreSQL connection (see init_openssl).
-    token_store::init_openssl();
     let mut conn = PgConnection::establish(&admin).unwrap();
     diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut conn)
