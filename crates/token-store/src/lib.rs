@@ -24,6 +24,7 @@ mod models;
 mod repo;
 mod schema;
 mod writer;
+mod written;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

@@ -12,7 +12,7 @@ use oauth_core::storage::{
 
 use crate::schema::{
     authorization_codes, ciba_requests, clients, grants, interactions, provider_keys,
-    pushed_requests, replay_cache, sessions, tokens,
+    pushed_requests, sessions, tokens,
 };
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -364,14 +364,6 @@ impl From<CibaRow> for CibaRequestRecord {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = replay_cache)]
-pub(crate) struct ReplayRow<'a> {
-    pub kind: &'a str,
-    pub value: &'a str,
-    pub expires_at: i64,
-}
-
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = sessions, primary_key(session_hash), treat_none_as_null = true)]
 #[diesel(check_for_backend(Pg, Sqlite))]
@@ -410,7 +402,7 @@ impl From<SessionRow> for SessionRecord {
     }
 }
 
-#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[derive(Queryable, Selectable)]
 #[diesel(table_name = interactions, primary_key(interaction_id))]
 #[diesel(check_for_backend(Pg, Sqlite))]
 pub(crate) struct InteractionRow {

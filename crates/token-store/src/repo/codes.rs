@@ -8,6 +8,7 @@ use crate::Store;
 use crate::db::{Db, savepoint, with_conn};
 use crate::models::{CodeRow, GrantRow};
 use crate::schema::{authorization_codes as ac, grants as gr};
+use crate::written::SpendCode;
 
 impl AuthorizationCodeRepository for Store {
     async fn put_grant_and_code(
@@ -48,14 +49,7 @@ impl AuthorizationCodeRepository for Store {
         self.run_write(move |conn| {
             let (won, row, grant): (bool, Option<CodeRow>, Option<GrantRow>) =
                 with_conn!(conn, c => c.write_tx(|c| {
-                let n = diesel::update(
-                    ac::table
-                        .find(&hash)
-                        .filter(ac::consumed_at.is_null())
-                        .filter(ac::expires_at.gt(now)),
-                )
-                .set(ac::consumed_at.eq(Some(now)))
-                .execute(c)?;
+                let n = SpendCode { code_hash: &hash, now }.execute(c)?;
                 let row = ac::table
                     .find(&hash)
                     .select(CodeRow::as_select())

@@ -7,6 +7,7 @@ use crate::db::with_conn;
 use crate::error::Fail;
 use crate::models::PushedRequestRow;
 use crate::schema::pushed_requests as pr;
+use crate::written::SpendPushedRequest;
 
 impl PushedRequestRepository for Store {
     async fn put_pushed_request(&self, rec: PushedRequestRecord) -> StoreResult<()> {
@@ -60,13 +61,10 @@ pub(crate) fn spend(
     request_uri_hash: &str,
     now: i64,
 ) -> Result<bool, Fail> {
-    let n = with_conn!(conn, c => diesel::update(
-        pr::table
-            .find(request_uri_hash)
-            .filter(pr::consumed_at.is_null())
-            .filter(pr::expires_at.gt(now)),
-    )
-    .set(pr::consumed_at.eq(Some(now)))
-    .execute(c)?);
+    let spend = SpendPushedRequest {
+        request_uri_hash,
+        now,
+    };
+    let n = with_conn!(conn, c => spend.execute(c)?);
     Ok(n == 1)
 }

@@ -9,6 +9,7 @@ use crate::db::with_conn;
 use crate::error::Fail;
 use crate::models::{InteractionRow, SessionRow};
 use crate::schema::{interactions as ia, sessions as se};
+use crate::written::PutInteraction;
 
 impl SessionRepository for Store {
     /// Inserts or replaces the session.
@@ -49,12 +50,13 @@ impl SessionRepository for Store {
     async fn put_interaction(&self, i: InteractionRecord) -> StoreResult<()> {
         let row = InteractionRow::from(i);
         self.run_write(move |conn| {
-            with_conn!(conn, c => diesel::insert_into(ia::table)
-                .values(&row)
-                .on_conflict(ia::interaction_id)
-                .do_update()
-                .set(&row)
-                .execute(c)?);
+            let put = PutInteraction {
+                interaction_id: &row.interaction_id,
+                client_id: &row.client_id,
+                state: &row.state,
+                expires_at: row.expires_at,
+            };
+            with_conn!(conn, c => put.execute(c)?);
             Ok(())
         })
         .await
