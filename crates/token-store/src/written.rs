@@ -26,15 +26,30 @@ pub(crate) trait Binds: Backend + HasSqlType<Text> + HasSqlType<BigInt> {}
 
 impl<DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>> Binds for DB {}
 
-/// Implements `QueryId` (cached by type) and `RunQueryDsl` for a statement
-/// struct with one lifetime.
+/// Makes a statement struct (one lifetime) runnable and cached by type:
+/// `QueryId`, `RunQueryDsl`, and its `QueryFragment` for every backend that
+/// binds text and 64-bit integers, with `$body` writing the SQL through
+/// `$out` from the fields of `$s`.
 macro_rules! statement {
-    ($name:ident) => {
+    ($name:ident, |$s:ident, $out:ident| $body:block) => {
         impl QueryId for $name<'_> {
             type QueryId = $name<'static>;
             const HAS_STATIC_QUERY_ID: bool = true;
         }
+
         impl<Conn> RunQueryDsl<Conn> for $name<'_> {}
+
+        impl<DB> QueryFragment<DB> for $name<'_>
+        where
+            DB: Binds,
+            str: ToSql<Text, DB>,
+            i64: ToSql<BigInt, DB>,
+        {
+            fn walk_ast<'b>(&'b self, mut $out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+                let $s = self;
+                $body
+            }
+        }
     };
 }
 
@@ -48,28 +63,19 @@ pub(crate) struct RecordReplay<'a> {
     pub(crate) expires_at: i64,
     pub(crate) now: i64,
 }
-statement!(RecordReplay);
-
-impl<DB> QueryFragment<DB> for RecordReplay<'_>
-where
-    DB: Binds,
-    str: ToSql<Text, DB>,
-    i64: ToSql<BigInt, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("INSERT INTO replay_cache (kind, value, expires_at) VALUES (");
-        out.push_bind_param::<Text, str>(self.kind)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.value)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.expires_at)?;
-        out.push_sql(
-            ") ON CONFLICT (kind, value) DO UPDATE SET expires_at = excluded.expires_at \
+statement!(RecordReplay, |s, out| {
+    out.push_sql("INSERT INTO replay_cache (kind, value, expires_at) VALUES (");
+    out.push_bind_param::<Text, str>(s.kind)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(s.value)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, i64>(&s.expires_at)?;
+    out.push_sql(
+        ") ON CONFLICT (kind, value) DO UPDATE SET expires_at = excluded.expires_at \
              WHERE replay_cache.expires_at <= ",
-        );
-        out.push_bind_param::<BigInt, i64>(&self.now)
-    }
-}
+    );
+    out.push_bind_param::<BigInt, i64>(&s.now)
+});
 
 /// Stores an interaction, replacing the one with the same id (its state
 /// moves on as the journey does).
@@ -80,32 +86,23 @@ pub(crate) struct PutInteraction<'a> {
     pub(crate) state: &'a str,
     pub(crate) expires_at: i64,
 }
-statement!(PutInteraction);
-
-impl<DB> QueryFragment<DB> for PutInteraction<'_>
-where
-    DB: Binds,
-    str: ToSql<Text, DB>,
-    i64: ToSql<BigInt, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO interactions (interaction_id, client_id, state, expires_at) VALUES (",
-        );
-        out.push_bind_param::<Text, str>(self.interaction_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.client_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, str>(self.state)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, i64>(&self.expires_at)?;
-        out.push_sql(
-            ") ON CONFLICT (interaction_id) DO UPDATE SET client_id = excluded.client_id, \
+statement!(PutInteraction, |s, out| {
+    out.push_sql(
+        "INSERT INTO interactions (interaction_id, client_id, state, expires_at) VALUES (",
+    );
+    out.push_bind_param::<Text, str>(s.interaction_id)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(s.client_id)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Text, str>(s.state)?;
+    out.push_sql(", ");
+    out.push_bind_param::<BigInt, i64>(&s.expires_at)?;
+    out.push_sql(
+        ") ON CONFLICT (interaction_id) DO UPDATE SET client_id = excluded.client_id, \
              state = excluded.state, expires_at = excluded.expires_at",
-        );
-        Ok(())
-    }
-}
+    );
+    Ok(())
+});
 
 /// Marks the pushed request (unspent, unexpired at `now`) spent: one row
 /// affected for the single winner, none otherwise.
@@ -114,7 +111,15 @@ pub(crate) struct SpendPushedRequest<'a> {
     pub(crate) request_uri_hash: &'a str,
     pub(crate) now: i64,
 }
-statement!(SpendPushedRequest);
+statement!(SpendPushedRequest, |s, out| {
+    spend(
+        &mut out,
+        "pushed_requests",
+        "request_uri_hash",
+        s.request_uri_hash,
+        &s.now,
+    )
+});
 
 /// Marks the authorization code (unspent, unexpired at `now`) spent: one
 /// row affected for the single winner, none otherwise.
@@ -123,13 +128,21 @@ pub(crate) struct SpendCode<'a> {
     pub(crate) code_hash: &'a str,
     pub(crate) now: i64,
 }
-statement!(SpendCode);
+statement!(SpendCode, |s, out| {
+    spend(
+        &mut out,
+        "authorization_codes",
+        "code_hash",
+        s.code_hash,
+        &s.now,
+    )
+});
 
 /// `UPDATE {table} SET consumed_at = now WHERE {key} = ? AND consumed_at IS
 /// NULL AND expires_at > now`. Each caller is its own type: diesel caches
 /// by type, so two texts must never share one.
 fn spend<'b, DB>(
-    mut out: AstPass<'_, 'b, DB>,
+    out: &mut AstPass<'_, 'b, DB>,
     table: &str,
     key_column: &str,
     key: &'b str,
@@ -150,40 +163,6 @@ where
     out.push_bind_param::<Text, str>(key)?;
     out.push_sql(" AND consumed_at IS NULL AND expires_at > ");
     out.push_bind_param::<BigInt, i64>(now)
-}
-
-impl<DB> QueryFragment<DB> for SpendPushedRequest<'_>
-where
-    DB: Binds,
-    str: ToSql<Text, DB>,
-    i64: ToSql<BigInt, DB>,
-{
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        spend(
-            out,
-            "pushed_requests",
-            "request_uri_hash",
-            self.request_uri_hash,
-            &self.now,
-        )
-    }
-}
-
-impl<DB> QueryFragment<DB> for SpendCode<'_>
-where
-    DB: Binds,
-    str: ToSql<Text, DB>,
-    i64: ToSql<BigInt, DB>,
-{
-    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        spend(
-            out,
-            "authorization_codes",
-            "code_hash",
-            self.code_hash,
-            &self.now,
-        )
-    }
 }
 
 #[cfg(test)]
