@@ -344,6 +344,11 @@ pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) ->
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(cookies)
         .timeout(std::time::Duration::from_secs(30))
+        // Below the server's keep-alive (actix's default, 5 s): the modules
+        // share these clients, and a pooled connection reused just as the
+        // server closes it for idleness fails before the request is sent
+        // ("error sending request"), which once failed a module in CI.
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
         .build()
         .expect("HTTP client")
 }
