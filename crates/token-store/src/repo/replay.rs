@@ -1,5 +1,4 @@
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use oauth_core::storage::{ReplayCache, ReplayEntry, StoreError, StoreResult};
 
 use crate::Store;
@@ -71,19 +70,17 @@ pub(crate) fn record_until_used(
 ) -> Result<Option<usize>, Fail> {
     with_conn!(conn, c => {
         for (i, e) in entries.iter().enumerate() {
+            // The conflict is resolved by the statement itself, so no
+            // unique violation can come back: no row changed is the replay.
             let recorded = RecordReplay {
                 kind: e.kind.as_str(),
                 value: &e.value,
                 expires_at: e.expires_at,
                 now,
             }
-            .execute(c);
-            match recorded {
-                Ok(1) => {}
-                Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                    return Ok(Some(i));
-                }
-                Err(e) => return Err(e.into()),
+            .execute(c)?;
+            if recorded == 0 {
+                return Ok(Some(i));
             }
         }
         Ok(None)
