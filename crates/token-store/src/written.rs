@@ -174,21 +174,19 @@ mod tests {
 
     use super::*;
 
-    /// An in-memory database with the three tables, recording the SQL of
-    /// every statement diesel puts in its cache.
+    /// An in-memory database with the store's own schema (its SQLite
+    /// migrations, so the statements meet the real columns and constraints),
+    /// recording the SQL of every statement diesel puts in its cache.
     fn connection() -> (SqliteConnection, Arc<Mutex<Vec<String>>>) {
+        use diesel_migrations::MigrationHarness;
         let mut c = SqliteConnection::establish(":memory:").unwrap();
+        c.run_pending_migrations(crate::SQLITE_MIGRATIONS).unwrap();
         c.batch_execute(
-            "CREATE TABLE replay_cache (kind TEXT NOT NULL, value TEXT NOT NULL, \
-                 expires_at INTEGER NOT NULL, PRIMARY KEY (kind, value));
-             CREATE TABLE pushed_requests (request_uri_hash TEXT PRIMARY KEY, \
-                 expires_at INTEGER NOT NULL, consumed_at INTEGER);
-             CREATE TABLE authorization_codes (code_hash TEXT PRIMARY KEY, \
-                 expires_at INTEGER NOT NULL, consumed_at INTEGER);
-             CREATE TABLE interactions (interaction_id TEXT PRIMARY KEY, \
-                 client_id TEXT NOT NULL, state TEXT NOT NULL, expires_at INTEGER NOT NULL);
-             INSERT INTO pushed_requests VALUES ('r1', 100, NULL), ('r2', 10, NULL);
-             INSERT INTO authorization_codes VALUES ('c1', 100, NULL);",
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO pushed_requests VALUES ('r1', 'tpp', '{}', 100, 0, NULL), \
+                 ('r2', 'tpp', '{}', 10, 0, NULL);
+             INSERT INTO grants VALUES ('g1', 'tpp', 'u1', 'openid', NULL, '{}', 0, NULL);
+             INSERT INTO authorization_codes VALUES ('c1', 'g1', 'tpp', '{}', 100, 0, NULL);",
         )
         .unwrap();
         let cached = Arc::new(Mutex::new(Vec::new()));
