@@ -23,7 +23,7 @@ use oauth_core::client::{AuthMethod, Client, ClientMetadata};
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver};
 use oauth_core::keys::JwsAlg;
-use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, random_token};
+use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use oauth_core::storage::{
     ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, TokenKind,
     TokenRepository,
@@ -189,7 +189,7 @@ impl Registrar {
         S: ClientRepository + ReplayCache + TokenRepository,
         F: JwksFetcher,
     {
-        let client_id = random_token(18);
+        let client_id = time_ordered(18);
         let ev = self
             .evaluate(store, resolver, req, now, None, &client_id)
             .await?;

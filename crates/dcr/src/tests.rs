@@ -43,6 +43,21 @@ fn configuration_errors_name_the_key() {
     );
 }
 
+#[test]
+fn initial_access_tokens_take_what_hash_secret_prints() {
+    let with = |h: String| RegistrationConfig {
+        initial_access_tokens_sha256: vec![h],
+        ..RegistrationConfig::default()
+    };
+    // A token the admin chose, and one shaped like a Strongroom secret.
+    for token in ["chosen by the admin".to_string(), new_secret()] {
+        let h = hash_secret(&token);
+        assert!(config::validate(&[], &with(h.clone())).is_ok(), "{h}");
+    }
+    let e = config::validate(&[], &with("x".repeat(44))).unwrap_err();
+    assert_eq!(e.0, "registration.initial_access_tokens_sha256");
+}
+
 fn claims(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,

@@ -16,14 +16,64 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
-/// 256-bit random secret for codes, tokens, request URIs.
+/// 256-bit random secret for codes, tokens, request URIs, sessions: the
+/// millisecond clock in hex, then 32 random bytes, base64url
+/// ([`time_ordered`]).
 pub fn new_secret() -> String {
-    random_token(32)
+    time_ordered(32)
 }
 
-/// SHA-256 of a secret, base64url: what the store keeps.
+/// Hex digits of the millisecond clock that lead a [`time_ordered`] value
+/// (enough until the year 2527).
+const CLOCK_DIGITS: usize = 11;
+
+/// Length of a [`new_secret`]: the clock, then 32 bytes in base64url.
+const SECRET_LEN: usize = CLOCK_DIGITS + 43;
+
+/// `bytes` random bytes, base64url, after the millisecond clock in
+/// lowercase hex.
+///
+/// The store keeps these values (or, for secrets, keys that begin with the
+/// same clock, see [`hash_secret`]) in B-tree indexes. Keys that grow with
+/// time are appended next to each other, so a batch of inserts dirties a
+/// few index pages instead of one page per row, and a lookup or a spend
+/// soon after issue finds its page still cached. Random keys spread every
+/// insert over the whole index: under load SQLite then wrote and
+/// checkpointed a page per row and read most of them back from disk.
+/// The clock adds nothing secret and takes nothing from the random part.
+/// Hex sorts the same way under every collation, PostgreSQL's included.
+pub fn time_ordered(bytes: usize) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut out = format!("{ms:011x}");
+    out.push_str(&random_token(bytes));
+    out
+}
+
+/// The clock digits of a value that ends in a [`new_secret`] (a secret, or
+/// a request URI around one).
+fn clock_of(value: &str) -> Option<&str> {
+    let start = value.len().checked_sub(SECRET_LEN)?;
+    let tail = value.get(start..)?;
+    // All ASCII, so index CLOCK_DIGITS is a char boundary.
+    tail.as_bytes()[..CLOCK_DIGITS]
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        .then(|| &tail[..CLOCK_DIGITS])
+}
+
+/// What the store keeps of a secret: its SHA-256, base64url, led by the
+/// secret's clock digits when it ends in a [`new_secret`] (54 characters),
+/// so that keys grow with time like the secrets; 43 characters otherwise.
+/// Either way it is a function of the presented value alone, and the two
+/// forms differ in length, so no value can take another's key.
 pub fn hash_secret(secret: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, secret.as_bytes()))
+    let hash = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, secret.as_bytes()));
+    match clock_of(secret) {
+        Some(clock) => format!("{clock}{hash}"),
+        None => hash,
+    }
 }
 
 /// SHA-256 of arbitrary bytes, base64url (thumbprints, `ath`, `at_hash` input).
@@ -53,11 +103,78 @@ mod tests {
         let a = new_secret();
         let b = new_secret();
         assert_ne!(a, b);
-        assert_eq!(a.len(), 43, "32 bytes base64url = 43 chars");
+        assert_eq!(a.len(), 54, "11 clock digits + 32 bytes base64url");
         assert!(
             a.bytes()
                 .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         );
+        assert_ne!(a[11..], b[11..], "the random part differs");
+    }
+
+    #[test]
+    fn secrets_and_their_keys_grow_with_time() {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let a = new_secret();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_secret();
+        let clock = u64::from_str_radix(&a[..11], 16).unwrap();
+        assert!(clock >= ms && clock < ms + 1000, "{clock} vs {ms}");
+        assert!(a < b, "{a} then {b}");
+        assert!(hash_secret(&a) < hash_secret(&b));
+        let g = time_ordered(16);
+        assert_eq!(g.len(), 11 + 22);
+        assert!(g[..11] >= b[..11]);
+    }
+
+    #[test]
+    fn a_secret_key_is_its_clock_then_its_sha256() {
+        let s = new_secret();
+        let key = hash_secret(&s);
+        assert_eq!(key.len(), 54);
+        assert_eq!(key[..11], s[..11]);
+        assert_eq!(key[11..], sha256_b64url(s.as_bytes()));
+        // A request URI ends in a secret: its key leads with the same clock.
+        let uri = format!("urn:ietf:params:oauth:request_uri:{s}");
+        let uri_key = hash_secret(&uri);
+        assert_eq!(uri_key[..11], s[..11]);
+        assert_eq!(uri_key[11..], sha256_b64url(uri.as_bytes()));
+    }
+
+    #[test]
+    fn values_without_a_clock_keep_a_plain_sha256() {
+        for v in [
+            "",
+            "short",
+            &random_token(32),
+            // 54 characters whose first eleven are not all lowercase hex.
+            &format!("0123456789G{}", random_token(32)),
+            &format!("0123456789A{}", random_token(32)),
+        ] {
+            let key = hash_secret(v);
+            assert_eq!(key, sha256_b64url(v.as_bytes()), "{v}");
+            assert_eq!(key.len(), 43);
+        }
+    }
+
+    #[test]
+    fn any_presented_value_hashes_without_panicking() {
+        // Multi-byte characters around every position the clock is read from.
+        let s = new_secret();
+        for i in 0..=s.len() {
+            for ch in ["é", "€", "𝄞"] {
+                let mut v = s.clone();
+                v.insert_str(i, ch);
+                let key = hash_secret(&v);
+                assert!(key.len() == 43 || key.len() == 54);
+                let mut w = s.clone();
+                w.replace_range(i.min(s.len() - 1)..i.min(s.len() - 1) + 1, ch);
+                let _ = hash_secret(&w);
+            }
+        }
+        let _ = hash_secret(&"é".repeat(60));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::keys::Keys;
 use crate::policy::Policy;
 use crate::request::pkce;
-use crate::secret::{constant_time_eq, hash_secret, new_secret, random_token};
+use crate::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use crate::storage::{
     AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
     GrantRepository, InteractionEnd, RedeemedCode, TokenRepository,
@@ -89,7 +89,7 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
         OAuthError::server_error()
     })?;
 
-    let grant_id = random_token(16);
+    let grant_id = time_ordered(16);
     let grant = GrantRecord {
         grant_id: grant_id.clone(),
         client_id: client.id().to_owned(),

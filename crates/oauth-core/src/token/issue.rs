@@ -236,7 +236,8 @@ mod tests {
         let a = issue_access_token(&keys(), &policy, &ctx, T0).unwrap();
         let b = issue_access_token(&keys(), &policy, &ctx, T0).unwrap();
         assert_ne!(a.value, b.value);
-        assert_eq!(a.value.len(), 43);
+        assert_eq!(a.value.len(), 54, "clock digits + 256 random bits");
+        assert_ne!(a.value[11..], b.value[11..]);
         assert!(
             a.value
                 .bytes()
