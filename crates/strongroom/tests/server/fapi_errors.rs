@@ -379,6 +379,52 @@ async fn codes_are_single_use_and_bound() {
     }
 }
 
+/// `value` with the millisecond clock that leads it moved by `ms`.
+fn moved_clock(value: &str, ms: i64) -> String {
+    let clock = i64::from_str_radix(&value[..11], 16).expect("a clock-led value");
+    format!("{:011x}{}", clock + ms, &value[11..])
+}
+
+/// `value` with its last character changed (inside the random part).
+fn last_char_changed(value: &str) -> String {
+    let (head, last) = value.split_at(value.len() - 1);
+    format!("{head}{}", if last == "A" { "B" } else { "A" })
+}
+
+/// Codes and tokens lead with the clock of their issue, and their stored
+/// keys with the same digits: a value whose clock or random part was
+/// altered finds nothing, and the genuine one still works.
+#[actix_web::test]
+async fn altered_codes_and_tokens_are_refused() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let tpp = &w.dpop;
+        let (code, pkce) = code_for(&w, tpp).await;
+        assert_eq!(code.len(), 54, "clock digits + 256 random bits: {code}");
+        for bad in [
+            moved_clock(&code, 1),
+            moved_clock(&code, -1),
+            last_char_changed(&code),
+        ] {
+            let a = redeem(&w, tpp, &bad, Some(&pkce.verifier), tpp).await;
+            assert_error(&a, 400, &["invalid_grant"]);
+        }
+        let ok = redeem(&w, tpp, &code, Some(&pkce.verifier), tpp).await;
+        assert_eq!(ok.status, 200, "{backend:?}: {}", ok.json);
+        let access = ok.json["access_token"].as_str().unwrap().to_string();
+        assert_eq!(access.len(), 54, "{access}");
+        for bad in [moved_clock(&access, 1), last_char_changed(&access)] {
+            assert_eq!(
+                introspect(&w, &bad).await,
+                json!({"active": false}),
+                "{backend:?}"
+            );
+        }
+        assert_eq!(introspect(&w, &access).await["active"], true, "{backend:?}");
+        w.srv.stop().await;
+    }
+}
+
 #[actix_web::test]
 async fn request_uris_are_single_use() {
     let w = world(Backend::Sqlite).await;
