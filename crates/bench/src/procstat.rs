@@ -87,8 +87,8 @@ fn rss_of(pids: &[u32]) -> u64 {
         .sum()
 }
 
-/// How many 50 ms samples share one look-up of the process tree.
-const TREE_EVERY: u32 = 20;
+/// How often the sampler looks up the process tree again.
+const TREE_REFRESH: Duration = Duration::from_secs(1);
 
 /// Samples RSS every 50 ms until `stop` resolves; returns the peak seen.
 /// The tree under `root` is looked up again once a second (finding it scans
@@ -97,10 +97,12 @@ const TREE_EVERY: u32 = 20;
 pub async fn peak_rss_while(root: u32, stop: tokio::sync::oneshot::Receiver<()>) -> u64 {
     let mut stop = stop;
     let mut peak = 0;
-    let mut tree = Vec::new();
-    for n in 0u32.. {
-        if n % TREE_EVERY == 0 {
+    let mut tree = children_of(root);
+    let mut looked_up = std::time::Instant::now();
+    loop {
+        if looked_up.elapsed() >= TREE_REFRESH {
             tree = children_of(root);
+            looked_up = std::time::Instant::now();
         }
         peak = peak.max(rss_of(&tree));
         tokio::select! {
@@ -108,7 +110,6 @@ pub async fn peak_rss_while(root: u32, stop: tokio::sync::oneshot::Receiver<()>)
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    peak
 }
 
 #[cfg(test)]
