@@ -169,10 +169,7 @@ pub fn validate(
         );
     }
     for h in &registration.initial_access_tokens_sha256 {
-        // What `strongroom hash-secret` prints: a base64url SHA-256, led by
-        // the clock digits when the token has the shape of a Strongroom
-        // secret (`oauth_core::secret::hash_secret`).
-        if h.len() != 43 && h.len() != 54 {
+        if !oauth_core::secret::is_secret_key(h) {
             return err(
                 "registration.initial_access_tokens_sha256".into(),
                 "entries are what `strongroom hash-secret` prints (43 or 54 characters)",

@@ -69,11 +69,24 @@ fn clock_of(value: &str) -> Option<&str> {
 /// Either way it is a function of the presented value alone, and the two
 /// forms differ in length, so no value can take another's key.
 pub fn hash_secret(secret: &str) -> String {
-    let hash = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, secret.as_bytes()));
+    let hash = sha256_b64url(secret.as_bytes());
     match clock_of(secret) {
         Some(clock) => format!("{clock}{hash}"),
         None => hash,
     }
+}
+
+/// Whether `key` has a shape [`hash_secret`] gives: 43 base64url
+/// characters, or the 11 clock digits before them.
+pub fn is_secret_key(key: &str) -> bool {
+    let digest = match key.len() {
+        43 => key,
+        SECRET_LEN if clock_of(key).is_some() => &key[CLOCK_DIGITS..],
+        _ => return false,
+    };
+    digest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// SHA-256 of arbitrary bytes, base64url (thumbprints, `ath`, `at_hash` input).
@@ -159,6 +172,23 @@ mod tests {
             let key = hash_secret(v);
             assert_eq!(key, sha256_b64url(v.as_bytes()), "{v}");
             assert_eq!(key.len(), 43);
+        }
+    }
+
+    #[test]
+    fn keys_are_recognised_by_shape() {
+        for v in ["chosen by an admin", &new_secret(), &random_token(32)] {
+            assert!(is_secret_key(&hash_secret(v)), "{v}");
+        }
+        for bad in [
+            String::new(),
+            "x".repeat(44),
+            format!("{}=", &sha256_b64url(b"a")[..42]),
+            format!("0123456789G{}", sha256_b64url(b"a")),
+            format!("0123456789a{}!", &sha256_b64url(b"a")[..42]),
+            "é".repeat(27),
+        ] {
+            assert!(!is_secret_key(&bad), "{bad}");
         }
     }
 
