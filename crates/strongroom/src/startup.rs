@@ -123,6 +123,10 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), StartError> {
         .map_err(|e| fail(format_args!("{}: cannot write ({e})", path.display())))
 }
 
+/// How long a starting server waits for one that is stopping to release a
+/// SQLite database ([`Store::claim_database`]).
+const CLAIM_WAIT: Duration = Duration::from_secs(10);
+
 /// Opens the database and applies pending migrations.
 pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
     let url = cfg.database_url();
@@ -396,7 +400,11 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
         .map_err(fail)?,
     );
     let kek = key_encryption_key(&cfg)?;
-    let store = open_store(&cfg).await?;
+    let mut store = open_store(&cfg).await?;
+    store
+        .claim_database(CLAIM_WAIT)
+        .await
+        .map_err(|e| fail(format_args!("database.url: {e}")))?;
     let keyset = load_keys(&store, &kek).await?;
     let keys = Arc::new(Keys::new(keyset));
     sync_static_clients(&store, &cfg).await?;
@@ -456,7 +464,13 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
         p.cfg.server.workers
     };
     let single = listeners.mtls.is_none();
+    // The background tasks end once the server has stopped and dropped its
+    // app factory, which holds the only sender: their store clones (and with
+    // them the database's claim) go with the server.
+    let (serving, stopped) = tokio::sync::watch::channel(());
+    let serving = Arc::new(serving);
     let mut server = HttpServer::new(move || {
+        let _serving = &serving;
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
@@ -489,16 +503,29 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .map_err(|e| fail(format_args!("server.mtls_listen: {e}")))?;
     }
     let server = server.run();
-    spawn_background(p.state, p.kek, p.cfg);
+    spawn_background(p.state, p.kek, p.cfg, stopped);
     Ok(server)
 }
 
-fn spawn_background(state: AppState, kek: Arc<KeyEncryptionKey>, cfg: Arc<Config>) {
+/// Sleeps for `period`; false once the server has stopped (see [`serve`]).
+async fn still_serving(stopped: &mut tokio::sync::watch::Receiver<()>, period: Duration) -> bool {
+    tokio::select! {
+        () = actix_web::rt::time::sleep(period) => true,
+        _ = stopped.changed() => false,
+    }
+}
+
+fn spawn_background(
+    state: AppState,
+    kek: Arc<KeyEncryptionKey>,
+    cfg: Arc<Config>,
+    stopped: tokio::sync::watch::Receiver<()>,
+) {
     let reload_every = Duration::from_secs(cfg.keys.reload_interval_secs);
     let keys_state = state.clone();
+    let mut keys_stopped = stopped.clone();
     actix_web::rt::spawn(async move {
-        loop {
-            actix_web::rt::time::sleep(reload_every).await;
+        while still_serving(&mut keys_stopped, reload_every).await {
             let t = now();
             match keys_state.store.list_keys(t).await {
                 Ok(records) => match KeySet::build(records, &kek, t) {
@@ -511,11 +538,11 @@ fn spawn_background(state: AppState, kek: Arc<KeyEncryptionKey>, cfg: Arc<Config
             }
         }
     });
+    let mut stopped = stopped;
     actix_web::rt::spawn(async move {
-        loop {
-            // Often, so each sweep is small: expired rows go a minute's
-            // worth at a time, not five minutes' at once.
-            actix_web::rt::time::sleep(Duration::from_secs(60)).await;
+        // Often, so each sweep is small: expired rows go a minute's worth
+        // at a time, not five minutes' at once.
+        while still_serving(&mut stopped, Duration::from_secs(60)).await {
             let t = now();
             if let Err(e) = state.store.purge_expired(t).await {
                 tracing::warn!(error = %e, "purging the replay cache failed");

@@ -17,6 +17,7 @@
 //! decision that names it (foreign keys enforce it); grants are never
 //! deleted, only revoked.
 
+mod client_cache;
 mod conn;
 mod db;
 mod error;
@@ -78,6 +79,13 @@ pub struct Store {
     /// Single-use entries that this handle's next write records first, in
     /// the same transaction ([`Store::carrying_replay`]).
     pending: Option<Arc<Mutex<Option<PendingReplay>>>>,
+    /// Registrations answered from memory, once this process holds the
+    /// SQLite database alone ([`Store::claim_database`]); `None` otherwise.
+    clients: Option<Arc<client_cache::ClientCache>>,
+    /// The SQLite database file (`None` on PostgreSQL).
+    sqlite_path: Option<String>,
+    /// The claim's lock, held for as long as any clone of the store lives.
+    _claim: Option<Arc<std::fs::File>>,
 }
 
 /// See [`Store::carrying_replay`].
@@ -160,6 +168,7 @@ impl Store {
                     ))
                 })
         };
+        let sqlite_path = target.conninfo.clone();
         let (pool, writer_pool, writer) = match backend {
             Backend::Sqlite => {
                 // Page caches: the writer's stays warm (it is the only
@@ -187,7 +196,71 @@ impl Store {
             writer,
             backend,
             pending: None,
+            clients: None,
+            _claim: None,
+            sqlite_path: (backend == Backend::Sqlite).then_some(sqlite_path),
         })
+    }
+
+    /// Claims the database for this process, as a server does before it
+    /// serves: on SQLite, takes an exclusive lock on `<database>.server.lock`
+    /// beside the database file (held until the last clone of this store is
+    /// dropped) and from then on answers registrations from memory
+    /// ([`client_cache`]), which is exact only because every change to them
+    /// now goes through this store. Commands that only read, or write
+    /// nothing but keys and the schema (`strongroom keys`, `migrate`), need
+    /// no claim and can run beside the server. On PostgreSQL several
+    /// instances share the database by design: nothing is claimed and
+    /// nothing cached.
+    ///
+    /// While another holder has the lock (a server still shutting down), it
+    /// tries again every 50 ms for up to `wait`, without blocking the thread.
+    ///
+    /// # Errors
+    ///
+    /// `Unavailable` when another process (or another store in this one)
+    /// still holds the claim after `wait`; `Backend` when the lock file
+    /// cannot be opened.
+    pub async fn claim_database(&mut self, wait: std::time::Duration) -> StoreResult<()> {
+        let Some(db) = &self.sqlite_path else {
+            return Ok(());
+        };
+        if self._claim.is_some() {
+            return Ok(());
+        }
+        let path = format!("{db}.server.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Backend(format!("{path}: {e}")))?;
+        let since = std::time::Instant::now();
+        let mut logged = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if since.elapsed() < wait => {
+                    if !logged {
+                        logged = true;
+                        tracing::warn!(lock = %path, "waiting for another server to release the database");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "another Strongroom server is using {db} (it holds {path}); \
+                         one SQLite database serves one process: run several instances on PostgreSQL"
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::Backend(format!("{path}: cannot lock ({e})")));
+                }
+            }
+        }
+        self._claim = Some(Arc::new(file));
+        self.clients = Some(Arc::new(client_cache::ClientCache::new()));
+        Ok(())
     }
 
     /// A handle on the same database whose next write first records
@@ -335,32 +408,57 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
+        self.run_write_then(f, || {}).await
+    }
+
+    /// [`Store::run_write`], then `after` once the write has committed or
+    /// failed, on the thread that ran it: also when the caller has gone
+    /// away meanwhile (a cancelled request), since the write stands then too.
+    pub(crate) async fn run_write_then<T, F, A>(&self, f: F, after: A) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+        A: FnOnce() + Send + 'static,
+    {
         match self.pending.as_ref().and_then(|p| lock(p).take()) {
-            None => self.submit_write(f).await,
+            None => self.submit_write(f, after).await,
             Some(p) => {
-                self.submit_write(move |conn| {
-                    // One savepoint: a used entry or a failing `f` undoes
-                    // the inserts of the entries before it.
-                    db::savepoint(conn, |conn| {
-                        match repo::replay::record_until_used(conn, &p.entries, p.now)? {
-                            None => f(conn),
-                            Some(i) => Err(Fail::Store(StoreError::Replayed(p.entries[i].clone()))),
-                        }
-                    })
-                })
+                self.submit_write(
+                    move |conn| {
+                        // One savepoint: a used entry or a failing `f` undoes
+                        // the inserts of the entries before it.
+                        db::savepoint(conn, |conn| {
+                            match repo::replay::record_until_used(conn, &p.entries, p.now)? {
+                                None => f(conn),
+                                Some(i) => {
+                                    Err(Fail::Store(StoreError::Replayed(p.entries[i].clone())))
+                                }
+                            }
+                        })
+                    },
+                    after,
+                )
                 .await
             }
         }
     }
 
-    async fn submit_write<T, F>(&self, f: F) -> StoreResult<T>
+    async fn submit_write<T, F, A>(&self, f: F, after: A) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+        A: FnOnce() + Send + 'static,
     {
         match &self.writer {
-            Some(w) => w.submit(f).await,
-            None => Self::run_on(self.writer_pool.clone(), f).await,
+            Some(w) => w.submit(f, after).await,
+            None => {
+                Self::run_on(self.writer_pool.clone(), move |conn| {
+                    let result = f(conn);
+                    after();
+                    result
+                })
+                .await
+            }
         }
     }
 
@@ -382,6 +480,18 @@ impl Store {
         match joined {
             Ok(result) => result,
             Err(e) => Err(StoreError::Backend(format!("database task failed: {e}"))),
+        }
+    }
+
+    /// Ends every registration this process cached (see [`client_cache`]):
+    /// called by each write to the `clients` table once it has committed or
+    /// failed.
+    fn registrations_changed(&self) -> impl FnOnce() + Send + 'static {
+        let cache = self.clients.clone();
+        move || {
+            if let Some(cache) = cache {
+                cache.invalidate();
+            }
         }
     }
 }

@@ -127,11 +127,14 @@ impl Writer {
     }
 
     /// Runs `f` on the write connection and waits, without blocking the
-    /// async thread, for it to be committed.
-    pub(crate) async fn submit<T, F>(&self, f: F) -> StoreResult<T>
+    /// async thread, for it to be committed. `after` runs on the writer
+    /// thread once the batch has committed or failed, before the caller
+    /// hears the outcome, and whether or not the caller is still waiting.
+    pub(crate) async fn submit<T, F, A>(&self, f: F, after: A) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+        A: FnOnce() + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel::<StoreResult<T>>();
         let job: Job = Box::new(move |conn| {
@@ -144,6 +147,7 @@ impl Writer {
                     (Ok(_), Some(e)) => Err(e.clone()),
                     (result, _) => result,
                 };
+                after();
                 // The caller may have gone away (request cancelled); the
                 // write stands regardless.
                 let _ = tx.send(result);
@@ -358,10 +362,13 @@ mod tests {
                     tokio::spawn(async move {
                         let value = format!("r{round}-{i}");
                         let r = if i == 12 {
-                            w.submit(|_| -> Result<(), Fail> { panic!("a bug in a write") })
-                                .await
+                            w.submit(
+                                |_| -> Result<(), Fail> { panic!("a bug in a write") },
+                                || {},
+                            )
+                            .await
                         } else {
-                            w.submit(insert(value.clone())).await
+                            w.submit(insert(value.clone()), || {}).await
                         };
                         (value, r)
                     })
@@ -376,8 +383,65 @@ mod tests {
                 assert_eq!(r.is_ok(), stored(&store, &value).await, "{value}: {r:?}");
             }
         }
-        writer.submit(insert("after".into())).await.unwrap();
+        writer.submit(insert("after".into()), || {}).await.unwrap();
         assert!(stored(&store, "after").await);
+        drop((writer, store));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `after` runs once the write has committed, before its caller hears
+    /// of it, and also when the caller stopped waiting (its write stands).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_runs_once_committed_even_for_a_caller_gone_away() {
+        let dir = std::env::temp_dir().join(format!(
+            "strongroom-writer-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/db.sqlite", dir.display()), 2).unwrap();
+        store.migrate().await.unwrap();
+        let writer = store.writer.clone().expect("SQLite has a writer");
+
+        // Seen by `after`: was the write committed when it ran?
+        let (tx, rx) = std::sync::mpsc::channel::<bool>();
+        let probe = store.clone();
+        let check = move |value: &'static str| {
+            let (probe, tx) = (probe.clone(), tx.clone());
+            move || {
+                // On the writer thread, after the commit: another
+                // connection already sees the row.
+                let n: i64 = probe
+                    .pool
+                    .get()
+                    .map(|mut conn| {
+                        with_conn!(&mut *conn, c => rc::table
+                            .filter(rc::value.eq(value))
+                            .count()
+                            .get_result(c)
+                            .unwrap())
+                    })
+                    .unwrap();
+                tx.send(n == 1).unwrap();
+            }
+        };
+        writer
+            .submit(insert("kept".into()), check("kept"))
+            .await
+            .unwrap();
+        assert!(rx.recv().unwrap(), "after ran before the commit");
+
+        // The caller is dropped right after handing the write over.
+        let submit = writer.submit(insert("cancelled".into()), check("cancelled"));
+        let cancelled = tokio::time::timeout(std::time::Duration::ZERO, submit).await;
+        drop(cancelled);
+        let seen = tokio::task::spawn_blocking(move || {
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+        })
+        .await
+        .unwrap();
+        assert_eq!(seen, Ok(true), "after must run for a caller gone away");
+        assert!(stored(&store, "cancelled").await);
         drop((writer, store));
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -152,6 +152,7 @@ on_both_backends!(
     concurrent_writes_keep_their_own_outcomes,
     clients_insert_replace_list,
     client_reads_follow_every_change,
+    a_database_is_claimed_by_one_server,
     a_registration_spends_its_jti_with_the_client,
     delete_client_cascades,
     pushed_requests_single_use_and_expiry,
@@ -739,10 +740,11 @@ async fn clients_insert_replace_list(db: TestDb) {
     assert_eq!(s.list_clients().await.unwrap(), vec![client("a"), changed]);
 }
 
-/// Reads racing each change of a registration (on SQLite they are served
-/// from memory) never see an older version once the change has returned,
-/// nor a deleted client.
-async fn client_reads_follow_every_change(db: TestDb) {
+/// Reads racing each change of a registration (on a claimed SQLite
+/// database they are served from memory) never see an older version once
+/// the change has returned, nor a deleted client.
+async fn client_reads_follow_every_change(mut db: TestDb) {
+    db.store.claim_database(Duration::ZERO).await.unwrap();
     let s = &db.store;
     let version = |v: u32| {
         let mut c = client("racy");
@@ -778,6 +780,84 @@ async fn client_reads_follow_every_change(db: TestDb) {
         r.await.unwrap();
     }
     assert_eq!(s.get_client("racy").await.unwrap(), None);
+}
+
+/// A server claims its database before it serves. On SQLite the claim is
+/// exclusive (one process writes the file, so it can answer registrations
+/// from memory): a second claim is refused until the first store is gone.
+/// On PostgreSQL, instances share the database: every claim succeeds and
+/// each instance sees the others' changes at once.
+async fn a_database_is_claimed_by_one_server(mut db: TestDb) {
+    db.store.claim_database(Duration::ZERO).await.unwrap();
+    // The same store again: a no-op.
+    db.store.claim_database(Duration::ZERO).await.unwrap();
+    let mut other = Store::connect(&db.url, 2).unwrap();
+    let named = |v: &str| {
+        let mut c = client("shared");
+        c.metadata = format!(r#"{{"client_name":"{v}"}}"#);
+        c
+    };
+    db.store.put_client(named("first")).await.unwrap();
+    assert_eq!(
+        db.store.get_client("shared").await.unwrap(),
+        Some(named("first"))
+    );
+    if db.backend == "postgres" {
+        other.claim_database(Duration::ZERO).await.unwrap();
+        other.put_client(named("second")).await.unwrap();
+        assert_eq!(
+            db.store.get_client("shared").await.unwrap(),
+            Some(named("second")),
+            "an instance sees another's change at once"
+        );
+        assert!(other.delete_client("shared", NOW).await.unwrap());
+        assert_eq!(db.store.get_client("shared").await.unwrap(), None);
+        return;
+    }
+    let err = other
+        .claim_database(Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another Strongroom server") && msg.contains("PostgreSQL"),
+        "{msg}"
+    );
+    // What the claim protects: the claimed store answers from memory, so a
+    // write that bypasses it (which the claim keeps other servers from
+    // making) is not seen.
+    other.put_client(named("behind its back")).await.unwrap();
+    assert_eq!(
+        db.store.get_client("shared").await.unwrap(),
+        Some(named("first"))
+    );
+    // Its own writes are seen at once, from any thread.
+    db.store.put_client(named("third")).await.unwrap();
+    let s = db.store.clone();
+    let seen = tokio::spawn(async move { s.get_client("shared").await.unwrap() });
+    assert_eq!(seen.await.unwrap(), Some(named("third")));
+    assert_eq!(
+        db.store.get_client("shared").await.unwrap(),
+        Some(named("third"))
+    );
+    // The claim ends with the last clone of the store, and a claim that
+    // waits gets it once the holder is gone.
+    let clone = db.store.clone();
+    let TestDb { store, cleanup, .. } = db;
+    drop(store);
+    assert!(
+        other.claim_database(Duration::ZERO).await.is_err(),
+        "a clone still holds it"
+    );
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(clone);
+    });
+    other.claim_database(Duration::from_secs(10)).await.unwrap();
+    release.await.unwrap();
+    drop(other);
+    drop(cleanup);
 }
 
 /// `put_client_spending`: the registration's `jti` and the client are

@@ -13,21 +13,36 @@ use crate::schema::{
 
 impl ClientRepository for Store {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let client_id = client_id.to_owned();
-        self.run(move |conn| find(conn, &client_id)).await
+        let Some(cache) = &self.clients else {
+            let client_id = client_id.to_owned();
+            return self.run(move |conn| find(conn, &client_id)).await;
+        };
+        if let Some(record) = cache.get(client_id) {
+            return Ok(Some(record));
+        }
+        let generation = cache.generation();
+        let id = client_id.to_owned();
+        let found = self.run(move |conn| find(conn, &id)).await?;
+        if let Some(record) = &found {
+            cache.put(generation, record);
+        }
+        Ok(found)
     }
 
     async fn put_client(&self, client: ClientRecord) -> StoreResult<()> {
         let row = ClientRow::from(client);
-        self.run_write(move |conn| {
-            with_conn!(conn, c => diesel::insert_into(cl::table)
-                .values(&row)
-                .on_conflict(cl::client_id)
-                .do_update()
-                .set(&row)
-                .execute(c)?);
-            Ok(())
-        })
+        self.run_write_then(
+            move |conn| {
+                with_conn!(conn, c => diesel::insert_into(cl::table)
+                    .values(&row)
+                    .on_conflict(cl::client_id)
+                    .do_update()
+                    .set(&row)
+                    .execute(c)?);
+                Ok(())
+            },
+            self.registrations_changed(),
+        )
         .await
     }
 
@@ -48,7 +63,7 @@ impl ClientRepository for Store {
 
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let client_id = client_id.to_owned();
-        self.run_write(move |conn| {
+        self.run_write_then(move |conn| {
             let id = client_id.as_str();
             with_conn!(conn, c => c.write_tx(|c| {
                 c.lock_grants_of_client(id)?;
@@ -72,7 +87,7 @@ impl ClientRepository for Store {
                 let n = diesel::delete(cl::table.find(id)).execute(c)?;
                 Ok(n == 1)
             }))
-        })
+        }, self.registrations_changed())
         .await
     }
 
