@@ -129,9 +129,22 @@ const CLAIM_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens the database and applies pending migrations.
 pub async fn open_store(cfg: &Config) -> Result<Store, StartError> {
+    open(cfg, false).await
+}
+
+/// Opens the database; a server claims it ([`Store::claim_database`])
+/// before it applies pending migrations, so a second server refused the
+/// claim changes nothing.
+async fn open(cfg: &Config, claim: bool) -> Result<Store, StartError> {
     let url = cfg.database_url();
-    let store = Store::connect(&url, cfg.database.pool_size())
+    let mut store = Store::connect(&url, cfg.database.pool_size())
         .map_err(|e| fail(format_args!("database.url: {e}")))?;
+    if claim {
+        store
+            .claim_database(CLAIM_WAIT)
+            .await
+            .map_err(|e| fail(format_args!("database.url: {e}")))?;
+    }
     store
         .migrate()
         .await
@@ -400,11 +413,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
         .map_err(fail)?,
     );
     let kek = key_encryption_key(&cfg)?;
-    let mut store = open_store(&cfg).await?;
-    store
-        .claim_database(CLAIM_WAIT)
-        .await
-        .map_err(|e| fail(format_args!("database.url: {e}")))?;
+    let store = open(&cfg, true).await?;
     let keyset = load_keys(&store, &kek).await?;
     let keys = Arc::new(Keys::new(keyset));
     sync_static_clients(&store, &cfg).await?;
@@ -503,7 +512,9 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .map_err(|e| fail(format_args!("server.mtls_listen: {e}")))?;
     }
     let server = server.run();
-    spawn_background(p.state, p.kek, p.cfg, stopped);
+    let mut state = p.state;
+    state.store = state.store.unclaimed();
+    spawn_background(state, p.kek, p.cfg, stopped);
     Ok(server)
 }
 

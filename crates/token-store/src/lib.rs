@@ -202,6 +202,17 @@ impl Store {
         })
     }
 
+    /// A handle on the same database (and the same registrations in memory)
+    /// that does not keep the claim ([`Store::claim_database`]) alive: for
+    /// the server's background tasks, so that the claim ends with the
+    /// server's own handles however late those tasks wind down.
+    #[must_use]
+    pub fn unclaimed(&self) -> Store {
+        let mut handle = self.clone();
+        handle._claim = None;
+        handle
+    }
+
     /// Claims the database for this process, as a server does before it
     /// serves: on SQLite, takes an exclusive lock on `<database>.server.lock`
     /// beside the database file (held until the last clone of this store is

@@ -335,6 +335,51 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     )
 }
 
+/// One server per SQLite database: a second `strongroom serve` on the
+/// same file waits for the first to let go, then refuses to start (it would
+/// answer registrations the first one changes); commands that do not serve
+/// run beside it; the running server is unaffected.
+#[actix_web::test]
+async fn a_sqlite_database_serves_one_server() {
+    let setup = Setup::new(Backend::Sqlite);
+    let srv = setup.start().await;
+    let cfg_path = setup.data_dir.join("cli.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+            setup.data_dir.display(),
+            setup.database_url
+        ),
+    )
+    .unwrap();
+    let cfg = cfg_path.display().to_string();
+    let env = [
+        ("STRONGROOM_CONFIG", cfg.as_str()),
+        ("STRONGROOM_LISTEN", "127.0.0.1:0"),
+        ("STRONGROOM_MTLS_LISTEN", "none"),
+        ("STRONGROOM_LOG", "error"),
+    ];
+    let (code, listing, err) = run_cli(&["keys", "list"], &env);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(listing.lines().count(), 1 + 3, "{listing}");
+    let started = std::time::Instant::now();
+    let (code, _, err) = run_cli(&["serve"], &env);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("another Strongroom server is using") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(9),
+        "it waits first"
+    );
+    let (status, jwks) = get_json(&srv.client(None), &srv.url("/jwks")).await;
+    assert_eq!(status, 200);
+    assert_eq!(kids(&jwks).len(), 3);
+    srv.stop().await;
+}
+
 #[actix_web::test]
 async fn keys_rotate_publishes_new_keys_first_and_a_wrong_kek_stops_the_server() {
     for backend in BACKENDS {
