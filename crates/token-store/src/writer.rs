@@ -346,14 +346,7 @@ mod tests {
     /// everything reported `Ok` is stored; the writer goes on afterwards.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_panicking_write_aborts_only_its_batch() {
-        let dir = std::env::temp_dir().join(format!(
-            "strongroom-writer-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/db.sqlite", dir.display()), 2).unwrap();
-        store.migrate().await.unwrap();
+        let (dir, store) = temp_store().await;
         let writer = store.writer.clone().expect("SQLite has a writer");
         for round in 0..10 {
             let tasks: Vec<_> = (0..24)
@@ -393,14 +386,7 @@ mod tests {
     /// of it, and also when the caller stopped waiting (its write stands).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_runs_once_committed_even_for_a_caller_gone_away() {
-        let dir = std::env::temp_dir().join(format!(
-            "strongroom-writer-{}-{}",
-            std::process::id(),
-            unique()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::connect(&format!("sqlite://{}/db.sqlite", dir.display()), 2).unwrap();
-        store.migrate().await.unwrap();
+        let (dir, store) = temp_store().await;
         let writer = store.writer.clone().expect("SQLite has a writer");
 
         // Seen by `after`: was the write committed when it ran?
@@ -444,6 +430,19 @@ mod tests {
         assert!(stored(&store, "cancelled").await);
         drop((writer, store));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A migrated SQLite store in a directory of its own.
+    async fn temp_store() -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!(
+            "strongroom-writer-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}/db.sqlite", dir.display()), 2).unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
     }
 
     fn unique() -> u64 {

@@ -319,6 +319,32 @@ fn start_up_errors_are_one_line_and_exit_2() {
     );
 }
 
+/// Writes a configuration for the CLI on `setup`'s data dir and database;
+/// returns its path.
+fn cli_config(setup: &Setup) -> String {
+    let path = setup.data_dir.join("cli.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+            setup.data_dir.display(),
+            setup.database_url
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// The CLI's environment for the configuration at `cfg`.
+fn cli_env(cfg: &str) -> [(&'static str, &str); 4] {
+    [
+        ("STRONGROOM_CONFIG", cfg),
+        ("STRONGROOM_LISTEN", "127.0.0.1:0"),
+        ("STRONGROOM_MTLS_LISTEN", "none"),
+        ("STRONGROOM_LOG", "error"),
+    ]
+}
+
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
     cmd.args(args)
@@ -343,23 +369,8 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
 async fn a_sqlite_database_serves_one_server() {
     let setup = Setup::new(Backend::Sqlite);
     let srv = setup.start().await;
-    let cfg_path = setup.data_dir.join("cli.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-            setup.data_dir.display(),
-            setup.database_url
-        ),
-    )
-    .unwrap();
-    let cfg = cfg_path.display().to_string();
-    let env = [
-        ("STRONGROOM_CONFIG", cfg.as_str()),
-        ("STRONGROOM_LISTEN", "127.0.0.1:0"),
-        ("STRONGROOM_MTLS_LISTEN", "none"),
-        ("STRONGROOM_LOG", "error"),
-    ];
+    let cfg = cli_config(&setup);
+    let env = cli_env(&cfg);
     let (code, listing, err) = run_cli(&["keys", "list"], &env);
     assert_eq!(code, 0, "{err}");
     assert_eq!(listing.lines().count(), 1 + 3, "{listing}");
@@ -387,23 +398,8 @@ async fn keys_rotate_publishes_new_keys_first_and_a_wrong_kek_stops_the_server()
         let first = setup.start().await;
         let (_, before) = get_json(&first.client(None), &first.url("/jwks")).await;
         first.stop().await;
-        let cfg_path = setup.data_dir.join("cli.toml");
-        std::fs::write(
-            &cfg_path,
-            format!(
-                "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-                setup.data_dir.display(),
-                setup.database_url
-            ),
-        )
-        .unwrap();
-        let cfg = cfg_path.display().to_string();
-        let env = [
-            ("STRONGROOM_CONFIG", cfg.as_str()),
-            ("STRONGROOM_LISTEN", "127.0.0.1:0"),
-            ("STRONGROOM_MTLS_LISTEN", "none"),
-            ("STRONGROOM_LOG", "error"),
-        ];
+        let cfg = cli_config(&setup);
+        let env = cli_env(&cfg);
         let (code, out, err) = run_cli(&["keys", "rotate"], &env);
         assert_eq!(code, 0, "{backend:?}: {out}{err}");
         assert_eq!(out.matches("published now").count(), 3, "{out}");
