@@ -79,14 +79,25 @@ pub fn hash_secret(secret: &str) -> String {
 /// Whether `key` has a shape [`hash_secret`] gives: 43 base64url
 /// characters, or the 11 clock digits before them.
 pub fn is_secret_key(key: &str) -> bool {
-    let digest = match key.len() {
-        43 => key,
-        SECRET_LEN if clock_of(key).is_some() => &key[CLOCK_DIGITS..],
-        _ => return false,
-    };
-    digest
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    match key.len() {
+        SHA256_B64URL_LEN => is_sha256_b64url(key),
+        n if n == CLOCK_DIGITS + SHA256_B64URL_LEN && clock_of(key).is_some() => {
+            is_sha256_b64url(&key[CLOCK_DIGITS..])
+        }
+        _ => false,
+    }
+}
+
+/// Length of [`sha256_b64url`]'s output: 32 bytes, unpadded base64url.
+pub const SHA256_B64URL_LEN: usize = 43;
+
+/// Whether `text` has the shape of a [`sha256_b64url`] digest: 43
+/// characters of the base64url alphabet.
+pub fn is_sha256_b64url(text: &str) -> bool {
+    text.len() == SHA256_B64URL_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// SHA-256 of arbitrary bytes, base64url (thumbprints, `ath`, `at_hash` input).

@@ -2,7 +2,7 @@
 //! Profile §5.3.2.2-5 forbids `plain`, which offers no protection once the
 //! authorization request leaks.
 
-use crate::secret::{constant_time_eq, sha256_b64url};
+use crate::secret::{SHA256_B64URL_LEN, constant_time_eq, is_sha256_b64url, sha256_b64url};
 
 /// The only `code_challenge_method` accepted (RFC 7636 §4.2).
 pub const S256: &str = "S256";
@@ -12,7 +12,7 @@ pub const VERIFIER_MIN_LEN: usize = 43;
 /// RFC 7636 §4.1.
 pub const VERIFIER_MAX_LEN: usize = 128;
 /// RFC 7636 §4.2: BASE64URL(SHA256(verifier)) without padding is 43 characters.
-pub const CHALLENGE_LEN: usize = 43;
+pub const CHALLENGE_LEN: usize = SHA256_B64URL_LEN;
 
 /// RFC 7636 §4.1 `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"`.
 fn is_unreserved(b: u8) -> bool {
@@ -28,10 +28,7 @@ pub fn is_valid_verifier(verifier: &str) -> bool {
 /// RFC 7636 §4.2: an `S256` challenge is the unpadded base64url encoding of
 /// a SHA-256 digest: exactly 43 characters of the base64url alphabet.
 pub fn is_valid_challenge(challenge: &str) -> bool {
-    challenge.len() == CHALLENGE_LEN
-        && challenge
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    is_sha256_b64url(challenge)
 }
 
 /// The `S256` challenge of `verifier` (RFC 7636 §4.2).
