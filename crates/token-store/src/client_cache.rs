@@ -148,6 +148,27 @@ mod tests {
         assert!(!seen, "each thread reads for itself");
     }
 
+    /// A write on one thread ends what every other thread cached (a
+    /// registration deleted or changed is at once gone everywhere).
+    #[test]
+    fn a_write_reaches_every_thread() {
+        let cache = std::sync::Arc::new(ClientCache::new());
+        let (to_reader, reader_rx) = std::sync::mpsc::channel::<()>();
+        let (to_main, main_rx) = std::sync::mpsc::channel::<bool>();
+        let theirs = cache.clone();
+        let reader = std::thread::spawn(move || {
+            theirs.put(theirs.generation(), &record("a", "old"));
+            to_main.send(theirs.get("a").is_some()).unwrap();
+            reader_rx.recv().unwrap();
+            to_main.send(theirs.get("a").is_some()).unwrap();
+        });
+        assert!(main_rx.recv().unwrap(), "the reader cached it");
+        cache.invalidate();
+        to_reader.send(()).unwrap();
+        assert!(!main_rx.recv().unwrap(), "the other thread still trusts it");
+        reader.join().unwrap();
+    }
+
     #[test]
     fn each_thread_starts_over_when_full() {
         let cache = ClientCache::new();

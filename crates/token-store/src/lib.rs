@@ -85,7 +85,7 @@ pub struct Store {
     /// The SQLite database file (`None` on PostgreSQL).
     sqlite_path: Option<String>,
     /// The claim's lock, held for as long as any clone of the store lives.
-    _claim: Option<Arc<std::fs::File>>,
+    claim: Option<Arc<std::fs::File>>,
 }
 
 /// See [`Store::carrying_replay`].
@@ -197,7 +197,7 @@ impl Store {
             backend,
             pending: None,
             clients: None,
-            _claim: None,
+            claim: None,
             sqlite_path: (backend == Backend::Sqlite).then_some(sqlite_path),
         })
     }
@@ -209,7 +209,7 @@ impl Store {
     #[must_use]
     pub fn unclaimed(&self) -> Store {
         let mut handle = self.clone();
-        handle._claim = None;
+        handle.claim = None;
         handle
     }
 
@@ -236,7 +236,7 @@ impl Store {
         let Some(db) = &self.sqlite_path else {
             return Ok(());
         };
-        if self._claim.is_some() {
+        if self.claim.is_some() {
             return Ok(());
         }
         let path = format!("{db}.server.lock");
@@ -269,7 +269,7 @@ impl Store {
                 }
             }
         }
-        self._claim = Some(Arc::new(file));
+        self.claim = Some(Arc::new(file));
         self.clients = Some(Arc::new(client_cache::ClientCache::new()));
         Ok(())
     }
