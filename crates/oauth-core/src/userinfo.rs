@@ -11,7 +11,9 @@ use crate::authorization::{DpopProof, GrantDetails};
 use crate::error::{ErrorCode, OAuthError, sanitize_description};
 use crate::keys::JwsAlg;
 use crate::secret::{constant_time_eq, hash_secret};
-use crate::storage::{GrantRepository, StoreError, TokenKind, TokenRepository};
+use crate::storage::{
+    GrantRecord, GrantRepository, StoreError, TokenKind, TokenRecord, TokenRepository,
+};
 use crate::token::id_token::is_protocol_claim;
 use crate::token::{consent_claim_name, requested_claim_names};
 
@@ -259,22 +261,57 @@ pub async fn userinfo<S: TokenRepository + GrantRepository>(
     x5t_s256: Option<&str>,
     now: i64,
 ) -> Result<Value, ResourceError> {
+    presented(token, scheme, dpop.is_some())?;
+    let found = store.get_active_token(&hash_secret(token), now).await?;
+    let grant = match found.as_ref().and_then(|t| t.grant_id.as_deref()) {
+        Some(id) => store.get_grant(id).await?,
+        None => None,
+    };
+    answer(found, grant, scheme, dpop.as_ref(), x5t_s256)
+}
+
+/// The refusals of [`userinfo`] that need no database: no token, or the
+/// DPoP scheme without a proof. A server that reads the token itself
+/// checks these first.
+///
+/// # Errors
+///
+/// `invalid_token` for an empty token, `invalid_dpop_proof` for the DPoP
+/// scheme without a proof.
+pub fn presented(token: &str, scheme: AuthScheme, has_proof: bool) -> Result<(), ResourceError> {
     if token.is_empty() {
         return Err(ResourceError::invalid_token(
             scheme,
             "an access token is required",
         ));
     }
-    if scheme == AuthScheme::DPoP && dpop.is_none() {
+    if scheme == AuthScheme::DPoP && !has_proof {
         return Err(ResourceError::invalid_dpop_proof(
             "the DPoP scheme needs a DPoP proof",
         ));
     }
+    Ok(())
+}
+
+/// [`userinfo`]'s answer for a token already looked up, once [`presented`]
+/// passed: `found` is what `get_active_token` returned for the SHA-256 of
+/// the presented token, and `grant` what `get_grant` returned for its
+/// grant (a server may read both in one trip, see
+/// `token_store::Store::token_reads`).
+///
+/// # Errors
+///
+/// As [`userinfo`].
+pub fn answer(
+    found: Option<TokenRecord>,
+    grant: Option<GrantRecord>,
+    scheme: AuthScheme,
+    dpop: Option<&DpopProof>,
+    x5t_s256: Option<&str>,
+) -> Result<Value, ResourceError> {
     let invalid =
         || ResourceError::invalid_token(scheme, "the access token is invalid, expired or revoked");
-    let t = store
-        .get_active_token(&hash_secret(token), now)
-        .await?
+    let t = found
         .filter(|t| t.kind == TokenKind::Access)
         .ok_or_else(invalid)?;
 
@@ -286,9 +323,7 @@ pub async fn userinfo<S: TokenRepository + GrantRepository>(
             ));
         }
         (Some(jkt), AuthScheme::DPoP) => {
-            let matches = dpop
-                .as_ref()
-                .is_some_and(|p| constant_time_eq(p.jkt.as_bytes(), jkt.as_bytes()));
+            let matches = dpop.is_some_and(|p| constant_time_eq(p.jkt.as_bytes(), jkt.as_bytes()));
             if !matches {
                 return Err(ResourceError::invalid_dpop_proof(
                     "the DPoP proof key is not the key the access token is bound to",
@@ -323,12 +358,10 @@ pub async fn userinfo<S: TokenRepository + GrantRepository>(
         });
     }
 
-    let grant = match &t.grant_id {
-        Some(id) => store.get_grant(id).await?,
-        None => None,
-    }
-    .filter(|g| g.revoked_at.is_none())
-    .ok_or_else(invalid)?;
+    // The token's own grant, unrevoked.
+    let grant = grant
+        .filter(|g| t.grant_id.as_deref() == Some(g.grant_id.as_str()) && g.revoked_at.is_none())
+        .ok_or_else(invalid)?;
     let details: GrantDetails = serde_json::from_str(&grant.details).map_err(|e| {
         tracing::error!(grant_id = %grant.grant_id, error = %e, "stored grant details unreadable");
         ResourceError {

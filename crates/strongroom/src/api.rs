@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use oauth_core::cert::PeerCertificate;
 use oauth_core::client::AuthenticatedClient;
-use oauth_core::client_auth::{ClientAuthRequest, Endpoint, ReadAhead};
+use oauth_core::client_auth::{ClientAuthRequest, Endpoint};
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::replay::DeferredReplay;
 use oauth_core::secret::now;
@@ -316,30 +316,23 @@ pub async fn introspect(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    // The caller's registration (when the form names the client) and the
-    // token are read in one trip to the database; nothing is answered
-    // before the caller is authenticated, and a caller that fails gets
-    // `invalid_client` whatever it asked.
-    let form = parse_form(&body);
-    // Without a usable token parameter nothing is read, and that error is
-    // answered only after the caller's own.
-    let (token_check, reads) = match token_param(&form) {
-        Ok((token, _)) => {
-            let client_id = single(&form, "client_id").ok().flatten();
-            let hash = oauth_core::secret::hash_secret(token);
-            let reads = state
-                .store
-                .introspection_reads(client_id, &hash, now())
-                .await
-                .map_err(OAuthError::from)?;
-            (Ok(()), reads)
-        }
-        Err(e) => (Err(e), token_store::IntrospectionReads::default()),
-    };
-    let store = ReadAhead::new(&state.store, reads.client);
-    let Caller { client, .. } =
-        caller_with(&state, &store, &req, form, Endpoint::Introspection).await?;
-    token_check?;
+    // Nothing is read or answered before the caller is authenticated: a
+    // caller that fails gets `invalid_client` whatever it asked. Its client
+    // assertion's `jti` is then recorded in the same trip to the database
+    // as the token is read (`Store::token_reads`), or on its own when the
+    // request has no usable token.
+    let replay = DeferredReplay::new(&state.store);
+    let Caller { form, client, .. } =
+        caller(&state, &replay, &req, &body, Endpoint::Introspection).await?;
+    let now = now();
+    let store = state.store.carrying_replay(replay.into_entries(), now);
+    let reads = match token_param(&form) {
+        Ok((token, _)) => store
+            .token_reads(&oauth_core::secret::hash_secret(token), now, false)
+            .await
+            .map_err(OAuthError::from),
+        Err(e) => settled(&store, Err(e)).await,
+    }?;
     let res = oauth_core::introspection::answer(&state.policy, &client, reads.token.as_ref());
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
@@ -440,24 +433,34 @@ async fn userinfo_inner(
         .ok_or_else(|| {
             ResourceError::invalid_token(AuthScheme::Bearer, "unsupported authorization scheme")
         })?;
+    // The proof's `jti` is recorded in the same trip to the database as
+    // the token and its grant are read (`Store::token_reads`).
+    let replay = DeferredReplay::new(&state.store);
     let dpop = match scheme {
         AuthScheme::DPoP => Some(
-            verify_dpop(state, &state.store, req, Some(token))
+            verify_dpop(state, &replay, req, Some(token))
                 .await?
                 .ok_or_else(|| ResourceError::invalid_dpop_proof("a DPoP proof is required"))?,
         ),
         AuthScheme::Bearer => None,
     };
+    // Refused before anything is recorded: no token (a proof's `ath` binds
+    // it to that empty token, so it cannot serve another).
+    oauth_core::userinfo::presented(token, scheme, dpop.is_some())?;
+    let now = now();
+    let reads = state
+        .store
+        .carrying_replay(replay.into_entries(), now)
+        .token_reads(&oauth_core::secret::hash_secret(token), now, true)
+        .await?;
     let cert = crate::tls::peer_certificate(req);
-    oauth_core::userinfo::userinfo(
-        &state.store,
-        token,
+    oauth_core::userinfo::answer(
+        reads.token,
+        reads.grant,
         scheme,
-        dpop,
+        dpop.as_ref(),
         cert.as_ref().map(|c| c.x5t_s256.as_str()),
-        now(),
     )
-    .await
 }
 
 /// RFC 6750 §3 / RFC 9449 §7.1 error answers with `WWW-Authenticate`.

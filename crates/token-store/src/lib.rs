@@ -34,7 +34,7 @@ use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use oauth_core::storage::ReplayEntry;
 pub use oauth_core::storage::{StoreError, StoreResult};
-pub use repo::{AuthorizeReads, IntrospectionReads};
+pub use repo::{AuthorizeReads, TokenReads};
 pub use writer::WriteStats;
 
 use crate::conn::{AnyConnection, Backend, CONNECT_TIMEOUT, Manager, SqlitePragmas, Target};
@@ -293,6 +293,12 @@ impl Store {
         handle
     }
 
+    /// Whether this handle still carries entries of
+    /// [`Store::carrying_replay`] that no write has recorded yet.
+    fn carries_replay(&self) -> bool {
+        self.pending.as_ref().is_some_and(|p| lock(p).is_some())
+    }
+
     /// Records the entries of [`Store::carrying_replay`] now, if no write
     /// has carried them yet.
     ///
@@ -301,7 +307,7 @@ impl Store {
     /// [`StoreError::Replayed`] when one was used before; the store's
     /// failure.
     pub async fn settle_replay(&self) -> StoreResult<()> {
-        if self.pending.as_ref().is_some_and(|p| lock(p).is_some()) {
+        if self.carries_replay() {
             self.run_write(|_| Ok(())).await?;
         }
         Ok(())

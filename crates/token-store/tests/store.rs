@@ -172,7 +172,7 @@ on_both_backends!(
     ciba_concurrent_decisions_and_polls,
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
-    introspection_reads_are_the_two_reads,
+    token_reads_carry_the_single_use_values,
 );
 
 // ------------------------------------------------------------- fixtures
@@ -1927,44 +1927,75 @@ async fn authorize_reads_are_the_three_reads(db: TestDb) {
     assert_eq!(r.session, Some(sess));
 }
 
-async fn introspection_reads_are_the_two_reads(db: TestDb) {
+/// `Store::token_reads`: the token (and its grant) as `get_active_token`
+/// and `get_grant` read them, in one trip that also records the values the
+/// handle carries, before reading; a replay reads nothing.
+async fn token_reads_carry_the_single_use_values(db: TestDb) {
     let s = &db.store;
-    let r = s
-        .introspection_reads(Some("c1"), "tok-1", NOW)
-        .await
-        .unwrap();
-    assert_eq!((r.client, r.token), (None, None));
-
-    s.put_client(client("c1")).await.unwrap();
-    s.put_tokens(vec![access("tok-1", "c2", None)])
-        .await
-        .unwrap();
-    let r = s
-        .introspection_reads(Some("c1"), "tok-1", NOW)
-        .await
-        .unwrap();
-    assert_eq!(r.client, Some(client("c1")));
-    assert_eq!(r.token, Some(access("tok-1", "c2", None)));
-    // Without a client_id only the token is read; the token as
-    // get_active_token sees it: not once expired, not once revoked.
-    let r = s.introspection_reads(None, "tok-1", NOW).await.unwrap();
-    assert_eq!((r.client, r.token.is_some()), (None, true));
-    let r = s
-        .introspection_reads(Some("c1"), "tok-1", NOW + 3600)
-        .await
-        .unwrap();
-    assert_eq!((r.client.is_some(), r.token), (true, None));
-    assert!(s.revoke_token("tok-1", false, NOW + 1).await.unwrap());
-    let r = s
-        .introspection_reads(Some("c1"), "tok-1", NOW + 2)
-        .await
-        .unwrap();
-    assert_eq!(r.token, None);
-    assert_eq!(
-        r.token,
-        s.get_active_token("tok-1", NOW + 2).await.unwrap(),
-        "the same read as get_active_token"
+    let d = ReplayKind::DpopProof;
+    assert!(
+        s.consume_once(d, "always-used", NOW + 10, NOW)
+            .await
+            .unwrap()
     );
+    let r = s.token_reads("tok-1", NOW, true).await.unwrap();
+    assert_eq!(r, token_store::TokenReads::default());
+
+    s.put_grant(grant("g1", "c1", Some("consent-1")))
+        .await
+        .unwrap();
+    s.put_tokens(vec![
+        access("tok-1", "c1", Some("g1")),
+        access("tok-2", "c2", None),
+    ])
+    .await
+    .unwrap();
+    let r = s.token_reads("tok-1", NOW, true).await.unwrap();
+    assert_eq!(r.token, Some(access("tok-1", "c1", Some("g1"))));
+    assert_eq!(r.grant, s.get_grant("g1").await.unwrap());
+    assert!(r.grant.is_some());
+    // The grant only when asked for, and only the token's own.
+    let r = s.token_reads("tok-1", NOW, false).await.unwrap();
+    assert_eq!((r.token.is_some(), r.grant), (true, None));
+    let r = s.token_reads("tok-2", NOW, true).await.unwrap();
+    assert_eq!((r.token.is_some(), r.grant), (true, None));
+
+    // Carried values are recorded with the read, once.
+    let h = s.carrying_replay(vec![entry(d, "tr1", NOW + 10)], NOW);
+    let r = h.token_reads("tok-1", NOW, true).await.unwrap();
+    assert_eq!(r.token, Some(access("tok-1", "c1", Some("g1"))));
+    assert!(r.grant.is_some());
+    assert!(is_used(s, d, "tr1".into()).await);
+    h.settle_replay().await.unwrap();
+    assert_eq!(
+        h.token_reads("tok-1", NOW, false).await.unwrap().grant,
+        None
+    );
+    // A replayed value: nothing read, nothing else recorded.
+    let err = s
+        .carrying_replay(
+            vec![entry(d, "tr2", NOW + 10), entry(d, "tr1", NOW + 10)],
+            NOW,
+        )
+        .token_reads("tok-1", NOW, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Replayed(entry(d, "tr1", NOW + 10)));
+    assert!(!is_used(s, d, "tr2".into()).await);
+
+    // Not once expired, not once revoked (revoking the grant revokes its
+    // tokens); the same read as get_active_token.
+    let r = s.token_reads("tok-2", NOW + 3600, true).await.unwrap();
+    assert_eq!(r, token_store::TokenReads::default());
+    assert_eq!(s.revoke_grant("g1", NOW + 1).await.unwrap(), 1);
+    let r = s
+        .carrying_replay(vec![entry(d, "tr3", NOW + 10)], NOW + 2)
+        .token_reads("tok-1", NOW + 2, true)
+        .await
+        .unwrap();
+    assert_eq!(r, token_store::TokenReads::default());
+    assert_eq!(r.token, s.get_active_token("tok-1", NOW + 2).await.unwrap());
+    assert!(is_used(s, d, "tr3".into()).await);
 }
 
 // ------------------------------------------------------------- connecting

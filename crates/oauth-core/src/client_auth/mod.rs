@@ -40,7 +40,7 @@ use crate::client::{AuthMethod, AuthenticatedClient, Client};
 use crate::error::OAuthError;
 use crate::jwks_resolver::{JwksFetcher, JwksResolver};
 use crate::policy::Policy;
-use crate::storage::{ClientRecord, ClientRepository, ReplayCache, ReplayEntry, StoreResult};
+use crate::storage::{ClientRepository, ReplayCache};
 
 /// The endpoint a client authenticates at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -255,54 +255,6 @@ async fn mtls_auth<S: ClientRepository, F: JwksFetcher>(
     Ok(AuthenticatedClient { client, method })
 }
 
-/// A store whose registration of one client was read ahead, typically in
-/// the same trip to the database as the endpoint's own read, so that
-/// [`authenticate`] need not read it again. Other clients, and every write
-/// and replay check, go to the store.
-pub struct ReadAhead<'a, S> {
-    store: &'a S,
-    client: Option<ClientRecord>,
-}
-
-impl<'a, S> ReadAhead<'a, S> {
-    /// `client` is what the store's `get_client` returned for its
-    /// `client_id` (`None` when it found nothing: then the store is asked).
-    pub fn new(store: &'a S, client: Option<ClientRecord>) -> ReadAhead<'a, S> {
-        ReadAhead { store, client }
-    }
-}
-
-impl<S: ClientRepository> ClientRepository for ReadAhead<'_, S> {
-    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        match &self.client {
-            Some(c) if c.client_id == client_id => Ok(Some(c.clone())),
-            _ => self.store.get_client(client_id).await,
-        }
-    }
-
-    async fn put_client(&self, client: ClientRecord) -> StoreResult<()> {
-        self.store.put_client(client).await
-    }
-
-    async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
-        self.store.delete_client(client_id, now).await
-    }
-
-    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>> {
-        self.store.list_clients().await
-    }
-}
-
-impl<S: ReplayCache> ReplayCache for ReadAhead<'_, S> {
-    async fn consume_all(&self, entries: Vec<ReplayEntry>, now: i64) -> StoreResult<Option<usize>> {
-        self.store.consume_all(entries, now).await
-    }
-
-    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.store.purge_expired(now).await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -371,54 +323,6 @@ mod tests {
             assert_eq!(err.status(), 401);
         }
         assert!(run(assertion_request(&a)).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn read_ahead_serves_its_one_client_and_the_store_the_rest() {
-        let key = TestKey::ec(Some("k1"));
-        let pk = client(
-            json!({"client_id": "pk", "redirect_uris": ["https://tpp.example/cb"],
-                "jwks": {"keys": [key.jwk]}}),
-            None,
-        );
-        let meta = json!({"client_id": "basic", "redirect_uris": ["https://app.example/cb"],
-            "token_endpoint_auth_method": "client_secret_basic", "fapi": false});
-        let stored = client(meta.clone(), Some(hash_secret("s")));
-        let store = MemStore::with_clients(&[&pk, &stored]);
-        // The record read ahead differs from the store's, so each answer
-        // shows where it came from.
-        let ahead = client(meta, Some(hash_secret("t"))).to_record("static", T0);
-        let jwks = JwksResolver::new(MockFetcher::default());
-        let policy = Policy::new(ISSUER, Profile::Fapi2);
-        let basic = |secret| ClientAuthRequest {
-            basic: Some(("basic", secret)),
-            ..Default::default()
-        };
-
-        let read_ahead = ReadAhead::new(&store, Some(ahead));
-        let run = |req| authenticate_at(&read_ahead, &jwks, &policy, req, T0);
-        assert!(run(basic("t")).await.is_ok());
-        assert_eq!(
-            run(basic("s")).await.unwrap_err().code.as_str(),
-            "invalid_client"
-        );
-        // Another client: the store's registration, and the store's replay
-        // cache.
-        let a = key.sign(&assertion_claims("pk"));
-        assert!(run(assertion_request(&a)).await.is_ok());
-        let again = authenticate_at(&store, &jwks, &policy, assertion_request(&a), T0).await;
-        assert_eq!(
-            again.unwrap_err().code.as_str(),
-            "invalid_client",
-            "replayed"
-        );
-        // Nothing read ahead: the store.
-        let nothing = ReadAhead::new(&store, None);
-        assert!(
-            authenticate_at(&nothing, &jwks, &policy, basic("s"), T0)
-                .await
-                .is_ok()
-        );
     }
 
     #[test]

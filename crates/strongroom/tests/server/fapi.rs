@@ -314,6 +314,21 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
         );
         assert!(a.json.get("active").is_none(), "{what}: {}", a.json);
     }
+    // A request refused for its token parameter still spends its
+    // assertion: the same assertion with a good token is a replay.
+    let spent = with(&[], true);
+    let a = post_form(&http, &intro, &spent, None).await;
+    assert_eq!(a.status, 400, "{}", a.json);
+    let mut again = spent.clone();
+    again.push(("token".into(), access_token.clone()));
+    let a = post_form(&http, &intro, &again, None).await;
+    assert_eq!(
+        (a.status, a.json["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{}",
+        a.json
+    );
+    assert!(a.json.get("active").is_none(), "{}", a.json);
 
     // Refresh, bound to the same DPoP key, narrower scope allowed.
     let mut form = tpp.auth_fields(srv);

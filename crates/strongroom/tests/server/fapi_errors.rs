@@ -583,14 +583,32 @@ async fn dpop_proofs_are_checked() {
         .unwrap();
     assert_eq!(res.status(), 401);
     // Scheme names are case-insensitive (RFC 9110 §11.1).
+    let proof = tpp.dpop_proof("GET", &ui, Some(&access));
     let res = http
         .get(&ui)
         .header("Authorization", format!("dpop {access}"))
-        .header("DPoP", tpp.dpop_proof("GET", &ui, Some(&access)))
+        .header("DPoP", proof.clone())
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // The same proof again (RFC 9449 §11.1): refused, and no claims.
+    let res = http
+        .get(&ui)
+        .header("Authorization", format!("DPoP {access}"))
+        .header("DPoP", proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_dpop_proof", "{body}");
+    assert!(body.get("sub").is_none(), "{body}");
     // The access token in the query string is refused.
     let res = http
         .get(format!("{ui}?access_token={access}"))

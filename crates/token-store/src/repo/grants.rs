@@ -2,9 +2,21 @@ use diesel::prelude::*;
 use oauth_core::storage::{GrantFilter, GrantRecord, GrantRepository, StoreResult};
 
 use crate::Store;
+use crate::conn::AnyConnection;
 use crate::db::{Db, with_conn};
+use crate::error::Fail;
 use crate::models::{GrantChanges, GrantRow};
 use crate::schema::{grants as gr, tokens as tk};
+
+/// The grant `grant_id`, revoked or not.
+pub(crate) fn find(conn: &mut AnyConnection, grant_id: &str) -> Result<Option<GrantRecord>, Fail> {
+    let row: Option<GrantRow> = with_conn!(conn, c => gr::table
+        .find(grant_id)
+        .select(GrantRow::as_select())
+        .get_result(c)
+        .optional()?);
+    Ok(row.map(GrantRecord::from))
+}
 
 impl GrantRepository for Store {
     /// Inserts the grant, or updates its client, subject, scope, consent id
@@ -40,15 +52,7 @@ impl GrantRepository for Store {
 
     async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
         let grant_id = grant_id.to_owned();
-        self.run(move |conn| {
-            let row: Option<GrantRow> = with_conn!(conn, c => gr::table
-                .find(&grant_id)
-                .select(GrantRow::as_select())
-                .get_result(c)
-                .optional()?);
-            Ok(row.map(GrantRecord::from))
-        })
-        .await
+        self.run(move |conn| find(conn, &grant_id)).await
     }
 
     /// Grants matching every given field, oldest first (revoked ones

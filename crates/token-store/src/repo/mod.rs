@@ -5,14 +5,14 @@ mod authorize;
 mod ciba;
 pub(crate) mod clients;
 mod codes;
-mod grants;
+pub(crate) mod grants;
 mod health;
-mod introspection;
 mod keys;
 pub(crate) mod par;
 pub(crate) mod replay;
 pub(crate) mod sessions;
+mod token_reads;
 pub(crate) mod tokens;
 
 pub use authorize::AuthorizeReads;
-pub use introspection::IntrospectionReads;
+pub use token_reads::TokenReads;

@@ -1,0 +1,67 @@
+//! The reads of the endpoints that are handed a token (introspection,
+//! userinfo), in one trip to the database with the request's single-use
+//! values.
+
+use oauth_core::storage::{GrantRecord, StoreResult, TokenRecord};
+
+use crate::Store;
+use crate::conn::AnyConnection;
+use crate::error::Fail;
+
+/// What an endpoint handed a token reads: the token and, when asked, its
+/// grant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenReads {
+    /// The token, if unrevoked and unexpired (as `get_active_token`).
+    pub token: Option<TokenRecord>,
+    /// The token's grant, revoked or not (as `get_grant`), when asked for
+    /// and the token has one.
+    pub grant: Option<GrantRecord>,
+}
+
+impl Store {
+    /// The token whose SHA-256 is `token_hash` and, with `grant`, its
+    /// grant, read in one trip to the database that also records the
+    /// single-use values this handle carries ([`Store::carrying_replay`]).
+    ///
+    /// With values to record, the trip is the writer's, and the reads run
+    /// in the same transaction as the record, after it; the answer comes
+    /// once it has committed. Without, it is a plain read on the pool. A
+    /// request that authenticated its caller with a client assertion, or
+    /// presented a DPoP proof, thus spends one trip instead of a write and
+    /// then a read.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Replayed`](oauth_core::storage::StoreError::Replayed)
+    /// when a carried value was used before (nothing is recorded or read);
+    /// `Unavailable` or `Backend` when the database fails.
+    pub async fn token_reads(
+        &self,
+        token_hash: &str,
+        now: i64,
+        grant: bool,
+    ) -> StoreResult<TokenReads> {
+        let token_hash = token_hash.to_owned();
+        let read = move |conn: &mut AnyConnection| read(conn, &token_hash, now, grant);
+        if self.carries_replay() {
+            self.run_write(read).await
+        } else {
+            self.run(read).await
+        }
+    }
+}
+
+fn read(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    with_grant: bool,
+) -> Result<TokenReads, Fail> {
+    let token = super::tokens::find_active(conn, token_hash, now)?;
+    let grant = match token.as_ref().and_then(|t| t.grant_id.as_deref()) {
+        Some(id) if with_grant => super::grants::find(conn, id)?,
+        _ => None,
+    };
+    Ok(TokenReads { token, grant })
+}
