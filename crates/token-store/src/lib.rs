@@ -151,8 +151,9 @@ impl Store {
                 .max_size(size)
                 .min_idle(Some(1))
                 // A SQLite connection is a file handle and cannot go stale;
-                // PostgreSQL connections are checked before use (one
-                // `SELECT 1`) so a restarted server costs no failed request.
+                // PostgreSQL connections idle for a while are checked before
+                // use (one `SELECT 1`, see `conn::TRUSTED_AFTER_USE`) so a
+                // server restarted meanwhile costs no failed request.
                 .test_on_check_out(backend == Backend::Postgres)
                 .connection_timeout(CONNECT_TIMEOUT)
                 .connection_customizer(Box::new(SqlitePragmas {

@@ -401,7 +401,7 @@ mod tests {
                     .pool
                     .get()
                     .map(|mut conn| {
-                        with_conn!(&mut *conn, c => rc::table
+                        with_conn!(&mut **conn, c => rc::table
                             .filter(rc::value.eq(value))
                             .count()
                             .get_result(c)
