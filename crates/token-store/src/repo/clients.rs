@@ -2,6 +2,7 @@ use diesel::prelude::*;
 use oauth_core::storage::{ClientRecord, ClientRepository, ReplayEntry, StoreResult};
 
 use crate::Store;
+use crate::client_cache::ClientCache;
 use crate::conn::AnyConnection;
 use crate::db::{Db, with_conn};
 use crate::error::Fail;
@@ -12,18 +13,18 @@ use crate::schema::{
 };
 
 impl ClientRepository for Store {
+    /// From memory when this store claimed its database and read the
+    /// registration since the last client write (`client_cache`).
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
-        let Some(cache) = &self.clients else {
-            let client_id = client_id.to_owned();
-            return self.run(move |conn| find(conn, &client_id)).await;
-        };
-        if let Some(record) = cache.get(client_id) {
+        let cache = self.clients.as_deref();
+        if let Some(record) = cache.and_then(|c| c.get(client_id)) {
             return Ok(Some(record));
         }
-        let generation = cache.generation();
+        // Taken before the read: a write that lands meanwhile outdates it.
+        let generation = cache.map(ClientCache::generation);
         let id = client_id.to_owned();
         let found = self.run(move |conn| find(conn, &id)).await?;
-        if let Some(record) = &found {
+        if let (Some(cache), Some(generation), Some(record)) = (cache, generation, &found) {
             cache.put(generation, record);
         }
         Ok(found)
