@@ -321,21 +321,11 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
     assert_eq!(a.status, 400, "{}", a.json);
     // Replayed without a token: the caller's failure is answered first.
     let a = post_form(&http, &intro, &spent, None).await;
-    assert_eq!(
-        (a.status, a.json["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{}",
-        a.json
-    );
+    assert_error(&a, 401, &["invalid_client"]);
     let mut again = spent.clone();
     again.push(("token".into(), access_token.clone()));
     let a = post_form(&http, &intro, &again, None).await;
-    assert_eq!(
-        (a.status, a.json["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{}",
-        a.json
-    );
+    assert_error(&a, 401, &["invalid_client"]);
     assert!(a.json.get("active").is_none(), "{}", a.json);
 
     // Refresh, bound to the same DPoP key, narrower scope allowed.

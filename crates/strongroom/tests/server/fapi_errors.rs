@@ -7,30 +7,6 @@ use crate::fapi::{PASSWORD, USER, World, world};
 use crate::harness::{BACKENDS, Backend, TestServer};
 use crate::tpp::*;
 
-fn assert_error(a: &Answer, status: u16, codes: &[&str]) {
-    assert_eq!(a.status, status, "status for {}", a.json);
-    let code = a.json["error"].as_str().unwrap_or_default();
-    assert!(
-        codes.contains(&code),
-        "expected one of {codes:?}, got {}",
-        a.json
-    );
-    if let Some(d) = a.json.get("error_description").and_then(Value::as_str) {
-        assert!(
-            d.chars()
-                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')),
-            "error_description charset: {d}"
-        );
-    }
-    if status == 400 || status == 401 {
-        assert!(
-            a.headers
-                .get("cache-control")
-                .is_some_and(|v| v.to_str().unwrap().contains("no-store"))
-        );
-    }
-}
-
 /// PAR with the DPoP client, `edit` changing the parameters; returns the answer.
 async fn par_with(w: &World, edit: impl FnOnce(&mut Vec<(String, String)>)) -> Answer {
     let tpp = &w.dpop;

@@ -267,6 +267,32 @@ pub struct Answer {
     pub headers: reqwest::header::HeaderMap,
 }
 
+/// An OAuth error answer: the status, one of `codes`, an
+/// `error_description` in RFC 6749 §5.2's character set, and `no-store`.
+pub fn assert_error(a: &Answer, status: u16, codes: &[&str]) {
+    assert_eq!(a.status, status, "status for {}", a.json);
+    let code = a.json["error"].as_str().unwrap_or_default();
+    assert!(
+        codes.contains(&code),
+        "expected one of {codes:?}, got {}",
+        a.json
+    );
+    if let Some(d) = a.json.get("error_description").and_then(Value::as_str) {
+        assert!(
+            d.chars()
+                .all(|c| matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')),
+            "error_description charset: {d}"
+        );
+    }
+    if status == 400 || status == 401 {
+        assert!(
+            a.headers
+                .get("cache-control")
+                .is_some_and(|v| v.to_str().unwrap().contains("no-store"))
+        );
+    }
+}
+
 pub async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
