@@ -24,6 +24,7 @@ mod error;
 mod models;
 mod repo;
 mod schema;
+mod seen;
 mod writer;
 mod written;
 
@@ -272,7 +273,31 @@ impl Store {
         }
         self.claim = Some(Arc::new(file));
         self.clients = Some(Arc::new(client_cache::ClientCache::new()));
-        Ok(())
+        self.check_replays_in_memory().await
+    }
+
+    /// Once claimed: from the next write on, single-use values are checked
+    /// in the writer's memory and logged in order ([`seen`]). Waits for the
+    /// migrations that create the log, if they have not run yet.
+    async fn check_replays_in_memory(&self) -> StoreResult<()> {
+        if self.clients.is_none() || self.writer.is_none() {
+            return Ok(());
+        }
+        let now = oauth_core::secret::now();
+        self.run_write(move |conn| match conn {
+            AnyConnection::Sqlite(c) => seen::install(c, now),
+            AnyConnection::Postgresql(_) => Ok(()),
+        })
+        .await
+    }
+
+    /// How many single-use values a store that has claimed its SQLite
+    /// database holds in memory ([`seen`]), and how many of them its writer
+    /// has not settled yet (none between writes); `None` for other stores.
+    /// For tests and diagnostics.
+    pub async fn replay_values_in_memory(&self) -> StoreResult<Option<(usize, usize)>> {
+        self.run_write(|_| Ok(seen::with(|s| (s.len(), s.unsettled()))))
+            .await
     }
 
     /// A handle on the same database whose next write first records
@@ -363,7 +388,8 @@ impl Store {
                 }),
             }
         })
-        .await
+        .await?;
+        self.check_replays_in_memory().await
     }
 
     /// Deletes what can no longer be used: expired tokens, pushed requests,

@@ -105,6 +105,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    /// SQLite only (see `seen`).
+    replay_log (seq) {
+        seq -> BigInt,
+        fingerprint -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (session_hash) {
         session_hash -> Text,
         sub -> Text,

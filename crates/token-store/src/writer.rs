@@ -220,11 +220,13 @@ fn writer_loop(pool: &r2d2::Pool<Manager>, rx: &mpsc::Receiver<Job>, stats: &Cou
             } else {
                 tracing::error!("a database write panicked; its connection is discarded");
                 force_rollback(&mut conn);
-                continue;
             }
         } else {
             run_batch(&mut conn, batch);
         }
+        // Before the next write: what this one recorded is in memory now
+        // (see `seen`).
+        crate::seen::settle(sqlite(&mut conn));
         if last_checkpoint.elapsed() >= WRITER_CHECKPOINT_INTERVAL {
             checkpoint(&mut conn);
             last_checkpoint = std::time::Instant::now();

@@ -124,6 +124,15 @@ async fn postgres_db() -> TestDb {
     }
 }
 
+/// A SQLite store that has claimed its database, as a server's has: it
+/// checks single-use values in memory and logs them (`seen`).
+async fn claimed_sqlite_db() -> TestDb {
+    let mut db = sqlite_db().await;
+    db.store.claim_database(Duration::ZERO).await.unwrap();
+    db.backend = "sqlite-claimed";
+    db
+}
+
 /// Each scenario becomes `<scenario>::sqlite` and `<scenario>::postgres`.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -173,6 +182,30 @@ on_both_backends!(
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
     token_reads_carry_the_single_use_values,
+);
+
+/// The scenarios on single-use values, also on a claimed SQLite store:
+/// `<scenario>::claimed::sqlite`.
+macro_rules! also_claimed {
+    ($($name:ident),* $(,)?) => {
+        mod claimed {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                super::$name(super::claimed_sqlite_db().await).await
+            }
+        )*}
+    };
+}
+
+also_claimed!(
+    replay_cache_single_use_and_expiry,
+    replay_cache_one_winner_under_concurrency,
+    replay_cache_records_a_set_all_or_none,
+    replay_entries_ride_with_the_next_write,
+    concurrent_writes_keep_their_own_outcomes,
+    a_registration_spends_its_jti_with_the_client,
+    token_reads_carry_the_single_use_values,
+    purge_removes_only_stale_rows,
 );
 
 // ------------------------------------------------------------- fixtures
@@ -445,8 +478,11 @@ async fn replay_cache_single_use_and_expiry(db: TestDb) {
             .await
             .unwrap()
     );
-    // Expired at NOW+20: ClientAssertion jti-1 (NOW+10) and jti-2 (NOW+20).
-    assert_eq!(s.purge_expired(NOW + 20).await.unwrap(), 2);
+    // Expired at NOW+20: ClientAssertion jti-1 (NOW+10) and jti-2 (NOW+20);
+    // a claimed store's log also holds DpopProof jti-1's first use (NOW+10),
+    // which the indexed table overwrote when the value came back.
+    let expired = if db.backend == "sqlite-claimed" { 3 } else { 2 };
+    assert_eq!(s.purge_expired(NOW + 20).await.unwrap(), expired);
     assert_eq!(s.purge_expired(NOW + 20).await.unwrap(), 0);
     assert!(
         !s.consume_once(k, "jti-1", NOW + 100, NOW + 21)
@@ -2314,4 +2350,150 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     let wal_file = format!("{}-wal", db.url.trim_start_matches("sqlite://"));
     let wal = std::fs::metadata(wal_file).unwrap().len();
     assert!(wal < 8 << 20, "WAL grew to {wal} bytes");
+}
+
+/// Rows in `table` of the SQLite database at `url`, read on a connection
+/// of the test's own.
+fn sqlite_rows(url: &str, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let path = url.strip_prefix("sqlite://").unwrap();
+    let mut c = diesel::SqliteConnection::establish(path).unwrap();
+    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result::<Count>(&mut c)
+        .unwrap()
+        .n
+}
+
+/// A claimed store checks single-use values in memory and appends them to
+/// `replay_log`; what it recorded is refused after a restart, and so is what
+/// an unclaimed store recorded in `replay_cache` before the claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claimed_store_logs_its_single_use_values_and_keeps_them_across_restarts() {
+    let (d, a) = (ReplayKind::DpopProof, ReplayKind::ClientAssertion);
+    // The claim loads what is unexpired by the clock.
+    let t0 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let db = sqlite_db().await;
+    let url = db.url.clone();
+    // Before the claim: the indexed table.
+    assert!(
+        db.store
+            .consume_once(a, "c:early", t0 + 60, t0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(sqlite_rows(&url, "replay_cache"), 1);
+    assert_eq!(db.store.replay_values_in_memory().await.unwrap(), None);
+    let TestDb { store, cleanup, .. } = db;
+    let mut store = store;
+    store.claim_database(Duration::ZERO).await.unwrap();
+    assert!(
+        !store
+            .consume_once(a, "c:early", t0 + 60, t0 + 1)
+            .await
+            .unwrap(),
+        "recorded before the claim, refused after it"
+    );
+    // After the claim: the log, one row a value, nothing in the index.
+    assert!(store.consume_once(d, "k:1", t0 + 60, t0).await.unwrap());
+    let set = vec![entry(d, "k:2", t0 + 60), entry(a, "c:j", t0 + 5)];
+    assert_eq!(store.consume_all(set, t0).await.unwrap(), None);
+    // A set with a used value leaves no row for its fresh one.
+    let mixed = vec![entry(d, "k:3", t0 + 60), entry(d, "k:1", t0 + 60)];
+    assert_eq!(store.consume_all(mixed, t0).await.unwrap(), Some(1));
+    assert_eq!(sqlite_rows(&url, "replay_log"), 3);
+    assert_eq!(sqlite_rows(&url, "replay_cache"), 1);
+    // Many at once (batched together on the writer), each value twice:
+    // exactly one of each pair wins.
+    let outcomes = race(32, |i| {
+        let s = store.clone();
+        async move {
+            s.consume_once(d, &format!("pair-{}", i / 2), t0 + 60, t0)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    for pair in outcomes.chunks(2) {
+        assert_eq!(pair.iter().filter(|won| **won).count(), 1, "{outcomes:?}");
+    }
+    assert_eq!(sqlite_rows(&url, "replay_log"), 3 + 16);
+    // All of them in memory, settled after each write.
+    assert_eq!(
+        store.replay_values_in_memory().await.unwrap(),
+        Some((1 + 3 + 16, 0))
+    );
+
+    // A restart: a new process's store claims the database and refuses
+    // every value still unexpired, from the log and from the index.
+    drop(store);
+    let mut store = Store::connect(&url, 4).unwrap();
+    store.claim_database(Duration::from_secs(5)).await.unwrap();
+    for (kind, value) in [(d, "k:1"), (d, "k:2"), (a, "c:early"), (d, "pair-7")] {
+        assert!(
+            !store
+                .consume_once(kind, value, t0 + 60, t0 + 2)
+                .await
+                .unwrap(),
+            "{value} was used before the restart"
+        );
+    }
+    assert!(
+        store.consume_once(d, "k:3", t0 + 60, t0 + 2).await.unwrap(),
+        "the rolled-back value was never recorded"
+    );
+    assert!(
+        store.consume_once(a, "c:j", t0 + 60, t0 + 5).await.unwrap(),
+        "expired at t0 + 5: may be used again"
+    );
+    // The purge empties the log of what has expired, and the memory too.
+    let logged = sqlite_rows(&url, "replay_log") as u64;
+    assert_eq!(logged, 3 + 16 + 2);
+    assert_eq!(store.purge_expired(t0 + 61).await.unwrap(), logged + 1);
+    assert_eq!(sqlite_rows(&url, "replay_log"), 0);
+    assert_eq!(store.replay_values_in_memory().await.unwrap(), Some((0, 0)));
+    assert!(
+        store
+            .consume_once(d, "k:1", t0 + 200, t0 + 61)
+            .await
+            .unwrap()
+    );
+    drop(store);
+    drop(cleanup);
+}
+
+/// A server claims its database before it migrates it (a fresh one has no
+/// log yet): the values go to memory and the log from the migration on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_before_the_migrations_checks_values_in_memory_after_them() {
+    let dir = std::env::temp_dir().join(unique_name("token-store-claim-first"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("strongroom.db").display());
+    let mut store = Store::connect(&url, 4).unwrap();
+    store.claim_database(Duration::ZERO).await.unwrap();
+    assert_eq!(store.replay_values_in_memory().await.unwrap(), None);
+    store.migrate().await.unwrap();
+    assert_eq!(store.replay_values_in_memory().await.unwrap(), Some((0, 0)));
+    assert!(
+        store
+            .consume_once(ReplayKind::DpopProof, "k:1", NOW + 60, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .consume_once(ReplayKind::DpopProof, "k:1", NOW + 60, NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.replay_values_in_memory().await.unwrap(), Some((1, 0)));
+    assert_eq!(sqlite_rows(&url, "replay_log"), 1);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
 }

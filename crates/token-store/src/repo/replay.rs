@@ -5,6 +5,7 @@ use crate::Store;
 use crate::conn::AnyConnection;
 use crate::db::{savepoint, with_conn};
 use crate::error::Fail;
+use crate::seen;
 use crate::written::RecordReplay;
 
 impl ReplayCache for Store {
@@ -17,9 +18,19 @@ impl ReplayCache for Store {
             .await
     }
 
-    /// In batches, as [`Store::purge_stale`].
+    /// In batches, as [`Store::purge_stale`]; once a SQLite store has
+    /// claimed its database, also its log and its memory ([`crate::seen`]).
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
-        self.purge_table("replay_cache", now).await
+        let mut purged = self.purge_table("replay_cache", now).await?;
+        if self.writer.is_some() && self.clients.is_some() {
+            self.run_write(move |_| {
+                seen::with(|s| s.sweep(now));
+                Ok(())
+            })
+            .await?;
+            purged += self.purge_table("replay_log", now).await?;
+        }
+        Ok(purged)
     }
 }
 
@@ -68,6 +79,16 @@ pub(crate) fn record_until_used(
     entries: &[ReplayEntry],
     now: i64,
 ) -> Result<Option<usize>, Fail> {
+    if let AnyConnection::Sqlite(c) = &mut *conn
+        && let Some(recorded) = seen::with(|s| {
+            let values = entries
+                .iter()
+                .map(|e| (seen::fingerprint(e.kind.as_str(), &e.value), e.expires_at));
+            seen::record_until_used(c, s, values, now)
+        })
+    {
+        return recorded;
+    }
     with_conn!(conn, c => {
         for (i, e) in entries.iter().enumerate() {
             // The conflict is resolved by the statement itself, so no
