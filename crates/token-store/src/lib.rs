@@ -180,8 +180,11 @@ impl Store {
                 // is nearly every read: it holds one query's pages, and a
                 // larger limit only let it keep more memory as the
                 // database grew. The checkpointer copies WAL frames
-                // without it.
-                let writer_pool = build(1, target.clone(), 2048, false)?;
+                // without it. The writer's is 1 MiB since its hot pages
+                // are the right edges of the indexes: the clients' random
+                // `jti`s, which took a page each, are checked in memory
+                // once the database is claimed (`seen`).
+                let writer_pool = build(1, target.clone(), 1024, false)?;
                 let checkpoint_pool = build(1, target.clone(), 64, true)?;
                 let pool = build(max_pool_size, target, 512, true)?;
                 let writer = writer::Writer::start(writer_pool.clone(), checkpoint_pool)?;

@@ -30,16 +30,17 @@
 //!   before the writer takes its next write.
 //!
 //! A value is known by its fingerprint, the first 8 bytes of
-//! SHA-256(kind NUL value). Two values sharing one can only make the second
-//! look used (a refusal, never an acceptance); with a few hundred thousand
-//! live values the chance per request is about 10⁻¹⁴, and aiming at another
-//! client's value takes some 2⁶⁴ hashes.
+//! SHA-256(kind NUL value), of which memory keeps 56 bits. Two values
+//! sharing those can only make the second look used (a refusal, never an
+//! acceptance); with half a million live values the chance per value
+//! recorded is about 10⁻¹¹, and aiming at another client's value takes
+//! some 2⁵⁶ hashes.
 //!
-//! Memory: 12 bytes a live value (the fingerprint, and the expiry as an
-//! offset), in 4 096 sorted buckets that grow by a quarter at a time;
+//! Memory: 8 bytes a live value (56 bits of the fingerprint and the expiry
+//! modulo 2²⁰ s), in 4 096 sorted buckets that grow by a quarter at a time;
 //! expired values go in a sweep every [`SWEEP_EVERY`] seconds. A server at
 //! 5 000 token requests a second (two values each, kept 61–70 s) holds
-//! about 8 MB.
+//! about 6 MB.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -197,24 +198,42 @@ fn logged_in_batch(
     Ok(n > 0)
 }
 
-/// One bucket: fingerprints sorted, with their expiries (offsets from
-/// [`Seen::base`]) at the same positions.
-#[derive(Debug, Default)]
-struct Bucket {
-    fps: Vec<u64>,
-    exps: Vec<u32>,
+/// Expiries are kept in an entry's low 20 bits, modulo 2²⁰ s (12 days);
+/// a value is live while its expiry is less than half that ahead.
+const EXP_BITS: u32 = 20;
+const EXP_MASK: u64 = (1 << EXP_BITS) - 1;
+const HALF_CYCLE: u64 = 1 << (EXP_BITS - 1);
+/// Values whose expiry is this far (3 days) or further from the set's
+/// clock, ahead or behind, are kept whole in `far` (none in practice), so
+/// that the clock may step by up to this much without a value's expiry
+/// being misread.
+const NEAR: i64 = 1 << (EXP_BITS - 2);
+
+/// `fp`'s bucket, and its entry with the expiry bits cleared: the 44 bits
+/// of `fp` below the bucket's 12, at the top (56 bits of `fp` in all).
+fn split(fp: u64) -> (usize, u64) {
+    (
+        (fp >> (64 - BUCKET_BITS)) as usize,
+        (fp << BUCKET_BITS) & !EXP_MASK,
+    )
+}
+
+/// Seconds `entry` has to live at `now`, 0 once expired.
+fn remaining(entry: u64, now: i64) -> u64 {
+    // `now as u64` keeps the low bits of a negative `now` as well.
+    let ahead = entry.wrapping_sub(now as u64) & EXP_MASK;
+    if ahead < HALF_CYCLE { ahead } else { 0 }
 }
 
 /// The committed single-use values, by fingerprint (see the module
 /// documentation).
 #[derive(Debug)]
 pub(crate) struct Seen {
-    buckets: Box<[Bucket]>,
-    /// Expiries are kept as `expires_at - base` in 32 bits: 136 years
-    /// around the claim. Any outside that range (none in practice) are kept
-    /// whole in `far`.
-    base: i64,
+    /// Sorted entries (see [`split`]), at most one a fingerprint.
+    buckets: Box<[Vec<u64>]>,
     far: HashMap<u64, i64>,
+    /// The latest `now` a caller gave; expiries are read against it.
+    now: i64,
     len: usize,
     last_sweep: i64,
     /// The `seq` of the next row of the log.
@@ -228,9 +247,9 @@ pub(crate) struct Seen {
 impl Seen {
     pub(crate) fn new(now: i64) -> Seen {
         Seen {
-            buckets: (0..1 << BUCKET_BITS).map(|_| Bucket::default()).collect(),
-            base: now.saturating_sub(1 << 31),
+            buckets: (0..1 << BUCKET_BITS).map(|_| Vec::new()).collect(),
             far: HashMap::new(),
+            now,
             len: 0,
             last_sweep: now,
             next_seq: 1,
@@ -249,24 +268,19 @@ impl Seen {
         self.pending.len()
     }
 
-    fn bucket(&mut self, fp: u64) -> &mut Bucket {
-        &mut self.buckets[(fp >> (64 - BUCKET_BITS)) as usize]
-    }
-
-    fn offset(&self, expires_at: i64) -> Option<u32> {
-        u32::try_from(expires_at.checked_sub(self.base)?).ok()
-    }
-
     /// Whether `fp` is held unexpired at `now`. Sweeps first when due.
     pub(crate) fn in_use(&mut self, fp: u64, now: i64) -> bool {
+        self.now = now;
         self.sweep_if_due(now);
         if self.far.get(&fp).is_some_and(|&exp| exp > now) {
             return true;
         }
-        let base = self.base;
-        let bucket = self.bucket(fp);
-        let i = bucket.fps.partition_point(|&f| f < fp);
-        bucket.fps.get(i) == Some(&fp) && base + i64::from(bucket.exps[i]) > now
+        let (b, key) = split(fp);
+        let bucket = &self.buckets[b];
+        let i = bucket.partition_point(|&e| e < key);
+        bucket
+            .get(i)
+            .is_some_and(|&e| e & !EXP_MASK == key && remaining(e, now) > 0)
     }
 
     fn is_pending(&self, fp: u64) -> bool {
@@ -276,26 +290,31 @@ impl Seen {
     /// Holds `fp` until `expires_at`; a value held already keeps the later
     /// of its two expiries.
     pub(crate) fn insert(&mut self, fp: u64, expires_at: i64) {
-        let Some(offset) = self.offset(expires_at) else {
+        let now = self.now;
+        let ahead = expires_at.saturating_sub(now);
+        if !(-NEAR..NEAR).contains(&ahead) {
             let exp = self.far.entry(fp).or_insert(expires_at);
             *exp = (*exp).max(expires_at);
             return;
-        };
-        let bucket = self.bucket(fp);
-        let i = bucket.fps.partition_point(|&f| f < fp);
-        if bucket.fps.get(i) == Some(&fp) {
-            bucket.exps[i] = bucket.exps[i].max(offset);
+        }
+        let (b, key) = split(fp);
+        let entry = key | (expires_at as u64 & EXP_MASK);
+        let bucket = &mut self.buckets[b];
+        let i = bucket.partition_point(|&e| e < key);
+        if let Some(held) = bucket.get_mut(i)
+            && *held & !EXP_MASK == key
+        {
+            if (remaining(*held, now) as i64) < ahead {
+                *held = entry;
+            }
             return;
         }
-        if bucket.fps.len() == bucket.fps.capacity() {
+        if bucket.len() == bucket.capacity() {
             // A quarter more, not double: the buckets are most of the
             // memory, and each holds a few hundred values at most.
-            let more = (bucket.fps.len() / 4).max(4);
-            bucket.fps.reserve_exact(more);
-            bucket.exps.reserve_exact(more);
+            bucket.reserve_exact((bucket.len() / 4).max(4));
         }
-        bucket.fps.insert(i, fp);
-        bucket.exps.insert(i, offset);
+        bucket.insert(i, entry);
         self.len += 1;
     }
 
@@ -308,24 +327,14 @@ impl Seen {
     /// Drops every value expired at `now`, and memory the buckets no longer
     /// need.
     pub(crate) fn sweep(&mut self, now: i64) {
+        self.now = now;
         self.last_sweep = now;
-        // Offsets at or below this have expired.
-        let expired = now.saturating_sub(self.base);
         let mut len = 0;
         for bucket in &mut *self.buckets {
-            let mut kept = 0;
-            for j in 0..bucket.fps.len() {
-                if i64::from(bucket.exps[j]) > expired {
-                    bucket.fps[kept] = bucket.fps[j];
-                    bucket.exps[kept] = bucket.exps[j];
-                    kept += 1;
-                }
-            }
-            bucket.fps.truncate(kept);
-            bucket.exps.truncate(kept);
-            if bucket.fps.capacity() > kept + kept / 2 + 8 {
-                bucket.fps.shrink_to(kept + kept / 4);
-                bucket.exps.shrink_to(kept + kept / 4);
+            bucket.retain(|&e| remaining(e, now) > 0);
+            let kept = bucket.len();
+            if bucket.capacity() > kept + kept / 2 + 8 {
+                bucket.shrink_to(kept + kept / 4);
             }
             len += kept;
         }
@@ -373,7 +382,7 @@ mod tests {
             seen.insert(fp, NOW + if i % 2 == 0 { 30 } else { 90 });
         }
         assert_eq!(seen.len(), 200_000);
-        let before: usize = seen.buckets.iter().map(|b| b.fps.capacity()).sum();
+        let before: usize = seen.buckets.iter().map(Vec::capacity).sum();
         assert!(
             before < 200_000 * 5 / 4 + 4 * 4096,
             "growth by a quarter: {before}"
@@ -384,7 +393,7 @@ mod tests {
         assert!(!seen.in_use(fps[0], NOW + 30));
         assert!(seen.in_use(fps[1], NOW + 39));
         assert_eq!(seen.len(), 100_000, "the sweep at NOW + 39 dropped half");
-        let after: usize = seen.buckets.iter().map(|b| b.fps.capacity()).sum();
+        let after: usize = seen.buckets.iter().map(Vec::capacity).sum();
         assert!(after < before * 3 / 4, "{after} of {before}");
         seen.sweep(NOW + 90);
         assert_eq!(seen.len(), 0);
