@@ -64,7 +64,10 @@ pub(crate) fn record_all(
 /// Inserts `entries` in order until one is in use, and returns its index;
 /// the inserts before it stay: the caller's transaction must undo them.
 ///
-/// The primary key (kind, value) decides, in one statement per entry: the
+/// On the writer of a SQLite store that has claimed its database, the
+/// writer's memory decides and the entries go to `replay_log`
+/// ([`seen::record_until_used`]). Elsewhere the primary key (kind, value)
+/// of `replay_cache` decides, in one statement per entry: the
 /// insert either succeeds (first use), or meets the key and takes it over
 /// only when the entry there has expired (`ON CONFLICT … DO UPDATE … WHERE
 /// expires_at <= now`, a value used again after its window), or changes no
