@@ -364,12 +364,46 @@ mod tests {
         seen.insert(a, NOW + 200);
         assert!(seen.in_use(a, NOW + 199));
         assert_eq!(seen.len(), 1);
-        // Far outside the 32-bit window, before and after.
+        // Far from the set's clock, ahead and behind: kept whole.
         seen.insert(b, NOW + (1 << 40));
         assert!(seen.in_use(b, NOW + (1 << 39)));
         let c = fingerprint("dpop", "k:3");
         seen.insert(c, NOW - (1 << 40));
         assert!(seen.in_use(c, NOW - (1 << 40) - 1));
+    }
+
+    /// Expiries are kept modulo 2²⁰ s: a clock stepping back or forth by
+    /// days must not make a used value look expired.
+    #[test]
+    fn a_clock_step_of_days_does_not_misread_an_expiry() {
+        const DAY: i64 = 86_400;
+        let mut seen = Seen::new(NOW);
+        let (a, b, c, d) = (
+            fingerprint("dpop", "a"),
+            fingerprint("dpop", "b"),
+            fingerprint("dpop", "c"),
+            fingerprint("dpop", "d"),
+        );
+        seen.insert(a, NOW + 60);
+        // The clock steps back two days (and the set sweeps): still used.
+        assert!(seen.in_use(a, NOW - 2 * DAY));
+        // Recorded while the clock is behind, with an ordinary lifetime.
+        seen.insert(b, NOW - 2 * DAY + 60);
+        assert!(seen.in_use(b, NOW - 2 * DAY + 59));
+        // Back to the right time: each expires at its own expiry.
+        assert!(seen.in_use(a, NOW + 59));
+        assert!(!seen.in_use(a, NOW + 60));
+        assert!(!seen.in_use(b, NOW), "b expired two days ago");
+        // Expired when recorded: never held as used.
+        seen.insert(c, NOW);
+        assert!(!seen.in_use(c, NOW));
+        // Four days ahead (past NEAR): kept whole, used until then.
+        seen.insert(d, NOW + 4 * DAY);
+        assert!(seen.in_use(d, NOW + 4 * DAY - 1));
+        assert!(!seen.in_use(d, NOW + 4 * DAY));
+        // Five days on, a sweep has run and nothing wraps around into use.
+        assert!(!seen.in_use(a, NOW + 5 * DAY));
+        assert_eq!(seen.len(), 0);
     }
 
     #[test]
