@@ -52,7 +52,7 @@ use crate::error::Fail;
 use crate::schema::{replay_cache, replay_log};
 
 /// How often, in seconds of the callers' `now`, expired values are dropped.
-pub(crate) const SWEEP_EVERY: i64 = 10;
+const SWEEP_EVERY: i64 = 10;
 
 const BUCKET_BITS: u32 = 12;
 
@@ -234,7 +234,6 @@ pub(crate) struct Seen {
     far: HashMap<u64, i64>,
     /// The latest `now` a caller gave; expiries are read against it.
     now: i64,
-    len: usize,
     last_sweep: i64,
     /// The `seq` of the next row of the log.
     next_seq: i64,
@@ -250,7 +249,6 @@ impl Seen {
             buckets: (0..1 << BUCKET_BITS).map(|_| Vec::new()).collect(),
             far: HashMap::new(),
             now,
-            len: 0,
             last_sweep: now,
             next_seq: 1,
             batch_start: 1,
@@ -260,7 +258,7 @@ impl Seen {
 
     /// Values held (expired ones count until the next sweep).
     pub(crate) fn len(&self) -> usize {
-        self.len + self.far.len()
+        self.buckets.iter().map(Vec::len).sum::<usize>() + self.far.len()
     }
 
     /// Values recorded by the batch in flight, not yet settled.
@@ -315,7 +313,6 @@ impl Seen {
             bucket.reserve_exact((bucket.len() / 4).max(4));
         }
         bucket.insert(i, entry);
-        self.len += 1;
     }
 
     fn sweep_if_due(&mut self, now: i64) {
@@ -329,16 +326,13 @@ impl Seen {
     pub(crate) fn sweep(&mut self, now: i64) {
         self.now = now;
         self.last_sweep = now;
-        let mut len = 0;
         for bucket in &mut *self.buckets {
             bucket.retain(|&e| remaining(e, now) > 0);
             let kept = bucket.len();
             if bucket.capacity() > kept + kept / 2 + 8 {
                 bucket.shrink_to(kept + kept / 4);
             }
-            len += kept;
         }
-        self.len = len;
         self.far.retain(|_, &mut exp| exp > now);
     }
 }
