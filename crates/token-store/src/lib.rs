@@ -279,11 +279,18 @@ impl Store {
         self.check_replays_in_memory().await
     }
 
+    /// Whether this is a SQLite store that has claimed its database (also
+    /// through an [`Store::unclaimed`] handle on it): registrations and
+    /// single-use values are then answered from memory.
+    fn holds_sqlite_alone(&self) -> bool {
+        self.writer.is_some() && self.clients.is_some()
+    }
+
     /// Once claimed: from the next write on, single-use values are checked
     /// in the writer's memory and logged in order ([`seen`]). Waits for the
     /// migrations that create the log, if they have not run yet.
     async fn check_replays_in_memory(&self) -> StoreResult<()> {
-        if self.clients.is_none() || self.writer.is_none() {
+        if !self.holds_sqlite_alone() {
             return Ok(());
         }
         let now = oauth_core::secret::now();

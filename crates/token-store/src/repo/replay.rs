@@ -22,7 +22,7 @@ impl ReplayCache for Store {
     /// claimed its database, also its log and its memory ([`crate::seen`]).
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         let mut purged = self.purge_table("replay_cache", now).await?;
-        if self.writer.is_some() && self.clients.is_some() {
+        if self.holds_sqlite_alone() {
             self.run_write(move |_| {
                 seen::with(|s| s.sweep(now));
                 Ok(())
