@@ -2258,18 +2258,24 @@ fn exiting_while_connecting_over_tls_is_clean() {
 
 // ------------------------------------------------------------- SQLite only
 
-/// `PRAGMA page_size` of the SQLite database at `path`.
-fn page_size(path: &std::path::Path) -> i32 {
+/// The integer `sql` reads (as column `v`) from the SQLite database at
+/// `path`, on a connection of the test's own.
+fn sqlite_integer(path: &str, sql: &str) -> i64 {
     #[derive(diesel::QueryableByName)]
-    struct PageSize {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        page_size: i32,
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        v: i64,
     }
-    let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-    diesel::sql_query("PRAGMA page_size")
-        .get_result::<PageSize>(&mut c)
-        .unwrap()
-        .page_size
+    let mut c = diesel::SqliteConnection::establish(path).unwrap();
+    diesel::sql_query(sql).get_result::<Row>(&mut c).unwrap().v
+}
+
+/// `PRAGMA page_size` of the SQLite database at `path`.
+fn page_size(path: &std::path::Path) -> i64 {
+    sqlite_integer(
+        path.to_str().unwrap(),
+        "SELECT page_size AS v FROM pragma_page_size()",
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -2352,20 +2358,12 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
     assert!(wal < 8 << 20, "WAL grew to {wal} bytes");
 }
 
-/// Rows in `table` of the SQLite database at `url`, read on a connection
-/// of the test's own.
+/// Rows in `table` of the SQLite database at `url`.
 fn sqlite_rows(url: &str, table: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let path = url.strip_prefix("sqlite://").unwrap();
-    let mut c = diesel::SqliteConnection::establish(path).unwrap();
-    diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
-        .get_result::<Count>(&mut c)
-        .unwrap()
-        .n
+    sqlite_integer(
+        url.strip_prefix("sqlite://").unwrap(),
+        &format!("SELECT count(*) AS v FROM {table}"),
+    )
 }
 
 /// A claimed store checks single-use values in memory and appends them to
