@@ -856,3 +856,56 @@ async fn a_refused_request_still_spends_its_assertion_and_proof() {
     assert_error(&a, 401, &["invalid_client"]);
     w.srv.stop().await;
 }
+
+/// RFC 7523 §3 and RFC 9449 §11.1 across a restart: a client assertion and
+/// a DPoP proof used before the server stopped are still refused by the
+/// server that starts next on the same database and addresses (on SQLite
+/// the claim reloads them from the log into memory; on PostgreSQL they are
+/// in the shared table), each with its own error, while a fresh pair works.
+#[actix_web::test]
+async fn assertions_and_proofs_stay_spent_across_a_restart() {
+    for backend in BACKENDS {
+        let mut setup = crate::harness::Setup::new(backend);
+        let tpp = Tpp::new("tpp-restart");
+        setup.clients = vec![tpp.pkjwt_metadata()];
+        let request = |assertion: &str| {
+            vec![
+                ("grant_type".to_string(), "client_credentials".to_string()),
+                ("scope".into(), "accounts".into()),
+                ("client_id".into(), tpp.client_id.clone()),
+                ("client_assertion_type".into(), ASSERTION_TYPE.into()),
+                ("client_assertion".into(), assertion.to_string()),
+            ]
+        };
+
+        let first = setup.start().await;
+        let url = first.url("/token");
+        let assertion = tpp.assertion(&first.issuer);
+        let proof = tpp.dpop_proof("POST", &url, None);
+        let http = first.client(None);
+        let a = post_form(&http, &url, &request(&assertion), Some(proof.clone())).await;
+        assert_eq!(a.status, 200, "{backend:?}: {}", a.json);
+        let (main_port, mtls_port) = (first.main_port, first.mtls_port);
+        first.stop().await;
+
+        let second = setup.start_at(main_port, mtls_port).await;
+        assert_eq!(second.url("/token"), url, "the same addresses");
+        let http = second.client(None);
+        let fresh_proof = tpp.dpop_proof("POST", &url, None);
+        let a = post_form(&http, &url, &request(&assertion), Some(fresh_proof)).await;
+        assert_error(&a, 401, &["invalid_client"]);
+        let fresh_assertion = tpp.assertion(&second.issuer);
+        let a = post_form(&http, &url, &request(&fresh_assertion), Some(proof)).await;
+        assert_error(&a, 400, &["invalid_dpop_proof"]);
+        // A fresh pair is served.
+        let a = post_form(
+            &http,
+            &url,
+            &request(&tpp.assertion(&second.issuer)),
+            Some(tpp.dpop_proof("POST", &url, None)),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{backend:?}: {}", a.json);
+        second.stop().await;
+    }
+}

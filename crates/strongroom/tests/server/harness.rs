@@ -140,8 +140,14 @@ impl Setup {
 
     /// Starts a server on this setup's data dir and database.
     pub async fn start(&self) -> TestServer {
-        let main = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mtls = TcpListener::bind("127.0.0.1:0").unwrap();
+        self.start_at(0, 0).await
+    }
+
+    /// [`Setup::start`] on given ports (0: any), so that a restarted server
+    /// keeps its issuer and endpoint URLs.
+    pub async fn start_at(&self, main_port: u16, mtls_port: u16) -> TestServer {
+        let main = TcpListener::bind(("127.0.0.1", main_port)).unwrap();
+        let mtls = TcpListener::bind(("127.0.0.1", mtls_port)).unwrap();
         let main_port = main.local_addr().unwrap().port();
         let mtls_port = mtls.local_addr().unwrap().port();
         let cfg = self.config(main_port, mtls_port);
