@@ -79,9 +79,29 @@ impl CryptoLimits {
     /// Requests per second `cores` cores could serve if they did nothing
     /// but this case's signature work; `None` when the case signs nothing.
     pub fn limit(&self, work: SigWork, cores: f64) -> Option<f64> {
+        self.sig_secs(work).map(|secs| cores / secs)
+    }
+
+    /// CPU seconds one request's signature work takes on one core; `None`
+    /// when the case signs nothing.
+    pub fn sig_secs(&self, work: SigWork) -> Option<f64> {
         let secs = work.es256_verify as f64 / self.es256_verify_per_sec
             + work.ps256_sign as f64 / self.ps256_sign_per_sec;
-        (secs > 0.0).then(|| cores / secs)
+        (secs > 0.0).then_some(secs)
+    }
+
+    /// The server's own CPU per request as a multiple of the request's
+    /// signature work: 1× would be a server that does nothing but verify and
+    /// sign. Unlike the share of the crypto limit, this leaves out the load
+    /// driver, which shares the cores.
+    pub fn cpu_over_sig(
+        &self,
+        work: SigWork,
+        server_cpu_percent: f64,
+        req_per_sec: f64,
+    ) -> Option<f64> {
+        let sig = self.sig_secs(work)?;
+        (req_per_sec > 0.0).then(|| server_cpu_percent / 100.0 / req_per_sec / sig)
     }
 
     /// Completed fresh-login flows per second when each adds one argon2 check
@@ -123,6 +143,21 @@ mod tests {
         // 4/10000 + 1/1000 = 1.4 ms per flow on one core.
         assert!((l.limit(flow, 1.0).unwrap() - 1.0 / 0.0014).abs() < 1e-6);
         assert_eq!(l.limit(SigWork::default(), 2.0), None);
+    }
+
+    #[test]
+    fn server_cpu_is_compared_with_its_signature_work() {
+        let l = fixed();
+        let two_verifies = SigWork {
+            es256_verify: 2,
+            ps256_sign: 0,
+        };
+        // 150 % CPU at 3 000 req/s is 500 µs a request; two verifications
+        // at 10 000/s are 200 µs: 2.5×.
+        let x = l.cpu_over_sig(two_verifies, 150.0, 3000.0).unwrap();
+        assert!((x - 2.5).abs() < 1e-9, "{x}");
+        assert_eq!(l.cpu_over_sig(SigWork::default(), 150.0, 3000.0), None);
+        assert_eq!(l.cpu_over_sig(two_verifies, 150.0, 0.0), None);
     }
 
     #[test]

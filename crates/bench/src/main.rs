@@ -484,6 +484,13 @@ async fn bench(opts: Opts) -> Result<bool, String> {
                     _ => None,
                 },
                 crypto_limit_req_per_sec: limit,
+                cpu_over_sig: s.as_ref().and_then(|s| {
+                    lim.cpu_over_sig(
+                        case.sig_work(),
+                        s.server_cpu_percent.median,
+                        s.req_per_sec.median,
+                    )
+                }),
                 strongroom: s,
                 peer: p,
             });
@@ -557,7 +564,10 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "\nSingle-core crypto (oauth_core::keys, aws-lc-rs): PS256 sign {:.0}/s, verify {:.0}/s; ES256 sign {:.0}/s, verify {:.0}/s. \
          argon2id (server parameters) {:.1} hashes/s per core.\n\n\
          \"% of crypto limit\" = Strongroom req/s ÷ ({cores} cores ÷ the server's signature work per request: \
-         2 ES256 verifications for token/PAR/registration (client assertion and DPoP proof; SSA and signed request), 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow).\n",
+         2 ES256 verifications for token/PAR/registration (client assertion and DPoP proof; SSA and signed request), 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow). \
+         It counts the load driver's work too, which shares the {cores} cores. \
+         \"Server CPU ÷ signature work\" leaves the driver out: the server's own CPU per request (its CPU % ÷ its req/s) \
+         as a multiple of that signature work on one core; 2.0× or less is within 2× of what the cores allow the server.\n",
         lim.ps256_sign_per_sec,
         lim.ps256_verify_per_sec,
         lim.es256_sign_per_sec,

@@ -72,6 +72,9 @@ pub struct Row {
     pub crypto_limit_req_per_sec: Option<f64>,
     /// Strongroom's median as a share of that limit.
     pub share_of_limit: Option<f64>,
+    /// Strongroom's own CPU per request (median CPU ÷ median req/s) as a
+    /// multiple of the request's signature work on one core.
+    pub cpu_over_sig: Option<f64>,
 }
 
 fn rate(s: &Stat) -> String {
@@ -85,8 +88,8 @@ fn ms(s: &Stat) -> String {
 /// The Markdown table (also printed to the terminal).
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| case | conns | Strongroom req/s median (min–max) | p50 ms | p99 ms (min–max) | CPU % | peak RSS MiB | errors | peer req/s median (min–max) | peer p99 ms | peer RSS MiB | ratio | % of crypto limit |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| case | conns | Strongroom req/s median (min–max) | p50 ms | p99 ms (min–max) | CPU % | peak RSS MiB | errors | peer req/s median (min–max) | peer p99 ms | peer RSS MiB | ratio | % of crypto limit | server CPU ÷ signature work |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let (sr, p50, p99, cpu, rss, err) = match &r.strongroom {
@@ -123,8 +126,9 @@ pub fn table(rows: &[Row]) -> String {
         let share = r
             .share_of_limit
             .map_or("–".into(), |x| format!("{:.0} %", x * 100.0));
+        let own = r.cpu_over_sig.map_or("–".into(), |x| format!("{x:.1}×"));
         out.push_str(&format!(
-            "| {} | {} | {sr} | {p50} | {p99} | {cpu} | {rss} | {err} | {pr} | {pp99} | {prss} | {ratio} | {share} |\n",
+            "| {} | {} | {sr} | {p50} | {p99} | {cpu} | {rss} | {err} | {pr} | {pp99} | {prss} | {ratio} | {share} | {own} |\n",
             r.label, r.connections
         ));
     }
@@ -304,6 +308,7 @@ mod tests {
                 ratio: Some(3.0),
                 crypto_limit_req_per_sec: None,
                 share_of_limit: None,
+                cpu_over_sig: None,
             },
             Row {
                 case: Case::FullFlow,
@@ -314,6 +319,7 @@ mod tests {
                 ratio: None,
                 crypto_limit_req_per_sec: Some(2000.0),
                 share_of_limit: Some(0.4),
+                cpu_over_sig: Some(2.25),
             },
         ]
     }
@@ -326,7 +332,8 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("3.00×"), "{t}");
-        assert!(t.contains("| n/a | n/a | n/a | – | 40 % |"), "{t}");
+        assert!(t.contains("| n/a | n/a | n/a | – | 40 % | 2.2× |"), "{t}");
+        assert!(t.contains("| 3.00× | – | – |"), "{t}");
     }
 
     #[test]
