@@ -14,6 +14,7 @@ use crate::h1::{self, H1};
 use crate::limits::SigWork;
 use crate::procstat;
 use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, Registrant, SCOPE, Tpp, USER};
+use crate::stock::{Kind, Stock};
 use oauth_core::secret::{random_token, sha256_b64url};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,6 +116,9 @@ pub struct Target {
     pub prov: Arc<ProvisionRef>,
     /// The endpoints, read from discovery once.
     pub urls: Urls,
+    /// The driver's signatures for the cell being run, made ahead of its
+    /// measured window.
+    pub stock: Stock,
 }
 
 #[derive(Default)]
@@ -239,14 +243,30 @@ async fn tpp_post(
     what: &str,
 ) -> Result<bytes::Bytes, String> {
     let tpp = &t.prov.pkjwt;
-    let assertion = tpp.assertion(&t.issuer);
+    let assertion = t.stock.take(
+        Kind::Assertion {
+            aud: t.issuer.clone(),
+        },
+        tpp,
+        &t.prov.registrant,
+    );
     let mut form = vec![
         ("client_id", tpp.client_id.as_str()),
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", &assertion),
     ];
     form.extend_from_slice(fields);
-    let proof = dpop.then(|| tpp.dpop_proof("POST", url, None));
+    let proof = dpop.then(|| {
+        t.stock.take(
+            Kind::Dpop {
+                htm: "POST",
+                htu: url.to_string(),
+                token: None,
+            },
+            tpp,
+            &t.prov.registrant,
+        )
+    });
     let headers: &[(&str, &str)] = match &proof {
         Some(p) => &[("dpop", p)],
         None => &[],
@@ -477,7 +497,15 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             let token = token.as_deref().ok_or("no user token")?;
             let url = &t.urls.userinfo;
             let auth = format!("DPoP {token}");
-            let proof = t.prov.pkjwt.dpop_proof("GET", url, Some(token));
+            let proof = t.stock.take(
+                Kind::Dpop {
+                    htm: "GET",
+                    htu: url.clone(),
+                    token: Some(token.to_string()),
+                },
+                &t.prov.pkjwt,
+                &t.prov.registrant,
+            );
             let (status, body) = h1
                 .request(
                     "GET",
@@ -489,7 +517,13 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             check(status, &body, 200, "userinfo")
         }
         Case::Registration => {
-            let jwt = t.prov.registrant.request(&t.issuer);
+            let jwt = t.stock.take(
+                Kind::Registration {
+                    aud: t.issuer.clone(),
+                },
+                &t.prov.pkjwt,
+                &t.prov.registrant,
+            );
             let (status, body) = h1
                 .request(
                     "POST",
@@ -527,6 +561,7 @@ pub async fn prepare(
         cases,
         prov,
         urls: Urls::default(),
+        stock: Stock::default(),
     };
     let opt = |name: &str| t.endpoint(name).unwrap_or_default();
     t.urls = Urls {
@@ -558,6 +593,9 @@ pub struct Run {
     pub p99_ms: f64,
     pub server_cpu_percent: f64,
     pub peak_rss_mib: f64,
+    /// Signatures the driver made inside the window, when what it signed
+    /// ahead ran out (`stock`).
+    pub signed_in_window: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -584,6 +622,11 @@ pub enum Load {
     /// wait (no coordinated omission).
     Paced(f64),
 }
+
+/// How long the driver may sign ahead of a window; what it has not made by
+/// then is signed on demand. Well under the servers' keep-alive timeouts
+/// (5 s), which the waiting connections would otherwise meet.
+const SIGN_AHEAD_BUDGET: Duration = Duration::from_secs(3);
 
 pub async fn run(
     t: &Arc<Target>,
@@ -640,9 +683,10 @@ pub async fn run(
         }
         workers.push(w);
     }
+    // What the set-up signed is not the window's.
+    t.stock.reset();
     let begin = Instant::now();
-    let start = begin + warmup;
-    let end = start + measure;
+    let warm_end = begin + warmup;
     // Paced: each connection's interval, and its first request offset so
     // that the connections' schedules interleave.
     let interval = match load {
@@ -650,10 +694,18 @@ pub async fn run(
         Load::Paced(rate) if rate > 0.0 => Some(Duration::from_secs_f64(conns as f64 / rate)),
         Load::Paced(_) => return Err("a paced run needs a positive rate".into()),
     };
+    let offset = move |from: Instant, i: usize| {
+        interval.map(|iv| from + iv.mul_f64(i as f64 / conns as f64))
+    };
+    // Every connection warms up, then waits while the driver signs ahead
+    // what the window will need (`stock`); the window starts for all at once.
+    let warmed = Arc::new(tokio::sync::Barrier::new(conns + 1));
+    let (go_tx, go_rx) = tokio::sync::watch::channel::<Option<Instant>>(None);
     let mut tasks = Vec::with_capacity(conns);
     for (i, mut w) in workers.into_iter().enumerate() {
         let t = t.clone();
-        let mut next = interval.map(|iv| begin + iv.mul_f64(i as f64 / conns as f64));
+        let warmed = warmed.clone();
+        let mut go = go_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut out = WorkerOut {
                 hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
@@ -661,25 +713,48 @@ pub async fn run(
                 errors: 0,
                 first_error: None,
             };
-            loop {
-                // Saturated: now. Paced: the scheduled start, which may
-                // already have passed when the server is behind.
-                let t0 = match (next, interval) {
-                    (Some(at), Some(iv)) => {
-                        next = Some(at + iv);
-                        tokio::time::sleep_until(at.into()).await;
-                        at
+            // Saturated: now. Paced: the scheduled start, which may
+            // already have passed when the server is behind.
+            let next_start = |next: &mut Option<Instant>| {
+                let at = *next;
+                async move {
+                    match (at, interval) {
+                        (Some(at), Some(_)) => {
+                            tokio::time::sleep_until(at.into()).await;
+                            at
+                        }
+                        _ => Instant::now(),
                     }
-                    _ => Instant::now(),
-                };
+                }
+            };
+            let mut next = offset(begin, i);
+            loop {
+                let t0 = next_start(&mut next).await;
+                next = next.zip(interval).map(|(at, iv)| at + iv);
+                if t0 >= warm_end {
+                    break;
+                }
+                // Unmeasured.
+                let _ = one(&t, case, &mut w).await;
+            }
+            warmed.wait().await;
+            let Ok(start) = go
+                .wait_for(Option::is_some)
+                .await
+                .map(|s| s.expect("a start"))
+            else {
+                return out;
+            };
+            let end = start + measure;
+            let mut next = offset(start, i);
+            loop {
+                let t0 = next_start(&mut next).await;
+                next = next.zip(interval).map(|(at, iv)| at + iv);
                 if t0 >= end {
                     break;
                 }
                 let r = one(&t, case, &mut w).await;
                 let t1 = Instant::now();
-                if t0 < start {
-                    continue;
-                }
                 match r {
                     Ok(()) => {
                         // Every request started inside the window is in
@@ -705,12 +780,36 @@ pub async fn run(
             out
         }));
     }
-    tokio::time::sleep_until(start.into()).await;
+    warmed.wait().await;
+    if !warmup.is_zero() {
+        // The window's rate can be well above the warm-up's: the driver no
+        // longer signs in it, and the first warm-up meets a cold server.
+        // Three times the warm-up's rate; a kind that runs out is signed on
+        // demand (and counted).
+        let scale = measure.as_secs_f64() / warmup.as_secs_f64() * 3.0;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let t2 = t.clone();
+        tokio::task::spawn_blocking(move || {
+            t2.stock.fill(
+                scale,
+                threads,
+                SIGN_AHEAD_BUDGET,
+                &t2.prov.pkjwt,
+                &t2.prov.registrant,
+            )
+        })
+        .await
+        .map_err(|e| format!("signing ahead: {e}"))?;
+    }
+    let start = Instant::now();
+    let end = start + measure;
+    let _ = go_tx.send(Some(start));
     let cpu0 = procstat::sample_tree(t.pid).cpu_secs;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let rss = tokio::spawn(procstat::peak_rss_while(t.pid, stop_rx));
     tokio::time::sleep_until(end.into()).await;
     let cpu1 = procstat::sample_tree(t.pid).cpu_secs;
+    let signed_in_window = t.stock.signed_in_window();
     let _ = stop_tx.send(());
     let peak = rss.await.map_err(|e| format!("RSS sampler: {e}"))?;
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds");
@@ -743,6 +842,7 @@ pub async fn run(
         p99_ms: ms(0.99),
         server_cpu_percent: (cpu1 - cpu0) / measure.as_secs_f64() * 100.0,
         peak_rss_mib: peak as f64 / (1024.0 * 1024.0),
+        signed_in_window,
         first_error,
     })
 }

@@ -8,6 +8,7 @@ mod load;
 mod procstat;
 mod report;
 mod setup;
+mod stock;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -262,6 +263,12 @@ fn log_run(name: &str, case: Case, conns: usize, rep: usize, load: Load, r: &loa
             None => String::new(),
         }
     );
+    if r.signed_in_window > 0 {
+        eprintln!(
+            "    ({} signatures made inside the window: what was signed ahead ran out)",
+            r.signed_in_window
+        );
+    }
 }
 
 /// The driver's target for a started server; the server is stopped when
@@ -514,7 +521,10 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     );
     let mut md = format!(
         "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), release build unless --server-bin says otherwise; \
-         load generator in the same machine (it shares the cores and signs its own assertions and DPoP proofs).\n\n\
+         load generator in the same machine (it shares the cores). Every client assertion, DPoP proof and registration request \
+         is fresh, with its own `jti`, and used once; the driver signs them between each cell's warm-up and its measured window \
+         (as many as the warm-up used, scaled to the window), so that its signing does not take the cores from the server \
+         it measures; any it has to sign inside the window are reported.\n\n\
          Peer: {}\n{}\n\n{} s measured (+{} s warm-up) × {} repetitions per cell; medians with min–max. \
          Both servers run side by side for the whole bench and are measured alternately, repetition by repetition, \
          so that the host's drift affects both sides of each ratio alike.\n\n",

@@ -275,6 +275,7 @@ mod tests {
             p99_ms: p99,
             server_cpu_percent: 150.0,
             peak_rss_mib: rps / 100.0,
+            signed_in_window: 0,
             first_error: None,
         }
     }
