@@ -781,7 +781,7 @@ pub async fn run(
         }));
     }
     warmed.wait().await;
-    if !warmup.is_zero() {
+    if !warmup.is_zero() && crate::stock::SIGN_AHEAD.load(std::sync::atomic::Ordering::Relaxed) {
         // The window's rate can be well above the warm-up's: the driver no
         // longer signs in it, and the first warm-up meets a cold server.
         // Three times the warm-up's rate; a kind that runs out is signed on

@@ -35,6 +35,9 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow,registration)
   --paced-share X     offered load of the fixed-load latency cells, as a share of
                       Strongroom's saturated throughput (default 0.5; 0 skips them)
+  --sign-in-window    sign assertions, DPoP proofs and registration requests inside
+                      the measured window, on the cores the servers use (default:
+                      between each cell's warm-up and its window)
   --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
 ";
 
@@ -121,6 +124,9 @@ fn parse_args() -> Result<Opts, String> {
                         Case::parse(c.trim()).ok_or_else(|| format!("--cases: unknown case {c}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?
+            }
+            "--sign-in-window" => {
+                stock::SIGN_AHEAD.store(false, std::sync::atomic::Ordering::Relaxed);
             }
             "--smoke" => {
                 o.smoke = true;
