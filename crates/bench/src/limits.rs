@@ -118,6 +118,12 @@ impl CryptoLimits {
 mod tests {
     use super::*;
 
+    /// The token case's work: the client assertion and the DPoP proof.
+    const TWO_VERIFIES: SigWork = SigWork {
+        es256_verify: 2,
+        ps256_sign: 0,
+    };
+
     fn fixed() -> CryptoLimits {
         CryptoLimits {
             ps256_sign_per_sec: 1000.0,
@@ -131,11 +137,7 @@ mod tests {
     #[test]
     fn limit_adds_the_costs_of_each_signature() {
         let l = fixed();
-        let two_verifies = SigWork {
-            es256_verify: 2,
-            ps256_sign: 0,
-        };
-        assert!((l.limit(two_verifies, 2.0).unwrap() - 10000.0).abs() < 1e-6);
+        assert!((l.limit(TWO_VERIFIES, 2.0).unwrap() - 10000.0).abs() < 1e-6);
         let flow = SigWork {
             es256_verify: 4,
             ps256_sign: 1,
@@ -148,16 +150,12 @@ mod tests {
     #[test]
     fn server_cpu_is_compared_with_its_signature_work() {
         let l = fixed();
-        let two_verifies = SigWork {
-            es256_verify: 2,
-            ps256_sign: 0,
-        };
         // 150 % CPU at 3 000 req/s is 500 µs a request; two verifications
         // at 10 000/s are 200 µs: 2.5×.
-        let x = l.cpu_over_sig(two_verifies, 150.0, 3000.0).unwrap();
+        let x = l.cpu_over_sig(TWO_VERIFIES, 150.0, 3000.0).unwrap();
         assert!((x - 2.5).abs() < 1e-9, "{x}");
         assert_eq!(l.cpu_over_sig(SigWork::default(), 150.0, 3000.0), None);
-        assert_eq!(l.cpu_over_sig(two_verifies, 150.0, 0.0), None);
+        assert_eq!(l.cpu_over_sig(TWO_VERIFIES, 150.0, 0.0), None);
     }
 
     #[test]

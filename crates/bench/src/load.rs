@@ -623,6 +623,20 @@ pub enum Load {
     Paced(f64),
 }
 
+/// When a worker's next request starts. Saturated (`next` is `None`): now.
+/// Paced: its scheduled start, which may already have passed when the
+/// server is behind; the schedule moves on by `interval`.
+async fn next_start(next: &mut Option<Instant>, interval: Option<Duration>) -> Instant {
+    match (*next, interval) {
+        (Some(at), Some(iv)) => {
+            *next = Some(at + iv);
+            tokio::time::sleep_until(at.into()).await;
+            at
+        }
+        _ => Instant::now(),
+    }
+}
+
 /// How long the driver may sign ahead of a window; what it has not made by
 /// then is signed on demand. Well under the servers' keep-alive timeouts
 /// (5 s), which the waiting connections would otherwise meet.
@@ -713,24 +727,9 @@ pub async fn run(
                 errors: 0,
                 first_error: None,
             };
-            // Saturated: now. Paced: the scheduled start, which may
-            // already have passed when the server is behind.
-            let next_start = |next: &mut Option<Instant>| {
-                let at = *next;
-                async move {
-                    match (at, interval) {
-                        (Some(at), Some(_)) => {
-                            tokio::time::sleep_until(at.into()).await;
-                            at
-                        }
-                        _ => Instant::now(),
-                    }
-                }
-            };
             let mut next = offset(begin, i);
             loop {
-                let t0 = next_start(&mut next).await;
-                next = next.zip(interval).map(|(at, iv)| at + iv);
+                let t0 = next_start(&mut next, interval).await;
                 if t0 >= warm_end {
                     break;
                 }
@@ -748,8 +747,7 @@ pub async fn run(
             let end = start + measure;
             let mut next = offset(start, i);
             loop {
-                let t0 = next_start(&mut next).await;
-                next = next.zip(interval).map(|(at, iv)| at + iv);
+                let t0 = next_start(&mut next, interval).await;
                 if t0 >= end {
                     break;
                 }
