@@ -156,6 +156,13 @@ impl ProvisionRef {
 }
 
 impl Target {
+    /// A fresh signature of `kind`, by the private_key_jwt client (or the
+    /// registrant): one made ahead of the window if any is left.
+    fn signed(&self, kind: Kind) -> String {
+        self.stock
+            .take(kind, &self.prov.pkjwt, &self.prov.registrant)
+    }
+
     fn endpoint(&self, name: &str) -> Result<String, String> {
         self.discovery[name]
             .as_str()
@@ -243,13 +250,9 @@ async fn tpp_post(
     what: &str,
 ) -> Result<bytes::Bytes, String> {
     let tpp = &t.prov.pkjwt;
-    let assertion = t.stock.take(
-        Kind::Assertion {
-            aud: t.issuer.clone(),
-        },
-        tpp,
-        &t.prov.registrant,
-    );
+    let assertion = t.signed(Kind::Assertion {
+        aud: t.issuer.clone(),
+    });
     let mut form = vec![
         ("client_id", tpp.client_id.as_str()),
         ("client_assertion_type", ASSERTION_TYPE),
@@ -257,15 +260,11 @@ async fn tpp_post(
     ];
     form.extend_from_slice(fields);
     let proof = dpop.then(|| {
-        t.stock.take(
-            Kind::Dpop {
-                htm: "POST",
-                htu: url.to_string(),
-                token: None,
-            },
-            tpp,
-            &t.prov.registrant,
-        )
+        t.signed(Kind::Dpop {
+            htm: "POST",
+            htu: url.to_string(),
+            token: None,
+        })
     });
     let headers: &[(&str, &str)] = match &proof {
         Some(p) => &[("dpop", p)],
@@ -497,15 +496,11 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             let token = token.as_deref().ok_or("no user token")?;
             let url = &t.urls.userinfo;
             let auth = format!("DPoP {token}");
-            let proof = t.stock.take(
-                Kind::Dpop {
-                    htm: "GET",
-                    htu: url.clone(),
-                    token: Some(token.to_string()),
-                },
-                &t.prov.pkjwt,
-                &t.prov.registrant,
-            );
+            let proof = t.signed(Kind::Dpop {
+                htm: "GET",
+                htu: url.clone(),
+                token: Some(token.to_string()),
+            });
             let (status, body) = h1
                 .request(
                     "GET",
@@ -517,13 +512,9 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             check(status, &body, 200, "userinfo")
         }
         Case::Registration => {
-            let jwt = t.stock.take(
-                Kind::Registration {
-                    aud: t.issuer.clone(),
-                },
-                &t.prov.pkjwt,
-                &t.prov.registrant,
-            );
+            let jwt = t.signed(Kind::Registration {
+                aud: t.issuer.clone(),
+            });
             let (status, body) = h1
                 .request(
                     "POST",
