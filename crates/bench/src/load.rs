@@ -640,6 +640,7 @@ pub async fn run(
     load: Load,
     warmup: Duration,
     measure: Duration,
+    sign_ahead: bool,
 ) -> Result<Run, String> {
     let mut workers = Vec::with_capacity(conns);
     let tls = match case {
@@ -770,7 +771,7 @@ pub async fn run(
         }));
     }
     warmed.wait().await;
-    if !warmup.is_zero() && crate::stock::SIGN_AHEAD.load(std::sync::atomic::Ordering::Relaxed) {
+    if sign_ahead && !warmup.is_zero() {
         // The window's rate can be well above the warm-up's: the driver no
         // longer signs in it, and the first warm-up meets a cold server.
         // Three times the warm-up's rate; a kind that runs out is signed on

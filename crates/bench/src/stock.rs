@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::setup::{Registrant, Tpp};
@@ -43,10 +43,6 @@ impl Kind {
         }
     }
 }
-
-/// Off with `--sign-in-window`: every signature is made inside the window,
-/// as before the fourteenth round (for comparison).
-pub static SIGN_AHEAD: AtomicBool = AtomicBool::new(true);
 
 #[derive(Default)]
 pub struct Stock {
