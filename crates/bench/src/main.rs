@@ -347,27 +347,10 @@ async fn measure_pair(
 ) -> Result<(Option<Summary>, Option<Summary>), String> {
     let mut sr_runs = Vec::new();
     let mut peer_runs = Vec::new();
-    for rep in 0..opts.reps {
-        let r = load::run(
-            sr,
-            case,
-            conns,
-            load,
-            opts.warmup,
-            opts.duration,
-            opts.sign_ahead,
-        )
-        .await?;
-        log_run(sr.name, case, conns, rep, load, &r);
-        if r.errors > 0 || r.requests == 0 {
-            *ok = false;
-        }
-        sr_runs.push(r);
-        let Some(p) = peer.clone().filter(|p| p.cases.contains(&case)) else {
-            continue;
-        };
-        match load::run(
-            &p,
+    // One repetition of this cell on `t`.
+    let run = |t: Arc<load::Target>| async move {
+        load::run(
+            &t,
             case,
             conns,
             load,
@@ -376,7 +359,18 @@ async fn measure_pair(
             opts.sign_ahead,
         )
         .await
-        {
+    };
+    for rep in 0..opts.reps {
+        let r = run(sr.clone()).await?;
+        log_run(sr.name, case, conns, rep, load, &r);
+        if r.errors > 0 || r.requests == 0 {
+            *ok = false;
+        }
+        sr_runs.push(r);
+        let Some(p) = peer.clone().filter(|p| p.cases.contains(&case)) else {
+            continue;
+        };
+        match run(p.clone()).await {
             Ok(r) => {
                 log_run(p.name, case, conns, rep, load, &r);
                 peer_runs.push(r);
