@@ -442,7 +442,24 @@ impl Registrar {
         Value::Object(doc)
     }
 
+    /// The request's claims, as JSON or a JWS's payload; like all text from
+    /// outside (`oauth_core::text`), its strings may hold no control
+    /// character, since its identifiers become database keys.
     fn parse_body(&self, req: &RegistrationRequest<'_>) -> Result<Body, OAuthError> {
+        let body = self.parse_body_format(req)?;
+        if !body
+            .claims
+            .iter()
+            .all(|(k, v)| oauth_core::text::is_clean(k) && oauth_core::text::json_is_clean(v))
+        {
+            return Err(metadata_error(
+                "the registration request holds a control character",
+            ));
+        }
+        Ok(body)
+    }
+
+    fn parse_body_format(&self, req: &RegistrationRequest<'_>) -> Result<Body, OAuthError> {
         if req.body.len() > self.settings.max_body_bytes {
             return Err(OAuthError::invalid_request(format!(
                 "the registration request is {} bytes; at most {} are accepted",

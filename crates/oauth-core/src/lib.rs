@@ -19,5 +19,6 @@ pub mod revocation;
 pub mod secret;
 pub mod sender_constraint;
 pub mod storage;
+pub mod text;
 pub mod token;
 pub mod userinfo;

@@ -9,6 +9,7 @@ use super::failed;
 use crate::client::Client;
 use crate::error::OAuthError;
 use crate::secret::{constant_time_eq, hash_secret};
+use crate::text::{form_urldecode, is_clean};
 
 pub(super) fn verify(client: &Client, presented: &str) -> Result<(), OAuthError> {
     if client.metadata.fapi {
@@ -47,35 +48,19 @@ pub fn decode_basic_authorization(value: &str) -> Result<Option<(String, String)
         .map_err(|_| malformed())?;
     let text = String::from_utf8(bytes).map_err(|_| malformed())?;
     let (id, secret) = text.split_once(':').ok_or_else(malformed)?;
-    let id = form_urldecode(id).ok_or_else(malformed)?;
-    let secret = form_urldecode(secret).ok_or_else(malformed)?;
+    // RFC 6749 §2.3.1: both are form-encoded; like every parameter, they
+    // may hold no control character (crate::text).
+    let decode = |s: &str| {
+        form_urldecode(s)
+            .filter(|s| is_clean(s))
+            .ok_or_else(malformed)
+    };
+    let id = decode(id)?;
+    let secret = decode(secret)?;
     if id.is_empty() {
         return Err(malformed());
     }
     Ok(Some((id, secret)))
-}
-
-/// `application/x-www-form-urlencoded` decoding of one value (`+` is a
-/// space, `%XX` a byte); `None` for bad escapes or non-UTF-8 results.
-fn form_urldecode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = b.get(i + 1..i + 3)?;
-                let hi = (hex[0] as char).to_digit(16)?;
-                let lo = (hex[1] as char).to_digit(16)?;
-                out.push((hi * 16 + lo) as u8);
-                i += 2;
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ fn peek_claims(assertion: &str) -> Result<Value, OAuthError> {
     if !claims.is_object() {
         return Err(bad("client_assertion is not a well-formed JWS"));
     }
+    if !crate::text::json_is_clean(&claims) {
+        return Err(bad("client_assertion holds a control character"));
+    }
     Ok(claims)
 }
 

@@ -171,6 +171,11 @@ pub fn peek_header(token: &str) -> Result<Value, KeyError> {
     if !value.is_object() {
         return Err(KeyError::Malformed("header is not a JSON object".into()));
     }
+    if !crate::text::json_is_clean(&value) {
+        return Err(KeyError::Malformed(
+            "header holds a control character".into(),
+        ));
+    }
     Ok(value)
 }
 
@@ -234,6 +239,16 @@ pub(crate) fn verify_with_key(
     let Value::Object(claims) = data.claims else {
         return Err(KeyError::Malformed("claims are not a JSON object".into()));
     };
+    // Claims become database keys (`jti`, `iss`, `sub`) and page text:
+    // the rule for text from outside (crate::text).
+    if !claims
+        .iter()
+        .all(|(k, v)| crate::text::is_clean(k) && crate::text::json_is_clean(v))
+    {
+        return Err(KeyError::Malformed(
+            "claims hold a control character".into(),
+        ));
+    }
     check_claims(&claims, checks)?;
     Ok(VerifiedJws {
         alg,

@@ -165,9 +165,16 @@ impl Params {
     fn json(&self, name: &str, code: ErrorCode) -> Result<Option<Value>, OAuthError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::String(s)) => serde_json::from_str(s)
-                .map(Some)
-                .map_err(|_| OAuthError::new(code, format!("{name} is not valid JSON"))),
+            Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+                // The form's parser let JSON whitespace through; the strings
+                // inside follow the rule for all text (crate::text).
+                Ok(v) if crate::text::json_is_clean(&v) => Ok(Some(v)),
+                Ok(_) => Err(OAuthError::new(
+                    code,
+                    format!("{name} holds a control character"),
+                )),
+                Err(_) => Err(OAuthError::new(code, format!("{name} is not valid JSON"))),
+            },
             Some(v) => Ok(Some(v.clone())),
         }
     }
