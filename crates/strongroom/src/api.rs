@@ -18,12 +18,18 @@ use oauth_core::userinfo::{AuthScheme, ResourceError};
 use crate::http::{ApiError, AppState};
 
 /// The form body as an ordered multimap (duplicates are the pipeline's to
-/// refuse, RFC 6749 §3.1).
-pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(body).into_owned().collect()
+/// refuse, RFC 6749 §3.1); badly encoded text and control characters are
+/// refused here, where parameters enter (`oauth_core::text`).
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
+    oauth_core::text::parse_form(body)
 }
 
-fn single<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, OAuthError> {
+/// The one value of parameter `name` (empty counts as absent); repeated is
+/// `invalid_request` (RFC 6749 §3.1).
+pub(crate) fn single<'a>(
+    form: &'a [(String, String)],
+    name: &str,
+) -> Result<Option<&'a str>, OAuthError> {
     let mut values = form
         .iter()
         .filter(|(k, _)| k == name)
@@ -35,13 +41,6 @@ fn single<'a>(form: &'a [(String, String)], name: &str) -> Result<Option<&'a str
         )));
     }
     Ok(first.filter(|v| !v.is_empty()))
-}
-
-/// The URL of this request as the client addressed it (DPoP `htu`, and the
-/// client-assertion audience under FAPI 1.0).
-pub fn request_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("https://{}{}", info.host(), req.path())
 }
 
 /// Every value of the `DPoP` header (there must be at most one).
@@ -69,7 +68,7 @@ async fn authenticate<S: ClientRepository + ReplayCache>(
         )?,
         None => None,
     };
-    let url = request_url(req);
+    let url = state.urls.request_url(req);
     let token_urls: Vec<&str> = state
         .token_endpoint_urls
         .iter()
@@ -96,7 +95,7 @@ async fn verify_dpop<S: ReplayCache>(
     access_token: Option<&str>,
 ) -> Result<Option<oauth_core::authorization::DpopProof>, OAuthError> {
     let proofs = dpop_headers(req);
-    let url = request_url(req);
+    let url = state.urls.request_url(req);
     let check = DpopCheck {
         proofs: &proofs,
         htm: req.method().as_str(),
@@ -154,7 +153,7 @@ async fn caller<S: ClientRepository + ReplayCache>(
     body: &[u8],
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
-    caller_with(state, store, req, parse_form(body), endpoint).await
+    caller_with(state, store, req, parse_form(body)?, endpoint).await
 }
 
 /// [`caller`] with the form already parsed.

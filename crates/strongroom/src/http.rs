@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use oauth_core::error::OAuthError;
 use oauth_core::jwks_resolver::JwksResolver;
@@ -40,6 +43,9 @@ pub struct AppState {
     /// The token endpoint's URLs (main and mTLS listener): FAPI 1.0 accepts
     /// them as client-assertion audiences.
     pub token_endpoint_urls: Arc<[String]>,
+    /// The configured public URLs a request's URL is built from (DPoP
+    /// `htu`, FAPI 1.0 assertion audiences), never its headers.
+    pub urls: Arc<crate::public_url::PublicUrls>,
 }
 
 /// Renders OAuth errors: JSON body, the spec's status, `no-store`, the
@@ -132,6 +138,47 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .body("database unavailable")
         }
+    }
+}
+
+/// Refuses a request whose path or query string does not decode to clean
+/// text (`oauth_core::text`): UTF-8 with no control character. The router
+/// and the extractors would hand a `%00` on to storage keys (PostgreSQL
+/// refuses NUL in `text`), so it stops here, before routing, for every
+/// route: a bad path is no resource of ours (404), a bad query an
+/// `invalid_request` (the error page on the browser's routes, JSON on the
+/// others).
+pub async fn refuse_unclean_uri(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let query = req.query_string();
+    let refusal = if !oauth_core::text::path_is_clean(req.path()) {
+        Some(
+            HttpResponse::NotFound()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+        )
+    } else if let Err(e) = (!query.is_empty())
+        .then(|| oauth_core::text::parse_form(query.as_bytes()))
+        .transpose()
+    {
+        tracing::debug!("request refused: its query string is not clean text");
+        let browser = req.path() == "/authorize" || req.path().starts_with("/interaction/");
+        Some(if browser {
+            crate::interaction::error_page(StatusCode::BAD_REQUEST, &e)
+        } else {
+            ApiError::from(e).error_response()
+        })
+    } else {
+        None
+    };
+    match refusal {
+        Some(res) => Ok(req.into_response(res).map_into_right_body()),
+        None => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body),
     }
 }
 

@@ -114,23 +114,27 @@ struct InteractionState {
     hook: bool,
 }
 
-#[derive(Deserialize)]
-pub struct AuthorizeQuery {
-    client_id: Option<String>,
-    request_uri: Option<String>,
-}
-
 /// `GET /authorize` (RFC 6749 §4.1.1, RFC 9126 §4). Under FAPI 2.0 only
 /// `client_id` and `request_uri` are used: everything else was pushed.
 #[tracing::instrument(skip_all, fields(client_id))]
-pub async fn authorize(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    query: web::Query<AuthorizeQuery>,
-) -> HttpResponse {
+pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let t = now();
-    let (Some(client_id), Some(request_uri)) = (&query.client_id, &query.request_uri) else {
-        let err = if query.request_uri.is_none() && state.policy.require_par {
+    // Parsed like every form (oauth_core::text), so that a repeated or
+    // badly encoded parameter is the error page's invalid_request, not a
+    // framework message.
+    let query = match crate::api::parse_form(req.query_string().as_bytes()) {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let (client_id, request_uri) = match (
+        crate::api::single(&query, "client_id"),
+        crate::api::single(&query, "request_uri"),
+    ) {
+        (Ok(c), Ok(r)) => (c, r),
+        (Err(e), _) | (_, Err(e)) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let (Some(client_id), Some(request_uri)) = (client_id, request_uri) else {
+        let err = if request_uri.is_none() && state.policy.require_par {
             OAuthError::invalid_request(
                 "pushed authorization requests are required: push the request first and send client_id and request_uri",
             )
@@ -139,7 +143,7 @@ pub async fn authorize(
         };
         return error_page(StatusCode::BAD_REQUEST, &err);
     };
-    tracing::Span::current().record("client_id", client_id.as_str());
+    tracing::Span::current().record("client_id", client_id);
     let request_uri_hash = hash_secret(request_uri);
     let session_hash = req.cookie(SESSION_COOKIE).map(|c| hash_secret(c.value()));
     let reads = match state

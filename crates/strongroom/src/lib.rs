@@ -8,6 +8,7 @@ pub mod devcerts;
 pub mod fetch;
 pub mod http;
 pub mod interaction;
+pub mod public_url;
 pub mod registration;
 pub mod startup;
 pub mod tls;

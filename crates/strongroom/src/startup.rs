@@ -453,6 +453,16 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
                         .map(|b| format!("{b}{}", api::TOKEN_PATH)),
                 )
                 .collect(),
+            urls: Arc::new(crate::public_url::PublicUrls::new(
+                &cfg.issuer,
+                cfg.mtls_base_url().as_deref(),
+                cfg.tls
+                    .trusted_proxies
+                    .iter()
+                    .map(|p| p.parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(fail)?,
+            )),
         },
         cfg: Arc::new(cfg),
         tls,
@@ -465,7 +475,13 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
 /// Starts the HTTP server on the given sockets and the background tasks
 /// (key reload, purge of expired single-use values and tokens).
 pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server, StartError> {
-    let state = p.state.clone();
+    let mut state = p.state.clone();
+    // Which listener a request reached decides its public base URL.
+    state.urls = Arc::new(
+        (*state.urls)
+            .clone()
+            .with_mtls_listener(listeners.mtls.as_ref().and_then(|l| l.local_addr().ok())),
+    );
     let cert_source = p.cert_source.clone();
     let workers = if p.cfg.server.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -481,6 +497,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     let mut server = HttpServer::new(move || {
         let _serving = &serving;
         App::new()
+            .wrap(actix_web::middleware::from_fn(http::refuse_unclean_uri))
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
             .configure(http::configure_common)

@@ -39,7 +39,7 @@ fn directory_config() -> Value {
     })
 }
 
-fn with_directory(cfg: &mut Config) {
+pub fn with_directory(cfg: &mut Config) {
     cfg.directories = vec![serde_json::from_value(directory_config()).unwrap()];
 }
 

@@ -7,4 +7,5 @@ mod fapi;
 mod fapi_errors;
 mod foundation;
 mod harness;
+mod input;
 mod tpp;

@@ -1,0 +1,436 @@
+//! Hostile input through the real server (issue 22 §1, §2, §6): request
+//! headers that name another host never become the URL a DPoP proof or a
+//! client assertion is checked against, on either listener and under every
+//! profile; control characters and badly encoded text in any parameter,
+//! path segment or JWT claim get the spec's error and never a 5xx, on
+//! SQLite and PostgreSQL.
+
+use oauth_core::policy::Profile;
+use serde_json::{Value, json};
+use strongroom::config::Config;
+
+use crate::fapi::{World, world_with};
+use crate::harness::{BACKENDS, Backend};
+use crate::tpp::*;
+
+/// Header sets that name another server, as an attacker would forge them
+/// or a misconfigured proxy would pass them on.
+fn forgeries(host: &str) -> Vec<Vec<(&'static str, String)>> {
+    vec![
+        vec![("host", host.to_owned())],
+        vec![("x-forwarded-host", host.to_owned())],
+        vec![
+            ("x-forwarded-host", host.to_owned()),
+            ("x-forwarded-proto", "https".into()),
+            ("x-forwarded-port", "443".into()),
+        ],
+        vec![
+            ("x-forwarded-proto", "http".into()),
+            ("x-forwarded-port", "80".into()),
+        ],
+        vec![("forwarded", format!("host={host};proto=https"))],
+        vec![("forwarded", format!("for=192.0.2.1;host=\"{host}\""))],
+    ]
+}
+
+async fn post_with(
+    http: &reqwest::Client,
+    url: &str,
+    form: &[(String, String)],
+    dpop: Option<String>,
+    headers: &[(&'static str, String)],
+) -> Answer {
+    let mut req = http.post(url).form(form);
+    if let Some(p) = dpop {
+        req = req.header("DPoP", p);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+fn cc_form(tpp: &Tpp, aud: Value) -> Vec<(String, String)> {
+    vec![
+        ("grant_type".into(), "client_credentials".into()),
+        ("scope".into(), "accounts".into()),
+        ("client_id".into(), tpp.client_id.clone()),
+        ("client_assertion_type".into(), ASSERTION_TYPE.into()),
+        (
+            "client_assertion".into(),
+            tpp.key.sign(None, &tpp.assertion_claims(aud)),
+        ),
+    ]
+}
+
+/// A change to the configuration before the server starts.
+type Tweak = fn(&mut Config);
+
+const PROFILES: [(Profile, Tweak); 4] = [
+    (Profile::Fapi2, |c| c.profile = Profile::Fapi2),
+    (Profile::Fapi2MessageSigning, |c| {
+        c.profile = Profile::Fapi2MessageSigning;
+    }),
+    (Profile::Fapi1Advanced, |c| {
+        c.profile = Profile::Fapi1Advanced
+    }),
+    (Profile::UkOpenBanking, |c| {
+        c.profile = Profile::UkOpenBanking
+    }),
+];
+
+/// RFC 9449 §4.3 check 9 and RFC 7523 §3 item 3 against forged hosts.
+async fn forged_hosts_under(w: &World, profile: Profile) {
+    let srv = &w.srv;
+    let tpp = &w.dpop;
+    let http = srv.client(None);
+    let evil = "evil.example";
+    for base in [srv.issuer.clone(), srv.mtls_base.clone()] {
+        let token_url = format!("{base}/token");
+        let aud = if profile.is_fapi2() {
+            json!(srv.issuer)
+        } else {
+            json!(token_url)
+        };
+        for headers in forgeries(evil) {
+            // A proof made for another server's token endpoint.
+            let proof = tpp.dpop_proof("POST", &format!("https://{evil}/token"), None);
+            let a = post_with(
+                &http,
+                &token_url,
+                &cc_form(tpp, aud.clone()),
+                Some(proof),
+                &headers,
+            )
+            .await;
+            assert_error(&a, 400, &["invalid_dpop_proof"]);
+            assert!(
+                a.json["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("htu"),
+                "{profile:?} {headers:?}: {}",
+                a.json
+            );
+            // The same headers on a proof for this server: still this
+            // server's URL, so it passes.
+            let proof = tpp.dpop_proof("POST", &token_url, None);
+            let a = post_with(
+                &http,
+                &token_url,
+                &cc_form(tpp, aud.clone()),
+                Some(proof),
+                &headers,
+            )
+            .await;
+            assert_eq!(
+                a.status, 200,
+                "{profile:?} {headers:?} at {token_url}: {}",
+                a.json
+            );
+        }
+        // A client assertion made for another authorization server, sent
+        // with headers that name that server.
+        let other = "other-bank.example";
+        for headers in forgeries(other) {
+            let form = cc_form(tpp, json!(format!("https://{other}/token")));
+            let proof = tpp.dpop_proof("POST", &token_url, None);
+            let a = post_with(&http, &token_url, &form, Some(proof), &headers).await;
+            assert_error(&a, 401, &["invalid_client"]);
+            // Also the PAR endpoint's audience (FAPI 1.0 accepts the URL of
+            // the endpoint in use).
+            let par_url = format!("{base}/par");
+            let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+            form.push(("client_id".into(), tpp.client_id.clone()));
+            form.push(("client_assertion_type".into(), ASSERTION_TYPE.into()));
+            form.push((
+                "client_assertion".into(),
+                tpp.key.sign(
+                    None,
+                    &tpp.assertion_claims(json!(format!("https://{other}/par"))),
+                ),
+            ));
+            let proof = tpp.dpop_proof("POST", &par_url, None);
+            let a = post_with(&http, &par_url, &form, Some(proof), &headers).await;
+            assert_error(&a, 401, &["invalid_client"]);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn forged_host_headers_do_not_make_the_request_url() {
+    for (profile, tweak) in PROFILES {
+        let w = world_with(Backend::Sqlite, Some(tweak)).await;
+        forged_hosts_under(&w, profile).await;
+        w.srv.stop().await;
+    }
+}
+
+/// Strings no identifier may hold: NUL alone and inside, other C0
+/// controls, DEL and a C1 control.
+const CONTROLS: [&str; 7] = [
+    "\u{0}",
+    "tpp-dpop\u{0}",
+    "\u{1}",
+    "\u{1b}[2J",
+    "\u{1f}",
+    "\u{7f}",
+    "\u{85}",
+];
+
+/// The same, percent-encoded for a URL or form, plus encodings that are not
+/// UTF-8 (an encoded lone surrogate, an overlong NUL, a stray byte).
+fn encoded_controls() -> Vec<String> {
+    let mut v: Vec<String> = CONTROLS.iter().map(|c| urlenc(c)).collect();
+    v.extend([
+        "%ED%A0%80".into(),
+        "%C0%80".into(),
+        "%FF".into(),
+        "x%ED%B0%80y".into(),
+    ]);
+    v
+}
+
+fn not_5xx(a: &Answer, what: &str) {
+    assert!(a.status < 500, "{what}: {} {}", a.status, a.json);
+}
+
+async fn get(http: &reqwest::Client, url: &str, bearer: Option<&str>) -> Answer {
+    let mut req = http.get(url);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+async fn post_raw(
+    http: &reqwest::Client,
+    url: &str,
+    body: String,
+    content_type: &str,
+    dpop: Option<String>,
+) -> Answer {
+    let mut req = http
+        .post(url)
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(p) = dpop {
+        req = req.header("DPoP", p);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+fn form_body(form: &[(String, String)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", urlenc(k), urlenc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+async fn control_characters_on(backend: Backend) {
+    let w = world_with(backend, Some(crate::dcr::with_directory)).await;
+    let srv = &w.srv;
+    let tpp = &w.dpop;
+    let http = srv.client(None);
+    let token_url = srv.url("/token");
+    let par_url = srv.url("/par");
+    for bad in encoded_controls() {
+        // Query parameters of the browser's front door: the error page.
+        for url in [
+            format!("{}?client_id={bad}&request_uri=x", srv.url("/authorize")),
+            format!(
+                "{}?client_id=tpp-dpop&request_uri={bad}",
+                srv.url("/authorize")
+            ),
+            format!(
+                "{}?client_id=tpp-dpop&request_uri=x&{bad}=1",
+                srv.url("/authorize")
+            ),
+        ] {
+            let res = http.get(&url).send().await.unwrap();
+            let status = res.status().as_u16();
+            let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+            let page = res.text().await.unwrap();
+            assert_eq!(status, 400, "{url}: {page}");
+            assert!(ct.starts_with("text/html"), "{url}: {ct}");
+            assert!(page.contains("invalid_request"), "{url}: {page}");
+        }
+        // Path segments: no such resource.
+        for path in [
+            format!("/register/{bad}"),
+            format!("/interaction/{bad}/login"),
+            format!("/bank/consents/{bad}/revoke"),
+        ] {
+            let a = get(&http, &srv.url(&path), Some("some-token")).await;
+            assert_eq!(a.status, 404, "{path}: {}", a.json);
+        }
+        let a = get(
+            &http,
+            &format!("{}?consent_id={bad}", srv.url("/bank/grants")),
+            None,
+        )
+        .await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // Form parameters at every back-channel endpoint.
+        for (name, endpoint) in [
+            ("client_id", "/par"),
+            ("client_id", "/token"),
+            ("scope", "/token"),
+            ("token", "/introspect"),
+            ("token", "/revoke"),
+            ("client_assertion", "/token"),
+        ] {
+            let url = srv.url(endpoint);
+            let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+            form.extend(tpp.auth_fields(srv));
+            let mut body = form_body(&form);
+            body.push_str(&format!("&{name}={bad}"));
+            let a = post_raw(
+                &http,
+                &url,
+                body,
+                "application/x-www-form-urlencoded",
+                Some(tpp.dpop_proof("POST", &url, None)),
+            )
+            .await;
+            not_5xx(&a, &format!("{name} at {endpoint} = {bad}"));
+            assert_error(&a, 400, &["invalid_request"]);
+        }
+        // HTTP Basic credentials (RFC 6749 §2.3.1 form-encodes both parts).
+        let basic = b64_std(&format!("{bad}:secret"));
+        let a = answer(
+            http.post(&token_url)
+                .header("authorization", format!("Basic {basic}"))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_error(&a, 401, &["invalid_client"]);
+    }
+    for bad in CONTROLS {
+        // Claims of a client assertion: the issuer (the client's key in the
+        // store) and, for a real client, the jti (a single-use key).
+        let mut claims = tpp.assertion_claims(json!(srv.issuer));
+        claims["iss"] = json!(bad);
+        claims["sub"] = json!(bad);
+        let forged = tpp.key.sign(None, &claims);
+        let mut claims = tpp.assertion_claims(json!(srv.issuer));
+        claims["jti"] = json!(format!("jti{bad}"));
+        let bad_jti = tpp.key.sign(None, &claims);
+        for assertion in [forged, bad_jti] {
+            for endpoint in ["/token", "/par", "/introspect", "/revoke"] {
+                let url = srv.url(endpoint);
+                let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+                form.extend([
+                    ("grant_type".into(), "client_credentials".into()),
+                    ("token".into(), "x".into()),
+                    ("client_assertion_type".into(), ASSERTION_TYPE.into()),
+                    ("client_assertion".into(), assertion.clone()),
+                ]);
+                let proof = tpp.dpop_proof("POST", &url, None);
+                let a = post_form(&http, &url, &form, Some(proof)).await;
+                not_5xx(&a, &format!("assertion claim {bad:?} at {endpoint}"));
+                assert_error(&a, 401, &["invalid_client"]);
+            }
+        }
+        // A DPoP proof whose jti or htm holds one.
+        for claim in ["jti", "htm", "htu"] {
+            for url in [&token_url, &par_url] {
+                let mut claims = Tpp::dpop_claims("POST", url, None);
+                claims[claim] = json!(format!("{}{bad}", claims[claim].as_str().unwrap()));
+                let proof = tpp.dpop_proof_claims(&claims);
+                let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+                form.push(("grant_type".into(), "client_credentials".into()));
+                form.extend(tpp.auth_fields(srv));
+                let a = post_form(&http, url, &form, Some(proof)).await;
+                not_5xx(&a, &format!("DPoP {claim} {bad:?} at {url}"));
+                assert_error(&a, 400, &["invalid_dpop_proof"]);
+            }
+        }
+        // A registration request (RFC 7591 §3.2.2 invalid_client_metadata),
+        // before anything is looked up.
+        for field in ["software_id", "client_name", "jwks_uri"] {
+            let body = json!({"redirect_uris": ["https://tpp.example/cb"], field: bad}).to_string();
+            let a = post_raw(
+                &http,
+                &srv.mtls_url("/register"),
+                body,
+                "application/json",
+                None,
+            )
+            .await;
+            not_5xx(&a, &format!("registration {field} {bad:?}"));
+            assert_error(&a, 400, &["invalid_client_metadata"]);
+        }
+        // The claims parameter: JSON whitespace is allowed, control
+        // characters inside its strings are not.
+        let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+        form.extend(tpp.auth_fields(srv));
+        form.push((
+            "claims".into(),
+            json!({"id_token": {"openbanking_intent_id": {"value": format!("intent{bad}"), "essential": true}}})
+                .to_string(),
+        ));
+        let a = post_form(
+            &http,
+            &par_url,
+            &form,
+            Some(tpp.dpop_proof("POST", &par_url, None)),
+        )
+        .await;
+        not_5xx(&a, &format!("claims {bad:?}"));
+        assert_error(&a, 400, &["invalid_request"]);
+    }
+    // What was refused left the genuine client working.
+    let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+    form.extend(tpp.auth_fields(srv));
+    form.push(("claims".into(), "{\n\t\"id_token\": {}\r\n}".into()));
+    let a = post_form(
+        &http,
+        &par_url,
+        &form,
+        Some(tpp.dpop_proof("POST", &par_url, None)),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    w.srv.stop().await;
+}
+
+#[actix_web::test]
+async fn control_characters_get_the_specs_error_and_never_a_5xx() {
+    for backend in BACKENDS {
+        control_characters_on(backend).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_repeated_authorize_parameter_is_the_error_page() {
+    let w = world_with(Backend::Sqlite, None).await;
+    let srv = &w.srv;
+    let http = srv.client(None);
+    for q in [
+        "client_id=tpp-dpop&client_id=tpp-dpop&request_uri=x",
+        "client_id=tpp-dpop&request_uri=x&request_uri=y",
+    ] {
+        let res = http
+            .get(format!("{}?{q}", srv.url("/authorize")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let page = res.text().await.unwrap();
+        assert!(ct.starts_with("text/html"), "{ct}");
+        assert!(page.contains("invalid_request"), "{page}");
+        assert!(page.contains("repeated"), "{page}");
+        assert!(!page.contains("deserialize"), "{page}");
+    }
+    w.srv.stop().await;
+}
+
+fn b64_std(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
