@@ -166,6 +166,40 @@ async fn forged_host_headers_do_not_make_the_request_url() {
     }
 }
 
+/// Behind a trusted proxy (here: the test client's own address), the
+/// forwarded host may pick the other configured URL, and nothing else.
+#[actix_web::test]
+async fn a_trusted_proxy_only_picks_between_configured_urls() {
+    let w = world_with(
+        Backend::Sqlite,
+        Some(|c| c.tls.trusted_proxies = vec!["127.0.0.1".into()]),
+    )
+    .await;
+    forged_hosts_under(&w, Profile::Fapi2).await;
+    let srv = &w.srv;
+    let tpp = &w.dpop;
+    let http = srv.client(None);
+    let mtls_authority = srv.mtls_base.trim_start_matches("https://").to_owned();
+    let main_token = srv.url("/token");
+    let mtls_token = srv.mtls_url("/token");
+    for headers in [
+        vec![("x-forwarded-host", mtls_authority.clone())],
+        vec![("forwarded", format!("host=\"{mtls_authority}\""))],
+    ] {
+        // Arriving at the main listener, forwarded for the mTLS name: the
+        // proof for the mTLS URL passes, the main listener's own does not.
+        let proof = tpp.dpop_proof("POST", &mtls_token, None);
+        let form = cc_form(tpp, json!(srv.issuer));
+        let a = post_with(&http, &main_token, &form, Some(proof), &headers).await;
+        assert_eq!(a.status, 200, "{headers:?}: {}", a.json);
+        let proof = tpp.dpop_proof("POST", &main_token, None);
+        let form = cc_form(tpp, json!(srv.issuer));
+        let a = post_with(&http, &main_token, &form, Some(proof), &headers).await;
+        assert_error(&a, 400, &["invalid_dpop_proof"]);
+    }
+    w.srv.stop().await;
+}
+
 /// Strings no identifier may hold: NUL alone and inside, other C0
 /// controls, DEL and a C1 control.
 const CONTROLS: [&str; 7] = [
@@ -363,6 +397,36 @@ async fn control_characters_on(backend: Backend) {
             .await;
             not_5xx(&a, &format!("registration {field} {bad:?}"));
             assert_error(&a, 400, &["invalid_client_metadata"]);
+        }
+        // A signed request object whose state, or a claim inside its
+        // claims object, holds one (RFC 9101 §6.3).
+        for edit in [
+            |c: &mut Value, bad: &str| c["state"] = json!(bad),
+            |c: &mut Value, bad: &str| {
+                c["claims"] = json!({"id_token": {"acr": {"values": [bad]}}});
+            },
+        ] {
+            let t = now();
+            let mut c = json!({"iss": tpp.client_id, "client_id": tpp.client_id, "aud": srv.issuer,
+                "exp": t + 300, "nbf": t, "iat": t, "jti": random(8)});
+            for (k, v) in tpp.authz_params(&Pkce::new(), "openid accounts") {
+                c[k] = json!(v);
+            }
+            edit(&mut c, bad);
+            let mut form = tpp.auth_fields(srv);
+            form.push((
+                "request".into(),
+                tpp.key.sign(Some("oauth-authz-req+jwt"), &c),
+            ));
+            let a = post_form(
+                &http,
+                &par_url,
+                &form,
+                Some(tpp.dpop_proof("POST", &par_url, None)),
+            )
+            .await;
+            not_5xx(&a, &format!("request object {bad:?}"));
+            assert_error(&a, 400, &["invalid_request_object"]);
         }
         // The claims parameter: JSON whitespace is allowed, control
         // characters inside its strings are not.
