@@ -20,8 +20,9 @@ use std::borrow::Cow;
 
 use oauth_core::cert::{DistinguishedName, PeerCertificate};
 use oauth_core::client::{AuthMethod, Client, ClientMetadata};
+use oauth_core::client_auth::certificate_key_registered;
 use oauth_core::error::{ErrorCode, OAuthError};
-use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver};
+use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver, KeyLookupError};
 use oauth_core::keys::JwsAlg;
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use oauth_core::storage::{
@@ -515,7 +516,9 @@ impl Registrar {
             })
     }
 
-    /// The one validation pipeline of POST and PUT.
+    /// The one validation pipeline of POST and PUT: the request and its
+    /// software statement, then the connection's certificate against the
+    /// keys being registered for `self_signed_tls_client_auth`.
     async fn evaluate<S, F>(
         &self,
         store: &S,
@@ -530,6 +533,21 @@ impl Registrar {
         F: JwksFetcher,
     {
         let _ = store;
+        let ev = self
+            .evaluate_request(resolver, req, now, existing, client_id)
+            .await?;
+        self_signed_certificate(resolver, &ev.metadata, req.certificate, now).await?;
+        Ok(ev)
+    }
+
+    async fn evaluate_request<F: JwksFetcher>(
+        &self,
+        resolver: &JwksResolver<F>,
+        req: RegistrationRequest<'_>,
+        now: i64,
+        existing: Option<&ClientRecord>,
+        client_id: &str,
+    ) -> Result<Evaluated, DcrError> {
         let body = self.parse_body(&req)?;
         if let Some(id) = body.claims.get("client_id")
             && existing.is_some()
@@ -637,12 +655,11 @@ impl Registrar {
         }
         let rules = RulePack::Rfc7591.rules();
         let algs = [JwsAlg::PS256, JwsAlg::ES256];
-        let cert = req.certificate.filter(|c| c.ca_verified);
         let metadata = build_metadata(
             &rules,
             None,
             &body.claims,
-            cert,
+            req.certificate,
             client_id,
             &algs,
             &self.settings.initial_access_scopes,
@@ -662,6 +679,49 @@ fn rules_for(rec: &ClientRecord) -> Rules {
         RulePack::Rfc7591.rules()
     } else {
         RulePack::UkOb.rules()
+    }
+}
+
+/// RFC 8705 §2.2 at registration: a `self_signed_tls_client_auth` client
+/// registers over a connection with its certificate, whose public key must
+/// be one of the keys being registered (`jwks`, or the set at `jwks_uri`),
+/// tested as client authentication will test it
+/// ([`certificate_key_registered`]). Whether the certificate chains to a CA
+/// does not matter. Nothing to check for other methods.
+async fn self_signed_certificate<F: JwksFetcher>(
+    resolver: &JwksResolver<F>,
+    metadata: &ClientMetadata,
+    cert: Option<&PeerCertificate>,
+    now: i64,
+) -> Result<(), OAuthError> {
+    if metadata.token_endpoint_auth_method != AuthMethod::SelfSignedTlsClientAuth {
+        return Ok(());
+    }
+    let cert = cert.ok_or_else(|| {
+        metadata_error(
+            "self_signed_tls_client_auth needs the client certificate on this connection (use the mTLS endpoint)",
+        )
+    })?;
+    let client = Client::new(metadata.clone(), None)?;
+    match certificate_key_registered(resolver, &client, cert, now).await {
+        Ok(()) => Ok(()),
+        Err(KeyLookupError::Unavailable) => Err(metadata_error(format!(
+            "jwks_uri {} could not be fetched, so the certificate on this connection cannot be checked against its keys",
+            metadata.jwks_uri.as_deref().unwrap_or("")
+        ))),
+        Err(KeyLookupError::NoKeys) => Err(metadata_error(
+            "self_signed_tls_client_auth needs jwks or jwks_uri holding the public key of the client certificate",
+        )),
+        Err(_) => Err(metadata_error(format!(
+            "self_signed_tls_client_auth: the public key of the certificate on this connection ({}, x5t#S256 {}) is not among the keys registered in {}",
+            cert.subject_dn,
+            cert.x5t_s256,
+            if metadata.jwks_uri.is_some() {
+                "jwks_uri"
+            } else {
+                "jwks"
+            }
+        ))),
     }
 }
 
@@ -832,6 +892,14 @@ fn build_metadata(
         let cert = cert.ok_or_else(|| {
             metadata_error("tls_client_auth needs the client certificate on this connection")
         })?;
+        // RFC 8705 §2.1: PKI authentication, so only a certificate that
+        // chains to the client CA vouches for the subject.
+        if !cert.ca_verified {
+            return Err(metadata_error(format!(
+                "tls_client_auth needs a client certificate issued by a trusted CA; the one on this connection ({}, issued by {}) is not",
+                cert.subject_dn, cert.issuer_dn
+            )));
+        }
         if !cert.subject.matches(&dn) {
             return Err(metadata_error(format!(
                 "tls_client_auth_subject_dn {dn_text} does not match the subject of the certificate on this connection ({})",
@@ -839,10 +907,6 @@ fn build_metadata(
             )));
         }
         m.insert("tls_client_auth_subject_dn".into(), json!(dn_text));
-    } else if method == AuthMethod::SelfSignedTlsClientAuth && cert.is_none() {
-        return Err(metadata_error(
-            "self_signed_tls_client_auth needs the client certificate on this connection",
-        ));
     }
 
     // Grants and response types.

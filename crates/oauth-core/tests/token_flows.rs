@@ -807,34 +807,89 @@ async fn refresh_token_of_another_client_is_invalid_grant() {
     );
 }
 
+/// RFC 9449 §5, RFC 8705 §4: a confidential client's refresh token is bound
+/// to the client (its authentication), not to a key; the new access token is
+/// bound to the DPoP key or certificate of the refresh request, and under
+/// FAPI to one of them.
 #[tokio::test]
-async fn dpop_bound_refresh_token_needs_the_same_key() {
+async fn confidential_refresh_binds_the_new_access_token_to_what_is_presented() {
     let e = env().await;
     let c = dpop_client();
     let rt = dpop_tokens(&e, "jkt-1").await.refresh_token.unwrap();
+    assert!(inspect(&e, &rt, T0 + 2).await.get("cnf").is_none());
+    let t = redeem(&e, &c, refresh_form(&rt, None), proof("jkt-2"), T0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(t.token_type, "DPoP");
+    let i = inspect(&e, &t.access_token, T0 + 11).await;
+    assert_eq!(i["cnf"], json!({"jkt": "jkt-2"}));
+    let t = redeem(&e, &c, refresh_form(&rt, None), cert(CERT_A), T0 + 10)
+        .await
+        .unwrap();
+    let i = inspect(&e, &t.access_token, T0 + 11).await;
+    assert_eq!(i["cnf"], json!({"x5t#S256": CERT_A}));
+    let err = redeem(&e, &c, refresh_form(&rt, None), Binding::default(), T0 + 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_str(), "invalid_request", "{err:?}");
+}
+
+/// A TPP renews its transport certificate: the refresh token it got over the
+/// old one works over the new one, and the new access token is bound to it.
+#[tokio::test]
+async fn certificate_renewal_keeps_the_refresh_token() {
+    let e = env().await;
+    let c = mtls_client();
+    let rt = mtls_tokens(&e).await.refresh_token.unwrap();
+    for (b, cnf) in [
+        (cert(CERT_A), json!({"x5t#S256": CERT_A})),
+        (cert(CERT_B), json!({"x5t#S256": CERT_B})),
+        (proof("jkt-1"), json!({"jkt": "jkt-1"})),
+    ] {
+        let t = redeem(&e, &c, refresh_form(&rt, None), b, T0 + 10)
+            .await
+            .unwrap();
+        let i = inspect(&e, &t.access_token, T0 + 11).await;
+        assert_eq!(i["cnf"], cnf);
+    }
+    // Certificate-bound tokens need a certificate to bind to.
+    let err = redeem(&e, &c, refresh_form(&rt, None), Binding::default(), T0 + 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code.as_str(), "invalid_request", "{err:?}");
+}
+
+/// RFC 9449 §5: a public client's refresh token stays bound to the DPoP key
+/// of its first access token, also across rotation.
+#[tokio::test]
+async fn public_client_refresh_token_stays_bound_to_its_key() {
+    let mut e = env().await;
+    e.policy.rotate_refresh_tokens = true;
+    let c = AuthenticatedClient {
+        method: AuthMethod::None,
+        ..dpop_client()
+    };
+    let code = code_for(&e, &c, &auth_request("tpp-dpop", "openid accounts")).await;
+    let rt = redeem(&e, &c, code_form(&code), proof("jkt-1"), T0 + 1)
+        .await
+        .unwrap()
+        .refresh_token
+        .unwrap();
     for b in [proof("jkt-2"), Binding::default(), cert(CERT_A)] {
         assert_eq!(
             code_of(redeem(&e, &c, refresh_form(&rt, None), b, T0 + 10).await),
             "invalid_grant"
         );
     }
-}
-
-#[tokio::test]
-async fn certificate_bound_refresh_token_needs_the_same_certificate() {
-    let e = env().await;
-    let c = mtls_client();
-    let rt = mtls_tokens(&e).await.refresh_token.unwrap();
-    for b in [cert(CERT_B), Binding::default(), proof("jkt-1")] {
-        assert_eq!(
-            code_of(redeem(&e, &c, refresh_form(&rt, None), b, T0 + 10).await),
-            "invalid_grant"
-        );
-    }
-    let t = redeem(&e, &c, refresh_form(&rt, None), cert(CERT_A), T0 + 10)
+    let t = redeem(&e, &c, refresh_form(&rt, None), proof("jkt-1"), T0 + 10)
         .await
         .unwrap();
-    assert_eq!(t.token_type, "Bearer");
+    let new_rt = t.refresh_token.unwrap();
+    assert_eq!(inspect(&e, &new_rt, T0 + 11).await["cnf"]["jkt"], "jkt-1");
+    assert_eq!(
+        code_of(redeem(&e, &c, refresh_form(&new_rt, None), proof("jkt-2"), T0 + 12).await),
+        "invalid_grant"
+    );
 }
 
 #[tokio::test]
@@ -922,7 +977,7 @@ async fn rotation_replaces_the_refresh_token_once() {
         .unwrap();
     let new_rt = t.refresh_token.unwrap();
     assert_ne!(new_rt, rt);
-    assert_eq!(inspect(&e, &new_rt, T0 + 11).await["cnf"]["jkt"], "jkt-1");
+    assert!(inspect(&e, &new_rt, T0 + 11).await.get("cnf").is_none());
     assert_eq!(
         code_of(redeem(&e, &c, refresh_form(&rt, None), proof("jkt-1"), T0 + 11).await),
         "invalid_grant"

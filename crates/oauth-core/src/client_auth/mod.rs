@@ -34,6 +34,7 @@ pub(crate) mod test_support;
 
 pub use client_secret::decode_basic_authorization;
 pub use private_key_jwt::{JWT_BEARER_ASSERTION_TYPE, MAX_ASSERTION_LIFETIME_SECS};
+pub use self_signed::certificate_key_registered;
 
 use crate::cert::PeerCertificate;
 use crate::client::{AuthMethod, AuthenticatedClient, Client};

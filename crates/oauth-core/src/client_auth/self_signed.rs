@@ -16,15 +16,8 @@ pub(super) async fn verify<F: JwksFetcher>(
     cert: &PeerCertificate,
     now: i64,
 ) -> Result<(), OAuthError> {
-    // RFC 8705 §2.2.2: a newly rotated certificate may only be in a jwks_uri
-    // set we have not fetched yet; find_key refetches once on a miss.
-    match jwks
-        .find_key(client, now, |k| {
-            !has_private_members(k) && cert.public_key_matches_jwk(k)
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
+    match certificate_key_registered(jwks, client, cert, now).await {
+        Ok(()) => Ok(()),
         Err(e @ KeyLookupError::Unavailable) => {
             tracing::info!(
                 client_id = client.id(),
@@ -37,6 +30,29 @@ pub(super) async fn verify<F: JwksFetcher>(
             "certificate key is not a registered key",
         )),
     }
+}
+
+/// RFC 8705 §2.2: whether the public key of `cert` is one of the keys the
+/// client registered (`jwks`, or the set at `jwks_uri`), as a public JWK
+/// or as the `x5c[0]` of one. The one test of a `self_signed_tls_client_auth`
+/// certificate, used by client authentication and by registration (RFC 7591
+/// §2: the certificate of the registering connection against the `jwks` /
+/// `jwks_uri` being registered), so both accept the same certificates.
+///
+/// Chain and validity dates do not matter. RFC 8705 §2.2.2: a newly rotated
+/// certificate may only be in a `jwks_uri` set not fetched yet, so a miss
+/// refetches once (rate-limited).
+pub async fn certificate_key_registered<F: JwksFetcher>(
+    jwks: &JwksResolver<F>,
+    client: &Client,
+    cert: &PeerCertificate,
+    now: i64,
+) -> Result<(), KeyLookupError> {
+    jwks.find_key(client, now, |k| {
+        !has_private_members(k) && cert.public_key_matches_jwk(k)
+    })
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]

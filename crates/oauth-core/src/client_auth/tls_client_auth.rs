@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use super::failed;
+use super::{AUTH_FAILED, failed};
 use crate::cert::{DistinguishedName, PeerCertificate};
 use crate::client::{Client, ClientMetadata};
 use crate::error::OAuthError;
@@ -25,12 +25,37 @@ pub(super) fn verify(client: &Client, cert: &PeerCertificate, now: i64) -> Resul
         ));
     }
     if !matches_registration(&client.metadata, cert) {
-        return Err(failed(
-            client.id(),
-            "certificate does not carry the registered subject",
-        ));
+        // A DN is not a secret: the operator needs both sides to fix the
+        // registration (or tell the TPP which certificate to present).
+        tracing::info!(
+            client_id = client.id(),
+            reason = "certificate does not carry the registered subject",
+            presented_subject_dn = %cert.subject_dn,
+            presented_issuer_dn = %cert.issuer_dn,
+            registered = %registered_subject(&client.metadata),
+            "client authentication failed"
+        );
+        return Err(OAuthError::invalid_client(AUTH_FAILED));
     }
     Ok(())
+}
+
+/// The one subject the client registered, as `metadata name=value`, for the
+/// log.
+fn registered_subject(meta: &ClientMetadata) -> String {
+    [
+        (
+            "tls_client_auth_subject_dn",
+            &meta.tls_client_auth_subject_dn,
+        ),
+        ("tls_client_auth_san_dns", &meta.tls_client_auth_san_dns),
+        ("tls_client_auth_san_uri", &meta.tls_client_auth_san_uri),
+        ("tls_client_auth_san_ip", &meta.tls_client_auth_san_ip),
+        ("tls_client_auth_san_email", &meta.tls_client_auth_san_email),
+    ]
+    .into_iter()
+    .find_map(|(name, v)| v.as_deref().map(|v| format!("{name}={v}")))
+    .unwrap_or_else(|| "none".to_owned())
 }
 
 /// Whether `cert` carries the subject the client registered: the

@@ -235,7 +235,12 @@ pub(super) async fn exchange<
     };
     let access = issue_access_token(keys, policy, &ctx, now)?;
     let refresh = if c.allows_grant("refresh_token") {
-        Some(issue_refresh_token(policy, &ctx, now)?)
+        let rt_cnf = super::refresh_token::confirmation(client, &cnf);
+        let rt_ctx = TokenContext {
+            cnf: &rt_cnf,
+            ..ctx
+        };
+        Some(issue_refresh_token(policy, &rt_ctx, now)?)
     } else {
         None
     };

@@ -1,21 +1,27 @@
-//! The refresh token grant (RFC 6749 §6; RFC 9449 §5; RFC 8705 §3; FAPI 2.0
-//! Security Profile §5.3.2.1; OIDC Core §12).
+//! The refresh token grant (RFC 6749 §6; RFC 9449 §5; RFC 8705 §3, §4;
+//! FAPI 2.0 Security Profile §5.3.2.1; OIDC Core §12).
 //!
-//! Refresh tokens carry the confirmation of the access token issued with
-//! them, for every client. RFC 9449 §5 leaves the refresh tokens of
-//! confidential clients unbound (client authentication already ties them to
-//! the client); we keep them bound, because a FAPI refresh without the
-//! proof-of-possession of the original key must fail (OIDF `refresh-token`
-//! module) and a stolen refresh token plus a stolen client credential should
-//! still not be enough. The cost: an mTLS client that renews its certificate
-//! has to run a new authorization.
+//! What a refresh token is bound to ([`confirmation`]):
+//!
+//! - a confidential client's, to the client: the refresh request must
+//!   authenticate as that client (done by the server before [`exchange`]),
+//!   and nothing ties it to a DPoP key or a certificate (RFC 9449 §5,
+//!   RFC 8705 §4). The new access token is bound to the DPoP key or
+//!   certificate presented on the refresh request, and under FAPI it must be
+//!   bound to one ([`super::sender_binding`]). So a TPP that renews its
+//!   transport certificate, or rotates its DPoP key, keeps its customers'
+//!   authorizations. Refresh tokens stored with a confirmation by earlier
+//!   versions are read the same way.
+//! - a public client's (`token_endpoint_auth_method` `none`), to the DPoP
+//!   key or certificate of the access token issued with it, which the
+//!   refresh request must prove again (RFC 9449 §5).
 
 use super::{
     Binding, GrantType, TokenRequest, grant_details, has_scope, hook_claims, live_grant,
     parse_scope, sender_binding, token_details,
 };
 use crate::authorization::Confirmation;
-use crate::client::AuthenticatedClient;
+use crate::client::{AuthMethod, AuthenticatedClient};
 use crate::error::{ErrorCode, OAuthError};
 use crate::keys::Keys;
 use crate::policy::Policy;
@@ -30,10 +36,30 @@ fn inactive() -> OAuthError {
     OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
 }
 
-/// A bound refresh token is only usable with the same key: the DPoP key it
-/// was issued to (RFC 9449 §5) or the certificate it was issued over
-/// (RFC 8705 §3). Mismatches are `invalid_grant` (RFC 6749 §5.2: the grant
-/// "does not match").
+/// The confirmation a new refresh token carries, beside an access token
+/// bound by `access`: none for a confidential client, whose refresh tokens
+/// are bound to its authentication (RFC 9449 §5: they "are already
+/// sender-constrained with a different existing mechanism"; RFC 8705 §4);
+/// the access token's for a public client (RFC 9449 §5).
+pub(super) fn confirmation(client: &AuthenticatedClient, access: &Confirmation) -> Confirmation {
+    if is_public(client) {
+        access.clone()
+    } else {
+        Confirmation::default()
+    }
+}
+
+/// A public client (RFC 6749 §2.1): one without credentials, so the request
+/// authenticated with `none` (RFC 7591 §2); client authentication only
+/// succeeds with the registered method.
+fn is_public(client: &AuthenticatedClient) -> bool {
+    client.method == AuthMethod::None
+}
+
+/// A public client's bound refresh token is only usable with the same key:
+/// the DPoP key it was issued to (RFC 9449 §5) or the certificate it was
+/// issued over (RFC 8705 §4). Mismatches are `invalid_grant` (RFC 6749
+/// §5.2: the grant "does not match").
 fn check_binding(token: &TokenRecord, binding: &Binding) -> Result<(), OAuthError> {
     if let Some(jkt) = &token.cnf_jkt {
         match &binding.dpop {
@@ -83,11 +109,13 @@ fn narrowed_scope(original: &str, requested: Option<&str>) -> Result<String, OAu
 /// RFC 6749 §6 token request with `grant_type=refresh_token`.
 ///
 /// `invalid_grant` for a refresh token that is unknown, expired, revoked,
-/// another client's, bound to a key or certificate not presented, whose
-/// grant is revoked, or that loses a concurrent rotation; `invalid_scope`
-/// for a wider scope. The new access token belongs to the same grant; the
-/// ID Token (for `openid` grants, OIDC Core §12.2) repeats `sub`,
-/// `auth_time` and `acr` without a `nonce`. With
+/// another client's, (a public client's) bound to a key or certificate not
+/// presented, whose grant is revoked, or that loses a concurrent rotation;
+/// `invalid_scope` for a wider scope; `invalid_request` when the new access
+/// token must be sender-constrained and the request offers no DPoP proof or
+/// certificate to bind it to. The new access token belongs to the same
+/// grant; the ID Token (for `openid` grants, OIDC Core §12.2) repeats
+/// `sub`, `auth_time` and `acr` without a `nonce`. With
 /// `policy.rotate_refresh_tokens` a new refresh token replaces the old one
 /// (RFC 9700 §4.14.2); otherwise the presented one stays valid and none is
 /// returned.
@@ -118,7 +146,9 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
             "the refresh token was issued to another client",
         ));
     }
-    check_binding(&old, binding)?;
+    if is_public(client) {
+        check_binding(&old, binding)?;
+    }
     let grant_id = old.grant_id.as_deref().ok_or_else(|| {
         tracing::error!(client_id = %c.id(), "refresh token without a grant");
         inactive()
@@ -170,16 +200,17 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
     };
 
     let refresh_token = if policy.rotate_refresh_tokens {
-        // The replacement keeps the binding and the full scope of the token
-        // it replaces (RFC 6749 §6: the refresh token's scope is unchanged).
-        let rt_cnf = Confirmation {
+        // The replacement keeps the full scope of the token it replaces
+        // (RFC 6749 §6: the refresh token's scope is unchanged) and, for a
+        // public client, its binding.
+        let kept = Confirmation {
             jkt: old.cnf_jkt.clone(),
             x5t_s256: old.cnf_x5t.clone(),
         };
-        let rt_cnf = if rt_cnf.is_empty() {
-            cnf.clone()
+        let rt_cnf = if kept.is_empty() || !is_public(client) {
+            confirmation(client, &cnf)
         } else {
-            rt_cnf
+            kept
         };
         let replacement = issue_refresh_token(
             policy,
@@ -263,6 +294,38 @@ mod tests {
         assert_eq!(e.code.as_str(), "invalid_scope");
         let e = narrowed_scope("openid accounts", Some("acc\"ounts")).unwrap_err();
         assert_eq!(e.code.as_str(), "invalid_scope");
+    }
+
+    #[test]
+    fn only_public_clients_bind_refresh_tokens_to_a_key() {
+        let meta = serde_json::json!({
+            "client_id": "c", "redirect_uris": ["https://tpp.example/cb"],
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=c",
+        });
+        let client =
+            crate::client::Client::new(serde_json::from_value(meta).unwrap(), None).unwrap();
+        let confidential = AuthenticatedClient {
+            client: client.clone(),
+            method: AuthMethod::TlsClientAuth,
+        };
+        let public = AuthenticatedClient {
+            client,
+            method: AuthMethod::None,
+        };
+        for access in [
+            Confirmation {
+                jkt: Some("k1".into()),
+                x5t_s256: None,
+            },
+            Confirmation {
+                jkt: None,
+                x5t_s256: Some("t1".into()),
+            },
+        ] {
+            assert!(confirmation(&confidential, &access).is_empty());
+            assert_eq!(confirmation(&public, &access), access);
+        }
     }
 
     #[test]

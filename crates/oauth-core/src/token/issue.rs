@@ -173,8 +173,9 @@ pub fn issue_access_token(
 }
 
 /// Mints a refresh token (RFC 6749 §1.5): 256 random bits, stored hashed,
-/// valid for `policy.refresh_token_lifetime_secs`, carrying the same
-/// confirmation as the access token issued with it.
+/// valid for `policy.refresh_token_lifetime_secs`, carrying the
+/// confirmation of `ctx` (the grant decides it: none for confidential
+/// clients, RFC 9449 §5).
 pub fn issue_refresh_token(
     policy: &Policy,
     ctx: &TokenContext<'_>,

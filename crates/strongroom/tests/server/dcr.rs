@@ -1600,6 +1600,125 @@ async fn dcr_rfc7591_json_with_initial_access_token() {
     }
 }
 
+/// A self-signed certificate (PEM cert, PEM key) and its key as a TPP key.
+fn self_signed_identity(cn: &str, kid: &str) -> (String, String, TppKey) {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.self_signed(&kp).unwrap();
+    let key = TppKey::from_pem(&kp.serialize_pem(), Algorithm::ES256, kid);
+    (cert.pem(), kp.serialize_pem(), key)
+}
+
+/// RFC 8705 §2.2 at registration (issue 22 §4): a
+/// `self_signed_tls_client_auth` client registers over mTLS with its own
+/// self-signed certificate, which chains to no CA, and is accepted when the
+/// certificate's key is among the keys it registers (`jwks`, or the set at
+/// its `jwks_uri`); then it authenticates with that certificate.
+async fn self_signed_registration(backend: Backend) {
+    const TOKEN: &str = "initial-access-token-for-tests-0123456789";
+    let mut setup = Setup::new(backend);
+    let host = KeyHost::start(&setup, &[]);
+    let srv = start_with(
+        &mut setup,
+        Vec::new(),
+        Some(json!({"initial_access_tokens_sha256": [sha256_b64(TOKEN.as_bytes())], "initial_access_scopes": ["openid"]})),
+    )
+    .await;
+    let url = srv.mtls_url("/register");
+    let (cert, key, cert_key) = self_signed_identity("self-signed-rp", "ss-1");
+    let http = srv.client(Some((&cert, &key)));
+    let unrelated = TppKey::es256("unrelated");
+    let redirect_uri = "https://selfsigned.example/cb";
+    let body = |keys: Value| {
+        let mut b = json!({
+            "redirect_uris": [redirect_uri],
+            "token_endpoint_auth_method": "self_signed_tls_client_auth",
+            "grant_types": ["authorization_code"],
+            "tls_client_certificate_bound_access_tokens": true,
+            "scope": "openid",
+            "client_name": "Self-signed RFC 8705 client",
+        });
+        for (k, v) in keys.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let inline = body(json!({"jwks": jwks_of(&[&unrelated, &cert_key])}));
+
+    // Refused, with what to fix: the certificate's key is not registered,
+    // there is no certificate, or (for tls_client_auth) it is not CA-issued.
+    let not_ours = body(json!({"jwks": jwks_of(&[&unrelated])}));
+    let a = post_json(&http, &url, &not_ours, Some(TOKEN)).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    let d = a.json["error_description"].as_str().unwrap();
+    assert!(d.contains("not among the keys registered in jwks"), "{d}");
+    let a = post_json(&srv.client(None), &url, &inline, Some(TOKEN)).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    let pki = json!({
+        "redirect_uris": [redirect_uri],
+        "token_endpoint_auth_method": "tls_client_auth",
+        "tls_client_auth_subject_dn": "CN=self-signed-rp",
+        "jwks": jwks_of(&[&unrelated]),
+        "scope": "openid",
+    });
+    let a = post_json(&http, &url, &pki, Some(TOKEN)).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    let d = a.json["error_description"].as_str().unwrap();
+    assert!(d.contains("trusted CA"), "{d}");
+    assert_eq!(dynamic_clients(&srv).await, 0);
+
+    // Accepted with the key inline, and with the key at a jwks_uri.
+    let a = post_json(&http, &url, &inline, Some(TOKEN)).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    assert_eq!(
+        a.json["token_endpoint_auth_method"],
+        "self_signed_tls_client_auth"
+    );
+    let inline_id = a.json["client_id"].as_str().unwrap().to_string();
+    let (cert2, key2, cert_key2) = self_signed_identity("self-signed-rp", "ss-2");
+    let http2 = srv.client(Some((&cert2, &key2)));
+    let jwks_uri = host.publish_software("self-signed-rp", &cert_key2);
+    let by_uri = body(json!({"jwks_uri": jwks_uri}));
+    let a = post_json(&http, &url, &by_uri, Some(TOKEN)).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    let d = a.json["error_description"].as_str().unwrap();
+    assert!(d.contains("jwks_uri"), "{d}");
+    let a = post_json(&http2, &url, &by_uri, Some(TOKEN)).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let uri_id = a.json["client_id"].as_str().unwrap().to_string();
+    assert_eq!(dynamic_clients(&srv).await, 2);
+
+    // Each client authenticates with its certificate (PAR over mTLS), and
+    // not with the other's.
+    for (client_id, ok, other) in [(&inline_id, &http, &http2), (&uri_id, &http2, &http)] {
+        let par = |http: &reqwest::Client| {
+            let mut form = Tpp {
+                redirect_uri: redirect_uri.into(),
+                ..Tpp::new(client_id)
+            }
+            .authz_params(&Pkce::new(), "openid");
+            form.push(("client_id".into(), client_id.to_string()));
+            let (http, url) = (http.clone(), srv.mtls_url("/par"));
+            async move { post_form(&http, &url, &form, None).await }
+        };
+        let a = par(ok).await;
+        assert_eq!(a.status, 201, "PAR as {client_id}: {}", a.json);
+        assert_error(&par(other).await, 401, &["invalid_client"]);
+    }
+    srv.stop().await;
+    host.stop().await;
+}
+
+#[actix_web::test]
+async fn dcr_self_signed_tls_client_auth_registers_with_its_certificate() {
+    for backend in BACKENDS {
+        self_signed_registration(backend).await;
+    }
+}
+
 /// The commented `[[directories]]` / `[registration]` example of the shipped
 /// configuration, once uncommented, is valid and enables registration.
 #[test]

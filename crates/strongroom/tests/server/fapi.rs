@@ -328,7 +328,8 @@ async fn full_flow_private_key_jwt_dpop(backend: Backend) {
     assert_error(&a, 401, &["invalid_client"]);
     assert!(a.json.get("active").is_none(), "{}", a.json);
 
-    // Refresh, bound to the same DPoP key, narrower scope allowed.
+    // Refresh (a new access token bound to the DPoP key of this request),
+    // narrower scope allowed.
     let mut form = tpp.auth_fields(srv);
     form.push(("grant_type".into(), "refresh_token".into()));
     form.push(("refresh_token".into(), refresh_token.clone()));

@@ -635,9 +635,22 @@ async fn mtls_bound_tokens_need_the_same_certificate() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    // tls_client_auth with that certificate is not this client either.
+    // tls_client_auth with that certificate is not this client either. The
+    // client hears nothing more; the log names the DN presented, so an
+    // operator can fix a registration (issue 22 §6).
     let a = post_form(&other, &srv.mtls_url("/token"), &form, None).await;
     assert_error(&a, 401, &["invalid_client"]);
+    assert_eq!(a.json["error_description"], "client authentication failed");
+    let logged = crate::harness::logged();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("client authentication failed")
+                && l.contains("client_id=\"tpp-mtls\"")
+                && l.contains("registered subject")
+                && l.contains("presented_subject_dn=CN=someone-else")),
+        "{logged:#?}"
+    );
     // No certificate at all.
     let a = post_form(&srv.client(None), &srv.mtls_url("/token"), &form, None).await;
     assert_error(&a, 401, &["invalid_client"]);
@@ -671,8 +684,11 @@ async fn refresh_cannot_widen_scope_or_change_hands() {
     );
     let a = refresh(&w.other, &w.other, None).await;
     assert_error(&a, 400, &["invalid_grant"]);
+    // Another client's DPoP key does not make it another client's token
+    // (RFC 9449 §5: bound to the client's authentication; the new access
+    // token is bound to the key presented, crates/strongroom/tests/server/binding.rs).
     let a = refresh(tpp, &w.other, None).await;
-    assert_error(&a, 400, &["invalid_grant", "invalid_dpop_proof"]);
+    assert_eq!(a.status, 200, "{}", a.json);
     let a = refresh(tpp, tpp, None).await;
     assert_eq!(a.status, 200, "{}", a.json);
     w.srv.stop().await;

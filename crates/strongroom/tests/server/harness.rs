@@ -4,7 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Once, PoisonError};
 
 use strongroom::config::Config;
 use strongroom::startup::{self, Listeners};
@@ -57,6 +57,57 @@ pub fn drop_pg_database(url: &str) {
     diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&mut conn)
         .unwrap();
+}
+
+/// What the servers of this test process logged at info and above, kept in
+/// memory so tests can check what an operator would read.
+static LOGGED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGGED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Instead of the server's own subscriber (`startup::init_logging`): errors
+/// printed through the test harness, as the configured `error` level did,
+/// and everything at info and above captured for [`logged`].
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _, fmt};
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let captured = fmt::layer()
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .with_filter(EnvFilter::new("info"));
+        let printed = fmt::layer()
+            .with_test_writer()
+            .with_filter(EnvFilter::new("error"));
+        let _ = tracing_subscriber::registry()
+            .with(captured)
+            .with(printed)
+            .try_init();
+    });
+}
+
+/// The log lines captured so far (see [`init_logging`]).
+pub fn logged() -> Vec<String> {
+    let bytes = LOGGED.lock().unwrap_or_else(PoisonError::into_inner);
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 pub struct TestServer {
@@ -151,7 +202,7 @@ impl Setup {
         let main_port = main.local_addr().unwrap().port();
         let mtls_port = mtls.local_addr().unwrap().port();
         let cfg = self.config(main_port, mtls_port);
-        startup::init_logging(&cfg);
+        init_logging();
         let issuer = cfg.issuer.clone();
         let mtls_base = cfg.mtls_base_url().unwrap();
         let prepared = startup::prepare(cfg).await.expect("server prepares");
