@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use oauth_core::client::Client;
 use oauth_core::discovery::{Capabilities, ProviderMetadata};
 use oauth_core::jwks_resolver::JwksResolver;
@@ -478,9 +478,17 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     // them the database's claim) go with the server.
     let (serving, stopped) = tokio::sync::watch::channel(());
     let serving = Arc::new(serving);
-    let mut server = HttpServer::new(move || {
+    let server_cfg = &p.cfg.server;
+    let body_limits = crate::connections::BodyLimits {
+        timeout: Duration::from_secs(server_cfg.request_body_timeout_secs),
+        max_bytes: crate::registration::HARD_BODY_LIMIT,
+    };
+    let app = move || {
         let _serving = &serving;
         App::new()
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                crate::connections::read_deadline(body_limits, req, next)
+            }))
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
             .configure(http::configure_common)
@@ -488,28 +496,72 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .configure(interaction::configure)
             .configure(crate::registration::configure)
             .configure(crate::bank_api::configure)
-    })
-    .workers(workers)
-    // Database work runs on the blocking pool; threads beyond the database
-    // connections would only wait for one (and cost memory).
-    .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
-    // The TLS handshake's flight leaves in several writes (the certificate,
-    // then smaller records): with Nagle's algorithm on, each small write
-    // after the first may wait for the client's ACK.
-    .tcp_nodelay(true)
-    .on_connect(crate::tls::on_connect(p.trust.clone()));
+    };
+    let listener_count = if single { 1 } else { 2 };
+    let fd_limit = crate::connections::raise_fd_limit().unwrap_or(1024);
+    // SQLite's pool has a writer and a checkpointer beside the readers,
+    // and each connection may hold the database, its WAL and shm files.
+    let db_fds = u64::from(p.cfg.database.pool_size() + 2) * 3;
+    let caps = crate::connections::ConnectionCaps::derive(
+        server_cfg.max_connections,
+        server_cfg.max_connections_per_ip,
+        fd_limit,
+        db_fds,
+        listener_count,
+    );
+    tracing::info!(
+        open_files = fd_limit,
+        per_listener = caps.per_listener,
+        per_address = caps.per_ip,
+        "connection caps"
+    );
+    let exempt = p
+        .cfg
+        .tls
+        .trusted_proxies
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let admission = crate::connections::Admission::new(caps.per_ip, exempt);
+    let deadlines = crate::connections::Deadlines {
+        tls_handshake: Duration::from_secs(server_cfg.tls_handshake_timeout_secs),
+        request_head: Duration::from_secs(server_cfg.request_head_timeout_secs),
+    };
+    // Handshakes in progress are bounded by the connection caps and the
+    // handshake deadline, not by actix's 256 per worker, which idle
+    // connections could fill (issue 22 §3). The setting is process-wide.
+    actix_tls::accept::max_concurrent_tls_connect(caps.per_listener * listener_count);
+    let on_connect: crate::connections::OnConnect =
+        Arc::new(crate::tls::on_connect(p.trust.clone()));
+    let mut server = actix_server::ServerBuilder::default()
+        .workers(workers)
+        // Database work runs on the blocking pool; threads beyond the
+        // database connections would only wait for one (and cost memory).
+        .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
+        // Our caps refuse connections; actix's (per worker) would only stop
+        // accepting, which leaves everyone waiting.
+        .max_concurrent_connections(caps.per_listener * listener_count + 1);
     let main_tls = if single {
         p.tls.mtls()
     } else {
         p.tls.browser()
     };
-    server = server
-        .listen_rustls_0_23(listeners.main, main_tls)
-        .map_err(|e| fail(format_args!("server.listen: {e}")))?;
+    let listen = |server, name: &str, key: &str, lst: TcpListener, tls| {
+        crate::connections::listen_tls(
+            server,
+            name,
+            lst,
+            app.clone(),
+            tls,
+            crate::connections::Gate::new(admission.clone(), caps.per_listener),
+            deadlines,
+            on_connect.clone(),
+        )
+        .map_err(|e| fail(format_args!("{key}: {e}")))
+    };
+    server = listen(server, "main", "server.listen", listeners.main, main_tls)?;
     if let Some(mtls) = listeners.mtls {
-        server = server
-            .listen_rustls_0_23(mtls, p.tls.mtls())
-            .map_err(|e| fail(format_args!("server.mtls_listen: {e}")))?;
+        server = listen(server, "mtls", "server.mtls_listen", mtls, p.tls.mtls())?;
     }
     let server = server.run();
     let mut state = p.state;
