@@ -483,6 +483,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
         timeout: Duration::from_secs(server_cfg.request_body_timeout_secs),
         max_bytes: crate::registration::HARD_BODY_LIMIT,
     };
+    let readiness = web::Data::new(http::Readiness::default());
     let app = move || {
         let _serving = &serving;
         App::new()
@@ -491,6 +492,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             }))
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
+            .app_data(readiness.clone())
             .configure(http::configure_common)
             .configure(api::configure)
             .configure(interaction::configure)

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -292,5 +293,129 @@ async fn connections_per_address_are_capped() {
     };
     let res = client.get(srv.url("/healthz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    srv.stop().await;
+}
+
+/// A TCP relay to PostgreSQL that can be cut: from then on it forwards
+/// nothing in either direction and accepts new connections without ever
+/// answering, as a database host that has gone silent does.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// On its own thread: the server connects to the database with
+    /// blocking calls, some on the test's own thread.
+    fn start(target: SocketAddr) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let mut parked = Vec::new();
+                while let Ok((client, _)) = listener.accept().await {
+                    if flag.load(Ordering::SeqCst) {
+                        parked.push(client);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(Self::pump(cr, sw, flag.clone()));
+                    tokio::spawn(Self::pump(sr, cw, flag.clone()));
+                }
+            });
+        });
+        Relay { port, cut }
+    }
+
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        cut: Arc<AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // While cut, hold what arrived and keep both sockets open.
+            while cut.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `/readyz` answers 503 within a second while the database is silent
+/// (connections open, nothing answered), also when probed again while the
+/// first check still hangs, and 200 again once the database answers.
+/// Failed before: the check waited on the silent connection (for ever, or
+/// the pool's 5 s for a new one).
+#[actix_web::test]
+async fn readiness_answers_quickly_while_the_database_is_silent() {
+    let mut setup = Setup::new(Backend::Postgres);
+    let url = url::Url::parse(&setup.database_url).unwrap();
+    let target = SocketAddr::new(
+        url.host_str().unwrap().parse().unwrap(),
+        url.port().unwrap_or(5432),
+    );
+    let relay = Relay::start(target);
+    let mut relayed = url.clone();
+    relayed.set_port(Some(relay.port)).unwrap();
+    setup.database_url = relayed.to_string();
+    let srv = setup.start().await;
+    let client = srv.client(None);
+    let probe = || async {
+        let t = Instant::now();
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.get(srv.url("/readyz")).send(),
+        )
+        .await
+        .expect("readyz answers")
+        .unwrap();
+        (res.status().as_u16(), t.elapsed())
+    };
+    assert_eq!(probe().await.0, 200);
+    relay.cut.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let (status, took) = probe().await;
+        assert_eq!(status, 503);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    // Liveness never touches the database.
+    let t = Instant::now();
+    let res = client.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    relay.cut.store(false, Ordering::SeqCst);
+    let back = Instant::now();
+    loop {
+        let (status, took) = probe().await;
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        if status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "still not ready after the database came back"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
     srv.stop().await;
 }
