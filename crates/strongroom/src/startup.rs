@@ -42,13 +42,66 @@ fn fail(what: impl std::fmt::Display) -> StartError {
 
 /// Sets up logging once; later calls are ignored (tests start several servers).
 pub fn init_logging(cfg: &Config) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(ClientFaults);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
+}
+
+/// Connections that actix-http ended because of the client (malformed
+/// HTTP, a reset, a timeout), counted instead of logged (see
+/// [`ClientFaults`]).
+static CLIENT_FAULTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many connections have ended with a client fault so far.
+pub fn client_faults() -> u64 {
+    CLIENT_FAULTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// actix-http logs every connection it ends on a client's fault as
+/// `ERROR actix_http::h1::dispatcher: stream error: …` (a parse error, a
+/// reset, a timeout): one line per hostile or broken client, at the level
+/// that should mean the server is in trouble (issue 22 §6). This layer
+/// drops exactly those events and counts them; the background task
+/// reports the count at debug level once a minute. The dispatcher's other
+/// errors (`Response payload stream error`, `Internal server error`) are
+/// the server's and still logged.
+struct ClientFaults;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientFaults {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        if meta.target() != "actix_http::h1::dispatcher" || *meta.level() != tracing::Level::ERROR {
+            return true;
+        }
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("stream error");
+                }
+            }
+        }
+        let mut m = Message(false);
+        event.record(&mut m);
+        if m.0 {
+            CLIENT_FAULTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        !m.0
+    }
 }
 
 /// Installs the one process-wide rustls crypto provider (aws-lc-rs), so no
@@ -607,7 +660,17 @@ fn spawn_background(
     actix_web::rt::spawn(async move {
         // Often, so each sweep is small: expired rows go a minute's worth
         // at a time, not five minutes' at once.
+        let mut faults = client_faults();
         while still_serving(&mut stopped, Duration::from_secs(60)).await {
+            let total = client_faults();
+            if total > faults {
+                tracing::debug!(
+                    last_minute = total - faults,
+                    total,
+                    "connections ended by a client fault (malformed HTTP, reset, timeout)"
+                );
+                faults = total;
+            }
             let t = now();
             if let Err(e) = state.store.purge_expired(t).await {
                 tracing::warn!(error = %e, "purging the replay cache failed");
@@ -617,4 +680,64 @@ fn spawn_background(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Records the messages of the events that reach it.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            self.0.lock().unwrap().push(m.0);
+        }
+    }
+
+    #[test]
+    fn client_stream_errors_are_counted_not_logged() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry()
+            .with(ClientFaults)
+            .with(Seen(seen.clone()));
+        let before = client_faults();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", "parse error");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: x");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Internal server error: unexpected eof");
+            tracing::error!(target: "strongroom::api", "stream error: ours");
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "Response payload stream error: x",
+                "Internal server error: unexpected eof",
+                "stream error: ours"
+            ]
+        );
+        assert!(client_faults() > before);
+    }
 }
