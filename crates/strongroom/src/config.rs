@@ -197,8 +197,8 @@ pub struct ServerConfig {
     /// server itself need, shared between the listeners.
     pub max_connections: usize,
     /// Open connections from one source address (an IPv6 /64), over both
-    /// listeners; `tls.trusted_proxies` are exempt. 0: a quarter of
-    /// `max_connections`.
+    /// listeners; each new one beyond closes the address's oldest.
+    /// `tls.trusted_proxies` are exempt. 0: a quarter of `max_connections`.
     pub max_connections_per_ip: usize,
 }
 

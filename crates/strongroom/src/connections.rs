@@ -3,10 +3,11 @@
 //!
 //! - [`listen_tls`] puts every accepted TCP connection through
 //!   [`Admission`] *before* the TLS handshake: a cap on the connections open
-//!   on each listener and on those from one source address (an IPv6 /64
-//!   counts as one address), so one address cannot take the file
-//!   descriptors that other clients, the database pool and health checks
-//!   need. Refused connections are closed at once.
+//!   on each listener (beyond it, new ones are closed at once) and on those
+//!   from one source address (an IPv6 /64 counts as one address; beyond it,
+//!   the address's oldest connection is closed), so one address cannot take
+//!   the file descriptors that other clients, the database pool and health
+//!   checks need.
 //! - The handshake has a deadline (`server.tls_handshake_timeout_secs`),
 //!   and the number of handshakes in progress is not limited below the
 //!   connection cap: actix's default of 256 per worker let idle
@@ -134,6 +135,10 @@ pub fn raise_fd_limit() -> Option<u64> {
 
 const SHARDS: usize = 32;
 
+/// One address's open connections, oldest first, each with the signal
+/// that closes it.
+type Shard = std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>;
+
 /// Counts open connections per source address, over every listener, and
 /// admits a new one only under the caps. The per-address counts live in
 /// sharded maps, so accepting on several workers contends only when two
@@ -142,7 +147,8 @@ pub struct Admission {
     per_ip: usize,
     exempt: Vec<IpCidr>,
     hasher: std::hash::RandomState,
-    shards: Box<[Mutex<HashMap<IpAddr, usize>>]>,
+    shards: Box<[Mutex<HashMap<IpAddr, Shard>>]>,
+    next_id: AtomicU64,
     refused: AtomicU64,
     last_warning: AtomicU64,
 }
@@ -157,18 +163,19 @@ impl Admission {
             exempt,
             hasher: std::hash::RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            next_id: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             last_warning: AtomicU64::new(0),
         })
     }
 
-    /// Connections refused so far (both caps).
+    /// Connections refused or closed so far for a cap.
     #[must_use]
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, usize>> {
+    fn shard(&self, key: &IpAddr) -> &Mutex<HashMap<IpAddr, Shard>> {
         let i = self.hasher.hash_one(key) as usize % SHARDS;
         &self.shards[i]
     }
@@ -184,7 +191,7 @@ impl Admission {
 
     fn refuse(&self, why: &'static str, peer: Option<IpAddr>) {
         let n = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(peer = ?peer, why, "connection refused");
+        tracing::debug!(peer = ?peer, why, "connection closed for a cap");
         // One warning every ten seconds at most, however hard the flood.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -196,7 +203,7 @@ impl Admission {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(peer = ?peer, why, refused_total = n, "refusing connections over the cap");
+            tracing::warn!(peer = ?peer, why, refused_total = n, "closing connections over the caps");
         }
     }
 }
@@ -224,31 +231,45 @@ impl Gate {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Admits a connection from `peer`, or None when a cap is reached. The
-    /// guard gives the places back when dropped.
+    /// Admits a connection from `peer`, or None when the listener is full.
+    /// An address at its cap gets the new connection, and its oldest one is
+    /// told to close ([`Admitted::evicted`]): a client that shares an
+    /// address with a flood still gets through, and the flood's own
+    /// connections, older, are the ones that go. The guard gives the places
+    /// back when dropped.
     pub fn admit(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<Admitted> {
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.cap {
             self.open.fetch_sub(1, Ordering::AcqRel);
-            self.admission.refuse("listener", peer);
+            self.admission.refuse("listener full", peer);
             return None;
         }
+        let evicted = Arc::new(tokio::sync::Notify::new());
         let key = peer
             .filter(|ip| !self.admission.exempt.iter().any(|n| n.contains(*ip)))
             .map(Admission::key);
+        let id = self.admission.next_id.fetch_add(1, Ordering::Relaxed);
         if let Some(key) = key {
             let mut map = lock(self.admission.shard(&key));
-            let n = map.entry(key).or_insert(0);
-            if *n >= self.admission.per_ip {
-                drop(map);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                self.admission.refuse("address", peer);
-                return None;
+            let conns = map.entry(key).or_default();
+            let oldest = if conns.len() >= self.admission.per_ip {
+                conns.pop_first()
+            } else {
+                None
+            };
+            conns.insert(id, evicted.clone());
+            drop(map);
+            if let Some((_, oldest)) = oldest {
+                // A permit is stored if its connection is not waiting yet.
+                oldest.notify_one();
+                self.admission
+                    .refuse("address at its cap: oldest closed", peer);
             }
-            *n += 1;
         }
         Some(Admitted {
             gate: self.clone(),
             key,
+            id,
+            evicted,
         })
     }
 }
@@ -261,15 +282,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Admitted {
     gate: Arc<Gate>,
     key: Option<IpAddr>,
+    id: u64,
+    evicted: Arc<tokio::sync::Notify>,
+}
+
+impl Admitted {
+    /// Resolves when a newer connection from the same address took this
+    /// one's place: the connection is then to be closed.
+    pub async fn evicted(&self) {
+        self.evicted.notified().await;
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let mut map = lock(self.gate.admission.shard(&key));
-            if let Some(n) = map.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
+            if let Some(conns) = map.get_mut(&key) {
+                conns.remove(&self.id);
+                if conns.is_empty() {
                     map.remove(&key);
                 }
             }
@@ -360,12 +391,13 @@ where
                 Service::call(svc, io)
             });
             async move {
-                let Some(call) = call else {
+                let (Some(admitted), Some(call)) = (admitted, call) else {
                     return Ok(());
                 };
-                let result = call.await;
-                drop(admitted);
-                result
+                tokio::select! {
+                    result = call => result,
+                    () = admitted.evicted() => Ok(()),
+                }
             }
         })
     })
@@ -465,6 +497,8 @@ fn refuse<B>(
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future as _;
+
     use super::*;
 
     #[test]
@@ -485,31 +519,43 @@ mod tests {
         let a = Gate::new(admission.clone(), 3);
         let b = Gate::new(admission.clone(), 10);
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let evicted = |c: &Admitted| {
+            let mut f = std::pin::pin!(c.evicted());
+            let waker = std::task::Waker::noop();
+            f.as_mut()
+                .poll(&mut std::task::Context::from_waker(waker))
+                .is_ready()
+        };
         let first = a.admit(Some(ip)).unwrap();
         let second = b.admit(Some(ip)).unwrap();
-        // The address cap spans listeners.
-        assert!(a.admit(Some(ip)).is_none());
-        assert!(b.admit(Some(ip)).is_none());
-        // Mapped IPv4 is the same address.
-        assert!(a.admit(Some("::ffff:192.0.2.1".parse().unwrap())).is_none());
+        assert!(!evicted(&first) && !evicted(&second));
+        // The address cap spans listeners; the oldest gives way, and mapped
+        // IPv4 is the same address.
+        let third = b.admit(Some("::ffff:192.0.2.1".parse().unwrap())).unwrap();
+        assert!(evicted(&first));
+        assert!(!evicted(&second) && !evicted(&third));
         drop(first);
-        let third = a.admit(Some(ip)).unwrap();
-        drop((second, third));
+        let fourth = a.admit(Some(ip)).unwrap();
+        assert!(evicted(&second) && !evicted(&third));
+        drop((second, third, fourth));
         // IPv6 counts per /64.
         let v6a = a.admit(Some("2001:db8::1".parse().unwrap())).unwrap();
         let v6b = a.admit(Some("2001:db8::2".parse().unwrap())).unwrap();
-        assert!(b.admit(Some("2001:db8::3".parse().unwrap())).is_none());
-        assert!(b.admit(Some("2001:db8:0:1::3".parse().unwrap())).is_some());
-        drop((v6a, v6b));
-        // Proxies are held only to the listener cap.
+        let other = b.admit(Some("2001:db8:0:1::3".parse().unwrap())).unwrap();
+        assert!(!evicted(&v6a) && !evicted(&v6b) && !evicted(&other));
+        let v6c = b.admit(Some("2001:db8::3".parse().unwrap())).unwrap();
+        assert!(evicted(&v6a) && !evicted(&other));
+        drop((v6a, v6b, v6c, other));
+        // Proxies are held only to the listener cap, which refuses.
         let proxy: IpAddr = "10.1.1.1".parse().unwrap();
         let held: Vec<_> = (0..3).map(|_| a.admit(Some(proxy)).unwrap()).collect();
+        assert!(held.iter().all(|c| !evicted(c)));
         assert_eq!(a.open(), 3);
         assert!(a.admit(Some(proxy)).is_none());
         assert!(a.admit(Some("192.0.2.9".parse().unwrap())).is_none());
         drop(held);
         assert_eq!((a.open(), b.open()), (0, 0));
         assert!(admission.shards.iter().all(|s| lock(s).is_empty()));
-        assert!(admission.refused() >= 6);
+        assert_eq!(admission.refused(), 5);
     }
 }
