@@ -13,9 +13,12 @@
 //!   connection cap: actix's default of 256 per worker let idle
 //!   connections that never send a ClientHello hold every handshake slot,
 //!   so real clients queued behind them for seconds.
-//! - The request head has a deadline (actix's `client_request_timeout`),
-//!   and [`read_deadline`] gives the body one, from the end of the head:
-//!   a body that stalls is answered 408 and its connection closed.
+//! - The request head has a deadline (actix's `client_request_timeout`,
+//!   which times a connection's first head only, so a connection also may
+//!   not go longer than [`Deadlines::idle`] without a request in
+//!   progress), and [`read_deadline`] gives the body one, from the end of
+//!   the head: a body that stalls is answered 408 and its connection
+//!   closed.
 //! - [`raise_fd_limit`] raises the soft `RLIMIT_NOFILE` to the hard limit,
 //!   and [`ConnectionCaps::derive`] sizes the caps from what that leaves.
 
@@ -316,6 +319,137 @@ pub struct Deadlines {
     pub request_head: Duration,
 }
 
+/// actix-http's keep-alive (its default): an idle connection is closed
+/// this long after its last response.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+impl Deadlines {
+    /// How long a connection may go without a request in progress, from
+    /// its admission or its last response: the handshake or the keep-alive
+    /// wait, then a head. actix-http times the head of a connection's
+    /// first request only; a later head that stalls after a kept-alive
+    /// response would hold the connection for ever without this.
+    #[must_use]
+    pub fn idle(&self) -> Duration {
+        self.request_head + self.tls_handshake.max(KEEP_ALIVE)
+    }
+}
+
+/// What a connection is doing, as the App sees it ([`read_deadline`]
+/// marks each request): how many requests are in progress, and when the
+/// last one ended.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: std::time::Instant,
+    busy: AtomicUsize,
+    /// Milliseconds from `epoch` to the end of the last request (0: none
+    /// yet, so admission).
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            epoch: std::time::Instant::now(),
+            busy: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn ended_at(&self, ms: u64) -> std::time::Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    /// Resolves once no request has been in progress for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        let mut seen = self.last_ms.load(Ordering::Acquire);
+        let mut wake = self.ended_at(seen) + limit;
+        loop {
+            tokio::time::sleep_until(wake.into()).await;
+            if self.busy.load(Ordering::Acquire) > 0 {
+                wake = std::time::Instant::now() + limit;
+                continue;
+            }
+            let last = self.last_ms.load(Ordering::Acquire);
+            if last != seen {
+                seen = last;
+                wake = self.ended_at(seen) + limit;
+                continue;
+            }
+            return;
+        }
+    }
+}
+
+/// A request in progress on its connection's [`Activity`].
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ms.store(ms.max(1), Ordering::Release);
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Each open connection's [`Activity`] by peer address, so the
+/// `on_connect` callback (which sees only the TLS stream) can put it in
+/// the connection's extensions for [`read_deadline`]. Sharded like
+/// [`Admission`]; one insert, one lookup and one removal per connection.
+pub struct Registry {
+    hasher: std::hash::RandomState,
+    shards: Box<[Mutex<ByPeer>]>,
+}
+
+impl Registry {
+    #[must_use]
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry {
+            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        })
+    }
+
+    fn shard(&self, peer: &std::net::SocketAddr) -> &Mutex<ByPeer> {
+        &self.shards[self.hasher.hash_one(peer) as usize % SHARDS]
+    }
+
+    fn register(self: &Arc<Self>, peer: std::net::SocketAddr) -> Registered {
+        let activity = Activity::new();
+        lock(self.shard(&peer)).insert(peer, activity.clone());
+        Registered {
+            registry: self.clone(),
+            peer,
+            activity,
+        }
+    }
+
+    fn get(&self, peer: &std::net::SocketAddr) -> Option<Arc<Activity>> {
+        lock(self.shard(peer)).get(peer).cloned()
+    }
+}
+
+/// One shard of the [`Registry`].
+type ByPeer = HashMap<std::net::SocketAddr, Arc<Activity>>;
+
+/// A connection's entry in the [`Registry`]; removed on drop.
+struct Registered {
+    registry: Arc<Registry>,
+    peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(self.registry.shard(&self.peer)).remove(&self.peer);
+    }
+}
+
 /// The `on_connect` callback's type (see [`crate::tls::on_connect`]).
 pub type OnConnect = Arc<dyn Fn(&dyn Any, &mut Extensions) + Send + Sync>;
 
@@ -336,6 +470,7 @@ pub fn listen_tls<F, I, S, B>(
     app: F,
     tls: rustls::ServerConfig,
     gate: Arc<Gate>,
+    registry: Arc<Registry>,
     deadlines: Deadlines,
     on_connect: OnConnect,
 ) -> std::io::Result<actix_server::ServerBuilder>
@@ -357,6 +492,7 @@ where
         let shutdown = shutdown.clone();
         let on_connect = on_connect.clone();
         let host = host.clone();
+        let lookup = registry.clone();
         let app = app()
             .into_factory()
             .map_err(|err| err.into().error_response());
@@ -370,7 +506,11 @@ where
             .client_disconnect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .on_connect_ext(move |io: &TlsStream<TcpStream>, ext: &mut Extensions| {
-                (on_connect)(io as &dyn Any, ext)
+                (on_connect)(io as &dyn Any, ext);
+                if let Some(activity) = io.get_ref().0.peer_addr().ok().and_then(|p| lookup.get(&p))
+                {
+                    ext.insert(activity);
+                }
             })
             .finish(actix_service::map_config(app, move |()| {
                 // Semver-exempt in actix-web, but the only way to give the
@@ -382,8 +522,15 @@ where
                 TlsAcceptorConfig::default().handshake_timeout(deadlines.tls_handshake),
             );
         let gate = gate.clone();
+        let registry = registry.clone();
+        let idle = deadlines.idle();
         actix_service::apply_fn_factory(http, move |io: TcpStream, svc: &_| {
-            let admitted = gate.admit(io.peer_addr().ok().map(|a| a.ip()));
+            let peer = io.peer_addr().ok();
+            let admitted = gate.admit(peer.map(|a| a.ip()));
+            let registered = admitted
+                .is_some()
+                .then(|| peer.map(|p| registry.register(p)))
+                .flatten();
             let call = admitted.is_some().then(|| {
                 // The handshake's flight leaves in several writes: without
                 // this, each after the first may wait for the client's ACK.
@@ -394,9 +541,16 @@ where
                 let (Some(admitted), Some(call)) = (admitted, call) else {
                     return Ok(());
                 };
+                let idle_too_long = async {
+                    match &registered {
+                        Some(r) => r.activity.idle_for(idle).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     result = call => result,
                     () = admitted.evicted() => Ok(()),
+                    () = idle_too_long => Ok(()),
                 }
             }
         })
@@ -421,6 +575,17 @@ pub struct BodyLimits {
 /// Every route runs behind it (it wraps the App), so no handler's
 /// `web::Bytes` or `web::Form` can wait on a stalled client.
 pub async fn read_deadline<B: MessageBody>(
+    limits: BodyLimits,
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    // The connection is busy until the response is ready (see
+    // `Deadlines::idle`).
+    let _busy = req.conn_data::<Arc<Activity>>().map(Activity::begin);
+    read_body(limits, req, next).await
+}
+
+async fn read_body<B: MessageBody>(
     limits: BodyLimits,
     mut req: ServiceRequest,
     next: Next<B>,

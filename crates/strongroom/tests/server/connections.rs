@@ -160,6 +160,80 @@ async fn stalled_bodies_are_cut_at_the_deadline() {
     srv.stop().await;
 }
 
+/// Reads one `/healthz` response (`ok` body) from a kept-alive connection.
+async fn read_ok<R: AsyncReadExt + Unpin>(io: &mut R) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf))
+            .await
+            .expect("a response")
+            .unwrap();
+        assert!(n > 0, "closed before the response");
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// actix-http times the head of a connection's first request only: after
+/// a kept-alive response, half a head held the connection for ever. Now a
+/// connection may not go longer than the idle limit (head deadline + the
+/// 5 s keep-alive, 7 s here) without a request in progress, while one that
+/// keeps making requests stays open past it. Failed before: the stalled
+/// connections were still open after 15 s.
+#[actix_web::test]
+async fn a_stalled_head_after_keep_alive_is_cut() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Some(|cfg| {
+        cfg.server.request_head_timeout_secs = 2;
+        cfg.server.tls_handshake_timeout_secs = 1;
+    });
+    let srv = setup.start().await;
+    let connector = tls_connector(&srv);
+    let get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let tcp = TcpStream::connect(("127.0.0.1", srv.main_port))
+            .await
+            .unwrap();
+        let mut tls = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.write_all(get).await.unwrap();
+        read_ok(&mut tls).await;
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+        stalled.push(tls);
+    }
+    let started = Instant::now();
+    // Meanwhile a connection that keeps making requests, one a second,
+    // outlives the idle limit.
+    let tcp = TcpStream::connect(("127.0.0.1", srv.main_port))
+        .await
+        .unwrap();
+    let mut busy = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        busy.write_all(get).await.unwrap();
+        read_ok(&mut busy).await;
+        actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    }
+    for mut tls in stalled {
+        let remaining = Duration::from_secs(15).saturating_sub(started.elapsed());
+        assert!(
+            read_to_close(&mut tls, remaining).await.is_some(),
+            "a stalled head outlived the idle limit"
+        );
+    }
+    eprintln!(
+        "stalled heads after keep-alive closed after {:?}",
+        started.elapsed()
+    );
+    drop(busy);
+    srv.stop().await;
+}
+
 /// More than actix's 256 handshakes per worker, fewer than that plus the
 /// listen backlog (128 for the harness's sockets), so that without the fix
 /// all of them are accepted by the kernel and the real client queues
