@@ -849,6 +849,25 @@ mod tests {
             ),
             (Box::new(|c| c.log.level = "info,[".into()), "log.level"),
             (
+                Box::new(|c| c.server.request_body_timeout_secs = 0),
+                "server.request_body_timeout_secs",
+            ),
+            (
+                Box::new(|c| c.server.tls_handshake_timeout_secs = 301),
+                "server.tls_handshake_timeout_secs",
+            ),
+            (
+                Box::new(|c| c.server.request_head_timeout_secs = 0),
+                "server.request_head_timeout_secs",
+            ),
+            (
+                Box::new(|c| {
+                    c.server.max_connections = 10;
+                    c.server.max_connections_per_ip = 11;
+                }),
+                "server.max_connections_per_ip",
+            ),
+            (
                 Box::new(|c| {
                     c.dev_mode = false;
                     c.keys.encryption_key.clear()
