@@ -397,8 +397,8 @@ impl Drop for Busy {
     }
 }
 
-/// Each open connection's [`Activity`] by peer address, so the
-/// `on_connect` callback (which sees only the TLS stream) can put it in
+/// The [`Activity`] of each open connection of one listener, by peer
+/// address, so the `on_connect` callback (which sees only the TLS stream) can put it in
 /// the connection's extensions for [`read_deadline`]. Sharded like
 /// [`Admission`]; one insert, one lookup and one removal per connection.
 pub struct Registry {
@@ -470,7 +470,6 @@ pub fn listen_tls<F, I, S, B>(
     app: F,
     tls: rustls::ServerConfig,
     gate: Arc<Gate>,
-    registry: Arc<Registry>,
     deadlines: Deadlines,
     on_connect: OnConnect,
 ) -> std::io::Result<actix_server::ServerBuilder>
@@ -488,6 +487,9 @@ where
     let addr = lst.local_addr()?;
     let host = addr.to_string();
     let shutdown = builder.graceful_shutdown_signal();
+    // One per listener: a client may connect to both listeners from the
+    // same source port, but not twice to one while the first is open.
+    let registry = Registry::new();
     builder.listen(name, lst, move || {
         let shutdown = shutdown.clone();
         let on_connect = on_connect.clone();

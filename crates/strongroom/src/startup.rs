@@ -578,7 +578,6 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
         .filter_map(|n| n.parse().ok())
         .collect();
     let admission = crate::connections::Admission::new(caps.per_ip, exempt);
-    let registry = crate::connections::Registry::new();
     let deadlines = crate::connections::Deadlines {
         tls_handshake: Duration::from_secs(server_cfg.tls_handshake_timeout_secs),
         request_head: Duration::from_secs(server_cfg.request_head_timeout_secs),
@@ -610,7 +609,6 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             app.clone(),
             tls,
             crate::connections::Gate::new(admission.clone(), caps.per_listener),
-            registry.clone(),
             deadlines,
             on_connect.clone(),
         )
