@@ -183,6 +183,23 @@ pub struct ServerConfig {
     pub mtls_base_url: String,
     /// Worker threads; 0 = one per core.
     pub workers: usize,
+    /// Seconds a client has to complete the TLS handshake after connecting.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's head (request line and
+    /// headers), from connecting or from the previous response.
+    pub request_head_timeout_secs: u64,
+    /// Seconds a client has to send a request's body, from the end of its
+    /// head; after that the request is answered 408 and the connection
+    /// closed.
+    pub request_body_timeout_secs: u64,
+    /// Open connections per listener; more are closed at once. 0: derived
+    /// from the open-file limit, less what the database pool and the
+    /// server itself need, shared between the listeners.
+    pub max_connections: usize,
+    /// Open connections from one source address (an IPv6 /64), over both
+    /// listeners; each new one beyond closes the address's oldest.
+    /// `tls.trusted_proxies` are exempt. 0: a quarter of `max_connections`.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -301,6 +318,11 @@ impl Default for ServerConfig {
             mtls_listen: "127.0.0.1:8444".into(),
             mtls_base_url: String::new(),
             workers: 0,
+            tls_handshake_timeout_secs: 3,
+            request_head_timeout_secs: 5,
+            request_body_timeout_secs: 10,
+            max_connections: 0,
+            max_connections_per_ip: 0,
         }
     }
 }
@@ -479,6 +501,34 @@ impl Config {
                     "must differ from server.listen (leave it empty for single-listener mode)",
                 ));
             }
+        }
+        for (key, secs) in [
+            (
+                "server.tls_handshake_timeout_secs",
+                self.server.tls_handshake_timeout_secs,
+            ),
+            (
+                "server.request_head_timeout_secs",
+                self.server.request_head_timeout_secs,
+            ),
+            (
+                "server.request_body_timeout_secs",
+                self.server.request_body_timeout_secs,
+            ),
+        ] {
+            // Zero would turn the deadline off, which is what issue 22 was.
+            if !(1..=300).contains(&secs) {
+                return Err(ConfigError::new(key, "must be between 1 and 300"));
+            }
+        }
+        if self.server.max_connections_per_ip > 0
+            && self.server.max_connections > 0
+            && self.server.max_connections_per_ip > self.server.max_connections
+        {
+            return Err(ConfigError::new(
+                "server.max_connections_per_ip",
+                "must not exceed server.max_connections",
+            ));
         }
         if !self.server.mtls_base_url.is_empty() {
             let u = url::Url::parse(&self.server.mtls_base_url).map_err(|e| {
@@ -798,6 +848,25 @@ mod tests {
                 "tls.trusted_proxies",
             ),
             (Box::new(|c| c.log.level = "info,[".into()), "log.level"),
+            (
+                Box::new(|c| c.server.request_body_timeout_secs = 0),
+                "server.request_body_timeout_secs",
+            ),
+            (
+                Box::new(|c| c.server.tls_handshake_timeout_secs = 301),
+                "server.tls_handshake_timeout_secs",
+            ),
+            (
+                Box::new(|c| c.server.request_head_timeout_secs = 0),
+                "server.request_head_timeout_secs",
+            ),
+            (
+                Box::new(|c| {
+                    c.server.max_connections = 10;
+                    c.server.max_connections_per_ip = 11;
+                }),
+                "server.max_connections_per_ip",
+            ),
             (
                 Box::new(|c| {
                     c.dev_mode = false;

@@ -126,14 +126,52 @@ pub async fn healthz() -> HttpResponse {
         .body("ok")
 }
 
-/// `GET /readyz`: the database answers; 503 otherwise.
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
+/// How long `/readyz` waits for the database: a load balancer's probe
+/// (typically 1 to 2 s) gets an answer, 503 when the database is slow or
+/// gone, rather than its own timeout after the pool's 5 s.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// The readiness check in progress, shared by the workers: while one is
+/// still waiting on the database, later probes answer 503 at once instead
+/// of tying up another blocking thread on a database that does not answer.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    checking: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Readiness {
+    /// Pings the database within [`READY_TIMEOUT`].
+    pub async fn check(&self, store: &Store) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.checking.swap(true, Ordering::AcqRel) {
+            return Err("the previous check is still waiting for the database".into());
+        }
+        let checking = self.checking.clone();
+        let store = store.clone();
+        // Spawned, so the flag clears when the ping ends, also after a
+        // timeout here.
+        let ping = actix_web::rt::spawn(async move {
+            let r = store.ping().await;
+            checking.store(false, Ordering::Release);
+            r
+        });
+        match tokio::time::timeout(READY_TIMEOUT, ping).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", READY_TIMEOUT.as_millis())),
+        }
+    }
+}
+
+/// `GET /readyz`: the database answers within [`READY_TIMEOUT`]; 503
+/// otherwise.
+pub async fn readyz(state: web::Data<AppState>, readiness: web::Data<Readiness>) -> HttpResponse {
+    match readiness.check(&state.store).await {
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .body("ready"),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
             HttpResponse::ServiceUnavailable()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .body("database unavailable")

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod bank_api;
 pub mod config;
+pub mod connections;
 pub mod devcerts;
 pub mod fetch;
 pub mod http;

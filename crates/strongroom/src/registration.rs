@@ -19,7 +19,7 @@ pub const REGISTER_PATH: &str = "/register";
 /// Bodies above this never reach the registrar (actix answers 413); below
 /// it, the registrar applies `registration.max_body_bytes` with an RFC 7591
 /// error.
-const HARD_BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub(crate) const HARD_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The path to advertise in discovery: only when a directory or initial
 /// access tokens are configured.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use oauth_core::client::Client;
 use oauth_core::discovery::{Capabilities, ProviderMetadata};
 use oauth_core::jwks_resolver::JwksResolver;
@@ -42,13 +42,66 @@ fn fail(what: impl std::fmt::Display) -> StartError {
 
 /// Sets up logging once; later calls are ignored (tests start several servers).
 pub fn init_logging(cfg: &Config) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(ClientFaults);
     let _ = match cfg.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json())
+            .try_init(),
+        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
     };
+}
+
+/// Connections that actix-http ended because of the client (malformed
+/// HTTP, a reset, a timeout), counted instead of logged (see
+/// [`ClientFaults`]).
+static CLIENT_FAULTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many connections have ended with a client fault so far.
+pub fn client_faults() -> u64 {
+    CLIENT_FAULTS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// actix-http logs every connection it ends on a client's fault as
+/// `ERROR actix_http::h1::dispatcher: stream error: …` (a parse error, a
+/// reset, a timeout): one line per hostile or broken client, at the level
+/// that should mean the server is in trouble (issue 22 §6). This layer
+/// drops exactly those events and counts them; the background task
+/// reports the count at debug level once a minute. The dispatcher's other
+/// errors (`Response payload stream error`, `Internal server error`) are
+/// the server's and still logged.
+struct ClientFaults;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientFaults {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        if meta.target() != "actix_http::h1::dispatcher" || *meta.level() != tracing::Level::ERROR {
+            return true;
+        }
+        struct Message(bool);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("stream error");
+                }
+            }
+        }
+        let mut m = Message(false);
+        event.record(&mut m);
+        if m.0 {
+            CLIENT_FAULTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        !m.0
+    }
 }
 
 /// Installs the one process-wide rustls crypto provider (aws-lc-rs), so no
@@ -494,39 +547,93 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     // them the database's claim) go with the server.
     let (serving, stopped) = tokio::sync::watch::channel(());
     let serving = Arc::new(serving);
-    let mut server = HttpServer::new(move || {
+    let server_cfg = &p.cfg.server;
+    let body_limits = crate::connections::BodyLimits {
+        timeout: Duration::from_secs(server_cfg.request_body_timeout_secs),
+        max_bytes: crate::registration::HARD_BODY_LIMIT,
+    };
+    let readiness = web::Data::new(http::Readiness::default());
+    let app = move || {
         let _serving = &serving;
         App::new()
             .wrap(actix_web::middleware::from_fn(http::refuse_unclean_uri))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                crate::connections::read_deadline(body_limits, req, next)
+            }))
             .app_data(web::Data::new(state.clone()))
             .app_data(cert_source.clone())
+            .app_data(readiness.clone())
             .configure(http::configure_common)
             .configure(api::configure)
             .configure(interaction::configure)
             .configure(crate::registration::configure)
             .configure(crate::bank_api::configure)
-    })
-    .workers(workers)
-    // Database work runs on the blocking pool; threads beyond the database
-    // connections would only wait for one (and cost memory).
-    .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
-    // The TLS handshake's flight leaves in several writes (the certificate,
-    // then smaller records): with Nagle's algorithm on, each small write
-    // after the first may wait for the client's ACK.
-    .tcp_nodelay(true)
-    .on_connect(crate::tls::on_connect(p.trust.clone()));
+    };
+    let listener_count = if single { 1 } else { 2 };
+    let fd_limit = crate::connections::raise_fd_limit().unwrap_or(1024);
+    // SQLite's pool has a writer and a checkpointer beside the readers,
+    // and each connection may hold the database, its WAL and shm files.
+    let db_fds = u64::from(p.cfg.database.pool_size() + 2) * 3;
+    let caps = crate::connections::ConnectionCaps::derive(
+        server_cfg.max_connections,
+        server_cfg.max_connections_per_ip,
+        fd_limit,
+        db_fds,
+        listener_count,
+    );
+    tracing::info!(
+        open_files = fd_limit,
+        per_listener = caps.per_listener,
+        per_address = caps.per_ip,
+        "connection caps"
+    );
+    let exempt = p
+        .cfg
+        .tls
+        .trusted_proxies
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let admission = crate::connections::Admission::new(caps.per_ip, exempt);
+    let deadlines = crate::connections::Deadlines {
+        tls_handshake: Duration::from_secs(server_cfg.tls_handshake_timeout_secs),
+        request_head: Duration::from_secs(server_cfg.request_head_timeout_secs),
+    };
+    // Handshakes in progress are bounded by the connection caps and the
+    // handshake deadline, not by actix's 256 per worker, which idle
+    // connections could fill (issue 22 §3). The setting is process-wide.
+    actix_tls::accept::max_concurrent_tls_connect(caps.per_listener * listener_count);
+    let on_connect: crate::connections::OnConnect =
+        Arc::new(crate::tls::on_connect(p.trust.clone()));
+    let mut server = actix_server::ServerBuilder::default()
+        .workers(workers)
+        // Database work runs on the blocking pool; threads beyond the
+        // database connections would only wait for one (and cost memory).
+        .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
+        // Our caps refuse connections; actix's (per worker) would only stop
+        // accepting, which leaves everyone waiting.
+        .max_concurrent_connections(caps.per_listener * listener_count + 1);
     let main_tls = if single {
         p.tls.mtls()
     } else {
         p.tls.browser()
     };
-    server = server
-        .listen_rustls_0_23(listeners.main, main_tls)
-        .map_err(|e| fail(format_args!("server.listen: {e}")))?;
+    let listen = |server, name: &str, key: &str, lst: TcpListener, tls| {
+        crate::connections::listen_tls(
+            server,
+            name,
+            lst,
+            app.clone(),
+            tls,
+            crate::connections::Gate::new(admission.clone(), caps.per_listener),
+            deadlines,
+            on_connect.clone(),
+        )
+        .map_err(|e| fail(format_args!("{key}: {e}")))
+    };
+    server = listen(server, "main", "server.listen", listeners.main, main_tls)?;
     if let Some(mtls) = listeners.mtls {
-        server = server
-            .listen_rustls_0_23(mtls, p.tls.mtls())
-            .map_err(|e| fail(format_args!("server.mtls_listen: {e}")))?;
+        server = listen(server, "mtls", "server.mtls_listen", mtls, p.tls.mtls())?;
     }
     let server = server.run();
     let mut state = p.state;
@@ -570,7 +677,17 @@ fn spawn_background(
     actix_web::rt::spawn(async move {
         // Often, so each sweep is small: expired rows go a minute's worth
         // at a time, not five minutes' at once.
+        let mut faults = client_faults();
         while still_serving(&mut stopped, Duration::from_secs(60)).await {
+            let total = client_faults();
+            if total > faults {
+                tracing::debug!(
+                    last_minute = total - faults,
+                    total,
+                    "connections ended by a client fault (malformed HTTP, reset, timeout)"
+                );
+                faults = total;
+            }
             let t = now();
             if let Err(e) = state.store.purge_expired(t).await {
                 tracing::warn!(error = %e, "purging the replay cache failed");
@@ -580,4 +697,64 @@ fn spawn_background(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    /// Records the messages of the events that reach it.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            self.0.lock().unwrap().push(m.0);
+        }
+    }
+
+    #[test]
+    fn client_stream_errors_are_counted_not_logged() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry()
+            .with(ClientFaults)
+            .with(Seen(seen.clone()));
+        let before = client_faults();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "actix_http::h1::dispatcher", "stream error: {}", "parse error");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Response payload stream error: x");
+            tracing::error!(target: "actix_http::h1::dispatcher", "Internal server error: unexpected eof");
+            tracing::error!(target: "strongroom::api", "stream error: ours");
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "Response payload stream error: x",
+                "Internal server error: unexpected eof",
+                "stream error: ours"
+            ]
+        );
+        assert!(client_faults() > before);
+    }
 }
