@@ -225,6 +225,22 @@ fn encoded_controls() -> Vec<String> {
     v
 }
 
+/// A pushed authorization request with a fresh DPoP proof.
+async fn push(
+    http: &reqwest::Client,
+    tpp: &Tpp,
+    par_url: &str,
+    form: &[(String, String)],
+) -> Answer {
+    post_form(
+        http,
+        par_url,
+        form,
+        Some(tpp.dpop_proof("POST", par_url, None)),
+    )
+    .await
+}
+
 fn not_5xx(a: &Answer, what: &str) {
     assert!(a.status < 500, "{what}: {} {}", a.status, a.json);
 }
@@ -418,13 +434,7 @@ async fn control_characters_on(backend: Backend) {
                 "request".into(),
                 tpp.key.sign(Some("oauth-authz-req+jwt"), &c),
             ));
-            let a = post_form(
-                &http,
-                &par_url,
-                &form,
-                Some(tpp.dpop_proof("POST", &par_url, None)),
-            )
-            .await;
+            let a = push(&http, tpp, &par_url, &form).await;
             not_5xx(&a, &format!("request object {bad:?}"));
             assert_error(&a, 400, &["invalid_request_object"]);
         }
@@ -437,13 +447,7 @@ async fn control_characters_on(backend: Backend) {
             json!({"id_token": {"openbanking_intent_id": {"value": format!("intent{bad}"), "essential": true}}})
                 .to_string(),
         ));
-        let a = post_form(
-            &http,
-            &par_url,
-            &form,
-            Some(tpp.dpop_proof("POST", &par_url, None)),
-        )
-        .await;
+        let a = push(&http, tpp, &par_url, &form).await;
         not_5xx(&a, &format!("claims {bad:?}"));
         assert_error(&a, 400, &["invalid_request"]);
     }
@@ -451,13 +455,7 @@ async fn control_characters_on(backend: Backend) {
     let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
     form.extend(tpp.auth_fields(srv));
     form.push(("claims".into(), "{\n\t\"id_token\": {}\r\n}".into()));
-    let a = post_form(
-        &http,
-        &par_url,
-        &form,
-        Some(tpp.dpop_proof("POST", &par_url, None)),
-    )
-    .await;
+    let a = push(&http, tpp, &par_url, &form).await;
     assert_eq!(a.status, 201, "{}", a.json);
     w.srv.stop().await;
 }
