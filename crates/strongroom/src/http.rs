@@ -40,11 +40,9 @@ pub struct AppState {
     pub bridge: Option<Arc<consent_bridge::Bridge>>,
     /// Dynamic client registration (RFC 7591/7592), if configured.
     pub registrar: Option<Arc<dcr::Registrar>>,
-    /// The token endpoint's URLs (main and mTLS listener): FAPI 1.0 accepts
-    /// them as client-assertion audiences.
-    pub token_endpoint_urls: Arc<[String]>,
     /// The configured public URLs a request's URL is built from (DPoP
-    /// `htu`, FAPI 1.0 assertion audiences), never its headers.
+    /// `htu`, FAPI 1.0 assertion audiences), never its headers, and the
+    /// token endpoint's URLs on both listeners.
     pub urls: Arc<crate::public_url::PublicUrls>,
 }
 
@@ -191,18 +189,25 @@ pub async fn refuse_unclean_uri(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let query = req.query_string();
+    let browser = req.path() == "/authorize" || req.path().starts_with("/interaction/");
     let refusal = if !oauth_core::text::path_is_clean(req.path()) {
-        Some(
+        tracing::debug!("request refused: its path is not clean text");
+        Some(if browser {
+            // A person sees a page, not the browser's bare 404.
+            crate::interaction::error_page(
+                StatusCode::NOT_FOUND,
+                &OAuthError::invalid_request("there is no such page"),
+            )
+        } else {
             HttpResponse::NotFound()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish(),
-        )
+                .finish()
+        })
     } else if let Err(e) = (!query.is_empty())
         .then(|| oauth_core::text::parse_form(query.as_bytes()))
         .transpose()
     {
         tracing::debug!("request refused: its query string is not clean text");
-        let browser = req.path() == "/authorize" || req.path().starts_with("/interaction/");
         Some(if browser {
             crate::interaction::error_page(StatusCode::BAD_REQUEST, &e)
         } else {

@@ -50,6 +50,20 @@ async fn post_with(
     answer(req.send().await.unwrap()).await
 }
 
+/// A client_credentials request at `token_url` with an assertion for `aud`,
+/// a DPoP proof for `htu`, and `headers`.
+async fn cc_token(
+    http: &reqwest::Client,
+    tpp: &Tpp,
+    token_url: &str,
+    aud: Value,
+    htu: &str,
+    headers: &[(&'static str, String)],
+) -> Answer {
+    let proof = tpp.dpop_proof("POST", htu, None);
+    post_with(http, token_url, &cc_form(tpp, aud), Some(proof), headers).await
+}
+
 fn cc_form(tpp: &Tpp, aud: Value) -> Vec<(String, String)> {
     vec![
         ("grant_type".into(), "client_credentials".into()),
@@ -94,12 +108,12 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
         };
         for headers in forgeries(evil) {
             // A proof made for another server's token endpoint.
-            let proof = tpp.dpop_proof("POST", &format!("https://{evil}/token"), None);
-            let a = post_with(
+            let a = cc_token(
                 &http,
+                tpp,
                 &token_url,
-                &cc_form(tpp, aud.clone()),
-                Some(proof),
+                aud.clone(),
+                &format!("https://{evil}/token"),
                 &headers,
             )
             .await;
@@ -114,15 +128,7 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
             );
             // The same headers on a proof for this server: still this
             // server's URL, so it passes.
-            let proof = tpp.dpop_proof("POST", &token_url, None);
-            let a = post_with(
-                &http,
-                &token_url,
-                &cc_form(tpp, aud.clone()),
-                Some(proof),
-                &headers,
-            )
-            .await;
+            let a = cc_token(&http, tpp, &token_url, aud.clone(), &token_url, &headers).await;
             assert_eq!(
                 a.status, 200,
                 "{profile:?} {headers:?} at {token_url}: {}",
@@ -188,13 +194,18 @@ async fn a_trusted_proxy_only_picks_between_configured_urls() {
     ] {
         // Arriving at the main listener, forwarded for the mTLS name: the
         // proof for the mTLS URL passes, the main listener's own does not.
-        let proof = tpp.dpop_proof("POST", &mtls_token, None);
-        let form = cc_form(tpp, json!(srv.issuer));
-        let a = post_with(&http, &main_token, &form, Some(proof), &headers).await;
+        let issuer = json!(srv.issuer);
+        let a = cc_token(
+            &http,
+            tpp,
+            &main_token,
+            issuer.clone(),
+            &mtls_token,
+            &headers,
+        )
+        .await;
         assert_eq!(a.status, 200, "{headers:?}: {}", a.json);
-        let proof = tpp.dpop_proof("POST", &main_token, None);
-        let form = cc_form(tpp, json!(srv.issuer));
-        let a = post_with(&http, &main_token, &form, Some(proof), &headers).await;
+        let a = cc_token(&http, tpp, &main_token, issuer, &main_token, &headers).await;
         assert_error(&a, 400, &["invalid_dpop_proof"]);
     }
     w.srv.stop().await;
@@ -305,15 +316,21 @@ async fn control_characters_on(backend: Backend) {
             assert!(ct.starts_with("text/html"), "{url}: {ct}");
             assert!(page.contains("invalid_request"), "{url}: {page}");
         }
-        // Path segments: no such resource.
+        // Path segments: no such resource; on the browser's routes, the
+        // error page.
         for path in [
             format!("/register/{bad}"),
-            format!("/interaction/{bad}/login"),
             format!("/bank/consents/{bad}/revoke"),
         ] {
             let a = get(&http, &srv.url(&path), Some("some-token")).await;
             assert_eq!(a.status, 404, "{path}: {}", a.json);
         }
+        let path = format!("/interaction/{bad}/login");
+        let res = http.get(srv.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        assert!(res.text().await.unwrap().contains("no such page"), "{path}");
         let a = get(
             &http,
             &format!("{}?consent_id={bad}", srv.url("/bank/grants")),
