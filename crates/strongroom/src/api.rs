@@ -70,7 +70,8 @@ async fn authenticate<S: ClientRepository + ReplayCache>(
     };
     let url = state.urls.request_url(req);
     let token_urls: Vec<&str> = state
-        .token_endpoint_urls
+        .urls
+        .token_endpoint_urls()
         .iter()
         .map(String::as_str)
         .collect();

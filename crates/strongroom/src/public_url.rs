@@ -51,6 +51,9 @@ pub struct PublicUrls {
     /// The local address of the mTLS listener, once bound.
     mtls_listener: Option<SocketAddr>,
     trusted_proxies: Vec<IpCidr>,
+    /// The token endpoint on each base: FAPI 1.0 accepts them as
+    /// client-assertion audiences at every endpoint.
+    token_endpoints: Box<[String]>,
 }
 
 impl PublicUrls {
@@ -58,12 +61,25 @@ impl PublicUrls {
     /// `mtls`: the mTLS listener's base, when there is one.
     #[must_use]
     pub fn new(issuer: &str, mtls: Option<&str>, trusted_proxies: Vec<IpCidr>) -> PublicUrls {
+        let browser = Base::new(issuer);
+        let mtls = mtls.map(Base::new);
+        let token_endpoints = std::iter::once(&browser)
+            .chain(mtls.as_ref())
+            .map(|b| format!("{}{}", b.url, crate::api::TOKEN_PATH))
+            .collect();
         PublicUrls {
-            browser: Base::new(issuer),
-            mtls: mtls.map(Base::new),
+            browser,
+            mtls,
             mtls_listener: None,
             trusted_proxies,
+            token_endpoints,
         }
+    }
+
+    /// The token endpoint's URL on each listener (main, then mTLS).
+    #[must_use]
+    pub fn token_endpoint_urls(&self) -> &[String] {
+        &self.token_endpoints
     }
 
     /// The same, knowing the mTLS listener's bound address.
@@ -160,6 +176,17 @@ mod tests {
             r = r.insert_header(*h);
         }
         r.to_http_request()
+    }
+
+    #[test]
+    fn token_endpoints_on_both_listeners() {
+        assert_eq!(
+            urls(&[]).token_endpoint_urls(),
+            [
+                "https://as.bank.example/token",
+                "https://mtls.as.bank.example:8444/token"
+            ]
+        );
     }
 
     #[test]

@@ -500,21 +500,10 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
             bridge: crate::bank_api::bridge(&cfg, material_dev_ca(&cfg).as_deref())
                 .map_err(fail)?,
             registrar: crate::registration::registrar(&cfg).map_err(fail)?,
-            token_endpoint_urls: std::iter::once(format!("{}{}", cfg.issuer, api::TOKEN_PATH))
-                .chain(
-                    cfg.mtls_base_url()
-                        .map(|b| format!("{b}{}", api::TOKEN_PATH)),
-                )
-                .collect(),
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,
                 cfg.mtls_base_url().as_deref(),
-                cfg.tls
-                    .trusted_proxies
-                    .iter()
-                    .map(|p| p.parse())
-                    .collect::<Result<_, _>>()
-                    .map_err(fail)?,
+                cert_source.trusted_proxies().to_vec(),
             )),
         },
         cfg: Arc::new(cfg),
@@ -587,13 +576,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
         per_address = caps.per_ip,
         "connection caps"
     );
-    let exempt = p
-        .cfg
-        .tls
-        .trusted_proxies
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .collect();
+    let exempt = p.cert_source.trusted_proxies().to_vec();
     let admission = crate::connections::Admission::new(caps.per_ip, exempt);
     let deadlines = crate::connections::Deadlines {
         tls_handshake: Duration::from_secs(server_cfg.tls_handshake_timeout_secs),

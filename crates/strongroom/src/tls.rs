@@ -450,6 +450,12 @@ impl ClientCertSource {
         })
     }
 
+    /// The addresses whose forwarded headers are believed
+    /// (`tls.trusted_proxies`, parsed once here).
+    pub fn trusted_proxies(&self) -> &[IpCidr] {
+        &self.trusted_proxies
+    }
+
     /// The CA trust used for header certificates.
     pub fn trust(&self) -> &Arc<ClientCertTrust> {
         &self.trust
