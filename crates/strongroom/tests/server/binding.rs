@@ -9,6 +9,7 @@ use serde_json::Value;
 use strongroom::devcerts::{DnType, KeyAlg, issue_client_cert};
 
 use crate::fapi::{PASSWORD, USER, World, world, world_with};
+use crate::fapi_errors::{code_for, redeem};
 use crate::harness::{BACKENDS, Backend, TestServer};
 use crate::tpp::*;
 
@@ -19,11 +20,16 @@ const MTLS_SUBJECT: [(DnType, &str); 3] = [
     (DnType::CommonName, "tpp-mtls"),
 ];
 
+/// A client certificate for `subject` from the server's dev CA.
+fn dev_ca_certificate(srv: &TestServer, subject: &[(DnType, &str)]) -> (String, String) {
+    let ca = std::fs::read_to_string(srv.dev_ca()).unwrap();
+    let ca_key = std::fs::read_to_string(srv.data_dir.join("dev-ca-key.pem")).unwrap();
+    issue_client_cert(&ca, &ca_key, subject, &[], KeyAlg::EcdsaP256).unwrap()
+}
+
 /// The TPP's next transport certificate: same subject, new key, same CA.
 fn renewed_certificate(srv: &TestServer) -> (String, String) {
-    let ca = std::fs::read_to_string(srv.data_dir.join("dev-ca.pem")).unwrap();
-    let ca_key = std::fs::read_to_string(srv.data_dir.join("dev-ca-key.pem")).unwrap();
-    issue_client_cert(&ca, &ca_key, &MTLS_SUBJECT, &[], KeyAlg::EcdsaP256).unwrap()
+    dev_ca_certificate(srv, &MTLS_SUBJECT)
 }
 
 fn thumbprint(cert_pem: &str) -> String {
@@ -151,18 +157,7 @@ async fn certificate_renewal_between_refreshes(backend: Backend, rotate: bool) {
 
     // Still the client's authentication: another client's certificate, or
     // none, gets nothing.
-    let (ca, ca_key) = (
-        std::fs::read_to_string(w.srv.data_dir.join("dev-ca.pem")).unwrap(),
-        std::fs::read_to_string(w.srv.data_dir.join("dev-ca-key.pem")).unwrap(),
-    );
-    let (c, k) = issue_client_cert(
-        &ca,
-        &ca_key,
-        &[(DnType::CommonName, "someone-else")],
-        &[],
-        KeyAlg::EcdsaP256,
-    )
-    .unwrap();
+    let (c, k) = dev_ca_certificate(&w.srv, &[(DnType::CommonName, "someone-else")]);
     let a = mtls_refresh(&w, &w.srv.client(Some((&c, &k))), &refresh_token).await;
     assert_error(&a, 401, &["invalid_client"]);
     let a = mtls_refresh(&w, &w.srv.client(None), &refresh_token).await;
@@ -185,28 +180,10 @@ async fn refresh_survives_a_tpp_certificate_renewal() {
 async fn dpop_key_rotation_between_refreshes(backend: Backend) {
     let w = world(backend).await;
     let (srv, tpp) = (&w.srv, &w.dpop);
-    let pkce = Pkce::new();
-    let (request_uri, _) = w.push_dpop(tpp, &pkce, "openid accounts").await;
-    let back = browser_flow(
-        srv,
-        &srv.browser(),
-        &tpp.client_id,
-        &request_uri,
-        USER,
-        PASSWORD,
-        true,
-    )
-    .await;
     let url = srv.url("/token");
     let http = srv.client(None);
-    let mut form = tpp.auth_fields(srv);
-    form.extend([
-        ("grant_type".to_string(), "authorization_code".to_string()),
-        ("code".into(), query(&back)["code"].clone()),
-        ("redirect_uri".into(), tpp.redirect_uri.clone()),
-        ("code_verifier".into(), pkce.verifier.clone()),
-    ]);
-    let a = post_form(&http, &url, &form, Some(tpp.dpop_proof("POST", &url, None))).await;
+    let (code, pkce) = code_for(&w, tpp).await;
+    let a = redeem(&w, tpp, &code, Some(&pkce.verifier), tpp).await;
     assert_eq!(a.status, 200, "code exchange: {}", a.json);
     let refresh_token = a.json["refresh_token"].as_str().unwrap().to_string();
 

@@ -26,7 +26,7 @@ async fn par_with(w: &World, edit: impl FnOnce(&mut Vec<(String, String)>)) -> A
 
 /// A complete authorization with the DPoP client up to the code; returns
 /// (code, pkce).
-async fn code_for(w: &World, tpp: &Tpp) -> (String, Pkce) {
+pub async fn code_for(w: &World, tpp: &Tpp) -> (String, Pkce) {
     let pkce = Pkce::new();
     let (request_uri, _) = w.push_dpop(tpp, &pkce, "openid accounts").await;
     let back = browser_flow(
@@ -60,7 +60,7 @@ fn code_form(
     form
 }
 
-async fn redeem(
+pub async fn redeem(
     w: &World,
     tpp: &Tpp,
     code: &str,
