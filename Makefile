@@ -6,7 +6,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: demo demo-tpp run build release test test-sqlite fmt lint check clean-data help
+.PHONY: demo demo-tpp run build release test test-browser test-sqlite fmt lint check clean-data help
 
 help:
 	@echo "make run | test | fmt | lint | build | release"
@@ -39,6 +39,14 @@ demo-tpp:
 # dir (as a non-root user), exports STRONGROOM_TEST_DATABASE_URL and stops it after.
 test:
 	scripts/with-postgres.sh $(CARGO) $(TEST_RUNNER) --workspace
+	$(MAKE) test-browser
+
+# The flows in headless Chromium (tests/browser, docs/testing.md): Debian's
+# chromium, Playwright (playwright-core) and axe-core; screenshots of every
+# page at 320 and 1280 px land in target/browser-screenshots/.
+test-browser:
+	$(CARGO) build -p strongroom -p demo-bank
+	scripts/browser-tests.sh $(BROWSER_TESTS)
 
 fmt:
 	$(CARGO) fmt --all
