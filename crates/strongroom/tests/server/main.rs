@@ -11,3 +11,4 @@ mod foundation;
 mod harness;
 mod input;
 mod tpp;
+mod try_flow;
