@@ -412,26 +412,13 @@ pub async fn run(
         ));
     }
     let files = DevClientFiles::in_data_dir(&cfg.data_dir);
-    let registered = std::fs::read_to_string(&files.redirect_uri).map_err(|_| {
-        TryError::Usage(format!(
+    if !files.redirect_uri.exists() {
+        return Err(TryError::Usage(format!(
             "no dev client in {}: start the server in dev mode first (make run)",
             files.dir.display()
-        ))
-    })?;
-    let redirect_uri = redirect_uri_for(opts.port);
-    if registered.trim() != redirect_uri {
-        // See redirect_uri_for: the running server learns it at its next start.
-        devcerts::write_file(
-            &files.redirect_uri,
-            format!("{redirect_uri}\n").as_bytes(),
-            false,
-        )
-        .map_err(|e| TryError::Usage(e.to_string()))?;
-        return Err(TryError::Usage(format!(
-            "the dev client was registered with {}; it now is with {redirect_uri}: restart the server (make run), then run try again",
-            registered.trim()
         )));
     }
+    let redirect_uri = redirect_uri_for(opts.port);
     let http = http_client(&files)?;
 
     let discovery = format!("{}/.well-known/openid-configuration", cfg.issuer);
@@ -463,22 +450,21 @@ pub async fn run(
     let (callbacks, server) = callback_listener(&files, opts.port)?;
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    let result = flow(
+    let client = Flow {
         cfg,
         opts,
-        &http,
-        Endpoints {
+        http: &http,
+        at: Endpoints {
             par: &par_endpoint,
             token: &token_endpoint,
             introspection: &introspection_endpoint,
             authorization: authorization_endpoint,
             jwks: meta["jwks_uri"].as_str().unwrap_or_default(),
         },
-        &redirect_uri,
-        callbacks,
-        on_url,
-    )
-    .await;
+        redirect_uri: &redirect_uri,
+        files: &files,
+    };
+    let result = flow(&client, callbacks, on_url).await;
     handle.stop(true).await;
     result
 }
@@ -491,15 +477,29 @@ struct Endpoints<'a> {
     jwks: &'a str,
 }
 
+/// The dev client at work: what it was told and found.
+struct Flow<'a> {
+    cfg: &'a Config,
+    opts: &'a Options,
+    http: &'a reqwest::Client,
+    at: Endpoints<'a>,
+    redirect_uri: &'a str,
+    files: &'a DevClientFiles,
+}
+
 async fn flow(
-    cfg: &Config,
-    opts: &Options,
-    http: &reqwest::Client,
-    at: Endpoints<'_>,
-    redirect_uri: &str,
+    f: &Flow<'_>,
     callbacks: oneshot::Receiver<Callback>,
     on_url: impl FnOnce(&str),
 ) -> Result<Summary, TryError> {
+    let Flow {
+        opts,
+        http,
+        ref at,
+        redirect_uri,
+        files,
+        ..
+    } = *f;
     let verifier = random(32);
     let challenge = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
     let (state, nonce) = (random(16), random(16));
@@ -525,7 +525,16 @@ async fn flow(
         "PAR",
         201,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        TryError::Refused {
+            error,
+            error_description: Some(d),
+        } if error == "invalid_request" && d.contains("redirect_uri") => {
+            reregister(files, redirect_uri)
+        }
+        other => other,
+    })?;
     let request_uri = par["request_uri"]
         .as_str()
         .ok_or_else(|| TryError::Failed("PAR: no request_uri".into()))?;
@@ -547,17 +556,7 @@ async fn flow(
             )));
         }
     };
-    let result = redeem(
-        cfg,
-        http,
-        &at,
-        redirect_uri,
-        &query,
-        &state,
-        &nonce,
-        &verifier,
-    )
-    .await;
+    let result = redeem(f, &query, &state, &nonce, &verifier).await;
     let _ = answer.send(match &result {
         Ok(_) => Verdict::SignedIn,
         Err(TryError::Refused { error, .. }) => Verdict::NotSignedIn(error.clone()),
@@ -566,17 +565,36 @@ async fn flow(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The running server does not accept `redirect_uri` (another `--port`
+/// than the one it registered at its start): registers it for the next
+/// start (see [`redirect_uri_for`]) and says so.
+fn reregister(files: &DevClientFiles, redirect_uri: &str) -> TryError {
+    if let Err(e) = devcerts::write_file(
+        &files.redirect_uri,
+        format!("{redirect_uri}\n").as_bytes(),
+        false,
+    ) {
+        return TryError::Usage(e.to_string());
+    }
+    TryError::Usage(format!(
+        "the running server does not know {redirect_uri} for the dev client; it is now registered for the server's next start: restart it (make run), then run try again"
+    ))
+}
+
 async fn redeem(
-    cfg: &Config,
-    http: &reqwest::Client,
-    at: &Endpoints<'_>,
-    redirect_uri: &str,
+    f: &Flow<'_>,
     query: &[(String, String)],
     state: &str,
     nonce: &str,
     verifier: &str,
 ) -> Result<Summary, TryError> {
+    let Flow {
+        cfg,
+        http,
+        ref at,
+        redirect_uri,
+        ..
+    } = *f;
     let param = |name: &str| {
         query
             .iter()

@@ -2,6 +2,7 @@
 //! One test binary for the crate (modules below), so the workspace links once.
 
 mod binding;
+mod cli;
 mod connections;
 mod consent_bridge;
 mod dcr;
