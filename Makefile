@@ -1,15 +1,16 @@
 # Strongroom — the commands a newcomer needs.
 #   make run    start the OP on https://localhost:8443 (SQLite, dev certificates and keys)
+#   make try    (another terminal, while `make run` runs) sign in as the demo user, see a token
 #   make test   every test, on SQLite and on a throw-away PostgreSQL
 SHELL := /bin/bash
 CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: demo demo-tpp run build release test test-browser test-sqlite fmt lint check clean-data help
+.PHONY: demo demo-tpp run try build release test test-browser test-sqlite fmt lint check clean-data help
 
 help:
-	@echo "make run | test | fmt | lint | build | release"
+	@echo "make run | try | test | fmt | lint | build | release"
 
 build:
 	$(CARGO) build --workspace
@@ -19,6 +20,14 @@ release:
 
 run:
 	$(CARGO) run -p strongroom --bin strongroom -- serve
+
+# The dev client through the built-in flow against `make run` (another
+# terminal): prints the authorize URL (and opens it), waits for the browser,
+# prints the token summary. TRY_ARGS passes options (strongroom try --help),
+# e.g. TRY_ARGS="--no-open --prompt login".
+TRY_ARGS ?=
+try:
+	$(CARGO) run -q -p strongroom --bin strongroom -- try $(TRY_ARGS)
 
 # Strongroom + the demo bank wired through the consent-bridge hooks
 # (docs/hooks.md); customers at http://127.0.0.1:8070/my/consents. Ctrl-C stops both.

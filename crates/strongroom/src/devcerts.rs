@@ -211,7 +211,28 @@ fn new_dev_ca() -> Result<(String, String), DevCertError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// Issues a localhost server certificate (serverAuth EKU; SANs `localhost`,
+/// `127.0.0.1`, `::1`; valid for a year) signed by the given CA, e.g. for
+/// the callback listener of `strongroom try`. Returns `(chain_pem, key_pem)`
+/// where the chain is the leaf followed by the CA.
+pub fn issue_localhost_cert(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    key_alg: KeyAlg,
+) -> Result<(String, String), DevCertError> {
+    let (leaf, key) = localhost_cert(ca_pem, ca_key_pem, key_alg)?;
+    Ok((format!("{}\n{}\n", leaf.trim_end(), ca_pem.trim_end()), key))
+}
+
 fn new_server_cert(ca_pem: &str, ca_key_pem: &str) -> Result<(String, String), DevCertError> {
+    localhost_cert(ca_pem, ca_key_pem, KeyAlg::Rsa2048)
+}
+
+fn localhost_cert(
+    ca_pem: &str,
+    ca_key_pem: &str,
+    key_alg: KeyAlg,
+) -> Result<(String, String), DevCertError> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| DevCertError::Invalid {
         what: "dev CA private key",
         problem: e.to_string(),
@@ -220,7 +241,7 @@ fn new_server_cert(ca_pem: &str, ca_key_pem: &str) -> Result<(String, String), D
         what: "dev CA certificate",
         problem: e.to_string(),
     })?;
-    let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let key = key_alg.generate()?;
     let mut params = CertificateParams::new(vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -271,7 +292,7 @@ fn read_if_exists(path: &Path) -> Result<Option<String>, DevCertError> {
 
 /// Writes via a temporary file and a rename, so a crash never leaves half a
 /// key behind, and creates private keys with mode 0600 from the start.
-fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), DevCertError> {
+pub(crate) fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), DevCertError> {
     let tmp = path.with_extension("pem.tmp");
     let _ = fs::remove_file(&tmp);
     let mut options = fs::OpenOptions::new();

@@ -13,4 +13,5 @@ pub mod public_url;
 pub mod registration;
 pub mod startup;
 pub mod tls;
+pub mod try_flow;
 pub mod users;

@@ -2,28 +2,81 @@
 
 use std::process::ExitCode;
 
+use clap::{Args, Parser, Subcommand};
 use oauth_core::secret::now;
 use oauth_core::storage::KeyRepository;
 use strongroom::config::{Config, ProcessEnv};
 use strongroom::startup::{self, Listeners, StartError};
+use strongroom::try_flow;
 
-const USAGE: &str = "\
-Strongroom, a FAPI-grade OpenID Provider.
-
-Usage:
-  strongroom [serve]        start the provider (default)
-  strongroom check-config   load and validate the configuration, then exit
-  strongroom migrate        apply pending database migrations, then exit
-  strongroom keys list      list the provider's keys and their schedule
-  strongroom keys rotate    publish new keys now; they sign after keys.activation_delay_secs
-  strongroom keys new-kek   print a fresh key-encryption key (base64url)
-  strongroom hash-password  read a password on stdin, print its argon2id hash (for [[users]])
-  strongroom hash-secret    read a client secret on stdin, print its SHA-256 (for non-FAPI clients)
-
+const ENVIRONMENT: &str = "\
 Configuration: config/strongroom.toml or $STRONGROOM_CONFIG, overridden by
 STRONGROOM_LISTEN, STRONGROOM_MTLS_LISTEN, STRONGROOM_ISSUER, STRONGROOM_DATA_DIR,
 STRONGROOM_DATABASE_URL, STRONGROOM_KEY_ENCRYPTION_KEY, STRONGROOM_LOG.
-";
+A bad value stops any command with one line naming the key (exit code 2).";
+
+/// Strongroom, a FAPI-grade OpenID Provider.
+#[derive(Parser)]
+#[command(name = "strongroom", version, after_help = ENVIRONMENT)]
+struct Cli {
+    /// Without a command: serve.
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the provider (the default)
+    Serve,
+    /// Load and validate the configuration as `serve` would, then exit
+    CheckConfig,
+    /// Apply pending database migrations, then exit
+    Migrate,
+    /// The provider's signing and encryption keys
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Read a password on stdin, print its argon2id hash (for [[users]])
+    HashPassword,
+    /// Read a client secret on stdin, print its SHA-256 (for non-FAPI clients)
+    HashSecret,
+    /// Dev mode: walk the dev client through the built-in flow against a
+    /// running server (`make run` first), ending with a token
+    Try(TryArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// List the provider's keys and their schedule
+    List,
+    /// Publish new keys now; they sign after keys.activation_delay_secs
+    Rotate,
+    /// Print a fresh key-encryption key (base64url)
+    NewKek,
+}
+
+#[derive(Args)]
+struct TryArgs {
+    /// Port of the local callback listener (https://localhost:PORT/callback);
+    /// another port than the registered one re-registers it for the
+    /// server's next start
+    #[arg(long, default_value_t = try_flow::DEFAULT_PORT)]
+    port: u16,
+    /// Print the authorize URL only, do not run xdg-open
+    #[arg(long)]
+    no_open: bool,
+    /// How long to wait for the browser's redirect
+    #[arg(long, value_name = "SECS", default_value_t = try_flow::DEFAULT_TIMEOUT.as_secs())]
+    timeout: u64,
+    /// `prompt` for the authorization request, e.g. `login`
+    #[arg(long)]
+    prompt: Option<String>,
+    /// The scope to ask for
+    #[arg(long, default_value = try_flow::DEFAULT_SCOPE)]
+    scope: String,
+    /// Also print the access, id and refresh tokens
+    #[arg(long)]
+    show_tokens: bool,
+}
 
 /// The allocator is mimalloc: measured against glibc's malloc under the
 /// bench (docs/benchmarks.md), about 10 % more requests per second at the
@@ -63,22 +116,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     startup::install_crypto_provider();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let command = match args.as_slice() {
-        [] | ["serve"] => Command::Serve,
-        ["check-config"] => Command::CheckConfig,
-        ["migrate"] => Command::Migrate,
-        ["keys", "list"] => Command::KeysList,
-        ["keys", "rotate"] => Command::KeysRotate,
-        ["keys", "new-kek"] => {
+    let command = match Cli::parse().command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => Command::Serve,
+        Cmd::CheckConfig => Command::CheckConfig,
+        Cmd::Migrate => Command::Migrate,
+        Cmd::Keys(KeysCmd::List) => Command::KeysList,
+        Cmd::Keys(KeysCmd::Rotate) => Command::KeysRotate,
+        Cmd::Keys(KeysCmd::NewKek) => {
             println!(
                 "{}",
                 oauth_core::keys::KeyEncryptionKey::generate().to_base64url()
             );
             return ExitCode::SUCCESS;
         }
-        ["hash-password"] => {
+        Cmd::HashPassword => {
             let Some(line) = read_stdin_line() else {
                 eprintln!("strongroom: give the password on standard input");
                 return ExitCode::from(2);
@@ -94,7 +145,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        ["hash-secret"] => {
+        Cmd::HashSecret => {
             let Some(line) = read_stdin_line() else {
                 eprintln!("strongroom: give the secret on standard input");
                 return ExitCode::from(2);
@@ -102,25 +153,16 @@ fn main() -> ExitCode {
             println!("{}", oauth_core::secret::hash_secret(&line));
             return ExitCode::SUCCESS;
         }
-        ["-h" | "--help" | "help"] => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        ["-V" | "--version"] => {
-            println!("strongroom {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprint!("strongroom: unknown command\n\n{USAGE}");
-            return ExitCode::from(2);
+        Cmd::Try(args) => {
+            return match load_config() {
+                Ok(cfg) => try_command(&cfg, &args),
+                Err(code) => code,
+            };
         }
     };
-    let cfg = match Config::load(&ProcessEnv) {
+    let cfg = match load_config() {
         Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("strongroom: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     startup::init_logging(&cfg);
     let result = actix_web::rt::System::new().block_on(run(command, cfg));
@@ -130,6 +172,40 @@ fn main() -> ExitCode {
             tracing::error!("{e}");
             eprintln!("strongroom: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// The configuration, or the one line naming what is wrong (exit 2).
+fn load_config() -> Result<Config, ExitCode> {
+    Config::load(&ProcessEnv).map_err(|e| {
+        eprintln!("strongroom: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `strongroom try`: the summary on stdout, exit 0 with a token, 1 when the
+/// flow ended otherwise, 2 on usage and configuration errors.
+fn try_command(cfg: &Config, args: &TryArgs) -> ExitCode {
+    let opts = try_flow::Options {
+        port: args.port,
+        open: !args.no_open,
+        timeout: std::time::Duration::from_secs(args.timeout),
+        prompt: args.prompt.clone(),
+        scope: args.scope.clone(),
+    };
+    let open = opts.open;
+    let result = actix_web::rt::System::new().block_on(try_flow::run(cfg, &opts, |url| {
+        try_flow::announce(url, open)
+    }));
+    match result {
+        Ok(summary) => {
+            print!("{}", summary.render(args.show_tokens));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("strongroom try: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -285,6 +285,37 @@ pub fn tls_material(cfg: &Config) -> Result<TlsMaterial, StartError> {
     })
 }
 
+/// The dev client of `strongroom try` ([`crate::try_flow`]): in dev mode,
+/// when the generated dev CA is also the client CA (no configured server
+/// certificate or client CA), so that its certificate is trusted. Declared
+/// with the static clients; outside dev mode it is not, and the sync of
+/// static clients removes it from the store.
+fn dev_client(cfg: &Config) -> Result<Option<crate::config::StaticClient>, StartError> {
+    use crate::try_flow::CLIENT_ID;
+    if !cfg.dev_mode {
+        return Ok(None);
+    }
+    if cfg
+        .clients
+        .iter()
+        .any(|c| c.metadata.client_id == CLIENT_ID)
+    {
+        return Err(fail(format_args!(
+            "clients ({CLIENT_ID}): this client_id is the dev client's in dev mode; choose another"
+        )));
+    }
+    if !cfg.tls.certificate.is_empty() || !cfg.tls.client_ca.is_empty() {
+        tracing::info!(
+            "dev mode: no dev client for `strongroom try` (it needs the generated dev CA, and tls.certificate or tls.client_ca is set)"
+        );
+        return Ok(None);
+    }
+    let client = crate::try_flow::ensure_dev_client(&cfg.data_dir)
+        .map_err(|e| fail(format_args!("dev client: {e}")))?;
+    tracing::info!("dev mode: try the flow with: make try   (or: strongroom try)");
+    Ok(Some(client))
+}
+
 /// The protocol policy, derived once from the configuration.
 pub fn policy(cfg: &Config) -> Policy {
     let mut p = Policy::new(cfg.issuer.clone(), cfg.profile);
@@ -447,10 +478,13 @@ pub struct Prepared {
 }
 
 /// Builds everything the server needs from the configuration.
-pub async fn prepare(cfg: Config) -> Result<Prepared, StartError> {
+pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
     install_crypto_provider();
     ensure_data_dir(&cfg.data_dir)?;
     let material = tls_material(&cfg)?;
+    if let Some(client) = dev_client(&cfg)? {
+        cfg.clients.push(client);
+    }
     let profile = match cfg.tls.suites {
         TlsSuites::Fapi2 => TlsProfile::Fapi2,
         TlsSuites::Fapi1 => TlsProfile::Fapi1,

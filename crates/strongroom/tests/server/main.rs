@@ -2,6 +2,7 @@
 //! One test binary for the crate (modules below), so the workspace links once.
 
 mod binding;
+mod cli;
 mod connections;
 mod consent_bridge;
 mod dcr;
@@ -11,3 +12,4 @@ mod foundation;
 mod harness;
 mod input;
 mod tpp;
+mod try_flow;
