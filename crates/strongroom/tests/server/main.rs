@@ -10,4 +10,5 @@ mod fapi_errors;
 mod foundation;
 mod harness;
 mod input;
+mod pages;
 mod tpp;
