@@ -242,3 +242,177 @@ pub fn configure_common(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/readyz", web::get().to(readyz));
 }
+
+/// The `Content-Security-Policy` of a customer page (CSP Level 3).
+///
+/// Nothing runs and nothing loads but the page's own styles; the page cannot
+/// be framed, and its forms may be sent only where that page's forms can
+/// lead.
+///
+/// **Why `form-action` names the interaction's redirect targets.** Chromium
+/// enforces `form-action` on every redirect that follows a form submission,
+/// not only on the form's `action` (an open question of the spec,
+/// w3c/webappsec-csp#8; Firefox does not, WebKit is adding it).
+/// With `form-action 'self'` alone, Approve (POST to `/interaction/{id}/
+/// consent`, answered by a correct 303 to the client's `redirect_uri`) ends
+/// in `net::ERR_ABORTED`, and so do Deny and Cancel (303 to the
+/// `redirect_uri` with `error=access_denied`) and any POST that leads on to
+/// the bank's own login or consent app (hooks). So each page lists `'self'`
+/// plus exactly the URLs its own POSTs can be redirected to: that
+/// interaction's registered and validated `redirect_uri` and, when the
+/// interaction uses the bank's apps, the configured `hooks.login_url` and
+/// `hooks.consent_url`. Never a wildcard, a bare scheme (`https:`) or
+/// another client's URI: a page injected with a form still cannot post the
+/// customer's data anywhere else. CSP matches only the origin of a URL
+/// reached through a redirect (CSP3, "Does url match expression in origin
+/// with redirect count?": the path is ignored after a redirect, so that a
+/// policy cannot probe where a redirect went): the exact URL is listed
+/// anyway, and its origin is what takes effect.
+///
+/// The alternative, answering the POST with a page that is not a form
+/// submission (a link or a `<meta refresh>` to the client), was rejected: it
+/// adds a page and a click (or a refresh delay) to every flow, and a meta
+/// refresh is itself what `navigate-to` was meant to restrict; listing the
+/// one known target keeps the 303 the specs describe (RFC 6749 §4.1.2) and
+/// a policy no broader than the flow.
+#[derive(Debug, Clone, Default)]
+pub struct PageCsp {
+    /// `None`: the page has no form (`form-action 'none'`).
+    form_targets: Option<Vec<String>>,
+    /// Images other than the page's own (`img-src 'self'`), e.g. the
+    /// client's `logo_uri`.
+    images: Vec<String>,
+}
+
+impl PageCsp {
+    /// A page without forms.
+    pub fn no_forms() -> PageCsp {
+        PageCsp::default()
+    }
+
+    /// A page whose forms post to itself and may be redirected to `targets`
+    /// (absolute URLs; one that cannot be written as a CSP source is left
+    /// out, which blocks it rather than widening the policy).
+    pub fn forms_to<'a>(targets: impl IntoIterator<Item = &'a str>) -> PageCsp {
+        let mut list: Vec<String> = Vec::new();
+        for t in targets {
+            match csp_source(t) {
+                Some(s) if !list.contains(&s) => list.push(s),
+                Some(_) => {}
+                None => tracing::warn!("a form target cannot be written as a CSP source"),
+            }
+        }
+        PageCsp {
+            form_targets: Some(list),
+            images: Vec::new(),
+        }
+    }
+
+    /// Also allows the image at `url` (an `https` URL only).
+    pub fn image(mut self, url: &str) -> PageCsp {
+        if url.starts_with("https://")
+            && let Some(s) = csp_source(url)
+            && !self.images.contains(&s)
+        {
+            self.images.push(s);
+        }
+        self
+    }
+
+    /// The header value.
+    pub fn header_value(&self) -> String {
+        let forms = match &self.form_targets {
+            None => "'none'".to_string(),
+            Some(t) => std::iter::once("'self'")
+                .chain(t.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let images = std::iter::once("'self'")
+            .chain(self.images.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!(
+            "default-src 'none'; style-src {PAGE_STYLE_SRC}; img-src {images}; form-action {forms}; frame-ancestors 'none'; base-uri 'none'"
+        )
+    }
+}
+
+/// Where the pages' styles come from.
+const PAGE_STYLE_SRC: &str = "'unsafe-inline'";
+
+/// `url` as a CSP source expression (CSP3 §2.3.1): for `http`/`https` the
+/// URL without query and fragment, `;` and `,` percent-encoded (they would
+/// end the directive or the policy); for another scheme (a native app's
+/// private-use URI, RFC 8252 §7.1) its scheme-source, which is all CSP can
+/// say about it. `None` for what CSP cannot express (an IPv6 literal host,
+/// a URL with credentials) or what is not a URL.
+pub fn csp_source(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    match u.scheme() {
+        "http" | "https" => {}
+        s => {
+            return (s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+            .then(|| format!("{s}:"));
+        }
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return None;
+    }
+    let host = match u.host()? {
+        url::Host::Domain(d) => d.to_string(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(_) => return None,
+    };
+    let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let path = u.path().replace(';', "%3B").replace(',', "%2C");
+    Some(format!("{}://{host}{port}{path}", u.scheme()))
+}
+
+#[cfg(test)]
+mod csp_tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_exact_urls_without_query() {
+        assert_eq!(
+            csp_source("https://tpp.example/cb?x=1#f").as_deref(),
+            Some("https://tpp.example/cb")
+        );
+        assert_eq!(
+            csp_source("https://tpp.example:8443/a;b,c").as_deref(),
+            Some("https://tpp.example:8443/a%3Bb%2Cc")
+        );
+        assert_eq!(
+            csp_source("com.example.app:/cb").as_deref(),
+            Some("com.example.app:")
+        );
+        assert_eq!(csp_source("http://[::1]:8080/cb"), None);
+        assert_eq!(csp_source("https://u:p@tpp.example/cb"), None);
+        assert_eq!(csp_source("not a url"), None);
+    }
+
+    #[test]
+    fn policy_lists_self_and_the_targets_only() {
+        let v = PageCsp::forms_to(["https://tpp.example/cb", "https://tpp.example/cb"])
+            .image("https://tpp.example/logo.png")
+            .image("http://tpp.example/insecure.png")
+            .header_value();
+        assert!(
+            v.contains("form-action 'self' https://tpp.example/cb;"),
+            "{v}"
+        );
+        assert!(
+            v.contains("img-src 'self' https://tpp.example/logo.png;"),
+            "{v}"
+        );
+        assert!(!v.contains("insecure"), "{v}");
+        assert!(
+            PageCsp::no_forms()
+                .header_value()
+                .contains("form-action 'none'")
+        );
+    }
+}

@@ -21,7 +21,7 @@ use oauth_core::storage::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::http::AppState;
+use crate::http::{AppState, PageCsp};
 
 const SESSION_COOKIE: &str = "sr_session";
 const INTERACTION_COOKIE: &str = "sr_interaction";
@@ -69,22 +69,33 @@ pub fn error_page(status: StatusCode, err: &OAuthError) -> HttpResponse {
     }
     .render()
     .unwrap_or_else(|_| err.code.as_str().to_string());
+    page(status, &PageCsp::no_forms(), body)
+}
+
+/// A customer page with its policy (see [`PageCsp`] for why each page
+/// lists its own form targets).
+fn page(status: StatusCode, csp: &PageCsp, body: String) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .insert_header(("Content-Security-Policy", csp.header_value()))
         .body(body)
 }
 
-fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .insert_header((
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ))
-        .body(body)
+/// The policy of an interaction's pages: their forms post to themselves,
+/// and the answer can redirect to this interaction's `redirect_uri` (Approve,
+/// Deny, Cancel) or, when it uses the bank's apps, to those apps.
+fn interaction_csp(state: &AppState, st: &InteractionState) -> PageCsp {
+    let mut targets = vec![st.request.redirect_uri.as_str()];
+    if st.hook
+        && let Some(bridge) = &state.bridge
+    {
+        targets.push(&bridge.config().login_url);
+        targets.push(&bridge.config().consent_url);
+    }
+    PageCsp::forms_to(targets)
 }
 
 fn redirect(location: &str) -> HttpResponse {
@@ -312,10 +323,15 @@ pub async fn login_page(
     if st.hook {
         return hooks::send_to_bank(&state, &id, &client, &st, hooks::Purpose::Login).await;
     }
-    render_login(display_name(&client), &id, None)
+    render_login(
+        &interaction_csp(&state, &st),
+        display_name(&client),
+        &id,
+        None,
+    )
 }
 
-fn render_login(client_name: &str, id: &str, error: Option<&str>) -> HttpResponse {
+fn render_login(csp: &PageCsp, client_name: &str, id: &str, error: Option<&str>) -> HttpResponse {
     match (LoginPage {
         client_name,
         interaction_id: id,
@@ -323,7 +339,7 @@ fn render_login(client_name: &str, id: &str, error: Option<&str>) -> HttpRespons
     })
     .render()
     {
-        Ok(body) => html(body),
+        Ok(body) => page(StatusCode::OK, csp, body),
         Err(_) => error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             &OAuthError::server_error(),
@@ -380,6 +396,7 @@ pub async fn login_submit(
     else {
         tracing::info!(client_id = %client.id(), "login failed");
         return render_login(
+            &interaction_csp(&state, &st),
             display_name(&client),
             &id,
             Some("The username or password is not correct."),
@@ -443,7 +460,7 @@ pub async fn consent_page(
         .users
         .get_by_sub(&auth.sub)
         .map_or(auth.sub.as_str(), |u| u.username.as_str());
-    let page = ConsentPage {
+    let consent = ConsentPage {
         client_name: name,
         interaction_id: &id,
         username,
@@ -455,8 +472,8 @@ pub async fn consent_page(
             .as_ref()
             .and_then(|d| serde_json::to_string_pretty(d).ok()),
     };
-    match page.render() {
-        Ok(body) => html(body),
+    match consent.render() {
+        Ok(body) => page(StatusCode::OK, &interaction_csp(&state, &st), body),
         Err(_) => error_page(
             StatusCode::INTERNAL_SERVER_ERROR,
             &OAuthError::server_error(),
@@ -750,15 +767,8 @@ mod hooks {
         .render() else {
             return error_page(StatusCode::SERVICE_UNAVAILABLE, &err);
         };
-        HttpResponse::ServiceUnavailable()
-            .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header(("X-Frame-Options", "DENY"))
-            .insert_header((
-                "Content-Security-Policy",
-                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-            ))
-            .body(body)
+        // A link back, no form.
+        page(StatusCode::SERVICE_UNAVAILABLE, &PageCsp::no_forms(), body)
     }
 
     /// Intent check at `/authorize`, before the customer sees anything: an

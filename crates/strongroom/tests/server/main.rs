@@ -11,5 +11,6 @@ mod fapi_errors;
 mod foundation;
 mod harness;
 mod input;
+mod pages;
 mod tpp;
 mod try_flow;
