@@ -12,5 +12,6 @@ pub mod interaction;
 pub mod public_url;
 pub mod registration;
 pub mod startup;
+pub mod theme;
 pub mod tls;
 pub mod users;
