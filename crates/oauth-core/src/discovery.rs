@@ -42,6 +42,8 @@ pub struct Capabilities {
     pub authorization_details_types: Vec<String>,
     pub backchannel_token_delivery_modes: Vec<String>,
     pub backchannel_request_signing_algs: Vec<String>,
+    /// Languages of the pages shown to the customer (BCP 47).
+    pub ui_locales: Vec<String>,
 }
 
 /// The metadata document. Absent members are omitted, never `null`.
@@ -77,6 +79,9 @@ pub struct ProviderMetadata {
     pub backchannel_user_code_parameter_supported: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes_supported: Vec<String>,
+    /// OIDC Discovery §3: the languages of the user interface.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ui_locales_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub claims_supported: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -222,6 +227,11 @@ impl ProviderMetadata {
                 .as_ref()
                 .map(|_| false),
             scopes_supported: caps.scopes.clone(),
+            ui_locales_supported: if caps.authorization_path.is_some() {
+                caps.ui_locales.clone()
+            } else {
+                Vec::new()
+            },
             claims_supported: caps.claims.clone(),
             claims_parameter_supported: has_authz.then_some(caps.claims_parameter_supported),
             response_types_supported: caps.response_types.clone(),

@@ -76,6 +76,52 @@ pub struct Config {
     pub directories: Vec<dcr::DirectoryConfig>,
     /// The registration endpoint (RFC 7591): limits, initial access tokens.
     pub registration: dcr::RegistrationConfig,
+    /// The customer pages' look: bank name, colour, logo, theme directory
+    /// (docs/theming.md).
+    pub ui: UiConfig,
+    /// What the consent page says for each scope (`[scopes.NAME]`); the
+    /// built-in scopes have default words, an unknown scope shows its name.
+    pub scopes: std::collections::BTreeMap<String, ScopeConfig>,
+}
+
+/// `[ui]`: how the customer pages look (docs/theming.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// Templates (`templates/*.html`), assets (`assets/*`) and message
+    /// overrides (`messages/<lang>.toml`) that replace the built-in ones file
+    /// by file. Relative to the working directory. None: built-in only.
+    pub theme_dir: Option<PathBuf>,
+    /// Shown in every page's header and title.
+    pub bank_name: String,
+    /// `#rrggbb`: the primary action, links and focus outlines; white text
+    /// on it must reach 4.5:1 (WCAG 2.1 AA).
+    pub primary_color: String,
+    /// The header logo: an asset of the theme (`assets/<logo>`), or the
+    /// built-in `logo.svg`.
+    pub logo: String,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            theme_dir: None,
+            bank_name: "Strongroom".into(),
+            primary_color: "#0f4c81".into(),
+            logo: "logo.svg".into(),
+        }
+    }
+}
+
+/// `[scopes.NAME]`: the words of one scope on the consent page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// What the customer reads, e.g. "See your balances".
+    pub description: String,
+    /// The description in other shipped languages (`fr = "…"`).
+    #[serde(default)]
+    pub translations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +353,8 @@ impl Default for Config {
             hooks: None,
             directories: Vec::new(),
             registration: dcr::RegistrationConfig::default(),
+            ui: UiConfig::default(),
+            scopes: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -469,6 +517,9 @@ impl Config {
 
     /// Checks every value that can be checked without touching the network.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Templates, catalogs and assets are read and rendered once here, so
+        // that check-config fails on a broken theme as serve does.
+        crate::theme::load_theme(&self.ui, &self.scopes)?;
         if let Some(h) = &self.hooks {
             h.validate().map_err(|e| match e.split_once(": ") {
                 Some((k, p)) => ConfigError::new(k, p),

@@ -44,6 +44,8 @@ pub struct AppState {
     /// `htu`, FAPI 1.0 assertion audiences), never its headers, and the
     /// token endpoint's URLs on both listeners.
     pub urls: Arc<crate::public_url::PublicUrls>,
+    /// The customer pages' templates, catalogs and assets, loaded at start.
+    pub theme: Arc<crate::theme::Theme>,
 }
 
 /// Renders OAuth errors: JSON body, the spec's status, `no-store`, the
@@ -195,6 +197,7 @@ pub async fn refuse_unclean_uri(
         Some(if browser {
             // A person sees a page, not the browser's bare 404.
             crate::interaction::error_page(
+                req.request(),
                 StatusCode::NOT_FOUND,
                 &OAuthError::invalid_request("there is no such page"),
             )
@@ -209,7 +212,7 @@ pub async fn refuse_unclean_uri(
     {
         tracing::debug!("request refused: its query string is not clean text");
         Some(if browser {
-            crate::interaction::error_page(StatusCode::BAD_REQUEST, &e)
+            crate::interaction::error_page(req.request(), StatusCode::BAD_REQUEST, &e)
         } else {
             ApiError::from(e).error_response()
         })
@@ -223,6 +226,59 @@ pub async fn refuse_unclean_uri(
             .await
             .map(ServiceResponse::map_into_left_body),
     }
+}
+
+/// `GET /assets/{name}`: a static file of the theme (docs/theming.md).
+/// Only names the theme loaded at start are served, so no path reaches the
+/// file system; a name that is not a plain file name is 404 like an unknown
+/// one. Pages link to `/assets/{name}?v=<digest>`: that URL is cached for a
+/// year, any other for five minutes; `If-None-Match` gets a 304.
+pub async fn asset(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let name = path.into_inner();
+    let found = crate::theme::is_plain_name(&name)
+        .then(|| state.theme.asset(&name))
+        .flatten();
+    let Some(a) = found else {
+        return HttpResponse::NotFound()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish();
+    };
+    let versioned = req
+        .query_string()
+        .strip_prefix("v=")
+        .is_some_and(|v| v == a.etag.trim_matches('"'));
+    let cache = if versioned {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=300"
+    };
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == a.etag || t.trim() == "*"));
+    let mut res = if fresh {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::ETAG, a.etag.as_str()))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        // An SVG opened on its own is a document: nothing in it may run.
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        ));
+    if fresh {
+        return res.finish();
+    }
+    res.insert_header((header::CONTENT_TYPE, a.content_type))
+        .body(a.body.clone())
 }
 
 /// Paths of the routes above, shared by the router and discovery.
@@ -338,8 +394,10 @@ impl PageCsp {
     }
 }
 
-/// Where the pages' styles come from.
-const PAGE_STYLE_SRC: &str = "'unsafe-inline'";
+/// Where the pages' styles come from: the theme's stylesheets under
+/// `/assets/`, no inline style (the bank's colour is the generated
+/// `/assets/theme.css`, so no nonce is needed).
+const PAGE_STYLE_SRC: &str = "'self'";
 
 /// `url` as a CSP source expression (CSP3 §2.3.1): for `http`/`https` the
 /// URL without query and fragment, `;` and `,` percent-encoded (they would

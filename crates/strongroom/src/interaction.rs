@@ -11,7 +11,6 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use askama::Template;
 use oauth_core::authorization::{Authentication, AuthorizationRequest, GrantDetails};
 use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
@@ -22,54 +21,102 @@ use oauth_core::storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::http::{AppState, PageCsp};
+use crate::theme::{ClientView, DetailRow, ScopeView, Theme};
 
 const SESSION_COOKIE: &str = "sr_session";
 const INTERACTION_COOKIE: &str = "sr_interaction";
 
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage<'a> {
-    client_name: &'a str,
-    interaction_id: &'a str,
-    error: Option<&'a str>,
+/// The page language and theme of one request: chosen from the
+/// interaction's `ui_locales` when there is one, then `Accept-Language`.
+#[derive(Clone, Copy)]
+pub struct Ui<'a> {
+    pub theme: &'a Theme,
+    pub lang: &'static str,
 }
 
-#[derive(Template)]
-#[template(path = "consent.html")]
-struct ConsentPage<'a> {
-    client_name: &'a str,
-    interaction_id: &'a str,
-    username: &'a str,
-    scopes: &'a [String],
-    intent_id: Option<&'a str>,
-    authorization_details: Option<String>,
-}
-
-/// The bank's service is down: a way back to the application.
-#[derive(Template)]
-#[template(path = "unavailable.html")]
-struct UnavailablePage<'a> {
-    return_to: &'a str,
-    client_name: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    error: &'a str,
-    description: Option<String>,
-}
-
-/// An error shown to the customer in the browser: used only while the
-/// redirect URI is not known to be the client's (RFC 6749 §4.1.2.1).
-pub fn error_page(status: StatusCode, err: &OAuthError) -> HttpResponse {
-    let body = ErrorPage {
-        error: err.code.as_str(),
-        description: err.safe_description(),
+impl<'a> Ui<'a> {
+    /// The request's language before any interaction is known.
+    pub fn of(theme: &'a Theme, req: &HttpRequest) -> Ui<'a> {
+        Ui {
+            theme,
+            lang: theme.negotiate(None, accept_language(req)),
+        }
     }
-    .render()
-    .unwrap_or_else(|_| err.code.as_str().to_string());
-    page(status, &PageCsp::no_forms(), body)
+
+    /// The language for an interaction's pages: its `ui_locales` first.
+    fn for_request(theme: &'a Theme, req: &HttpRequest, request: &AuthorizationRequest) -> Ui<'a> {
+        Ui {
+            theme,
+            lang: theme.negotiate(request.ui_locales.as_deref(), accept_language(req)),
+        }
+    }
+
+    /// An error shown to the customer in the browser: used only while the
+    /// redirect URI is not known to be the client's (RFC 6749 §4.1.2.1).
+    pub fn error(&self, status: StatusCode, err: &OAuthError) -> HttpResponse {
+        let ctx = serde_json::json!({
+            "error": err.code.as_str(),
+            "description": err.safe_description(),
+        });
+        let body = self
+            .theme
+            .render("error.html", self.lang, &ctx)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e.0, "the error page does not render");
+                err.code.as_str().to_string()
+            });
+        page(status, &PageCsp::no_forms(), body)
+    }
+
+    /// A page of the interaction, or the error page if it does not render.
+    fn render(&self, name: &str, csp: &PageCsp, ctx: &impl Serialize) -> HttpResponse {
+        self.render_status(StatusCode::OK, name, csp, ctx)
+    }
+
+    fn render_status(
+        &self,
+        status: StatusCode,
+        name: &str,
+        csp: &PageCsp,
+        ctx: &impl Serialize,
+    ) -> HttpResponse {
+        match self.theme.render(name, self.lang, ctx) {
+            Ok(body) => page(status, csp, body),
+            Err(e) => {
+                tracing::error!(page = name, error = %e.0, "a page does not render");
+                self.error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &OAuthError::server_error(),
+                )
+            }
+        }
+    }
+}
+
+impl<'a> Ui<'a> {
+    /// For the few pages rendered where the request is not at hand (an
+    /// internal error on the way back to the client): `ui_locales` only.
+    fn without_headers(theme: &'a Theme, request: &AuthorizationRequest) -> Ui<'a> {
+        Ui {
+            theme,
+            lang: theme.negotiate(request.ui_locales.as_deref(), None),
+        }
+    }
+}
+
+fn accept_language(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// An error page for a request with no theme at hand (the built-in theme is
+/// used only if the application state is missing, which it never is).
+pub fn error_page(req: &HttpRequest, status: StatusCode, err: &OAuthError) -> HttpResponse {
+    match req.app_data::<web::Data<AppState>>() {
+        Some(state) => Ui::of(&state.theme, req).error(status, err),
+        None => page(status, &PageCsp::no_forms(), err.code.as_str().to_string()),
+    }
 }
 
 /// A customer page with its policy (see [`PageCsp`] for why each page
@@ -135,14 +182,14 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     // framework message.
     let query = match crate::api::parse_form(req.query_string().as_bytes()) {
         Ok(q) => q,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
     let (client_id, request_uri) = match (
         crate::api::single(&query, "client_id"),
         crate::api::single(&query, "request_uri"),
     ) {
         (Ok(c), Ok(r)) => (c, r),
-        (Err(e), _) | (_, Err(e)) => return error_page(StatusCode::BAD_REQUEST, &e),
+        (Err(e), _) | (_, Err(e)) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
     let (Some(client_id), Some(request_uri)) = (client_id, request_uri) else {
         let err = if request_uri.is_none() && state.policy.require_par {
@@ -152,7 +199,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         } else {
             OAuthError::invalid_request("client_id and request_uri are required")
         };
-        return error_page(StatusCode::BAD_REQUEST, &err);
+        return error_page(&req, StatusCode::BAD_REQUEST, &err);
     };
     tracing::Span::current().record("client_id", client_id);
     let request_uri_hash = hash_secret(request_uri);
@@ -163,15 +210,15 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .await
     {
         Ok(r) => r,
-        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into()),
+        Err(e) => return error_page(&req, StatusCode::SERVICE_UNAVAILABLE, &e.into()),
     };
     let request = match par::resolved(reads.pushed, client_id, t) {
         Ok(r) => r,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
     let client = match registered(reads.client) {
         Ok(c) => c,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+        Err(e) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
     // From here on the redirect URI is the client's: errors go back to it.
     let session = reads.session;
@@ -208,7 +255,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .is_some_and(|b| b.applies(client.id(), &request.acr_values));
     if hook
         && let Err(resp) =
-            hooks::check_intent(&state, &client, &request, &request_uri_hash, t).await
+            hooks::check_intent(&state, &req, &client, &request, &request_uri_hash, t).await
     {
         return resp;
     }
@@ -229,7 +276,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         "login"
     };
     if let Err(e) = save_interaction(&state, &interaction_id, client.id(), &st, t).await {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+        return error_page(&req, StatusCode::SERVICE_UNAVAILABLE, &e);
     }
     let cookie = Cookie::build(INTERACTION_COOKIE, browser_secret)
         .path(format!("/interaction/{interaction_id}"))
@@ -283,6 +330,7 @@ async fn load_interaction(
 ) -> Result<(InteractionState, Client), HttpResponse> {
     let expired = || {
         error_page(
+            req,
             StatusCode::BAD_REQUEST,
             &OAuthError::invalid_request(
                 "this sign-in has expired or is unknown; return to the application and start again",
@@ -292,7 +340,7 @@ async fn load_interaction(
     let (rec, client) = match state.store.get_interaction(&hash_secret(id), t).await {
         Ok(Some(found)) => found,
         Ok(None) => return Err(expired()),
-        Err(e) => return Err(error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into())),
+        Err(e) => return Err(error_page(req, StatusCode::SERVICE_UNAVAILABLE, &e.into())),
     };
     let st: InteractionState = serde_json::from_str(&rec.state).map_err(|_| expired())?;
     let bound = req.cookie(INTERACTION_COOKIE).is_some_and(|c| {
@@ -305,7 +353,7 @@ async fn load_interaction(
         tracing::warn!(client_id = %rec.client_id, "interaction used from another browser");
         return Err(expired());
     }
-    let client = registered(client).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
+    let client = registered(client).map_err(|e| error_page(req, StatusCode::BAD_REQUEST, &e))?;
     Ok((st, client))
 }
 
@@ -323,27 +371,52 @@ pub async fn login_page(
     if st.hook {
         return hooks::send_to_bank(&state, &id, &client, &st, hooks::Purpose::Login).await;
     }
-    render_login(
-        &interaction_csp(&state, &st),
-        display_name(&client),
-        &id,
-        None,
-    )
+    render_login(&state, &req, &client, &st, &id, None)
 }
 
-fn render_login(csp: &PageCsp, client_name: &str, id: &str, error: Option<&str>) -> HttpResponse {
-    match (LoginPage {
-        client_name,
-        interaction_id: id,
-        error,
-    })
-    .render()
-    {
-        Ok(body) => page(StatusCode::OK, csp, body),
-        Err(_) => error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &OAuthError::server_error(),
-        ),
+/// The login page; after a wrong password, with the message tied to the
+/// fields and the username kept (never the password).
+fn render_login(
+    state: &AppState,
+    req: &HttpRequest,
+    client: &Client,
+    st: &InteractionState,
+    id: &str,
+    failed_username: Option<&str>,
+) -> HttpResponse {
+    let ui = Ui::for_request(&state.theme, req, &st.request);
+    let ctx = serde_json::json!({
+        "client": client_view(client),
+        "interaction_id": id,
+        "error": failed_username.is_some(),
+        "username": failed_username.or(st.request.login_hint.as_deref()).unwrap_or_default(),
+    });
+    ui.render("login.html", &login_csp(state, st, client), &ctx)
+}
+
+/// What the pages show of the client: its registered name (else its id),
+/// and its logo, privacy policy and terms when they are `https` URLs.
+fn client_view(client: &Client) -> ClientView {
+    let https = |u: &Option<String>| {
+        u.as_deref()
+            .filter(|u| u.starts_with("https://") && url::Url::parse(u).is_ok())
+            .map(str::to_string)
+    };
+    ClientView {
+        name: display_name(client).to_string(),
+        logo_uri: https(&client.metadata.logo_uri),
+        policy_uri: https(&client.metadata.policy_uri),
+        tos_uri: https(&client.metadata.tos_uri),
+    }
+}
+
+/// [`interaction_csp`] plus the client's logo, the one image from
+/// elsewhere.
+fn login_csp(state: &AppState, st: &InteractionState, client: &Client) -> PageCsp {
+    let csp = interaction_csp(state, st);
+    match client_view(client).logo_uri {
+        Some(logo) => csp.image(&logo),
+        None => csp,
     }
 }
 
@@ -395,12 +468,7 @@ pub async fn login_submit(
         .await
     else {
         tracing::info!(client_id = %client.id(), "login failed");
-        return render_login(
-            &interaction_csp(&state, &st),
-            display_name(&client),
-            &id,
-            Some("The username or password is not correct."),
-        );
+        return render_login(&state, &req, &client, &st, &id, Some(&form.username));
     };
     let auth = Authentication {
         sub: user.sub.clone(),
@@ -418,11 +486,11 @@ pub async fn login_submit(
         expires_at: t + state.login.session_lifetime_secs,
     };
     if let Err(e) = state.store.put_session(session).await {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e.into());
+        return error_page(&req, StatusCode::SERVICE_UNAVAILABLE, &e.into());
     }
     st.authentication = Some(auth);
     if let Err(e) = save_interaction(&state, &id, client.id(), &st, t).await {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+        return error_page(&req, StatusCode::SERVICE_UNAVAILABLE, &e);
     }
     let cookie = Cookie::build(SESSION_COOKIE, session_secret)
         .path("/")
@@ -455,30 +523,134 @@ pub async fn consent_page(
     if st.hook {
         return hooks::send_to_bank(&state, &id, &client, &st, hooks::Purpose::Consent).await;
     }
-    let name = display_name(&client);
     let username = state
         .users
         .get_by_sub(&auth.sub)
         .map_or(auth.sub.as_str(), |u| u.username.as_str());
-    let consent = ConsentPage {
-        client_name: name,
-        interaction_id: &id,
-        username,
-        scopes: &st.request.scope,
-        intent_id: st.request.requested_claim_value(&state.consent_claim),
-        authorization_details: st
-            .request
-            .authorization_details
-            .as_ref()
-            .and_then(|d| serde_json::to_string_pretty(d).ok()),
+    let ui = Ui::for_request(&state.theme, &req, &st.request);
+    let view = client_view(&client);
+    let lifetime = if client.allows_grant("refresh_token") {
+        (
+            "consent-expiry-refresh",
+            state.policy.refresh_token_lifetime_secs,
+        )
+    } else {
+        (
+            "consent-expiry-once",
+            state.policy.access_token_lifetime_secs,
+        )
     };
-    match consent.render() {
-        Ok(body) => page(StatusCode::OK, &interaction_csp(&state, &st), body),
-        Err(_) => error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &OAuthError::server_error(),
-        ),
+    let duration = ui.theme.duration(ui.lang, lifetime.1);
+    let expiry = ui.theme.msg(
+        ui.lang,
+        lifetime.0,
+        &[("client", &view.name), ("duration", &duration)],
+    );
+    let scopes: Vec<ScopeView> = st
+        .request
+        .scope
+        .iter()
+        .map(|s| ScopeView {
+            name: s.clone(),
+            description: ui.theme.scope_description(ui.lang, s),
+        })
+        .collect();
+    let details = st
+        .request
+        .authorization_details
+        .as_ref()
+        .map(|d| detail_rows(&ui, d))
+        .unwrap_or_default();
+    let ctx = serde_json::json!({
+        "client": view,
+        "interaction_id": id,
+        "username": username,
+        "scopes": scopes,
+        "details": details,
+        "intent_id": st.request.requested_claim_value(&state.consent_claim),
+        "expiry": expiry,
+    });
+    ui.render("consent.html", &login_csp(&state, &st, &client), &ctx)
+}
+
+/// RFC 9396 authorization details in words, one list of rows per detail:
+/// the known members under their catalog label (`detail-<member>`), the
+/// others under their own name; permission names such as
+/// `ReadAccountsBasic` split into words.
+fn detail_rows(ui: &Ui, details: &serde_json::Value) -> Vec<Vec<DetailRow>> {
+    let Some(list) = details.as_array() else {
+        return Vec::new();
+    };
+    let known = |k: &str| match k {
+        "type" => Some("detail-type"),
+        "actions" => Some("detail-actions"),
+        "permissions" => Some("detail-permissions"),
+        "accounts" => Some("detail-accounts"),
+        "locations" => Some("detail-locations"),
+        "datatypes" => Some("detail-datatypes"),
+        "expirationDateTime" | "expiration_date_time" => Some("detail-expires"),
+        "instructedAmount" | "amount" => Some("detail-amount"),
+        "creditorName" | "creditorAccount" => Some("detail-creditor"),
+        _ => None,
+    };
+    let words = |v: &serde_json::Value| -> String {
+        match v {
+            serde_json::Value::String(s) => humanise(s),
+            serde_json::Value::Object(o) => {
+                // An amount: {"amount": "10.00", "currency": "EUR"}.
+                let parts: Vec<String> = o
+                    .values()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect();
+                parts.join(" ")
+            }
+            other => other.to_string(),
+        }
+    };
+    list.iter()
+        .filter_map(|d| d.as_object())
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| {
+                    let label =
+                        known(k).map_or_else(|| k.clone(), |key| ui.theme.msg(ui.lang, key, &[]));
+                    match v {
+                        serde_json::Value::Array(items) => DetailRow {
+                            label,
+                            value: String::new(),
+                            items: items.iter().map(words).collect(),
+                        },
+                        v => DetailRow {
+                            label,
+                            value: words(v),
+                            items: Vec::new(),
+                        },
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `ReadAccountsBasic` → `Read accounts basic`; other text unchanged.
+fn humanise(s: &str) -> String {
+    let camel = s.len() > 1
+        && s.chars().all(|c| c.is_ascii_alphanumeric())
+        && s.starts_with(|c: char| c.is_ascii_uppercase())
+        && s.chars().skip(1).any(|c| c.is_ascii_uppercase());
+    if !camel {
+        return s.to_string();
     }
+    let mut out = String::with_capacity(s.len() + 4);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && c.is_ascii_uppercase() {
+            out.push(' ');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -595,7 +767,7 @@ async fn complete(
     .await
     {
         Ok(Some(code)) => respond_to_client(state, client, &request, Ok(&code), t),
-        Ok(None) => error_page(
+        Ok(None) => Ui::without_headers(&state.theme, &request).error(
             StatusCode::BAD_REQUEST,
             &OAuthError::invalid_request("this sign-in was already completed"),
         ),
@@ -687,7 +859,9 @@ fn respond_to_client(
         t,
     ) {
         Ok(url) => redirect(&url),
-        Err(e) => error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => {
+            Ui::without_headers(&state.theme, request).error(StatusCode::INTERNAL_SERVER_ERROR, &e)
+        }
     }
 }
 
@@ -696,21 +870,23 @@ fn respond_to_client(
 /// expression) instead of once per route, and the steps by plain string
 /// comparison; a step's other methods are 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/authorize", web::get().to(authorize)).service(
-        web::scope("/interaction/{id}")
-            .service(
-                web::resource("/login")
-                    .route(web::get().to(login_page))
-                    .route(web::post().to(login_submit)),
-            )
-            .service(
-                web::resource("/consent")
-                    .route(web::get().to(consent_page))
-                    .route(web::post().to(consent_submit)),
-            )
-            .route("/hook/login", web::get().to(hooks::login_return))
-            .route("/hook/consent", web::get().to(hooks::consent_return)),
-    );
+    cfg.route("/authorize", web::get().to(authorize))
+        .route("/assets/{name}", web::get().to(crate::http::asset))
+        .service(
+            web::scope("/interaction/{id}")
+                .service(
+                    web::resource("/login")
+                        .route(web::get().to(login_page))
+                        .route(web::post().to(login_submit)),
+                )
+                .service(
+                    web::resource("/consent")
+                        .route(web::get().to(consent_page))
+                        .route(web::post().to(consent_submit)),
+                )
+                .route("/hook/login", web::get().to(hooks::login_return))
+                .route("/hook/consent", web::get().to(hooks::consent_return)),
+        );
 }
 
 /// The consent-bridge modes of login and consent (docs/hooks.md): the
@@ -730,8 +906,10 @@ mod hooks {
     /// way back to the application, which receives `temporarily_unavailable`.
     /// The interaction and the pushed request are spent: nothing is left
     /// half-done.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn unavailable(
         state: &AppState,
+        req: &HttpRequest,
         id: Option<&str>,
         client: &Client,
         request: &AuthorizationRequest,
@@ -753,22 +931,19 @@ mod hooks {
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
         else {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, &err);
+            return error_page(req, StatusCode::SERVICE_UNAVAILABLE, &err);
         };
-        let name = client
-            .metadata
-            .client_name
-            .clone()
-            .unwrap_or_else(|| client.id().to_string());
-        let Ok(body) = (UnavailablePage {
-            return_to: location,
-            client_name: &name,
-        })
-        .render() else {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, &err);
-        };
+        let ctx = serde_json::json!({
+            "client": client_view(client),
+            "return_to": location,
+        });
         // A link back, no form.
-        page(StatusCode::SERVICE_UNAVAILABLE, &PageCsp::no_forms(), body)
+        Ui::for_request(&state.theme, req, request).render_status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable.html",
+            &PageCsp::no_forms(),
+            &ctx,
+        )
     }
 
     /// Intent check at `/authorize`, before the customer sees anything: an
@@ -776,6 +951,7 @@ mod hooks {
     /// to the client as `invalid_request`.
     pub(super) async fn check_intent(
         state: &AppState,
+        req: &HttpRequest,
         client: &Client,
         request: &AuthorizationRequest,
         request_uri_hash: &str,
@@ -798,7 +974,7 @@ mod hooks {
         match outcome {
             Ok(()) => Ok(()),
             Err(e) if e.code == ErrorCode::TemporarilyUnavailable => {
-                Err(unavailable(state, None, client, request, request_uri_hash, t, t).await)
+                Err(unavailable(state, req, None, client, request, request_uri_hash, t, t).await)
             }
             Err(e) => {
                 Err(finish_with_error(state, client, request, &e, Some(request_uri_hash), t).await)
@@ -816,7 +992,7 @@ mod hooks {
     ) -> HttpResponse {
         let t = now();
         let Some(bridge) = &state.bridge else {
-            return error_page(
+            return Ui::without_headers(&state.theme, &st.request).error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &OAuthError::temporarily_unavailable(),
             );
@@ -854,10 +1030,13 @@ mod hooks {
         };
         let token = match bridge.seal_handoff(&state.keys, &handoff) {
             Ok(t) => t,
-            Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            Err(e) => {
+                return Ui::without_headers(&state.theme, &st.request)
+                    .error(StatusCode::INTERNAL_SERVER_ERROR, &e);
+            }
         };
         let Ok(mut url) = url::Url::parse(app) else {
-            return error_page(
+            return Ui::without_headers(&state.theme, &st.request).error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &OAuthError::server_error(),
             );
@@ -918,6 +1097,7 @@ mod hooks {
         let (st, client) = load_interaction(state, req, id, t).await?;
         if !st.hook {
             return Err(error_page(
+                req,
                 StatusCode::BAD_REQUEST,
                 &OAuthError::invalid_request("this sign-in does not use the bank's apps"),
             ));
@@ -928,8 +1108,10 @@ mod hooks {
     /// Opens the result token of a hook step; a refused token ends the
     /// interaction at the client, an unreachable bank shows the
     /// unavailable page.
+    #[allow(clippy::too_many_arguments)]
     async fn open_result(
         state: &AppState,
+        req: &HttpRequest,
         id: &str,
         st: &InteractionState,
         client: &Client,
@@ -952,6 +1134,7 @@ mod hooks {
             Err(Some(e)) => Err(finish_interaction_error(state, id, client, st, &e, t).await),
             Err(None) => Err(unavailable(
                 state,
+                req,
                 Some(id),
                 client,
                 &st.request,
@@ -978,7 +1161,8 @@ mod hooks {
             Ok(x) => x,
             Err(page) => return page,
         };
-        let r = match open_result(&state, &id, &st, &client, &query, Purpose::Login, t).await {
+        let r = match open_result(&state, &req, &id, &st, &client, &query, Purpose::Login, t).await
+        {
             Ok(r) => r,
             Err(page) => return page,
         };
@@ -996,7 +1180,7 @@ mod hooks {
             amr: r.amr,
         });
         if let Err(e) = save_interaction(&state, &id, client.id(), &st, t).await {
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, &e);
+            return error_page(&req, StatusCode::SERVICE_UNAVAILABLE, &e);
         }
         redirect(&format!("/interaction/{id}/consent"))
     }
@@ -1020,10 +1204,11 @@ mod hooks {
         let Some(auth) = st.authentication.clone() else {
             return redirect(&format!("/interaction/{id}/login"));
         };
-        let r = match open_result(&state, &id, &st, &client, &query, Purpose::Consent, t).await {
-            Ok(r) => r,
-            Err(page) => return page,
-        };
+        let r =
+            match open_result(&state, &req, &id, &st, &client, &query, Purpose::Consent, t).await {
+                Ok(r) => r,
+                Err(page) => return page,
+            };
         if !r.approved() {
             let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
             return finish_interaction_error(&state, &id, &client, &st, &err, t).await;

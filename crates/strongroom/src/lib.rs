@@ -12,6 +12,7 @@ pub mod interaction;
 pub mod public_url;
 pub mod registration;
 pub mod startup;
+pub mod theme;
 pub mod tls;
 pub mod try_flow;
 pub mod users;

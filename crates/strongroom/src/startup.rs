@@ -394,6 +394,7 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         tls_client_certificate_bound_access_tokens: true,
         registration_path: crate::registration::advertised_path(cfg),
         claims_parameter_supported: true,
+        ui_locales: strs(&crate::theme::LANGUAGES),
         ..Capabilities::default()
     }
 }
@@ -539,6 +540,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                 cfg.mtls_base_url().as_deref(),
                 cert_source.trusted_proxies().to_vec(),
             )),
+            theme: Arc::new(crate::theme::load_theme(&cfg.ui, &cfg.scopes).map_err(fail)?),
         },
         cfg: Arc::new(cfg),
         tls,
