@@ -1,9 +1,9 @@
 // The built-in login and consent pages, driven in headless Chromium the way
 // a customer uses them: `strongroom try` plays the client (PAR, the
 // callback, the token exchange), the browser plays the customer.
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { bin, freePort, run, startStrongroom } from './lib/strongroom.mjs';
+import { bin, run, startStrongroom } from './lib/strongroom.mjs';
 import { launch, newPage, assertClean, checkPage } from './lib/browser.mjs';
 
 const USER = 'alice';
@@ -19,11 +19,21 @@ describe('the built-in pages in a real browser', () => {
     await browser?.close();
     await sr?.stop();
   });
+  // A failed test leaves its `try` waiting on the callback port: stop it,
+  // and the test's browser context, before the next test.
+  const running = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((p) => p.stop()));
+    await Promise.all(browser.contexts().map((c) => c.close()));
+  });
 
   /** `strongroom try` against this server; resolves once it printed the authorize URL. */
   async function tryFlow(...args) {
-    const port = await freePort();
-    const proc = run(bin('strongroom'), ['try', '--no-open', '--port', String(port), ...args], { env: sr.env });
+    const port = sr.tryPort;
+    const proc = run(bin('strongroom'), ['try', '--no-open', '--timeout', '60', '--port', String(port), ...args], {
+      env: sr.env,
+    });
+    running.push(proc);
     const [, url] = await proc.waitForLine(/^Open this URL in your browser: (\S+)$/m);
     assert.equal(new URL(url).origin, sr.issuer, 'the authorize URL is the configured issuer');
     return { proc, url, port };
@@ -78,7 +88,6 @@ describe('the built-in pages in a real browser', () => {
       assert.equal(code, 0, `strongroom try failed:\n${proc.out.stdout}\n${proc.out.stderr}`);
       assert.match(proc.out.stdout, /token_type/i, 'try printed the token response');
       assertClean(page);
-      await page.context().close();
     });
   }
 
@@ -115,7 +124,6 @@ describe('the built-in pages in a real browser', () => {
     await atCallback(page, t.port);
     assert.equal((await t.proc.exited).code, 0, t.proc.out.stderr);
     assertClean(page);
-    await page.context().close();
   });
 
   it('Deny on the consent page sends access_denied to the client', async () => {
@@ -133,7 +141,6 @@ describe('the built-in pages in a real browser', () => {
     assert.equal(code, 1, 'try reports the refusal');
     assert.match(proc.out.stdout + proc.out.stderr, /access_denied/);
     assertClean(page);
-    await page.context().close();
   });
 
   it('Cancel on the login page sends access_denied to the client', async () => {
@@ -144,7 +151,6 @@ describe('the built-in pages in a real browser', () => {
     assert.match(await atCallback(page, port), /not signed in/i);
     assert.equal((await proc.exited).code, 1);
     assertClean(page);
-    await page.context().close();
   });
 
   it('the pages follow the browser language (Accept-Language)', async () => {
@@ -157,6 +163,5 @@ describe('the built-in pages in a real browser', () => {
     await checkPage(page, 'login-fr');
     assertClean(page);
     await proc.stop();
-    await page.context().close();
   });
 });

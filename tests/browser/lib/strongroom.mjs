@@ -1,7 +1,7 @@
 // Starting the real binaries (target/debug by default) on free loopback
 // ports, each in its own data directory, and stopping them after a test.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -117,6 +117,11 @@ export async function startStrongroom({ config = 'config/strongroom.toml', env =
   const port = await freePort();
   const mtlsPort = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'strongroom-browser-'));
+  // The dev client of `strongroom try` is registered at start with the
+  // redirect URI in this file: a free port of this run's.
+  const tryPort = await freePort();
+  mkdirSync(path.join(dataDir, 'dev-client'));
+  writeFileSync(path.join(dataDir, 'dev-client', 'redirect_uri'), `https://localhost:${tryPort}/callback\n`);
   const issuer = `https://localhost:${port}`;
   const srEnv = {
     STRONGROOM_CONFIG: path.join(repoRoot, config),
@@ -139,6 +144,7 @@ export async function startStrongroom({ config = 'config/strongroom.toml', env =
     issuer,
     port,
     mtlsPort,
+    tryPort,
     dataDir,
     caFile,
     env: srEnv,
