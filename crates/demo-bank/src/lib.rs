@@ -243,15 +243,6 @@ impl Bank {
         }
     }
 
-    /// Strongroom's origin: the only place the hook pages' forms lead to
-    /// (the customer's browser is sent on from there).
-    fn strongroom_origin(&self) -> Option<String> {
-        url::Url::parse(&self.cfg.strongroom_url)
-            .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .filter(|o| o != "null")
-    }
-
     fn account_name(&self, sub: &str, id: &str) -> String {
         self.user_by_sub(sub)
             .and_then(|u| u.accounts.iter().find(|(a, _)| a == id))
@@ -627,7 +618,7 @@ async fn login_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> HttpR
                 None,
             ),
         )
-        .form_target(bank.strongroom_origin())
+        .through_strongroom()
         .respond(),
         Err(e) => Page::problem("Sign in", StatusCode::BAD_REQUEST, e).respond(),
     }
@@ -657,8 +648,7 @@ async fn login_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
                         Some("The username or password is not correct. Check them and try again."),
                     ),
                 )
-                .status(StatusCode::UNAUTHORIZED)
-                .form_target(bank.strongroom_origin())
+                .through_strongroom()
                 .respond();
             }
         }
@@ -744,7 +734,7 @@ async fn consent_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> Htt
             h = esc(&q.handoff),
         ),
     )
-    .form_target(bank.strongroom_origin())
+    .through_strongroom()
     .respond()
 }
 
@@ -905,7 +895,7 @@ fn consent_card(bank: &Bank, sub: &str, c: &Consent) -> String {
         "<li class=\"card\"><h2>{tpp}</h2><dl>\
          <dt>Can</dt><dd><ul>{perms}</ul></dd>\
          <dt>Accounts</dt>{accounts}\
-         <dt>Until</dt><dd>{until}</dd>\
+         <dt>For how long</dt><dd>{until}</dd>\
          <dt>Status</dt><dd class=\"status\">{status}</dd>\
          <dt>Consent reference</dt><dd><span class=\"code\">{id}</span></dd></dl>{button}</li>",
         tpp = esc(tpp),
@@ -961,7 +951,6 @@ async fn my_login(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
                 Some("The username or password is not correct. Check them and try again."),
             ),
         )
-        .status(StatusCode::UNAUTHORIZED)
         .respond();
     };
     let sid = random_token(32);
@@ -1073,4 +1062,211 @@ pub fn serve(
     .workers(1)
     .listen(listener)?
     .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::{TestRequest, call_service, init_service, read_body};
+
+    const ISSUER: &str = "https://op.example";
+
+    fn bank() -> Bank {
+        Bank::new(BankConfig::demo(ISSUER)).unwrap()
+    }
+
+    /// A hand-off as Strongroom seals it (docs/hooks.md §4).
+    fn handoff(purpose: &str, extra: Value) -> String {
+        let t = now();
+        let mut v = json!({
+            "iss": ISSUER, "aud": "demo-bank", "iat": t, "exp": t + 60, "jti": random_token(8),
+            "sid": "sid-1", "purpose": purpose,
+            "return_uri": format!("{ISSUER}/interaction/i1/hook/{purpose}"),
+            "client_id": "tpp-1", "client_name": "Acme <Budget>", "scope": ["openid", "accounts"],
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        hook::seal(&[0x42; 32], &v).unwrap()
+    }
+
+    fn csp_of(res: &actix_web::dev::ServiceResponse) -> String {
+        res.headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[actix_web::test]
+    async fn login_hook_round_trip_as_strongroom_sees_it() {
+        let app = init_service(
+            actix_web::App::new()
+                .app_data(web::Data::new(bank()))
+                .configure(configure),
+        )
+        .await;
+        let h = handoff("login", json!({}));
+        let q = url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>();
+        let res = call_service(
+            &app,
+            TestRequest::get()
+                .uri(&format!("/hooks/login?handoff={q}"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let csp = csp_of(&res);
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("form-action"),
+            "{csp}"
+        );
+        let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+        assert!(
+            html.contains("Acme &lt;Budget&gt;"),
+            "the TPP's name, escaped: {html}"
+        );
+        assert!(html.contains("<label for=\"password\">"), "{html}");
+
+        let form = |pwd: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("handoff", &h)
+                .append_pair("username", "mia")
+                .append_pair("password", pwd)
+                .append_pair("action", "login")
+                .finish()
+        };
+        let post = |body: String| {
+            TestRequest::post()
+                .uri("/hooks/login")
+                .insert_header((header::CONTENT_TYPE, "application/x-www-form-urlencoded"))
+                .set_payload(body)
+                .to_request()
+        };
+        let res = call_service(&app, post(form("wrong"))).await;
+        assert_eq!(res.status(), 200);
+        let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+        assert!(
+            html.contains("role=\"alert\"") && html.contains("value=\"mia\""),
+            "{html}"
+        );
+
+        let res = call_service(&app, post(form("correct horse"))).await;
+        assert_eq!(res.status(), 303);
+        let loc = res
+            .headers()
+            .get(header::LOCATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            loc.starts_with(&format!("{ISSUER}/interaction/i1/hook/login?result=")),
+            "{loc}"
+        );
+        let result = url::Url::parse(&loc)
+            .unwrap()
+            .query_pairs()
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let r = hook::open(&[0x42; 32], &result).unwrap();
+        assert_eq!(
+            (
+                &r["iss"],
+                &r["aud"],
+                &r["sid"],
+                &r["purpose"],
+                &r["sub"],
+                &r["acr"]
+            ),
+            (
+                &json!("demo-bank"),
+                &json!(ISSUER),
+                &json!("sid-1"),
+                &json!("login"),
+                &json!("cust-0001"),
+                &json!(SCA_ACR)
+            )
+        );
+        // The hand-off is spent.
+        let res = call_service(&app, post(form("correct horse"))).await;
+        assert_eq!(res.status(), 400);
+    }
+
+    #[actix_web::test]
+    async fn foreign_expired_and_misdirected_handoffs_are_refused_without_a_5xx() {
+        let app = init_service(
+            actix_web::App::new()
+                .app_data(web::Data::new(bank()))
+                .configure(configure),
+        )
+        .await;
+        let t = now();
+        for bad in [
+            "garbage".to_string(),
+            String::new(),
+            handoff("consent", json!({})),
+            handoff("login", json!({"iss": "https://evil.example"})),
+            handoff("login", json!({"aud": "other-bank"})),
+            handoff("login", json!({"exp": t - 1})),
+            handoff(
+                "login",
+                json!({"return_uri": "https://evil.example/interaction/x"}),
+            ),
+            hook::seal(&[0x43; 32], &json!({})).unwrap(),
+        ] {
+            let q = url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>();
+            let res = call_service(
+                &app,
+                TestRequest::get()
+                    .uri(&format!("/hooks/login?handoff={q}"))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), 400, "{bad}");
+            let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+            assert!(html.contains("role=\"alert\"") && !html.contains("name=\"password\""));
+        }
+        let res = call_service(&app, TestRequest::get().uri("/hooks/consent").to_request()).await;
+        assert_eq!(res.status(), 400);
+        let res = call_service(&app, TestRequest::get().uri("/nowhere").to_request()).await;
+        assert_eq!(res.status(), 404);
+        assert!(csp_of(&res).contains("form-action 'self'"));
+    }
+
+    #[test]
+    fn revoke_buttons_are_named_in_context() {
+        let b = bank();
+        let c = Consent {
+            consent_id: "urn-1".into(),
+            client_id: "tpp-1".into(),
+            status: "Authorised".into(),
+            permissions: vec!["ReadBalances".into(), "ReadTransactionsCredits".into()],
+            created_at: 0,
+            updated_at: 0,
+            sub: Some("cust-0001".into()),
+            accounts: vec!["acc-1002".into()],
+            expiration: Some("2027-03-12T00:00:00Z".into()),
+            tpp_name: Some("Acme Budget".into()),
+        };
+        let html = consent_card(&b, "cust-0001", &c);
+        assert!(
+            html.contains(
+                ">Revoke<span class=\"vh\"> access for Acme Budget (consent urn-1)</span></button>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("See your balances") && html.contains("(ReadTransactionsCredits)"));
+        assert!(
+            html.contains("Savings ••1002") && html.contains("12 March 2027"),
+            "{html}"
+        );
+        let revoked = Consent {
+            status: "Revoked".into(),
+            ..c
+        };
+        assert!(!consent_card(&b, "cust-0001", &revoked).contains("<button"));
+    }
 }

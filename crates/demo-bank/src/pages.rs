@@ -60,20 +60,32 @@ pub fn esc(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-/// The Content-Security-Policy of a page whose forms post to the bank
-/// itself and may then be redirected to `form_targets` (origins).
-///
-/// Chromium applies `form-action` to every redirect that follows a form
-/// post, so a hook page whose POST answers 303 to Strongroom's return URL
-/// must list Strongroom's origin; nothing else is allowed.
-pub fn csp(form_targets: &[&str]) -> String {
-    let mut form_action = String::from("'self'");
-    for t in form_targets {
-        form_action.push(' ');
-        form_action.push_str(t);
-    }
+/// Where a page's forms may lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormAction {
+    /// The bank's own pages: `form-action 'self'`.
+    SelfOnly,
+    /// The hook pages, whose POST answers 303 to Strongroom's return URL,
+    /// from where Strongroom sends the browser on: to the bank's consent
+    /// page, its own error page, or the TPP's `redirect_uri` (after a
+    /// consent, a denial or a cancelled login). Chromium checks
+    /// `form-action` against every redirect that follows a form post, and
+    /// the bank cannot know the TPP's redirect URI (the hand-off does not
+    /// carry it), so these pages leave `form-action` out; with no script
+    /// allowed and every value escaped, the directive is defence in depth
+    /// the flow cannot have here.
+    ThroughStrongroom,
+}
+
+/// The Content-Security-Policy of a page: no script at all, the one inline
+/// stylesheet by hash, no framing, no `<base>`.
+pub fn csp(form_action: FormAction) -> String {
+    let form = match form_action {
+        FormAction::SelfOnly => " form-action 'self';",
+        FormAction::ThroughStrongroom => "",
+    };
     format!(
-        "default-src 'none'; style-src 'sha256-{}'; img-src 'self'; form-action {form_action}; \
+        "default-src 'none'; style-src 'sha256-{}'; img-src 'self';{form} \
          frame-ancestors 'none'; base-uri 'none'",
         *CSS_HASH
     )
@@ -84,8 +96,7 @@ pub struct Page<'a> {
     pub title: &'a str,
     pub body: String,
     pub status: StatusCode,
-    /// Origins the page's forms may be redirected to (see [`csp`]).
-    pub form_targets: Vec<String>,
+    pub form_action: FormAction,
 }
 
 impl<'a> Page<'a> {
@@ -94,7 +105,7 @@ impl<'a> Page<'a> {
             title,
             body,
             status: StatusCode::OK,
-            form_targets: Vec::new(),
+            form_action: FormAction::SelfOnly,
         }
     }
 
@@ -111,8 +122,9 @@ impl<'a> Page<'a> {
         self
     }
 
-    pub fn form_target(mut self, origin: Option<String>) -> Self {
-        self.form_targets.extend(origin);
+    /// A hook page (see [`FormAction::ThroughStrongroom`]).
+    pub fn through_strongroom(mut self) -> Self {
+        self.form_action = FormAction::ThroughStrongroom;
         self
     }
 
@@ -132,11 +144,10 @@ impl<'a> Page<'a> {
     }
 
     pub fn respond(self) -> HttpResponse {
-        let targets: Vec<&str> = self.form_targets.iter().map(String::as_str).collect();
         HttpResponse::build(self.status)
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::CONTENT_SECURITY_POLICY, csp(&targets)))
+            .insert_header((header::CONTENT_SECURITY_POLICY, csp(self.form_action)))
             .insert_header(("X-Frame-Options", "DENY"))
             .insert_header(("X-Content-Type-Options", "nosniff"))
             .insert_header(("Referrer-Policy", "no-referrer"))
@@ -275,17 +286,20 @@ mod tests {
     }
 
     #[test]
-    fn csp_allows_the_inline_style_by_hash_and_only_the_named_form_targets() {
-        let c = csp(&["https://localhost:8443"]);
+    fn csp_allows_no_script_and_the_inline_style_by_hash() {
+        let c = csp(FormAction::SelfOnly);
         let hash = base64::engine::general_purpose::STANDARD
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CSS.as_bytes()).as_ref());
         assert!(c.contains(&format!("style-src 'sha256-{hash}'")), "{c}");
-        assert!(
-            c.contains("form-action 'self' https://localhost:8443;"),
-            "{c}"
-        );
+        assert!(c.contains("form-action 'self';"), "{c}");
         assert!(c.contains("default-src 'none'") && c.contains("frame-ancestors 'none'"));
-        assert!(csp(&[]).contains("form-action 'self';"));
+        assert!(
+            !c.contains("script-src"),
+            "scripts fall under default-src 'none'"
+        );
+        let hook = csp(FormAction::ThroughStrongroom);
+        assert!(!hook.contains("form-action"), "{hook}");
+        assert!(hook.contains("default-src 'none'") && hook.contains("base-uri 'none'"));
     }
 
     #[test]
