@@ -173,7 +173,7 @@ async fn send_idempotent(
     let again = req.try_clone();
     match req.send().await {
         Ok(r) => Ok(r),
-        Err(e) if (e.is_connect() || e.is_request()) && again.is_some() => match again {
+        Err(e) if e.is_connect() || e.is_request() => match again {
             Some(r) => r.send().await.map_err(err(what)),
             None => Err(err(what)(e)),
         },
