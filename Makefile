@@ -29,20 +29,32 @@ TRY_ARGS ?=
 try:
 	$(CARGO) run -q -p strongroom --bin strongroom -- try $(TRY_ARGS)
 
-# Strongroom + the demo bank wired through the consent-bridge hooks
-# (docs/hooks.md); customers at http://127.0.0.1:8070/my/consents. Ctrl-C stops both.
+# Strongroom + the demo bank wired through the hooks (docs/hooks.md). Ports
+# and paths follow the same overrides as `make run` (STRONGROOM_LISTEN,
+# STRONGROOM_MTLS_LISTEN, STRONGROOM_ISSUER, STRONGROOM_DATA_DIR, with the
+# same defaults) plus DEMO_BANK_LISTEN (127.0.0.1:8070) for the bank; the
+# bank's URLs in config/demo.toml are rewritten to DEMO_BANK_LISTEN in a
+# temporary copy. Customers at http://$DEMO_BANK_LISTEN/my/consents. Ctrl-C stops both.
+DEMO_ENV = issuer=$${STRONGROOM_ISSUER:-https://localhost:8443}; issuer=$${issuer%/}; \
+	data=$${STRONGROOM_DATA_DIR:-data}; bank=$${DEMO_BANK_LISTEN:-127.0.0.1:8070}; \
+	mtls_port=$${STRONGROOM_MTLS_LISTEN:-127.0.0.1:8444}; mtls_port=$${mtls_port\#\#*:}; \
+	mtls=$$(printf '%s' "$$issuer" | sed -E "s,^(https?://(\[[^]]*\]|[^/:]*))(:[0-9]+)?,\1:$$mtls_port,")
 demo:
 	$(CARGO) build -p strongroom -p demo-bank
-	STRONGROOM_CONFIG=config/demo.toml $(CARGO) run -q -p strongroom --bin strongroom -- serve & sr=$$!; \
-	trap 'kill $$sr 2>/dev/null' EXIT INT TERM; \
-	for i in $$(seq 1 50); do [ -f data/dev-ca.pem ] && break; sleep 0.2; done; \
-	DEMO_BANK_STRONGROOM=https://localhost:8443 DEMO_BANK_CA=data/dev-ca.pem $(CARGO) run -q -p demo-bank --bin demo-bank
+	@$(DEMO_ENV); cfg=$$(mktemp --suffix=.toml); \
+	sed "s|http://127.0.0.1:8070/|http://$$bank/|g" config/demo.toml > "$$cfg"; \
+	STRONGROOM_CONFIG="$$cfg" $(CARGO) run -q -p strongroom --bin strongroom -- serve & sr=$$!; \
+	trap 'kill $$sr 2>/dev/null; rm -f "$$cfg"' EXIT INT TERM; \
+	for i in $$(seq 1 50); do [ -f "$$data/dev-ca.pem" ] && break; sleep 0.2; done; \
+	DEMO_BANK_LISTEN="$$bank" DEMO_BANK_STRONGROOM="$$issuer" DEMO_BANK_CA="$$data/dev-ca.pem" \
+		$(CARGO) run -q -p demo-bank --bin demo-bank
 
-# The demo TPP's walkthrough against a running `make demo` (another terminal):
-# consent, PAR, the customer at the bank's pages (--auto), code exchange,
-# introspection, revocation at the bank.
+# The demo TPP's walkthrough against a running `make demo` (another terminal,
+# same overrides): consent, PAR, the customer at the bank's pages (--auto),
+# code exchange, introspection, revocation at the bank.
 demo-tpp:
-	$(CARGO) run -q -p demo-bank --bin demo-tpp -- --auto
+	@$(DEMO_ENV); DEMO_TPP_ISSUER="$$issuer" DEMO_TPP_MTLS="$$mtls" DEMO_TPP_BANK="http://$$bank" \
+		DEMO_TPP_DATA="$$data" $(CARGO) run -q -p demo-bank --bin demo-tpp -- --auto
 
 # PostgreSQL tests need a server: scripts/with-postgres.sh starts one in a temp
 # dir (as a non-root user), exports STRONGROOM_TEST_DATABASE_URL and stops it after.

@@ -6,22 +6,25 @@
 //!
 //! Everything is in memory: restart the bank and its consents are gone.
 
+pub mod hook;
+pub mod pages;
 pub mod walkthrough;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use consent_bridge::token::{decrypt, encrypt};
-use consent_bridge::{Handoff, HookResult, Purpose};
-use oauth_core::secret::{constant_time_eq, now, random_token};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use hook::{Handoff, HookResult, Purpose, RevocationNotice, constant_time_eq, now, random_token};
+use pages::{Page, alert, esc, expiry_words, permission_item};
 
 /// The UK OB account-access-consents path.
 pub const CONSENTS_PATH: &str = "/open-banking/v3.1/aisp/account-access-consents";
@@ -122,6 +125,10 @@ pub struct Consent {
     pub updated_at: i64,
     pub sub: Option<String>,
     pub accounts: Vec<String>,
+    /// `Data.ExpirationDateTime` as the TPP sent it (ISO 8601), if any.
+    pub expiration: Option<String>,
+    /// The TPP's `client_name` from the consent hand-off, once authorised.
+    pub tpp_name: Option<String>,
 }
 
 struct User {
@@ -139,27 +146,6 @@ pub struct Bank {
     /// Revocation notices received from Strongroom's webhook.
     notices: Mutex<Vec<Value>>,
     http: reqwest::Client,
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn page(title: &str, body: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("X-Frame-Options", "DENY"))
-        .body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} — Demo Bank</title>\
-             <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto}}</style></head>\
-             <body><h1>Demo Bank</h1><h2>{t}</h2>{body}</body></html>",
-            t = esc(title)
-        ))
 }
 
 fn problem(status: u16, code: &str, msg: &str) -> HttpResponse {
@@ -243,17 +229,24 @@ impl Bank {
         self.consents.lock().ok()?.get(id).cloned()
     }
 
-    fn set_status(&self, id: &str, status: &str, sub: Option<&str>, accounts: Vec<String>) {
+    fn set_status(&self, id: &str, status: &str, decision: Option<(&str, &str, Vec<String>)>) {
         if let Ok(mut m) = self.consents.lock()
             && let Some(c) = m.get_mut(id)
         {
             c.status = status.into();
             c.updated_at = now();
-            if let Some(s) = sub {
-                c.sub = Some(s.into());
+            if let Some((sub, tpp_name, accounts)) = decision {
+                c.sub = Some(sub.into());
+                c.tpp_name = Some(tpp_name.into());
                 c.accounts = accounts;
             }
         }
+    }
+
+    fn account_name(&self, sub: &str, id: &str) -> String {
+        self.user_by_sub(sub)
+            .and_then(|u| u.accounts.iter().find(|(a, _)| a == id))
+            .map_or_else(|| id.to_string(), |(_, name)| name.clone())
     }
 
     /// The TPP's token, checked by introspection at Strongroom; returns its
@@ -286,22 +279,25 @@ impl Bank {
         }
     }
 
-    /// A hand-off from Strongroom: decrypted, addressed to us, fresh, once.
+    /// A hand-off from Strongroom (docs/hooks.md §4): decrypted, addressed
+    /// to us, for this page, fresh, returning to Strongroom.
     fn open_handoff(&self, token: &str, purpose: Purpose) -> Result<Handoff, &'static str> {
-        let v = decrypt(&self.cfg.shared_secret, token).map_err(|_| "invalid hand-off")?;
-        let h: Handoff = serde_json::from_value(v).map_err(|_| "invalid hand-off")?;
+        const INVALID: &str =
+            "This link is not valid. Go back to the app you came from and start again.";
+        let v = hook::open(&self.cfg.shared_secret, token).map_err(|_| INVALID)?;
+        let h: Handoff = serde_json::from_value(v).map_err(|_| INVALID)?;
         let t = now();
         if h.iss != self.cfg.strongroom_url || h.aud != self.cfg.issuer || h.purpose != purpose {
-            return Err("hand-off not meant for this bank");
+            return Err(INVALID);
         }
         if h.exp <= t {
-            return Err("this sign-in link has expired");
+            return Err("This link has expired. Go back to the app you came from and start again.");
         }
         if !h
             .return_uri
             .starts_with(&format!("{}/interaction/", self.cfg.strongroom_url))
         {
-            return Err("invalid return address");
+            return Err(INVALID);
         }
         Ok(h)
     }
@@ -318,28 +314,14 @@ impl Bank {
         h: &Handoff,
         fill: impl FnOnce(&mut HookResult),
     ) -> Result<String, String> {
-        let t = now();
-        let mut r = HookResult {
-            iss: self.cfg.issuer.clone(),
-            aud: Value::String(self.cfg.strongroom_url.clone()),
-            iat: t,
-            exp: t + self.cfg.result_lifetime_secs,
-            jti: random_token(16),
-            sid: h.sid.clone(),
-            purpose: h.purpose,
-            error: None,
-            sub: None,
-            acr: None,
-            amr: Vec::new(),
-            auth_time: None,
-            status: None,
-            consent_id: None,
-            scope: None,
-            accounts: Vec::new(),
-            claims: Default::default(),
-        };
+        let mut r = HookResult::answering(
+            h,
+            &self.cfg.issuer,
+            &self.cfg.strongroom_url,
+            self.cfg.result_lifetime_secs,
+        );
         fill(&mut r);
-        let token = encrypt(&self.cfg.shared_secret, &r).map_err(|e| e.to_string())?;
+        let token = hook::seal(&self.cfg.shared_secret, &r)?;
         let mut url = url::Url::parse(&h.return_uri).map_err(|e| e.to_string())?;
         url.query_pairs_mut().append_pair("result", &token);
         Ok(url.to_string())
@@ -361,7 +343,7 @@ impl Bank {
         if !res.status().is_success() {
             return Err(format!("Strongroom answered {}", res.status()));
         }
-        self.set_status(id, "Revoked", None, Vec::new());
+        self.set_status(id, "Revoked", None);
         Ok(())
     }
 }
@@ -387,6 +369,8 @@ struct CreateConsent {
 struct CreateData {
     #[serde(rename = "Permissions")]
     permissions: Vec<String>,
+    #[serde(rename = "ExpirationDateTime", default)]
+    expiration: Option<String>,
 }
 
 fn consent_json(c: &Consent) -> Value {
@@ -397,6 +381,7 @@ fn consent_json(c: &Consent) -> Value {
             "Permissions": c.permissions,
             "CreationDateTime": c.created_at,
             "StatusUpdateDateTime": c.updated_at,
+            "ExpirationDateTime": c.expiration,
         },
         "Risk": {},
         "Links": {"Self": format!("{CONSENTS_PATH}/{}", c.consent_id)},
@@ -416,11 +401,27 @@ async fn create_consent(bank: web::Data<Bank>, req: HttpRequest, body: web::Byte
     let Ok(body) = serde_json::from_slice::<CreateConsent>(&body) else {
         return problem(400, "UK.OBIE.Field.Invalid", "Data.Permissions is required");
     };
-    if body.data.permissions.is_empty() {
+    if body.data.permissions.is_empty()
+        || body.data.permissions.len() > 32
+        || body
+            .data
+            .permissions
+            .iter()
+            .any(|p| p.is_empty() || p.len() > 64 || !p.chars().all(|c| c.is_ascii_alphanumeric()))
+    {
         return problem(
             400,
             "UK.OBIE.Field.Invalid",
-            "Data.Permissions must not be empty",
+            "Data.Permissions must be 1 to 32 permission codes",
+        );
+    }
+    if let Some(e) = &body.data.expiration
+        && (e.len() > 64 || pages::human_date(e).is_none())
+    {
+        return problem(
+            400,
+            "UK.OBIE.Field.InvalidDate",
+            "Data.ExpirationDateTime must be an ISO 8601 date-time",
         );
     }
     let t = now();
@@ -436,6 +437,8 @@ async fn create_consent(bank: web::Data<Bank>, req: HttpRequest, body: web::Byte
         updated_at: t,
         sub: None,
         accounts: Vec::new(),
+        expiration: body.data.expiration,
+        tpp_name: None,
     };
     let out = consent_json(&c);
     if let Ok(mut m) = bank.consents.lock() {
@@ -552,7 +555,7 @@ async fn revocation_notice(
     if !bearer_is(&req, &bank.cfg.webhook_token) {
         return problem(401, "UK.OBIE.Unauthorized", "webhook token required");
     }
-    let Ok(n) = serde_json::from_slice::<consent_bridge::RevocationNotice>(&body) else {
+    let Ok(n) = serde_json::from_slice::<RevocationNotice>(&body) else {
         return problem(400, "UK.OBIE.Field.Invalid", "not a revocation notice");
     };
     tracing::info!(consent_id = %n.consent_id, token_type = %n.token_type, "a TPP revoked a token under a consent");
@@ -575,40 +578,49 @@ async fn revocation_notices(bank: web::Data<Bank>, req: HttpRequest) -> HttpResp
 
 #[derive(Deserialize)]
 struct HandoffQuery {
+    #[serde(default)]
     handoff: String,
 }
 
-fn login_form(action: &str, handoff: &str, client: &str, error: Option<&str>) -> String {
+/// The sign-in form of the login hook; `username` is kept after a wrong
+/// password.
+fn login_form(handoff: &str, tpp: &str, username: &str, error: Option<&str>) -> String {
     format!(
-        "<p>Sign in to share information with <strong>{client}</strong>.</p>{err}\
-         <form method=\"post\" action=\"{action}\">\
+        "<p>Sign in to your bank to share information with <strong>{tpp}</strong>.</p>{err}\
+         <form method=\"post\" action=\"/hooks/login\">\
          <input type=\"hidden\" name=\"handoff\" value=\"{h}\">\
-         <label>Username <input name=\"username\" autocomplete=\"username\"></label><br>\
-         <label>Password <input type=\"password\" name=\"password\" autocomplete=\"current-password\"></label><br>\
-         <button name=\"action\" value=\"login\">Sign in</button> \
-         <button name=\"action\" value=\"cancel\">Cancel</button></form>",
-        client = esc(client),
-        err = error
-            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
-            .unwrap_or_default(),
-        action = esc(action),
+         <label for=\"username\">Username</label>\
+         <input type=\"text\" id=\"username\" name=\"username\" value=\"{u}\" autocomplete=\"username\" \
+         autocapitalize=\"none\" spellcheck=\"false\" required>\
+         <label for=\"password\">Password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <div class=\"actions\">\
+         <button type=\"submit\" class=\"primary\" name=\"action\" value=\"login\">Sign in</button>\
+         <button type=\"submit\" class=\"secondary\" name=\"action\" value=\"cancel\" formnovalidate>\
+         Cancel<span class=\"vh\"> and go back to {tpp}</span></button>\
+         </div></form>",
+        tpp = esc(tpp),
+        err = error.map(alert).unwrap_or_default(),
         h = esc(handoff),
+        u = esc(username),
     )
 }
 
 /// `GET /hooks/login?handoff=…`: the bank's login page.
 async fn login_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> HttpResponse {
     match bank.open_handoff(&q.handoff, Purpose::Login) {
-        Ok(h) => page(
+        Ok(h) => Page::new(
             "Sign in",
-            &login_form(
-                "/hooks/login",
+            login_form(
                 &q.handoff,
-                h.client_name.as_deref().unwrap_or(&h.client_id),
+                h.tpp_name(),
+                h.login_hint.as_deref().unwrap_or(""),
                 None,
             ),
-        ),
-        Err(e) => page("Sign in", &format!("<p role=\"alert\">{}</p>", esc(e))),
+        )
+        .through_strongroom()
+        .respond(),
+        Err(e) => Page::problem("Sign in", StatusCode::BAD_REQUEST, e).respond(),
     }
 }
 
@@ -618,121 +630,138 @@ async fn login_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
     let token = field(&f, "handoff");
     let h = match bank.open_handoff(token, Purpose::Login) {
         Ok(h) => h,
-        Err(e) => return page("Sign in", &format!("<p role=\"alert\">{}</p>", esc(e))),
+        Err(e) => return Page::problem("Sign in", StatusCode::BAD_REQUEST, e).respond(),
     };
-    let client = h.client_name.clone().unwrap_or_else(|| h.client_id.clone());
     let outcome = if field(&f, "action") == "cancel" {
         None
     } else {
-        match bank.authenticate(field(&f, "username"), field(&f, "password")) {
+        let username = field(&f, "username");
+        match bank.authenticate(username, field(&f, "password")) {
             Some(u) => Some(u.sub.clone()),
             None => {
-                return page(
+                return Page::new(
                     "Sign in",
-                    &login_form(
-                        "/hooks/login",
+                    login_form(
                         token,
-                        &client,
-                        Some("The username or password is not correct."),
+                        h.tpp_name(),
+                        username,
+                        Some("The username or password is not correct. Check them and try again."),
                     ),
-                );
+                )
+                .through_strongroom()
+                .respond();
             }
         }
     };
     if !bank.spend_handoff(&h) {
-        return page(
+        return Page::problem(
             "Sign in",
-            "<p role=\"alert\">This sign-in was already used.</p>",
-        );
+            StatusCode::BAD_REQUEST,
+            "This sign-in was already used. Go back to the app you came from and start again.",
+        )
+        .respond();
     }
     let url = bank.result_url(&h, |r| match outcome {
         Some(sub) => {
-            let t = now();
             r.sub = Some(sub);
             r.acr = Some(SCA_ACR.into());
             r.amr = vec!["pwd".into(), "otp".into()];
-            r.auth_time = Some(t);
+            r.auth_time = Some(now());
         }
         None => r.error = Some("access_denied".into()),
     });
     match url {
         Ok(u) => redirect(&u),
-        Err(_) => page("Sign in", "<p role=\"alert\">Something went wrong.</p>"),
+        Err(e) => {
+            tracing::error!(error = %e, "sealing a login result failed");
+            Page::problem(
+                "Sign in",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong at the bank. Try again later.",
+            )
+            .respond()
+        }
     }
 }
 
-/// `GET /hooks/consent?handoff=…`: permissions and accounts, approve or deny.
+/// `GET /hooks/consent?handoff=…`: permissions, expiry and accounts,
+/// approve or deny.
 async fn consent_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> HttpResponse {
+    const TITLE: &str = "Share your account information";
     let h = match bank.open_handoff(&q.handoff, Purpose::Consent) {
         Ok(h) => h,
-        Err(e) => return page("Consent", &format!("<p role=\"alert\">{}</p>", esc(e))),
+        Err(e) => return Page::problem(TITLE, StatusCode::BAD_REQUEST, e).respond(),
     };
     let (Some(sub), Some(intent)) = (h.sub.as_deref(), h.intent_id.as_deref()) else {
-        return page("Consent", "<p role=\"alert\">No consent was named.</p>");
+        return Page::problem(TITLE, StatusCode::BAD_REQUEST, "No consent was named.").respond();
     };
     let (Some(user), Some(c)) = (bank.user_by_sub(sub), bank.consent(intent)) else {
-        return page("Consent", "<p role=\"alert\">Unknown consent.</p>");
+        return Page::problem(TITLE, StatusCode::NOT_FOUND, "This consent does not exist.")
+            .respond();
     };
-    let perms: String = c
-        .permissions
-        .iter()
-        .map(|p| format!("<li>{}</li>", esc(p)))
-        .collect();
+    let perms: String = c.permissions.iter().map(|p| permission_item(p)).collect();
     let accts: String = user
         .accounts
         .iter()
-        .map(|(id, name)| {
+        .enumerate()
+        .map(|(i, (id, name))| {
             format!(
-                "<li><label><input type=\"checkbox\" name=\"accounts\" value=\"{}\" checked> {}</label></li>",
+                "<li><label class=\"choice\" for=\"account-{i}\">\
+                 <input type=\"checkbox\" id=\"account-{i}\" name=\"accounts\" value=\"{}\" checked> {}</label></li>",
                 esc(id),
                 esc(name)
             )
         })
         .collect();
-    page(
-        "Share your account information",
-        &format!(
-            "<p>{name}, <strong>{client}</strong> asks to access:</p><ul id=\"permissions\">{perms}</ul>\
-             <p>Consent <code>{cid}</code>. Choose the accounts to share:</p>\
+    let tpp = esc(h.tpp_name());
+    Page::new(
+        TITLE,
+        format!(
+            "<p>{name}, <strong>{tpp}</strong> would like to:</p><ul id=\"permissions\">{perms}</ul>\
+             <h2>For how long</h2><p id=\"expiry\">{expiry}</p>\
              <form method=\"post\" action=\"/hooks/consent\"><input type=\"hidden\" name=\"handoff\" value=\"{h}\">\
-             <ul id=\"accounts\">{accts}</ul>\
-             <button name=\"action\" value=\"approve\">Approve</button> \
-             <button name=\"action\" value=\"deny\">Deny</button></form>",
+             <fieldset><legend>Accounts to share with {tpp}</legend>\
+             <ul class=\"plain\" id=\"accounts\">{accts}</ul></fieldset>\
+             <p>You can revoke this access at any time in <a href=\"/my/consents\">your consents</a>. \
+             Consent reference <span class=\"code\">{cid}</span>.</p>\
+             <div class=\"actions\">\
+             <button type=\"submit\" class=\"primary\" name=\"action\" value=\"approve\">Approve</button>\
+             <button type=\"submit\" class=\"secondary\" name=\"action\" value=\"deny\">Deny</button>\
+             </div></form>",
             name = esc(&user.name),
-            client = esc(h.client_name.as_deref().unwrap_or(&h.client_id)),
+            expiry = esc(&expiry_words(c.expiration.as_deref())),
             cid = esc(&c.consent_id),
             h = esc(&q.handoff),
         ),
     )
+    .through_strongroom()
+    .respond()
 }
 
 /// `POST /hooks/consent`: records the decision, sends the customer back.
 async fn consent_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
+    const TITLE: &str = "Share your account information";
     let f = form_pairs(&body);
     let h = match bank.open_handoff(field(&f, "handoff"), Purpose::Consent) {
         Ok(h) => h,
-        Err(e) => return page("Consent", &format!("<p role=\"alert\">{}</p>", esc(e))),
+        Err(e) => return Page::problem(TITLE, StatusCode::BAD_REQUEST, e).respond(),
     };
     let (Some(sub), Some(intent)) = (h.sub.clone(), h.intent_id.clone()) else {
-        return page("Consent", "<p role=\"alert\">No consent was named.</p>");
+        return Page::problem(TITLE, StatusCode::BAD_REQUEST, "No consent was named.").respond();
     };
     let Some(user) = bank.user_by_sub(&sub) else {
-        return page("Consent", "<p role=\"alert\">Unknown customer.</p>");
+        return Page::problem(TITLE, StatusCode::BAD_REQUEST, "Unknown customer.").respond();
     };
     match bank.consent(&intent) {
         Some(c) if c.status == "AwaitingAuthorisation" && c.client_id == h.client_id => {}
         _ => {
-            return page(
-                "Consent",
-                "<p role=\"alert\">This consent cannot be authorised.</p>",
-            );
+            return Page::problem(
+                TITLE,
+                StatusCode::CONFLICT,
+                "This consent cannot be authorised any more.",
+            )
+            .respond();
         }
-    }
-    if !bank.spend_handoff(&h) {
-        return page(
-            "Consent",
-            "<p role=\"alert\">This consent page was already used.</p>",
-        );
     }
     let approve = field(&f, "action") == "approve";
     let own: Vec<String> = user.accounts.iter().map(|(id, _)| id.clone()).collect();
@@ -742,20 +771,41 @@ async fn consent_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse
         .map(|(_, v)| v.clone())
         .collect();
     if approve && accounts.is_empty() {
-        return page(
-            "Consent",
-            "<p role=\"alert\">Choose at least one account.</p>",
-        );
+        // The hand-off is not spent: the customer goes back and chooses.
+        return Page::new(
+            TITLE,
+            format!(
+                "{}<p><a href=\"/hooks/consent?handoff={}\">Choose the accounts to share</a></p>",
+                alert("Choose at least one account to share, or deny."),
+                esc(
+                    &url::form_urlencoded::byte_serialize(field(&f, "handoff").as_bytes())
+                        .collect::<String>()
+                )
+            ),
+        )
+        .status(StatusCode::BAD_REQUEST)
+        .respond();
+    }
+    if !bank.spend_handoff(&h) {
+        return Page::problem(
+            TITLE,
+            StatusCode::BAD_REQUEST,
+            "This consent page was already used. Go back to the app you came from and start again.",
+        )
+        .respond();
     }
     bank.set_status(
         &intent,
         if approve { "Authorised" } else { "Rejected" },
-        Some(&sub),
-        if approve {
-            accounts.clone()
-        } else {
-            Vec::new()
-        },
+        Some((
+            &sub,
+            h.tpp_name(),
+            if approve {
+                accounts.clone()
+            } else {
+                Vec::new()
+            },
+        )),
     );
     let name = user.name.clone();
     let url = bank.result_url(&h, |r| {
@@ -770,29 +820,95 @@ async fn consent_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse
     });
     match url {
         Ok(u) => redirect(&u),
-        Err(_) => page("Consent", "<p role=\"alert\">Something went wrong.</p>"),
+        Err(e) => {
+            tracing::error!(error = %e, "sealing a consent result failed");
+            Page::problem(
+                TITLE,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong at the bank. Try again later.",
+            )
+            .respond()
+        }
     }
 }
 
 // ---------------------------------------------------------------- customer
 
 const SESSION_COOKIE: &str = "demobank_session";
+const MY_TITLE: &str = "Your consents";
 
 fn session_sub(bank: &Bank, req: &HttpRequest) -> Option<String> {
     let c = req.cookie(SESSION_COOKIE)?;
     bank.sessions.lock().ok()?.get(c.value()).cloned()
 }
 
+fn my_login_form(username: &str, error: Option<&str>) -> String {
+    format!(
+        "<p>Sign in to see which apps can access your accounts, and revoke their access.</p>{err}\
+         <form method=\"post\" action=\"/my/login\">\
+         <label for=\"username\">Username</label>\
+         <input type=\"text\" id=\"username\" name=\"username\" value=\"{u}\" autocomplete=\"username\" \
+         autocapitalize=\"none\" spellcheck=\"false\" required>\
+         <label for=\"password\">Password</label>\
+         <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <div class=\"actions\"><button type=\"submit\" class=\"primary\">Sign in</button></div></form>",
+        err = error.map(alert).unwrap_or_default(),
+        u = esc(username),
+    )
+}
+
+/// One consent on /my/consents.
+fn consent_card(bank: &Bank, sub: &str, c: &Consent) -> String {
+    let tpp = c.tpp_name.as_deref().unwrap_or(&c.client_id);
+    let perms: String = c.permissions.iter().map(|p| permission_item(p)).collect();
+    let accounts: String = if c.accounts.is_empty() {
+        "<dd>None</dd>".into()
+    } else {
+        format!(
+            "<dd><ul>{}</ul></dd>",
+            c.accounts
+                .iter()
+                .map(|a| format!("<li>{}</li>", esc(&bank.account_name(sub, a))))
+                .collect::<String>()
+        )
+    };
+    let status = match c.status.as_str() {
+        "Authorised" => "Active (Authorised)",
+        "Revoked" => "Revoked",
+        "Rejected" => "Denied (Rejected)",
+        other => other,
+    };
+    let button = if c.status == "Authorised" {
+        format!(
+            "<form method=\"post\" action=\"/my/consents/{id}/revoke\">\
+             <button type=\"submit\" class=\"secondary\">Revoke<span class=\"vh\"> access for {tpp} (consent {idt})</span></button></form>",
+            id = esc(
+                &url::form_urlencoded::byte_serialize(c.consent_id.as_bytes()).collect::<String>()
+            ),
+            tpp = esc(tpp),
+            idt = esc(&c.consent_id),
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "<li class=\"card\"><h2>{tpp}</h2><dl>\
+         <dt>Can</dt><dd><ul>{perms}</ul></dd>\
+         <dt>Accounts</dt>{accounts}\
+         <dt>For how long</dt><dd>{until}</dd>\
+         <dt>Status</dt><dd class=\"status\">{status}</dd>\
+         <dt>Consent reference</dt><dd><span class=\"code\">{id}</span></dd></dl>{button}</li>",
+        tpp = esc(tpp),
+        until = esc(&expiry_words(c.expiration.as_deref())),
+        status = esc(status),
+        id = esc(&c.consent_id),
+    )
+}
+
 /// `GET /my/consents`: the customer's consents, with revoke buttons.
 async fn my_consents(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
     let Some(sub) = session_sub(&bank, &req) else {
-        return page(
-            "Your consents",
-            "<form method=\"post\" action=\"/my/login\">\
-             <label>Username <input name=\"username\"></label><br>\
-             <label>Password <input type=\"password\" name=\"password\"></label><br>\
-             <button>Sign in</button></form>",
-        );
+        return Page::new(MY_TITLE, my_login_form("", None)).respond();
     };
     let mut list: Vec<Consent> = bank
         .consents
@@ -804,45 +920,38 @@ async fn my_consents(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
                 .collect()
         })
         .unwrap_or_default();
-    list.sort_by_key(|c| c.created_at);
-    let rows: String = list
-        .iter()
-        .map(|c| {
-            let button = if c.status == "Authorised" {
-                format!(
-                    "<form method=\"post\" action=\"/my/consents/{id}/revoke\"><button>Revoke</button></form>",
-                    id = esc(&c.consent_id)
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td></tr>",
-                esc(&c.consent_id),
-                esc(&c.client_id),
-                esc(&c.permissions.join(", ")),
-                esc(&c.accounts.join(", ")),
-                esc(&c.status),
-                button
-            )
-        })
-        .collect();
-    page(
-        "Your consents",
-        &format!(
-            "<table><tr><th>Consent</th><th>Provider</th><th>Permissions</th><th>Accounts</th><th>Status</th><th></th></tr>{rows}</table>"
-        ),
-    )
+    list.sort_by_key(|c| (c.created_at, c.consent_id.clone()));
+    let name = bank.user_by_sub(&sub).map_or("", |u| u.name.as_str());
+    let body = if list.is_empty() {
+        format!(
+            "<p>{}, no app has asked for access to your accounts yet.</p>",
+            esc(name)
+        )
+    } else {
+        format!(
+            "<p>{}, these apps asked for access to your accounts.</p><ul class=\"plain\">{}</ul>",
+            esc(name),
+            list.iter()
+                .map(|c| consent_card(&bank, &sub, c))
+                .collect::<String>()
+        )
+    };
+    Page::new(MY_TITLE, body).respond()
 }
 
 /// `POST /my/login`.
 async fn my_login(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
     let f = form_pairs(&body);
-    let Some(u) = bank.authenticate(field(&f, "username"), field(&f, "password")) else {
-        return page(
-            "Your consents",
-            "<p role=\"alert\">The username or password is not correct.</p>",
-        );
+    let username = field(&f, "username");
+    let Some(u) = bank.authenticate(username, field(&f, "password")) else {
+        return Page::new(
+            MY_TITLE,
+            my_login_form(
+                username,
+                Some("The username or password is not correct. Check them and try again."),
+            ),
+        )
+        .respond();
     };
     let sid = random_token(32);
     if let Ok(mut s) = bank.sessions.lock() {
@@ -855,6 +964,7 @@ async fn my_login(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
         .finish();
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/my/consents"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
         .finish()
 }
@@ -874,15 +984,41 @@ async fn my_revoke(
                 Ok(()) => redirect("/my/consents"),
                 Err(e) => {
                     tracing::warn!(error = %e, "revocation at Strongroom failed");
-                    page(
-                        "Your consents",
-                        "<p role=\"alert\">The consent could not be revoked right now; try again.</p>",
+                    Page::new(
+                        MY_TITLE,
+                        format!(
+                            "{}<p><a href=\"/my/consents\">Back to your consents</a></p>",
+                            alert(
+                                "The consent could not be revoked right now. Try again in a minute."
+                            )
+                        ),
                     )
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .respond()
                 }
             }
         }
         _ => redirect("/my/consents"),
     }
+}
+
+/// `GET /favicon.svg`.
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "image/svg+xml"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(pages::FAVICON)
+}
+
+/// Pages that do not exist.
+async fn not_found() -> HttpResponse {
+    Page::new(
+        "Page not found",
+        "<p>There is no page at this address. See <a href=\"/my/consents\">your consents</a>.</p>"
+            .into(),
+    )
+    .status(StatusCode::NOT_FOUND)
+    .respond()
 }
 
 /// Registers the bank's routes.
@@ -906,7 +1042,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/hooks/consent", web::post().to(consent_submit))
         .route("/my/consents", web::get().to(my_consents))
         .route("/my/login", web::post().to(my_login))
-        .route("/my/consents/{id}/revoke", web::post().to(my_revoke));
+        .route("/my/consents/{id}/revoke", web::post().to(my_revoke))
+        .route("/favicon.svg", web::get().to(favicon))
+        .default_service(web::to(not_found));
 }
 
 /// Starts the bank on `listener` (plain HTTP: put TLS in front in any real
@@ -924,4 +1062,211 @@ pub fn serve(
     .workers(1)
     .listen(listener)?
     .run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::{TestRequest, call_service, init_service, read_body};
+
+    const ISSUER: &str = "https://op.example";
+
+    fn bank() -> Bank {
+        Bank::new(BankConfig::demo(ISSUER)).unwrap()
+    }
+
+    /// A hand-off as Strongroom seals it (docs/hooks.md §4).
+    fn handoff(purpose: &str, extra: Value) -> String {
+        let t = now();
+        let mut v = json!({
+            "iss": ISSUER, "aud": "demo-bank", "iat": t, "exp": t + 60, "jti": random_token(8),
+            "sid": "sid-1", "purpose": purpose,
+            "return_uri": format!("{ISSUER}/interaction/i1/hook/{purpose}"),
+            "client_id": "tpp-1", "client_name": "Acme <Budget>", "scope": ["openid", "accounts"],
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        hook::seal(&[0x42; 32], &v).unwrap()
+    }
+
+    fn csp_of(res: &actix_web::dev::ServiceResponse) -> String {
+        res.headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[actix_web::test]
+    async fn login_hook_round_trip_as_strongroom_sees_it() {
+        let app = init_service(
+            actix_web::App::new()
+                .app_data(web::Data::new(bank()))
+                .configure(configure),
+        )
+        .await;
+        let h = handoff("login", json!({}));
+        let q = url::form_urlencoded::byte_serialize(h.as_bytes()).collect::<String>();
+        let res = call_service(
+            &app,
+            TestRequest::get()
+                .uri(&format!("/hooks/login?handoff={q}"))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        let csp = csp_of(&res);
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("form-action"),
+            "{csp}"
+        );
+        let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+        assert!(
+            html.contains("Acme &lt;Budget&gt;"),
+            "the TPP's name, escaped: {html}"
+        );
+        assert!(html.contains("<label for=\"password\">"), "{html}");
+
+        let form = |pwd: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("handoff", &h)
+                .append_pair("username", "mia")
+                .append_pair("password", pwd)
+                .append_pair("action", "login")
+                .finish()
+        };
+        let post = |body: String| {
+            TestRequest::post()
+                .uri("/hooks/login")
+                .insert_header((header::CONTENT_TYPE, "application/x-www-form-urlencoded"))
+                .set_payload(body)
+                .to_request()
+        };
+        let res = call_service(&app, post(form("wrong"))).await;
+        assert_eq!(res.status(), 200);
+        let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+        assert!(
+            html.contains("role=\"alert\"") && html.contains("value=\"mia\""),
+            "{html}"
+        );
+
+        let res = call_service(&app, post(form("correct horse"))).await;
+        assert_eq!(res.status(), 303);
+        let loc = res
+            .headers()
+            .get(header::LOCATION)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            loc.starts_with(&format!("{ISSUER}/interaction/i1/hook/login?result=")),
+            "{loc}"
+        );
+        let result = url::Url::parse(&loc)
+            .unwrap()
+            .query_pairs()
+            .next()
+            .unwrap()
+            .1
+            .into_owned();
+        let r = hook::open(&[0x42; 32], &result).unwrap();
+        assert_eq!(
+            (
+                &r["iss"],
+                &r["aud"],
+                &r["sid"],
+                &r["purpose"],
+                &r["sub"],
+                &r["acr"]
+            ),
+            (
+                &json!("demo-bank"),
+                &json!(ISSUER),
+                &json!("sid-1"),
+                &json!("login"),
+                &json!("cust-0001"),
+                &json!(SCA_ACR)
+            )
+        );
+        // The hand-off is spent.
+        let res = call_service(&app, post(form("correct horse"))).await;
+        assert_eq!(res.status(), 400);
+    }
+
+    #[actix_web::test]
+    async fn foreign_expired_and_misdirected_handoffs_are_refused_without_a_5xx() {
+        let app = init_service(
+            actix_web::App::new()
+                .app_data(web::Data::new(bank()))
+                .configure(configure),
+        )
+        .await;
+        let t = now();
+        for bad in [
+            "garbage".to_string(),
+            String::new(),
+            handoff("consent", json!({})),
+            handoff("login", json!({"iss": "https://evil.example"})),
+            handoff("login", json!({"aud": "other-bank"})),
+            handoff("login", json!({"exp": t - 1})),
+            handoff(
+                "login",
+                json!({"return_uri": "https://evil.example/interaction/x"}),
+            ),
+            hook::seal(&[0x43; 32], &json!({})).unwrap(),
+        ] {
+            let q = url::form_urlencoded::byte_serialize(bad.as_bytes()).collect::<String>();
+            let res = call_service(
+                &app,
+                TestRequest::get()
+                    .uri(&format!("/hooks/login?handoff={q}"))
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), 400, "{bad}");
+            let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();
+            assert!(html.contains("role=\"alert\"") && !html.contains("name=\"password\""));
+        }
+        let res = call_service(&app, TestRequest::get().uri("/hooks/consent").to_request()).await;
+        assert_eq!(res.status(), 400);
+        let res = call_service(&app, TestRequest::get().uri("/nowhere").to_request()).await;
+        assert_eq!(res.status(), 404);
+        assert!(csp_of(&res).contains("form-action 'self'"));
+    }
+
+    #[test]
+    fn revoke_buttons_are_named_in_context() {
+        let b = bank();
+        let c = Consent {
+            consent_id: "urn-1".into(),
+            client_id: "tpp-1".into(),
+            status: "Authorised".into(),
+            permissions: vec!["ReadBalances".into(), "ReadTransactionsCredits".into()],
+            created_at: 0,
+            updated_at: 0,
+            sub: Some("cust-0001".into()),
+            accounts: vec!["acc-1002".into()],
+            expiration: Some("2027-03-12T00:00:00Z".into()),
+            tpp_name: Some("Acme Budget".into()),
+        };
+        let html = consent_card(&b, "cust-0001", &c);
+        assert!(
+            html.contains(
+                ">Revoke<span class=\"vh\"> access for Acme Budget (consent urn-1)</span></button>"
+            ),
+            "{html}"
+        );
+        assert!(html.contains("See your balances") && html.contains("(ReadTransactionsCredits)"));
+        assert!(
+            html.contains("Savings ••1002") && html.contains("12 March 2027"),
+            "{html}"
+        );
+        let revoked = Consent {
+            status: "Revoked".into(),
+            ..c
+        };
+        assert!(!consent_card(&b, "cust-0001", &revoked).contains("<button"));
+    }
 }

@@ -1,33 +1,67 @@
-//! `demo-bank`: the demo bank for `make demo`. Environment:
-//! `DEMO_BANK_LISTEN` (127.0.0.1:8070), `DEMO_BANK_STRONGROOM`
-//! (https://localhost:8443), `DEMO_BANK_CA` (data/dev-ca.pem, Strongroom's
-//! dev CA). The secrets are the demo ones in `config/demo.toml`.
+//! `demo-bank`: the demo bank for `make demo`. It needs no Strongroom
+//! configuration file: only where Strongroom is (its issuer) and the CA that
+//! signed Strongroom's TLS certificate. The secrets are the demo ones of
+//! `config/demo.toml`.
 
-use base64::Engine;
+use clap::Parser;
 
-fn main() -> std::io::Result<()> {
+/// The demo bank: its own login, consents and the hook pages of docs/hooks.md.
+#[derive(Parser, Debug)]
+#[command(name = "demo-bank", version)]
+struct Args {
+    /// Address to listen on (plain HTTP).
+    #[arg(long, env = "DEMO_BANK_LISTEN", default_value = "127.0.0.1:8070")]
+    listen: String,
+    /// Strongroom's issuer URL: `iss` of the hand-offs, `aud` of the
+    /// results, base of its introspection and /bank API.
+    #[arg(
+        long,
+        env = "DEMO_BANK_STRONGROOM",
+        default_value = "https://localhost:8443"
+    )]
+    strongroom: String,
+    /// PEM file of the CA to trust for Strongroom's TLS (its dev CA).
+    #[arg(long, env = "DEMO_BANK_CA", default_value = "data/dev-ca.pem")]
+    ca: std::path::PathBuf,
+    /// `hooks.shared_secret` (32 bytes, base64url); the demo one by
+    /// default. From the environment only, never the command line.
+    #[arg(skip = std::env::var("DEMO_BANK_SHARED_SECRET").ok())]
+    shared_secret: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DEMO_BANK_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
-    let listen = env("DEMO_BANK_LISTEN", "127.0.0.1:8070");
-    let mut cfg =
-        demo_bank::BankConfig::demo(&env("DEMO_BANK_STRONGROOM", "https://localhost:8443"));
-    let ca = std::path::PathBuf::from(env("DEMO_BANK_CA", "data/dev-ca.pem"));
-    cfg.strongroom_ca = ca.exists().then_some(ca);
-    if let Ok(s) = std::env::var("DEMO_BANK_SHARED_SECRET") {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s.trim_end_matches('='))
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .expect("DEMO_BANK_SHARED_SECRET: 32 bytes, base64url");
-        cfg.shared_secret = raw;
+    if let Err(e) = run(args) {
+        eprintln!("demo-bank: {e}");
+        std::process::exit(2);
     }
-    let bank = demo_bank::Bank::new(cfg).map_err(std::io::Error::other)?;
-    let listener = std::net::TcpListener::bind(&listen)?;
-    tracing::info!(%listen, "demo bank listening: customers at http://{listen}/my/consents");
-    actix_web::rt::System::new().block_on(demo_bank::serve(bank, listener)?)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let strongroom = args.strongroom.trim_end_matches('/');
+    url::Url::parse(strongroom).map_err(|e| format!("--strongroom {strongroom}: {e}"))?;
+    let mut cfg = demo_bank::BankConfig::demo(strongroom);
+    if args.ca.exists() {
+        cfg.strongroom_ca = Some(args.ca);
+    } else {
+        tracing::warn!(ca = %args.ca.display(), "no CA file: Strongroom's certificate will not be trusted");
+    }
+    if let Some(s) = &args.shared_secret {
+        cfg.shared_secret = demo_bank::hook::parse_shared_secret(s)
+            .map_err(|e| format!("DEMO_BANK_SHARED_SECRET: {e}"))?;
+    }
+    let bank = demo_bank::Bank::new(cfg)?;
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| format!("--listen {}: {e}", args.listen))?;
+    let listen = &args.listen;
+    tracing::info!(%listen, %strongroom, "demo bank listening: customers at http://{listen}/my/consents");
+    actix_web::rt::System::new()
+        .block_on(demo_bank::serve(bank, listener).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
 }

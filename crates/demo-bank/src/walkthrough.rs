@@ -23,6 +23,13 @@ pub const SUBJECT_O: &str = "Demo TPP";
 /// Registered redirect URI; nothing listens there: in manual mode the
 /// browser shows an error page whose address carries the code.
 pub const REDIRECT_URI: &str = "https://127.0.0.1:8090/callback";
+/// The line the interactive walkthrough prints before the authorization
+/// URL, alone on its line (browser tests look for it).
+pub const OPEN_PROMPT: &str = "Open this URL in your browser: ";
+/// Pooled connections idle longer than this are not reused: below the
+/// server's keep-alive (Strongroom's is 5 s), so the client never sends a
+/// request on a connection the server is closing.
+pub const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Where everything is.
 #[derive(Debug, Clone)]
@@ -54,6 +61,12 @@ pub struct Report {
 
 fn err(what: &str) -> impl Fn(reqwest::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
 }
 
 fn sha256_b64(s: &str) -> String {
@@ -146,8 +159,44 @@ fn http(
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(cookies)
         .timeout(std::time::Duration::from_secs(15))
+        .pool_idle_timeout(POOL_IDLE)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// Sends a request that is safe to repeat (a GET, an introspection),
+/// once more when the connection failed under it.
+async fn send_idempotent(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<reqwest::Response, String> {
+    let again = req.try_clone();
+    match req.send().await {
+        Ok(r) => Ok(r),
+        Err(e) if e.is_connect() || e.is_request() => match again {
+            Some(r) => r.send().await.map_err(err(what)),
+            None => Err(err(what)(e)),
+        },
+        Err(e) => Err(err(what)(e)),
+    }
+}
+
+/// One line from standard input, read on its own thread so that the
+/// runtime (and the connection pool's housekeeping) keeps running while the
+/// customer takes their time.
+async fn read_line_from_stdin() -> Result<String, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let r = std::io::stdin().read_line(&mut line).map(|_| line);
+        let _ = tx.send(r);
+    });
+    match rx.await {
+        Ok(Ok(line)) if !line.is_empty() => Ok(line.trim().to_string()),
+        Ok(Ok(_)) => Err("standard input ended before the callback URL was given".into()),
+        Ok(Err(e)) => Err(format!("reading standard input: {e}")),
+        Err(_) => Err("reading standard input failed".into()),
+    }
 }
 
 async fn json_of(res: reqwest::Response, what: &str, want: u16) -> Result<Value, String> {
@@ -208,9 +257,10 @@ async fn follow(
     Err("browser: too many redirects".into())
 }
 
-/// The customer at the bank's login and consent pages; returns the
-/// redirect to the TPP.
-async fn customer(opts: &Options, authorize_url: &str) -> Result<String, String> {
+/// The customer at the bank's login and consent pages, as a browser would
+/// go through them (sign in as `opts.username`, share every account,
+/// approve); returns the redirect to the TPP.
+pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<String, String> {
     let ca = opts.data_dir.join("dev-ca.pem");
     let browser = http(&ca, None, true)?;
     let login = follow(
@@ -284,11 +334,8 @@ async fn verify_id_token(
 ) -> Result<Value, String> {
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
     let header = decode_header(id_token).map_err(|e| format!("id_token: {e}"))?;
-    let jwks: JwkSet = http
-        .get(format!("{}/jwks", opts.issuer))
-        .send()
-        .await
-        .map_err(err("jwks"))?
+    let jwks: JwkSet = send_idempotent(http.get(format!("{}/jwks", opts.issuer)), "jwks")
+        .await?
         .json()
         .await
         .map_err(err("jwks"))?;
@@ -342,7 +389,10 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
             opts.bank
         ))
         .bearer_auth(&cc_token)
-        .json(&json!({"Data": {"Permissions": ["ReadAccountsBasic", "ReadBalances"]}, "Risk": {}}))
+        .json(&json!({"Data": {
+            "Permissions": ["ReadAccountsBasic", "ReadBalances"],
+            "ExpirationDateTime": format!("{}T00:00:00+00:00", crate::pages::iso_date(now_unix() + 90 * 86_400)),
+        }, "Risk": {}}))
         .send()
         .await
         .map_err(err("create consent"))?,
@@ -393,20 +443,23 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
 
     let back = if opts.auto {
         println!("4. the customer, in the bank's own pages");
-        customer(opts, authorize.as_str()).await?
+        act_as_customer(opts, authorize.as_str()).await?
     } else {
+        use std::io::Write as _;
         println!(
-            "4. open this in a browser (trust data/dev-ca.pem or accept the warning):\n\n   {authorize}\n"
+            "4. the customer, in a browser (trust {} or accept the warning):\n",
+            opts.data_dir.join("dev-ca.pem").display()
         );
+        println!("{OPEN_PROMPT}{authorize}\n");
         println!(
-            "   sign in at the bank ({} / {}), approve, then paste the address the browser ends on ({REDIRECT_URI}?code=...):",
+            "   Sign in at the bank (demo customer {} / {}), approve, then paste here the address \
+             the browser ends on ({REDIRECT_URI}?code=...; nothing listens there, so the browser shows an error page):",
             opts.username, opts.password
         );
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| e.to_string())?;
-        line.trim().to_string()
+        std::io::stdout()
+            .flush()
+            .map_err(|e| format!("standard output: {e}"))?;
+        read_line_from_stdin().await?
     };
     if query_param(&back, "state").as_deref() != Some(state.as_str()) {
         return Err(format!("the redirect's state does not match: {back}"));
@@ -458,11 +511,12 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         let url = mtls("/introspect");
         async move {
             json_of(
-                tpp.post(url)
-                    .form(&[("client_id", CLIENT_ID), ("token", token.as_str())])
-                    .send()
-                    .await
-                    .map_err(err("introspect"))?,
+                send_idempotent(
+                    tpp.post(url)
+                        .form(&[("client_id", CLIENT_ID), ("token", token.as_str())]),
+                    "introspect",
+                )
+                .await?,
                 "introspection",
                 200,
             )
