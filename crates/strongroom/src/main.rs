@@ -228,7 +228,12 @@ enum Command {
 async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
     match command {
         Command::CheckConfig => {
-            println!("configuration ok (issuer {})", cfg.issuer);
+            let checked = startup::check(&cfg, false).await?;
+            println!(
+                "configuration ok (issuer {}, database {})",
+                cfg.issuer,
+                checked.store.backend_name()
+            );
             Ok(())
         }
         Command::Migrate => {

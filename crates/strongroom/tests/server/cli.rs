@@ -4,12 +4,20 @@
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> (i32, String, String) {
+    // Never reached by --help; would be refused if it were.
+    run_with(
+        bin,
+        args,
+        &[("STRONGROOM_CONFIG", "/nonexistent.toml".to_string())],
+    )
+}
+
+fn run_with(bin: &str, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let out = Command::new(bin)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
-        // Never reached by --help; would be refused if it were.
-        .env("STRONGROOM_CONFIG", "/nonexistent.toml")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     (
@@ -165,4 +173,87 @@ fn directory_init_prints_a_pasteable_directories_entry() {
     )
     .expect("the pasted key verifies the SSA");
     assert_eq!(claims.claims["software_id"], "tppCli01");
+}
+
+/// `check-config` and `serve` stop on the same bad values, each with one
+/// line naming the key and exit 2 (serve before binding anything).
+#[actix_web::test]
+async fn check_config_validates_what_serve_validates() {
+    use crate::harness::{Backend, Setup};
+    let setup = Setup::new(Backend::Sqlite);
+    // A server's first start stores keys sealed with the dev-mode KEK.
+    setup.start().await.stop().await;
+    let cfg_path = setup.data_dir.join("cli.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+            setup.data_dir.display(),
+            setup.database_url
+        ),
+    )
+    .unwrap();
+    let cfg = cfg_path.to_str().unwrap();
+    let env = |extra: &[(&'static str, String)]| {
+        let mut v: Vec<(&'static str, String)> = vec![
+            ("STRONGROOM_CONFIG", cfg.to_string()),
+            ("STRONGROOM_LISTEN", "127.0.0.1:0".into()),
+            ("STRONGROOM_MTLS_LISTEN", "none".into()),
+        ];
+        v.extend(extra.iter().cloned());
+        v
+    };
+    let (code, out, err) = run_with(STRONGROOM, &["check-config"], &env(&[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration ok (issuer"), "{out}");
+
+    let blocker = setup.data_dir.join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let other_kek = run(STRONGROOM, &["keys", "new-kek"]).1.trim().to_string();
+    for (extra, needle) in [
+        (
+            ("STRONGROOM_LOG", "verbose,xml".to_string()),
+            "log.level: 'verbose'",
+        ),
+        (
+            ("STRONGROOM_LOG", "strongroom=loud".to_string()),
+            "log.level",
+        ),
+        (
+            ("STRONGROOM_KEY_ENCRYPTION_KEY", "not a key".to_string()),
+            "keys.encryption_key",
+        ),
+        // Decodes, but is not the key the stored keys are sealed with.
+        (
+            ("STRONGROOM_KEY_ENCRYPTION_KEY", other_kek),
+            "keys.encryption_key",
+        ),
+        (
+            (
+                "STRONGROOM_DATA_DIR",
+                blocker.join("sub").display().to_string(),
+            ),
+            "data_dir",
+        ),
+    ] {
+        for command in ["check-config", "serve"] {
+            let (code, out, err) =
+                run_with(STRONGROOM, &[command], &env(std::slice::from_ref(&extra)));
+            assert_eq!(code, 2, "{command} {extra:?}: {out}{err}");
+            let lines: Vec<&str> = err
+                .lines()
+                .filter(|l| l.starts_with("strongroom:"))
+                .collect();
+            assert_eq!(lines.len(), 1, "{command} {extra:?}: {err}");
+            assert!(lines[0].contains(needle), "{command} {extra:?}: {err}");
+            assert!(!out.contains("configuration ok"), "{out}");
+        }
+    }
+    // A level, target=level pairs and the format words pass.
+    let (code, _, err) = run_with(
+        STRONGROOM,
+        &["check-config"],
+        &env(&[("STRONGROOM_LOG", "strongroom=debug,info,json".into())]),
+    );
+    assert_eq!(code, 0, "{err}");
 }
