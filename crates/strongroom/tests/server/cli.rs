@@ -257,3 +257,46 @@ async fn check_config_validates_what_serve_validates() {
     );
     assert_eq!(code, 0, "{err}");
 }
+
+/// `keys list` shows its times as RFC 3339, in UTC.
+#[actix_web::test]
+async fn keys_list_shows_rfc3339_times() {
+    use crate::harness::{Backend, Setup};
+    let setup = Setup::new(Backend::Sqlite);
+    let before = oauth_core::secret::now();
+    setup.start().await.stop().await;
+    let cfg_path = setup.data_dir.join("cli.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+            setup.data_dir.display(),
+            setup.database_url
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("STRONGROOM_CONFIG", cfg_path.display().to_string()),
+        ("STRONGROOM_LOG", "error".to_string()),
+    ];
+    let (code, out, err) = run_with(STRONGROOM, &["keys", "list"], &env);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    for row in rows {
+        let active_from =
+            time::OffsetDateTime::parse(row[3], &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{}: {e}\n{out}", row[3]));
+        assert!(row[3].ends_with('Z'), "UTC: {out}");
+        let t = active_from.unix_timestamp();
+        assert!(
+            (before - 5..=oauth_core::secret::now()).contains(&t),
+            "{out}"
+        );
+        assert_eq!(row[4], "-", "not retired: {out}");
+    }
+}
