@@ -210,6 +210,18 @@ fn try_command(cfg: &Config, args: &TryArgs) -> ExitCode {
     }
 }
 
+/// A time in seconds since the epoch as RFC 3339 (UTC), e.g.
+/// `2026-01-31T09:30:00Z`.
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
 fn read_stdin_line() -> Option<String> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).ok()?;
@@ -228,7 +240,12 @@ enum Command {
 async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
     match command {
         Command::CheckConfig => {
-            println!("configuration ok (issuer {})", cfg.issuer);
+            let checked = startup::check(&cfg, false).await?;
+            println!(
+                "configuration ok (issuer {}, database {})",
+                cfg.issuer,
+                checked.store.backend_name()
+            );
             Ok(())
         }
         Command::Migrate => {
@@ -245,17 +262,17 @@ async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
                 .await
                 .map_err(|e| StartError(format!("loading keys: {e}")))?;
             println!(
-                "{:<45} {:<13} {:<4} {:>12} {:>12} {:>12}",
+                "{:<45} {:<13} {:<4} {:<20} {:<20} {:<20}",
                 "kid", "alg", "use", "active_from", "retired_at", "expires_at"
             );
+            let opt = |v: Option<i64>| v.map_or("-".to_string(), rfc3339);
             for k in keys {
-                let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
                 println!(
-                    "{:<45} {:<13} {:<4} {:>12} {:>12} {:>12}",
+                    "{:<45} {:<13} {:<4} {:<20} {:<20} {:<20}",
                     k.kid,
                     k.alg,
                     k.key_use,
-                    k.active_from,
+                    rfc3339(k.active_from),
                     opt(k.retired_at),
                     opt(k.expires_at)
                 );
@@ -282,7 +299,10 @@ async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
             for k in &insert {
                 println!(
                     "new {} key {} published now, signs from {} (in {} s)",
-                    k.alg, k.kid, k.active_from, cfg.keys.activation_delay_secs
+                    k.alg,
+                    k.kid,
+                    rfc3339(k.active_from),
+                    cfg.keys.activation_delay_secs
                 );
             }
             store

@@ -478,34 +478,114 @@ pub struct Prepared {
     pub kek: Arc<KeyEncryptionKey>,
 }
 
-/// Builds everything the server needs from the configuration.
-pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
+/// What [`check`] built on its way: everything `serve` validates short of
+/// binding its listeners.
+pub struct Checked {
+    pub tls: ServerTls,
+    pub trust: Arc<ClientCertTrust>,
+    pub cert_source: ClientCertSource,
+    pub kek: KeyEncryptionKey,
+    pub store: Store,
+    pub users: UserDirectory,
+    pub bridge: Option<Arc<consent_bridge::Bridge>>,
+    pub registrar: Option<Arc<dcr::Registrar>>,
+}
+
+/// The one validation path of `serve` ([`prepare`]) and `check-config`,
+/// after [`Config::load`] checked the values themselves: the log filter;
+/// the data dir exists (or is created) and is writable; the TLS
+/// certificate, key and client CA files are readable and parse (dev
+/// certificates are made where none are configured, as at start); the
+/// key-encryption key decodes and opens the stored keys; the database is
+/// reachable, with its pending migrations applied (the stored keys can only
+/// be read on the current schema, and the next start would apply them
+/// anyway); the users, the consent bridge and the registration settings
+/// build. `claim`: take the SQLite database for this process, as a server
+/// does ([`Store::claim_database`]).
+pub async fn check(cfg: &Config, claim: bool) -> Result<Checked, StartError> {
     install_crypto_provider();
+    check_log_filter(&cfg.log.level)?;
     ensure_data_dir(&cfg.data_dir)?;
-    let material = tls_material(&cfg)?;
-    if let Some(client) = dev_client(&cfg)? {
-        cfg.clients.push(client);
-    }
+    let material = tls_material(cfg)?;
     let profile = match cfg.tls.suites {
         TlsSuites::Fapi2 => TlsProfile::Fapi2,
         TlsSuites::Fapi1 => TlsProfile::Fapi1,
     };
     let tls = ServerTls::build(profile, &material.chain, &material.key).map_err(fail)?;
     let trust = Arc::new(ClientCertTrust::new(material.client_ca.as_deref()).map_err(fail)?);
-    let cert_source = web::Data::new(
-        ClientCertSource::new(
-            trust.clone(),
-            (!cfg.tls.client_cert_header.is_empty()).then(|| cfg.tls.client_cert_header.clone()),
-            &cfg.tls.trusted_proxies,
-        )
-        .map_err(fail)?,
-    );
-    let kek = key_encryption_key(&cfg)?;
-    let store = open(&cfg, true).await?;
+    let cert_source = ClientCertSource::new(
+        trust.clone(),
+        (!cfg.tls.client_cert_header.is_empty()).then(|| cfg.tls.client_cert_header.clone()),
+        &cfg.tls.trusted_proxies,
+    )
+    .map_err(fail)?;
+    let kek = key_encryption_key(cfg)?;
+    let store = open(cfg, claim).await?;
+    let existing = store
+        .list_keys(now())
+        .await
+        .map_err(|e| fail(format_args!("loading keys: {e}")))?;
+    if !existing.is_empty() {
+        // Opens every live key with the KEK (a wrong one: WrongKek); keys
+        // it would add are only generated here, never stored.
+        oauth_core::keys::missing_keys(&existing, &kek, now()).map_err(key_error)?;
+    }
+    let users = UserDirectory::new(&cfg.users).map_err(|e| fail(format_args!("users: {e}")))?;
+    let bridge = crate::bank_api::bridge(cfg, material_dev_ca(cfg).as_deref()).map_err(fail)?;
+    let registrar = crate::registration::registrar(cfg).map_err(fail)?;
+    Ok(Checked {
+        tls,
+        trust,
+        cert_source,
+        kek,
+        store,
+        users,
+        bridge,
+        registrar,
+    })
+}
+
+/// The levels a filter directive may name (tracing's `LevelFilter`).
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A tracing filter of directives that each name a level: `info`,
+/// `strongroom=debug`, `strongroom=debug,info`. tracing takes a bare word
+/// such as `verbose` as a target with every level on, so a typo would turn
+/// on trace logging of nothing (or of everything) instead of failing.
+fn check_log_filter(filter: &str) -> Result<(), StartError> {
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive.rsplit('=').next().unwrap_or(directive);
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(fail(format_args!(
+                "log.level: '{directive}' is neither a level ({}) nor target=level (STRONGROOM_LOG also takes json or text)",
+                LOG_LEVELS.join(", ")
+            )));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| fail(format_args!("log.level: invalid filter ({e})")))
+}
+
+/// Builds everything the server needs from the configuration.
+pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
+    let Checked {
+        tls,
+        trust,
+        cert_source,
+        kek,
+        store,
+        users,
+        bridge,
+        registrar,
+    } = check(&cfg, true).await?;
+    let cert_source = web::Data::new(cert_source);
+    if let Some(client) = dev_client(&cfg)? {
+        cfg.clients.push(client);
+    }
     let keyset = load_keys(&store, &kek).await?;
     let keys = Arc::new(Keys::new(keyset));
     sync_static_clients(&store, &cfg).await?;
-    let users = UserDirectory::new(&cfg.users).map_err(|e| fail(format_args!("users: {e}")))?;
     for u in cfg.users.iter().filter(|u| u.password.is_some()) {
         tracing::warn!(username = %u.username, password = u.password.as_deref().unwrap_or(""), "dev mode: demo user for the built-in login page");
     }
@@ -532,9 +612,8 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                     .as_ref()
                     .map_or(CONSENT_CLAIM, |h| h.consent_claim.as_str()),
             ),
-            bridge: crate::bank_api::bridge(&cfg, material_dev_ca(&cfg).as_deref())
-                .map_err(fail)?,
-            registrar: crate::registration::registrar(&cfg).map_err(fail)?,
+            bridge,
+            registrar,
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,
                 cfg.mtls_base_url().as_deref(),

@@ -8,13 +8,17 @@
 //!     --org-id 0015800001041REAAY --redirect-uri https://tpp.example/cb --role AISP
 //! ```
 //!
-//! `issue` writes `<software_id>.ssa.jwt`, `<software_id>-transport.pem` /
+//! `init` prints the `[[directories]]` entry for strongroom.toml as TOML on
+//! stdout (what it wrote goes to stderr, so the output can be appended to
+//! the file as it is). `issue` writes `<software_id>.ssa.jwt`, `<software_id>-transport.pem` /
 //! `-transport-key.pem` (signed by the dev CA in `--data`), and
 //! `<software_id>-signing-key.pem` + `-signing.jwks.json` (its public key is
 //! also inline in the SSA as `software_jwks`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -25,17 +29,53 @@ const ISSUER: &str = "Strongroom Test Directory";
 const KEY_FILE: &str = "directory-key.pem";
 const KID: &str = "strongroom-test-directory";
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// A test directory for developers and sandboxes: a directory key pair
+/// for `[[directories]]`, and software statements (SSAs) with matching TPP
+/// transport certificates and signing keys.
+#[derive(Parser)]
+#[command(name = "strongroom-directory", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
 }
 
-fn args_all(args: &[String], name: &str) -> Vec<String> {
-    args.windows(2)
-        .filter(|w| w[0] == name)
-        .map(|w| w[1].clone())
-        .collect()
+#[derive(Subcommand)]
+enum Cmd {
+    /// Make the directory key pair (once) and jwks.json; print the
+    /// [[directories]] entry for strongroom.toml (TOML, on stdout)
+    Init {
+        /// Where the directory's files are
+        #[arg(long, default_value = "directory")]
+        out: PathBuf,
+    },
+    /// Issue an SSA, a transport certificate from the dev CA and a signing key
+    Issue(IssueArgs),
+}
+
+#[derive(Args)]
+struct IssueArgs {
+    /// Where the directory's files are (`init` first)
+    #[arg(long, default_value = "directory")]
+    out: PathBuf,
+    /// Strongroom's data dir, whose dev CA signs the transport certificate
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// The SSA's software_id
+    #[arg(long)]
+    software_id: String,
+    #[arg(long, default_value = "0015800001041REAAY")]
+    org_id: String,
+    /// Repeatable; default https://<software_id>.example/cb
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// Repeatable: AISP, PISP, CBPII; default AISP
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
+    /// software_client_name; default "TPP <software_id>"
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "Test TPP Ltd")]
+    org_name: String,
 }
 
 fn public_jwk(pem: &str, alg: Algorithm, kid: &str) -> Result<Value, String> {
@@ -57,7 +97,7 @@ fn public_jwk(pem: &str, alg: Algorithm, kid: &str) -> Result<Value, String> {
 
 fn write(path: &Path, data: &str) -> Result<(), String> {
     std::fs::write(path, data).map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("wrote {}", path.display());
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
@@ -79,22 +119,33 @@ fn init(out: &Path) -> Result<(), String> {
         &out.join("jwks.json"),
         &serde_json::to_string_pretty(&jwks).map_err(|e| e.to_string())?,
     )?;
-    println!(
-        "\nAdd to strongroom.toml:\n\n[[directories]]\nname = \"test\"\nissuer = \"{ISSUER}\"\njwks = {}\nrole_scopes = {{ AISP = [\"accounts\"], PISP = [\"payments\"], CBPII = [\"fundsconfirmations\"] }}\nrules = \"uk-ob\"",
-        jwks
-    );
+    print!("{}", directory_entry(&jwks)?);
     Ok(())
 }
 
-fn issue(args: &[String], out: &Path) -> Result<(), String> {
-    let data = PathBuf::from(arg(args, "--data").unwrap_or_else(|| "data".into()));
-    let software_id = arg(args, "--software-id").ok_or("--software-id is required")?;
-    let org_id = arg(args, "--org-id").unwrap_or_else(|| "0015800001041REAAY".into());
-    let mut redirects = args_all(args, "--redirect-uri");
+/// The `[[directories]]` entry trusting this directory's key, as TOML.
+fn directory_entry(jwks: &Value) -> Result<String, String> {
+    let entry = json!({"directories": [{
+        "name": "test",
+        "issuer": ISSUER,
+        "rules": "uk-ob",
+        "role_scopes": {"AISP": ["accounts"], "PISP": ["payments"], "CBPII": ["fundsconfirmations"]},
+        "jwks": jwks,
+    }]});
+    let toml = toml::to_string(&entry).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "# The test directory (strongroom-directory init): add to config/strongroom.toml.\n{toml}"
+    ))
+}
+
+fn issue(args: &IssueArgs) -> Result<(), String> {
+    let (out, data) = (&args.out, &args.data);
+    let (software_id, org_id) = (&args.software_id, &args.org_id);
+    let mut redirects = args.redirect_uris.clone();
     if redirects.is_empty() {
         redirects.push(format!("https://{}.example/cb", software_id.to_lowercase()));
     }
-    let mut roles = args_all(args, "--role");
+    let mut roles = args.roles.clone();
     if roles.is_empty() {
         roles.push("AISP".into());
     }
@@ -118,7 +169,7 @@ fn issue(args: &[String], out: &Path) -> Result<(), String> {
         &json!({"keys": [signing_jwk]}).to_string(),
     )?;
 
-    let dev = ensure_dev_certs(&data).map_err(|e| e.to_string())?;
+    let dev = ensure_dev_certs(data).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&dev.ca_cert).map_err(|e| e.to_string())?;
     let ca_key = std::fs::read_to_string(&dev.ca_key).map_err(|e| e.to_string())?;
     let (cert, key) = issue_client_cert(
@@ -127,8 +178,8 @@ fn issue(args: &[String], out: &Path) -> Result<(), String> {
         &[
             (DnType::CountryName, "GB"),
             (DnType::OrganizationName, "OpenBanking"),
-            (DnType::OrganizationalUnitName, &org_id),
-            (DnType::CommonName, &software_id),
+            (DnType::OrganizationalUnitName, org_id),
+            (DnType::CommonName, software_id),
         ],
         &[],
         KeyAlg::EcdsaP256,
@@ -143,14 +194,14 @@ fn issue(args: &[String], out: &Path) -> Result<(), String> {
         "iat": now,
         "jti": oauth_core::secret::random_token(16),
         "software_id": software_id,
-        "software_client_name": arg(args, "--name").unwrap_or_else(|| format!("TPP {software_id}")),
+        "software_client_name": args.name.clone().unwrap_or_else(|| format!("TPP {software_id}")),
         "software_version": "1.0",
         "software_mode": "Test",
         "software_redirect_uris": redirects,
         "software_roles": roles,
         "software_jwks": {"keys": [signing_jwk]},
         "org_id": org_id,
-        "org_name": arg(args, "--org-name").unwrap_or_else(|| "Test TPP Ltd".into()),
+        "org_name": args.org_name,
         "org_status": "Active",
     });
     let mut header = Header::new(Algorithm::PS256);
@@ -167,12 +218,9 @@ fn issue(args: &[String], out: &Path) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "directory".into()));
-    let result = match args.first().map(String::as_str) {
-        Some("init") => init(&out),
-        Some("issue") => issue(&args, &out),
-        _ => Err("usage: strongroom-directory init|issue [--out DIR] [--data DATA_DIR] [--software-id ID] [--org-id ID] [--redirect-uri URI]... [--role AISP|PISP|CBPII]...".into()),
+    let result = match Cli::parse().command {
+        Cmd::Init { out } => init(&out),
+        Cmd::Issue(args) => issue(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
