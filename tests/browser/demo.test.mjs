@@ -1,0 +1,190 @@
+// The `make demo` journey in headless Chromium: the demo TPP (demo-tpp,
+// interactive) pushes its request, the customer signs in and approves at the
+// demo bank's own pages (through the consent-bridge hooks), the browser ends
+// at the TPP's redirect URI, the TPP finishes with the URL it was given, and
+// the customer then revokes the access at the bank.
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import { once } from 'node:events';
+import path from 'node:path';
+import { bin, freePort, repoRoot, run, startStrongroom, waitReady } from './lib/strongroom.mjs';
+import { launch, newPage, assertClean, checkPage, gotoExpecting } from './lib/browser.mjs';
+
+// The demo TPP's registered redirect URI (config/demo.toml): nothing listens
+// there, the browser test answers it.
+const TPP_CALLBACK = 'https://127.0.0.1:8090/callback';
+
+describe('the demo bank journey in a real browser', () => {
+  let sr;
+  let bank;
+  let bankUrl;
+  let browser;
+  let tppEnv;
+  let tppPage;
+  const running = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((p) => p.stop()));
+    await Promise.all(browser.contexts().map((c) => c.close()));
+  });
+
+  before(async () => {
+    // As `make demo` does: config/demo.toml with the bank's URLs moved to
+    // this run's port.
+    const bankPort = await freePort();
+    bankUrl = `http://127.0.0.1:${bankPort}`;
+    const cfg = path.join(repoRoot, 'target', `demo-browser-${process.pid}.toml`);
+    writeFileSync(
+      cfg,
+      readFileSync(path.join(repoRoot, 'config/demo.toml'), 'utf8').replaceAll('http://127.0.0.1:8070/', `${bankUrl}/`),
+    );
+    [sr, browser] = await Promise.all([startStrongroom({ config: path.relative(repoRoot, cfg) }), launch()]);
+    bank = run(bin('demo-bank'), [], {
+      env: {
+        DEMO_BANK_LISTEN: `127.0.0.1:${bankPort}`,
+        DEMO_BANK_STRONGROOM: sr.issuer,
+        DEMO_BANK_CA: sr.caFile,
+      },
+    });
+    await waitForHttp(`${bankUrl}/my/consents`);
+    // The TPP's redirect URI, answered here as the TPP's page would be
+    // (Playwright's routing does not see the hops of a redirect chain, so a
+    // real listener). Its certificate is one the dev CA issued for the
+    // dev client's callback; the browser ignores the CA.
+    const dir = path.join(sr.dataDir, 'dev-client');
+    tppPage = https
+      .createServer(
+        { cert: readFileSync(path.join(dir, 'callback.pem')), key: readFileSync(path.join(dir, 'callback-key.pem')) },
+        (req, res) => {
+          res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+          res.end('<!doctype html><html lang="en"><title>Demo TPP</title><main><h1>Back at the TPP</h1></main></html>');
+        },
+      )
+      .listen(Number(new URL(TPP_CALLBACK).port), '127.0.0.1');
+    await once(tppPage, 'listening');
+    tppEnv = {
+      DEMO_TPP_ISSUER: sr.issuer,
+      DEMO_TPP_MTLS: `https://localhost:${sr.mtlsPort}`,
+      DEMO_TPP_BANK: bankUrl,
+      DEMO_TPP_DATA: sr.dataDir,
+    };
+  });
+  after(async () => {
+    await browser?.close();
+    tppPage?.close();
+    await bank?.stop();
+    await sr?.stop();
+  });
+
+  /**
+   * demo-tpp pushes its request; the customer signs in (once with a wrong
+   * password) and approves at the bank; resolves at the TPP's redirect URI.
+   */
+  async function journey(width, label) {
+    const tpp = run(bin('demo-tpp'), [], { env: tppEnv });
+    running.push(tpp);
+    const [, url] = await tpp.waitForLine(/^Open this URL in your browser: (\S+)$/m, 60_000);
+    const page = await newPage(browser, { width });
+    await page.goto(url);
+
+    // The bank's login page, reached through Strongroom's hand-off.
+    await page.waitForURL((u) => u.origin === bankUrl && u.pathname === '/hooks/login');
+    if (label) await checkPage(page, 'demo-bank-login');
+    await page.getByLabel('Username').fill('mia');
+    await page.getByLabel('Password').fill('wrong');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('alert').waitFor();
+    assert.equal(await page.getByLabel('Username').inputValue(), 'mia');
+    if (label) await checkPage(page, 'demo-bank-login-wrong-password');
+    await page.getByLabel('Password').fill('correct horse');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+
+    // The bank's consent page: who asks, for what, until when.
+    await page.waitForURL((u) => u.origin === bankUrl && u.pathname === '/hooks/consent');
+    const main = await page.locator('main').innerText();
+    assert.match(main, /Demo TPP/);
+    assert.match(main, /balances/i, 'permissions in words');
+    if (label) await checkPage(page, 'demo-bank-consent');
+    await page.getByRole('button', { name: 'Approve' }).click();
+
+    // Back at the TPP with a code, through Strongroom (RFC 9207 iss).
+    await page.waitForURL((u) => u.href.startsWith(TPP_CALLBACK));
+    const back = new URL(page.url());
+    assert.ok(back.searchParams.get('code'), `a code in ${back}`);
+    assert.equal(back.searchParams.get('iss'), sr.issuer);
+    assertClean(page);
+    return { tpp, page };
+  }
+
+  /** The customer's /my/consents at the bank, signed in. */
+  async function myConsents(page) {
+    await page.goto(`${bankUrl}/my/consents`);
+    if (await page.getByLabel('Password').count()) {
+      await page.getByLabel('Username').fill('mia');
+      await page.getByLabel('Password').fill('correct horse');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+    }
+    await page.getByRole('heading', { level: 1 }).waitFor();
+  }
+
+  for (const width of [320, 1280]) {
+    it(`consent at the bank, the TPP's tokens, then the consent shown revoked (${width}px)`, async () => {
+      const { tpp, page } = await journey(width, true);
+      // The TPP finishes with the URL the customer ended at: tokens,
+      // introspection, and its own revocation at the bank.
+      tpp.child.stdin.end(`${page.url()}\n`);
+      const { code } = await tpp.exited;
+      assert.equal(code, 0, `demo-tpp failed:\n${tpp.out.stdout}\n${tpp.out.stderr}`);
+      const consentId = tpp.out.stdout.match(/consent (\S+) authorised/)?.[1];
+      assert.ok(consentId, tpp.out.stdout);
+
+      await myConsents(page);
+      const card = page.locator('li', { hasText: consentId });
+      await card.waitFor();
+      assert.match(await card.innerText(), /Revoked/);
+      assert.equal(await card.getByRole('button').count(), 0, 'nothing to revoke any more');
+      await checkPage(page, 'demo-bank-my-consents');
+      assertClean(page);
+    });
+  }
+
+  it('the customer revokes at /my/consents before the TPP redeems: the TPP gets nothing', async () => {
+    const { tpp, page } = await journey(1280, false);
+    const callback = page.url();
+    await myConsents(page);
+    const revoke = page.getByRole('button', { name: /^Revoke access for Demo TPP \(consent .+\)$/ });
+    assert.equal(await revoke.count(), 1, 'one consent to revoke, named in context');
+    await checkPage(page, 'demo-bank-my-consents-active');
+    await revoke.click();
+    await page.waitForLoadState();
+    assert.equal(await page.getByRole('button', { name: /^Revoke access for/ }).count(), 0);
+    assert.match(await page.locator('main').innerText(), /Revoked/);
+    assertClean(page);
+
+    tpp.child.stdin.end(`${callback}\n`);
+    const { code } = await tpp.exited;
+    assert.notEqual(code, 0, `demo-tpp got tokens for a revoked consent:\n${tpp.out.stdout}`);
+    assert.match(tpp.out.stderr, /invalid_grant/, 'the code of a revoked consent is refused at the token endpoint');
+  });
+
+  it("the bank's pages refuse a forged hand-off with a page, not a crash", async () => {
+    const page = await newPage(browser);
+    await gotoExpecting(page, `${bankUrl}/hooks/login?handoff=not-a-token`, 400);
+    await checkPage(page, 'demo-bank-bad-handoff');
+    assertClean(page);
+  });
+});
+
+async function waitForHttp(url, ms = 30_000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      const r = await fetch(url);
+      if (r.status < 500) return;
+    } catch (e) {
+      if (Date.now() > until) throw new Error(`${url}: ${e.cause?.code ?? e.message}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
