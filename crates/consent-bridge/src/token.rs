@@ -35,6 +35,12 @@ pub struct Handoff {
     pub purpose: Purpose,
     /// Where to send the customer back, with `?result=<token>`.
     pub return_uri: String,
+    /// The client's redirect URI of this request: where Strongroom may send
+    /// the browser after the bank's answer. The bank's pages list it (with
+    /// `return_uri`'s origin) in their CSP `form-action`, which Chromium
+    /// applies to every redirect after a form post (docs/hooks.md §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,

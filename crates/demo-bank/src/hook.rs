@@ -40,6 +40,10 @@ pub struct Handoff {
     pub purpose: Purpose,
     /// `{issuer}/interaction/{id}/hook/{login|consent}`.
     pub return_uri: String,
+    /// The TPP's redirect URI of this request, where Strongroom may send
+    /// the browser after the bank's answer.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
     pub client_id: String,
     #[serde(default)]
     pub client_name: Option<String>,

@@ -618,7 +618,7 @@ async fn login_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> HttpR
                 None,
             ),
         )
-        .through_strongroom()
+        .through_strongroom(&h)
         .respond(),
         Err(e) => Page::problem("Sign in", StatusCode::BAD_REQUEST, e).respond(),
     }
@@ -648,7 +648,7 @@ async fn login_submit(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
                         Some("The username or password is not correct. Check them and try again."),
                     ),
                 )
-                .through_strongroom()
+                .through_strongroom(&h)
                 .respond();
             }
         }
@@ -734,7 +734,7 @@ async fn consent_page(bank: web::Data<Bank>, q: web::Query<HandoffQuery>) -> Htt
             h = esc(&q.handoff),
         ),
     )
-    .through_strongroom()
+    .through_strongroom(&h)
     .respond()
 }
 
@@ -1083,6 +1083,7 @@ mod tests {
             "sid": "sid-1", "purpose": purpose,
             "return_uri": format!("{ISSUER}/interaction/i1/hook/{purpose}"),
             "client_id": "tpp-1", "client_name": "Acme <Budget>", "scope": ["openid", "accounts"],
+            "redirect_uri": "https://tpp.example/cb",
         });
         for (k, x) in extra.as_object().unwrap() {
             v[k] = x.clone();
@@ -1118,7 +1119,8 @@ mod tests {
         assert_eq!(res.status(), 200);
         let csp = csp_of(&res);
         assert!(
-            csp.contains("default-src 'none'") && !csp.contains("form-action"),
+            csp.contains("default-src 'none'")
+                && csp.contains("form-action 'self' https://op.example https://tpp.example/cb;"),
             "{csp}"
         );
         let html = String::from_utf8(read_body(res).await.to_vec()).unwrap();

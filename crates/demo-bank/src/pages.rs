@@ -2,6 +2,7 @@
 //! (one `<h1>`, a `<main>` landmark, labelled inputs, contrast above 4.5:1,
 //! usable at 320 px), with a strict Content-Security-Policy.
 
+use crate::hook::Handoff;
 use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
@@ -61,28 +62,65 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Where a page's forms may lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormAction {
     /// The bank's own pages: `form-action 'self'`.
     SelfOnly,
     /// The hook pages, whose POST answers 303 to Strongroom's return URL,
     /// from where Strongroom sends the browser on: to the bank's consent
-    /// page, its own error page, or the TPP's `redirect_uri` (after a
-    /// consent, a denial or a cancelled login). Chromium checks
-    /// `form-action` against every redirect that follows a form post, and
-    /// the bank cannot know the TPP's redirect URI (the hand-off does not
-    /// carry it), so these pages leave `form-action` out; with no script
-    /// allowed and every value escaped, the directive is defence in depth
-    /// the flow cannot have here.
-    ThroughStrongroom,
+    /// page ('self' here), its own error page (the return URL's origin), or
+    /// the TPP's `redirect_uri` (after a consent, a denial or a cancelled
+    /// login). Chromium checks `form-action` against every redirect that
+    /// follows a form post, so these are listed exactly (docs/hooks.md §4).
+    /// `None`: a hand-off without `redirect_uri` (an older Strongroom): the
+    /// directive is left out rather than break the flow.
+    ThroughStrongroom(Option<Vec<String>>),
+}
+
+impl FormAction {
+    /// The targets of a hook page's forms, from its hand-off.
+    pub fn for_handoff(h: &Handoff) -> FormAction {
+        let Some(redirect) = h.redirect_uri.as_deref().and_then(csp_source) else {
+            return FormAction::ThroughStrongroom(None);
+        };
+        let Some(back) = url::Url::parse(&h.return_uri)
+            .ok()
+            .filter(|u| u.scheme() == "https")
+            .map(|u| u.origin().ascii_serialization())
+        else {
+            return FormAction::ThroughStrongroom(None);
+        };
+        FormAction::ThroughStrongroom(Some(vec![back, redirect]))
+    }
+}
+
+/// `uri` as a CSP source expression: an https URL without the characters
+/// CSP gives meaning to, or nothing.
+fn csp_source(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    let s = u.as_str();
+    (u.scheme() == "https"
+        && u.host_str().is_some()
+        && !s.contains([' ', ';', ',', '\'', '"'])
+        && s.is_ascii())
+    .then(|| {
+        // The query and fragment are not part of a source expression.
+        let mut u = u.clone();
+        u.set_query(None);
+        u.set_fragment(None);
+        u.to_string()
+    })
 }
 
 /// The Content-Security-Policy of a page: no script at all, the one inline
 /// stylesheet by hash, no framing, no `<base>`.
-pub fn csp(form_action: FormAction) -> String {
+pub fn csp(form_action: &FormAction) -> String {
     let form = match form_action {
-        FormAction::SelfOnly => " form-action 'self';",
-        FormAction::ThroughStrongroom => "",
+        FormAction::SelfOnly => " form-action 'self';".to_string(),
+        FormAction::ThroughStrongroom(Some(targets)) => {
+            format!(" form-action 'self' {};", targets.join(" "))
+        }
+        FormAction::ThroughStrongroom(None) => String::new(),
     };
     format!(
         "default-src 'none'; style-src 'sha256-{}'; img-src 'self';{form} \
@@ -123,8 +161,8 @@ impl<'a> Page<'a> {
     }
 
     /// A hook page (see [`FormAction::ThroughStrongroom`]).
-    pub fn through_strongroom(mut self) -> Self {
-        self.form_action = FormAction::ThroughStrongroom;
+    pub fn through_strongroom(mut self, h: &Handoff) -> Self {
+        self.form_action = FormAction::for_handoff(h);
         self
     }
 
@@ -147,7 +185,7 @@ impl<'a> Page<'a> {
         HttpResponse::build(self.status)
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::CONTENT_SECURITY_POLICY, csp(self.form_action)))
+            .insert_header((header::CONTENT_SECURITY_POLICY, csp(&self.form_action)))
             .insert_header(("X-Frame-Options", "DENY"))
             .insert_header(("X-Content-Type-Options", "nosniff"))
             .insert_header(("Referrer-Policy", "no-referrer"))
@@ -287,7 +325,7 @@ mod tests {
 
     #[test]
     fn csp_allows_no_script_and_the_inline_style_by_hash() {
-        let c = csp(FormAction::SelfOnly);
+        let c = csp(&FormAction::SelfOnly);
         let hash = base64::engine::general_purpose::STANDARD
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CSS.as_bytes()).as_ref());
         assert!(c.contains(&format!("style-src 'sha256-{hash}'")), "{c}");
@@ -297,9 +335,58 @@ mod tests {
             !c.contains("script-src"),
             "scripts fall under default-src 'none'"
         );
-        let hook = csp(FormAction::ThroughStrongroom);
-        assert!(!hook.contains("form-action"), "{hook}");
-        assert!(hook.contains("default-src 'none'") && hook.contains("base-uri 'none'"));
+        let old = csp(&FormAction::ThroughStrongroom(None));
+        assert!(!old.contains("form-action"), "{old}");
+        assert!(old.contains("default-src 'none'") && old.contains("base-uri 'none'"));
+    }
+
+    fn handoff(return_uri: &str, redirect_uri: Option<&str>) -> Handoff {
+        serde_json::from_value(serde_json::json!({
+            "iss": "https://op.example", "aud": "demo-bank", "iat": 0, "exp": 1,
+            "jti": "j", "sid": "s", "purpose": "login", "return_uri": return_uri,
+            "redirect_uri": redirect_uri, "client_id": "tpp",
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hook_pages_allow_exactly_strongroom_and_the_tpps_redirect() {
+        let h = handoff(
+            "https://op.example:8443/interaction/abc/hook/login",
+            Some("https://tpp.example/cb?x=1"),
+        );
+        assert_eq!(
+            FormAction::for_handoff(&h),
+            FormAction::ThroughStrongroom(Some(vec![
+                "https://op.example:8443".into(),
+                "https://tpp.example/cb".into()
+            ]))
+        );
+        let c = csp(&FormAction::for_handoff(&h));
+        assert!(
+            c.contains("form-action 'self' https://op.example:8443 https://tpp.example/cb;"),
+            "{c}"
+        );
+        // Anything CSP would read as more than one source, or not https,
+        // is not listed: the directive is left out instead.
+        for bad in [
+            "https://tpp.example/cb 'unsafe-inline'",
+            "https://tpp.example/cb;script-src *",
+            "http://tpp.example/cb",
+            "not a url",
+        ] {
+            let h = handoff("https://op.example/interaction/a/hook/login", Some(bad));
+            assert_eq!(
+                FormAction::for_handoff(&h),
+                FormAction::ThroughStrongroom(None),
+                "{bad}"
+            );
+        }
+        let h = handoff("https://op.example/interaction/a/hook/login", None);
+        assert_eq!(
+            FormAction::for_handoff(&h),
+            FormAction::ThroughStrongroom(None)
+        );
     }
 
     #[test]

@@ -1011,6 +1011,7 @@ mod hooks {
             sid: sid(id, st),
             purpose,
             return_uri: format!("{}/interaction/{id}/hook/{path}", state.policy.issuer),
+            redirect_uri: Some(st.request.redirect_uri.clone()),
             client_id: client.id().to_string(),
             client_name: client.metadata.client_name.clone(),
             software_id: client.metadata.software_id.clone(),
