@@ -86,10 +86,17 @@ describe('the demo bank journey in a real browser', () => {
     running.push(tpp);
     const [, url] = await tpp.waitForLine(/^Open this URL in your browser: (\S+)$/m, 60_000);
     const page = await newPage(browser, { width });
-    await page.goto(url);
+    const resp = await page.goto(url);
 
-    // The bank's login page, reached through Strongroom's hand-off.
+    // The bank's login page, reached through Strongroom's hand-off. Its
+    // forms may lead only back to Strongroom and on to the TPP's redirect
+    // URI, which the hand-off names (docs/hooks.md §4): the CSP lists
+    // exactly these, and the flow below finishes under it.
     await page.waitForURL((u) => u.origin === bankUrl && u.pathname === '/hooks/login');
+    assert.match(
+      resp.headers()['content-security-policy'] ?? '',
+      new RegExp(`form-action 'self' ${sr.issuer} ${TPP_CALLBACK};`),
+    );
     if (label) await checkPage(page, 'demo-bank-login');
     await page.getByLabel('Username').fill('mia');
     await page.getByLabel('Password').fill('wrong');
@@ -172,6 +179,26 @@ describe('the demo bank journey in a real browser', () => {
     const page = await newPage(browser);
     await gotoExpecting(page, `${bankUrl}/hooks/login?handoff=not-a-token`, 400);
     await checkPage(page, 'demo-bank-bad-handoff');
+    assertClean(page);
+  });
+
+  // Last: it stops the bank.
+  it("the bank's consent service down: Strongroom's unavailable page, and a way back to the TPP", async () => {
+    const tpp = run(bin('demo-tpp'), [], { env: tppEnv });
+    running.push(tpp);
+    const [, url] = await tpp.waitForLine(/^Open this URL in your browser: (\S+)$/m, 60_000);
+    await bank.stop();
+    const page = await newPage(browser, { width: 320 });
+    await gotoExpecting(page, url, 503);
+    assert.equal(new URL(page.url()).origin, sr.issuer);
+    await checkPage(page, 'unavailable');
+    assert.equal(await page.locator('h1').innerText(), 'Demo Bank is unavailable', "the bank's name from [ui]");
+    const back = page.getByRole('link', { name: /Demo TPP/ });
+    const href = new URL(await back.getAttribute('href'));
+    assert.ok(href.href.startsWith(TPP_CALLBACK), `${href}`);
+    assert.equal(href.searchParams.get('error'), 'temporarily_unavailable');
+    await back.click();
+    await page.waitForURL((u) => u.href.startsWith(TPP_CALLBACK));
     assertClean(page);
   });
 });
