@@ -13,7 +13,8 @@ describe('the built-in pages in a real browser', () => {
   let sr;
   let browser;
   before(async () => {
-    [sr, browser] = await Promise.all([startStrongroom(), launch()]);
+    browser = await launch();
+    sr = await startStrongroom();
   });
   after(async () => {
     await browser?.close();

@@ -39,7 +39,8 @@ describe('the demo bank journey in a real browser', () => {
       cfg,
       readFileSync(path.join(repoRoot, 'config/demo.toml'), 'utf8').replaceAll('http://127.0.0.1:8070/', `${bankUrl}/`),
     );
-    [sr, browser] = await Promise.all([startStrongroom({ config: path.relative(repoRoot, cfg) }), launch()]);
+    browser = await launch();
+    sr = await startStrongroom({ config: path.relative(repoRoot, cfg) });
     bank = run(bin('demo-bank'), [], {
       env: {
         DEMO_BANK_LISTEN: `127.0.0.1:${bankPort}`,

@@ -9,7 +9,8 @@ describe('error pages', () => {
   let sr;
   let browser;
   before(async () => {
-    [sr, browser] = await Promise.all([startStrongroom(), launch()]);
+    browser = await launch();
+    sr = await startStrongroom();
   });
   after(async () => {
     await browser?.close();

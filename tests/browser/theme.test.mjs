@@ -35,7 +35,8 @@ describe('a themed Strongroom in a real browser', () => {
     assert.match(themed, /^theme_dir = /m, 'config/strongroom.toml still offers theme_dir');
     const cfg = path.join(dir, 'strongroom.toml');
     writeFileSync(cfg, themed);
-    [sr, browser] = await Promise.all([startStrongroom({ config: path.relative(repoRoot, cfg) }), launch()]);
+    browser = await launch();
+    sr = await startStrongroom({ config: path.relative(repoRoot, cfg) });
   });
   after(async () => {
     await browser?.close();
