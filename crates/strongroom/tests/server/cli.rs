@@ -183,16 +183,7 @@ async fn check_config_validates_what_serve_validates() {
     let setup = Setup::new(Backend::Sqlite);
     // A server's first start stores keys sealed with the dev-mode KEK.
     setup.start().await.stop().await;
-    let cfg_path = setup.data_dir.join("cli.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-            setup.data_dir.display(),
-            setup.database_url
-        ),
-    )
-    .unwrap();
+    let cfg_path = cli_config(&setup);
     let cfg = cfg_path.to_str().unwrap();
     let env = |extra: &[(&'static str, String)]| {
         let mut v: Vec<(&'static str, String)> = vec![
@@ -265,16 +256,7 @@ async fn keys_list_shows_rfc3339_times() {
     let setup = Setup::new(Backend::Sqlite);
     let before = oauth_core::secret::now();
     setup.start().await.stop().await;
-    let cfg_path = setup.data_dir.join("cli.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-            setup.data_dir.display(),
-            setup.database_url
-        ),
-    )
-    .unwrap();
+    let cfg_path = cli_config(&setup);
     let env = [
         ("STRONGROOM_CONFIG", cfg_path.display().to_string()),
         ("STRONGROOM_LOG", "error".to_string()),
@@ -299,4 +281,20 @@ async fn keys_list_shows_rfc3339_times() {
         );
         assert_eq!(row[4], "-", "not retired: {out}");
     }
+}
+
+/// A config file naming `setup`'s data dir and database, for the commands
+/// run against what a server started there left.
+fn cli_config(setup: &crate::harness::Setup) -> std::path::PathBuf {
+    let path = setup.data_dir.join("cli.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "dev_mode = true\ndata_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+            setup.data_dir.display(),
+            setup.database_url
+        ),
+    )
+    .unwrap();
+    path
 }

@@ -160,17 +160,7 @@ impl Demo {
             "acr": {"essential": true, "values": [SCA]},
         }});
         form.push(("claims".into(), claims.to_string()));
-        form.extend(tpp.auth_fields(&self.srv));
-        let url = self.srv.url("/par");
-        let a = post_form(
-            &self.srv.client(None),
-            &url,
-            &form,
-            Some(tpp.dpop_proof("POST", &url, None)),
-        )
-        .await;
-        assert_eq!(a.status, 201, "PAR: {}", a.json);
-        a.json["request_uri"].as_str().unwrap().to_string()
+        tpp.push(&self.srv, form).await
     }
 
     fn abs(&self, loc: &str) -> String {

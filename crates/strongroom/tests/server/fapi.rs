@@ -97,18 +97,7 @@ impl World {
         scope: &str,
     ) -> (String, Vec<(String, String)>) {
         let params = tpp.authz_params(pkce, scope);
-        let mut form = params.clone();
-        form.extend(tpp.auth_fields(&self.srv));
-        let url = self.srv.url("/par");
-        let a = post_form(
-            &self.srv.client(None),
-            &url,
-            &form,
-            Some(tpp.dpop_proof("POST", &url, None)),
-        )
-        .await;
-        assert_eq!(a.status, 201, "PAR: {}", a.json);
-        (a.json["request_uri"].as_str().unwrap().to_string(), params)
+        (tpp.push(&self.srv, params.clone()).await, params)
     }
 }
 

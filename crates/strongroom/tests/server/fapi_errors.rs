@@ -14,6 +14,7 @@ async fn par_with(w: &World, edit: impl FnOnce(&mut Vec<(String, String)>)) -> A
     let mut form = tpp.authz_params(&pkce, "openid accounts");
     form.extend(tpp.auth_fields(&w.srv));
     edit(&mut form);
+    // Authentication fields are in `form` already, so `edit` can change them.
     let url = w.srv.url("/par");
     post_form(
         &w.srv.client(None),

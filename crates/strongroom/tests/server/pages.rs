@@ -190,22 +190,9 @@ async fn start_with(
 ) -> String {
     let mut form = tpp.authz_params(&Pkce::new(), "openid accounts payments offline_access");
     form.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    form.extend(tpp.auth_fields(&w.srv));
-    let url = w.srv.url("/par");
-    let a = post_form(
-        &w.srv.client(None),
-        &url,
-        &form,
-        Some(tpp.dpop_proof("POST", &url, None)),
-    )
-    .await;
-    assert_eq!(a.status, 201, "PAR: {}", a.json);
+    let request_uri = tpp.push(&w.srv, form).await;
     let res = browser
-        .get(authorize_url(
-            &w.srv,
-            &tpp.client_id,
-            a.json["request_uri"].as_str().unwrap(),
-        ))
+        .get(authorize_url(&w.srv, &tpp.client_id, &request_uri))
         .send()
         .await
         .unwrap();

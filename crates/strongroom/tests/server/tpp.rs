@@ -208,6 +208,28 @@ impl Tpp {
         ]
     }
 
+    /// PAR (RFC 9126) of the authorization parameters `form` on the main
+    /// listener, with this client's private_key_jwt authentication and a
+    /// fresh DPoP proof; the answer as it came.
+    pub async fn par(&self, srv: &TestServer, mut form: Vec<(String, String)>) -> Answer {
+        form.extend(self.auth_fields(srv));
+        let url = srv.url("/par");
+        post_form(
+            &srv.client(None),
+            &url,
+            &form,
+            Some(self.dpop_proof("POST", &url, None)),
+        )
+        .await
+    }
+
+    /// [`Tpp::par`] that must succeed; the `request_uri`.
+    pub async fn push(&self, srv: &TestServer, form: Vec<(String, String)>) -> String {
+        let a = self.par(srv, form).await;
+        assert_eq!(a.status, 201, "PAR: {}", a.json);
+        a.json["request_uri"].as_str().unwrap().to_string()
+    }
+
     pub fn dpop_claims(htm: &str, htu: &str, ath: Option<&str>) -> Value {
         let mut c = json!({"jti": random(16), "htm": htm, "htu": htu, "iat": now()});
         if let Some(ath) = ath {
