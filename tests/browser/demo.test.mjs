@@ -5,24 +5,17 @@
 // the customer then revokes the access at the bank.
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import https from 'node:https';
-import { once } from 'node:events';
-import path from 'node:path';
-import { bin, freePort, repoRoot, run, startStrongroom, waitReady } from './lib/strongroom.mjs';
+import { bin, run } from './lib/strongroom.mjs';
 import { launch, newPage, assertClean, checkPage, gotoExpecting } from './lib/browser.mjs';
-
-// The demo TPP's registered redirect URI (config/demo.toml): nothing listens
-// there, the browser test answers it.
-const TPP_CALLBACK = 'https://127.0.0.1:8090/callback';
+import { TPP_CALLBACK, bankSignIn, startDemo } from './lib/demo.mjs';
 
 describe('the demo bank journey in a real browser', () => {
+  let demo;
   let sr;
   let bank;
   let bankUrl;
   let browser;
   let tppEnv;
-  let tppPage;
   const running = [];
   afterEach(async () => {
     await Promise.all(running.splice(0).map((p) => p.stop()));
@@ -30,52 +23,13 @@ describe('the demo bank journey in a real browser', () => {
   });
 
   before(async () => {
-    // As `make demo` does: config/demo.toml with the bank's URLs moved to
-    // this run's port.
-    const bankPort = await freePort();
-    bankUrl = `http://127.0.0.1:${bankPort}`;
-    const cfg = path.join(repoRoot, 'target', `demo-browser-${process.pid}.toml`);
-    writeFileSync(
-      cfg,
-      readFileSync(path.join(repoRoot, 'config/demo.toml'), 'utf8').replaceAll('http://127.0.0.1:8070/', `${bankUrl}/`),
-    );
     browser = await launch();
-    sr = await startStrongroom({ config: path.relative(repoRoot, cfg) });
-    bank = run(bin('demo-bank'), [], {
-      env: {
-        DEMO_BANK_LISTEN: `127.0.0.1:${bankPort}`,
-        DEMO_BANK_STRONGROOM: sr.issuer,
-        DEMO_BANK_CA: sr.caFile,
-      },
-    });
-    await waitForHttp(`${bankUrl}/my/consents`);
-    // The TPP's redirect URI, answered here as the TPP's page would be
-    // (Playwright's routing does not see the hops of a redirect chain, so a
-    // real listener). Its certificate is one the dev CA issued for the
-    // dev client's callback; the browser ignores the CA.
-    const dir = path.join(sr.dataDir, 'dev-client');
-    tppPage = https
-      .createServer(
-        { cert: readFileSync(path.join(dir, 'callback.pem')), key: readFileSync(path.join(dir, 'callback-key.pem')) },
-        (req, res) => {
-          res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-          res.end('<!doctype html><html lang="en"><title>Demo TPP</title><main><h1>Back at the TPP</h1></main></html>');
-        },
-      )
-      .listen(Number(new URL(TPP_CALLBACK).port), '127.0.0.1');
-    await once(tppPage, 'listening');
-    tppEnv = {
-      DEMO_TPP_ISSUER: sr.issuer,
-      DEMO_TPP_MTLS: `https://localhost:${sr.mtlsPort}`,
-      DEMO_TPP_BANK: bankUrl,
-      DEMO_TPP_DATA: sr.dataDir,
-    };
+    demo = await startDemo({ tppCallback: true });
+    ({ sr, bank, bankUrl, tppEnv } = demo);
   });
   after(async () => {
     await browser?.close();
-    tppPage?.close();
-    await bank?.stop();
-    await sr?.stop();
+    await demo?.stop();
   });
 
   /**
@@ -128,12 +82,7 @@ describe('the demo bank journey in a real browser', () => {
   /** The customer's /my/consents at the bank, signed in. */
   async function myConsents(page) {
     await page.goto(`${bankUrl}/my/consents`);
-    if (await page.getByLabel('Password').count()) {
-      await page.getByLabel('Username').fill('mia');
-      await page.getByLabel('Password').fill('correct horse');
-      await page.getByRole('button', { name: 'Sign in' }).click();
-    }
-    await page.getByRole('heading', { level: 1 }).waitFor();
+    await bankSignIn(page);
   }
 
   for (const width of [320, 1280]) {
@@ -203,16 +152,3 @@ describe('the demo bank journey in a real browser', () => {
     assertClean(page);
   });
 });
-
-async function waitForHttp(url, ms = 30_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      const r = await fetch(url);
-      if (r.status < 500) return;
-    } catch (e) {
-      if (Date.now() > until) throw new Error(`${url}: ${e.cause?.code ?? e.message}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
