@@ -1,4 +1,4 @@
-//! The `[ciba]` section of the server configuration (docs/hooks.md §8).
+//! The `[ciba]` section of the server configuration (docs/hooks.md §10).
 
 use serde::Deserialize;
 

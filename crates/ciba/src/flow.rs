@@ -212,7 +212,7 @@ pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository>(
     }
 }
 
-/// The bank's decision (docs/hooks.md §8c), already verified.
+/// The bank's decision (docs/hooks.md §10c), already verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub approved: bool,

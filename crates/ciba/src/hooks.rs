@@ -1,4 +1,4 @@
-//! Outbound calls: the bank's resolve and notify hooks (docs/hooks.md §8),
+//! Outbound calls: the bank's resolve and notify hooks (docs/hooks.md §10),
 //! and ping / push delivery to the client (CIBA §10.2, §10.3).
 //!
 //! Resolve is on the request path (its answer decides the response);
@@ -58,7 +58,7 @@ struct HookErrorBody {
     error_description: Option<String>,
 }
 
-/// The body of the notify hook (docs/hooks.md §8b). Absent members are
+/// The body of the notify hook (docs/hooks.md §10b). Absent members are
 /// omitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {

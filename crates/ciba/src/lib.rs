@@ -13,7 +13,7 @@
 //!   approved one once (the row is deleted); `expired` is its `expires_at`
 //!   passing. Every move is one conditional database write.
 //! - [`hooks`] — the outbound calls: the bank's resolve and notify hooks
-//!   (docs/hooks.md §8), ping and push delivery to the client.
+//!   (docs/hooks.md §10), ping and push delivery to the client.
 //! - [`config`] — the `[ciba]` section.
 //!
 //! No HTTP framework here: the server extracts inputs and maps outcomes.

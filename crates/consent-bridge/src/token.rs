@@ -20,7 +20,7 @@ pub const ENC: &str = "A256GCM";
 pub enum Purpose {
     Login,
     Consent,
-    /// A CIBA decision (docs/hooks.md §8c): bound to the request's
+    /// A CIBA decision (docs/hooks.md §10c): bound to the request's
     /// `handle` instead of a browser session.
     Ciba,
 }

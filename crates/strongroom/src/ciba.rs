@@ -1,4 +1,4 @@
-//! CIBA on the server (CIBA Core 1.0, FAPI-CIBA; docs/hooks.md §8): the
+//! CIBA on the server (CIBA Core 1.0, FAPI-CIBA; docs/hooks.md §10): the
 //! backchannel authentication endpoint, the CIBA grant at the token
 //! endpoint, and the bank's decision API. Handlers extract, call the
 //! `ciba` crate, and map the outcome; outbound notices and deliveries run
@@ -25,7 +25,7 @@ use crate::http::{ApiError, AppState};
 
 /// The backchannel authentication endpoint (CIBA §7), on both listeners.
 pub const BACKCHANNEL_PATH: &str = "/bc-authorize";
-/// The bank's decision API (docs/hooks.md §8c).
+/// The bank's decision API (docs/hooks.md §10c).
 pub const DECISION_PATH: &str = "/bank/ciba/{handle}/decision";
 
 /// Builds CIBA's outbound hooks from `[ciba]`; `extra_ca` (the dev CA in
@@ -172,7 +172,7 @@ fn decision_error(status: StatusCode, error: &str, description: &str) -> HttpRes
         .json(json!({"error": error, "error_description": description}))
 }
 
-/// `POST /bank/ciba/{handle}/decision` (docs/hooks.md §8c): the bank's app
+/// `POST /bank/ciba/{handle}/decision` (docs/hooks.md §10c): the bank's app
 /// back end approves or denies, with a result token under the `[hooks]`
 /// key handling. 204; 400 `invalid_request` (bad token, another
 /// customer); 404 unknown handle; 409 `already_decided` / `expired_token`,

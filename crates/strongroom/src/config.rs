@@ -71,7 +71,7 @@ pub struct Config {
     /// The consent bridge: the bank's login app, consent app and consent
     /// service behind interception hooks (docs/hooks.md). Absent: off.
     pub hooks: Option<consent_bridge::HooksConfig>,
-    /// CIBA (docs/hooks.md §8): the bank's resolve and notify hooks, expiry
+    /// CIBA (docs/hooks.md §10): the bank's resolve and notify hooks, expiry
     /// and polling. Absent: no backchannel authentication endpoint.
     pub ciba: Option<ciba::CibaConfig>,
     /// Trusted software-statement issuers for dynamic client registration

@@ -217,7 +217,7 @@ async fn notice(w: &World, n: usize) -> Value {
     panic!("no notice #{n} reached the bank");
 }
 
-/// A decision token as the bank's app back end makes it (docs/hooks.md §8c).
+/// A decision token as the bank's app back end makes it (docs/hooks.md §10c).
 fn decision_token(w: &World, handle: &str, extra: Value) -> String {
     let t = now();
     let mut claims = json!({
