@@ -509,8 +509,8 @@ pub fn request_card(bank: &Bank, user: &DemoUser, r: &PhoneRequest) -> String {
         .as_deref()
         .map(|m| {
             format!(
-                "<p class=\"binding\">Check this code matches: <strong>{}</strong><br>\
-                 <span class=\"code\">the code {tpp} shows you</span></p>",
+                "<p class=\"binding\">Check this code matches: <strong>{}</strong>\
+                 <small>Compare it with the code {tpp} shows you.</small></p>",
                 esc(m)
             )
         })

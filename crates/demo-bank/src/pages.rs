@@ -46,6 +46,7 @@ footer{font-size:.875rem;color:#3d4047}\
 .tpp{display:flex;gap:.75rem;align-items:center}\
 .tpp img{width:3rem;height:3rem;object-fit:contain;border-radius:.25rem;flex:none}\
 .binding{font-size:1.125rem;border:2px solid #0b57d0;border-radius:.25rem;padding:.5rem .75rem;background:#eef4fd}\
+.binding small{display:block;font-size:.875rem;color:#3d4047}\
 .binding strong{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:1.375rem;letter-spacing:.05em;overflow-wrap:anywhere}\
 nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:1rem}";
 
