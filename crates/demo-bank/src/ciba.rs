@@ -1,4 +1,4 @@
-//! The bank's side of decoupled journeys (CIBA, docs/hooks.md §10): the
+//! The bank's side of decoupled journeys (CIBA, the CIBA hooks of docs/hooks.md): the
 //! resolve and notify hooks Strongroom calls, the "phone" where a signed-in
 //! customer sees the waiting requests as a bank's app would show them (the
 //! TPP's name, logo, privacy policy, binding message, what is asked) and
@@ -106,7 +106,7 @@ fn hook_error(status: StatusCode, code: &str, description: &str) -> HttpResponse
         .json(json!({"error": code, "error_description": description}))
 }
 
-/// Why a hint names no customer (docs/hooks.md §10a), with its code.
+/// Why a hint names no customer (docs/hooks.md, CIBA resolve hook), with its code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveError {
     /// `unknown_user_id` (404).
@@ -140,7 +140,7 @@ impl ResolveError {
 }
 
 impl Bank {
-    /// The customer a hint names (docs/hooks.md §10a): `login_hint` is the
+    /// The customer a hint names (docs/hooks.md, CIBA resolve hook): `login_hint` is the
     /// customer's username or customer id; `id_token_hint` arrives as the
     /// `sub` Strongroom verified. The demo bank issues no login_hint_tokens.
     pub fn resolve_hint(&self, hint_type: &str, hint: &str) -> Result<&DemoUser, ResolveError> {
@@ -269,7 +269,7 @@ impl Bank {
     /// The customer `sub` answers the request `handle` (the phone page's
     /// Approve and Deny): the bank's consent is updated as the redirect
     /// consent page does, and the decision token goes to Strongroom
-    /// (docs/hooks.md §10c). Nothing changes when Strongroom refuses it.
+    /// (docs/hooks.md, CIBA decision API). Nothing changes when Strongroom refuses it.
     pub async fn decide(
         &self,
         sub: &str,
@@ -363,7 +363,7 @@ impl Bank {
     }
 
     /// `POST {issuer}/bank/ciba/{handle}/decision` with the bank's service
-    /// token, as for the other `/bank/...` calls (docs/hooks.md §7, §10c).
+    /// token, as for the other `/bank/...` calls (docs/hooks.md §7 and the CIBA decision API).
     async fn post_decision(&self, handle: &str, token: &str) -> Result<(), DecideError> {
         let res = self
             .http
@@ -391,7 +391,7 @@ impl Bank {
     }
 }
 
-/// `POST /internal/ciba/resolve`: the resolve hook (docs/hooks.md §10a).
+/// `POST /internal/ciba/resolve`: the resolve hook (docs/hooks.md, CIBA resolve hook).
 async fn resolve(bank: web::Data<Bank>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     if !bearer_is(&req, &bank.cfg.ciba_service_token) {
         return hook_error(
@@ -418,7 +418,7 @@ async fn resolve(bank: web::Data<Bank>, req: HttpRequest, body: web::Bytes) -> H
     }
 }
 
-/// `POST /internal/ciba/notify`: the notify hook (docs/hooks.md §10b); the
+/// `POST /internal/ciba/notify`: the notify hook (docs/hooks.md, CIBA notify hook); the
 /// bank's "push notification" is the request appearing on the phone page.
 async fn notify(bank: web::Data<Bank>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     if !bearer_is(&req, &bank.cfg.ciba_service_token) {
@@ -1195,7 +1195,7 @@ mod tests {
         assert!(html_of(js).await.contains("/my/phone/pending.json"));
     }
 
-    /// Opens the decision token as Strongroom does (docs/hooks.md §5/§10c):
+    /// Opens the decision token as Strongroom does (docs/hooks.md §5 and the CIBA decision API):
     /// JWE compact, `dir` + `A256GCM` with the shared secret, nothing else.
     fn open_as_strongroom(token: &str) -> Value {
         use josekit::jwe::{self, Dir};

@@ -1,7 +1,7 @@
 //! The bank's side of the hook protocol, written from `docs/hooks.md` alone
 //! (no Strongroom crate): the hand-off and result claims (§4, §5), their
 //! encrypted form (JWE compact, `dir` + `A256GCM` with the shared secret),
-//! the revocation notice (§7a), the CIBA hooks and decision token (§10),
+//! the revocation notice (§7a), the CIBA hooks and decision token,
 //! and the small helpers a bank needs around
 //! them (constant-time comparison, random ids, the clock).
 //!
@@ -25,7 +25,7 @@ pub const ENC: &str = "A256GCM";
 pub enum Purpose {
     Login,
     Consent,
-    /// A decision on a decoupled (CIBA) request (docs/hooks.md §10).
+    /// A decision on a decoupled (CIBA) request (docs/hooks.md, CIBA).
     Ciba,
 }
 
@@ -148,7 +148,7 @@ pub struct RevocationNotice {
     pub token_type: String,
 }
 
-/// The CIBA resolve hook's question (docs/hooks.md §10a): which customer
+/// The CIBA resolve hook's question (docs/hooks.md, CIBA resolve hook): which customer
 /// does this hint name?
 #[derive(Debug, Clone, Deserialize)]
 pub struct ResolveRequest {
@@ -159,7 +159,7 @@ pub struct ResolveRequest {
     pub hint: String,
 }
 
-/// The CIBA notify hook's body (docs/hooks.md §10b): a request awaits the
+/// The CIBA notify hook's body (docs/hooks.md, CIBA notify hook): a request awaits the
 /// customer. Unknown members are ignored; absent ones are omitted by
 /// Strongroom.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,7 +198,7 @@ impl CibaNotice {
 }
 
 /// The decision token the bank posts to `POST {issuer}/bank/ciba/{handle}/decision`
-/// (docs/hooks.md §10c): sealed like a §5 result, `purpose` = `ciba`.
+/// (docs/hooks.md, CIBA decision API): sealed like a §5 result, `purpose` = `ciba`.
 #[derive(Debug, Clone, Serialize)]
 pub struct CibaDecision {
     pub iss: String,
