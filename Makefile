@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: demo demo-tpp run try build release test test-browser test-sqlite fmt lint check clean-data help
+.PHONY: demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -52,9 +52,19 @@ demo:
 # The demo TPP's walkthrough against a running `make demo` (another terminal,
 # same overrides): consent, PAR, the customer at the bank's pages (--auto),
 # code exchange, introspection, revocation at the bank.
+DEMO_TPP = $(DEMO_ENV); DEMO_TPP_ISSUER="$$issuer" DEMO_TPP_MTLS="$$mtls" DEMO_TPP_BANK="http://$$bank" \
+	DEMO_TPP_DATA="$$data" $(CARGO) run -q -p demo-bank --bin demo-tpp --
 demo-tpp:
-	@$(DEMO_ENV); DEMO_TPP_ISSUER="$$issuer" DEMO_TPP_MTLS="$$mtls" DEMO_TPP_BANK="http://$$bank" \
-		DEMO_TPP_DATA="$$data" $(CARGO) run -q -p demo-bank --bin demo-tpp -- --auto
+	@$(DEMO_TPP) --auto
+
+# The decoupled journey (CIBA) against a running `make demo`, same
+# overrides: the TPP prints "Approve on the phone: <bank>/my/phone (binding
+# message: …)" and polls until the customer (mia / correct horse) answers
+# there. DEMO_CIBA_ARGS passes options (demo-tpp --help), e.g. "--auto" to
+# approve without a browser (CI), "--auto --deny", "--user noah".
+DEMO_CIBA_ARGS ?=
+demo-ciba:
+	@$(DEMO_TPP) --ciba $(DEMO_CIBA_ARGS)
 
 # PostgreSQL tests need a server: scripts/with-postgres.sh starts one in a temp
 # dir (as a non-root user), exports STRONGROOM_TEST_DATABASE_URL and stops it after.

@@ -1,7 +1,8 @@
 //! The bank's side of the hook protocol, written from `docs/hooks.md` alone
 //! (no Strongroom crate): the hand-off and result claims (§4, §5), their
 //! encrypted form (JWE compact, `dir` + `A256GCM` with the shared secret),
-//! the revocation notice (§7a), and the small helpers a bank needs around
+//! the revocation notice (§7a), the CIBA hooks and decision token,
+//! and the small helpers a bank needs around
 //! them (constant-time comparison, random ids, the clock).
 //!
 //! A bank writing this in Java or .NET does the same with its own JOSE
@@ -24,6 +25,8 @@ pub const ENC: &str = "A256GCM";
 pub enum Purpose {
     Login,
     Consent,
+    /// A decision on a decoupled (CIBA) request (docs/hooks.md, CIBA).
+    Ciba,
 }
 
 /// The hand-off token's claims (docs/hooks.md §4). Unknown claims are
@@ -143,6 +146,126 @@ pub struct RevocationNotice {
     pub client_id: String,
     /// `access_token` or `refresh_token`.
     pub token_type: String,
+}
+
+/// The CIBA resolve hook's question (docs/hooks.md, CIBA resolve hook): which customer
+/// does this hint name?
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResolveRequest {
+    pub client_id: String,
+    /// `login_hint`, `login_hint_token` or `id_token_hint` (for which `hint`
+    /// is the `sub` Strongroom verified).
+    pub hint_type: String,
+    pub hint: String,
+}
+
+/// The CIBA notify hook's body (docs/hooks.md, CIBA notify hook): a request awaits the
+/// customer. Unknown members are ignored; absent ones are omitted by
+/// Strongroom.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CibaNotice {
+    /// The request's public handle (not the TPP's `auth_req_id`).
+    pub handle: String,
+    pub sub: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_message: Option<String>,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Value>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl CibaNotice {
+    /// The TPP as the customer should read it.
+    pub fn tpp_name(&self) -> &str {
+        self.client_name.as_deref().unwrap_or(&self.client_id)
+    }
+}
+
+/// The decision token the bank posts to `POST {issuer}/bank/ciba/{handle}/decision`
+/// (docs/hooks.md, CIBA decision API): sealed like a §5 result, `purpose` = `ciba`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CibaDecision {
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    pub purpose: Purpose,
+    pub handle: String,
+    /// `approved` or `denied`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+}
+
+impl CibaDecision {
+    /// A denial of `handle`, issued by `iss` to `aud` for `lifetime` seconds;
+    /// [`CibaDecision::approve`] turns it into an approval.
+    pub fn deny(handle: &str, iss: &str, aud: &str, lifetime: i64) -> CibaDecision {
+        let t = now();
+        CibaDecision {
+            iss: iss.into(),
+            aud: aud.into(),
+            iat: t,
+            exp: t + lifetime,
+            jti: random_token(16),
+            purpose: Purpose::Ciba,
+            handle: handle.into(),
+            status: "denied".into(),
+            sub: None,
+            acr: None,
+            amr: Vec::new(),
+            auth_time: None,
+            consent_id: None,
+            accounts: Vec::new(),
+        }
+    }
+
+    /// The customer `sub` approved, authenticated with `acr`/`amr` now.
+    pub fn approve(
+        mut self,
+        sub: &str,
+        acr: &str,
+        amr: &[&str],
+        consent: Option<(String, Vec<String>)>,
+    ) -> CibaDecision {
+        self.status = "approved".into();
+        self.sub = Some(sub.into());
+        self.acr = Some(acr.into());
+        self.amr = amr.iter().map(|s| s.to_string()).collect();
+        self.auth_time = Some(self.iat);
+        if let Some((id, accounts)) = consent {
+            self.consent_id = Some(id);
+            self.accounts = accounts;
+        }
+        self
+    }
 }
 
 /// Why a token could not be opened (never shown in detail to anyone).

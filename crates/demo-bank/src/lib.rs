@@ -1,11 +1,13 @@
 //! A demo bank for Strongroom's consent bridge (docs/hooks.md, worked
 //! example): its own login (argon2 password hashes), a consent store with a
 //! UK Open Banking style account-access-consents API, the consent-service
-//! intent look-up, the login and consent apps behind the hooks, and a page
-//! where customers see and revoke their consents.
+//! intent look-up, the login and consent apps behind the hooks, a page
+//! where customers see and revoke their consents, and the bank's side of
+//! decoupled (CIBA) journeys with a "phone" page to approve them (`ciba`).
 //!
 //! Everything is in memory: restart the bank and its consents are gone.
 
+pub mod ciba;
 pub mod hook;
 pub mod pages;
 pub mod walkthrough;
@@ -56,6 +58,9 @@ pub struct BankConfig {
     pub shared_secret: [u8; 32],
     /// What Strongroom presents to the intent look-up (`hooks.consent_service_token`).
     pub service_token: String,
+    /// What Strongroom presents to the CIBA resolve and notify hooks
+    /// (`ciba.service_token`).
+    pub ciba_service_token: String,
     /// What the bank presents to Strongroom's `/bank/...` API.
     pub bank_api_token: String,
     /// What Strongroom presents to the revocation webhook
@@ -86,6 +91,7 @@ impl BankConfig {
             introspection_client_secret: "demo-bank-introspection-secret".into(),
             shared_secret: [0x42; 32],
             service_token: "demo-consent-service-token".into(),
+            ciba_service_token: "demo-ciba-service-token".into(),
             bank_api_token: "demo-bank-api-token".into(),
             webhook_token: "demo-webhook-token".into(),
             users: vec![
@@ -145,6 +151,8 @@ pub struct Bank {
     sessions: Mutex<HashMap<String, String>>,
     /// Revocation notices received from Strongroom's webhook.
     notices: Mutex<Vec<Value>>,
+    /// Decoupled requests notified by Strongroom, by handle.
+    ciba: Mutex<HashMap<String, ciba::PhoneRequest>>,
     http: reqwest::Client,
 }
 
@@ -208,6 +216,7 @@ impl Bank {
             used_handoffs: Mutex::new(HashSet::new()),
             sessions: Mutex::new(HashMap::new()),
             notices: Mutex::new(Vec::new()),
+            ciba: Mutex::new(HashMap::new()),
             http,
         })
     }
@@ -327,15 +336,23 @@ impl Bank {
         Ok(url.to_string())
     }
 
+    /// `{strongroom}/bank/{segments…}`, each segment percent-encoded as a
+    /// path segment (not as a form: a space is `%20`, not `+`).
+    fn bank_api_url(&self, segments: &[&str]) -> Result<url::Url, String> {
+        let mut u = url::Url::parse(&self.cfg.strongroom_url).map_err(|e| e.to_string())?;
+        u.path_segments_mut()
+            .map_err(|()| "Strongroom's URL cannot have a path".to_string())?
+            .pop_if_empty()
+            .push("bank")
+            .extend(segments);
+        Ok(u)
+    }
+
     /// Revokes at Strongroom first (so no token outlives the consent), then here.
     async fn revoke(&self, id: &str) -> Result<(), String> {
         let res = self
             .http
-            .post(format!(
-                "{}/bank/consents/{}/revoke",
-                self.cfg.strongroom_url,
-                url::form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-            ))
+            .post(self.bank_api_url(&["consents", id, "revoke"])?)
             .bearer_auth(&self.cfg.bank_api_token)
             .send()
             .await
@@ -842,20 +859,30 @@ fn session_sub(bank: &Bank, req: &HttpRequest) -> Option<String> {
     bank.sessions.lock().ok()?.get(c.value()).cloned()
 }
 
-fn my_login_form(username: &str, error: Option<&str>) -> String {
+/// Where `/my/login` may send the customer after signing in.
+const MY_PAGES: [&str; 2] = ["/my/consents", ciba::PHONE_PATH];
+
+/// The customer's sign-in form, returning to `next` (one of [`MY_PAGES`]).
+fn my_login_form(intro: &str, next: &str, username: &str, error: Option<&str>) -> String {
     format!(
-        "<p>Sign in to see which apps can access your accounts, and revoke their access.</p>{err}\
+        "<p>{intro}</p>{err}\
          <form method=\"post\" action=\"/my/login\">\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\
          <label for=\"username\">Username</label>\
          <input type=\"text\" id=\"username\" name=\"username\" value=\"{u}\" autocomplete=\"username\" \
          autocapitalize=\"none\" spellcheck=\"false\" required>\
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
          <div class=\"actions\"><button type=\"submit\" class=\"primary\">Sign in</button></div></form>",
+        intro = esc(intro),
+        next = esc(next),
         err = error.map(alert).unwrap_or_default(),
         u = esc(username),
     )
 }
+
+const MY_CONSENTS_INTRO: &str =
+    "Sign in to see which apps can access your accounts, and revoke their access.";
 
 /// One consent on /my/consents.
 fn consent_card(bank: &Bank, sub: &str, c: &Consent) -> String {
@@ -908,7 +935,11 @@ fn consent_card(bank: &Bank, sub: &str, c: &Consent) -> String {
 /// `GET /my/consents`: the customer's consents, with revoke buttons.
 async fn my_consents(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
     let Some(sub) = session_sub(&bank, &req) else {
-        return Page::new(MY_TITLE, my_login_form("", None)).respond();
+        return Page::new(
+            MY_TITLE,
+            my_login_form(MY_CONSENTS_INTRO, "/my/consents", "", None),
+        )
+        .respond();
     };
     let mut list: Vec<Consent> = bank
         .consents
@@ -929,7 +960,8 @@ async fn my_consents(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
         )
     } else {
         format!(
-            "<p>{}, these apps asked for access to your accounts.</p><ul class=\"plain\">{}</ul>",
+            "<p>{}, these apps asked for access to your accounts.</p><ul class=\"plain\">{}</ul>\
+             <p><a href=\"/my/phone\">Requests waiting for your approval</a></p>",
             esc(name),
             list.iter()
                 .map(|c| consent_card(&bank, &sub, c))
@@ -943,10 +975,21 @@ async fn my_consents(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
 async fn my_login(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
     let f = form_pairs(&body);
     let username = field(&f, "username");
+    let next = MY_PAGES
+        .into_iter()
+        .find(|p| *p == field(&f, "next"))
+        .unwrap_or("/my/consents");
     let Some(u) = bank.authenticate(username, field(&f, "password")) else {
+        let (title, intro) = if next == ciba::PHONE_PATH {
+            (ciba::PHONE_TITLE, ciba::PHONE_INTRO)
+        } else {
+            (MY_TITLE, MY_CONSENTS_INTRO)
+        };
         return Page::new(
-            MY_TITLE,
+            title,
             my_login_form(
+                intro,
+                next,
                 username,
                 Some("The username or password is not correct. Check them and try again."),
             ),
@@ -963,7 +1006,7 @@ async fn my_login(bank: web::Data<Bank>, body: web::Bytes) -> HttpResponse {
         .same_site(actix_web::cookie::SameSite::Strict)
         .finish();
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/my/consents"))
+        .insert_header((header::LOCATION, next))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
         .finish()
@@ -1044,6 +1087,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/my/login", web::post().to(my_login))
         .route("/my/consents/{id}/revoke", web::post().to(my_revoke))
         .route("/favicon.svg", web::get().to(favicon))
+        .configure(ciba::configure)
         .default_service(web::to(not_found));
 }
 

@@ -42,7 +42,13 @@ dl{margin:0}\
 dt{font-weight:600;margin-top:.5rem}\
 dd{margin:0}\
 .vh{position:absolute!important;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}\
-footer{font-size:.875rem;color:#3d4047}";
+footer{font-size:.875rem;color:#3d4047}\
+.tpp{display:flex;gap:.75rem;align-items:center}\
+.tpp img{width:3rem;height:3rem;object-fit:contain;border-radius:.25rem;flex:none}\
+.binding{font-size:1.125rem;border:2px solid #0b57d0;border-radius:.25rem;padding:.5rem .75rem;background:#eef4fd}\
+.binding small{display:block;font-size:.875rem;color:#3d4047}\
+.binding strong{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:1.375rem;letter-spacing:.05em;overflow-wrap:anywhere}\
+nav ul{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:1rem}";
 
 static CSS_HASH: LazyLock<String> = LazyLock::new(|| {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, CSS.as_bytes());
@@ -96,7 +102,7 @@ impl FormAction {
 
 /// `uri` as a CSP source expression: an https URL without the characters
 /// CSP gives meaning to, or nothing.
-fn csp_source(uri: &str) -> Option<String> {
+pub fn csp_source(uri: &str) -> Option<String> {
     let u = url::Url::parse(uri).ok()?;
     let s = u.as_str();
     (u.scheme() == "https"
@@ -115,6 +121,13 @@ fn csp_source(uri: &str) -> Option<String> {
 /// The Content-Security-Policy of a page: no script at all, the one inline
 /// stylesheet by hash, no framing, no `<base>`.
 pub fn csp(form_action: &FormAction) -> String {
+    csp_with(form_action, &[], false)
+}
+
+/// [`csp`], plus images from exactly `images` (source expressions from
+/// [`csp_source`]) and, with `script`, the bank's own script files (and
+/// `fetch` to the bank itself): never inline script.
+pub fn csp_with(form_action: &FormAction, images: &[String], script: bool) -> String {
     let form = match form_action {
         FormAction::SelfOnly => " form-action 'self';".to_string(),
         FormAction::ThroughStrongroom(Some(targets)) => {
@@ -122,8 +135,14 @@ pub fn csp(form_action: &FormAction) -> String {
         }
         FormAction::ThroughStrongroom(None) => String::new(),
     };
+    let img: String = images.iter().map(|i| format!(" {i}")).collect();
+    let script = if script {
+        " script-src 'self'; connect-src 'self';"
+    } else {
+        ""
+    };
     format!(
-        "default-src 'none'; style-src 'sha256-{}'; img-src 'self';{form} \
+        "default-src 'none'; style-src 'sha256-{}'; img-src 'self'{img};{script}{form} \
          frame-ancestors 'none'; base-uri 'none'",
         *CSS_HASH
     )
@@ -135,6 +154,10 @@ pub struct Page<'a> {
     pub body: String,
     pub status: StatusCode,
     pub form_action: FormAction,
+    /// Image sources beyond 'self' (the phone page's TPP logos).
+    pub images: Vec<String>,
+    /// `<script src>` of the bank's own, allowed by `script-src 'self'`.
+    pub script: Option<&'static str>,
 }
 
 impl<'a> Page<'a> {
@@ -144,7 +167,16 @@ impl<'a> Page<'a> {
             body,
             status: StatusCode::OK,
             form_action: FormAction::SelfOnly,
+            images: Vec::new(),
+            script: None,
         }
+    }
+
+    /// A page with the bank's own script `src` and images from `images`.
+    pub fn scripted(mut self, src: &'static str, images: Vec<String>) -> Self {
+        self.script = Some(src);
+        self.images = images;
+        self
     }
 
     /// A page that only says what went wrong.
@@ -171,13 +203,17 @@ impl<'a> Page<'a> {
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
              <title>{t} — Demo Bank</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
-             <style>{CSS}</style></head>\
+             <style>{CSS}</style>{script}</head>\
              <body><header><p class=\"brand\">Demo Bank</p></header>\
              <main><h1>{t}</h1>{body}</main>\
              <footer><p>A demonstration bank for Strongroom: no real customers, accounts or money.</p></footer>\
              </body></html>",
             t = esc(self.title),
             body = self.body,
+            script = self
+                .script
+                .map(|s| format!("<script src=\"{}\" defer></script>", esc(s)))
+                .unwrap_or_default(),
         )
     }
 
@@ -185,7 +221,10 @@ impl<'a> Page<'a> {
         HttpResponse::build(self.status)
             .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::CONTENT_SECURITY_POLICY, csp(&self.form_action)))
+            .insert_header((
+                header::CONTENT_SECURITY_POLICY,
+                csp_with(&self.form_action, &self.images, self.script.is_some()),
+            ))
             .insert_header(("X-Frame-Options", "DENY"))
             .insert_header(("X-Content-Type-Options", "nosniff"))
             .insert_header(("Referrer-Policy", "no-referrer"))
@@ -334,6 +373,17 @@ mod tests {
         assert!(
             !c.contains("script-src"),
             "scripts fall under default-src 'none'"
+        );
+        let phone = csp_with(
+            &FormAction::SelfOnly,
+            &["https://tpp.example/logo.png".into()],
+            true,
+        );
+        assert!(
+            phone.contains("img-src 'self' https://tpp.example/logo.png;")
+                && phone.contains("script-src 'self'; connect-src 'self';")
+                && !phone.contains("unsafe"),
+            "{phone}"
         );
         let old = csp(&FormAction::ThroughStrongroom(None));
         assert!(!old.contains("form-action"), "{old}");

@@ -8,6 +8,8 @@
 //! certificate-bound tokens. On first run it issues itself that certificate
 //! from Strongroom's dev CA in the data directory.
 
+pub mod ciba;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -325,12 +327,13 @@ pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<Stri
     follow(&browser, opts, back, REDIRECT_URI).await
 }
 
-/// Verifies the id_token against Strongroom's JWKS; returns its claims.
+/// Verifies the id_token against Strongroom's JWKS (and its `nonce`, when
+/// the request sent one); returns its claims.
 async fn verify_id_token(
     http: &reqwest::Client,
     opts: &Options,
     id_token: &str,
-    nonce: &str,
+    nonce: Option<&str>,
 ) -> Result<Value, String> {
     use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
     let header = decode_header(id_token).map_err(|e| format!("id_token: {e}"))?;
@@ -349,22 +352,21 @@ async fn verify_id_token(
     let claims = decode::<Value>(id_token, &key, &v)
         .map_err(|e| format!("id_token: {e}"))?
         .claims;
-    if claims["nonce"] != nonce {
+    if nonce.is_some_and(|n| claims["nonce"] != n) {
         return Err("id_token: nonce mismatch".into());
     }
     Ok(claims)
 }
 
-/// Runs the walkthrough, printing each step.
-pub async fn run(opts: &Options) -> Result<Report, String> {
-    let (cert, key) = ensure_certificate(&opts.data_dir)?;
-    let ca = opts.data_dir.join("dev-ca.pem");
-    let tpp = http(&ca, Some((&cert, &key)), false)?;
-    let mtls = |p: &str| format!("{}{p}", opts.mtls_base);
-
+/// Steps 1 and 2 of both walkthroughs: a client_credentials token, and an
+/// account-access consent created with it at the bank; returns both.
+async fn consent_at_the_bank(
+    tpp: &reqwest::Client,
+    opts: &Options,
+) -> Result<(String, String), String> {
     println!("1. client_credentials token (tls_client_auth as {CLIENT_ID})");
     let t = json_of(
-        tpp.post(mtls("/token"))
+        tpp.post(format!("{}/token", opts.mtls_base))
             .form(&[
                 ("client_id", CLIENT_ID),
                 ("grant_type", "client_credentials"),
@@ -405,6 +407,17 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         .ok_or("no ConsentId")?
         .to_string();
     println!("   ConsentId {consent_id} ({})", c["Data"]["Status"]);
+    Ok((cc_token, consent_id))
+}
+
+/// Runs the walkthrough, printing each step.
+pub async fn run(opts: &Options) -> Result<Report, String> {
+    let (cert, key) = ensure_certificate(&opts.data_dir)?;
+    let ca = opts.data_dir.join("dev-ca.pem");
+    let tpp = http(&ca, Some((&cert, &key)), false)?;
+    let mtls = |p: &str| format!("{}{p}", opts.mtls_base);
+
+    let (cc_token, consent_id) = consent_at_the_bank(&tpp, opts).await?;
 
     println!("3. pushed authorization request naming it");
     let verifier = random(32);
@@ -495,7 +508,7 @@ pub async fn run(opts: &Options) -> Result<Report, String> {
         &tpp,
         opts,
         t["id_token"].as_str().ok_or("no id_token")?,
-        &nonce,
+        Some(&nonce),
     )
     .await?;
     println!(

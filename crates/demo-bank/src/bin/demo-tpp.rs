@@ -3,8 +3,15 @@
 //! pages as the customer; without it, the authorization URL is printed on
 //! one line beginning `Open this URL in your browser: ` and the address
 //! the browser ends on is read from one line of standard input.
+//!
+//! `--ciba` runs the decoupled journey instead: one line beginning
+//! `Approve on the phone: ` names the bank's phone page and the binding
+//! message, then the TPP polls; `--auto` approves (or, with `--deny`,
+//! denies) on the phone as the customer. Exit status 0 on tokens, 1 on
+//! `access_denied`, `expired_token` or any failure.
 
 use clap::Parser;
+use demo_bank::walkthrough::ciba::{self, Answer, Outcome};
 use demo_bank::walkthrough::{Options, run};
 
 /// The demo TPP: consent at the bank, PAR, the customer, code exchange,
@@ -12,9 +19,20 @@ use demo_bank::walkthrough::{Options, run};
 #[derive(Parser, Debug)]
 #[command(name = "demo-tpp", version)]
 struct Args {
-    /// Drive the bank's login and consent pages as the customer.
+    /// Drive the bank's pages as the customer (with --ciba: the phone page).
     #[arg(long)]
     auto: bool,
+    /// The decoupled journey (CIBA, poll mode): the customer approves on
+    /// the bank's phone page, the TPP polls.
+    #[arg(long)]
+    ciba: bool,
+    /// With --ciba --auto: the customer denies instead.
+    #[arg(long, requires = "ciba")]
+    deny: bool,
+    /// With --ciba: the binding message shown on the TPP and the phone
+    /// (random by default).
+    #[arg(long, requires = "ciba")]
+    binding_message: Option<String>,
     /// Strongroom's issuer (browser listener).
     #[arg(
         long,
@@ -32,7 +50,7 @@ struct Args {
     /// certificate is written there.
     #[arg(long, env = "DEMO_TPP_DATA", default_value = "data")]
     data_dir: std::path::PathBuf,
-    /// The customer `--auto` signs in as.
+    /// The customer `--auto` signs in as (with --ciba: the `login_hint`).
     #[arg(long, env = "DEMO_TPP_USER", default_value = "mia")]
     user: String,
     /// Their password (the demo one).
@@ -68,6 +86,35 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if a.ciba {
+        let binding = a.binding_message.unwrap_or_else(ciba::binding_message);
+        let answer = if a.deny {
+            Answer::Deny
+        } else {
+            Answer::Approve
+        };
+        match rt.block_on(ciba::run(&opts, &binding, answer)) {
+            Ok(r) => match r.outcome {
+                Outcome::Tokens => println!(
+                    "\nOK: consent {} approved on the phone, tokens issued.",
+                    r.consent_id
+                ),
+                Outcome::Denied => {
+                    println!("\nDENIED: the customer denied the request (access_denied).");
+                    std::process::exit(1);
+                }
+                Outcome::Expired => {
+                    println!("\nEXPIRED: nobody answered in time (expired_token).");
+                    std::process::exit(1);
+                }
+            },
+            Err(e) => {
+                eprintln!("demo-tpp: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     match rt.block_on(run(&opts)) {
         Ok(r) => {
             let ok = r.access_after_revocation["active"] == false
