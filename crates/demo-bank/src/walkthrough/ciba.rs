@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use serde_json::{Value, json};
 
 use super::{
@@ -174,15 +176,12 @@ pub async fn run(opts: &Options, binding: &str, answer: Answer) -> Result<Report
         "openbanking_intent_id": {"value": consent_id, "essential": true},
         "acr": {"essential": true, "values": ["urn:openbanking:psd2:sca"]},
     }});
+    // FAPI-CIBA: the request is a signed request object (CIBA Core §7.1.1),
+    // ES256 with the demo TPP's request-signing key (config/demo.toml).
+    let request = signed_request(opts, binding, &claims)?;
     let a = json_of(
         tpp.post(mtls("/bc-authorize"))
-            .form(&[
-                ("client_id", CLIENT_ID),
-                ("scope", "openid accounts"),
-                ("login_hint", opts.username.as_str()),
-                ("binding_message", binding),
-                ("claims", &claims.to_string()),
-            ])
+            .form(&[("client_id", CLIENT_ID), ("request", request.as_str())])
             .send()
             .await
             .map_err(err("bc-authorize"))?,
@@ -301,4 +300,33 @@ pub async fn run(opts: &Options, binding: &str, answer: Answer) -> Result<Report
     report.id_token = Some(id_token);
     report.introspection = Some(introspection);
     Ok(report)
+}
+
+/// The demo TPP's request-signing key (its public half is the client's
+/// `jwks` in config/demo.toml).
+pub const REQUEST_KEY: &str = "config/demo-tpp-request-signing.pem";
+
+/// The authentication request as a signed request object: `iss` = the
+/// client, `aud` = the issuer, a 5-minute lifetime, a fresh `jti`.
+fn signed_request(opts: &Options, binding: &str, claims: &Value) -> Result<String, String> {
+    let pem = std::fs::read(REQUEST_KEY).map_err(|e| format!("{REQUEST_KEY}: {e}"))?;
+    let key =
+        jsonwebtoken::EncodingKey::from_ec_pem(&pem).map_err(|e| format!("{REQUEST_KEY}: {e}"))?;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("demo-tpp-ciba".into());
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let mut jti = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_string())?;
+    let body = json!({
+        "iss": CLIENT_ID, "aud": opts.issuer, "iat": t, "nbf": t, "exp": t + 300,
+        "jti": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(jti),
+        "scope": "openid accounts",
+        "login_hint": opts.username,
+        "binding_message": binding,
+        "claims": claims,
+    });
+    jsonwebtoken::encode(&header, &body, &key).map_err(|e| format!("signing the request: {e}"))
 }
