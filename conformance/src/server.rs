@@ -184,7 +184,7 @@ pub async fn launch(
     let log = dir.join("strongroom.log");
     let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let bin = binary();
-    let child = tokio::process::Command::new(&bin)
+    let mut child = tokio::process::Command::new(&bin)
         .arg("serve")
         .env("STRONGROOM_CONFIG", &cfg_path)
         .env_remove("STRONGROOM_DATABASE_URL")
@@ -208,6 +208,10 @@ pub async fn launch(
             && let Ok(v) = r.json::<Value>().await
         {
             discovery = v;
+            break;
+        }
+        // A server that exited (a configuration it refuses) will not come up.
+        if matches!(child.try_wait(), Ok(Some(_))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
