@@ -2,7 +2,9 @@
 # Provisions a Strongroom deployment for the OpenID Foundation conformance
 # suite (docs/conformance.md): generates two private_key_jwt + DPoP clients
 # and two tls_client_auth + mTLS clients (ES256 keys, client certificates
-# from a fresh CA), then writes into OUT (default conformance/oidf/generated):
+# from a fresh CA), and for the FAPI-CIBA plan one pair per client_auth_type
+# (private_key_jwt, mtls) and ciba_mode (poll, ping), with MTLS-bound tokens
+# and, for ping, the suite's ciba-notification-endpoint; then writes into OUT (default conformance/oidf/generated):
 #   <plan>-<variant>.json     one plan configuration per plan/variant, with
 #                             the clients' private JWKs and certificates,
 #                             to paste/upload into the suite

@@ -34,6 +34,9 @@ pub enum Plan {
     Sp,
     /// fapi2-message-signing-final-test-plan (JAR at PAR, JARM).
     Ms,
+    /// fapi-ciba-id1-test-plan (signed backchannel requests, MTLS-bound
+    /// tokens; see ciba.rs).
+    Ciba,
 }
 
 impl Plan {
@@ -41,6 +44,7 @@ impl Plan {
         match self {
             Plan::Sp => "fapi2-security-profile-final",
             Plan::Ms => "fapi2-message-signing-final",
+            Plan::Ciba => "fapi-ciba-id1",
         }
     }
 }
@@ -54,10 +58,19 @@ pub struct Variant {
     pub mtls: bool,
     /// openid=openid_connect; otherwise plain_oauth.
     pub openid: bool,
+    /// CIBA only: ciba_mode=ping; otherwise poll.
+    pub ping: bool,
 }
 
 impl Variant {
     pub fn label(&self) -> String {
+        if self.plan == Plan::Ciba {
+            return format!(
+                "{}, {}, plain_fapi",
+                if self.mtls { "mtls" } else { "private_key_jwt" },
+                if self.ping { "ping" } else { "poll" }
+            );
+        }
         format!(
             "{}, {}{}",
             if self.mtls {
@@ -83,8 +96,10 @@ impl Variant {
     pub fn jarm(&self) -> bool {
         self.plan == Plan::Ms
     }
+    /// DPoP-bound tokens: private_key_jwt in the FAPI 2.0 plans; FAPI-CIBA
+    /// binds every token to the client certificate.
     pub fn dpop(&self) -> bool {
-        !self.mtls
+        !self.mtls && self.plan != Plan::Ciba
     }
 }
 
@@ -276,9 +291,10 @@ impl Env {
         (&pair[0], &pair[1])
     }
 
-    /// An endpoint from discovery; mTLS clients use the RFC 8705 aliases.
+    /// An endpoint from discovery; clients holding a certificate (mTLS
+    /// authentication, or certificate-bound tokens) use the RFC 8705 aliases.
     pub fn ep(&self, c: &Client, name: &str) -> String {
-        if c.mtls
+        if (c.mtls || c.identity.is_some())
             && let Some(u) = self.discovery["mtls_endpoint_aliases"][name].as_str()
         {
             return u.to_string();

@@ -205,6 +205,33 @@ pub fn dpop_claims(htm: &str, htu: &str, access_token: Option<&str>) -> Value {
     c
 }
 
+/// A compact JWE with `dir` / `A256GCM` (RFC 7516 §7.1, RFC 7518 §4.5 and
+/// §5.3): the encrypted-key part is empty, the AAD is the encoded header.
+/// This is the bank's result token of docs/hooks.md §5 in encrypted mode.
+pub fn jwe_dir_a256gcm(key: &[u8; 32], claims: &Value) -> String {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let header = b64(json!({"alg": "dir", "enc": "A256GCM", "typ": "JWT"})
+        .to_string()
+        .as_bytes());
+    let mut iv = [0u8; 12];
+    aws_lc_rs::rand::fill(&mut iv).expect("CSPRNG");
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("AES-256 key"));
+    let mut data = claims.to_string().into_bytes();
+    let tag = k
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(header.as_bytes()),
+            &mut data,
+        )
+        .expect("AES-GCM");
+    format!(
+        "{header}..{}.{}.{}",
+        b64(&iv),
+        b64(&data),
+        b64(tag.as_ref())
+    )
+}
+
 /// Decodes a compact JWS part without verifying.
 pub fn jwt_part(jwt: &str, n: usize) -> Option<Value> {
     let part = jwt.split('.').nth(n)?;
@@ -273,9 +300,16 @@ impl Pki {
         }
     }
 
-    /// A TLS server certificate for `hosts` (ECDSA P-256).
-    pub fn server(&self, hosts: &[&str]) -> Identity {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    /// A TLS server certificate for `hosts` (ECDSA P-256); `rsa`: an RSA
+    /// 2048 key instead, for the FAPI 1.0 / FAPI-CIBA TLS 1.2 suites, which
+    /// are all `*_RSA_*`.
+    pub fn server(&self, hosts: &[&str], rsa: bool) -> Identity {
+        let key = KeyPair::generate_for(if rsa {
+            &rcgen::PKCS_RSA_SHA256
+        } else {
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        })
+        .expect("key");
         let mut params =
             CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
                 .expect("SANs");
@@ -403,6 +437,31 @@ mod tests {
                 .unwrap_err()
                 .contains("FAPI")
         );
+    }
+
+    #[test]
+    fn jwe_dir_a256gcm_decrypts_with_the_key() {
+        use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        let key = [7u8; 32];
+        let jwe = jwe_dir_a256gcm(&key, &json!({"a": 1}));
+        let p: Vec<&str> = jwe.split('.').collect();
+        assert_eq!(p.len(), 5);
+        assert!(p[1].is_empty());
+        let hdr: Value = serde_json::from_slice(&b64_decode(p[0]).unwrap()).unwrap();
+        assert_eq!(hdr["alg"], "dir");
+        assert_eq!(hdr["enc"], "A256GCM");
+        let mut data = b64_decode(p[3]).unwrap();
+        data.extend(b64_decode(p[4]).unwrap());
+        let iv: [u8; 12] = b64_decode(p[2]).unwrap().try_into().unwrap();
+        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
+        let plain = k
+            .open_in_place(
+                Nonce::assume_unique_for_key(iv),
+                Aad::from(p[0].as_bytes()),
+                &mut data,
+            )
+            .unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(plain).unwrap()["a"], 1);
     }
 
     #[test]

@@ -63,6 +63,15 @@ const PLANS: &[(&str, &str, &str, bool, bool)] = &[
     ),
 ];
 
+/// The FAPI-CIBA plan (file stem, ciba_mode, uses mTLS clients).
+const CIBA_PLANS: &[(&str, &str, bool)] = &[
+    ("fapi-ciba-poll-private_key_jwt", "poll", false),
+    ("fapi-ciba-ping-private_key_jwt", "ping", false),
+    ("fapi-ciba-poll-mtls", "poll", true),
+    ("fapi-ciba-ping-mtls", "ping", true),
+];
+const CIBA_PLAN: &str = "fapi-ciba-id1-test-plan";
+
 const SUITE_CALLBACK: &str = "https://www.certification.openid.net/test/a/strongroom/callback";
 
 pub fn main(args: &[String]) -> ExitCode {
@@ -122,6 +131,15 @@ fn write_kit(
     };
     let pkjwt = [mk("oidf-pkjwt-1"), mk("oidf-pkjwt-2")];
     let mtls = [mk("oidf-mtls-1"), mk("oidf-mtls-2")];
+    // FAPI-CIBA: the delivery mode is client metadata, so one pair per
+    // (auth method, mode); every one holds a certificate (MTLS-bound tokens).
+    let ciba: Vec<[KitClient; 2]> = CIBA_PLANS
+        .iter()
+        .map(|(stem, _, _)| {
+            let id = stem.replace("fapi-ciba-", "oidf-ciba-");
+            [mk(&format!("{id}-1")), mk(&format!("{id}-2"))]
+        })
+        .collect();
     let write = |name: &str, text: &str| {
         std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"))
     };
@@ -159,6 +177,34 @@ fn write_kit(
         let wrapped = json!({"clients": [m]});
         toml_text.push_str(&toml::to_string(&wrapped).map_err(|e| e.to_string())?);
         toml_text.push('\n');
+    }
+    let notification = callback.replace("/callback", "/ciba-notification-endpoint");
+    for ((_, mode, is_mtls), pair) in CIBA_PLANS.iter().zip(&ciba) {
+        for c in pair {
+            let mut m = json!({
+                "client_id": c.id,
+                "client_name": format!("OIDF conformance suite {}", c.id),
+                "grant_types": ["urn:openid:params:grant-type:ciba", "refresh_token"],
+                "scope": "openid profile email accounts offline_access",
+                "jwks": {"keys": [c.key.jwk]},
+                "tls_client_certificate_bound_access_tokens": true,
+                "backchannel_token_delivery_mode": mode,
+                "backchannel_authentication_request_signing_alg": "ES256",
+            });
+            if *mode == "ping" {
+                m["backchannel_client_notification_endpoint"] = json!(notification);
+            }
+            if *is_mtls {
+                m["token_endpoint_auth_method"] = json!("tls_client_auth");
+                m["tls_client_auth_subject_dn"] = json!(c.identity.subject_dn);
+            } else {
+                m["token_endpoint_auth_method"] = json!("private_key_jwt");
+                m["token_endpoint_auth_signing_alg"] = json!("ES256");
+            }
+            let wrapped = json!({"clients": [m]});
+            toml_text.push_str(&toml::to_string(&wrapped).map_err(|e| e.to_string())?);
+            toml_text.push('\n');
+        }
     }
     if !template {
         write("strongroom-clients.toml", &toml_text)?;
@@ -202,6 +248,42 @@ fn write_kit(
         let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
         write(&format!("{stem}.json"), &text)?;
         index.push(json!({"config": format!("{stem}.json"), "plan": plan, "variant": variant}));
+    }
+    for ((stem, mode, is_mtls), pair) in CIBA_PLANS.iter().zip(&ciba) {
+        let variant = format!(
+            "client_auth_type={},ciba_mode={mode},fapi_ciba_profile=plain_fapi,client_registration=static_client",
+            if *is_mtls { "mtls" } else { "private_key_jwt" }
+        );
+        let hint = |c: &KitClient| -> Result<Value, String> {
+            let mut v = suite_client(c, true)?;
+            // The customer the bank's resolve hook knows (CIBA §7.1 login_hint).
+            v["hint_type"] = json!("login_hint");
+            v["hint_value"] = json!("<a customer the bank's resolve hook knows>");
+            Ok(v)
+        };
+        let mut cfg = json!({
+            "alias": alias,
+            "description": format!("Strongroom {stem}: plan {CIBA_PLAN} [{variant}]"),
+            "server": {"discoveryUrl": format!("{issuer}/.well-known/openid-configuration")},
+            "client": hint(&pair[0])?,
+            "client2": hint(&pair[1])?,
+            "mtls": mtls_block(&pair[0]),
+            "mtls2": mtls_block(&pair[1]),
+            "resource": {"resourceUrl": userinfo.clone()},
+        });
+        if template {
+            let hole = json!("<written by conformance/oidf/provision.sh>");
+            for c in ["client", "client2"] {
+                cfg[c]["jwks"] = json!({"keys": [hole]});
+            }
+            for m in ["mtls", "mtls2"] {
+                cfg[m] = json!({"cert": hole, "key": hole, "ca": hole});
+            }
+        }
+        let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
+        write(&format!("{stem}.json"), &text)?;
+        index
+            .push(json!({"config": format!("{stem}.json"), "plan": CIBA_PLAN, "variant": variant}));
     }
     write(
         "plans.json",

@@ -1,8 +1,9 @@
 //! `conformance`: a black-box suite that mirrors the OpenID Foundation's OP
 //! test plans (FAPI 2.0 Security Profile final, FAPI 2.0 Message Signing
-//! final), one test per OIDF module, run against a real Strongroom over
-//! HTTPS. See docs/conformance.md.
+//! final, FAPI-CIBA), one test per OIDF module, run against a real
+//! Strongroom over HTTPS. See docs/conformance.md.
 
+mod ciba;
 mod flow;
 mod jose;
 mod kit;
@@ -20,13 +21,14 @@ const USAGE: &str = "\
 conformance: the OIDF OP test plans, mirrored, against a real Strongroom.
 
 Usage:
-  conformance [--backend sqlite|postgres] [--plan sp|ms|all] [--filter TEXT] [--jobs N]
+  conformance [--backend sqlite|postgres] [--plan sp|ms|ciba|all] [--filter TEXT] [--jobs N]
   conformance kit [--out DIR] [--issuer URL]
 
   --backend   database of the Strongroom under test (postgres needs
               STRONGROOM_TEST_DATABASE_URL, e.g. through scripts/with-postgres.sh)
-  --plan      sp = fapi2-security-profile-final, ms = fapi2-message-signing-final
-  --filter    only modules whose name contains TEXT
+  --plan      sp = fapi2-security-profile-final, ms = fapi2-message-signing-final,
+              ciba = fapi-ciba-id1 (default: all three)
+  --filter    only modules whose full name (plan-module) contains TEXT
   --jobs      modules run at the same time (default 6)
   kit         write the plan configurations for the real OIDF suite and a
               matching Strongroom client configuration (conformance/oidf/)
@@ -48,12 +50,40 @@ fn variants(plan: Plan) -> Vec<Variant> {
     match plan {
         Plan::Sp => [(false, true), (false, false), (true, true), (true, false)]
             .into_iter()
-            .map(|(mtls, openid)| Variant { plan, mtls, openid })
+            .map(|(mtls, openid)| Variant {
+                plan,
+                mtls,
+                openid,
+                ping: false,
+            })
             .collect(),
         Plan::Ms => [(false, true), (true, true)]
             .into_iter()
-            .map(|(mtls, openid)| Variant { plan, mtls, openid })
+            .map(|(mtls, openid)| Variant {
+                plan,
+                mtls,
+                openid,
+                ping: false,
+            })
             .collect(),
+        Plan::Ciba => ciba::variants(),
+    }
+}
+
+fn module_table(plan: Plan) -> &'static [modules::Module] {
+    match plan {
+        Plan::Ciba => ciba::MODULES,
+        _ => FAPI2_MODULES,
+    }
+}
+
+/// The name the OIDF suite gives a module: the plan's prefix and the
+/// module's name (the CIBA happy flow is the plan's name alone).
+fn full_name(plan: Plan, module: &str) -> String {
+    if module == plan.name() {
+        module.to_string()
+    } else {
+        format!("{}-{module}", plan.name())
     }
 }
 
@@ -62,7 +92,7 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut backend_pg = false;
-    let mut plans = vec![Plan::Sp, Plan::Ms];
+    let mut plans = vec![Plan::Sp, Plan::Ms, Plan::Ciba];
     let mut filter: Option<String> = None;
     let mut jobs = 6usize;
     let mut it = args.iter();
@@ -80,7 +110,8 @@ async fn main() -> ExitCode {
                 plans = match it.next().map(String::as_str) {
                     Some("sp") => vec![Plan::Sp],
                     Some("ms") => vec![Plan::Ms],
-                    Some("all") => vec![Plan::Sp, Plan::Ms],
+                    Some("ciba") => vec![Plan::Ciba],
+                    Some("all") => vec![Plan::Sp, Plan::Ms, Plan::Ciba],
                     _ => return usage(),
                 }
             }
@@ -103,11 +134,39 @@ async fn main() -> ExitCode {
     let mut tasks = tokio::task::JoinSet::new();
     for plan in &plans {
         let plan = *plan;
+        let table = module_table(plan);
+        let wanted = |name: &str| {
+            filter
+                .as_ref()
+                .is_none_or(|f| full_name(plan, name).contains(f.as_str()))
+        };
+        if !table.iter().any(|m| wanted(m.name)) {
+            continue;
+        }
         let running = match server::start(plan, backend_pg).await {
             Ok(r) => Arc::new(r),
             Err(e) => {
+                // The other plans still run; every module of this one fails
+                // with the reason.
                 eprintln!("conformance: {}: {e}", plan.name());
-                return ExitCode::from(2);
+                let why: String = e.chars().take(240).collect();
+                for (order, module) in table.iter().enumerate() {
+                    if wanted(module.name) && !(module.cond == Cond::Ms && plan == Plan::Sp) {
+                        rows.push(Row {
+                            plan,
+                            module: module.name,
+                            variant: "-".into(),
+                            result: Err(format!("the plan's Strongroom did not start: {why}")),
+                            skipped: match module.cond {
+                                Cond::Skip(why) => Some(why.into()),
+                                _ => None,
+                            },
+                            order,
+                            secs: 0.0,
+                        });
+                    }
+                }
+                continue;
             }
         };
         eprintln!(
@@ -117,14 +176,11 @@ async fn main() -> ExitCode {
             if backend_pg { "PostgreSQL" } else { "SQLite" },
             running.log.display()
         );
-        for (order, module) in FAPI2_MODULES.iter().enumerate() {
+        for (order, module) in table.iter().enumerate() {
             if module.cond == Cond::Ms && plan == Plan::Sp {
                 continue;
             }
-            if filter
-                .as_ref()
-                .is_some_and(|f| !module.name.contains(f.as_str()))
-            {
+            if !wanted(module.name) {
                 continue;
             }
             if let Cond::Skip(why) = module.cond {
@@ -153,10 +209,13 @@ async fn main() -> ExitCode {
                         sem.acquire_owned().await.ok()
                     };
                     let t = Instant::now();
-                    let result = match tokio::time::timeout(
-                        Duration::from_secs(240),
-                        modules::run(&running.env, &v, name),
-                    )
+                    let result = match tokio::time::timeout(Duration::from_secs(240), async {
+                        if plan == Plan::Ciba {
+                            ciba::run(&running, &v, name).await
+                        } else {
+                            modules::run(&running.env, &v, name).await
+                        }
+                    })
                     .await
                     {
                         Ok(r) => r,
@@ -196,12 +255,12 @@ async fn main() -> ExitCode {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let width = rows
         .iter()
-        .map(|r| r.plan.name().len() + 1 + r.module.len())
+        .map(|r| full_name(r.plan, r.module).len())
         .max()
         .unwrap_or(40);
     println!("{:<width$}  {:<52}  RESULT", "MODULE", "VARIANT");
     for r in &rows {
-        let module = format!("{}-{}", r.plan.name(), r.module);
+        let module = full_name(r.plan, r.module);
         let result = match (&r.skipped, &r.result) {
             (Some(why), _) => {
                 skipped += 1;

@@ -20,6 +20,10 @@ pub enum Cond {
     Openid,
     Dpop,
     Pkjwt,
+    /// client_auth_type=mtls only.
+    Mtls,
+    /// ciba_mode=ping only.
+    Ping,
     /// Not run; the reason is printed.
     Skip(&'static str),
 }
@@ -229,10 +233,6 @@ pub const PENDING_PLANS: &[(&str, &str)] = &[
         "FAPI 1.0 Advanced profile (request objects by value, hybrid flow) is not built yet",
     ),
     (
-        "fapi-ciba-id1-test-plan",
-        "CIBA (backchannel authentication) is not built yet",
-    ),
-    (
         "fapi2-security-profile-final-brazil-dcr-test-plan",
         "dynamic client registration plans are not mirrored yet (registration itself is tested black-box in crates/strongroom/tests/server/dcr.rs; the Brazil plan also needs a Brazil directory)",
     ),
@@ -250,6 +250,8 @@ pub fn applies(module: &Module, v: &Variant) -> bool {
         Cond::Openid => v.openid,
         Cond::Dpop => v.dpop(),
         Cond::Pkjwt => !v.mtls,
+        Cond::Mtls => v.mtls,
+        Cond::Ping => v.ping,
     }
 }
 
@@ -641,7 +643,11 @@ async fn discovery(env: &Env, v: &Variant) -> R {
         has("grant_types_supported", "authorization_code"),
         "grant_types_supported lacks authorization_code"
     );
-    // §5.2 server keys.
+    check_jwks(env)
+}
+
+/// §5.2 server keys.
+pub fn check_jwks(env: &Env) -> R {
     let keys = env.jwks["keys"]
         .as_array()
         .ok_or("JWKS has no keys array")?;
@@ -2038,6 +2044,7 @@ mod tests {
             plan: crate::flow::Plan::Sp,
             mtls,
             openid,
+            ping: false,
         };
         let dpop = FAPI2_MODULES
             .iter()

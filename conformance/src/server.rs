@@ -11,6 +11,8 @@ use crate::jose::{Pki, https_client};
 
 pub struct Running {
     pub env: Env,
+    /// The CIBA plan's bank, notification receiver and ping clients.
+    pub ciba: Option<std::sync::Arc<crate::ciba::Side>>,
     child: tokio::process::Child,
     pub log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -70,11 +72,24 @@ fn database(postgres: bool, dir: &std::path::Path, tag: &str) -> Result<String, 
     Ok(format!("{base}/{name}"))
 }
 
-pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
+/// What every instance gets before its plan adds clients: a temporary
+/// directory, the suite's CA and a server certificate, ports, and the base
+/// configuration (issuer, listeners, TLS, database, log, the test user).
+pub struct Prepared {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub pki: Pki,
+    pub issuer: String,
+    pub cfg: Value,
+}
+
+/// `rsa`: an RSA server certificate (the FAPI 1.0 / FAPI-CIBA TLS 1.2
+/// suites are all `*_RSA_*`).
+pub fn prepare(tag: &str, postgres: bool, rsa: bool) -> Result<Prepared, String> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = tmp.path().to_path_buf();
     let pki = Pki::new();
-    let server = pki.server(&["localhost", "127.0.0.1"]);
+    let server = pki.server(&["localhost", "127.0.0.1"], rsa);
     let write = |name: &str, text: &str| -> Result<String, String> {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| format!("{name}: {e}"))?;
@@ -83,29 +98,10 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
     let ca_path = write("ca.pem", &pki.ca_pem)?;
     let cert_path = write("server.pem", &server.cert_pem)?;
     let key_path = write("server-key.pem", &server.key_pem)?;
-    let tag = match plan {
-        Plan::Sp => "sp",
-        Plan::Ms => "ms",
-    };
-    let mk = |name: &str, mtls: bool, second: bool| Client::generate(name, mtls, second, &pki).0;
-    let pkjwt = [
-        mk("conf-pkjwt-1", false, false),
-        mk("conf-pkjwt-2", false, true),
-    ];
-    let mtls = [
-        mk("conf-mtls-1", true, false),
-        mk("conf-mtls-2", true, true),
-    ];
     let (port, mtls_port) = (free_port()?, free_port()?);
     let issuer = format!("https://localhost:{port}");
-    let clients: Vec<Value> = pkjwt
-        .iter()
-        .chain(mtls.iter())
-        .map(Client::metadata)
-        .collect();
     let cfg = json!({
         "issuer": issuer,
-        "profile": match plan { Plan::Sp => "fapi2", Plan::Ms => "fapi2-message-signing" },
         "data_dir": dir.join("data").display().to_string(),
         "dev_mode": true,
         "server": {"listen": format!("127.0.0.1:{port}"), "mtls_listen": format!("127.0.0.1:{mtls_port}"), "workers": 2},
@@ -115,8 +111,65 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
         "users": [{"username": USER, "password": PASSWORD, "sub": "conformance-sub-0001",
                    "claims": {"name": "Conformance User", "given_name": "Conformance", "family_name": "User",
                               "email": "user@conformance.example", "email_verified": true}}],
-        "clients": clients,
     });
+    Ok(Prepared {
+        tmp,
+        dir,
+        pki,
+        issuer,
+        cfg,
+    })
+}
+
+pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
+    let tag = match plan {
+        Plan::Sp => "sp",
+        Plan::Ms => "ms",
+        Plan::Ciba => return crate::ciba::start(postgres).await,
+    };
+    let mut p = prepare(tag, postgres, false)?;
+    let pki = &p.pki;
+    let mk = |name: &str, mtls: bool, second: bool| Client::generate(name, mtls, second, pki).0;
+    let pkjwt = [
+        mk("conf-pkjwt-1", false, false),
+        mk("conf-pkjwt-2", false, true),
+    ];
+    let mtls = [
+        mk("conf-mtls-1", true, false),
+        mk("conf-mtls-2", true, true),
+    ];
+    let clients: Vec<Value> = pkjwt
+        .iter()
+        .chain(mtls.iter())
+        .map(Client::metadata)
+        .collect();
+    p.cfg["profile"] = json!(match plan {
+        Plan::Ms => "fapi2-message-signing",
+        _ => "fapi2",
+    });
+    p.cfg["clients"] = json!(clients);
+    launch(p, pkjwt, mtls, None).await
+}
+
+/// Writes the configuration, starts the binary and waits for discovery.
+pub async fn launch(
+    p: Prepared,
+    pkjwt: [Client; 2],
+    mtls: [Client; 2],
+    ciba: Option<std::sync::Arc<crate::ciba::Side>>,
+) -> Result<Running, String> {
+    let Prepared {
+        tmp,
+        dir,
+        pki,
+        issuer,
+        cfg,
+    } = p;
+    let write = |name: &str, text: &str| -> Result<String, String> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("{name}: {e}"))?;
+        Ok(p.display().to_string())
+    };
     let mut cfg = cfg;
     // For spot checks that a module fails when the behaviour it guards is
     // broken: JSON merged into the generated configuration, e.g.
@@ -131,7 +184,7 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
     let log = dir.join("strongroom.log");
     let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
     let bin = binary();
-    let child = tokio::process::Command::new(&bin)
+    let mut child = tokio::process::Command::new(&bin)
         .arg("serve")
         .env("STRONGROOM_CONFIG", &cfg_path)
         .env_remove("STRONGROOM_DATABASE_URL")
@@ -155,6 +208,10 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
             && let Ok(v) = r.json::<Value>().await
         {
             discovery = v;
+            break;
+        }
+        // A server that exited (a configuration it refuses) will not come up.
+        if matches!(child.try_wait(), Ok(Some(_))) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -188,6 +245,7 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
             pkjwt,
             mtls,
         },
+        ciba,
         child,
         log,
         _tmp: tmp,
