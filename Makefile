@@ -117,7 +117,7 @@ bench-smoke: bench-peer
 # black-box suite against a real Strongroom; prints module/variant/result and
 # "N passed, N failed, N skipped". CONFORMANCE_DB=postgres runs it on a
 # throw-away PostgreSQL; CONFORMANCE_ARGS passes options (e.g. --filter par-).
-.PHONY: conformance conformance-kit
+.PHONY: conformance conformance-ciba conformance-kit
 CONFORMANCE_ARGS ?=
 CONFORMANCE_PG := $(if $(filter postgres,$(CONFORMANCE_DB)),scripts/with-postgres.sh)
 CONFORMANCE_PG_FLAG := $(if $(filter postgres,$(CONFORMANCE_DB)),--backend postgres)
@@ -125,6 +125,10 @@ CONFORMANCE_PG_FLAG := $(if $(filter postgres,$(CONFORMANCE_DB)),--backend postg
 conformance:
 	$(CARGO) build -p strongroom -p conformance
 	$(CONFORMANCE_PG) target/debug/conformance $(CONFORMANCE_PG_FLAG) $(CONFORMANCE_ARGS)
+
+# The FAPI-CIBA plan alone (not yet in the default run: issue 24).
+conformance-ciba:
+	$(MAKE) conformance CONFORMANCE_ARGS="--plan ciba $(CONFORMANCE_ARGS)"
 
 # The kit for the real OIDF suite: plan configurations + matching clients.
 conformance-kit:
