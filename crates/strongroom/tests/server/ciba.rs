@@ -126,6 +126,9 @@ async fn resolve(
         return HttpResponse::Unauthorized().finish();
     }
     bank.resolves.lock().unwrap().push(body.0.clone());
+    if body.get("user_code").is_some_and(|c| c != "1234") {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_user_code"}));
+    }
     match body["hint"].as_str() {
         Some("alice") => HttpResponse::Ok().json(json!({"sub": "cust-alice"})),
         Some("bob") => HttpResponse::Ok().json(json!({"sub": "cust-bob"})),
@@ -159,10 +162,13 @@ struct World {
     other: Tpp,
     /// Ping clients whose endpoints answer 204, 500-then-204, 401.
     pingers: [Tpp; 3],
+    coded: Tpp,
     setup: Setup,
 }
 
 const PUSH_CLIENT: &str = "tpp-push";
+/// A client registered with `backchannel_user_code_parameter`.
+const CODED: &str = "tpp-coded";
 const PUSH_SECRET: &str = "push-client-secret";
 
 fn ciba_client(tpp: &Tpp, mode: &str) -> Value {
@@ -202,6 +208,10 @@ async fn world(backend: Backend) -> World {
         Tpp::new("tpp-refused"),
     ];
     setup.clients = vec![ciba_client(&tpp, "poll"), ciba_client(&other, "poll")];
+    let coded = Tpp::new(CODED);
+    let mut m = ciba_client(&coded, "poll");
+    m["backchannel_user_code_parameter"] = json!(true);
+    setup.clients.push(m);
     for (p, path) in pingers.iter().zip(["ok", "flaky", "refuse"]) {
         let mut m = ciba_client(p, "ping");
         m["backchannel_client_notification_endpoint"] =
@@ -245,6 +255,7 @@ async fn world(backend: Backend) -> World {
         tpp,
         other,
         pingers,
+        coded,
         setup,
     }
 }
@@ -382,6 +393,7 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
                 .unwrap()
                 .contains(&json!(GRANT))
         );
+        assert_eq!(meta["backchannel_user_code_parameter_supported"], true);
 
         let a = bc_authorize(&w, &w.tpp, &request_claims(&w, &w.tpp, "alice")).await;
         assert_eq!(a.status, 200, "{}", a.json);
@@ -789,6 +801,24 @@ async fn bad_requests_get_the_ciba_codes_and_store_nothing() {
         assert_error(&a, 400, &["invalid_request"]);
         actix_web::rt::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(w.bank.notices.lock().unwrap().len(), 1);
+        // user_code: required for the client registered for it, checked by the bank.
+        let a = bc_authorize(&w, &w.coded, &request_claims(&w, &w.coded, "alice")).await;
+        assert_error(&a, 400, &["missing_user_code"]);
+        let mut claims = request_claims(&w, &w.coded, "alice");
+        claims["user_code"] = json!("9999");
+        assert_error(
+            &bc_authorize(&w, &w.coded, &claims).await,
+            400,
+            &["invalid_user_code"],
+        );
+        claims["user_code"] = json!("1234");
+        claims["jti"] = json!(random(16));
+        let a = bc_authorize(&w, &w.coded, &claims).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(
+            w.bank.resolves.lock().unwrap().last().unwrap()["user_code"],
+            "1234"
+        );
         // Garbage auth_req_ids at the token endpoint.
         assert_error(&poll(&w, tpp, "nope").await, 400, &["invalid_grant"]);
         w.srv.stop().await;
@@ -809,6 +839,7 @@ async fn a_pending_request_survives_a_restart() {
             tpp,
             other,
             pingers,
+            coded,
             setup,
         } = w;
         srv.stop().await;
@@ -819,6 +850,7 @@ async fn a_pending_request_survives_a_restart() {
             tpp,
             other,
             pingers,
+            coded,
             setup,
         };
         assert_error(
