@@ -47,6 +47,30 @@ pub struct CibaData {
     /// The id_token claim that carries the consent id (`[hooks]
     /// consent_claim`).
     pub consent_claim: String,
+    /// Ping and push: the random seed the `auth_req_id` is derived from
+    /// ([`derive_auth_req_id`]) with a key the database does not hold, so
+    /// the notification can name it while the store keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_seed: Option<String>,
+}
+
+/// The `auth_req_id` of a ping or push request: HMAC-SHA-256 under
+/// `key` (derived from the key-encryption key, never stored) of the
+/// request's random seed, base64url (256 bits).
+pub fn derive_auth_req_id(key: &[u8], seed: &str) -> String {
+    use base64::Engine as _;
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let tag = aws_lc_rs::hmac::sign(&k, seed.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+}
+
+/// The delivery mode the client registered (`poll` when unset).
+pub fn delivery_mode(client: &oauth_core::client::Client) -> &str {
+    client
+        .metadata
+        .backchannel_token_delivery_mode
+        .as_deref()
+        .unwrap_or("poll")
 }
 
 /// The successful answer (CIBA §7.3).
@@ -75,8 +99,10 @@ fn corrupt(e: impl std::fmt::Display) -> OAuthError {
 }
 
 /// Stores a validated request for customer `sub` (CIBA §7.3): a fresh
-/// `auth_req_id` of 256 random bits and a handle, both kept only as their
-/// SHA-256.
+/// `auth_req_id` of 256 random bits (for ping and push derived with
+/// `delivery_key` from a random seed, [`derive_auth_req_id`]) and a handle,
+/// both kept only as their SHA-256.
+#[allow(clippy::too_many_arguments)]
 pub async fn start<S: CibaRepository>(
     store: &S,
     client: &AuthenticatedClient,
@@ -84,8 +110,11 @@ pub async fn start<S: CibaRepository>(
     sub: String,
     interval: i64,
     consent_claim: &str,
+    delivery_key: &[u8],
     now: i64,
 ) -> Result<Started, OAuthError> {
+    let notifies = matches!(delivery_mode(&client.client), "ping" | "push");
+    let delivery_seed = notifies.then(|| random_token(32));
     let data = CibaData {
         sub,
         scope: req.request.scope,
@@ -97,8 +126,12 @@ pub async fn start<S: CibaRepository>(
         hint_type: req.hint_type,
         client_notification_token: req.client_notification_token,
         consent_claim: consent_claim.to_owned(),
+        delivery_seed,
     };
-    let auth_req_id = new_secret();
+    let auth_req_id = match &data.delivery_seed {
+        Some(seed) => derive_auth_req_id(delivery_key, seed),
+        None => new_secret(),
+    };
     let handle = random_token(16);
     let expires_at = now.saturating_add(req.expires_in);
     store
@@ -115,12 +148,7 @@ pub async fn start<S: CibaRepository>(
             handle_hash: Some(hash_secret(&handle)),
         })
         .await?;
-    let push = client
-        .client
-        .metadata
-        .backchannel_token_delivery_mode
-        .as_deref()
-        == Some("push");
+    let push = delivery_mode(&client.client) == "push";
     Ok(Started {
         response: AuthenticationResponse {
             auth_req_id,

@@ -25,6 +25,8 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Hooks {
     cfg: CibaConfig,
     http: reqwest::Client,
+    /// The key ping and push `auth_req_id`s are derived with.
+    delivery_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -105,7 +107,16 @@ fn unavailable(what: &str) -> OAuthError {
 impl Hooks {
     /// `tls`: the client TLS configuration (trust roots, crypto provider)
     /// that the server owns.
-    pub fn new(cfg: CibaConfig, tls: rustls::ClientConfig) -> Result<Hooks, String> {
+    /// `delivery_key`: a secret the database does not hold (derived from
+    /// the key-encryption key), for [`crate::flow::derive_auth_req_id`].
+    pub fn new(
+        cfg: CibaConfig,
+        tls: rustls::ClientConfig,
+        delivery_key: Vec<u8>,
+    ) -> Result<Hooks, String> {
+        if delivery_key.len() < 32 {
+            return Err("ciba: the delivery key must have 256 bits".into());
+        }
         cfg.validate()?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
@@ -115,11 +126,19 @@ impl Hooks {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("ciba: HTTP client: {e}"))?;
-        Ok(Hooks { cfg, http })
+        Ok(Hooks {
+            cfg,
+            http,
+            delivery_key,
+        })
     }
 
     pub fn config(&self) -> &CibaConfig {
         &self.cfg
+    }
+
+    pub fn delivery_key(&self) -> &[u8] {
+        &self.delivery_key
     }
 
     /// Resolve hook: the customer a hint names. 404 → `unknown_user_id`;

@@ -542,6 +542,37 @@ mod tests {
         .unwrap()
     }
 
+    /// CIBA §4 registration rules, FAPI-CIBA's "no push".
+    #[test]
+    fn ciba_metadata_rules() {
+        let ciba = |mode: Option<&str>, endpoint: Option<&str>, fapi: bool| {
+            let mut m = base();
+            m.grant_types = vec![CIBA_GRANT.into()];
+            m.backchannel_token_delivery_mode = mode.map(str::to_owned);
+            m.backchannel_client_notification_endpoint = endpoint.map(str::to_owned);
+            m.fapi = fapi;
+            m.validate().map_err(|e| e.description.unwrap().to_string())
+        };
+        ciba(Some("poll"), None, true).unwrap();
+        ciba(Some("ping"), Some("https://tpp.example/cb-ciba"), true).unwrap();
+        ciba(Some("push"), Some("https://tpp.example/cb-ciba"), false).unwrap();
+        let e = ciba(Some("push"), Some("https://tpp.example/cb-ciba"), true).unwrap_err();
+        assert!(e.contains("push is not allowed for FAPI clients"), "{e}");
+        assert!(ciba(None, None, true).unwrap_err().contains("required"));
+        assert!(
+            ciba(Some("ping"), None, true)
+                .unwrap_err()
+                .contains("required for ping")
+        );
+        let e = ciba(Some("ping"), Some("http://tpp.example/cb"), true).unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        assert!(ciba(Some("poll"), Some("https://tpp.example/cb"), true).is_err());
+        assert!(ciba(Some("fax"), None, true).is_err());
+        let mut m = base();
+        m.backchannel_authentication_request_signing_alg = Some("EdDSA".into());
+        assert!(m.validate().is_err());
+    }
+
     /// A record read again with the same text gives the same client; any
     /// change to the stored text or secret is seen at once, and a stored
     /// registration that stopped validating is refused, never served from

@@ -222,10 +222,9 @@ impl ProviderMetadata {
                 .as_ref()
                 .map(|_| caps.backchannel_request_signing_algs.clone())
                 .unwrap_or_default(),
-            backchannel_user_code_parameter_supported: caps
-                .backchannel_path
-                .as_ref()
-                .map(|_| false),
+            // CIBA §7.1: `user_code` is accepted from clients registered
+            // with `backchannel_user_code_parameter` and checked by the bank.
+            backchannel_user_code_parameter_supported: caps.backchannel_path.as_ref().map(|_| true),
             scopes_supported: caps.scopes.clone(),
             ui_locales_supported: if caps.authorization_path.is_some() {
                 caps.ui_locales.clone()

@@ -33,12 +33,13 @@ pub const DECISION_PATH: &str = "/bank/ciba/{handle}/decision";
 pub fn hooks(
     cfg: &Config,
     extra_ca: Option<&std::path::Path>,
+    delivery_key: Vec<u8>,
 ) -> Result<Option<Arc<Hooks>>, String> {
     let Some(c) = &cfg.ciba else {
         return Ok(None);
     };
     let tls = crate::bank_api::outbound_tls(extra_ca).map_err(|e| format!("ciba: {e}"))?;
-    Hooks::new(c.clone(), tls).map(|h| Some(Arc::new(h)))
+    Hooks::new(c.clone(), tls, delivery_key).map(|h| Some(Arc::new(h)))
 }
 
 fn not_served() -> ApiError {
@@ -103,7 +104,17 @@ async fn start(
         })
         .await?;
     let interval = hooks.config().interval_secs;
-    let started = flow::start(store, client, v, sub, interval, &state.consent_claim, t).await?;
+    let started = flow::start(
+        store,
+        client,
+        v,
+        sub,
+        interval,
+        &state.consent_claim,
+        hooks.delivery_key(),
+        t,
+    )
+    .await?;
     let m = &client.client.metadata;
     let notice = Notice {
         handle: started.handle.clone(),
@@ -127,7 +138,7 @@ async fn start(
     });
     tracing::info!(
         event = "ciba_request_started",
-        signed = started.data.hint_type == ciba::request::HintType::LoginHint,
+        hint_type = started.data.hint_type.as_str(),
         "CIBA request stored"
     );
     Ok(started.response)
@@ -264,21 +275,66 @@ pub async fn decision(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Ping delivery once the customer decided (CIBA §10.2), off the request
-/// path; poll clients hear nothing.
+/// Ping (CIBA §10.2) or push (§10.3) once the customer decided, off the
+/// request path; poll clients hear nothing. Push clients (never FAPI ones)
+/// get the tokens, unbound, or the error, with the `auth_req_id`; the
+/// request is redeemed then. Ping clients get `{"auth_req_id"}` and redeem
+/// at the token endpoint, whatever the delivery did.
 async fn after_decision(
     state: &AppState,
     hooks: &Arc<Hooks>,
     rec: &oauth_core::storage::CibaRequestRecord,
 ) {
-    let Ok(Some(client)) = state.store.get_client(&rec.client_id).await else {
+    let Ok(data) = flow::data(rec) else {
         return;
     };
-    let Ok(meta) = serde_json::from_str::<oauth_core::client::ClientMetadata>(&client.metadata)
-    else {
+    let Some(seed) = data.delivery_seed.as_deref() else {
         return;
     };
-    let _ = (hooks, meta);
+    let Ok(Some(record)) = state.store.get_client(&rec.client_id).await else {
+        return;
+    };
+    let Ok(client) = oauth_core::client::Client::from_record(&record) else {
+        return;
+    };
+    let (Some(endpoint), Some(token)) = (
+        client
+            .metadata
+            .backchannel_client_notification_endpoint
+            .clone(),
+        data.client_notification_token.clone(),
+    ) else {
+        return;
+    };
+    let auth_req_id = flow::derive_auth_req_id(hooks.delivery_key(), seed);
+    let body = match flow::delivery_mode(&client) {
+        "ping" => json!({ "auth_req_id": auth_req_id }),
+        "push" if !client.metadata.fapi => {
+            let method = client.metadata.token_endpoint_auth_method;
+            let authenticated = AuthenticatedClient { client, method };
+            let outcome = flow::redeem(
+                &state.store,
+                &state.keys,
+                &state.policy,
+                &authenticated,
+                Some(&auth_req_id),
+                &oauth_core::grant::Binding::default(),
+                now(),
+            )
+            .await;
+            let mut body = match outcome {
+                Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
+                Err(e) => e.to_json(),
+            };
+            body["auth_req_id"] = json!(auth_req_id);
+            body
+        }
+        _ => return,
+    };
+    let hooks = hooks.clone();
+    actix_web::rt::spawn(async move {
+        hooks.deliver(&endpoint, &token, &body).await;
+    });
 }
 
 /// Registers the CIBA routes (answered `invalid_request` when `[ciba]` is

@@ -621,7 +621,12 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                     .map_or(CONSENT_CLAIM, |h| h.consent_claim.as_str()),
             ),
             bridge,
-            ciba: crate::ciba::hooks(&cfg, material_dev_ca(&cfg).as_deref()).map_err(fail)?,
+            ciba: crate::ciba::hooks(
+                &cfg,
+                material_dev_ca(&cfg).as_deref(),
+                kek.derive_secret(b"strongroom ciba auth_req_id").to_vec(),
+            )
+            .map_err(fail)?,
             registrar,
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,

@@ -50,6 +50,66 @@ fn sha256_hex(s: &str) -> String {
 struct Bank {
     notices: Mutex<Vec<Value>>,
     resolves: Mutex<Vec<Value>>,
+    /// Client notification endpoint hits: (path, Authorization, body).
+    deliveries: Mutex<Vec<(String, String, Value)>>,
+}
+
+/// The TPPs' notification endpoints (https): `/ok` answers 204, `/flaky`
+/// 500 on its first hit then 204, `/refuse` 401.
+async fn deliver(
+    bank: web::Data<Arc<Bank>>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let path = req.path().to_string();
+    let mut hits = bank.deliveries.lock().unwrap();
+    let before = hits.iter().filter(|(p, _, _)| *p == path).count();
+    hits.push((path.clone(), auth, body.0.clone()));
+    match path.as_str() {
+        "/refuse" => HttpResponse::Unauthorized().finish(),
+        "/flaky" if before == 0 => HttpResponse::InternalServerError().finish(),
+        _ => HttpResponse::NoContent().finish(),
+    }
+}
+
+/// An https receiver with Strongroom's dev certificate (issued by the dev
+/// CA, which Strongroom's outbound client trusts in dev mode).
+fn tls_receiver(setup: &Setup, bank: Arc<Bank>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&dev.server_chain)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&dev.server_key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let data = web::Data::new(bank);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/{path}", web::post().to(deliver))
+    })
+    .workers(1)
+    .listen_rustls_0_23(listener, tls)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    port
 }
 
 async fn resolve(
@@ -66,6 +126,9 @@ async fn resolve(
         return HttpResponse::Unauthorized().finish();
     }
     bank.resolves.lock().unwrap().push(body.0.clone());
+    if body.get("user_code").is_some_and(|c| c != "1234") {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_user_code"}));
+    }
     match body["hint"].as_str() {
         Some("alice") => HttpResponse::Ok().json(json!({"sub": "cust-alice"})),
         Some("bob") => HttpResponse::Ok().json(json!({"sub": "cust-bob"})),
@@ -97,8 +160,16 @@ struct World {
     bank: Arc<Bank>,
     tpp: Tpp,
     other: Tpp,
+    /// Ping clients whose endpoints answer 204, 500-then-204, 401.
+    pingers: [Tpp; 3],
+    coded: Tpp,
     setup: Setup,
 }
+
+const PUSH_CLIENT: &str = "tpp-push";
+/// A client registered with `backchannel_user_code_parameter`.
+const CODED: &str = "tpp-coded";
+const PUSH_SECRET: &str = "push-client-secret";
 
 fn ciba_client(tpp: &Tpp, mode: &str) -> Value {
     let mut m = tpp.pkjwt_metadata();
@@ -130,7 +201,34 @@ async fn world(backend: Backend) -> World {
     actix_web::rt::spawn(server);
     let tpp = Tpp::new("tpp-ciba");
     let other = Tpp::new("tpp-ciba-other");
+    let port = tls_receiver(&setup, bank.clone());
+    let pingers = [
+        Tpp::new("tpp-ping"),
+        Tpp::new("tpp-flaky"),
+        Tpp::new("tpp-refused"),
+    ];
     setup.clients = vec![ciba_client(&tpp, "poll"), ciba_client(&other, "poll")];
+    let coded = Tpp::new(CODED);
+    let mut m = ciba_client(&coded, "poll");
+    m["backchannel_user_code_parameter"] = json!(true);
+    setup.clients.push(m);
+    for (p, path) in pingers.iter().zip(["ok", "flaky", "refuse"]) {
+        let mut m = ciba_client(p, "ping");
+        m["backchannel_client_notification_endpoint"] =
+            json!(format!("https://127.0.0.1:{port}/{path}"));
+        setup.clients.push(m);
+    }
+    setup.clients.push(json!({
+        "client_id": PUSH_CLIENT,
+        "client_name": "Push TPP",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "fapi": false,
+        "grant_types": [GRANT],
+        "scope": "openid accounts",
+        "backchannel_token_delivery_mode": "push",
+        "backchannel_client_notification_endpoint": format!("https://127.0.0.1:{port}/push"),
+        "client_secret_sha256": oauth_core::secret::hash_secret(PUSH_SECRET),
+    }));
     let hooks = HooksConfig {
         login_url: "https://bank.example/login".into(),
         consent_url: "https://bank.example/consent".into(),
@@ -156,6 +254,8 @@ async fn world(backend: Backend) -> World {
         bank,
         tpp,
         other,
+        pingers,
+        coded,
         setup,
     }
 }
@@ -293,6 +393,7 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
                 .unwrap()
                 .contains(&json!(GRANT))
         );
+        assert_eq!(meta["backchannel_user_code_parameter_supported"], true);
 
         let a = bc_authorize(&w, &w.tpp, &request_claims(&w, &w.tpp, "alice")).await;
         assert_eq!(a.status, 200, "{}", a.json);
@@ -425,6 +526,343 @@ async fn denial_gives_access_denied_and_expiry_expired_token() {
             400,
             &["expired_token"],
         );
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+/// The deliveries to `path` so far, waiting until there are `n`.
+async fn deliveries(w: &World, path: &str, n: usize) -> Vec<(String, Value)> {
+    for _ in 0..200 {
+        let hits: Vec<(String, Value)> = w
+            .bank
+            .deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, a, b)| (a.clone(), b.clone()))
+            .collect();
+        if hits.len() >= n {
+            return hits;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} deliveries to {path}");
+}
+
+#[actix_web::test]
+async fn ping_is_delivered_retried_and_never_breaks_polling() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let mut ids = Vec::new();
+        for (i, p) in w.pingers.iter().enumerate() {
+            let mut claims = request_claims(&w, p, "alice");
+            // Without a notification token a ping client is refused.
+            let a = bc_authorize(&w, p, &claims).await;
+            assert_error(&a, 400, &["invalid_request"]);
+            claims["client_notification_token"] = json!(format!("cnt-{i}-{}", random(12)));
+            claims["jti"] = json!(random(16));
+            let a = bc_authorize(&w, p, &claims).await;
+            assert_eq!(a.status, 200, "{}", a.json);
+            assert_eq!(a.json["interval"], 1);
+            let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+            let handle = notice(&w, i).await["handle"].as_str().unwrap().to_string();
+            let d = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+            assert_eq!(d.status, 204, "{}", d.json);
+            let token = claims["client_notification_token"].as_str().unwrap();
+            ids.push((auth_req_id, format!("Bearer {token}")));
+        }
+        // /ok: one ping, the token as Bearer, only the auth_req_id.
+        let hits = deliveries(&w, "/ok", 1).await;
+        assert_eq!(
+            hits[0],
+            (ids[0].1.clone(), json!({"auth_req_id": ids[0].0}))
+        );
+        // /flaky: 500, then retried and delivered.
+        let hits = deliveries(&w, "/flaky", 2).await;
+        assert_eq!(hits[0], hits[1]);
+        assert_eq!(
+            hits[1],
+            (ids[1].1.clone(), json!({"auth_req_id": ids[1].0}))
+        );
+        // /refuse: 401 once, never retried.
+        let hits = deliveries(&w, "/refuse", 1).await;
+        assert_eq!(
+            hits[0],
+            (ids[2].1.clone(), json!({"auth_req_id": ids[2].0}))
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(deliveries(&w, "/refuse", 1).await.len(), 1);
+        // Each auth_req_id redeems at the token endpoint, the refused one too.
+        for (p, (auth_req_id, _)) in w.pingers.iter().zip(&ids) {
+            let a = poll(&w, p, auth_req_id).await;
+            assert_eq!(a.status, 200, "{}", a.json);
+            assert_eq!(a.json["token_type"], "DPoP");
+            let id = jwt_claims(a.json["id_token"].as_str().unwrap());
+            assert_eq!(
+                id["urn:openid:params:jwt:claim:auth_req_id"],
+                json!(auth_req_id)
+            );
+        }
+
+        // Push (a non-FAPI client): the tokens come to the endpoint, unbound.
+        let mut form = vec![
+            ("scope".to_string(), "openid accounts".to_string()),
+            ("login_hint".into(), "alice".into()),
+            ("binding_message".into(), "PUSH-1".into()),
+            ("client_notification_token".into(), "push-cnt".into()),
+        ];
+        let res = w
+            .srv
+            .client(None)
+            .post(w.srv.url("/bc-authorize"))
+            .basic_auth(PUSH_CLIENT, Some(PUSH_SECRET))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let a = answer(res).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert!(a.json.get("interval").is_none(), "{}", a.json);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        let handle = notice(&w, 3).await["handle"].as_str().unwrap().to_string();
+        assert_eq!(
+            decide(&w, &handle, &decision_token(&w, &handle, approval()))
+                .await
+                .status,
+            204
+        );
+        let hits = deliveries(&w, "/push", 1).await;
+        assert_eq!(hits[0].0, "Bearer push-cnt");
+        assert_eq!(hits[0].1["auth_req_id"], json!(auth_req_id));
+        assert_eq!(hits[0].1["token_type"], "Bearer");
+        assert!(hits[0].1["access_token"].is_string());
+        let id = jwt_claims(hits[0].1["id_token"].as_str().unwrap());
+        assert_eq!(id["openbanking_intent_id"], "consent-77");
+        form.clear();
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+#[actix_web::test]
+async fn bad_requests_get_the_ciba_codes_and_store_nothing() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let t = now();
+        let tpp = &w.tpp;
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut c = request_claims(&w, tpp, "alice");
+            edit(&mut c);
+            c
+        };
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "no hint",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("login_hint");
+                }),
+                "invalid_request",
+            ),
+            (
+                "two hints",
+                with(&|c| c["login_hint_token"] = json!("lht")),
+                "invalid_request",
+            ),
+            (
+                "id_token_hint not ours",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("login_hint");
+                    c["id_token_hint"] =
+                        json!(tpp.key.sign(None, &json!({"iss": "x", "sub": "alice"})));
+                }),
+                "invalid_request",
+            ),
+            (
+                "binding_message too long",
+                with(&|c| c["binding_message"] = json!("x".repeat(65))),
+                "invalid_binding_message",
+            ),
+            (
+                "binding_message markup",
+                with(&|c| c["binding_message"] = json!("<b>pay</b>")),
+                "invalid_binding_message",
+            ),
+            (
+                "requested_expiry zero",
+                with(&|c| c["requested_expiry"] = json!("0")),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry negative",
+                with(&|c| c["requested_expiry"] = json!(-5)),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry text",
+                with(&|c| c["requested_expiry"] = json!("soon")),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry fraction",
+                with(&|c| c["requested_expiry"] = json!(1.5)),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry above max",
+                with(&|c| c["requested_expiry"] = json!(601)),
+                "invalid_request",
+            ),
+            (
+                "no openid",
+                with(&|c| c["scope"] = json!("accounts")),
+                "invalid_scope",
+            ),
+            (
+                "wrong aud",
+                with(&|c| c["aud"] = json!("https://other.example")),
+                "invalid_request",
+            ),
+            (
+                "expired",
+                with(&|c| {
+                    c["iat"] = json!(t - 600);
+                    c["nbf"] = json!(t - 600);
+                    c["exp"] = json!(t - 300);
+                }),
+                "invalid_request",
+            ),
+            (
+                "exp 70 minutes ahead",
+                with(&|c| c["exp"] = json!(t + 70 * 60)),
+                "invalid_request",
+            ),
+            (
+                "nbf in the future",
+                with(&|c| c["nbf"] = json!(t + 600)),
+                "invalid_request",
+            ),
+            (
+                "no jti",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("jti");
+                }),
+                "invalid_request",
+            ),
+            (
+                "no iat",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("iat");
+                }),
+                "invalid_request",
+            ),
+            (
+                "iss another client",
+                with(&|c| c["iss"] = json!("tpp-ciba-other")),
+                "invalid_request",
+            ),
+        ];
+        for (what, claims, code) in &cases {
+            let a = bc_authorize(&w, tpp, claims).await;
+            assert_eq!(a.status, 400, "{what}: {}", a.json);
+            assert_eq!(a.json["error"], *code, "{what}: {}", a.json);
+        }
+        // Signed by another client's key.
+        let jwt = w.other.key.sign(None, &request_claims(&w, tpp, "alice"));
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt)]).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // Unsigned where a signature is required.
+        let a = bc_authorize_form(
+            &w,
+            tpp,
+            vec![
+                ("scope".into(), "openid accounts".into()),
+                ("login_hint".into(), "alice".into()),
+                ("binding_message".into(), "W4SCT".into()),
+            ],
+        )
+        .await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // No request reached the bank, nothing was stored.
+        assert!(w.bank.resolves.lock().unwrap().is_empty());
+        assert!(w.bank.notices.lock().unwrap().is_empty());
+
+        // The bank's answers: unknown customer, unusable hint.
+        let a = bc_authorize(&w, tpp, &request_claims(&w, tpp, "mallory")).await;
+        assert_error(&a, 400, &["unknown_user_id"]);
+        let a = bc_authorize(&w, tpp, &request_claims(&w, tpp, "garbled")).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // A replayed request object: the second is refused.
+        let jwt = tpp.key.sign(None, &request_claims(&w, tpp, "alice"));
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt.clone())]).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt)]).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(w.bank.notices.lock().unwrap().len(), 1);
+        // user_code: required for the client registered for it, checked by the bank.
+        let a = bc_authorize(&w, &w.coded, &request_claims(&w, &w.coded, "alice")).await;
+        assert_error(&a, 400, &["missing_user_code"]);
+        let mut claims = request_claims(&w, &w.coded, "alice");
+        claims["user_code"] = json!("9999");
+        assert_error(
+            &bc_authorize(&w, &w.coded, &claims).await,
+            400,
+            &["invalid_user_code"],
+        );
+        claims["user_code"] = json!("1234");
+        claims["jti"] = json!(random(16));
+        let a = bc_authorize(&w, &w.coded, &claims).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(
+            w.bank.resolves.lock().unwrap().last().unwrap()["user_code"],
+            "1234"
+        );
+        // Garbage auth_req_ids at the token endpoint.
+        assert_error(&poll(&w, tpp, "nope").await, 400, &["invalid_grant"]);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+#[actix_web::test]
+async fn a_pending_request_survives_a_restart() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let auth_req_id = start(&w, &w.tpp).await;
+        let handle = notice(&w, 0).await["handle"].as_str().unwrap().to_string();
+        let (main, mtls) = (w.srv.main_port, w.srv.mtls_port);
+        let World {
+            srv,
+            bank,
+            tpp,
+            other,
+            pingers,
+            coded,
+            setup,
+        } = w;
+        srv.stop().await;
+        let srv = setup.start_at(main, mtls).await;
+        let w = World {
+            srv,
+            bank,
+            tpp,
+            other,
+            pingers,
+            coded,
+            setup,
+        };
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["authorization_pending"],
+        );
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        let a = poll(&w, &w.tpp, &auth_req_id).await;
+        assert_eq!(a.status, 200, "{}", a.json);
         w.srv.stop().await;
         drop(w.setup);
     }
