@@ -20,6 +20,9 @@ pub const ENC: &str = "A256GCM";
 pub enum Purpose {
     Login,
     Consent,
+    /// A CIBA decision (docs/hooks.md §10c): bound to the request's
+    /// `handle` instead of a browser session.
+    Ciba,
 }
 
 /// What Strongroom tells the bank's app (docs/hooks.md §4).
@@ -70,7 +73,12 @@ pub struct HookResult {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// Login and consent: the session binding. Absent in CIBA decisions.
+    #[serde(default)]
     pub sid: String,
+    /// CIBA decisions: the public handle of the request decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
     pub purpose: Purpose,
     /// Login: the customer cancelled (`access_denied`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,7 +245,12 @@ pub fn check_result(
     if r.exp - r.iat > max_lifetime {
         return Err(HookError::TooLongLived);
     }
-    if !constant_time_eq(r.sid.as_bytes(), sid.as_bytes()) {
+    // `sid` is the interaction's binding, or a CIBA request's handle.
+    let binding = match purpose {
+        Purpose::Ciba => r.handle.as_deref().unwrap_or_default(),
+        _ => r.sid.as_str(),
+    };
+    if binding.is_empty() || !constant_time_eq(binding.as_bytes(), sid.as_bytes()) {
         return Err(HookError::OtherSession);
     }
     if r.purpose != purpose {
@@ -255,6 +268,11 @@ pub fn check_result(
         Purpose::Login => {}
         Purpose::Consent => match r.status.as_deref() {
             Some("approved") if r.consent_id.as_deref().is_some_and(|c| !c.is_empty()) => {}
+            Some("denied") => {}
+            _ => return Err(HookError::Incomplete),
+        },
+        Purpose::Ciba => match r.status.as_deref() {
+            Some("approved") if r.sub.as_deref().is_some_and(|s| !s.is_empty()) => {}
             Some("denied") => {}
             _ => return Err(HookError::Incomplete),
         },

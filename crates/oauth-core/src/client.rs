@@ -144,11 +144,17 @@ pub struct ClientMetadata {
     pub backchannel_client_notification_endpoint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_authentication_request_signing_alg: Option<String>,
+    /// CIBA §4: the client sends a `user_code` with every request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_user_code_parameter: bool,
     /// Strongroom: `false` marks a client the deployment exempts from the
     /// FAPI rules (the only way to get `client_secret_*`).
     #[serde(default = "yes")]
     pub fapi: bool,
 }
+
+/// The CIBA grant type (CIBA §4).
+pub const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 
 /// A client ready for use: metadata plus what was derived from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +170,70 @@ fn invalid_metadata(d: impl Into<String>) -> OAuthError {
 }
 
 impl ClientMetadata {
+    /// CIBA §4 registration metadata: a client of the CIBA grant names its
+    /// delivery mode; ping and push need an https notification endpoint
+    /// (and only they may have one); push is refused for FAPI clients
+    /// (FAPI-CIBA §5.2.2: "shall not support CIBA push mode"); signed
+    /// requests are PS256 or ES256.
+    fn validate_ciba(&self) -> Result<(), OAuthError> {
+        let ciba = self
+            .grant_types
+            .iter()
+            .any(|g| g == crate::client::CIBA_GRANT);
+        let mode = self.backchannel_token_delivery_mode.as_deref();
+        match mode {
+            None if ciba => {
+                return Err(invalid_metadata(
+                    "backchannel_token_delivery_mode is required for the CIBA grant (poll, ping or push)",
+                ));
+            }
+            None | Some("poll" | "ping") => {}
+            Some("push") if self.fapi => {
+                return Err(invalid_metadata(
+                    "backchannel_token_delivery_mode push is not allowed for FAPI clients (FAPI-CIBA: poll or ping)",
+                ));
+            }
+            Some("push") => {}
+            Some(m) => {
+                return Err(invalid_metadata(format!(
+                    "backchannel_token_delivery_mode {m} is not supported (poll, ping or push)"
+                )));
+            }
+        }
+        let notifies = matches!(mode, Some("ping" | "push"));
+        match &self.backchannel_client_notification_endpoint {
+            None if notifies => {
+                return Err(invalid_metadata(
+                    "backchannel_client_notification_endpoint is required for ping and push",
+                ));
+            }
+            None => {}
+            Some(_) if !notifies => {
+                return Err(invalid_metadata(
+                    "backchannel_client_notification_endpoint is only for ping and push",
+                ));
+            }
+            Some(uri) => {
+                let u = url::Url::parse(uri).map_err(|_| {
+                    invalid_metadata("backchannel_client_notification_endpoint is not a URL")
+                })?;
+                if u.scheme() != "https" || u.fragment().is_some() {
+                    return Err(invalid_metadata(
+                        "backchannel_client_notification_endpoint must be an https URL without fragment",
+                    ));
+                }
+            }
+        }
+        if let Some(alg) = &self.backchannel_authentication_request_signing_alg
+            && !matches!(alg.as_str(), "PS256" | "ES256")
+        {
+            return Err(invalid_metadata(format!(
+                "backchannel_authentication_request_signing_alg {alg} is not offered (PS256 or ES256)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the metadata against the FAPI rules and internal consistency.
     /// Errors are `invalid_client_metadata` / `invalid_redirect_uri`
     /// (RFC 7591 §3.2.2) with a description that says what to fix.
@@ -316,6 +386,7 @@ impl ClientMetadata {
                 })?;
             }
         }
+        self.validate_ciba()?;
         if let Some(alg) = &self.id_token_signed_response_alg
             && !matches!(alg.as_str(), "PS256" | "ES256")
         {
@@ -469,6 +540,37 @@ mod tests {
             "scope": "openid accounts",
         }))
         .unwrap()
+    }
+
+    /// CIBA §4 registration rules, FAPI-CIBA's "no push".
+    #[test]
+    fn ciba_metadata_rules() {
+        let ciba = |mode: Option<&str>, endpoint: Option<&str>, fapi: bool| {
+            let mut m = base();
+            m.grant_types = vec![CIBA_GRANT.into()];
+            m.backchannel_token_delivery_mode = mode.map(str::to_owned);
+            m.backchannel_client_notification_endpoint = endpoint.map(str::to_owned);
+            m.fapi = fapi;
+            m.validate().map_err(|e| e.description.unwrap().to_string())
+        };
+        ciba(Some("poll"), None, true).unwrap();
+        ciba(Some("ping"), Some("https://tpp.example/cb-ciba"), true).unwrap();
+        ciba(Some("push"), Some("https://tpp.example/cb-ciba"), false).unwrap();
+        let e = ciba(Some("push"), Some("https://tpp.example/cb-ciba"), true).unwrap_err();
+        assert!(e.contains("push is not allowed for FAPI clients"), "{e}");
+        assert!(ciba(None, None, true).unwrap_err().contains("required"));
+        assert!(
+            ciba(Some("ping"), None, true)
+                .unwrap_err()
+                .contains("required for ping")
+        );
+        let e = ciba(Some("ping"), Some("http://tpp.example/cb"), true).unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        assert!(ciba(Some("poll"), Some("https://tpp.example/cb"), true).is_err());
+        assert!(ciba(Some("fax"), None, true).is_err());
+        let mut m = base();
+        m.backchannel_authentication_request_signing_alg = Some("EdDSA".into());
+        assert!(m.validate().is_err());
     }
 
     /// A record read again with the same text gives the same client; any

@@ -457,6 +457,19 @@ pub struct CibaRequestRecord {
     pub last_polled_at: Option<i64>,
     pub expires_at: i64,
     pub created_at: i64,
+    /// SHA-256 of the request's public handle (what the bank's notification
+    /// service and decision API name; never the `auth_req_id`).
+    #[serde(default)]
+    pub handle_hash: Option<String>,
+}
+
+/// Outcome of [`CibaRepository::poll_ciba_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CibaPoll {
+    /// At least `interval` seconds after the previous poll (or the first).
+    InTime,
+    /// Too early (CIBA §11 `slow_down`): the interval has grown by the step.
+    TooFast,
 }
 
 pub trait CibaRepository: Send + Sync {
@@ -486,6 +499,31 @@ pub trait CibaRepository: Send + Sync {
         &self,
         auth_req_id_hash: &str,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The request behind a public handle, whatever its state or expiry.
+    fn get_ciba_request_by_handle(
+        &self,
+        handle_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<CibaRequestRecord>>> + Send;
+    /// Approves a pending, unexpired request and stores its grant, both or
+    /// neither, in one transaction: `Ok(false)` (nothing written) when the
+    /// request is no longer pending, has expired or does not exist.
+    fn approve_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        grant: GrantRecord,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records a poll at `now` (CIBA §7.3 `interval`, §11 `slow_down`): in
+    /// time when no poll came within the current interval; otherwise the
+    /// interval grows by `step` seconds. One conditional update, so two
+    /// instances answering polls of the same request cannot both let a
+    /// too-early one through. `None` when the request does not exist.
+    fn poll_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        now: i64,
+        step: i64,
+    ) -> impl Future<Output = StoreResult<Option<CibaPoll>>> + Send;
 }
 
 // ---------------------------------------------------------------- sessions

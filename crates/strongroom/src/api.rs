@@ -114,7 +114,7 @@ async fn verify_dpop<S: ReplayCache>(
     .await
 }
 
-fn json_no_store(
+pub(crate) fn json_no_store(
     status: actix_web::http::StatusCode,
     body: &impl serde::Serialize,
 ) -> HttpResponse {
@@ -141,10 +141,10 @@ fn client_error(req: &HttpRequest, e: OAuthError) -> ApiError {
 
 /// The start of every client-authenticated endpoint: the form, the client
 /// certificate on this connection, and the authenticated client.
-struct Caller {
-    form: Vec<(String, String)>,
-    cert: Option<std::sync::Arc<PeerCertificate>>,
-    client: AuthenticatedClient,
+pub(crate) struct Caller {
+    pub(crate) form: Vec<(String, String)>,
+    pub(crate) cert: Option<std::sync::Arc<PeerCertificate>>,
+    pub(crate) client: AuthenticatedClient,
 }
 
 async fn caller<S: ClientRepository + ReplayCache>(
@@ -176,7 +176,7 @@ async fn caller_with<S: ClientRepository + ReplayCache>(
 /// The start of the token and PAR endpoints: the DPoP proof and the client
 /// checked, and a store that records both `jti`s with the request's first
 /// write (`Store::carrying_replay`); end the request with [`settled`].
-async fn single_use_caller(
+pub(crate) async fn single_use_caller(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],
@@ -238,6 +238,16 @@ pub async fn token(
     // the bank's claims hook is asked.
     let (dpop, Caller { form, cert, client }, store) =
         single_use_caller(&state, &req, &body, Endpoint::Token).await?;
+    if single(&form, "grant_type").ok().flatten() == Some(ciba::GRANT_TYPE) {
+        tracing::Span::current().record("grant_type", ciba::GRANT_TYPE);
+        let binding = oauth_core::grant::Binding {
+            dpop,
+            x5t_s256: cert.as_ref().map(|c| c.x5t_s256.clone()),
+        };
+        let outcome = crate::ciba::redeem(&state, &store, &client, &form, binding).await;
+        let res = settled(&store, outcome).await?;
+        return Ok(json_no_store(actix_web::http::StatusCode::OK, &res));
+    }
     let outcome = async {
         let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
         tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
@@ -271,7 +281,7 @@ pub async fn token(
 /// (a malformed grant, a scope the client may not have) still spends its
 /// client assertion and DPoP proof, so they cannot be replayed with
 /// another body; a replay found now is the answer then.
-async fn settled<T>(
+pub(crate) async fn settled<T>(
     store: &token_store::Store,
     outcome: Result<T, OAuthError>,
 ) -> Result<T, OAuthError> {

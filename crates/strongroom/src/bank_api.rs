@@ -29,23 +29,29 @@ pub fn bridge(cfg: &Config, extra_ca: Option<&Path>) -> Result<Option<Arc<Bridge
     let Some(h) = &cfg.hooks else {
         return Ok(None);
     };
+    let tls = outbound_tls(extra_ca).map_err(|e| format!("hooks: {e}"))?;
+    Bridge::new(h.clone(), &cfg.issuer, tls).map(|b| Some(Arc::new(b)))
+}
+
+/// The client TLS configuration for calls to the bank and to clients: the
+/// system roots, plus `extra_ca` (the dev CA in dev mode).
+pub fn outbound_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(cert);
     }
     if let Some(path) = extra_ca {
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("hooks: {e}"))? {
-            let cert = cert.map_err(|e| format!("hooks: {e}"))?;
-            roots.add(cert).map_err(|e| format!("hooks: {e}"))?;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+            let cert = cert.map_err(|e| e.to_string())?;
+            roots.add(cert).map_err(|e| e.to_string())?;
         }
     }
     let provider = Arc::new(crate::tls::crypto_provider(crate::tls::TlsProfile::Fapi2));
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("hooks: {e}"))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Bridge::new(h.clone(), &cfg.issuer, tls).map(|b| Some(Arc::new(b)))
+        .with_no_client_auth())
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -61,7 +67,7 @@ fn unauthorized() -> ApiError {
 }
 
 /// The bank service token or certificate; anything else is `invalid_token`.
-fn authenticate_bank(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+pub(crate) fn authenticate_bank(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(h) = state.bridge.as_ref().map(|b| b.config()) else {
         return Err(unauthorized());
     };

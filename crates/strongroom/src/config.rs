@@ -71,6 +71,9 @@ pub struct Config {
     /// The consent bridge: the bank's login app, consent app and consent
     /// service behind interception hooks (docs/hooks.md). Absent: off.
     pub hooks: Option<consent_bridge::HooksConfig>,
+    /// CIBA (docs/hooks.md §10): the bank's resolve and notify hooks, expiry
+    /// and polling. Absent: no backchannel authentication endpoint.
+    pub ciba: Option<ciba::CibaConfig>,
     /// Trusted software-statement issuers for dynamic client registration
     /// (docs/registration.md). None: registration needs an initial access token.
     pub directories: Vec<dcr::DirectoryConfig>,
@@ -351,6 +354,7 @@ impl Default for Config {
             clients: Vec::new(),
             users: Vec::new(),
             hooks: None,
+            ciba: None,
             directories: Vec::new(),
             registration: dcr::RegistrationConfig::default(),
             ui: UiConfig::default(),
@@ -525,6 +529,18 @@ impl Config {
                 Some((k, p)) => ConfigError::new(k, p),
                 None => ConfigError::new("hooks", e),
             })?;
+        }
+        if let Some(c) = &self.ciba {
+            c.validate().map_err(|e| match e.split_once(": ") {
+                Some((k, p)) => ConfigError::new(k, p),
+                None => ConfigError::new("ciba", e),
+            })?;
+            if self.hooks.is_none() {
+                return Err(ConfigError::new(
+                    "ciba",
+                    "needs [hooks]: the bank's decisions are result tokens under its key handling and bank API credentials",
+                ));
+            }
         }
         let issuer = url::Url::parse(&self.issuer)
             .map_err(|e| ConfigError::new("issuer", format!("not a URL ({e})")))?;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub consent_claim: Arc<str>,
     /// The consent bridge (bank login/consent apps behind hooks), if configured.
     pub bridge: Option<Arc<consent_bridge::Bridge>>,
+    /// CIBA's outbound hooks and settings, if `[ciba]` is configured.
+    pub ciba: Option<Arc<ciba::hooks::Hooks>>,
     /// Dynamic client registration (RFC 7591/7592), if configured.
     pub registrar: Option<Arc<dcr::Registrar>>,
     /// The configured public URLs a request's URL is built from (DPoP

@@ -1000,7 +1000,8 @@ mod hooks {
         let cfg = bridge.config();
         let (app, path) = match purpose {
             Purpose::Login => (&cfg.login_url, "login"),
-            Purpose::Consent => (&cfg.consent_url, "consent"),
+            // Browser hand-offs are only for login and consent.
+            Purpose::Consent | Purpose::Ciba => (&cfg.consent_url, "consent"),
         };
         let handoff = Handoff {
             iss: state.policy.issuer.clone(),
@@ -1023,7 +1024,9 @@ mod hooks {
             authorization_details: st.request.authorization_details.clone(),
             sub: match purpose {
                 Purpose::Login => None,
-                Purpose::Consent => st.authentication.as_ref().map(|a| a.sub.clone()),
+                Purpose::Consent | Purpose::Ciba => {
+                    st.authentication.as_ref().map(|a| a.sub.clone())
+                }
             },
             acr_values: st.request.acr_values.clone(),
             login_hint: st.request.login_hint.clone(),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bank_api;
+pub mod ciba;
 pub mod config;
 pub mod connections;
 pub mod devcerts;

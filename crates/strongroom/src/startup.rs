@@ -359,8 +359,16 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
             .map(|h| h.consent_claim.clone())
             .filter(|c| c != CONSENT_CLAIM),
     );
+    let mut grant_types = strs(&["authorization_code", "refresh_token", "client_credentials"]);
+    let ciba_on = cfg.ciba.is_some();
+    if ciba_on {
+        grant_types.push(ciba::GRANT_TYPE.to_string());
+    }
     Capabilities {
         jwks_path: http::JWKS_PATH.into(),
+        backchannel_path: ciba_on.then(|| crate::ciba::BACKCHANNEL_PATH.to_string()),
+        backchannel_token_delivery_modes: strs(&["poll", "ping", "push"]),
+        backchannel_request_signing_algs: strs(&["PS256", "ES256"]),
         authorization_path: Some("/authorize".into()),
         token_path: Some(api::TOKEN_PATH.into()),
         par_path: Some(api::PAR_PATH.into()),
@@ -372,7 +380,7 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         claims,
         response_types: strs(&["code"]),
         response_modes: strs(&["query", "jwt", "query.jwt"]),
-        grant_types: strs(&["authorization_code", "refresh_token", "client_credentials"]),
+        grant_types,
         token_endpoint_auth_methods: strs(&[
             "private_key_jwt",
             "tls_client_auth",
@@ -613,6 +621,12 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                     .map_or(CONSENT_CLAIM, |h| h.consent_claim.as_str()),
             ),
             bridge,
+            ciba: crate::ciba::hooks(
+                &cfg,
+                material_dev_ca(&cfg).as_deref(),
+                kek.derive_secret(b"strongroom ciba auth_req_id").to_vec(),
+            )
+            .map_err(fail)?,
             registrar,
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,
@@ -672,6 +686,7 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .configure(interaction::configure)
             .configure(crate::registration::configure)
             .configure(crate::bank_api::configure)
+            .configure(crate::ciba::configure)
     };
     let listener_count = if single { 1 } else { 2 };
     let fd_limit = crate::connections::raise_fd_limit().unwrap_or(1024);

@@ -330,6 +330,7 @@ pub(crate) struct CibaRow {
     pub last_polled_at: Option<i64>,
     pub expires_at: i64,
     pub created_at: i64,
+    pub handle_hash: Option<String>,
 }
 
 impl From<CibaRequestRecord> for CibaRow {
@@ -344,6 +345,7 @@ impl From<CibaRequestRecord> for CibaRow {
             last_polled_at: r.last_polled_at,
             expires_at: r.expires_at,
             created_at: r.created_at,
+            handle_hash: r.handle_hash,
         }
     }
 }
@@ -360,6 +362,7 @@ impl From<CibaRow> for CibaRequestRecord {
             last_polled_at: r.last_polled_at,
             expires_at: r.expires_at,
             created_at: r.created_at,
+            handle_hash: r.handle_hash,
         }
     }
 }

@@ -93,6 +93,7 @@ diesel::table! {
         last_polled_at -> Nullable<BigInt>,
         expires_at -> BigInt,
         created_at -> BigInt,
+        handle_hash -> Nullable<Text>,
     }
 }
 

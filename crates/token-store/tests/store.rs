@@ -293,6 +293,7 @@ fn ciba(hash: &str, client_id: &str) -> CibaRequestRecord {
         last_polled_at: None,
         expires_at: NOW + 120,
         created_at: NOW,
+        handle_hash: Some(format!("handle-{hash}")),
     }
 }
 

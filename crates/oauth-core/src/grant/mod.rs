@@ -21,7 +21,8 @@ use crate::keys::Keys;
 use crate::policy::{Policy, Profile};
 use crate::storage::{AuthorizationCodeRepository, GrantRecord, GrantRepository, TokenRepository};
 use crate::token::{
-    ClaimsHook, ClaimsQuery, ExtraClaims, NoClaimsHook, TokenDetails, TokenResponse,
+    ClaimsHook, ClaimsQuery, ExtraClaims, IdTokenInput, NoClaimsHook, TokenContext, TokenDetails,
+    TokenResponse, issue_access_token, issue_id_token, issue_refresh_token, token_type,
 };
 
 /// The grant types the token endpoint serves (RFC 6749 §4.1.3, §4.4.2, §6).
@@ -285,6 +286,87 @@ pub fn sender_binding(
         ));
     }
     Ok(Confirmation::default())
+}
+
+/// Issues the tokens of `grant`, authorised outside the token endpoint's
+/// own grants (CIBA §10.1: the customer approved on the back channel), to
+/// its client: an access token bound by `cnf`, a refresh token when the
+/// client may refresh, an ID Token when the scope has `openid` (with
+/// `id_token_claims` added, e.g. CIBA's
+/// `urn:openid:params:jwt:claim:auth_req_id`), stored in one write that
+/// fails with `invalid_grant` when the grant was revoked meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_for_grant<S: TokenRepository>(
+    store: &S,
+    keys: &Keys,
+    policy: &Policy,
+    client: &AuthenticatedClient,
+    grant: &GrantRecord,
+    cnf: &Confirmation,
+    id_token_claims: &serde_json::Map<String, serde_json::Value>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    let c = &client.client;
+    let grant = live(Some(grant.clone()))?;
+    let details = grant_details(&grant)?;
+    let tdetails = token_details(&grant, &details);
+    let authentication = details.authentication.clone().ok_or_else(|| {
+        tracing::error!(grant_id = %grant.grant_id, "grant without authentication");
+        OAuthError::server_error()
+    })?;
+    let ctx = TokenContext {
+        client_id: c.id(),
+        grant_id: Some(&grant.grant_id),
+        sub: grant.sub.as_deref(),
+        scope: &grant.scope,
+        cnf,
+        details: &tdetails,
+    };
+    let access = issue_access_token(keys, policy, &ctx, now)?;
+    let refresh = if c.allows_grant("refresh_token") {
+        let rt_cnf = refresh_token::confirmation(client, cnf);
+        let rt_ctx = TokenContext {
+            cnf: &rt_cnf,
+            ..ctx
+        };
+        Some(issue_refresh_token(policy, &rt_ctx, now)?)
+    } else {
+        None
+    };
+    let id_token = if has_scope(&grant.scope, "openid") {
+        Some(issue_id_token(
+            keys,
+            policy,
+            &IdTokenInput {
+                client: c,
+                authentication: &authentication,
+                nonce: None,
+                access_token: Some(&access.value),
+                grant: &details,
+                consent_id: grant.consent_id.as_deref(),
+                extra_claims: Some(id_token_claims),
+            },
+            now,
+        )?)
+    } else {
+        None
+    };
+    let mut records = vec![access.record.clone()];
+    records.extend(refresh.as_ref().map(|r| r.record.clone()));
+    if !store.put_tokens(records).await? {
+        return Err(OAuthError::invalid_grant(
+            "the authorization grant has been revoked",
+        ));
+    }
+    Ok(TokenResponse {
+        token_type: token_type(cnf),
+        access_token: access.value,
+        expires_in: access.expires_in,
+        refresh_token: refresh.map(|r| r.value),
+        id_token,
+        scope: grant.scope,
+        authorization_details: details.authorization_details,
+    })
 }
 
 /// Parses a `scope` value (RFC 6749 §3.3: space-delimited scope-tokens of

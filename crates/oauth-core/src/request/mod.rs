@@ -25,7 +25,9 @@ use crate::client::Client;
 use crate::error::{ErrorCode, OAuthError};
 use crate::policy::Policy;
 
-pub use request_object::{RequestObject, verify_request_object};
+pub use request_object::{
+    RequestObject, RequestObjectUse, verify_backchannel_request_object, verify_request_object,
+};
 pub use response::{RedirectTarget, authorization_response};
 
 /// Longest `state` kept (verbatim, never truncated); longer values are
@@ -100,7 +102,7 @@ enum Origin {
 /// The authorization request parameters: form values (all strings) or the
 /// claims of a verified request object (JSON values: `claims` and
 /// `authorization_details` are objects/arrays there, `max_age` a number).
-struct Params {
+pub struct Params {
     values: Map<String, Value>,
     origin: Origin,
 }
@@ -142,7 +144,13 @@ impl Params {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&Value> {
+    /// Whether the parameters are a verified request object's claims.
+    pub fn signed(&self) -> bool {
+        self.origin == Origin::RequestObject
+    }
+
+    /// A parameter's value; absent, `null` and empty count as omitted.
+    pub fn get(&self, name: &str) -> Option<&Value> {
         match self.values.get(name) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
@@ -152,7 +160,7 @@ impl Params {
 
     /// A string parameter; a request-object claim of another JSON type is
     /// refused.
-    fn string(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+    pub fn string(&self, name: &str) -> Result<Option<&str>, OAuthError> {
         match self.get(name) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -284,6 +292,99 @@ pub fn validate_authorization_request(
         }
     }
     Ok(c.out)
+}
+
+/// The steps a CIBA authentication request shares with the authorization
+/// request (CIBA §7.1): the same checks of the client's scope, `claims`,
+/// `acr_values` and `authorization_details`, so the two cannot drift apart.
+const BACKCHANNEL_STEPS: [(&str, Step); 6] = [
+    ("check_backchannel_client", check_backchannel_client),
+    ("check_request_reference", check_request_reference),
+    ("check_scope", check_scope),
+    ("check_claims", check_claims),
+    ("check_acr_values", check_acr_values),
+    ("check_authorization_details", check_authorization_details),
+];
+
+/// Validates the parts of a CIBA authentication request (CIBA §7.1) that
+/// it shares with the authorization request, by the same steps; with a
+/// verified `request_object` only its claims count (CIBA §7.1.1). Returns
+/// the request (scope, claims, acr_values, authorization_details filled in;
+/// no redirect parts) and the parameters, for the CIBA-specific checks
+/// (hints, `binding_message`, `requested_expiry`, …) in the `ciba` crate.
+pub fn validate_backchannel_request(
+    client: &Client,
+    form: &[(String, String)],
+    request_object: Option<&request_object::RequestObject>,
+    policy: &Policy,
+) -> Result<(AuthorizationRequest, Params), OAuthError> {
+    let form_params = Params::from_form(form)?;
+    let params = match request_object {
+        Some(ro) => Params::from_request_object(ro.claims()),
+        None => form_params,
+    };
+    let mut c = Checking {
+        client,
+        policy,
+        form,
+        params,
+        dpop: None,
+        redirect: None,
+        out: AuthorizationRequest {
+            client_id: client.id().to_owned(),
+            response_type: String::new(),
+            redirect_uri: String::new(),
+            scope: Vec::new(),
+            state: None,
+            nonce: None,
+            code_challenge: String::new(),
+            code_challenge_method: String::new(),
+            response_mode: None,
+            claims: None,
+            acr_values: Vec::new(),
+            max_age: None,
+            prompt: Vec::new(),
+            authorization_details: None,
+            dpop_jkt: None,
+            login_hint: None,
+            ui_locales: None,
+        },
+    };
+    for (name, step) in BACKCHANNEL_STEPS {
+        if let Err(error) = step(&mut c) {
+            tracing::debug!(step = name, client_id = %client.id(), error = %error.code.as_str(),
+                "backchannel authentication request rejected");
+            return Err(error);
+        }
+    }
+    Ok((c.out, c.params))
+}
+
+/// CIBA §7.1: the client is the authenticated one and registered for the
+/// CIBA grant (`unauthorized_client` otherwise, CIBA §13).
+fn check_backchannel_client(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    if single_param(c.form, "client_id")?.is_some_and(|id| id != c.client.id()) {
+        return Err(invalid_request(
+            "client_id does not match the authenticated client",
+        ));
+    }
+    if c.params.origin == Origin::RequestObject
+        && c.params
+            .string("client_id")?
+            .is_some_and(|id| id != c.client.id())
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequestObject,
+            "request object client_id does not match the client",
+        ));
+    }
+    if !c.client.allows_grant(crate::client::CIBA_GRANT) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client is not registered for the CIBA grant",
+        ));
+    }
+    Ok(())
 }
 
 fn invalid_request(d: &'static str) -> OAuthError {

@@ -99,6 +99,70 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
     request: &str,
     now: i64,
 ) -> Result<RequestObject, OAuthError> {
+    verify(
+        store,
+        jwks,
+        policy,
+        client,
+        form_client_id,
+        request,
+        RequestObjectUse::Authorization,
+        now,
+    )
+    .await
+}
+
+/// Which request a request object carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestObjectUse {
+    /// An authorization request (RFC 9101): `client_id` required, `jti`
+    /// optional, the client's `request_object_signing_alg`.
+    Authorization,
+    /// A CIBA signed authentication request (CIBA §7.1.1, FAPI-CIBA §5.2.2):
+    /// `iat`, `nbf`, `exp` and `jti` required, `client_id` optional,
+    /// PS256 or ES256 only, the client's
+    /// `backchannel_authentication_request_signing_alg`.
+    Backchannel,
+}
+
+/// [`verify_request_object`] for a CIBA signed authentication request
+/// (CIBA §7.1.1): the same pipeline, with the claims CIBA requires. Every
+/// refusal is `invalid_request_object`; the CIBA endpoint answers it as
+/// `invalid_request` (CIBA §13 has no other code for it).
+pub async fn verify_backchannel_request_object<F: JwksFetcher, S: ReplayCache>(
+    store: &S,
+    jwks: &JwksResolver<F>,
+    policy: &Policy,
+    client: &Client,
+    form_client_id: Option<&str>,
+    request: &str,
+    now: i64,
+) -> Result<RequestObject, OAuthError> {
+    verify(
+        store,
+        jwks,
+        policy,
+        client,
+        form_client_id,
+        request,
+        RequestObjectUse::Backchannel,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn verify<F: JwksFetcher, S: ReplayCache>(
+    store: &S,
+    jwks: &JwksResolver<F>,
+    policy: &Policy,
+    client: &Client,
+    form_client_id: Option<&str>,
+    request: &str,
+    usage: RequestObjectUse,
+    now: i64,
+) -> Result<RequestObject, OAuthError> {
+    let backchannel = usage == RequestObjectUse::Backchannel;
     if request.split('.').count() == 5 {
         return Err(invalid("encrypted request objects are not supported"));
     }
@@ -110,12 +174,27 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
         Some(Value::String(a)) => JwsAlg::parse(a).map_err(|e| map_key_error(client, e))?,
         _ => return Err(invalid("request object header has no alg")),
     };
-    if let Some(registered) = client.metadata.request_object_signing_alg.as_deref()
+    if backchannel && !matches!(alg, JwsAlg::PS256 | JwsAlg::ES256) {
+        return Err(invalid(
+            "request object signing algorithm is not allowed (PS256 or ES256)",
+        ));
+    }
+    let registered = if backchannel {
+        client
+            .metadata
+            .backchannel_authentication_request_signing_alg
+            .as_deref()
+    } else {
+        client.metadata.request_object_signing_alg.as_deref()
+    };
+    if let Some(registered) = registered
         && registered != alg.as_str()
     {
-        return Err(invalid(
-            "request object is not signed with the client's registered request_object_signing_alg",
-        ));
+        return Err(invalid(if backchannel {
+            "request object is not signed with the client's registered backchannel_authentication_request_signing_alg"
+        } else {
+            "request object is not signed with the client's registered request_object_signing_alg"
+        }));
     }
     let kid = match header.get("kid") {
         None => None,
@@ -131,9 +210,13 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
         .leeway(policy.clock_skew_secs)
         .issuer(client.id())
         .audience([policy.issuer.as_str()])
-        .require("nbf")
-        .require("client_id");
-    if header.get("typ").is_some() {
+        .require("nbf");
+    checks = if backchannel {
+        checks.require("iat").require("jti")
+    } else {
+        checks.require("client_id")
+    };
+    if !backchannel && header.get("typ").is_some() {
         checks = checks.typ(REQUEST_OBJECT_TYP);
     }
     let verified =
@@ -156,6 +239,7 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
     }
     match claims.get("client_id") {
         Some(Value::String(id)) if id == client.id() => {}
+        None if backchannel => {}
         _ => {
             return Err(invalid(
                 "request object client_id does not match the client",
@@ -173,7 +257,8 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
         ));
     }
     match claims.get("jti") {
-        None => {}
+        None if !backchannel => {}
+        None => return Err(invalid("request object lacks the jti claim")),
         Some(Value::String(jti)) if !jti.is_empty() => {
             // Hashed: the jti is the client's choice and may be long.
             let entry = format!("{}:{}", client.id(), hash_secret(jti));

@@ -1,11 +1,15 @@
 use diesel::prelude::*;
-use oauth_core::storage::{CibaRepository, CibaRequestRecord, StoreError, StoreResult};
+use diesel::sql_types::BigInt;
+use oauth_core::storage::{
+    CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord, StoreError, StoreResult,
+};
 
 use crate::Store;
 use crate::db::{Db, with_conn};
 use crate::error::Fail;
-use crate::models::CibaRow;
+use crate::models::{CibaRow, GrantRow};
 use crate::schema::ciba_requests as cr;
+use crate::schema::grants as gr;
 
 const PENDING: &str = "pending";
 
@@ -88,6 +92,89 @@ impl CibaRepository for Store {
         self.run_write(move |conn| {
             let n = with_conn!(conn, c => diesel::delete(cr::table.find(&hash)).execute(c)?);
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn get_ciba_request_by_handle(
+        &self,
+        handle_hash: &str,
+    ) -> StoreResult<Option<CibaRequestRecord>> {
+        let hash = handle_hash.to_owned();
+        self.run(move |conn| {
+            let row: Option<CibaRow> = with_conn!(conn, c => cr::table
+                .filter(cr::handle_hash.eq(&hash))
+                .select(CibaRow::as_select())
+                .get_result(c)
+                .optional()?);
+            Ok(row.map(CibaRequestRecord::from))
+        })
+        .await
+    }
+
+    /// The status moves first (the conditional update is the one winner);
+    /// the grant is inserted and linked only then, in the same transaction.
+    async fn approve_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        grant: GrantRecord,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let hash = auth_req_id_hash.to_owned();
+        let row = GrantRow::from(grant);
+        self.run_write(move |conn| {
+            let hash = hash.as_str();
+            with_conn!(conn, c => c.write_tx(|c| {
+                let n = diesel::update(
+                    cr::table
+                        .find(hash)
+                        .filter(cr::status.eq(PENDING))
+                        .filter(cr::expires_at.gt(now)),
+                )
+                .set(cr::status.eq("approved"))
+                .execute(c)?;
+                if n != 1 {
+                    return Ok::<_, Fail>(false);
+                }
+                diesel::insert_into(gr::table).values(&row).execute(c)?;
+                diesel::update(cr::table.find(hash))
+                    .set(cr::grant_id.eq(Some(&row.grant_id)))
+                    .execute(c)?;
+                Ok(true)
+            }))
+        })
+        .await
+    }
+
+    async fn poll_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        now: i64,
+        step: i64,
+    ) -> StoreResult<Option<CibaPoll>> {
+        let hash = auth_req_id_hash.to_owned();
+        self.run_write(move |conn| {
+            let hash = hash.as_str();
+            with_conn!(conn, c => c.write_tx(|c| {
+                let in_time = diesel::update(
+                    cr::table.find(hash).filter(
+                        cr::last_polled_at.is_null().or(cr::last_polled_at
+                            .le((now.into_sql::<BigInt>() - cr::poll_interval).nullable())),
+                    ),
+                )
+                .set(cr::last_polled_at.eq(Some(now)))
+                .execute(c)?;
+                if in_time == 1 {
+                    return Ok::<_, Fail>(Some(CibaPoll::InTime));
+                }
+                let n = diesel::update(cr::table.find(hash))
+                    .set((
+                        cr::last_polled_at.eq(Some(now)),
+                        cr::poll_interval.eq(cr::poll_interval + step),
+                    ))
+                    .execute(c)?;
+                Ok((n == 1).then_some(CibaPoll::TooFast))
+            }))
         })
         .await
     }

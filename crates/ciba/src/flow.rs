@@ -1,0 +1,358 @@
+//! The CIBA state machine: `pending` → `approved` (with a grant) or
+//! `denied`, once; an approved request is redeemed once (its row deleted);
+//! any request expires at `expires_at`. Every move is one conditional
+//! write in the database, so instances sharing it agree.
+
+use oauth_core::authorization::{Authentication, GrantDetails};
+use oauth_core::client::AuthenticatedClient;
+use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::grant::{Binding, issue_for_grant, sender_binding};
+use oauth_core::keys::Keys;
+use oauth_core::policy::Policy;
+use oauth_core::secret::{hash_secret, new_secret, random_token, time_ordered};
+use oauth_core::storage::{
+    CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord, GrantRepository, TokenRepository,
+};
+use oauth_core::token::TokenResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::request::{BackchannelRequest, HintType};
+use crate::{AUTH_REQ_ID_CLAIM, GRANT_TYPE, SLOW_DOWN_STEP_SECS};
+
+pub const PENDING: &str = "pending";
+pub const APPROVED: &str = "approved";
+pub const DENIED: &str = "denied";
+
+/// What a stored request holds ([`CibaRequestRecord::request`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CibaData {
+    /// The customer the bank resolved the hint to.
+    pub sub: String,
+    pub scope: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr_values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent_id: Option<String>,
+    pub hint_type: HintType,
+    /// Ping and push: the client's bearer for its notification endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_notification_token: Option<String>,
+    /// The id_token claim that carries the consent id (`[hooks]
+    /// consent_claim`).
+    pub consent_claim: String,
+    /// Ping and push: the random seed the `auth_req_id` is derived from
+    /// ([`derive_auth_req_id`]) with a key the database does not hold, so
+    /// the notification can name it while the store keeps only its hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_seed: Option<String>,
+}
+
+/// The `auth_req_id` of a ping or push request: HMAC-SHA-256 under
+/// `key` (derived from the key-encryption key, never stored) of the
+/// request's random seed, base64url (256 bits).
+pub fn derive_auth_req_id(key: &[u8], seed: &str) -> String {
+    use base64::Engine as _;
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let tag = aws_lc_rs::hmac::sign(&k, seed.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+}
+
+/// The delivery mode the client registered (`poll` when unset).
+pub fn delivery_mode(client: &oauth_core::client::Client) -> &str {
+    client
+        .metadata
+        .backchannel_token_delivery_mode
+        .as_deref()
+        .unwrap_or("poll")
+}
+
+/// The successful answer (CIBA §7.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticationResponse {
+    pub auth_req_id: String,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i64>,
+}
+
+/// A request just stored: the answer for the client and the handle for
+/// the bank.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub response: AuthenticationResponse,
+    /// The public handle (never the `auth_req_id`), 128 random bits.
+    pub handle: String,
+    pub data: CibaData,
+    pub expires_at: i64,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %e, "stored CIBA request unreadable");
+    OAuthError::server_error()
+}
+
+/// Stores a validated request for customer `sub` (CIBA §7.3): a fresh
+/// `auth_req_id` of 256 random bits (for ping and push derived with
+/// `delivery_key` from a random seed, [`derive_auth_req_id`]) and a handle,
+/// both kept only as their SHA-256.
+#[allow(clippy::too_many_arguments)]
+pub async fn start<S: CibaRepository>(
+    store: &S,
+    client: &AuthenticatedClient,
+    req: BackchannelRequest,
+    sub: String,
+    interval: i64,
+    consent_claim: &str,
+    delivery_key: &[u8],
+    now: i64,
+) -> Result<Started, OAuthError> {
+    let notifies = matches!(delivery_mode(&client.client), "ping" | "push");
+    let delivery_seed = notifies.then(|| random_token(32));
+    let data = CibaData {
+        sub,
+        scope: req.request.scope,
+        acr_values: req.request.acr_values,
+        binding_message: req.binding_message,
+        claims: req.request.claims,
+        authorization_details: req.request.authorization_details,
+        intent_id: req.intent_id,
+        hint_type: req.hint_type,
+        client_notification_token: req.client_notification_token,
+        consent_claim: consent_claim.to_owned(),
+        delivery_seed,
+    };
+    let auth_req_id = match &data.delivery_seed {
+        Some(seed) => derive_auth_req_id(delivery_key, seed),
+        None => new_secret(),
+    };
+    let handle = random_token(16);
+    let expires_at = now.saturating_add(req.expires_in);
+    store
+        .put_ciba_request(CibaRequestRecord {
+            auth_req_id_hash: hash_secret(&auth_req_id),
+            client_id: client.client.id().to_owned(),
+            status: PENDING.into(),
+            request: serde_json::to_string(&data).map_err(corrupt)?,
+            grant_id: None,
+            interval,
+            last_polled_at: None,
+            expires_at,
+            created_at: now,
+            handle_hash: Some(hash_secret(&handle)),
+        })
+        .await?;
+    let push = delivery_mode(&client.client) == "push";
+    Ok(Started {
+        response: AuthenticationResponse {
+            auth_req_id,
+            expires_in: req.expires_in,
+            interval: (!push).then_some(interval),
+        },
+        handle,
+        data,
+        expires_at,
+    })
+}
+
+/// The stored data of a request.
+pub fn data(rec: &CibaRequestRecord) -> Result<CibaData, OAuthError> {
+    serde_json::from_str(&rec.request).map_err(corrupt)
+}
+
+/// The token request with `grant_type=urn:openid:params:grant-type:ciba`
+/// (CIBA §10.1, §11): `authorization_pending` while the customer has not
+/// decided, `slow_down` when polled within the interval (which grows),
+/// `access_denied`, `expired_token`; `invalid_grant` for an unknown or
+/// already redeemed `auth_req_id` and for another client's (whose state is
+/// not touched). Tokens once, sender-constrained like every grant.
+pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository>(
+    store: &S,
+    keys: &Keys,
+    policy: &Policy,
+    client: &AuthenticatedClient,
+    auth_req_id: Option<&str>,
+    binding: &Binding,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.client.allows_grant(GRANT_TYPE) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the CIBA grant",
+        ));
+    }
+    let auth_req_id =
+        auth_req_id.ok_or_else(|| OAuthError::invalid_request("auth_req_id is required"))?;
+    let unknown = || OAuthError::invalid_grant("auth_req_id is unknown or already used");
+    let hash = hash_secret(auth_req_id);
+    let rec = store.get_ciba_request(&hash).await?.ok_or_else(unknown)?;
+    if rec.client_id != client.client.id() {
+        tracing::warn!(client_id = %client.client.id(), "auth_req_id of another client presented");
+        return Err(unknown());
+    }
+    if rec.expires_at <= now {
+        return Err(OAuthError::new(
+            ErrorCode::ExpiredToken,
+            "the authentication request has expired",
+        ));
+    }
+    match rec.status.as_str() {
+        PENDING => {
+            match store
+                .poll_ciba_request(&hash, now, SLOW_DOWN_STEP_SECS)
+                .await?
+            {
+                Some(CibaPoll::TooFast) => Err(OAuthError::new(
+                    ErrorCode::SlowDown,
+                    "polled too often: wait the interval (now longer) between polls",
+                )),
+                Some(CibaPoll::InTime) => Err(OAuthError::new(
+                    ErrorCode::AuthorizationPending,
+                    "the customer has not yet decided",
+                )),
+                None => Err(unknown()),
+            }
+        }
+        DENIED => Err(OAuthError::new(
+            ErrorCode::AccessDenied,
+            "the customer denied the request",
+        )),
+        APPROVED => {
+            // Before the request is spent: a request without a usable
+            // binding must stay redeemable.
+            let cnf = sender_binding(client, policy, binding)?;
+            let grant_id = rec.grant_id.clone().ok_or_else(|| corrupt("no grant"))?;
+            if !store.consume_ciba_request(&hash).await? {
+                return Err(unknown());
+            }
+            let grant = store.get_grant(&grant_id).await?.ok_or_else(unknown)?;
+            let mut extra = serde_json::Map::new();
+            extra.insert(AUTH_REQ_ID_CLAIM.into(), auth_req_id.into());
+            issue_for_grant(store, keys, policy, client, &grant, &cnf, &extra, now).await
+        }
+        other => Err(corrupt(format_args!("status {other}"))),
+    }
+}
+
+/// The bank's decision (docs/hooks.md §10c), already verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub approved: bool,
+    pub sub: Option<String>,
+    pub acr: Option<String>,
+    pub amr: Vec<String>,
+    pub auth_time: Option<i64>,
+    pub consent_id: Option<String>,
+    pub accounts: Vec<String>,
+}
+
+/// Why a decision was not applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionRefused {
+    /// No request has this handle (HTTP 404).
+    UnknownHandle,
+    /// Already approved or denied (409 `already_decided`).
+    AlreadyDecided,
+    /// Past its expiry (409 `expired_token`).
+    Expired,
+    /// An approval for another customer than the one resolved (400).
+    WrongSub,
+    Failed(OAuthError),
+}
+
+impl From<OAuthError> for DecisionRefused {
+    fn from(e: OAuthError) -> Self {
+        DecisionRefused::Failed(e)
+    }
+}
+
+impl From<oauth_core::storage::StoreError> for DecisionRefused {
+    fn from(e: oauth_core::storage::StoreError) -> Self {
+        DecisionRefused::Failed(e.into())
+    }
+}
+
+/// The request behind a public handle.
+pub async fn by_handle<S: CibaRepository>(
+    store: &S,
+    handle: &str,
+) -> Result<CibaRequestRecord, DecisionRefused> {
+    if handle.is_empty() || handle.len() > 64 {
+        return Err(DecisionRefused::UnknownHandle);
+    }
+    store
+        .get_ciba_request_by_handle(&hash_secret(handle))
+        .await?
+        .ok_or(DecisionRefused::UnknownHandle)
+}
+
+/// Applies the bank's decision to `rec` once: an approval stores the grant
+/// (the customer, scope, consent id, accounts and how they authenticated)
+/// and moves the request to `approved` in one write; a denial moves it to
+/// `denied`. A decided or expired request is left as it is.
+pub async fn decide<S: CibaRepository + GrantRepository>(
+    store: &S,
+    rec: &CibaRequestRecord,
+    d: Decision,
+    now: i64,
+) -> Result<(), DecisionRefused> {
+    if rec.status != PENDING {
+        return Err(DecisionRefused::AlreadyDecided);
+    }
+    if rec.expires_at <= now {
+        return Err(DecisionRefused::Expired);
+    }
+    let data = data(rec)?;
+    let moved = if d.approved {
+        let sub = d.sub.unwrap_or_default();
+        if !oauth_core::secret::constant_time_eq(sub.as_bytes(), data.sub.as_bytes()) {
+            return Err(DecisionRefused::WrongSub);
+        }
+        let details = GrantDetails {
+            authentication: Some(Authentication {
+                sub: sub.clone(),
+                auth_time: d.auth_time.unwrap_or(now),
+                acr: d.acr,
+                amr: d.amr,
+            }),
+            claims_request: data.claims.clone(),
+            authorization_details: data.authorization_details.clone(),
+            accounts: d.accounts,
+            consent_claim: Some(data.consent_claim.clone()),
+            ..GrantDetails::default()
+        };
+        let grant = GrantRecord {
+            grant_id: time_ordered(16),
+            client_id: rec.client_id.clone(),
+            sub: Some(sub),
+            scope: data.scope.join(" "),
+            consent_id: d.consent_id,
+            details: serde_json::to_string(&details).map_err(corrupt)?,
+            created_at: now,
+            revoked_at: None,
+        };
+        store
+            .approve_ciba_request(&rec.auth_req_id_hash, grant, now)
+            .await?
+    } else {
+        store
+            .decide_ciba_request(&rec.auth_req_id_hash, DENIED, None)
+            .await?
+    };
+    if moved {
+        Ok(())
+    } else {
+        // Lost a race with another decision (or the expiry).
+        match store.get_ciba_request(&rec.auth_req_id_hash).await? {
+            Some(r) if r.status == PENDING => Err(DecisionRefused::Expired),
+            Some(_) => Err(DecisionRefused::AlreadyDecided),
+            None => Err(DecisionRefused::AlreadyDecided),
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! CIBA on the server (CIBA Core 1.0, FAPI-CIBA; docs/hooks.md §10): the
+//! backchannel authentication endpoint, the CIBA grant at the token
+//! endpoint, and the bank's decision API. Handlers extract, call the
+//! `ciba` crate, and map the outcome; outbound notices and deliveries run
+//! off the request path.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use ciba::flow::{self, Decision, DecisionRefused};
+use ciba::hooks::{Hooks, Notice, ResolveQuery};
+use oauth_core::client::AuthenticatedClient;
+use oauth_core::client_auth::Endpoint;
+use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::secret::now;
+use oauth_core::storage::ClientRepository;
+use oauth_core::token::TokenResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{Caller, json_no_store, settled, single, single_use_caller};
+use crate::config::Config;
+use crate::http::{ApiError, AppState};
+
+/// The backchannel authentication endpoint (CIBA §7), on both listeners.
+pub const BACKCHANNEL_PATH: &str = "/bc-authorize";
+/// The bank's decision API (docs/hooks.md §10c).
+pub const DECISION_PATH: &str = "/bank/ciba/{handle}/decision";
+
+/// Builds CIBA's outbound hooks from `[ciba]`; `extra_ca` (the dev CA in
+/// dev mode) is trusted beside the system roots.
+pub fn hooks(
+    cfg: &Config,
+    extra_ca: Option<&std::path::Path>,
+    delivery_key: Vec<u8>,
+) -> Result<Option<Arc<Hooks>>, String> {
+    let Some(c) = &cfg.ciba else {
+        return Ok(None);
+    };
+    let tls = crate::bank_api::outbound_tls(extra_ca).map_err(|e| format!("ciba: {e}"))?;
+    Hooks::new(c.clone(), tls, delivery_key).map(|h| Some(Arc::new(h)))
+}
+
+fn not_served() -> ApiError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        "backchannel authentication is not enabled",
+    )
+    .into()
+}
+
+/// `POST /bc-authorize` (CIBA §7.1): client authentication exactly as at
+/// the token endpoint, the request validated, the customer resolved by the
+/// bank, the request stored, the bank notified off the request path.
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn bc_authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let Some(hooks) = state.ciba.clone() else {
+        return Err(not_served());
+    };
+    let (_dpop, Caller { form, client, .. }, store) =
+        single_use_caller(&state, &req, &body, Endpoint::Backchannel).await?;
+    let outcome = start(&state, &hooks, &store, &client, &form).await;
+    let res = settled(&store, outcome).await?;
+    Ok(json_no_store(StatusCode::OK, &res))
+}
+
+async fn start(
+    state: &AppState,
+    hooks: &Arc<Hooks>,
+    store: &token_store::Store,
+    client: &AuthenticatedClient,
+    form: &[(String, String)],
+) -> Result<ciba::flow::AuthenticationResponse, OAuthError> {
+    let t = now();
+    let v = ciba::request::validate(
+        store,
+        &state.jwks,
+        &state.keys,
+        &state.policy,
+        hooks.config(),
+        client,
+        form,
+        &state.consent_claim,
+        t,
+    )
+    .await?;
+    // The bank hears of no request refused as a replay.
+    store.settle_replay().await?;
+    if let Some(intent) = &v.intent_id {
+        let bridge = state.bridge.as_ref().ok_or_else(OAuthError::server_error)?;
+        bridge.check_intent(intent, client.client.id()).await?;
+    }
+    let sub = hooks
+        .resolve(&ResolveQuery {
+            client_id: client.client.id(),
+            hint_type: v.hint_type,
+            hint: &v.hint,
+            user_code: v.user_code.as_deref(),
+        })
+        .await?;
+    let interval = hooks.config().interval_secs;
+    let started = flow::start(
+        store,
+        client,
+        v,
+        sub,
+        interval,
+        &state.consent_claim,
+        hooks.delivery_key(),
+        t,
+    )
+    .await?;
+    let m = &client.client.metadata;
+    let notice = Notice {
+        handle: started.handle.clone(),
+        sub: started.data.sub.clone(),
+        client_id: client.client.id().to_owned(),
+        client_name: m.client_name.clone(),
+        logo_uri: m.logo_uri.clone(),
+        policy_uri: m.policy_uri.clone(),
+        tos_uri: m.tos_uri.clone(),
+        binding_message: started.data.binding_message.clone(),
+        scope: started.data.scope.clone(),
+        acr_values: started.data.acr_values.clone(),
+        intent_id: started.data.intent_id.clone(),
+        authorization_details: started.data.authorization_details.clone(),
+        expires_at: started.expires_at,
+    };
+    let hooks = hooks.clone();
+    // Never blocks the client's answer; a failure leaves the request pending.
+    actix_web::rt::spawn(async move {
+        hooks.notify(&notice).await;
+    });
+    tracing::info!(
+        event = "ciba_request_started",
+        hint_type = started.data.hint_type.as_str(),
+        "CIBA request stored"
+    );
+    Ok(started.response)
+}
+
+/// The token request with the CIBA grant (CIBA §10.1), for a client
+/// authenticated and a DPoP proof verified as for every grant.
+pub async fn redeem(
+    state: &AppState,
+    store: &token_store::Store,
+    client: &AuthenticatedClient,
+    form: &[(String, String)],
+    binding: oauth_core::grant::Binding,
+) -> Result<TokenResponse, OAuthError> {
+    if state.ciba.is_none() {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "the grant_type is not supported",
+        ));
+    }
+    let auth_req_id = single(form, "auth_req_id")?;
+    flow::redeem(
+        store,
+        &state.keys,
+        &state.policy,
+        client,
+        auth_req_id,
+        &binding,
+        now(),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct DecisionBody {
+    result: String,
+}
+
+fn decision_error(status: StatusCode, error: &str, description: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({"error": error, "error_description": description}))
+}
+
+/// `POST /bank/ciba/{handle}/decision` (docs/hooks.md §10c): the bank's app
+/// back end approves or denies, with a result token under the `[hooks]`
+/// key handling. 204; 400 `invalid_request` (bad token, another
+/// customer); 404 unknown handle; 409 `already_decided` / `expired_token`,
+/// state unchanged.
+#[tracing::instrument(skip_all)]
+pub async fn decision(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    crate::bank_api::authenticate_bank(&state, &req)?;
+    let (Some(hooks), Some(bridge)) = (state.ciba.clone(), state.bridge.clone()) else {
+        return Err(not_served());
+    };
+    let handle = path.into_inner();
+    let body: DecisionBody = serde_json::from_slice(&body)
+        .map_err(|_| OAuthError::invalid_request("the body must be {\"result\": \"<token>\"}"))?;
+    let rec = match flow::by_handle(&state.store, &handle).await {
+        Ok(r) => r,
+        Err(DecisionRefused::UnknownHandle) => {
+            return Ok(decision_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no CIBA request has this handle",
+            ));
+        }
+        Err(DecisionRefused::Failed(e)) => return Err(e.into()),
+        Err(_) => return Err(OAuthError::server_error().into()),
+    };
+    let t = now();
+    let result = bridge
+        .open_result(
+            &state.store,
+            &body.result,
+            &handle,
+            consent_bridge::Purpose::Ciba,
+            t,
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(reason = e.as_str(), "CIBA decision token refused");
+            match e {
+                consent_bridge::HookError::Unavailable => OAuthError::temporarily_unavailable(),
+                _ => OAuthError::invalid_request("the decision token is not valid"),
+            }
+        })?;
+    let d = Decision {
+        approved: result.approved(),
+        sub: result.sub.clone(),
+        acr: result.acr.clone(),
+        amr: result.amr.clone(),
+        auth_time: result.auth_time,
+        consent_id: result.consent_id.clone(),
+        accounts: result.accounts.clone(),
+    };
+    match flow::decide(&state.store, &rec, d, t).await {
+        Ok(()) => {}
+        Err(DecisionRefused::AlreadyDecided) => {
+            return Ok(decision_error(
+                StatusCode::CONFLICT,
+                "already_decided",
+                "the request has already been decided",
+            ));
+        }
+        Err(DecisionRefused::Expired) => {
+            return Ok(decision_error(
+                StatusCode::CONFLICT,
+                "expired_token",
+                "the request has expired",
+            ));
+        }
+        Err(DecisionRefused::WrongSub) => {
+            return Err(OAuthError::invalid_request(
+                "the decision is for another customer than the request's",
+            )
+            .into());
+        }
+        Err(DecisionRefused::UnknownHandle) => return Err(OAuthError::server_error().into()),
+        Err(DecisionRefused::Failed(e)) => return Err(e.into()),
+    }
+    tracing::info!(
+        event = "ciba_decided",
+        client_id = %rec.client_id,
+        approved = result.approved(),
+        "CIBA request decided by the bank"
+    );
+    after_decision(&state, &hooks, &rec).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Ping (CIBA §10.2) or push (§10.3) once the customer decided, off the
+/// request path; poll clients hear nothing. Push clients (never FAPI ones)
+/// get the tokens, unbound, or the error, with the `auth_req_id`; the
+/// request is redeemed then. Ping clients get `{"auth_req_id"}` and redeem
+/// at the token endpoint, whatever the delivery did.
+async fn after_decision(
+    state: &AppState,
+    hooks: &Arc<Hooks>,
+    rec: &oauth_core::storage::CibaRequestRecord,
+) {
+    let Ok(data) = flow::data(rec) else {
+        return;
+    };
+    let Some(seed) = data.delivery_seed.as_deref() else {
+        return;
+    };
+    let Ok(Some(record)) = state.store.get_client(&rec.client_id).await else {
+        return;
+    };
+    let Ok(client) = oauth_core::client::Client::from_record(&record) else {
+        return;
+    };
+    let (Some(endpoint), Some(token)) = (
+        client
+            .metadata
+            .backchannel_client_notification_endpoint
+            .clone(),
+        data.client_notification_token.clone(),
+    ) else {
+        return;
+    };
+    let auth_req_id = flow::derive_auth_req_id(hooks.delivery_key(), seed);
+    let body = match flow::delivery_mode(&client) {
+        "ping" => json!({ "auth_req_id": auth_req_id }),
+        "push" if !client.metadata.fapi => {
+            let method = client.metadata.token_endpoint_auth_method;
+            let authenticated = AuthenticatedClient { client, method };
+            let outcome = flow::redeem(
+                &state.store,
+                &state.keys,
+                &state.policy,
+                &authenticated,
+                Some(&auth_req_id),
+                &oauth_core::grant::Binding::default(),
+                now(),
+            )
+            .await;
+            let mut body = match outcome {
+                Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
+                Err(e) => e.to_json(),
+            };
+            body["auth_req_id"] = json!(auth_req_id);
+            body
+        }
+        _ => return,
+    };
+    let hooks = hooks.clone();
+    actix_web::rt::spawn(async move {
+        hooks.deliver(&endpoint, &token, &body).await;
+    });
+}
+
+/// Registers the CIBA routes (answered `invalid_request` when `[ciba]` is
+/// not configured; not advertised then).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(BACKCHANNEL_PATH, web::post().to(bc_authorize))
+        .route(DECISION_PATH, web::post().to(decision));
+}

@@ -1,0 +1,837 @@
+//! CIBA end to end (issue 24), on SQLite and PostgreSQL: a TPP starts a
+//! signed backchannel request for a customer the bank resolves, polls
+//! (`authorization_pending`, `slow_down`), the bank's app back end decides
+//! through the decision API, and the TPP redeems DPoP-bound tokens with the
+//! consent id in the id_token and at introspection. Then the refusals.
+//!
+//! The bank's resolve and notify hooks are a small actix receiver here.
+
+use std::cell::RefCell;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use consent_bridge::HooksConfig;
+use serde_json::{Value, json};
+
+use crate::harness::{BACKENDS, Backend, Setup, TestServer};
+use crate::tpp::*;
+
+const SECRET: [u8; 32] = [0x24; 32];
+const BANK_ISSUER: &str = "https://bank.example";
+const SERVICE_TOKEN: &str = "ciba-service-token";
+const BANK_API_TOKEN: &str = "bank-api-token";
+const GRANT: &str = "urn:openid:params:grant-type:ciba";
+const SCA: &str = "urn:openbanking:psd2:sca";
+
+thread_local! {
+    static CONFIG: RefCell<Option<(HooksConfig, ciba::CibaConfig)>> = const { RefCell::new(None) };
+}
+
+fn apply(cfg: &mut strongroom::config::Config) {
+    let (h, c) = CONFIG.with(|c| c.borrow().clone()).unwrap();
+    cfg.hooks = Some(h);
+    cfg.ciba = Some(c);
+}
+
+fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the bank's hooks received.
+#[derive(Default)]
+struct Bank {
+    notices: Mutex<Vec<Value>>,
+    resolves: Mutex<Vec<Value>>,
+    /// Client notification endpoint hits: (path, Authorization, body).
+    deliveries: Mutex<Vec<(String, String, Value)>>,
+}
+
+/// The TPPs' notification endpoints (https): `/ok` answers 204, `/flaky`
+/// 500 on its first hit then 204, `/refuse` 401.
+async fn deliver(
+    bank: web::Data<Arc<Bank>>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let path = req.path().to_string();
+    let mut hits = bank.deliveries.lock().unwrap();
+    let before = hits.iter().filter(|(p, _, _)| *p == path).count();
+    hits.push((path.clone(), auth, body.0.clone()));
+    match path.as_str() {
+        "/refuse" => HttpResponse::Unauthorized().finish(),
+        "/flaky" if before == 0 => HttpResponse::InternalServerError().finish(),
+        _ => HttpResponse::NoContent().finish(),
+    }
+}
+
+/// An https receiver with Strongroom's dev certificate (issued by the dev
+/// CA, which Strongroom's outbound client trusts in dev mode).
+fn tls_receiver(setup: &Setup, bank: Arc<Bank>) -> u16 {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&dev.server_chain)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&dev.server_key).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let data = web::Data::new(bank);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/{path}", web::post().to(deliver))
+    })
+    .workers(1)
+    .listen_rustls_0_23(listener, tls)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    port
+}
+
+async fn resolve(
+    bank: web::Data<Arc<Bank>>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if auth != format!("Bearer {SERVICE_TOKEN}") {
+        return HttpResponse::Unauthorized().finish();
+    }
+    bank.resolves.lock().unwrap().push(body.0.clone());
+    match body["hint"].as_str() {
+        Some("alice") => HttpResponse::Ok().json(json!({"sub": "cust-alice"})),
+        Some("bob") => HttpResponse::Ok().json(json!({"sub": "cust-bob"})),
+        Some("garbled") => HttpResponse::BadRequest()
+            .json(json!({"error": "invalid_request", "error_description": "unusable hint"})),
+        _ => HttpResponse::NotFound().json(json!({"error": "unknown_user_id"})),
+    }
+}
+
+async fn notify(
+    bank: web::Data<Arc<Bank>>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if auth != format!("Bearer {SERVICE_TOKEN}") {
+        return HttpResponse::Unauthorized().finish();
+    }
+    bank.notices.lock().unwrap().push(body.0.clone());
+    HttpResponse::NoContent().finish()
+}
+
+struct World {
+    srv: TestServer,
+    bank: Arc<Bank>,
+    tpp: Tpp,
+    other: Tpp,
+    /// Ping clients whose endpoints answer 204, 500-then-204, 401.
+    pingers: [Tpp; 3],
+    setup: Setup,
+}
+
+const PUSH_CLIENT: &str = "tpp-push";
+const PUSH_SECRET: &str = "push-client-secret";
+
+fn ciba_client(tpp: &Tpp, mode: &str) -> Value {
+    let mut m = tpp.pkjwt_metadata();
+    m["grant_types"] = json!([GRANT, "refresh_token"]);
+    m["backchannel_token_delivery_mode"] = json!(mode);
+    m["backchannel_authentication_request_signing_alg"] = json!("ES256");
+    m["logo_uri"] = json!(format!("https://{}.example/logo.png", tpp.client_id));
+    m["policy_uri"] = json!(format!("https://{}.example/privacy", tpp.client_id));
+    m.as_object_mut().unwrap().remove("redirect_uris");
+    m
+}
+
+async fn world(backend: Backend) -> World {
+    let mut setup = Setup::new(backend);
+    let bank = Arc::new(Bank::default());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let data = web::Data::new(bank.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/resolve", web::post().to(resolve))
+            .route("/notify", web::post().to(notify))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    let tpp = Tpp::new("tpp-ciba");
+    let other = Tpp::new("tpp-ciba-other");
+    let port = tls_receiver(&setup, bank.clone());
+    let pingers = [
+        Tpp::new("tpp-ping"),
+        Tpp::new("tpp-flaky"),
+        Tpp::new("tpp-refused"),
+    ];
+    setup.clients = vec![ciba_client(&tpp, "poll"), ciba_client(&other, "poll")];
+    for (p, path) in pingers.iter().zip(["ok", "flaky", "refuse"]) {
+        let mut m = ciba_client(p, "ping");
+        m["backchannel_client_notification_endpoint"] =
+            json!(format!("https://127.0.0.1:{port}/{path}"));
+        setup.clients.push(m);
+    }
+    setup.clients.push(json!({
+        "client_id": PUSH_CLIENT,
+        "client_name": "Push TPP",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "fapi": false,
+        "grant_types": [GRANT],
+        "scope": "openid accounts",
+        "backchannel_token_delivery_mode": "push",
+        "backchannel_client_notification_endpoint": format!("https://127.0.0.1:{port}/push"),
+        "client_secret_sha256": oauth_core::secret::hash_secret(PUSH_SECRET),
+    }));
+    let hooks = HooksConfig {
+        login_url: "https://bank.example/login".into(),
+        consent_url: "https://bank.example/consent".into(),
+        shared_secret: URL_SAFE_NO_PAD.encode(SECRET),
+        bank_issuer: BANK_ISSUER.into(),
+        require_intent: false,
+        bank_api_token_sha256: sha256_hex(BANK_API_TOKEN),
+        ..HooksConfig::default()
+    };
+    let c = ciba::CibaConfig {
+        resolve_url: format!("{base}/resolve"),
+        notify_url: format!("{base}/notify"),
+        service_token: SERVICE_TOKEN.into(),
+        interval_secs: 1,
+        timeout_ms: 1000,
+        ..ciba::CibaConfig::default()
+    };
+    CONFIG.with(|x| *x.borrow_mut() = Some((hooks, c)));
+    setup.tweak = Some(apply);
+    let srv = setup.start().await;
+    World {
+        srv,
+        bank,
+        tpp,
+        other,
+        pingers,
+        setup,
+    }
+}
+
+/// The claims of a signed authentication request (CIBA §7.1.1).
+fn request_claims(w: &World, tpp: &Tpp, hint: &str) -> Value {
+    let t = now();
+    json!({
+        "iss": tpp.client_id, "aud": w.srv.issuer, "iat": t, "nbf": t, "exp": t + 300,
+        "jti": random(16), "scope": "openid accounts", "login_hint": hint,
+        "binding_message": "W4SCT", "acr_values": SCA,
+    })
+}
+
+async fn bc_authorize_form(w: &World, tpp: &Tpp, mut form: Vec<(String, String)>) -> Answer {
+    form.extend(tpp.auth_fields(&w.srv));
+    post_form(
+        &w.srv.client(None),
+        &w.srv.url("/bc-authorize"),
+        &form,
+        None,
+    )
+    .await
+}
+
+async fn bc_authorize(w: &World, tpp: &Tpp, claims: &Value) -> Answer {
+    let jwt = tpp.key.sign(None, claims);
+    bc_authorize_form(w, tpp, vec![("request".into(), jwt)]).await
+}
+
+async fn start(w: &World, tpp: &Tpp) -> String {
+    let a = bc_authorize(w, tpp, &request_claims(w, tpp, "alice")).await;
+    assert_eq!(a.status, 200, "bc-authorize: {}", a.json);
+    a.json["auth_req_id"].as_str().unwrap().to_string()
+}
+
+async fn poll(w: &World, tpp: &Tpp, auth_req_id: &str) -> Answer {
+    let url = w.srv.url("/token");
+    let mut form = tpp.auth_fields(&w.srv);
+    form.push(("grant_type".into(), GRANT.into()));
+    form.push(("auth_req_id".into(), auth_req_id.into()));
+    post_form(
+        &w.srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await
+}
+
+/// The notice the bank received for the `n`-th request (waits for it).
+async fn notice(w: &World, n: usize) -> Value {
+    for _ in 0..100 {
+        if let Some(v) = w.bank.notices.lock().unwrap().get(n) {
+            return v.clone();
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+    }
+    panic!("no notice #{n} reached the bank");
+}
+
+/// A decision token as the bank's app back end makes it (docs/hooks.md §10c).
+fn decision_token(w: &World, handle: &str, extra: Value) -> String {
+    let t = now();
+    let mut claims = json!({
+        "iss": BANK_ISSUER, "aud": w.srv.issuer, "iat": t, "exp": t + 60, "jti": random(12),
+        "purpose": "ciba", "handle": handle,
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    consent_bridge::token::encrypt(&SECRET, &claims).unwrap()
+}
+
+fn approval() -> Value {
+    json!({"status": "approved", "sub": "cust-alice", "acr": SCA, "amr": ["pwd", "hwk"],
+           "consent_id": "consent-77", "accounts": ["acc-1"]})
+}
+
+async fn decide(w: &World, handle: &str, token: &str) -> Answer {
+    let res = w
+        .srv
+        .client(None)
+        .post(w.srv.url(&format!("/bank/ciba/{handle}/decision")))
+        .bearer_auth(BANK_API_TOKEN)
+        .json(&json!({"result": token}))
+        .send()
+        .await
+        .unwrap();
+    answer(res).await
+}
+
+async fn introspect(w: &World, token: &str) -> Value {
+    let mut form = w.tpp.auth_fields(&w.srv);
+    form.push(("token".into(), token.into()));
+    post_form(&w.srv.client(None), &w.srv.url("/introspect"), &form, None)
+        .await
+        .json
+}
+
+#[actix_web::test]
+async fn poll_flow_gives_bound_tokens_with_the_consent() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        // Discovery says what is served.
+        let meta: Value = w
+            .srv
+            .client(None)
+            .get(w.srv.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            meta["backchannel_authentication_endpoint"],
+            w.srv.url("/bc-authorize")
+        );
+        assert_eq!(
+            meta["mtls_endpoint_aliases"]["backchannel_authentication_endpoint"],
+            w.srv.mtls_url("/bc-authorize")
+        );
+        assert_eq!(
+            meta["backchannel_token_delivery_modes_supported"],
+            json!(["poll", "ping", "push"])
+        );
+        assert_eq!(
+            meta["backchannel_authentication_request_signing_alg_values_supported"],
+            json!(["PS256", "ES256"])
+        );
+        assert!(
+            meta["grant_types_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(GRANT))
+        );
+
+        let a = bc_authorize(&w, &w.tpp, &request_claims(&w, &w.tpp, "alice")).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        // ≥ 160 bits of base64url.
+        assert!(auth_req_id.len() >= 27, "{auth_req_id}");
+        assert_eq!(a.json["expires_in"], 300);
+        assert_eq!(a.json["interval"], 1);
+        assert_eq!(
+            w.bank.resolves.lock().unwrap()[0],
+            json!({
+            "client_id": "tpp-ciba", "hint_type": "login_hint", "hint": "alice"})
+        );
+
+        let n = notice(&w, 0).await;
+        assert_eq!(n["sub"], "cust-alice");
+        assert_eq!(n["client_id"], "tpp-ciba");
+        assert_eq!(n["client_name"], "TPP tpp-ciba");
+        assert_eq!(n["logo_uri"], "https://tpp-ciba.example/logo.png");
+        assert_eq!(n["policy_uri"], "https://tpp-ciba.example/privacy");
+        assert_eq!(n["binding_message"], "W4SCT");
+        assert_eq!(n["scope"], json!(["openid", "accounts"]));
+        assert_eq!(n["acr_values"], json!([SCA]));
+        let handle = n["handle"].as_str().unwrap().to_string();
+        assert_ne!(handle, auth_req_id);
+        assert!(!n.to_string().contains(&auth_req_id));
+
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["authorization_pending"],
+        );
+        // At once again: too fast, and the interval grows (1 s + 5 s).
+        assert_error(&poll(&w, &w.tpp, &auth_req_id).await, 400, &["slow_down"]);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        assert_error(&poll(&w, &w.tpp, &auth_req_id).await, 400, &["slow_down"]);
+        // Another client's poll: invalid_grant, and nothing changes.
+        assert_error(
+            &poll(&w, &w.other, &auth_req_id).await,
+            400,
+            &["invalid_grant"],
+        );
+
+        // The bank's app approves; a second decision is refused, state unchanged.
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        let deny = decision_token(&w, &handle, json!({"status": "denied"}));
+        let a = decide(&w, &handle, &deny).await;
+        assert_eq!(a.status, 409);
+        assert_eq!(a.json["error"], "already_decided");
+        let a = decide(&w, "no-such-handle", &deny).await;
+        assert_eq!(a.status, 404);
+
+        // Polled within the grown interval is still too fast; after it, tokens.
+        actix_web::rt::time::sleep(Duration::from_millis(6100)).await;
+        let a = poll(&w, &w.tpp, &auth_req_id).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["token_type"], "DPoP");
+        let at = a.json["access_token"].as_str().unwrap().to_string();
+        assert!(a.json["refresh_token"].is_string());
+        let id = jwt_claims(a.json["id_token"].as_str().unwrap());
+        assert_eq!(id["sub"], "cust-alice");
+        assert_eq!(id["aud"], "tpp-ciba");
+        assert_eq!(id["acr"], SCA);
+        assert_eq!(id["amr"], json!(["pwd", "hwk"]));
+        assert_eq!(id["openbanking_intent_id"], "consent-77");
+        assert_eq!(
+            id["urn:openid:params:jwt:claim:auth_req_id"],
+            json!(auth_req_id)
+        );
+        let i = introspect(&w, &at).await;
+        assert_eq!(i["active"], true, "{i}");
+        assert_eq!(i["consent_id"], "consent-77");
+        assert_eq!(i["cnf"]["jkt"], json!(w.tpp.dpop.thumbprint()));
+
+        // Redeemed once: the second gets invalid_grant, the first tokens live on.
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["invalid_grant"],
+        );
+        assert_eq!(introspect(&w, &at).await["active"], true);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+#[actix_web::test]
+async fn denial_gives_access_denied_and_expiry_expired_token() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let auth_req_id = start(&w, &w.tpp).await;
+        let handle = notice(&w, 0).await["handle"].as_str().unwrap().to_string();
+        let deny = decision_token(&w, &handle, json!({"status": "denied"}));
+        assert_eq!(decide(&w, &handle, &deny).await.status, 204);
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["access_denied"],
+        );
+        // A later approval does not turn it round.
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.json["error"], "already_decided");
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["access_denied"],
+        );
+
+        // requested_expiry 1: expired a moment later, for the TPP and the bank.
+        let mut claims = request_claims(&w, &w.tpp, "alice");
+        claims["requested_expiry"] = json!("1");
+        let a = bc_authorize(&w, &w.tpp, &claims).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["expires_in"], 1);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        let handle = notice(&w, 1).await["handle"].as_str().unwrap().to_string();
+        actix_web::rt::time::sleep(Duration::from_millis(2100)).await;
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["expired_token"],
+        );
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.status, 409);
+        assert_eq!(a.json["error"], "expired_token");
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["expired_token"],
+        );
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+/// The deliveries to `path` so far, waiting until there are `n`.
+async fn deliveries(w: &World, path: &str, n: usize) -> Vec<(String, Value)> {
+    for _ in 0..200 {
+        let hits: Vec<(String, Value)> = w
+            .bank
+            .deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| p == path)
+            .map(|(_, a, b)| (a.clone(), b.clone()))
+            .collect();
+        if hits.len() >= n {
+            return hits;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} deliveries to {path}");
+}
+
+#[actix_web::test]
+async fn ping_is_delivered_retried_and_never_breaks_polling() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let mut ids = Vec::new();
+        for (i, p) in w.pingers.iter().enumerate() {
+            let mut claims = request_claims(&w, p, "alice");
+            // Without a notification token a ping client is refused.
+            let a = bc_authorize(&w, p, &claims).await;
+            assert_error(&a, 400, &["invalid_request"]);
+            claims["client_notification_token"] = json!(format!("cnt-{i}-{}", random(12)));
+            claims["jti"] = json!(random(16));
+            let a = bc_authorize(&w, p, &claims).await;
+            assert_eq!(a.status, 200, "{}", a.json);
+            assert_eq!(a.json["interval"], 1);
+            let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+            let handle = notice(&w, i).await["handle"].as_str().unwrap().to_string();
+            let d = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+            assert_eq!(d.status, 204, "{}", d.json);
+            let token = claims["client_notification_token"].as_str().unwrap();
+            ids.push((auth_req_id, format!("Bearer {token}")));
+        }
+        // /ok: one ping, the token as Bearer, only the auth_req_id.
+        let hits = deliveries(&w, "/ok", 1).await;
+        assert_eq!(
+            hits[0],
+            (ids[0].1.clone(), json!({"auth_req_id": ids[0].0}))
+        );
+        // /flaky: 500, then retried and delivered.
+        let hits = deliveries(&w, "/flaky", 2).await;
+        assert_eq!(hits[0], hits[1]);
+        assert_eq!(
+            hits[1],
+            (ids[1].1.clone(), json!({"auth_req_id": ids[1].0}))
+        );
+        // /refuse: 401 once, never retried.
+        let hits = deliveries(&w, "/refuse", 1).await;
+        assert_eq!(
+            hits[0],
+            (ids[2].1.clone(), json!({"auth_req_id": ids[2].0}))
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(deliveries(&w, "/refuse", 1).await.len(), 1);
+        // Each auth_req_id redeems at the token endpoint, the refused one too.
+        for (p, (auth_req_id, _)) in w.pingers.iter().zip(&ids) {
+            let a = poll(&w, p, auth_req_id).await;
+            assert_eq!(a.status, 200, "{}", a.json);
+            assert_eq!(a.json["token_type"], "DPoP");
+            let id = jwt_claims(a.json["id_token"].as_str().unwrap());
+            assert_eq!(
+                id["urn:openid:params:jwt:claim:auth_req_id"],
+                json!(auth_req_id)
+            );
+        }
+
+        // Push (a non-FAPI client): the tokens come to the endpoint, unbound.
+        let mut form = vec![
+            ("scope".to_string(), "openid accounts".to_string()),
+            ("login_hint".into(), "alice".into()),
+            ("binding_message".into(), "PUSH-1".into()),
+            ("client_notification_token".into(), "push-cnt".into()),
+        ];
+        let res = w
+            .srv
+            .client(None)
+            .post(w.srv.url("/bc-authorize"))
+            .basic_auth(PUSH_CLIENT, Some(PUSH_SECRET))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let a = answer(res).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert!(a.json.get("interval").is_none(), "{}", a.json);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        let handle = notice(&w, 3).await["handle"].as_str().unwrap().to_string();
+        assert_eq!(
+            decide(&w, &handle, &decision_token(&w, &handle, approval()))
+                .await
+                .status,
+            204
+        );
+        let hits = deliveries(&w, "/push", 1).await;
+        assert_eq!(hits[0].0, "Bearer push-cnt");
+        assert_eq!(hits[0].1["auth_req_id"], json!(auth_req_id));
+        assert_eq!(hits[0].1["token_type"], "Bearer");
+        assert!(hits[0].1["access_token"].is_string());
+        let id = jwt_claims(hits[0].1["id_token"].as_str().unwrap());
+        assert_eq!(id["openbanking_intent_id"], "consent-77");
+        form.clear();
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+#[actix_web::test]
+async fn bad_requests_get_the_ciba_codes_and_store_nothing() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let t = now();
+        let tpp = &w.tpp;
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut c = request_claims(&w, tpp, "alice");
+            edit(&mut c);
+            c
+        };
+        let cases: Vec<(&str, Value, &str)> = vec![
+            (
+                "no hint",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("login_hint");
+                }),
+                "invalid_request",
+            ),
+            (
+                "two hints",
+                with(&|c| c["login_hint_token"] = json!("lht")),
+                "invalid_request",
+            ),
+            (
+                "id_token_hint not ours",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("login_hint");
+                    c["id_token_hint"] =
+                        json!(tpp.key.sign(None, &json!({"iss": "x", "sub": "alice"})));
+                }),
+                "invalid_request",
+            ),
+            (
+                "binding_message too long",
+                with(&|c| c["binding_message"] = json!("x".repeat(65))),
+                "invalid_binding_message",
+            ),
+            (
+                "binding_message markup",
+                with(&|c| c["binding_message"] = json!("<b>pay</b>")),
+                "invalid_binding_message",
+            ),
+            (
+                "requested_expiry zero",
+                with(&|c| c["requested_expiry"] = json!("0")),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry negative",
+                with(&|c| c["requested_expiry"] = json!(-5)),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry text",
+                with(&|c| c["requested_expiry"] = json!("soon")),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry fraction",
+                with(&|c| c["requested_expiry"] = json!(1.5)),
+                "invalid_request",
+            ),
+            (
+                "requested_expiry above max",
+                with(&|c| c["requested_expiry"] = json!(601)),
+                "invalid_request",
+            ),
+            (
+                "no openid",
+                with(&|c| c["scope"] = json!("accounts")),
+                "invalid_scope",
+            ),
+            (
+                "wrong aud",
+                with(&|c| c["aud"] = json!("https://other.example")),
+                "invalid_request",
+            ),
+            (
+                "expired",
+                with(&|c| {
+                    c["iat"] = json!(t - 600);
+                    c["nbf"] = json!(t - 600);
+                    c["exp"] = json!(t - 300);
+                }),
+                "invalid_request",
+            ),
+            (
+                "exp 70 minutes ahead",
+                with(&|c| c["exp"] = json!(t + 70 * 60)),
+                "invalid_request",
+            ),
+            (
+                "nbf in the future",
+                with(&|c| c["nbf"] = json!(t + 600)),
+                "invalid_request",
+            ),
+            (
+                "no jti",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("jti");
+                }),
+                "invalid_request",
+            ),
+            (
+                "no iat",
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("iat");
+                }),
+                "invalid_request",
+            ),
+            (
+                "iss another client",
+                with(&|c| c["iss"] = json!("tpp-ciba-other")),
+                "invalid_request",
+            ),
+        ];
+        for (what, claims, code) in &cases {
+            let a = bc_authorize(&w, tpp, claims).await;
+            assert_eq!(a.status, 400, "{what}: {}", a.json);
+            assert_eq!(a.json["error"], *code, "{what}: {}", a.json);
+        }
+        // Signed by another client's key.
+        let jwt = w.other.key.sign(None, &request_claims(&w, tpp, "alice"));
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt)]).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // Unsigned where a signature is required.
+        let a = bc_authorize_form(
+            &w,
+            tpp,
+            vec![
+                ("scope".into(), "openid accounts".into()),
+                ("login_hint".into(), "alice".into()),
+                ("binding_message".into(), "W4SCT".into()),
+            ],
+        )
+        .await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // No request reached the bank, nothing was stored.
+        assert!(w.bank.resolves.lock().unwrap().is_empty());
+        assert!(w.bank.notices.lock().unwrap().is_empty());
+
+        // The bank's answers: unknown customer, unusable hint.
+        let a = bc_authorize(&w, tpp, &request_claims(&w, tpp, "mallory")).await;
+        assert_error(&a, 400, &["unknown_user_id"]);
+        let a = bc_authorize(&w, tpp, &request_claims(&w, tpp, "garbled")).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        // A replayed request object: the second is refused.
+        let jwt = tpp.key.sign(None, &request_claims(&w, tpp, "alice"));
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt.clone())]).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let a = bc_authorize_form(&w, tpp, vec![("request".into(), jwt)]).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(w.bank.notices.lock().unwrap().len(), 1);
+        // Garbage auth_req_ids at the token endpoint.
+        assert_error(&poll(&w, tpp, "nope").await, 400, &["invalid_grant"]);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+#[actix_web::test]
+async fn a_pending_request_survives_a_restart() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let auth_req_id = start(&w, &w.tpp).await;
+        let handle = notice(&w, 0).await["handle"].as_str().unwrap().to_string();
+        let (main, mtls) = (w.srv.main_port, w.srv.mtls_port);
+        let World {
+            srv,
+            bank,
+            tpp,
+            other,
+            pingers,
+            setup,
+        } = w;
+        srv.stop().await;
+        let srv = setup.start_at(main, mtls).await;
+        let w = World {
+            srv,
+            bank,
+            tpp,
+            other,
+            pingers,
+            setup,
+        };
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["authorization_pending"],
+        );
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        let a = poll(&w, &w.tpp, &auth_req_id).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
