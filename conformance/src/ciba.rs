@@ -679,6 +679,9 @@ async fn send(
     let token = v.ping.then(|| random(24));
     let mut claims = request_claims(env, c, &sub, token.as_deref());
     edit(&mut claims);
+    let token = claims["client_notification_token"]
+        .as_str()
+        .map(str::to_string);
     let a = bc_raw(env, c, &bc_form(env, c, c.key.sign(None, &claims))).await?;
     Ok((a, sub, token, claims))
 }
@@ -1645,10 +1648,14 @@ async fn refresh(env: &Env, side: &Side, v: &Variant, c1: &Client, c2: &Client) 
         check_error(&b, &["invalid_client", "invalid_request", "invalid_grant"])
             .map_err(|e| format!("refresh without the client certificate: {e}"))?;
     }
-    // Another client's certificate with client1's refresh token.
-    let b = env.token_raw(c2, &form(c1, &rt1, true), None).await?;
-    check_error(&b, &["invalid_client", "invalid_request", "invalid_grant"])
-        .map_err(|e| format!("refresh with another client's certificate: {e}"))?;
+    // mTLS: another client's certificate does not authenticate client1. (With
+    // private_key_jwt the assertion authenticates the client, and RFC 8705
+    // §4 lets a confidential client present a new certificate at refresh.)
+    if v.mtls {
+        let b = env.token_raw(c2, &form(c1, &rt1, true), None).await?;
+        check_error(&b, &["invalid_client", "invalid_request", "invalid_grant"])
+            .map_err(|e| format!("refresh with another client's certificate: {e}"))?;
+    }
     Ok(())
 }
 
