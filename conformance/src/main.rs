@@ -27,9 +27,7 @@ Usage:
   --backend   database of the Strongroom under test (postgres needs
               STRONGROOM_TEST_DATABASE_URL, e.g. through scripts/with-postgres.sh)
   --plan      sp = fapi2-security-profile-final, ms = fapi2-message-signing-final,
-              ciba = fapi-ciba-id1, all = the three (default: sp and ms;
-              the CIBA plan joins the default run, and CI, when ping
-              delivery lands: issue 24)
+              ciba = fapi-ciba-id1, all = the three (default: all three)
   --filter    only modules whose full name (plan-module) contains TEXT
   --jobs      modules run at the same time (default 6)
   kit         write the plan configurations for the real OIDF suite and a
@@ -94,10 +92,7 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut backend_pg = false;
-    // The CIBA plan is mirrored in full but not yet in the default run: the
-    // Strongroom side of ping delivery is still being built (issue 24), so
-    // its ping variants fail today (`--plan ciba` shows them).
-    let mut plans = vec![Plan::Sp, Plan::Ms];
+    let mut plans = vec![Plan::Sp, Plan::Ms, Plan::Ciba];
     let mut filter: Option<String> = None;
     let mut jobs = 6usize;
     let mut it = args.iter();
