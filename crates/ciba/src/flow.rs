@@ -41,9 +41,11 @@ pub struct CibaData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent_id: Option<String>,
     pub hint_type: HintType,
-    /// Ping and push: the client's bearer for its notification endpoint.
+    /// Ping and push: the client's bearer for its notification endpoint,
+    /// sealed ([`seal_notification_token`]) under a key the database does
+    /// not hold: it must be sent back, so it cannot be stored hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_notification_token: Option<String>,
+    pub sealed_notification_token: Option<String>,
     /// The id_token claim that carries the consent id (`[hooks]
     /// consent_claim`).
     pub consent_claim: String,
@@ -62,6 +64,54 @@ pub fn derive_auth_req_id(key: &[u8], seed: &str) -> String {
     let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
     let tag = aws_lc_rs::hmac::sign(&k, seed.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
+}
+
+/// The AES-256-GCM key that seals `client_notification_token`s:
+/// HMAC-SHA-256 of a fixed label under the delivery key, so it differs
+/// from the key the `auth_req_id`s are derived with.
+fn notification_token_key(key: &[u8]) -> Result<aws_lc_rs::aead::RandomizedNonceKey, OAuthError> {
+    let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let derived = aws_lc_rs::hmac::sign(&k, b"strongroom ciba client_notification_token v1");
+    aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, derived.as_ref())
+        .map_err(|_| OAuthError::server_error())
+}
+
+/// Seals a request's `client_notification_token` (bound to its seed as
+/// associated data): base64url of nonce ‖ ciphertext ‖ tag.
+pub fn seal_notification_token(key: &[u8], seed: &str, token: &str) -> Result<String, OAuthError> {
+    use base64::Engine as _;
+    let mut in_out = token.as_bytes().to_vec();
+    let nonce = notification_token_key(key)?
+        .seal_in_place_append_tag(aws_lc_rs::aead::Aad::from(seed.as_bytes()), &mut in_out)
+        .map_err(|_| OAuthError::server_error())?;
+    let mut out = nonce.as_ref().to_vec();
+    out.extend_from_slice(&in_out);
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+}
+
+/// Opens [`seal_notification_token`]'s output for the same seed; `None` if
+/// it was altered, belongs to another request or another key.
+pub fn open_notification_token(key: &[u8], seed: &str, sealed: &str) -> Option<String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sealed)
+        .ok()?;
+    const NONCE: usize = aws_lc_rs::aead::NONCE_LEN;
+    if raw.len() < NONCE {
+        return None;
+    }
+    let (nonce, ct) = raw.split_at(NONCE);
+    let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut in_out = ct.to_vec();
+    let plain = notification_token_key(key)
+        .ok()?
+        .open_in_place(
+            nonce,
+            aws_lc_rs::aead::Aad::from(seed.as_bytes()),
+            &mut in_out,
+        )
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok()
 }
 
 /// The delivery mode the client registered (`poll` when unset).
@@ -124,7 +174,10 @@ pub async fn start<S: CibaRepository>(
         authorization_details: req.request.authorization_details,
         intent_id: req.intent_id,
         hint_type: req.hint_type,
-        client_notification_token: req.client_notification_token,
+        sealed_notification_token: match (&delivery_seed, &req.client_notification_token) {
+            (Some(seed), Some(token)) => Some(seal_notification_token(delivery_key, seed, token)?),
+            _ => None,
+        },
         consent_claim: consent_claim.to_owned(),
         delivery_seed,
     };
@@ -354,5 +407,42 @@ pub async fn decide<S: CibaRepository + GrantRepository>(
             Some(_) => Err(DecisionRefused::AlreadyDecided),
             None => Err(DecisionRefused::AlreadyDecided),
         }
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::*;
+
+    #[test]
+    fn notification_tokens_are_sealed_to_their_request_and_key() {
+        let key = [7u8; 32];
+        let sealed = seal_notification_token(&key, "seed-a", "client-bearer-123").unwrap();
+        assert!(!sealed.contains("client-bearer-123"));
+        assert_eq!(
+            open_notification_token(&key, "seed-a", &sealed).as_deref(),
+            Some("client-bearer-123")
+        );
+        assert_eq!(
+            open_notification_token(&key, "seed-b", &sealed),
+            None,
+            "another request"
+        );
+        assert_eq!(
+            open_notification_token(&[8u8; 32], "seed-a", &sealed),
+            None,
+            "another key"
+        );
+        let mut bad = sealed.clone().into_bytes();
+        let last = bad.len() - 1;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            open_notification_token(&key, "seed-a", std::str::from_utf8(&bad).unwrap()),
+            None
+        );
+        assert_ne!(
+            sealed,
+            seal_notification_token(&key, "seed-a", "client-bearer-123").unwrap()
+        );
     }
 }

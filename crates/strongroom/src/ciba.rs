@@ -302,7 +302,9 @@ async fn after_decision(
             .metadata
             .backchannel_client_notification_endpoint
             .clone(),
-        data.client_notification_token.clone(),
+        data.sealed_notification_token
+            .as_deref()
+            .and_then(|t| flow::open_notification_token(hooks.delivery_key(), seed, t)),
     ) else {
         return;
     };
