@@ -200,6 +200,71 @@ struct Checking<'a> {
     out: AuthorizationRequest,
 }
 
+impl<'a> Checking<'a> {
+    /// The parameters that count: with a verified request object only its
+    /// claims (JAR §6.3, CIBA §7.1.1); the form is parsed (and so checked)
+    /// either way.
+    fn params(
+        form: &[(String, String)],
+        request_object: Option<&request_object::RequestObject>,
+    ) -> Result<Params, OAuthError> {
+        let form_params = Params::from_form(form)?;
+        Ok(match request_object {
+            Some(ro) => Params::from_request_object(ro.claims()),
+            None => form_params,
+        })
+    }
+
+    fn new(
+        client: &'a Client,
+        policy: &'a Policy,
+        form: &'a [(String, String)],
+        params: Params,
+        dpop: Option<&'a DpopProof>,
+    ) -> Checking<'a> {
+        Checking {
+            client,
+            policy,
+            form,
+            params,
+            dpop,
+            redirect: None,
+            out: AuthorizationRequest {
+                client_id: client.id().to_owned(),
+                response_type: String::new(),
+                redirect_uri: String::new(),
+                scope: Vec::new(),
+                state: None,
+                nonce: None,
+                code_challenge: String::new(),
+                code_challenge_method: String::new(),
+                response_mode: None,
+                claims: None,
+                acr_values: Vec::new(),
+                max_age: None,
+                prompt: Vec::new(),
+                authorization_details: None,
+                dpop_jkt: None,
+                login_hint: None,
+                ui_locales: None,
+            },
+        }
+    }
+
+    /// Runs `steps` in order; the first error ends the check (logged at
+    /// debug with the step's name, as `what` "rejected").
+    fn run(&mut self, steps: &[(&str, Step)], what: &str) -> Result<(), OAuthError> {
+        for (name, step) in steps {
+            if let Err(error) = step(self) {
+                tracing::debug!(step = name, client_id = %self.client.id(),
+                    error = %error.code.as_str(), "{what} rejected");
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One validation step.
 type Step = fn(&mut Checking<'_>) -> Result<(), OAuthError>;
 
@@ -249,47 +314,13 @@ pub fn validate_authorization_request(
         error,
         redirect: None,
     };
-    let form_params = Params::from_form(form).map_err(reject)?;
-    let params = match request_object {
-        Some(ro) => Params::from_request_object(ro.claims()),
-        None => form_params,
-    };
-    let mut c = Checking {
-        client,
-        policy,
-        form,
-        params,
-        dpop,
-        redirect: None,
-        out: AuthorizationRequest {
-            client_id: client.id().to_owned(),
-            response_type: String::new(),
-            redirect_uri: String::new(),
-            scope: Vec::new(),
-            state: None,
-            nonce: None,
-            code_challenge: String::new(),
-            code_challenge_method: String::new(),
-            response_mode: None,
-            claims: None,
-            acr_values: Vec::new(),
-            max_age: None,
-            prompt: Vec::new(),
-            authorization_details: None,
-            dpop_jkt: None,
-            login_hint: None,
-            ui_locales: None,
-        },
-    };
-    for (name, step) in STEPS {
-        if let Err(error) = step(&mut c) {
-            tracing::debug!(step = name, client_id = %client.id(), error = %error.code.as_str(),
-                "authorization request rejected");
-            return Err(RejectedRequest {
-                error,
-                redirect: c.redirect,
-            });
-        }
+    let params = Checking::params(form, request_object).map_err(reject)?;
+    let mut c = Checking::new(client, policy, form, params, dpop);
+    if let Err(error) = c.run(&STEPS, "authorization request") {
+        return Err(RejectedRequest {
+            error,
+            redirect: c.redirect,
+        });
     }
     Ok(c.out)
 }
@@ -318,45 +349,9 @@ pub fn validate_backchannel_request(
     request_object: Option<&request_object::RequestObject>,
     policy: &Policy,
 ) -> Result<(AuthorizationRequest, Params), OAuthError> {
-    let form_params = Params::from_form(form)?;
-    let params = match request_object {
-        Some(ro) => Params::from_request_object(ro.claims()),
-        None => form_params,
-    };
-    let mut c = Checking {
-        client,
-        policy,
-        form,
-        params,
-        dpop: None,
-        redirect: None,
-        out: AuthorizationRequest {
-            client_id: client.id().to_owned(),
-            response_type: String::new(),
-            redirect_uri: String::new(),
-            scope: Vec::new(),
-            state: None,
-            nonce: None,
-            code_challenge: String::new(),
-            code_challenge_method: String::new(),
-            response_mode: None,
-            claims: None,
-            acr_values: Vec::new(),
-            max_age: None,
-            prompt: Vec::new(),
-            authorization_details: None,
-            dpop_jkt: None,
-            login_hint: None,
-            ui_locales: None,
-        },
-    };
-    for (name, step) in BACKCHANNEL_STEPS {
-        if let Err(error) = step(&mut c) {
-            tracing::debug!(step = name, client_id = %client.id(), error = %error.code.as_str(),
-                "backchannel authentication request rejected");
-            return Err(error);
-        }
-    }
+    let params = Checking::params(form, request_object)?;
+    let mut c = Checking::new(client, policy, form, params, None);
+    c.run(&BACKCHANNEL_STEPS, "backchannel authentication request")?;
     Ok((c.out, c.params))
 }
 
