@@ -1,18 +1,24 @@
-//! The interactive `demo-tpp` (no `--auto`) against a real Strongroom and
-//! the demo bank, both in this process: the customer takes longer than the
-//! server's keep-alive to paste the callback URL, and the walkthrough
-//! still finishes. The binary is driven as the browser tests drive it: one
-//! line `Open this URL in your browser: <url>` on stdout, one line (the
-//! address the browser ended on) on stdin.
+//! The real `demo-tpp` binary against a real Strongroom and the demo bank,
+//! both in this process (one test binary, so Strongroom is linked once).
+//!
+//! Interactive (no `--auto`): the customer takes longer than the server's
+//! keep-alive to paste the callback URL, and the walkthrough still
+//! finishes. The binary is driven as the browser tests drive it: one line
+//! `Open this URL in your browser: <url>` on stdout, one line (the address
+//! the browser ended on) on stdin.
+//!
+//! Decoupled (`--ciba`): one line `Approve on the phone: …`, polling with
+//! `authorization_pending`, the customer answering on the bank's phone page;
+//! tokens carry the consent; a denial ends in `access_denied` and exit 1.
 
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
+use demo_bank::walkthrough::ciba::{Answer, PHONE_PROMPT};
 use demo_bank::walkthrough::{self, OPEN_PROMPT};
 
 const SECRET: [u8; 32] = [0x42; 32];
@@ -56,30 +62,15 @@ async fn start() -> Running {
     cfg.database.url = format!("sqlite://{}", tmp.path().join("sr.db").display());
     cfg.database.max_connections = Some(4);
     cfg.log.level = "error".into();
-    // The two clients of config/demo.toml.
-    cfg.clients = [
-        json!({
-            "client_id": "demo-bank",
-            "token_endpoint_auth_method": "client_secret_basic",
-            "fapi": false,
-            "grant_types": ["client_credentials"],
-            "scope": "accounts",
-            "client_secret_sha256": "SCsXxwU3t1g_nd2GYA7THf3Ock0OWfT1cLCioihl16Q",
-        }),
-        json!({
-            "client_id": walkthrough::CLIENT_ID,
-            "client_name": "Demo TPP",
-            "token_endpoint_auth_method": "tls_client_auth",
-            "tls_client_auth_subject_dn": "CN=demo-tpp,O=Demo TPP",
-            "tls_client_certificate_bound_access_tokens": true,
-            "redirect_uris": [walkthrough::REDIRECT_URI],
-            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
-            "scope": "openid accounts",
-        }),
-    ]
-    .into_iter()
-    .map(|c| serde_json::from_value(c).unwrap())
-    .collect();
+    // The clients of config/demo.toml itself (demo-tpp registered for CIBA,
+    // with its request-signing key), so the test follows the demo's file.
+    let demo_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/demo.toml");
+    let demo = strongroom::config::Config::parse(
+        &std::fs::read_to_string(demo_path).unwrap(),
+        std::path::Path::new(demo_path),
+    )
+    .unwrap();
+    cfg.clients = demo.clients;
     cfg.hooks = Some(consent_bridge::HooksConfig {
         login_url: format!("{bank}/hooks/login"),
         consent_url: format!("{bank}/hooks/consent"),
@@ -90,6 +81,14 @@ async fn start() -> Running {
         clients: vec![walkthrough::CLIENT_ID.into()],
         bank_api_token_sha256: "9547e71a8d3a5f4c40edf667dc8ec95ebe5aab3c51c16ede6aedb5f46fa5e9dc"
             .into(),
+        ..Default::default()
+    });
+    // The [ciba] of config/demo.toml, polling every second.
+    cfg.ciba = Some(ciba::CibaConfig {
+        resolve_url: format!("{bank}/internal/ciba/resolve"),
+        notify_url: format!("{bank}/internal/ciba/notify"),
+        service_token: "demo-ciba-service-token".into(),
+        interval_secs: 1,
         ..Default::default()
     });
     cfg.validate().unwrap();
@@ -215,5 +214,159 @@ async fn interactive_demo_tpp_waits_for_a_slow_customer() {
     assert!(
         rest.contains("\"consent_id\""),
         "introspection shown: {rest}"
+    );
+}
+
+impl Running {
+    fn demo_tpp(&self, extra: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_demo-tpp"))
+            .arg("--issuer")
+            .arg(&self.issuer)
+            .arg("--mtls")
+            .arg(&self.mtls_base)
+            .arg("--bank")
+            .arg(&self.bank)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(extra)
+            // The request-signing key is a path from the workspace root.
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("demo-tpp starts")
+    }
+
+    fn options(&self, user: &str, password: &str) -> walkthrough::Options {
+        walkthrough::Options {
+            issuer: self.issuer.clone(),
+            mtls_base: self.mtls_base.clone(),
+            bank: self.bank.clone(),
+            data_dir: self.data_dir.clone(),
+            auto: true,
+            username: user.into(),
+            password: password.into(),
+        }
+    }
+}
+
+/// Reads stdout until a line satisfies `want`; returns everything read.
+async fn read_until(
+    out: &mut BufReader<tokio::process::ChildStdout>,
+    seen: &mut String,
+    want: impl Fn(&str) -> bool,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).await.unwrap() == 0 {
+                return false;
+            }
+            seen.push_str(&line);
+            if want(&line) {
+                return true;
+            }
+        }
+    })
+    .await
+    .expect("demo-tpp prints in time")
+}
+
+/// Waits for the child's end; returns (success, all of stdout, stderr).
+async fn finish(
+    mut child: tokio::process::Child,
+    mut out: BufReader<tokio::process::ChildStdout>,
+    mut seen: String,
+) -> (bool, String, String) {
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(90), async {
+        out.read_to_string(&mut seen).await.unwrap();
+        stderr.read_to_string(&mut err).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await
+    .expect("demo-tpp finishes");
+    (status.success(), seen, err)
+}
+
+#[actix_web::test]
+async fn ciba_demo_tpp_polls_while_the_customer_approves_on_the_phone_then_a_denial_exits_1() {
+    let r = start().await;
+
+    // A customer approving by hand, after the TPP has polled at least once.
+    let mut child = r.demo_tpp(&["--ciba", "--binding-message", "QR7 2KD"]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    if !read_until(&mut out, &mut seen, |l| l.starts_with(PHONE_PROMPT)).await {
+        let (_, all, err) = finish(child, out, seen).await;
+        panic!("no phone prompt:\n{all}\n{err}");
+    }
+    let prompt = seen.lines().last().unwrap().to_string();
+    assert_eq!(
+        prompt,
+        format!(
+            "{PHONE_PROMPT}{}/my/phone (binding message: QR7 2KD)",
+            r.bank
+        )
+    );
+    assert!(
+        read_until(&mut out, &mut seen, |l| l.contains("authorization_pending")).await,
+        "no authorization_pending:\n{seen}"
+    );
+    walkthrough::ciba::answer_on_phone(
+        &r.options("mia", "correct horse"),
+        "QR7 2KD",
+        Answer::Approve,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("customer: {e}"));
+    let (ok, all, err) = finish(child, out, seen).await;
+    assert!(ok, "demo-tpp --ciba failed:\n{all}\n{err}");
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with(PHONE_PROMPT)).count(),
+        1,
+        "{all}"
+    );
+    assert!(
+        all.contains("OK: consent ") && all.contains("approved on the phone"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\"consent_id\"") && all.contains("\"acc-1001\""),
+        "introspection shows the consent and the accounts chosen on the phone: {all}"
+    );
+
+    // --auto: the whole journey without a browser.
+    let child = r.demo_tpp(&["--ciba", "--auto"]);
+    let (ok, all, err) = {
+        let mut child = child;
+        let out = BufReader::new(child.stdout.take().unwrap());
+        finish(child, out, String::new()).await
+    };
+    assert!(ok, "demo-tpp --ciba --auto failed:\n{all}\n{err}");
+    assert!(all.contains("customer on the phone: approves"), "{all}");
+
+    // Denied on the phone: access_denied, exit status 1.
+    let (ok, all, err) = {
+        let mut child = r.demo_tpp(&[
+            "--ciba",
+            "--auto",
+            "--deny",
+            "--user",
+            "noah",
+            "--password",
+            "battery staple",
+        ]);
+        let out = BufReader::new(child.stdout.take().unwrap());
+        finish(child, out, String::new()).await
+    };
+    assert!(!ok, "a denial must not exit 0:\n{all}\n{err}");
+    assert!(
+        all.contains("access_denied") && all.contains("DENIED"),
+        "{all}\n{err}"
     );
 }
