@@ -1,7 +1,8 @@
 // node-oidc-provider configured like Strongroom for `make bench`:
 // private_key_jwt (ES256) client authentication, DPoP (ES256) sender
 // constraint, PAR, introspection, userinfo, client_credentials, FAPI 2.0
-// profile, PS256/ES256 id_tokens, its development login and consent pages
+// profile, PS256/ES256 id_tokens, CIBA poll mode with signed requests, its
+// development login and consent pages
 // (as Strongroom's built-in ones), HTTPS with the same dev certificate, and the
 // provider's DEFAULT IN-MEMORY store. Node's cluster module runs one worker
 // per core (the peer's best set-up on this machine); each worker has its own
@@ -48,6 +49,10 @@ if (cluster.isPrimary) {
   process.on('SIGINT', stop);
 } else {
   const { default: Provider } = await import('oidc-provider');
+  // CIBA (the bench's `ciba` case): requests awaiting the customer, by
+  // binding message, in this worker (the driver keeps a journey on one
+  // connection, so on one worker).
+  const pendingCiba = new Map();
   const provider = new Provider(cfg.issuer, {
     jwks: JSON.parse(process.env.PEER_JWKS),
     clients: cfg.clients.map((c) => ({
@@ -103,6 +108,25 @@ if (cluster.isPrimary) {
         },
       },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: true },
+      // CIBA poll mode, signed requests (the client registers
+      // backchannel_authentication_request_signing_alg ES256, as at
+      // Strongroom). The hint names the account; the "device" is told by
+      // remembering the request until POST /bench/ciba/decision approves it.
+      // Request objects for the signed CIBA requests (optional elsewhere,
+      // as at Strongroom).
+      requestObjects: { enabled: true },
+      ciba: {
+        enabled: true,
+        deliveryModes: ['poll'],
+        processLoginHint: (ctx, loginHint) => loginHint,
+        validateRequestContext: () => {},
+        verifyUserCode: () => {},
+        triggerAuthenticationDevice: (ctx, request, account, client) => {
+          pendingCiba.set(request.params.binding_message, {
+            request, accountId: account.accountId, clientId: client.clientId, scope: request.scope,
+          });
+        },
+      },
       fapi: { enabled: true, profile: '2.0' },
     },
     ttl: {
@@ -117,9 +141,41 @@ if (cluster.isPrimary) {
     },
   });
   provider.on('server_error', (ctx, err) => console.error('peer server_error', err));
+  // The bank's decision for the CIBA case: the customer approved the
+  // request with this binding message. The provider's own API
+  // (backchannelResult with a Grant), behind a route of the bench.
+  const callback = provider.callback();
+  const decide = async (req, res) => {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const msg = new URLSearchParams(body).get('binding_message');
+    const p = pendingCiba.get(msg);
+    if (!p) {
+      res.writeHead(404).end();
+      return;
+    }
+    pendingCiba.delete(msg);
+    const grant = new provider.Grant({ accountId: p.accountId, clientId: p.clientId });
+    grant.addOIDCScope(p.scope);
+    await grant.save();
+    await provider.backchannelResult(p.request, grant, {
+      acr: 'urn:openbanking:psd2:sca', amr: ['pwd', 'hwk'], authTime: Math.floor(Date.now() / 1000),
+    });
+    res.writeHead(204).end();
+  };
+  const app = (req, res) => {
+    if (req.method === 'POST' && req.url === '/bench/ciba/decision') {
+      decide(req, res).catch((e) => {
+        console.error('peer ciba decision', e);
+        res.writeHead(500).end();
+      });
+      return;
+    }
+    callback(req, res);
+  };
   const cert = fs.readFileSync(cfg.tls.cert);
   const key = fs.readFileSync(cfg.tls.key);
-  https.createServer({ cert, key }, provider.callback()).listen(cfg.port, '127.0.0.1');
+  https.createServer({ cert, key }, app).listen(cfg.port, '127.0.0.1');
   https
     .createServer(
       { cert, key, ca: fs.readFileSync(cfg.tls.ca), requestCert: true, rejectUnauthorized: false },

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ciba::{BankSide, binding_message_of};
 use crate::h1::{self, H1};
 use crate::limits::SigWork;
 use crate::procstat;
@@ -29,9 +30,10 @@ pub enum Case {
     UserinfoDpop,
     FullFlow,
     Registration,
+    Ciba,
 }
 
-pub const ALL_CASES: [Case; 9] = [
+pub const ALL_CASES: [Case; 10] = [
     Case::Discovery,
     Case::Jwks,
     Case::TokenPrivateKeyJwt,
@@ -41,6 +43,7 @@ pub const ALL_CASES: [Case; 9] = [
     Case::UserinfoDpop,
     Case::FullFlow,
     Case::Registration,
+    Case::Ciba,
 ];
 
 impl Case {
@@ -55,6 +58,7 @@ impl Case {
             "userinfo" => Case::UserinfoDpop,
             "flow" => Case::FullFlow,
             "registration" => Case::Registration,
+            "ciba" => Case::Ciba,
             _ => return None,
         })
     }
@@ -70,6 +74,7 @@ impl Case {
             Case::UserinfoDpop => "userinfo, DPoP-bound token",
             Case::FullFlow => "full flow PAR→authorize→consent→token (session)",
             Case::Registration => "registration, UK OB (signed request + SSA, mTLS)",
+            Case::Ciba => "CIBA poll: signed request, one pending poll, approval, redemption",
         }
     }
 
@@ -84,6 +89,7 @@ impl Case {
             Case::UserinfoDpop => "userinfo",
             Case::FullFlow => "full flow",
             Case::Registration => "register",
+            Case::Ciba => "CIBA",
         }
     }
 
@@ -100,6 +106,12 @@ impl Case {
             Case::Introspection | Case::UserinfoDpop => v(1),
             Case::FullFlow => SigWork {
                 es256_verify: 4,
+                ps256_sign: 1,
+            },
+            // Request: assertion + request object; poll and redemption:
+            // assertion + DPoP proof each; the id_token.
+            Case::Ciba => SigWork {
+                es256_verify: 6,
                 ps256_sign: 1,
             },
         }
@@ -119,6 +131,9 @@ pub struct Target {
     /// The driver's signatures for the cell being run, made ahead of its
     /// measured window.
     pub stock: Stock,
+    /// Strongroom's CIBA hooks, answered by the driver; `None`: the peer,
+    /// which approves through its own `POST /bench/ciba/decision`.
+    pub bank: Option<Arc<BankSide>>,
 }
 
 #[derive(Default)]
@@ -132,6 +147,7 @@ pub struct Urls {
     pub userinfo: String,
     pub authorize: String,
     pub registration: String,
+    pub bc_authorize: String,
 }
 
 /// What workers need from the provisioning.
@@ -526,7 +542,73 @@ async fn one(t: &Target, case: Case, w: &mut Worker) -> Result<(), String> {
             check(status, &body, 201, "registration")
         }
         Case::FullFlow => flow_h1(t, h1, jar).await.map(drop),
+        Case::Ciba => ciba_h1(t, h1).await,
     }
+}
+
+/// One decoupled journey (the module doc of `ciba`).
+async fn ciba_h1(t: &Target, h1: &mut H1) -> Result<(), String> {
+    let request = t.signed(Kind::CibaRequest {
+        aud: t.issuer.clone(),
+    });
+    let msg = binding_message_of(&request)?;
+    let body = tpp_post(
+        t,
+        h1,
+        &t.urls.bc_authorize,
+        &[("request", &request)],
+        false,
+        200,
+        "backchannel authentication",
+    )
+    .await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("bc-authorize: {e}"))?;
+    let auth_req_id = v["auth_req_id"]
+        .as_str()
+        .ok_or("bc-authorize: no auth_req_id")?;
+    let poll = [
+        ("grant_type", "urn:openid:params:grant-type:ciba"),
+        ("auth_req_id", auth_req_id),
+    ];
+    let pending = tpp_post(t, h1, &t.urls.token, &poll, true, 400, "first poll").await?;
+    if !contains(&pending, b"authorization_pending") {
+        return Err(format!("first poll: {}", String::from_utf8_lossy(&pending)));
+    }
+    // The customer approves on the phone; the bank's back end tells the OP.
+    let (status, body) = match &t.bank {
+        Some(bank) => {
+            let handle = bank.handle(&msg).await?;
+            let url = format!("{}/bank/ciba/{handle}/decision", t.issuer);
+            let auth = format!("Bearer {}", crate::ciba::BANK_API_TOKEN);
+            h1.request(
+                "POST",
+                &url,
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                Some(bank.approval(&t.issuer, &handle)?),
+            )
+            .await?
+        }
+        None => {
+            let url = format!("{}/bench/ciba/decision", t.issuer);
+            h1.request(
+                "POST",
+                &url,
+                &[],
+                Some(h1::form(&[("binding_message", &msg)])),
+            )
+            .await?
+        }
+    };
+    check(status, &body, 204, "approval")?;
+    let body = tpp_post(t, h1, &t.urls.token, &poll, true, 200, "redemption").await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|e| format!("redemption: {e}"))?;
+    if v["access_token"].as_str().is_none() || v["id_token"].as_str().is_none() {
+        return Err("redemption: no access_token or id_token".into());
+    }
+    Ok(())
 }
 
 /// Prepares a target: reads its discovery.
@@ -536,6 +618,7 @@ pub async fn prepare(
     pid: u32,
     prov: Arc<ProvisionRef>,
     cases: Vec<Case>,
+    bank: Option<Arc<BankSide>>,
 ) -> Result<Target, String> {
     let tls = tls_config(&prov.ca_pem, None)?;
     let mut api = H1::connect(issuer, tls).await?;
@@ -553,6 +636,7 @@ pub async fn prepare(
         prov,
         urls: Urls::default(),
         stock: Stock::default(),
+        bank,
     };
     let opt = |name: &str| t.endpoint(name).unwrap_or_default();
     t.urls = Urls {
@@ -570,6 +654,7 @@ pub async fn prepare(
         registration: t
             .mtls_endpoint("registration_endpoint")
             .unwrap_or_else(|_| opt("registration_endpoint")),
+        bc_authorize: opt("backchannel_authentication_endpoint"),
     };
     Ok(t)
 }

@@ -2,6 +2,7 @@
 //! present), drives each case at each concurrency for a few repetitions and
 //! prints/writes the comparison. It measures; it asserts no timings.
 
+mod ciba;
 mod h1;
 mod limits;
 mod load;
@@ -32,7 +33,7 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --reps N            repetitions (default 3)
   --duration SECS     measured seconds per repetition (default 5)
   --warmup SECS       unmeasured seconds before each (default 1)
-  --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow,registration)
+  --cases LIST        only these cases (discovery,jwks,token,mtls,par,introspection,userinfo,flow,registration,ciba)
   --paced-share X     offered load of the fixed-load latency cells, as a share of
                       Strongroom's saturated throughput (default 0.5; 0 skips them)
   --sign-in-window    sign assertions, DPoP proofs and registration requests inside
@@ -285,8 +286,18 @@ async fn prepared(
     running: setup::Running,
     prov: Arc<ProvisionRef>,
     cases: Vec<Case>,
+    bank: Option<Arc<ciba::BankSide>>,
 ) -> Result<(setup::Running, Arc<load::Target>), String> {
-    match load::prepare(running.name, &running.issuer, running.pid, prov, cases).await {
+    match load::prepare(
+        running.name,
+        &running.issuer,
+        running.pid,
+        prov,
+        cases,
+        bank,
+    )
+    .await
+    {
         Ok(t) => Ok((running, Arc::new(t))),
         Err(e) => {
             running.stop().await;
@@ -425,8 +436,10 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "starting Strongroom ({}, {db_name}, fresh data dir) …",
         opts.server_bin.display()
     );
-    let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url).await?;
-    let (sr, sr_target) = prepared(sr, pref.clone(), opts.cases.clone()).await?;
+    let (bank, bank_listener) = ciba::BankSide::bind()?;
+    tokio::spawn(bank.clone().serve(bank_listener));
+    let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url, &bank).await?;
+    let (sr, sr_target) = prepared(sr, pref.clone(), opts.cases.clone(), Some(bank)).await?;
 
     let peer_cases: Vec<Case> = [
         Case::Discovery,
@@ -437,6 +450,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         Case::Introspection,
         Case::UserinfoDpop,
         Case::FullFlow,
+        Case::Ciba,
     ]
     .into_iter()
     .filter(|c| opts.cases.contains(c))
@@ -457,7 +471,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
                     "starting node-oidc-provider (Node cluster, {cores} workers, its default in-memory store) …"
                 );
                 let started = match setup::start_peer(&prov, dir, cores).await {
-                    Ok(p) => prepared(p, pref.clone(), peer_cases).await,
+                    Ok(p) => prepared(p, pref.clone(), peer_cases, None).await,
                     Err(e) => Err(e),
                 };
                 match started {

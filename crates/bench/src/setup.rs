@@ -126,14 +126,29 @@ impl Tpp {
     }
 
     /// private_key_jwt + DPoP client metadata (RFC 7591).
+    /// A signed CIBA authentication request (CIBA §7.1.1) for the bench's
+    /// customer, with a binding message unique to it.
+    pub fn ciba_request(&self, aud: &str) -> String {
+        let t = now();
+        let claims = json!({"iss": self.client_id, "aud": aud, "iat": t, "nbf": t, "exp": t + 300,
+                            "jti": random_token(16), "scope": SCOPE,
+                            "login_hint": crate::ciba::LOGIN_HINT,
+                            "binding_message": format!("B-{}", random_token(12))});
+        self.key
+            .sign(&json!({"alg": "ES256", "kid": self.key.kid}), &claims)
+    }
+
     pub fn pkjwt_metadata(&self) -> Value {
         json!({
             "client_id": self.client_id,
             "client_name": "Bench TPP (private_key_jwt, DPoP)",
             "redirect_uris": [self.redirect_uri],
-            "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types": ["authorization_code", "refresh_token", "client_credentials",
+                            "urn:openid:params:grant-type:ciba"],
             "response_types": ["code"],
             "scope": SCOPE,
+            "backchannel_token_delivery_mode": "poll",
+            "backchannel_authentication_request_signing_alg": "ES256",
             "token_endpoint_auth_method": "private_key_jwt",
             "token_endpoint_auth_signing_alg": "ES256",
             "jwks": {"keys": [self.key.jwk]},
@@ -313,7 +328,9 @@ pub async fn start_strongroom(
     p: &Provision,
     bin: &Path,
     database_url: &str,
+    bank: &crate::ciba::BankSide,
 ) -> Result<Running, String> {
+    let (hooks, ciba) = bank.config();
     let port = free_port()?;
     let mtls_port = free_port()?;
     let issuer = format!("https://localhost:{port}");
@@ -330,6 +347,9 @@ pub async fn start_strongroom(
         "directories": [{"name": "bench", "issuer": DIRECTORY_ISS, "jwks": {"keys": [p.directory.jwk]},
                          "algs": ["PS256", "ES256"], "role_scopes": {"AISP": ["accounts"]}, "rules": "uk-ob"}],
         "registration": {"rate_limit_per_software": u32::MAX},
+        // The CIBA case: the driver answers the bank's hooks (`ciba`).
+        "hooks": hooks,
+        "ciba": ciba,
         "users": [{"username": USER, "password": PASSWORD, "sub": "sub-bench-0001",
                    "claims": {"name": "Bench User", "email": "bench@example.com"}}],
     });

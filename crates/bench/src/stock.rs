@@ -32,6 +32,9 @@ pub enum Kind {
     },
     /// A UK Open Banking registration request for this audience.
     Registration { aud: String },
+    /// A signed CIBA authentication request for this audience, with its
+    /// own binding message.
+    CibaRequest { aud: String },
 }
 
 impl Kind {
@@ -40,6 +43,7 @@ impl Kind {
             Kind::Assertion { aud } => tpp.assertion(aud),
             Kind::Dpop { htm, htu, token } => tpp.dpop_proof(htm, htu, token.as_deref()),
             Kind::Registration { aud } => registrant.request(aud),
+            Kind::CibaRequest { aud } => tpp.ciba_request(aud),
         }
     }
 }
