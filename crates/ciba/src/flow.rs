@@ -316,6 +316,9 @@ pub enum DecisionRefused {
     Expired,
     /// An approval for another customer than the one resolved (400).
     WrongSub,
+    /// An approval of a request that named an intent, without naming that
+    /// same intent as its consent id (400), as the redirect flow refuses it.
+    OtherConsent,
     Failed(OAuthError),
 }
 
@@ -366,6 +369,11 @@ pub async fn decide<S: CibaRepository + GrantRepository>(
         let sub = d.sub.unwrap_or_default();
         if !oauth_core::secret::constant_time_eq(sub.as_bytes(), data.sub.as_bytes()) {
             return Err(DecisionRefused::WrongSub);
+        }
+        if let Some(intent) = &data.intent_id
+            && d.consent_id.as_deref() != Some(intent.as_str())
+        {
+            return Err(DecisionRefused::OtherConsent);
         }
         let details = GrantDetails {
             authentication: Some(Authentication {

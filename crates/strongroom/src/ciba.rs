@@ -262,6 +262,18 @@ pub async fn decision(
             )
             .into());
         }
+        Err(DecisionRefused::OtherConsent) => {
+            tracing::warn!(
+                event = "hook_result_refused",
+                reason = "consent_mismatch",
+                client_id = %rec.client_id,
+                "the bank approved another consent than the one requested"
+            );
+            return Err(OAuthError::invalid_request(
+                "the approval must name the consent the request named as its consent_id",
+            )
+            .into());
+        }
         Err(DecisionRefused::UnknownHandle) => return Err(OAuthError::server_error().into()),
         Err(DecisionRefused::Failed(e)) => return Err(e.into()),
     }

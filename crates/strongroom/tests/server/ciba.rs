@@ -155,6 +155,26 @@ async fn notify(
     HttpResponse::NoContent().finish()
 }
 
+/// The bank's consent service (docs/hooks.md §3): three intents.
+async fn intent(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if auth != format!("Bearer {SERVICE_TOKEN}") {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let (client, status) = match path.as_str() {
+        "consent-77" => ("tpp-ciba", "AwaitingAuthorisation"),
+        "consent-of-other" => ("tpp-ciba-other", "AwaitingAuthorisation"),
+        "consent-done" => ("tpp-ciba", "Authorised"),
+        _ => return HttpResponse::NotFound().finish(),
+    };
+    HttpResponse::Ok()
+        .json(json!({"ConsentId": path.as_str(), "ClientId": client, "Status": status}))
+}
+
 struct World {
     srv: TestServer,
     bank: Arc<Bank>,
@@ -193,6 +213,7 @@ async fn world(backend: Backend) -> World {
             .app_data(data.clone())
             .route("/resolve", web::post().to(resolve))
             .route("/notify", web::post().to(notify))
+            .route("/intents/{id}", web::get().to(intent))
     })
     .workers(1)
     .listen(listener)
@@ -235,6 +256,8 @@ async fn world(backend: Backend) -> World {
         shared_secret: URL_SAFE_NO_PAD.encode(SECRET),
         bank_issuer: BANK_ISSUER.into(),
         require_intent: false,
+        consent_service_url: format!("{base}/intents"),
+        consent_service_token: SERVICE_TOKEN.into(),
         bank_api_token_sha256: sha256_hex(BANK_API_TOKEN),
         ..HooksConfig::default()
     };
@@ -476,6 +499,69 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
             &["invalid_grant"],
         );
         assert_eq!(introspect(&w, &at).await["active"], true);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
+/// The request's claims naming `intent` as an essential id_token claim.
+fn naming(w: &World, intent: &str) -> Value {
+    let mut c = request_claims(w, &w.tpp, "alice");
+    c["claims"] = json!({"id_token": {
+        "openbanking_intent_id": {"value": intent, "essential": true},
+    }});
+    c
+}
+
+#[actix_web::test]
+async fn the_intent_is_checked_and_the_approval_must_name_it() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        // Unknown, another client's, already authorised: the consent
+        // service's answer refuses each before the bank hears of it.
+        for bad in ["consent-missing", "consent-of-other", "consent-done"] {
+            let a = bc_authorize(&w, &w.tpp, &naming(&w, bad)).await;
+            assert_error(&a, 400, &["invalid_request"]);
+        }
+        assert!(
+            w.bank.resolves.lock().unwrap().is_empty(),
+            "nothing resolved"
+        );
+        assert!(
+            w.bank.notices.lock().unwrap().is_empty(),
+            "nothing notified"
+        );
+
+        let a = bc_authorize(&w, &w.tpp, &naming(&w, "consent-77")).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        let n = notice(&w, 0).await;
+        assert_eq!(n["intent_id"], "consent-77");
+        let handle = n["handle"].as_str().unwrap().to_string();
+
+        // An approval naming another consent, or none, is refused and
+        // changes nothing: the request stays pending.
+        for consent in [json!("consent-99"), Value::Null] {
+            let mut ap = approval();
+            ap["consent_id"] = consent;
+            let a = decide(&w, &handle, &decision_token(&w, &handle, ap)).await;
+            assert_eq!(a.status, 400, "{}", a.json);
+            assert_eq!(a.json["error"], "invalid_request");
+        }
+        assert_error(
+            &poll(&w, &w.tpp, &auth_req_id).await,
+            400,
+            &["authorization_pending"],
+        );
+        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        let a = poll(&w, &w.tpp, &auth_req_id).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let id = jwt_claims(a.json["id_token"].as_str().unwrap());
+        assert_eq!(id["openbanking_intent_id"], "consent-77");
+        let at = a.json["access_token"].as_str().unwrap();
+        assert_eq!(introspect(&w, at).await["consent_id"], "consent-77");
         w.srv.stop().await;
         drop(w.setup);
     }
