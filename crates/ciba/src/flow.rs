@@ -14,6 +14,7 @@ use oauth_core::storage::{
     CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord, GrantRepository, TokenRepository,
 };
 use oauth_core::token::TokenResponse;
+use oauth_core::token::claims::ClaimsHook;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -225,10 +226,12 @@ pub fn data(rec: &CibaRequestRecord) -> Result<CibaData, OAuthError> {
 /// `access_denied`, `expired_token`; `invalid_grant` for an unknown or
 /// already redeemed `auth_req_id` and for another client's (whose state is
 /// not touched). Tokens once, sender-constrained like every grant.
-pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository>(
+#[allow(clippy::too_many_arguments)]
+pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository, H: ClaimsHook>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
+    hook: &H,
     client: &AuthenticatedClient,
     auth_req_id: Option<&str>,
     binding: &Binding,
@@ -287,7 +290,10 @@ pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository>(
             let grant = store.get_grant(&grant_id).await?.ok_or_else(unknown)?;
             let mut extra = serde_json::Map::new();
             extra.insert(AUTH_REQ_ID_CLAIM.into(), auth_req_id.into());
-            issue_for_grant(store, keys, policy, client, &grant, &cnf, &extra, now).await
+            issue_for_grant(
+                store, keys, policy, hook, GRANT_TYPE, client, &grant, &cnf, &extra, now,
+            )
+            .await
         }
         other => Err(corrupt(format_args!("status {other}"))),
     }

@@ -301,9 +301,9 @@ pub(crate) async fn settled<T>(
 /// The consent bridge's token-claims hook (docs/hooks.md §6a), asked only
 /// once the request's single-use values are recorded: the bank never hears
 /// of a request that is refused as a replay.
-struct SettledFirst<'a> {
-    store: &'a token_store::Store,
-    bridge: Option<&'a consent_bridge::Bridge>,
+pub(crate) struct SettledFirst<'a> {
+    pub(crate) store: &'a token_store::Store,
+    pub(crate) bridge: Option<&'a consent_bridge::Bridge>,
 }
 
 impl oauth_core::token::claims::ClaimsHook for SettledFirst<'_> {

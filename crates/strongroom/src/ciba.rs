@@ -160,10 +160,15 @@ pub async fn redeem(
         ));
     }
     let auth_req_id = single(form, "auth_req_id")?;
+    let hook = crate::api::SettledFirst {
+        store,
+        bridge: state.bridge.as_deref(),
+    };
     flow::redeem(
         store,
         &state.keys,
         &state.policy,
+        &hook,
         client,
         auth_req_id,
         &binding,
@@ -326,10 +331,15 @@ async fn after_decision(
         "push" if !client.metadata.fapi => {
             let method = client.metadata.token_endpoint_auth_method;
             let authenticated = AuthenticatedClient { client, method };
+            let hook = crate::api::SettledFirst {
+                store: &state.store,
+                bridge: state.bridge.as_deref(),
+            };
             let outcome = flow::redeem(
                 &state.store,
                 &state.keys,
                 &state.policy,
+                &hook,
                 &authenticated,
                 Some(&auth_req_id),
                 &oauth_core::grant::Binding::default(),

@@ -218,7 +218,7 @@ pub(super) async fn exchange<
     let mut tdetails = token_details(&grant, &details);
     let extra = hook_claims(
         hook,
-        GrantType::AuthorizationCode,
+        GrantType::AuthorizationCode.as_str(),
         &grant,
         &details,
         &grant.scope,

@@ -296,10 +296,12 @@ pub fn sender_binding(
 /// `urn:openid:params:jwt:claim:auth_req_id`), stored in one write that
 /// fails with `invalid_grant` when the grant was revoked meanwhile.
 #[allow(clippy::too_many_arguments)]
-pub async fn issue_for_grant<S: TokenRepository>(
+pub async fn issue_for_grant<S: TokenRepository, H: ClaimsHook>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
+    hook: &H,
+    grant_type: &str,
     client: &AuthenticatedClient,
     grant: &GrantRecord,
     cnf: &Confirmation,
@@ -309,7 +311,21 @@ pub async fn issue_for_grant<S: TokenRepository>(
     let c = &client.client;
     let grant = live(Some(grant.clone()))?;
     let details = grant_details(&grant)?;
-    let tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(&grant, &details);
+    // The bank's extra claims first; the grant's own (e.g. CIBA's
+    // auth_req_id) win over them.
+    let mut extra = hook_claims(
+        hook,
+        grant_type,
+        &grant,
+        &details,
+        &grant.scope,
+        &mut tdetails,
+    )
+    .await?
+    .unwrap_or_default();
+    extra.extend(id_token_claims.clone());
+    let id_token_claims = &extra;
     let authentication = details.authentication.clone().ok_or_else(|| {
         tracing::error!(grant_id = %grant.grant_id, "grant without authentication");
         OAuthError::server_error()
@@ -440,14 +456,14 @@ fn token_details(grant: &GrantRecord, details: &GrantDetails) -> TokenDetails {
 /// `tdetails`; returns the ID Token ones.
 async fn hook_claims<H: ClaimsHook>(
     hook: &H,
-    grant_type: GrantType,
+    grant_type: &str,
     grant: &GrantRecord,
     details: &GrantDetails,
     scope: &str,
     tdetails: &mut TokenDetails,
 ) -> Result<Option<serde_json::Map<String, serde_json::Value>>, OAuthError> {
     let query = ClaimsQuery {
-        grant_type: grant_type.as_str(),
+        grant_type,
         client_id: &grant.client_id,
         sub: grant.sub.as_deref(),
         scope,

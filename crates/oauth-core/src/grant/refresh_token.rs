@@ -160,7 +160,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
     let mut tdetails = token_details(&grant, &details);
     let extra = hook_claims(
         hook,
-        GrantType::RefreshToken,
+        GrantType::RefreshToken.as_str(),
         &grant,
         &details,
         &scope,

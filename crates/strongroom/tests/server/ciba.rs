@@ -50,6 +50,8 @@ fn sha256_hex(s: &str) -> String {
 struct Bank {
     notices: Mutex<Vec<Value>>,
     resolves: Mutex<Vec<Value>>,
+    /// Token-claims hook queries (docs/hooks.md §6a).
+    claims: Mutex<Vec<Value>>,
     /// Client notification endpoint hits: (path, Authorization, body).
     deliveries: Mutex<Vec<(String, String, Value)>>,
 }
@@ -155,6 +157,27 @@ async fn notify(
     HttpResponse::NoContent().finish()
 }
 
+/// The bank's token-claims hook (docs/hooks.md §6a), for tpp-ciba.
+async fn claims(
+    bank: web::Data<Arc<Bank>>,
+    req: HttpRequest,
+    body: web::Json<Value>,
+) -> HttpResponse {
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if auth != format!("Bearer {SERVICE_TOKEN}") {
+        return HttpResponse::Unauthorized().finish();
+    }
+    bank.claims.lock().unwrap().push(body.0.clone());
+    HttpResponse::Ok().json(json!({
+        "id_token": {"customer_segment": "retail", "auth_time": 1},
+        "introspection": {"consent_status": "Authorised"},
+    }))
+}
+
 /// The bank's consent service (docs/hooks.md §3): three intents.
 async fn intent(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
     let auth = req
@@ -214,6 +237,7 @@ async fn world(backend: Backend) -> World {
             .route("/resolve", web::post().to(resolve))
             .route("/notify", web::post().to(notify))
             .route("/intents/{id}", web::get().to(intent))
+            .route("/claims", web::post().to(claims))
     })
     .workers(1)
     .listen(listener)
@@ -258,6 +282,8 @@ async fn world(backend: Backend) -> World {
         require_intent: false,
         consent_service_url: format!("{base}/intents"),
         consent_service_token: SERVICE_TOKEN.into(),
+        claims_url: format!("{base}/claims"),
+        claims_clients: vec!["tpp-ciba".into()],
         bank_api_token_sha256: sha256_hex(BANK_API_TOKEN),
         ..HooksConfig::default()
     };
@@ -487,8 +513,21 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
             id["urn:openid:params:jwt:claim:auth_req_id"],
             json!(auth_req_id)
         );
+        // The token-claims hook was asked once, for this CIBA grant; its
+        // claim is in, its attempt at a protocol claim is not.
+        assert_eq!(
+            *w.bank.claims.lock().unwrap(),
+            vec![
+                json!({"grant_type": GRANT, "client_id": "tpp-ciba", "sub": "cust-alice",
+                        "scope": "openid accounts", "consent_id": "consent-77", "acr": SCA,
+                        "accounts": ["acc-1"]})
+            ]
+        );
+        assert_eq!(id["customer_segment"], "retail");
+        assert_ne!(id["auth_time"], 1);
         let i = introspect(&w, &at).await;
         assert_eq!(i["active"], true, "{i}");
+        assert_eq!(i["consent_status"], "Authorised");
         assert_eq!(i["consent_id"], "consent-77");
         assert_eq!(i["cnf"]["jkt"], json!(w.tpp.dpop.thumbprint()));
 
