@@ -124,6 +124,19 @@ pub fn delivery_mode(client: &oauth_core::client::Client) -> &str {
         .unwrap_or("poll")
 }
 
+/// CIBA §11: a push-mode client gets its tokens at its notification
+/// endpoint; at the token endpoint it is `unauthorized_client` ("configured
+/// in Push Mode"), whatever the state of the request.
+pub fn check_may_poll(client: &oauth_core::client::Client) -> Result<(), OAuthError> {
+    if delivery_mode(client) == "push" {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "the client is configured in push mode: its tokens are delivered to its notification endpoint",
+        ));
+    }
+    Ok(())
+}
+
 /// The successful answer (CIBA §7.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthenticationResponse {

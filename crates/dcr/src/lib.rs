@@ -41,6 +41,8 @@ pub const ORIGIN: &str = "dynamic";
 
 /// Grant types a registered client may ask for: those the server serves.
 const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+/// CIBA's grant (CIBA Core §4), registrable when the server serves CIBA.
+const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
 
 /// A registration failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +118,9 @@ pub struct Registrar {
     directories: Vec<Directory>,
     settings: RegistrationConfig,
     limiter: limiter::RateLimiter,
+    /// Whether the server serves CIBA: then its grant and metadata
+    /// (CIBA Core §4) are registrable.
+    ciba: bool,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -165,7 +170,15 @@ impl Registrar {
                 settings.rate_limit_window_secs,
             ),
             settings,
+            ciba: false,
         })
+    }
+
+    /// Registrations may ask for the CIBA grant and its metadata.
+    #[must_use]
+    pub fn with_ciba(mut self, served: bool) -> Registrar {
+        self.ciba = served;
+        self
     }
 
     /// Whether registration is offered at all (a directory or initial
@@ -612,6 +625,7 @@ impl Registrar {
             client_id,
             &dir.algs,
             &allowed,
+            self.ciba,
         )?;
         Ok(Evaluated {
             metadata,
@@ -663,6 +677,7 @@ impl Registrar {
             client_id,
             &algs,
             &self.settings.initial_access_scopes,
+            self.ciba,
         )?;
         Ok(Evaluated {
             metadata,
@@ -776,6 +791,7 @@ fn opt_bool(claims: &Map<String, Value>, k: &str) -> Result<Option<bool>, OAuthE
 /// Request claims + SSA → client metadata, with the rule pack's checks.
 /// Everything the client would otherwise only learn at its first flow is
 /// refused here, with a description of what to fix.
+#[allow(clippy::too_many_arguments)]
 fn build_metadata(
     rules: &Rules,
     ssa: Option<&SoftwareStatement>,
@@ -784,6 +800,7 @@ fn build_metadata(
     client_id: &str,
     algs: &[JwsAlg],
     allowed_scopes: &[String],
+    ciba: bool,
 ) -> Result<ClientMetadata, OAuthError> {
     let alg_names: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
     let mut m = Map::new();
@@ -915,15 +932,35 @@ fn build_metadata(
     if grants.is_empty() {
         return Err(metadata_error("grant_types must not be empty"));
     }
+    let mut offered = GRANT_TYPES.to_vec();
+    if ciba {
+        offered.push(CIBA_GRANT);
+    }
     for g in &grants {
-        if !GRANT_TYPES.contains(&g.as_str()) {
+        if !offered.contains(&g.as_str()) {
             return Err(metadata_error(format!(
                 "grant_type {g} is not supported: use {}",
-                GRANT_TYPES.join(", ")
+                offered.join(", ")
             )));
         }
     }
     m.insert("grant_types".into(), json!(grants));
+    // CIBA Core §4 client metadata, checked with the rest by
+    // `ClientMetadata::validate` (modes, endpoint, FAPI-CIBA's no push).
+    if ciba {
+        for k in [
+            "backchannel_token_delivery_mode",
+            "backchannel_client_notification_endpoint",
+            "backchannel_authentication_request_signing_alg",
+        ] {
+            if let Some(v) = opt_str(claims, k)? {
+                m.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(b) = opt_bool(claims, "backchannel_user_code_parameter")? {
+            m.insert("backchannel_user_code_parameter".into(), json!(b));
+        }
+    }
     let response_types =
         opt_str_list(claims, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
     for r in &response_types {

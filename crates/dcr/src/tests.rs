@@ -84,14 +84,43 @@ fn metadata_rules_without_ssa() {
         "c1",
         &algs,
         &scopes,
+        false,
     )
     .unwrap();
     assert_eq!(m.client_id, "c1");
     assert!(m.tls_client_certificate_bound_access_tokens);
+    // The CIBA grant and metadata only where CIBA is served.
+    let mut ciba = base.clone();
+    ciba["grant_types"] = json!(["urn:openid:params:grant-type:ciba"]);
+    ciba["backchannel_token_delivery_mode"] = json!("poll");
+    let e = build_metadata(
+        &rules,
+        None,
+        &claims(ciba.clone()),
+        None,
+        "c1",
+        &algs,
+        &scopes,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.as_str(), "invalid_client_metadata");
+    let m = build_metadata(
+        &rules,
+        None,
+        &claims(ciba),
+        None,
+        "c1",
+        &algs,
+        &scopes,
+        true,
+    )
+    .unwrap();
+    assert_eq!(m.backchannel_token_delivery_mode.as_deref(), Some("poll"));
     let code = |edit: fn(&mut Value)| {
         let mut v = base.clone();
         edit(&mut v);
-        build_metadata(&rules, None, &claims(v), None, "c1", &algs, &scopes)
+        build_metadata(&rules, None, &claims(v), None, "c1", &algs, &scopes, false)
             .unwrap_err()
             .code
             .as_str()
@@ -166,6 +195,7 @@ fn brazil_ssa_software_jwks_uri_is_the_client_jwks_uri() {
         "c1",
         &algs,
         &scopes,
+        false,
     )
     .unwrap();
     assert_eq!(m.jwks_uri.as_deref(), Some(jwks));
@@ -179,6 +209,7 @@ fn brazil_ssa_software_jwks_uri_is_the_client_jwks_uri() {
         "c1",
         &algs,
         &scopes,
+        false,
     )
     .unwrap_err();
     assert_eq!(e.code.as_str(), "invalid_client_metadata");

@@ -159,6 +159,7 @@ pub async fn redeem(
             "the grant_type is not supported",
         ));
     }
+    flow::check_may_poll(&client.client)?;
     let auth_req_id = single(form, "auth_req_id")?;
     let hook = crate::api::SettledFirst {
         store,

@@ -39,7 +39,7 @@ pub fn registrar(cfg: &Config) -> Result<Option<Arc<Registrar>>, String> {
         &cfg.directories,
         cfg.registration.clone(),
     )
-    .map(|r| Some(Arc::new(r)))
+    .map(|r| Some(Arc::new(r.with_ciba(cfg.ciba.is_some()))))
 }
 
 /// Registers the routes.

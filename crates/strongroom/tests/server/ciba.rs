@@ -31,10 +31,18 @@ thread_local! {
     static CONFIG: RefCell<Option<(HooksConfig, ciba::CibaConfig)>> = const { RefCell::new(None) };
 }
 
+/// Plain RFC 7591 registration with this initial access token.
+const INITIAL_ACCESS_TOKEN: &str = "ciba-initial-access-token-0123456789";
+
 fn apply(cfg: &mut strongroom::config::Config) {
     let (h, c) = CONFIG.with(|c| c.borrow().clone()).unwrap();
     cfg.hooks = Some(h);
     cfg.ciba = Some(c);
+    cfg.registration = serde_json::from_value(json!({
+        "initial_access_tokens_sha256": [oauth_core::secret::sha256_b64url(INITIAL_ACCESS_TOKEN.as_bytes())],
+        "initial_access_scopes": ["openid", "accounts"],
+    }))
+    .unwrap();
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -543,6 +551,107 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
     }
 }
 
+#[actix_web::test]
+async fn ciba_clients_register_through_dcr_and_the_metadata_is_checked() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let tpp = Tpp::new("unused");
+        let body = json!({
+            "client_name": "Registered CIBA TPP",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg": "ES256",
+            "grant_types": [GRANT],
+            "jwks": {"keys": [tpp.key.jwk]},
+            "dpop_bound_access_tokens": true,
+            "scope": "openid accounts",
+            "backchannel_token_delivery_mode": "ping",
+            "backchannel_client_notification_endpoint": "https://tpp-dcr.example/ciba",
+            "backchannel_authentication_request_signing_alg": "ES256",
+            "backchannel_user_code_parameter": false,
+        });
+        let http = w.srv.client(None);
+        let register = |b: Value| {
+            let http = http.clone();
+            let url = w.srv.url("/register");
+            async move {
+                let res = http
+                    .post(url)
+                    .bearer_auth(INITIAL_ACCESS_TOKEN)
+                    .json(&b)
+                    .send()
+                    .await
+                    .unwrap();
+                answer(res).await
+            }
+        };
+        // What FAPI-CIBA and CIBA §4 refuse: invalid_client_metadata each.
+        let bad: [(&str, Value); 5] = [
+            (
+                "push for a FAPI client",
+                json!({"backchannel_token_delivery_mode": "push"}),
+            ),
+            (
+                "ping without endpoint",
+                json!({"backchannel_client_notification_endpoint": null}),
+            ),
+            (
+                "http endpoint",
+                json!({"backchannel_client_notification_endpoint": "http://tpp-dcr.example/ciba"}),
+            ),
+            (
+                "unknown mode",
+                json!({"backchannel_token_delivery_mode": "carrier-pigeon"}),
+            ),
+            (
+                "signing alg not offered",
+                json!({"backchannel_authentication_request_signing_alg": "RS256"}),
+            ),
+        ];
+        for (what, edit) in bad {
+            let mut b = body.clone();
+            for (k, v) in edit.as_object().unwrap() {
+                if v.is_null() {
+                    b.as_object_mut().unwrap().remove(k);
+                } else {
+                    b[k] = v.clone();
+                }
+            }
+            let a = register(b).await;
+            assert_eq!(a.status, 400, "{what}: {}", a.json);
+            assert_eq!(a.json["error"], "invalid_client_metadata", "{what}");
+        }
+        let a = register(body.clone()).await;
+        assert_eq!(a.status, 201, "{}", a.json);
+        for k in [
+            "backchannel_token_delivery_mode",
+            "backchannel_client_notification_endpoint",
+            "backchannel_authentication_request_signing_alg",
+            "grant_types",
+        ] {
+            assert_eq!(a.json[k], body[k], "{k} echoed");
+        }
+        let client_id = a.json["client_id"].as_str().unwrap().to_string();
+        // The registered client starts a request at once; the bank is told
+        // its registered name.
+        let reg = Tpp {
+            key: tpp.key.clone(),
+            ..Tpp::new(&client_id)
+        };
+        let mut c = request_claims(&w, &reg, "alice");
+        c["client_notification_token"] = json!("dcr-notification-token");
+        let a = bc_authorize(&w, &reg, &c).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let n = notice(&w, 0).await;
+        assert_eq!(n["client_id"], json!(client_id));
+        assert_eq!(n["client_name"], "Registered CIBA TPP");
+        // Without its notification token, a ping request is refused.
+        let a = bc_authorize(&w, &reg, &request_claims(&w, &reg, "alice")).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
+}
+
 /// The request's claims naming `intent` as an essential id_token claim.
 fn naming(w: &World, intent: &str) -> Value {
     let mut c = request_claims(w, &w.tpp, "alice");
@@ -758,7 +867,22 @@ async fn ping_is_delivered_retried_and_never_breaks_polling() {
                 .status,
             204
         );
+        // A push client does not poll (CIBA §11), before or after delivery.
+        let push_poll = || async {
+            let res = w
+                .srv
+                .client(None)
+                .post(w.srv.url("/token"))
+                .basic_auth(PUSH_CLIENT, Some(PUSH_SECRET))
+                .form(&[("grant_type", GRANT), ("auth_req_id", auth_req_id.as_str())])
+                .send()
+                .await
+                .unwrap();
+            answer(res).await
+        };
+        assert_error(&push_poll().await, 400, &["unauthorized_client"]);
         let hits = deliveries(&w, "/push", 1).await;
+        assert_error(&push_poll().await, 400, &["unauthorized_client"]);
         assert_eq!(hits[0].0, "Bearer push-cnt");
         assert_eq!(hits[0].1["auth_req_id"], json!(auth_req_id));
         assert_eq!(hits[0].1["token_type"], "Bearer");
