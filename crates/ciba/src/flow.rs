@@ -11,13 +11,15 @@ use oauth_core::keys::Keys;
 use oauth_core::policy::Policy;
 use oauth_core::secret::{hash_secret, new_secret, random_token, time_ordered};
 use oauth_core::storage::{
-    CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord, GrantRepository, TokenRepository,
+    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord,
+    GrantRepository, TokenRepository,
 };
 use oauth_core::token::TokenResponse;
 use oauth_core::token::claims::ClaimsHook;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::hooks::{Hooks, Notice};
 use crate::request::{BackchannelRequest, HintType};
 use crate::{AUTH_REQ_ID_CLAIM, GRANT_TYPE, SLOW_DOWN_STEP_SECS};
 
@@ -155,6 +157,9 @@ pub struct Started {
     pub handle: String,
     pub data: CibaData,
     pub expires_at: i64,
+    /// The bank's notice, stored with the request and held by this
+    /// instance for its first attempt (`crate::outbox::attempt`).
+    pub notice: CibaDeliveryRecord,
 }
 
 fn corrupt(e: impl std::fmt::Display) -> OAuthError {
@@ -166,17 +171,19 @@ fn corrupt(e: impl std::fmt::Display) -> OAuthError {
 /// `auth_req_id` of 256 random bits (for ping and push derived with
 /// `delivery_key` from a random seed, [`derive_auth_req_id`]) and a handle,
 /// both kept only as their SHA-256.
-#[allow(clippy::too_many_arguments)]
-pub async fn start<S: CibaRepository>(
+/// The request and the bank's notice of it (docs/hooks.md §10b) go into
+/// the database in one transaction.
+pub async fn start<S: CibaOutbox>(
     store: &S,
+    hooks: &Hooks,
     client: &AuthenticatedClient,
     req: BackchannelRequest,
     sub: String,
-    interval: i64,
     consent_claim: &str,
-    delivery_key: &[u8],
     now: i64,
 ) -> Result<Started, OAuthError> {
+    let interval = hooks.config().interval_secs;
+    let delivery_key = hooks.delivery_key();
     let notifies = matches!(delivery_mode(&client.client), "ping" | "push");
     let delivery_seed = notifies.then(|| random_token(32));
     let data = CibaData {
@@ -201,19 +208,42 @@ pub async fn start<S: CibaRepository>(
     };
     let handle = random_token(16);
     let expires_at = now.saturating_add(req.expires_in);
-    store
-        .put_ciba_request(CibaRequestRecord {
-            auth_req_id_hash: hash_secret(&auth_req_id),
+    let m = &client.client.metadata;
+    let notice = crate::outbox::notice(
+        hooks,
+        &Notice {
+            handle: handle.clone(),
+            sub: data.sub.clone(),
             client_id: client.client.id().to_owned(),
-            status: PENDING.into(),
-            request: serde_json::to_string(&data).map_err(corrupt)?,
-            grant_id: None,
-            interval,
-            last_polled_at: None,
+            client_name: m.client_name.clone(),
+            logo_uri: m.logo_uri.clone(),
+            policy_uri: m.policy_uri.clone(),
+            tos_uri: m.tos_uri.clone(),
+            binding_message: data.binding_message.clone(),
+            scope: data.scope.clone(),
+            acr_values: data.acr_values.clone(),
+            intent_id: data.intent_id.clone(),
+            authorization_details: data.authorization_details.clone(),
             expires_at,
-            created_at: now,
-            handle_hash: Some(hash_secret(&handle)),
-        })
+        },
+        crate::outbox::now_ms(),
+    )?;
+    store
+        .put_ciba_request_with_delivery(
+            CibaRequestRecord {
+                auth_req_id_hash: hash_secret(&auth_req_id),
+                client_id: client.client.id().to_owned(),
+                status: PENDING.into(),
+                request: serde_json::to_string(&data).map_err(corrupt)?,
+                grant_id: None,
+                interval,
+                last_polled_at: None,
+                expires_at,
+                created_at: now,
+                handle_hash: Some(hash_secret(&handle)),
+            },
+            notice.clone(),
+        )
         .await?;
     let push = delivery_mode(&client.client) == "push";
     Ok(Started {
@@ -225,6 +255,7 @@ pub async fn start<S: CibaRepository>(
         handle,
         data,
         expires_at,
+        notice,
     })
 }
 

@@ -2,7 +2,8 @@
 //! and ping / push delivery to the client (CIBA §10.2, §10.3).
 //!
 //! Resolve is on the request path (its answer decides the response);
-//! notify, ping and push run off it, retried with backoff, and their
+//! notify, ping and push run off it through the outbox (`crate::outbox`),
+//! retried with backoff by whichever instance claims them, and their
 //! failure never loses the request: it stays in the database and pollable.
 
 use std::time::Duration;
@@ -87,13 +88,14 @@ pub struct Notice {
     pub expires_at: i64,
 }
 
-/// How a delivery to the client ended.
+/// How one attempt of a delivery ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivered {
-    Yes,
-    /// 401 or 403 (not retried), a redirect (not followed), or every
-    /// attempt failed.
-    GivenUp,
+pub enum Attempt {
+    Sent,
+    /// Refused or unreachable: worth another attempt.
+    Retry,
+    /// 401 or 403 from a client, a redirect (not followed), not https.
+    GiveUp,
 }
 
 fn unavailable(what: &str) -> OAuthError {
@@ -196,107 +198,66 @@ impl Hooks {
         }
     }
 
-    /// Notify hook, with retries; `true` once the bank answered 2xx.
-    pub async fn notify(&self, n: &Notice) -> bool {
-        let mut delay = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let res = self
-                .http
-                .post(&self.cfg.notify_url)
-                .bearer_auth(&self.cfg.service_token)
-                .json(n)
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(event = "ciba_notify_sent", client_id = %n.client_id, attempt, "bank notified of a CIBA request");
-                    return true;
-                }
-                Ok(r) => tracing::warn!(
-                    event = "ciba_notify_failed",
-                    status = r.status().as_u16(),
-                    attempt,
-                    "the bank refused a CIBA notice"
-                ),
-                Err(e) => tracing::warn!(
-                    event = "ciba_notify_failed",
-                    timeout = e.is_timeout(),
-                    attempt,
-                    "the bank's CIBA notify hook is unreachable"
-                ),
-            }
-            if attempt < ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        tracing::warn!(event = "ciba_notify_given_up", client_id = %n.client_id, "CIBA notice given up; the request stays pending");
-        false
-    }
-
-    /// Ping (CIBA §10.2: `{"auth_req_id"}`) or push (§10.3: the token
-    /// response plus `auth_req_id`) to the client's notification endpoint,
-    /// with its `client_notification_token` as Bearer. Only https; no
-    /// redirect followed; no retry after 401 or 403; other failures retried
-    /// with backoff.
-    pub async fn deliver(&self, endpoint: &str, token: &str, body: &Value) -> Delivered {
-        if !endpoint.starts_with("https://") {
+    /// One attempt of an outbox delivery (`crate::outbox`): the notify
+    /// hook (`kind` `notify`, the service token as Bearer), a ping or a push
+    /// (the client's `client_notification_token` as Bearer; https only, no
+    /// redirect followed, 401 and 403 not retried).
+    pub async fn send_once(&self, kind: &str, target: &str, bearer: &str, body: &str) -> Attempt {
+        let to_client = kind != "notify";
+        if to_client && !target.starts_with("https://") {
             tracing::warn!(
                 event = "ciba_delivery_given_up",
+                kind,
                 "notification endpoint is not https"
             );
-            return Delivered::GivenUp;
+            return Attempt::GiveUp;
         }
-        let mut delay = FIRST_BACKOFF;
-        for attempt in 1..=ATTEMPTS {
-            let res = self
-                .http
-                .post(endpoint)
-                .bearer_auth(token)
-                .json(body)
-                .send()
-                .await;
-            match res {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(
-                        event = "ciba_delivery_sent",
-                        attempt,
-                        "client notified of a CIBA result"
-                    );
-                    return Delivered::Yes;
-                }
-                Ok(r)
-                    if matches!(r.status().as_u16(), 401 | 403) || r.status().is_redirection() =>
-                {
-                    tracing::warn!(
-                        event = "ciba_delivery_given_up",
-                        status = r.status().as_u16(),
-                        "the client's notification endpoint refused; not retried"
-                    );
-                    return Delivered::GivenUp;
-                }
-                Ok(r) => tracing::warn!(
-                    event = "ciba_delivery_failed",
+        let res = self
+            .http
+            .post(target)
+            .bearer_auth(bearer)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await;
+        match res {
+            Ok(r) if r.status().is_success() => Attempt::Sent,
+            Ok(r)
+                if to_client
+                    && (matches!(r.status().as_u16(), 401 | 403)
+                        || r.status().is_redirection()) =>
+            {
+                tracing::warn!(
+                    event = "ciba_delivery_given_up",
+                    kind,
                     status = r.status().as_u16(),
-                    attempt,
-                    "client notification failed"
-                ),
-                Err(e) => tracing::warn!(
-                    event = "ciba_delivery_failed",
-                    timeout = e.is_timeout(),
-                    attempt,
-                    "client notification endpoint unreachable"
-                ),
+                    "the client's notification endpoint refused; not retried"
+                );
+                Attempt::GiveUp
             }
-            if attempt < ATTEMPTS {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+            Ok(r) => {
+                tracing::warn!(
+                    event = "ciba_delivery_failed",
+                    kind,
+                    status = r.status().as_u16(),
+                    "CIBA delivery refused"
+                );
+                Attempt::Retry
+            }
+            Err(e) => {
+                tracing::warn!(
+                    event = "ciba_delivery_failed",
+                    kind,
+                    timeout = e.is_timeout(),
+                    "CIBA delivery target unreachable"
+                );
+                Attempt::Retry
             }
         }
-        tracing::warn!(
-            event = "ciba_delivery_given_up",
-            "client notification given up"
-        );
-        Delivered::GivenUp
+    }
+
+    /// The Bearer token of the notify hook.
+    pub fn service_token(&self) -> &str {
+        &self.cfg.service_token
     }
 }

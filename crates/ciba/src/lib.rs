@@ -14,6 +14,8 @@
 //!   passing. Every move is one conditional database write.
 //! - [`hooks`] — the outbound calls: the bank's resolve and notify hooks
 //!   (docs/hooks.md §10), ping and push delivery to the client.
+//! - [`outbox`] — those deliveries as database rows, attempted by whichever
+//!   instance holds or claims them, so none is lost to a restart.
 //! - [`config`] — the `[ciba]` section.
 //!
 //! No HTTP framework here: the server extracts inputs and maps outcomes.
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod flow;
 pub mod hooks;
+pub mod outbox;
 pub mod request;
 
 pub use config::CibaConfig;

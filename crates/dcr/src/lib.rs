@@ -42,7 +42,7 @@ pub const ORIGIN: &str = "dynamic";
 /// Grant types a registered client may ask for: those the server serves.
 const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 /// CIBA's grant (CIBA Core §4), registrable when the server serves CIBA.
-const CIBA_GRANT: &str = "urn:openid:params:grant-type:ciba";
+const CIBA_GRANT: &str = oauth_core::client::CIBA_GRANT;
 
 /// A registration failure.
 #[derive(Debug, Clone, PartialEq, Eq)]

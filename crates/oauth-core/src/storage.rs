@@ -526,6 +526,73 @@ pub trait CibaRepository: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<CibaPoll>>> + Send;
 }
 
+/// A CIBA delivery waiting to be made or retried (an outbox row): the
+/// bank's notify hook, a ping or a push. Whichever instance claims it sends
+/// it, so a restart or a dying instance loses none (at least once: a
+/// delivery whose sender died after sending may be sent again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CibaDeliveryRecord {
+    pub delivery_id: String,
+    /// `notify`, `ping` or `push`.
+    pub kind: String,
+    /// The URL it goes to.
+    pub target: String,
+    /// The JSON body; for ping and push sealed (it holds the `auth_req_id`
+    /// or tokens) under a key the database does not hold.
+    pub body: String,
+    /// Ping and push: the client's sealed `client_notification_token`.
+    pub bearer: Option<String>,
+    /// Ping and push: the request's delivery seed the seals are bound to.
+    pub seed: Option<String>,
+    pub client_id: String,
+    /// Attempts made or under way.
+    pub attempts: i64,
+    /// When it is due (milliseconds); while an attempt is under way, the
+    /// end of that attempt's lease, after which another instance may claim
+    /// it.
+    pub next_attempt_ms: i64,
+    /// The request's expiry (seconds): not sent after it, purged then.
+    pub expires_at: i64,
+}
+
+/// The CIBA outbox ([`CibaDeliveryRecord`]).
+pub trait CibaOutbox: Send + Sync {
+    /// The request and the bank's notice of it, both or neither.
+    fn put_ciba_request_with_delivery(
+        &self,
+        rec: CibaRequestRecord,
+        delivery: CibaDeliveryRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn put_ciba_delivery(
+        &self,
+        delivery: CibaDeliveryRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Up to `limit` deliveries due at `now_ms`, oldest first.
+    fn due_ciba_deliveries(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<CibaDeliveryRecord>>> + Send;
+    /// Claims a due delivery for one attempt, leased until `until_ms`: one
+    /// conditional update on the `next_attempt_ms` that was read, so one
+    /// instance wins. `false` when another did.
+    fn claim_ciba_delivery(
+        &self,
+        delivery_id: &str,
+        seen_next_ms: i64,
+        until_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// After a failed attempt: due again at `next_ms`.
+    fn retry_ciba_delivery(
+        &self,
+        delivery_id: &str,
+        next_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Sent or given up.
+    fn drop_ciba_delivery(&self, delivery_id: &str)
+    -> impl Future<Output = StoreResult<()>> + Send;
+}
+
 // ---------------------------------------------------------------- sessions
 
 /// A browser session at the built-in login (or after a bank login hook),

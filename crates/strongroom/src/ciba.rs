@@ -9,11 +9,12 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use ciba::flow::{self, Decision, DecisionRefused};
-use ciba::hooks::{Hooks, Notice, ResolveQuery};
+use ciba::hooks::{Hooks, ResolveQuery};
 use oauth_core::client::AuthenticatedClient;
 use oauth_core::client_auth::Endpoint;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::secret::now;
+use oauth_core::storage::CibaOutbox as _;
 use oauth_core::storage::ClientRepository;
 use oauth_core::token::TokenResponse;
 use serde::Deserialize;
@@ -103,38 +104,13 @@ async fn start(
             user_code: v.user_code.as_deref(),
         })
         .await?;
-    let interval = hooks.config().interval_secs;
-    let started = flow::start(
-        store,
-        client,
-        v,
-        sub,
-        interval,
-        &state.consent_claim,
-        hooks.delivery_key(),
-        t,
-    )
-    .await?;
-    let m = &client.client.metadata;
-    let notice = Notice {
-        handle: started.handle.clone(),
-        sub: started.data.sub.clone(),
-        client_id: client.client.id().to_owned(),
-        client_name: m.client_name.clone(),
-        logo_uri: m.logo_uri.clone(),
-        policy_uri: m.policy_uri.clone(),
-        tos_uri: m.tos_uri.clone(),
-        binding_message: started.data.binding_message.clone(),
-        scope: started.data.scope.clone(),
-        acr_values: started.data.acr_values.clone(),
-        intent_id: started.data.intent_id.clone(),
-        authorization_details: started.data.authorization_details.clone(),
-        expires_at: started.expires_at,
-    };
-    let hooks = hooks.clone();
-    // Never blocks the client's answer; a failure leaves the request pending.
+    let started = flow::start(store, hooks, client, v, sub, &state.consent_claim, t).await?;
+    // The notice is in the database with the request; this instance makes
+    // its first attempt at once, off the client's answer (the outbox's
+    // sweepers take it up if this instance cannot).
+    let (hooks, outbox, notice) = (hooks.clone(), state.store.clone(), started.notice.clone());
     actix_web::rt::spawn(async move {
-        hooks.notify(&notice).await;
+        ciba::outbox::attempt(&outbox, &hooks, &notice).await;
     });
     tracing::info!(
         event = "ciba_request_started",
@@ -315,19 +291,18 @@ async fn after_decision(
     let Ok(client) = oauth_core::client::Client::from_record(&record) else {
         return;
     };
-    let (Some(endpoint), Some(token)) = (
+    let (Some(endpoint), Some(sealed_bearer)) = (
         client
             .metadata
             .backchannel_client_notification_endpoint
             .clone(),
-        data.sealed_notification_token
-            .as_deref()
-            .and_then(|t| flow::open_notification_token(hooks.delivery_key(), seed, t)),
+        data.sealed_notification_token.as_deref(),
     ) else {
         return;
     };
+    let kind = flow::delivery_mode(&client).to_owned();
     let auth_req_id = flow::derive_auth_req_id(hooks.delivery_key(), seed);
-    let body = match flow::delivery_mode(&client) {
+    let body = match kind.as_str() {
         "ping" => json!({ "auth_req_id": auth_req_id }),
         "push" if !client.metadata.fapi => {
             let method = client.metadata.token_endpoint_auth_method;
@@ -356,9 +331,27 @@ async fn after_decision(
         }
         _ => return,
     };
-    let hooks = hooks.clone();
+    let delivery = match ciba::outbox::to_client(
+        hooks,
+        &kind,
+        &endpoint,
+        sealed_bearer,
+        seed,
+        &body,
+        &rec.client_id,
+        rec.expires_at,
+        ciba::outbox::now_ms(),
+    ) {
+        Ok(d) => d,
+        Err(_) => return,
+    };
+    if let Err(e) = state.store.put_ciba_delivery(delivery.clone()).await {
+        tracing::warn!(error = %e, "CIBA: the client's notification is not stored; the request stays pollable");
+        return;
+    }
+    let (hooks, outbox) = (hooks.clone(), state.store.clone());
     actix_web::rt::spawn(async move {
-        hooks.deliver(&endpoint, &token, &body).await;
+        ciba::outbox::attempt(&outbox, &hooks, &delivery).await;
     });
 }
 

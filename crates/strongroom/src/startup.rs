@@ -786,6 +786,29 @@ fn spawn_background(
             }
         }
     });
+    if let Some(hooks) = state.ciba.clone() {
+        // The CIBA outbox (ciba::outbox): deliveries due again after a
+        // failed attempt, or whose holder died, are claimed by one instance.
+        let outbox = state.store.clone();
+        let mut outbox_stopped = stopped.clone();
+        actix_web::rt::spawn(async move {
+            while still_serving(&mut outbox_stopped, Duration::from_millis(250)).await {
+                match ciba::outbox::claim_due(&outbox, &hooks, ciba::outbox::now_ms(), 32).await {
+                    Ok(claimed) => {
+                        for d in claimed {
+                            let (outbox, hooks) = (outbox.clone(), hooks.clone());
+                            actix_web::rt::spawn(async move {
+                                ciba::outbox::attempt(&outbox, &hooks, &d).await;
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "CIBA outbox sweep: database unavailable")
+                    }
+                }
+            }
+        });
+    }
     let mut stopped = stopped;
     actix_web::rt::spawn(async move {
         // Often, so each sweep is small: expired rows go a minute's worth

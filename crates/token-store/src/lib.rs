@@ -111,6 +111,7 @@ pub struct PurgeReport {
     pub authorization_codes: u64,
     pub pushed_requests: u64,
     pub ciba_requests: u64,
+    pub ciba_deliveries: u64,
     pub sessions: u64,
     pub interactions: u64,
 }
@@ -422,6 +423,7 @@ impl Store {
                 .await?,
             pushed_requests: self.purge_table("pushed_requests", now).await?,
             ciba_requests: self.purge_table("ciba_requests", now).await?,
+            ciba_deliveries: self.purge_table("ciba_deliveries", now).await?,
             sessions: self.purge_table("sessions", now).await?,
             interactions: self.purge_table("interactions", now).await?,
         })

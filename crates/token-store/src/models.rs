@@ -6,13 +6,14 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sqlite::Sqlite;
 use oauth_core::storage::{
-    AuthorizationCodeRecord, CibaRequestRecord, ClientRecord, GrantRecord, InteractionRecord,
-    KeyRecord, PushedRequestRecord, SessionRecord, StoreError, TokenKind, TokenRecord,
+    AuthorizationCodeRecord, CibaDeliveryRecord, CibaRequestRecord, ClientRecord, GrantRecord,
+    InteractionRecord, KeyRecord, PushedRequestRecord, SessionRecord, StoreError, TokenKind,
+    TokenRecord,
 };
 
 use crate::schema::{
-    authorization_codes, ciba_requests, clients, grants, interactions, provider_keys,
-    pushed_requests, sessions, tokens,
+    authorization_codes, ciba_deliveries, ciba_requests, clients, grants, interactions,
+    provider_keys, pushed_requests, sessions, tokens,
 };
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -433,6 +434,55 @@ impl From<InteractionRow> for InteractionRecord {
             client_id: i.client_id,
             state: i.state,
             expires_at: i.expires_at,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = ciba_deliveries, check_for_backend(Pg, Sqlite))]
+pub(crate) struct CibaDeliveryRow {
+    pub delivery_id: String,
+    pub kind: String,
+    pub target: String,
+    pub body: String,
+    pub bearer: Option<String>,
+    pub seed: Option<String>,
+    pub client_id: String,
+    pub attempts: i64,
+    pub next_attempt_ms: i64,
+    pub expires_at: i64,
+}
+
+impl From<CibaDeliveryRecord> for CibaDeliveryRow {
+    fn from(r: CibaDeliveryRecord) -> Self {
+        CibaDeliveryRow {
+            delivery_id: r.delivery_id,
+            kind: r.kind,
+            target: r.target,
+            body: r.body,
+            bearer: r.bearer,
+            seed: r.seed,
+            client_id: r.client_id,
+            attempts: r.attempts,
+            next_attempt_ms: r.next_attempt_ms,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+impl From<CibaDeliveryRow> for CibaDeliveryRecord {
+    fn from(r: CibaDeliveryRow) -> Self {
+        CibaDeliveryRecord {
+            delivery_id: r.delivery_id,
+            kind: r.kind,
+            target: r.target,
+            body: r.body,
+            bearer: r.bearer,
+            seed: r.seed,
+            client_id: r.client_id,
+            attempts: r.attempts,
+            next_attempt_ms: r.next_attempt_ms,
+            expires_at: r.expires_at,
         }
     }
 }

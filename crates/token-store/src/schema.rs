@@ -98,6 +98,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    ciba_deliveries (delivery_id) {
+        delivery_id -> Text,
+        kind -> Text,
+        target -> Text,
+        body -> Text,
+        bearer -> Nullable<Text>,
+        seed -> Nullable<Text>,
+        client_id -> Text,
+        attempts -> BigInt,
+        next_attempt_ms -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     replay_cache (kind, value) {
         kind -> Text,
         value -> Text,

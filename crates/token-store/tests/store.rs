@@ -179,6 +179,7 @@ on_both_backends!(
     purges_go_in_batches,
     ciba_lifecycle,
     ciba_concurrent_decisions_and_polls,
+    ciba_outbox_one_claimer_and_leases,
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
     token_reads_carry_the_single_use_values,
@@ -1809,6 +1810,83 @@ async fn ciba_lifecycle(db: TestDb) {
         s.get_ciba_request("req-2").await.unwrap().unwrap().status,
         "denied"
     );
+}
+
+fn delivery(id: &str, next_ms: i64) -> oauth_core::storage::CibaDeliveryRecord {
+    oauth_core::storage::CibaDeliveryRecord {
+        delivery_id: id.into(),
+        kind: "notify".into(),
+        target: "https://bank.example/notify".into(),
+        body: "{}".into(),
+        bearer: None,
+        seed: None,
+        client_id: "c1".into(),
+        attempts: 1,
+        next_attempt_ms: next_ms,
+        expires_at: NOW + 300,
+    }
+}
+
+async fn ciba_outbox_one_claimer_and_leases(db: TestDb) {
+    use oauth_core::storage::CibaOutbox;
+    let s = &db.store;
+    const T: i64 = NOW * 1000;
+    // Stored with its request, held (leased) by the instance that stored it
+    // until T + 10 s: nobody else sees it due before.
+    let d = delivery("d1", T + 10_000);
+    s.put_ciba_request_with_delivery(ciba("req-d", "c1"), d.clone())
+        .await
+        .unwrap();
+    assert!(s.get_ciba_request("req-d").await.unwrap().is_some());
+    assert!(
+        s.due_ciba_deliveries(T + 9_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The holder died: after the lease, one of many claimers wins it, for
+    // one more attempt.
+    let due = s.due_ciba_deliveries(T + 10_000, 10).await.unwrap();
+    assert_eq!(due, vec![d.clone()]);
+    for round in 0..5 {
+        let seen = s.due_ciba_deliveries(i64::MAX, 10).await.unwrap()[0].next_attempt_ms;
+        let won = winners(8, |i| {
+            let s = db.store.clone();
+            async move {
+                s.claim_ciba_delivery("d1", seen, T + 20_000 + (round * 10 + i) as i64)
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        assert_eq!(won, 1, "round {round}");
+        let held = s.due_ciba_deliveries(i64::MAX, 10).await.unwrap();
+        assert_eq!(held[0].attempts, 2 + round as i64);
+    }
+    // A failed attempt makes it due again; a delivered one is gone.
+    s.retry_ciba_delivery("d1", T + 500).await.unwrap();
+    assert_eq!(s.due_ciba_deliveries(T + 500, 10).await.unwrap().len(), 1);
+    s.drop_ciba_delivery("d1").await.unwrap();
+    assert!(
+        s.due_ciba_deliveries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The request and its notice are stored both or neither.
+    let again = s
+        .put_ciba_request_with_delivery(ciba("req-d", "c1"), delivery("d2", T))
+        .await;
+    assert!(again.is_err(), "the request exists already");
+    assert!(
+        s.due_ciba_deliveries(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Expired rows go with the purge.
+    s.put_ciba_delivery(delivery("d3", T)).await.unwrap();
+    assert_eq!(s.purge_stale(NOW + 300).await.unwrap().ciba_deliveries, 1);
 }
 
 async fn ciba_concurrent_decisions_and_polls(db: TestDb) {

@@ -58,6 +58,9 @@ fn sha256_hex(s: &str) -> String {
 struct Bank {
     notices: Mutex<Vec<Value>>,
     resolves: Mutex<Vec<Value>>,
+    /// While set, the notify hook answers 503 (and counts the notices).
+    notify_down: std::sync::atomic::AtomicBool,
+    refused_notices: std::sync::atomic::AtomicUsize,
     /// Token-claims hook queries (docs/hooks.md §6a).
     claims: Mutex<Vec<Value>>,
     /// Client notification endpoint hits: (path, Authorization, body).
@@ -160,6 +163,11 @@ async fn notify(
         .unwrap_or_default();
     if auth != format!("Bearer {SERVICE_TOKEN}") {
         return HttpResponse::Unauthorized().finish();
+    }
+    if bank.notify_down.load(std::sync::atomic::Ordering::SeqCst) {
+        bank.refused_notices
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        return HttpResponse::ServiceUnavailable().finish();
     }
     bank.notices.lock().unwrap().push(body.0.clone());
     HttpResponse::NoContent().finish()
@@ -1081,6 +1089,21 @@ async fn a_pending_request_survives_a_restart() {
         let w = world(backend).await;
         let auth_req_id = start(&w, &w.tpp).await;
         let handle = notice(&w, 0).await["handle"].as_str().unwrap().to_string();
+        // A second request whose notice the bank cannot take yet: the
+        // instance that stored it stops after its first attempt.
+        use std::sync::atomic::Ordering::SeqCst;
+        w.bank.notify_down.store(true, SeqCst);
+        let mut c = request_claims(&w, &w.tpp, "bob");
+        c["binding_message"] = json!("AFTER-RESTART");
+        let a = bc_authorize(&w, &w.tpp, &c).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        for _ in 0..100 {
+            if w.bank.refused_notices.load(SeqCst) > 0 {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(w.bank.refused_notices.load(SeqCst) > 0, "a first attempt");
         let (main, mtls) = (w.srv.main_port, w.srv.mtls_port);
         let World {
             srv,
@@ -1107,6 +1130,14 @@ async fn a_pending_request_survives_a_restart() {
             400,
             &["authorization_pending"],
         );
+        // The bank is back: the new instance's outbox delivers the notice
+        // the stopped one could not, once.
+        w.bank.notify_down.store(false, SeqCst);
+        let n = notice(&w, 1).await;
+        assert_eq!(n["binding_message"], "AFTER-RESTART");
+        assert_eq!(n["sub"], "cust-bob");
+        actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(w.bank.notices.lock().unwrap().len(), 2, "delivered once");
         let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
         assert_eq!(a.status, 204, "{}", a.json);
         actix_web::rt::time::sleep(Duration::from_millis(1100)).await;

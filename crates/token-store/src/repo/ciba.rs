@@ -1,13 +1,15 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use oauth_core::storage::{
-    CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord, StoreError, StoreResult,
+    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord,
+    StoreError, StoreResult,
 };
 
 use crate::Store;
 use crate::db::{Db, with_conn};
 use crate::error::Fail;
-use crate::models::{CibaRow, GrantRow};
+use crate::models::{CibaDeliveryRow, CibaRow, GrantRow};
+use crate::schema::ciba_deliveries as cd;
 use crate::schema::ciba_requests as cr;
 use crate::schema::grants as gr;
 
@@ -175,6 +177,94 @@ impl CibaRepository for Store {
                     .execute(c)?;
                 Ok((n == 1).then_some(CibaPoll::TooFast))
             }))
+        })
+        .await
+    }
+}
+
+impl CibaOutbox for Store {
+    async fn put_ciba_request_with_delivery(
+        &self,
+        rec: CibaRequestRecord,
+        delivery: CibaDeliveryRecord,
+    ) -> StoreResult<()> {
+        let row = CibaRow::from(rec);
+        let d = CibaDeliveryRow::from(delivery);
+        self.run_write(move |conn| {
+            with_conn!(conn, c => c.write_tx(|c| {
+                diesel::insert_into(cr::table).values(&row).execute(c)?;
+                diesel::insert_into(cd::table).values(&d).execute(c)?;
+                Ok::<_, Fail>(())
+            }))
+        })
+        .await
+    }
+
+    async fn put_ciba_delivery(&self, delivery: CibaDeliveryRecord) -> StoreResult<()> {
+        let d = CibaDeliveryRow::from(delivery);
+        self.run_write(move |conn| {
+            with_conn!(conn, c => diesel::insert_into(cd::table).values(&d).execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_ciba_deliveries(
+        &self,
+        now_ms: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<CibaDeliveryRecord>> {
+        self.run(move |conn| {
+            let rows: Vec<CibaDeliveryRow> = with_conn!(conn, c => cd::table
+                .filter(cd::next_attempt_ms.le(now_ms))
+                .order(cd::next_attempt_ms.asc())
+                .limit(limit)
+                .select(CibaDeliveryRow::as_select())
+                .load(c)?);
+            Ok(rows.into_iter().map(CibaDeliveryRecord::from).collect())
+        })
+        .await
+    }
+
+    async fn claim_ciba_delivery(
+        &self,
+        delivery_id: &str,
+        seen_next_ms: i64,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let id = delivery_id.to_owned();
+        self.run_write(move |conn| {
+            let n = with_conn!(conn, c => diesel::update(
+                cd::table
+                    .find(&id)
+                    .filter(cd::next_attempt_ms.eq(seen_next_ms)),
+            )
+            .set((
+                cd::next_attempt_ms.eq(until_ms),
+                cd::attempts.eq(cd::attempts + 1),
+            ))
+            .execute(c)?);
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn retry_ciba_delivery(&self, delivery_id: &str, next_ms: i64) -> StoreResult<()> {
+        let id = delivery_id.to_owned();
+        self.run_write(move |conn| {
+            with_conn!(conn, c => diesel::update(cd::table.find(&id))
+                .set(cd::next_attempt_ms.eq(next_ms))
+                .execute(c)?);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn drop_ciba_delivery(&self, delivery_id: &str) -> StoreResult<()> {
+        let id = delivery_id.to_owned();
+        self.run_write(move |conn| {
+            with_conn!(conn, c => diesel::delete(cd::table.find(&id)).execute(c)?);
+            Ok(())
         })
         .await
     }
