@@ -549,6 +549,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "node-oidc-provider (npm oidc-provider, bench/peer/package.json) under Node's cluster module with {cores} workers, \
          private_key_jwt ES256 + DPoP ES256, PS256/ES256 id_tokens, FAPI 2.0 profile, its development login and consent pages, \
          tls_client_auth and certificate-bound tokens on a second listener that asks for client certificates, \
+         CIBA poll mode with signed requests (approved through its own backchannelResult API behind a bench route, with nothing to verify), \
          its default in-memory store (each worker has its own: every connection of the driver introspects, presents and \
          redeems only what it obtained on that connection, so each request reaches the worker that holds its state). \
          Not measured on the peer: registration (node-oidc-provider has RFC 7591 registration, but neither UK Open Banking's \
