@@ -100,6 +100,11 @@ pub struct ProviderMetadata {
     pub userinfo_signing_alg_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_object_signing_alg_values_supported: Vec<String>,
+    /// Encrypted request objects (RFC 9101 §6.1) to our `use: enc` keys.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_object_encryption_alg_values_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_object_encryption_enc_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_parameter_supported: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +258,16 @@ impl ProviderMetadata {
             userinfo_signing_alg_values_supported: Vec::new(),
             request_object_signing_alg_values_supported: if caps.par_path.is_some() {
                 caps.request_object_signing_algs.clone()
+            } else {
+                Vec::new()
+            },
+            request_object_encryption_alg_values_supported: if caps.par_path.is_some() {
+                crate::keys::decrypt::JWE_ALGS.map(str::to_owned).to_vec()
+            } else {
+                Vec::new()
+            },
+            request_object_encryption_enc_values_supported: if caps.par_path.is_some() {
+                crate::keys::decrypt::JWE_ENCS.map(str::to_owned).to_vec()
             } else {
                 Vec::new()
             },

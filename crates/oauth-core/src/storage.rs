@@ -43,7 +43,7 @@ pub trait HealthCheck: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
     pub kid: String,
-    /// JOSE algorithm: `PS256`, `ES256` (use `sig`) or `RSA-OAEP-256` (use `enc`).
+    /// JOSE algorithm: `PS256`, `ES256` (use `sig`) or `RSA-OAEP-256`, `RSA-OAEP` (use `enc`).
     pub alg: String,
     /// `sig` or `enc`.
     pub key_use: String,

@@ -49,9 +49,11 @@ pub struct PushedAuthorizationResponse {
 /// `unsupported_response_type`, `invalid_dpop_proof`, … Nothing is stored
 /// unless the whole request is valid.
 #[tracing::instrument(skip_all, fields(client_id = %client.client.id()))]
+#[allow(clippy::too_many_arguments)]
 pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
     store: &S,
     jwks: &JwksResolver<F>,
+    keys: &oauth_core::keys::Keys,
     policy: &Policy,
     client: &AuthenticatedClient,
     params: &[(String, String)],
@@ -72,7 +74,8 @@ pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
     }
     let request_object = match single_param(params, "request")? {
         Some(jwt) => Some(
-            verify_request_object(store, jwks, policy, client, form_client_id, jwt, now).await?,
+            verify_request_object(store, jwks, keys, policy, client, form_client_id, jwt, now)
+                .await?,
         ),
         None if policy.require_signed_request_object => {
             return Err(OAuthError::invalid_request(

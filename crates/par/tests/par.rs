@@ -34,6 +34,7 @@ impl JwksFetcher for NoFetch {
 struct Env {
     store: Store,
     jwks: JwksResolver<NoFetch>,
+    keys: oauth_core::keys::Keys,
     _dir: TempDir,
 }
 
@@ -42,9 +43,15 @@ async fn env() -> Env {
     let url = format!("sqlite://{}", dir.path().join("par.db").display());
     let store = Store::connect(&url, 2).unwrap();
     store.migrate().await.unwrap();
+    // The provider's keys, as a first start makes them.
+    let kek = oauth_core::keys::KeyEncryptionKey::from_bytes([3u8; 32]);
+    let records = oauth_core::keys::missing_keys(&[], &kek, NOW).unwrap();
+    let keys =
+        oauth_core::keys::Keys::new(oauth_core::keys::KeySet::build(records, &kek, NOW).unwrap());
     Env {
         store,
         jwks: JwksResolver::new(NoFetch),
+        keys,
         _dir: dir,
     }
 }
@@ -146,7 +153,7 @@ async fn push_resolve_twice_complete_once() {
     let key = ClientKey::new("k1");
     let tpp1 = client("tpp-1", &key);
     let p = policy();
-    let resp = push(&e.store, &e.jwks, &p, &tpp1, &params(), None, NOW)
+    let resp = push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &params(), None, NOW)
         .await
         .unwrap();
     assert_eq!(resp.expires_in, 60);
@@ -208,7 +215,7 @@ async fn push_resolve_twice_complete_once() {
     );
 
     // Every push gets its own URI.
-    let again = push(&e.store, &e.jwks, &p, &tpp1, &params(), None, NOW)
+    let again = push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &params(), None, NOW)
         .await
         .unwrap();
     assert_ne!(again.request_uri, resp.request_uri);
@@ -219,9 +226,18 @@ async fn expired_unknown_and_foreign_request_uris() {
     let e = env().await;
     let key = ClientKey::new("k1");
     let tpp1 = client("tpp-1", &key);
-    let resp = push(&e.store, &e.jwks, &policy(), &tpp1, &params(), None, NOW)
-        .await
-        .unwrap();
+    let resp = push(
+        &e.store,
+        &e.jwks,
+        &e.keys,
+        &policy(),
+        &tpp1,
+        &params(),
+        None,
+        NOW,
+    )
+    .await
+    .unwrap();
     // Another client's client_id with tpp-1's request_uri.
     let e2 = resolve(&e.store, "tpp-2", &resp.request_uri, NOW + 1)
         .await
@@ -261,7 +277,7 @@ async fn refused_pushes() {
     let p = policy();
     let try_push = |f: Vec<(String, String)>, dpop: Option<DpopProof>| {
         let (e, tpp1, p) = (&e, &tpp1, &p);
-        async move { push(&e.store, &e.jwks, p, tpp1, &f, dpop.as_ref(), NOW).await }
+        async move { push(&e.store, &e.jwks, &e.keys, p, tpp1, &f, dpop.as_ref(), NOW).await }
     };
 
     // request_uri sent to PAR (RFC 9126 §2.1).
@@ -340,7 +356,7 @@ async fn signed_request_objects_when_required() {
     assert!(p.require_signed_request_object);
 
     // Plain parameters: refused.
-    let err = push(&e.store, &e.jwks, &p, &tpp1, &params(), None, NOW)
+    let err = push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &params(), None, NOW)
         .await
         .unwrap_err();
     assert_eq!(err.code.as_str(), "invalid_request");
@@ -356,7 +372,7 @@ async fn signed_request_objects_when_required() {
         ("request", &ro),
         ("state", "outside"),
     ]);
-    let resp = push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW)
+    let resp = push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW)
         .await
         .unwrap();
     let r = resolve(&e.store, "tpp-1", &resp.request_uri, NOW)
@@ -366,7 +382,7 @@ async fn signed_request_objects_when_required() {
     assert_eq!(r.scope, ["accounts"]);
 
     // The same object again: its jti is spent.
-    let err = push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW)
+    let err = push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW)
         .await
         .unwrap_err();
     assert_eq!(err.code.as_str(), "invalid_request_object");
@@ -376,7 +392,7 @@ async fn signed_request_objects_when_required() {
     c["request_uri"] = json!(format!("{REQUEST_URI_PREFIX}x"));
     let f = form(&[("request", &key.request_object(&c))]);
     assert_eq!(
-        code(push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW).await),
+        code(push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW).await),
         "invalid_request_object"
     );
     // Expired object.
@@ -385,14 +401,14 @@ async fn signed_request_objects_when_required() {
     c["nbf"] = json!(NOW - 120);
     let f = form(&[("request", &key.request_object(&c))]);
     assert_eq!(
-        code(push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW).await),
+        code(push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW).await),
         "invalid_request_object"
     );
     // Signed by another client's key.
     let other = ClientKey::new("k1");
     let f = form(&[("request", &other.request_object(&ro_claims("jti-4")))]);
     assert_eq!(
-        code(push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW).await),
+        code(push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW).await),
         "invalid_request_object"
     );
     // request_uri form parameter alongside a valid object.
@@ -401,13 +417,13 @@ async fn signed_request_objects_when_required() {
         ("request_uri", "urn:ietf:params:oauth:request_uri:x"),
     ]);
     assert_eq!(
-        code(push(&e.store, &e.jwks, &p, &tpp1, &f, None, NOW).await),
+        code(push(&e.store, &e.jwks, &e.keys, &p, &tpp1, &f, None, NOW).await),
         "invalid_request"
     );
     // Under plain FAPI 2 a signed object is accepted too.
     let f = form(&[("request", &key.request_object(&ro_claims("jti-6")))]);
     assert!(
-        push(&e.store, &e.jwks, &policy(), &tpp1, &f, None, NOW)
+        push(&e.store, &e.jwks, &e.keys, &policy(), &tpp1, &f, None, NOW)
             .await
             .is_ok()
     );

@@ -215,6 +215,7 @@ pub async fn par(
     let outcome = par::push(
         &store,
         &state.jwks,
+        &state.keys,
         &state.policy,
         &client,
         &form,

@@ -298,9 +298,14 @@ async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
             .map_err(|e| StartError(format!("keys: {e}")))?;
             for k in &insert {
                 println!(
-                    "new {} key {} published now, signs from {} (in {} s)",
+                    "new {} key {} published now, {} from {} (in {} s)",
                     k.alg,
                     k.kid,
+                    if k.key_use == "enc" {
+                        "the current encryption key"
+                    } else {
+                        "signs"
+                    },
                     rfc3339(k.active_from),
                     cfg.keys.activation_delay_secs
                 );

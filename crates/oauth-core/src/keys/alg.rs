@@ -117,14 +117,20 @@ pub enum ProviderAlg {
     ES256,
     /// Encryption key (`use` = `enc`), RSA 2048, RSAES-OAEP with SHA-256.
     RsaOaep256,
+    /// Encryption key (`use` = `enc`), RSA 2048, RSAES-OAEP with SHA-1
+    /// (RFC 7518 §4.3; listed by FAPI 1.0 Advanced and UK Open Banking): a
+    /// key of its own, so each published key names the one algorithm it is
+    /// for (RFC 7517 §4.4) and strict clients find a key for either.
+    RsaOaep,
 }
 
 impl ProviderAlg {
     /// The keys every provider keeps, one current key each.
-    pub const ALL: [ProviderAlg; 3] = [
+    pub const ALL: [ProviderAlg; 4] = [
         ProviderAlg::PS256,
         ProviderAlg::ES256,
         ProviderAlg::RsaOaep256,
+        ProviderAlg::RsaOaep,
     ];
 
     /// Parses the `alg` stored in a key record.
@@ -133,6 +139,7 @@ impl ProviderAlg {
             "PS256" => Ok(ProviderAlg::PS256),
             "ES256" => Ok(ProviderAlg::ES256),
             "RSA-OAEP-256" => Ok(ProviderAlg::RsaOaep256),
+            "RSA-OAEP" => Ok(ProviderAlg::RsaOaep),
             other => Err(KeyError::UnsupportedAlg(other.to_owned())),
         }
     }
@@ -143,6 +150,7 @@ impl ProviderAlg {
             ProviderAlg::PS256 => "PS256",
             ProviderAlg::ES256 => "ES256",
             ProviderAlg::RsaOaep256 => "RSA-OAEP-256",
+            ProviderAlg::RsaOaep => "RSA-OAEP",
         }
     }
 
@@ -150,7 +158,7 @@ impl ProviderAlg {
     pub fn key_use(self) -> &'static str {
         match self {
             ProviderAlg::PS256 | ProviderAlg::ES256 => "sig",
-            ProviderAlg::RsaOaep256 => "enc",
+            ProviderAlg::RsaOaep256 | ProviderAlg::RsaOaep => "enc",
         }
     }
 
@@ -159,7 +167,7 @@ impl ProviderAlg {
         match self {
             ProviderAlg::PS256 => Some(JwsAlg::PS256),
             ProviderAlg::ES256 => Some(JwsAlg::ES256),
-            ProviderAlg::RsaOaep256 => None,
+            ProviderAlg::RsaOaep256 | ProviderAlg::RsaOaep => None,
         }
     }
 

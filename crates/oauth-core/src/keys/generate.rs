@@ -27,7 +27,7 @@ impl PrivateKey {
     /// for [`KeyError::InvalidRecord`].
     pub(crate) fn parse(alg: ProviderAlg, pkcs8: &[u8]) -> Result<PrivateKey, String> {
         match alg {
-            ProviderAlg::PS256 | ProviderAlg::RsaOaep256 => {
+            ProviderAlg::PS256 | ProviderAlg::RsaOaep256 | ProviderAlg::RsaOaep => {
                 let kp = RsaKeyPair::from_pkcs8(pkcs8)
                     .map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
                 if kp.public_modulus_len() * 8 < MIN_RSA_BITS {
@@ -96,7 +96,7 @@ pub(crate) fn public_jwk(
 fn generate_pkcs8(alg: ProviderAlg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     let failed = |what: &str| KeyError::Crypto(format!("{what} key generation failed"));
     match alg {
-        ProviderAlg::PS256 | ProviderAlg::RsaOaep256 => {
+        ProviderAlg::PS256 | ProviderAlg::RsaOaep256 | ProviderAlg::RsaOaep => {
             let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| failed("RSA"))?;
             let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|_| failed("RSA"))?;
             Ok(Zeroizing::new(der.as_ref().to_vec()))
@@ -112,7 +112,7 @@ fn generate_pkcs8(alg: ProviderAlg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     }
 }
 
-/// Generates a new key for `alg` (RSA 2048 for PS256 and RSA-OAEP-256, P-256
+/// Generates a new key for `alg` (RSA 2048 for PS256, RSA-OAEP-256 and RSA-OAEP, P-256
 /// for ES256) with aws-lc-rs, sealed under `kek`, active from `now` and
 /// neither retired nor expiring. Rotation moves `active_from` later.
 ///

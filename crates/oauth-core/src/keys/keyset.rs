@@ -57,6 +57,9 @@ pub struct KeySet {
     /// scheduled for later (another instance's clock may be ahead) and
     /// retired ones (tokens they signed are still live).
     verifiers: HashMap<String, Verifier>,
+    /// Every live encryption key, retired ones too (they decrypt until
+    /// they expire).
+    decrypters: Vec<super::decrypt::Decrypter>,
     jwks: Arc<[u8]>,
     next_change: Option<i64>,
     fingerprint: [u8; 32],
@@ -149,6 +152,7 @@ impl KeySet {
         let mut verifiers = HashMap::new();
         let mut signer_candidates: Vec<(&KeyRecord, JwsAlg, PrivateKey)> = Vec::new();
         let mut published: Vec<(&KeyRecord, ProviderAlg, Value)> = Vec::new();
+        let mut decrypters = Vec::new();
         let mut next_change: Option<i64> = None;
 
         for rec in records.iter().filter(|r| is_live(r, now)) {
@@ -200,6 +204,10 @@ impl KeySet {
                     }
                 }
                 None => {
+                    decrypters.push(
+                        super::decrypt::Decrypter::new(&rec.kid, alg, &pkcs8)
+                            .map_err(|r| invalid(rec, r))?,
+                    );
                     if rec.retired_at.is_none_or(|r| r > now) {
                         published.push((rec, alg, jwk));
                     }
@@ -240,10 +248,17 @@ impl KeySet {
         Ok(KeySet {
             signers,
             verifiers,
+            decrypters,
             jwks: Arc::from(jwks),
             next_change,
             fingerprint: fingerprint(records, now),
         })
+    }
+
+    /// Opens a compact JWE made to one of our encryption keys
+    /// ([`super::decrypt`]); the plaintext.
+    pub fn decrypt(&self, jwe: &str) -> Result<Vec<u8>, KeyError> {
+        super::decrypt::decrypt(&self.decrypters, jwe)
     }
 
     /// Signs `claims` as a compact JWS (RFC 7515 §7.1) with the current
@@ -423,6 +438,11 @@ impl Keys {
 
     /// Verifies a token we issued; see [`KeySet::verify`]. The expected
     /// `typ` goes in [`VerifyOptions::typ`].
+    /// [`KeySet::decrypt`] with the current set.
+    pub fn decrypt(&self, jwe: &str) -> Result<Vec<u8>, KeyError> {
+        self.current().decrypt(jwe)
+    }
+
     pub fn verify_own(&self, token: &str, checks: &VerifyOptions) -> Result<Value, KeyError> {
         self.set.load().verify(token, checks)
     }
@@ -619,7 +639,7 @@ mod tests {
         let keys = Keys::new(KeySet::build(f.records(), &kek(), T0).unwrap());
         let jwks: Value = serde_json::from_slice(&keys.jwks_json()).unwrap();
         let list = jwks["keys"].as_array().unwrap();
-        assert_eq!(list.len(), 3);
+        assert_eq!(list.len(), 4);
         for k in list {
             for m in ["kid", "use", "alg", "kty"] {
                 assert!(k[m].is_string(), "{m} missing in {k}");
@@ -632,9 +652,11 @@ mod tests {
             }
         }
         let algs: Vec<&str> = list.iter().map(|k| k["alg"].as_str().unwrap()).collect();
-        assert_eq!(algs, ["PS256", "ES256", "RSA-OAEP-256"]);
+        assert_eq!(algs, ["PS256", "ES256", "RSA-OAEP-256", "RSA-OAEP"]);
         assert_eq!(list[2]["use"], "enc");
         assert_eq!(list[2]["kid"], f.enc.kid.as_str());
+        assert_eq!(list[3]["use"], "enc");
+        assert_eq!(list[3]["kid"], f.enc_oaep.kid.as_str());
         // Rendered once: the same allocation every time.
         assert!(Arc::ptr_eq(&keys.jwks_json(), &keys.jwks_json()));
     }

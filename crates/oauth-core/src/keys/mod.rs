@@ -13,10 +13,13 @@
 //! - [`rotation`] — first-start keys and zero-downtime rotation plans.
 //! - [`verify`] — verification of other parties' JWS (client assertions,
 //!   request objects, DPoP proofs, software statements).
+//! - [`decrypt`] — JWEs made to our encryption keys (encrypted request
+//!   objects).
 //! - [`jwk`] — RFC 7638 thumbprints, public-JWK checks and key selection from
 //!   a client's JWKS.
 
 pub mod alg;
+pub mod decrypt;
 pub mod generate;
 pub mod jwk;
 pub mod keyset;
@@ -54,6 +57,10 @@ pub enum KeyError {
     /// The signature does not verify.
     #[error("signature verification failed")]
     BadSignature,
+    /// A JWE to our keys does not open (wrong key, altered ciphertext or
+    /// tag).
+    #[error("JWE decryption failed")]
+    DecryptionFailed,
     /// Not a well-formed JWS, JWK or JWKS.
     #[error("malformed: {0}")]
     Malformed(String),

@@ -154,19 +154,19 @@ mod tests {
         let k = kek();
         let created = missing_keys(&[], &k, T0).unwrap();
         let algs: Vec<&str> = created.iter().map(|r| r.alg.as_str()).collect();
-        assert_eq!(algs, ["PS256", "ES256", "RSA-OAEP-256"]);
+        assert_eq!(algs, ["PS256", "ES256", "RSA-OAEP-256", "RSA-OAEP"]);
         assert!(
             missing_keys(&fixture().records(), &k, T0)
                 .unwrap()
                 .is_empty()
         );
 
-        // An upgrade that finds signing keys but no encryption key adds only that.
+        // An upgrade that finds signing keys but no encryption keys adds only those.
         let f = fixture();
         let partial = vec![f.ps256.clone(), f.es256.clone()];
         let added = missing_keys(&partial, &k, T0).unwrap();
-        assert_eq!(added.len(), 1);
-        assert_eq!(added[0].alg, "RSA-OAEP-256");
+        let algs: Vec<&str> = added.iter().map(|r| r.alg.as_str()).collect();
+        assert_eq!(algs, ["RSA-OAEP-256", "RSA-OAEP"]);
 
         // A wrong KEK generates nothing.
         let other = KeyEncryptionKey::from_bytes([9u8; 32]);
@@ -186,7 +186,7 @@ mod tests {
             .unwrap();
 
         let plan = plan(&f.records(), now, DELAY, RETAIN);
-        assert_eq!(plan.insert.len(), 3);
+        assert_eq!(plan.insert.len(), 4);
         let takeover = now + DELAY;
         for r in &plan.insert {
             assert_eq!(r.active_from, takeover);
@@ -198,6 +198,7 @@ mod tests {
             f.ps256.kid.as_str(),
             f.es256.kid.as_str(),
             f.enc.kid.as_str(),
+            f.enc_oaep.kid.as_str(),
         ];
         expected.sort_unstable();
         assert_eq!(retired, expected);
@@ -215,7 +216,7 @@ mod tests {
         let t1 = KeySet::build(&table, &k, now + 1).unwrap();
         assert_eq!(t1.signing_kid(JwsAlg::PS256), Some(f.ps256.kid.as_str()));
         let kids = jwks_kids(&t1);
-        assert_eq!(kids.len(), 6);
+        assert_eq!(kids.len(), 8);
         assert!(kids.contains(&new_ps.kid) && kids.contains(&new_enc.kid));
         assert_eq!(t1.next_change(), Some(takeover));
         assert!(!t1.needs_refresh(takeover - 1));
@@ -239,15 +240,15 @@ mod tests {
         let kids = jwks_kids(&t2);
         assert!(kids.contains(&f.ps256.kid) && kids.contains(&f.es256.kid));
         // The retired encryption key is withdrawn so clients stop encrypting to it.
-        assert!(!kids.contains(&f.enc.kid));
-        assert_eq!(kids.len(), 5);
+        assert!(!kids.contains(&f.enc.kid) && !kids.contains(&f.enc_oaep.kid));
+        assert_eq!(kids.len(), 6);
         assert_eq!(kids[0], new_ps.kid);
         assert_eq!(t2.next_change(), Some(takeover + RETAIN));
 
         // After retention: the old keys are gone entirely.
         let t3 = KeySet::build(&table, &k, takeover + RETAIN).unwrap();
         let kids = jwks_kids(&t3);
-        assert_eq!(kids.len(), 3);
+        assert_eq!(kids.len(), 4);
         assert!(!kids.contains(&f.ps256.kid));
         assert!(!t3.has_verification_key(&f.ps256.kid));
         assert_eq!(t3.next_change(), None);
@@ -275,7 +276,7 @@ mod tests {
         let p2 = plan(&table, T0 + 60, 600, 1000);
         let takeover2 = T0 + 660;
         // Old keys and the still-pending first-round keys retire at the second takeover.
-        assert_eq!(p2.retire.len(), 6);
+        assert_eq!(p2.retire.len(), 8);
         assert!(
             p2.retire
                 .iter()

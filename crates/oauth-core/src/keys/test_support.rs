@@ -17,11 +17,17 @@ pub(crate) struct Fixture {
     pub ps256: KeyRecord,
     pub es256: KeyRecord,
     pub enc: KeyRecord,
+    pub enc_oaep: KeyRecord,
 }
 
 impl Fixture {
     pub(crate) fn records(&self) -> Vec<KeyRecord> {
-        vec![self.ps256.clone(), self.es256.clone(), self.enc.clone()]
+        vec![
+            self.ps256.clone(),
+            self.es256.clone(),
+            self.enc.clone(),
+            self.enc_oaep.clone(),
+        ]
     }
 }
 
@@ -33,6 +39,7 @@ pub(crate) fn fixture() -> &'static Fixture {
             ps256: generate_key(ProviderAlg::PS256, &k, T0).unwrap(),
             es256: generate_key(ProviderAlg::ES256, &k, T0).unwrap(),
             enc: generate_key(ProviderAlg::RsaOaep256, &k, T0).unwrap(),
+            enc_oaep: generate_key(ProviderAlg::RsaOaep, &k, T0).unwrap(),
         }
     })
 }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use crate::client::Client;
 use crate::error::{ErrorCode, OAuthError};
 use crate::jwks_resolver::{JwksFetcher, JwksResolver};
-use crate::keys::{JwsAlg, KeyError, VerifyOptions, peek_header, verify_jws};
+use crate::keys::decrypt::is_compact_jwe;
+use crate::keys::{JwsAlg, KeyError, Keys, VerifyOptions, peek_header, verify_jws};
 use crate::policy::Policy;
 use crate::secret::hash_secret;
 use crate::storage::{ReplayCache, ReplayKind};
@@ -90,9 +91,11 @@ pub(crate) fn replayed() -> OAuthError {
 ///
 /// Every refusal is `invalid_request_object` (RFC 9101 §6.3), except
 /// storage failures (`server_error` / `temporarily_unavailable`).
+#[allow(clippy::too_many_arguments)]
 pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
     store: &S,
     jwks: &JwksResolver<F>,
+    keys: &Keys,
     policy: &Policy,
     client: &Client,
     form_client_id: Option<&str>,
@@ -102,6 +105,7 @@ pub async fn verify_request_object<F: JwksFetcher, S: ReplayCache>(
     verify(
         store,
         jwks,
+        Some(keys),
         policy,
         client,
         form_client_id,
@@ -141,6 +145,7 @@ pub async fn verify_backchannel_request_object<F: JwksFetcher, S: ReplayCache>(
     verify(
         store,
         jwks,
+        None,
         policy,
         client,
         form_client_id,
@@ -155,6 +160,7 @@ pub async fn verify_backchannel_request_object<F: JwksFetcher, S: ReplayCache>(
 async fn verify<F: JwksFetcher, S: ReplayCache>(
     store: &S,
     jwks: &JwksResolver<F>,
+    keys: Option<&Keys>,
     policy: &Policy,
     client: &Client,
     form_client_id: Option<&str>,
@@ -163,12 +169,54 @@ async fn verify<F: JwksFetcher, S: ReplayCache>(
     now: i64,
 ) -> Result<RequestObject, OAuthError> {
     let backchannel = usage == RequestObjectUse::Backchannel;
-    if request.split('.').count() == 5 {
-        return Err(invalid("encrypted request objects are not supported"));
-    }
+    // Encrypted (RFC 9101 §6.1, FAPI 1.0 Advanced §5.2.2): a JWE to one of
+    // our encryption keys with the signed request object inside (nested
+    // JWT); the signed object is then checked as if sent in clear. CIBA's
+    // authentication requests are signed only (CIBA §7.1.1).
+    let opened;
+    let request = if is_compact_jwe(request) {
+        let Some(keys) = keys else {
+            return Err(invalid(
+                "encrypted authentication requests are not supported",
+            ));
+        };
+        let plain = keys.decrypt(request).map_err(|e| {
+            tracing::debug!(client_id = %client.id(), error = %e, "encrypted request object refused");
+            match e {
+                KeyError::UnsupportedAlg(_) => invalid(
+                    "request object encryption algorithm is not supported (RSA-OAEP-256 or RSA-OAEP with A256GCM or A128CBC-HS256)",
+                ),
+                KeyError::UnknownKid(_) => {
+                    invalid("request object is encrypted to a key that is not one of ours")
+                }
+                _ => invalid("request object could not be decrypted"),
+            }
+        })?;
+        // Three base64url parts: a compact JWS, not JSON that has dots.
+        let compact_jws = |p: &String| {
+            let parts: Vec<&str> = p.split('.').collect();
+            parts.len() == 3
+                && !parts[0].is_empty()
+                && parts.iter().all(|x| {
+                    x.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                })
+        };
+        opened = String::from_utf8(plain)
+            .ok()
+            .filter(compact_jws)
+            .ok_or_else(|| {
+                invalid(
+                    "an encrypted request object must hold a signed request object (nested JWT)",
+                )
+            })?;
+        opened.as_str()
+    } else {
+        request
+    };
     let header = peek_header(request).map_err(|e| map_key_error(client, e))?;
     if header.get("enc").is_some() {
-        return Err(invalid("encrypted request objects are not supported"));
+        return Err(invalid("request object header is not a JWS header"));
     }
     let alg = match header.get("alg") {
         Some(Value::String(a)) => JwsAlg::parse(a).map_err(|e| map_key_error(client, e))?,
@@ -330,6 +378,7 @@ mod tests {
     struct Setup {
         store: MemStore,
         jwks: JwksResolver<MockFetcher>,
+        keys: Keys,
         policy: Policy,
         tpp1: Client,
     }
@@ -346,9 +395,13 @@ mod tests {
     }
 
     fn setup(keys: &[&TestKey]) -> Setup {
+        let f = crate::keys::test_support::fixture();
+        let built =
+            crate::keys::KeySet::build(f.records(), &crate::keys::test_support::kek(), T0).unwrap();
         Setup {
             store: MemStore::default(),
             jwks: JwksResolver::new(MockFetcher::default()),
+            keys: Keys::new(built),
             policy: Policy::new(ISSUER, Profile::Fapi2MessageSigning),
             tpp1: client(meta("tpp-1", keys), None),
         }
@@ -377,6 +430,7 @@ mod tests {
         verify_request_object(
             &s.store,
             &s.jwks,
+            &s.keys,
             &s.policy,
             &s.tpp1,
             Some("tpp-1"),
@@ -637,6 +691,7 @@ mod tests {
         let e = verify_request_object(
             &s.store,
             &s.jwks,
+            &s.keys,
             &s.policy,
             &s.tpp1,
             Some("tpp-2"),
@@ -649,9 +704,18 @@ mod tests {
         // No form client_id is fine (private_key_jwt at PAR need not send it).
         let c = with("jti", Some(json!("no-form-id")));
         assert!(
-            verify_request_object(&s.store, &s.jwks, &s.policy, &s.tpp1, None, &sign(&c), T0)
-                .await
-                .is_ok()
+            verify_request_object(
+                &s.store,
+                &s.jwks,
+                &s.keys,
+                &s.policy,
+                &s.tpp1,
+                None,
+                &sign(&c),
+                T0
+            )
+            .await
+            .is_ok()
         );
     }
 
@@ -671,18 +735,112 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn encrypted_and_malformed_objects_are_refused() {
+    async fn encrypted_request_objects_open_to_the_signed_object_inside() {
+        use crate::keys::decrypt::tests::encrypt_to;
+        let key = TestKey::ec(Some("ec-1"));
+        let s = setup(&[&key]);
+        let f = crate::keys::test_support::fixture();
+        let signed = typed(&key, "ES256", &claims());
+        // Nested: the signed object encrypted to each of our enc keys.
+        for (alg, rec, jti) in [
+            ("RSA-OAEP-256", &f.enc, "jwe-1"),
+            ("RSA-OAEP", &f.enc_oaep, "jwe-2"),
+        ] {
+            let inner = typed(&key, "ES256", &with("jti", Some(json!(jti))));
+            let jwe = encrypt_to(
+                &rec.public_jwk,
+                alg,
+                "A256GCM",
+                Some(&rec.kid),
+                inner.as_bytes(),
+            );
+            let ro = verify(&s, &jwe).await.unwrap();
+            assert_eq!(ro.alg().as_str(), "ES256", "{alg}");
+            // Its jti is spent like a signed object's.
+            let (code, d) = refused(&s, &jwe).await;
+            assert_eq!(
+                (code, d.as_str()),
+                (
+                    "invalid_request_object",
+                    "request object has already been used"
+                )
+            );
+        }
+        // Tampered tag, plain JSON inside, unsigned inside, a signing key.
+        let jwe = encrypt_to(
+            &f.enc.public_jwk,
+            "RSA-OAEP-256",
+            "A256GCM",
+            None,
+            signed.as_bytes(),
+        );
+        let mut parts: Vec<String> = jwe.split('.').map(str::to_owned).collect();
+        let last = parts[4].pop().unwrap();
+        parts[4].push(if last == 'A' { 'B' } else { 'A' });
+        let (code, d) = refused(&s, &parts.join(".")).await;
+        assert_eq!(
+            (code, d.as_str()),
+            (
+                "invalid_request_object",
+                "request object could not be decrypted"
+            )
+        );
+        let plain = encrypt_to(
+            &f.enc.public_jwk,
+            "RSA-OAEP-256",
+            "A256GCM",
+            None,
+            claims().to_string().as_bytes(),
+        );
+        let (code, d) = refused(&s, &plain).await;
+        assert_eq!(code, "invalid_request_object");
+        assert!(d.contains("nested JWT"), "{d}");
+        let to_sig = encrypt_to(
+            &f.enc.public_jwk,
+            "RSA-OAEP-256",
+            "A256GCM",
+            Some(&f.ps256.kid),
+            signed.as_bytes(),
+        );
+        let (code, d) = refused(&s, &to_sig).await;
+        assert_eq!(
+            (code, d.as_str()),
+            (
+                "invalid_request_object",
+                "request object is encrypted to a key that is not one of ours"
+            )
+        );
+        let a128 = encrypt_to(
+            &f.enc.public_jwk,
+            "RSA-OAEP-256",
+            "A128GCM",
+            None,
+            signed.as_bytes(),
+        );
+        assert!(
+            refused(&s, &a128)
+                .await
+                .1
+                .contains("encryption algorithm is not supported")
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_objects_are_refused() {
         let key = TestKey::ec(Some("ec-1"));
         let s = setup(&[&key]);
         let (code, d) = refused(&s, "eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.a.b.c.d").await;
         assert_eq!(code, "invalid_request_object");
-        assert_eq!(d, "encrypted request objects are not supported");
+        assert!(
+            d.contains("not supported") || d.contains("decrypted"),
+            "{d}"
+        );
         let b64 = crate::client_auth::test_support::b64;
         let jwe_header = b64(br#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#);
         let (code, d) = refused(&s, &format!("{jwe_header}.e30.c2ln")).await;
         assert_eq!(code, "invalid_request_object");
-        assert_eq!(d, "encrypted request objects are not supported");
-        for garbage in ["", "abc", "a.b", "a.b.c", "...", "%%.%%.%%"] {
+        assert_eq!(d, "request object header is not a JWS header");
+        for garbage in ["", "abc", "a.b", "a.b.c", "...", "%%.%%.%%", "a.b.c.d.e"] {
             assert_eq!(
                 refused(&s, garbage).await.0,
                 "invalid_request_object",

@@ -268,7 +268,7 @@ async fn keys_list_shows_rfc3339_times() {
         .skip(1)
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 3, "{out}");
+    assert_eq!(rows.len(), 4, "{out}");
     for row in rows {
         let active_from =
             time::OffsetDateTime::parse(row[3], &time::format_description::well_known::Rfc3339)

@@ -308,6 +308,125 @@ async fn signed_request_objects_are_checked() {
     w.srv.stop().await;
 }
 
+/// The signed request object, encrypted as a UK TPP does (josekit) to the
+/// `use: enc` key of our JWKS published for `alg`.
+#[allow(deprecated)]
+fn encrypt_to_published(jwks: &Value, alg: &str, enc: &str, signed: &str) -> String {
+    use josekit::jwe::alg::rsaes::RsaesJweAlgorithm;
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["use"] == "enc" && k["alg"] == alg)
+        .unwrap_or_else(|| panic!("no {alg} key in {jwks}"));
+    let jwk = josekit::jwk::Jwk::from_bytes(key.to_string().as_bytes()).unwrap();
+    let encrypter = match alg {
+        "RSA-OAEP" => RsaesJweAlgorithm::RsaOaep.encrypter_from_jwk(&jwk),
+        _ => RsaesJweAlgorithm::RsaOaep256.encrypter_from_jwk(&jwk),
+    }
+    .unwrap();
+    let mut h = josekit::jwe::JweHeader::new();
+    h.set_content_encryption(enc);
+    h.set_content_type("JWT");
+    h.set_key_id(key["kid"].as_str().unwrap());
+    josekit::jwe::serialize_compact(signed.as_bytes(), &h, &encrypter).unwrap()
+}
+
+#[actix_web::test]
+async fn encrypted_request_objects_are_opened_at_par() {
+    let w = world(Backend::Sqlite).await;
+    let srv = &w.srv;
+    let tpp = &w.dpop;
+    let http = srv.client(None);
+    let meta: Value = http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        meta["request_object_encryption_alg_values_supported"],
+        json!(["RSA-OAEP", "RSA-OAEP-256"])
+    );
+    assert_eq!(
+        meta["request_object_encryption_enc_values_supported"],
+        json!(["A256GCM", "A128CBC-HS256"])
+    );
+    let jwks: Value = http
+        .get(meta["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pkce = Pkce::new();
+    let signed = || {
+        let t = now();
+        let mut c = json!({"iss": tpp.client_id, "client_id": tpp.client_id, "aud": srv.issuer,
+                           "exp": t + 300, "nbf": t, "iat": t, "jti": random(8)});
+        for (k, v) in tpp.authz_params(&pkce, "openid accounts") {
+            c[k] = json!(v);
+        }
+        tpp.key.sign(Some("oauth-authz-req+jwt"), &c)
+    };
+    let push = |request: String| {
+        let mut form = tpp.auth_fields(srv);
+        form.push(("request".into(), request));
+        let url = srv.url("/par");
+        let proof = tpp.dpop_proof("POST", &url, None);
+        let http = srv.client(None);
+        async move { post_form(&http, &url, &form, Some(proof)).await }
+    };
+    for (alg, enc) in [
+        ("RSA-OAEP-256", "A256GCM"),
+        ("RSA-OAEP", "A256GCM"),
+        ("RSA-OAEP-256", "A128CBC-HS256"),
+    ] {
+        let a = push(encrypt_to_published(&jwks, alg, enc, &signed())).await;
+        assert_eq!(a.status, 201, "{alg} {enc}: {}", a.json);
+        assert!(a.json["request_uri"].is_string());
+    }
+    // A tampered tag; an unsigned object inside; an enc we do not take.
+    let jwe = encrypt_to_published(&jwks, "RSA-OAEP-256", "A256GCM", &signed());
+    let (head, tag) = jwe.rsplit_once('.').unwrap();
+    let flipped = format!(
+        "{head}.{}{}",
+        if tag.starts_with('A') { "B" } else { "A" },
+        &tag[1..]
+    );
+    assert_error(&push(flipped).await, 400, &["invalid_request_object"]);
+    let t = now();
+    let unsigned = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(
+            json!({"iss": tpp.client_id, "aud": srv.issuer, "exp": t + 60})
+                .to_string()
+                .as_bytes()
+        )
+    );
+    let a = push(encrypt_to_published(
+        &jwks,
+        "RSA-OAEP-256",
+        "A256GCM",
+        &unsigned,
+    ))
+    .await;
+    assert_error(&a, 400, &["invalid_request_object"]);
+    let a = push(encrypt_to_published(
+        &jwks,
+        "RSA-OAEP-256",
+        "A128GCM",
+        &signed(),
+    ))
+    .await;
+    assert_error(&a, 400, &["invalid_request_object"]);
+    w.srv.stop().await;
+}
+
 #[actix_web::test]
 async fn codes_are_single_use_and_bound() {
     for backend in BACKENDS {

@@ -50,10 +50,12 @@ async fn discovery_over_tls_names_the_issuer_and_keys() {
             assert_eq!(k["use"], "sig");
             assert!(k["kid"].as_str().is_some_and(|s| !s.is_empty()));
         }
-        assert!(
-            keys.iter()
-                .any(|k| k["alg"] == "RSA-OAEP-256" && k["use"] == "enc")
-        );
+        for alg in ["RSA-OAEP-256", "RSA-OAEP"] {
+            assert!(
+                keys.iter().any(|k| k["alg"] == alg && k["use"] == "enc"),
+                "{backend:?}: no {alg} encryption key in {jwks}"
+            );
+        }
         for k in keys {
             for private in ["d", "p", "q", "dp", "dq", "qi"] {
                 assert!(
@@ -81,7 +83,7 @@ async fn a_restart_keeps_the_same_keys() {
         let second = setup.start().await;
         let (_, jwks2) = get_json(&second.client(None), &second.url("/jwks")).await;
         assert_eq!(kids(&jwks1), kids(&jwks2), "{backend:?}");
-        assert_eq!(kids(&jwks1).len(), 3);
+        assert_eq!(kids(&jwks1).len(), 4);
         second.stop().await;
     }
 }
@@ -373,7 +375,7 @@ async fn a_sqlite_database_serves_one_server() {
     let env = cli_env(&cfg);
     let (code, listing, err) = run_cli(&["keys", "list"], &env);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(listing.lines().count(), 1 + 3, "{listing}");
+    assert_eq!(listing.lines().count(), 1 + 4, "{listing}");
     let started = std::time::Instant::now();
     let (code, _, err) = run_cli(&["serve"], &env);
     assert_eq!(code, 2, "{err}");
@@ -387,7 +389,7 @@ async fn a_sqlite_database_serves_one_server() {
     );
     let (status, jwks) = get_json(&srv.client(None), &srv.url("/jwks")).await;
     assert_eq!(status, 200);
-    assert_eq!(kids(&jwks).len(), 3);
+    assert_eq!(kids(&jwks).len(), 4);
     srv.stop().await;
 }
 
@@ -402,17 +404,17 @@ async fn keys_rotate_publishes_new_keys_first_and_a_wrong_kek_stops_the_server()
         let env = cli_env(&cfg);
         let (code, out, err) = run_cli(&["keys", "rotate"], &env);
         assert_eq!(code, 0, "{backend:?}: {out}{err}");
-        assert_eq!(out.matches("published now").count(), 3, "{out}");
+        assert_eq!(out.matches("published now").count(), 4, "{out}");
         let (code, listing, _) = run_cli(&["keys", "list"], &env);
         assert_eq!(code, 0);
-        assert_eq!(listing.lines().count(), 1 + 6, "{listing}");
+        assert_eq!(listing.lines().count(), 1 + 8, "{listing}");
 
         // After a restart the JWKS carries old and new keys; the old ones
         // still sign until the activation delay has passed.
         let second = setup.start().await;
         let (_, after) = get_json(&second.client(None), &second.url("/jwks")).await;
         let (old, new) = (kids(&before), kids(&after));
-        assert_eq!(new.len(), 6, "{after}");
+        assert_eq!(new.len(), 8, "{after}");
         assert!(
             old.iter().all(|k| new.contains(k)),
             "old keys stay published"
