@@ -56,6 +56,12 @@ pub struct DirectoryConfig {
     /// Also demand an initial access token (RFC 7591 §3) on registration.
     #[serde(default)]
     pub require_initial_access_token: bool,
+    /// The bank's own identifier in this directory (UK: its Open Banking
+    /// organisation id), accepted as the registration request's `aud`
+    /// besides the issuer and the registration endpoint (UK DCR 3.3: `aud`
+    /// should be the ASPSP's id issued by the SSA's issuer).
+    #[serde(default)]
+    pub aspsp_id: Option<String>,
 }
 
 fn default_algs() -> Vec<String> {

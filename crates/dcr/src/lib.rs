@@ -603,7 +603,14 @@ impl Registrar {
                     &ssa,
                     resolver,
                     jwt,
-                    &[self.issuer.as_str(), self.endpoint_url.as_str()],
+                    &[
+                        Some(self.issuer.as_str()),
+                        Some(self.endpoint_url.as_str()),
+                        dir.cfg.aspsp_id.as_deref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>(),
                     now,
                 )
                 .await?;

@@ -35,15 +35,28 @@ pub enum Management {
     ClientCredentialsToken,
 }
 
-/// A certificate subject attribute that must equal an SSA claim.
+/// A certificate subject attribute tested against an SSA claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CertBinding {
     /// Attribute OID in dotted form.
     pub oid: &'static str,
     /// Attribute name for messages.
     pub attr: &'static str,
-    /// SSA claim it must equal.
+    /// SSA claim it is tested against.
     pub claim: &'static str,
+    pub test: CertTest,
+}
+
+/// How a [`CertBinding`] is tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertTest {
+    /// A value of the attribute equals the claim.
+    Equals,
+    /// The attribute is absent, or a value of it ends with the claim
+    /// (`organizationIdentifier` `PSDGB-OB-Unknown<org_id>`).
+    EndsWithIfPresent,
+    /// The subject has no such attribute.
+    Absent,
 }
 
 /// The switches of one ecosystem.
@@ -66,8 +79,9 @@ pub struct Rules {
     pub require_auth_signing_alg: bool,
     /// SSA `org_status` must be `Active` when present.
     pub require_active_org: bool,
-    /// Certificate subject attributes that must match SSA claims.
-    pub cert_bindings: &'static [CertBinding],
+    /// The forms a transport certificate's subject may take, each a set of
+    /// attributes tested against SSA claims; the certificate must fit one.
+    pub cert_bindings: &'static [&'static [CertBinding]],
     pub management: Management,
     /// Response carries every SSA claim flattened (UK OBClientRegistrationResponse1).
     pub flatten_ssa_claims: bool,
@@ -81,33 +95,64 @@ const OID_CN: &str = "2.5.4.3";
 const OID_OU: &str = "2.5.4.11";
 const OID_UID: &str = "0.9.2342.19200300.100.1.1";
 
-/// OB transport certificates: OU = organisation id, CN = software id.
-const UK_CERT: &[CertBinding] = &[
-    CertBinding {
-        oid: OID_OU,
-        attr: "OU",
-        claim: "org_id",
-    },
-    CertBinding {
-        oid: OID_CN,
-        attr: "CN",
-        claim: "software_id",
-    },
+const OID_ORG_IDENTIFIER: &str = "2.5.4.97";
+
+/// The UK's two transport certificate forms: the old Open Banking one (OU
+/// = organisation id, CN = software id) and the OBWAC (the norm since
+/// 2021: CN = organisation id, no OU, `organizationIdentifier`
+/// `PSDGB-OB-…<org_id>`).
+const UK_CERT: &[&[CertBinding]] = &[
+    &[
+        CertBinding {
+            oid: OID_OU,
+            attr: "OU",
+            claim: "org_id",
+            test: CertTest::Equals,
+        },
+        CertBinding {
+            oid: OID_CN,
+            attr: "CN",
+            claim: "software_id",
+            test: CertTest::Equals,
+        },
+    ],
+    &[
+        CertBinding {
+            oid: OID_OU,
+            attr: "OU",
+            claim: "org_id",
+            test: CertTest::Absent,
+        },
+        CertBinding {
+            oid: OID_CN,
+            attr: "CN",
+            claim: "org_id",
+            test: CertTest::Equals,
+        },
+        CertBinding {
+            oid: OID_ORG_IDENTIFIER,
+            attr: "organizationIdentifier",
+            claim: "org_id",
+            test: CertTest::EndsWithIfPresent,
+        },
+    ],
 ];
 
 /// ICP-Brasil certificates: OU = organisation id, UID = software id.
-const BR_CERT: &[CertBinding] = &[
+const BR_CERT: &[&[CertBinding]] = &[&[
     CertBinding {
         oid: OID_OU,
         attr: "OU",
         claim: "org_id",
+        test: CertTest::Equals,
     },
     CertBinding {
         oid: OID_UID,
         attr: "UID",
         claim: "software_id",
+        test: CertTest::Equals,
     },
-];
+]];
 
 impl RulePack {
     pub fn as_str(self) -> &'static str {

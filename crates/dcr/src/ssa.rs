@@ -365,23 +365,46 @@ pub(crate) async fn verify_request<F: JwksFetcher>(
     }
 }
 
-/// The certificate's subject must carry the SSA's identifiers where the
-/// ecosystem says so (UK: OU = org_id, CN = software_id).
+/// The certificate's subject must carry the SSA's identifiers in one of
+/// the forms the ecosystem uses (UK: OU = org_id and CN = software_id, or
+/// the OBWAC's CN = org_id with `organizationIdentifier` ending in it).
 pub(crate) fn check_certificate(
     rules: &Rules,
     ssa: &SoftwareStatement,
     cert: &PeerCertificate,
 ) -> Result<(), OAuthError> {
-    for b in rules.cert_bindings {
-        let Some(want) = ssa.str_claim(b.claim) else {
-            continue;
-        };
-        if !cert.subject.values_of(b.oid).any(|v| v == want) {
-            return Err(metadata_error(format!(
-                "the client certificate's {} does not match the software statement's {} ({want}); present the transport certificate issued for this software",
-                b.attr, b.claim
-            )));
-        }
+    use crate::rules::CertTest;
+    if rules.cert_bindings.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let fits = |b: &crate::rules::CertBinding| {
+        let Some(want) = ssa.str_claim(b.claim) else {
+            return true;
+        };
+        let mut values = cert.subject.values_of(b.oid).peekable();
+        match b.test {
+            CertTest::Equals => values.any(|v| v == want),
+            CertTest::EndsWithIfPresent => {
+                values.peek().is_none() || values.any(|v| v.ends_with(&want))
+            }
+            CertTest::Absent => values.peek().is_none(),
+        }
+    };
+    if rules.cert_bindings.iter().any(|form| form.iter().all(fits)) {
+        return Ok(());
+    }
+    let describe = |form: &[crate::rules::CertBinding]| {
+        form.iter()
+            .filter(|b| b.test != CertTest::Absent)
+            .map(|b| format!("{} = {}", b.attr, b.claim))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let forms: Vec<String> = rules.cert_bindings.iter().map(|f| describe(f)).collect();
+    Err(metadata_error(format!(
+        "the client certificate's subject does not match the software statement (expected {}; org_id {}, software_id {}); present the transport certificate issued for this software",
+        forms.join(", or "),
+        ssa.str_claim("org_id").unwrap_or_default(),
+        ssa.software_id
+    )))
 }

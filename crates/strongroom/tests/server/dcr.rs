@@ -432,6 +432,81 @@ async fn dcr_uk_register_fapi2_flow_and_manage() {
     }
 }
 
+/// The test directory naming the bank's own OB organisation id.
+const ASPSP_ID: &str = "0015800000jfwxXAAQ";
+
+fn with_directory_and_aspsp_id(cfg: &mut Config) {
+    let mut d = directory_config();
+    d["aspsp_id"] = json!(ASPSP_ID);
+    cfg.directories = vec![serde_json::from_value(d).unwrap()];
+}
+
+/// An OBWAC-shaped transport certificate (CN = org id, no OU,
+/// organizationIdentifier naming `org_in_identifier`).
+fn obwac(setup: &Setup, org_id: &str, org_in_identifier: &str) -> (String, String) {
+    let (ca, ca_key) = setup.dev_ca();
+    let ident = format!("PSDGB-OB-Unknown{org_in_identifier}");
+    issue_client_cert(
+        &ca,
+        &ca_key,
+        &[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, "Test TPP Ltd"),
+            (DnType::CustomDnType(vec![2, 5, 4, 97]), &ident),
+            (DnType::CommonName, org_id),
+        ],
+        &[],
+        KeyAlg::EcdsaP256,
+    )
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn dcr_uk_obwac_certificates_and_the_aspsp_id_as_aud() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Some(with_directory_and_aspsp_id);
+    let mut sw = Software::new(&setup, "tppObwac001");
+    sw.cert = obwac(&setup, &sw.org_id, &sw.org_id);
+    let srv = setup.start().await;
+    let obwac_dn = format!(
+        "CN={},organizationIdentifier=PSDGB-OB-Unknown{},O=Test TPP Ltd,C=GB",
+        sw.org_id, sw.org_id
+    );
+    let claims = |aud: &str| {
+        let mut c = sw.request_claims(&srv);
+        c["aud"] = json!(aud);
+        c["tls_client_auth_subject_dn"] = json!(obwac_dn);
+        c
+    };
+    // The OBWAC, with the bank's organisation id as aud (what OBC sends).
+    let a = register(&srv, &sw, &claims(ASPSP_ID)).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    assert_eq!(a.json["tls_client_auth_subject_dn"], json!(obwac_dn));
+    // Another aud.
+    let a = register(&srv, &sw, &claims("0015800000someoneelse")).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    assert!(
+        a.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("aud")
+    );
+    // An OBWAC of another organisation (CN, or organizationIdentifier).
+    for (cn, ident) in [
+        ("0015800009otherORG", sw.org_id.as_str()),
+        (sw.org_id.as_str(), "0015800009otherORG"),
+    ] {
+        let mut other = Software::new(&setup, "tppObwac001");
+        other.key = sw.key.clone();
+        other.cert = obwac(&setup, cn, ident);
+        let a = register(&srv, &other, &claims(&srv.issuer)).await;
+        assert_error(&a, 400, &["invalid_client_metadata"]);
+        let d = a.json["error_description"].as_str().unwrap();
+        assert!(d.contains("OU = org_id, CN = software_id, or"), "{d}");
+    }
+    srv.stop().await;
+}
+
 async fn bad_registrations(backend: Backend) {
     let mut setup = Setup::new(backend);
     setup.tweak = Some(with_directory);
