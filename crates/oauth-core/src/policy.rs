@@ -37,6 +37,14 @@ impl Profile {
     pub fn is_fapi2(self) -> bool {
         matches!(self, Profile::Fapi2 | Profile::Fapi2MessageSigning)
     }
+
+    /// Whether FAPI clients may authenticate with this method here. The UK
+    /// Open Banking profile knows `private_key_jwt` and `tls_client_auth`
+    /// only (its DCR rules refuse `self_signed_tls_client_auth`, and its
+    /// TPPs' discovery parsers do not expect it).
+    pub fn allows_fapi_auth_method(self, m: crate::client::AuthMethod) -> bool {
+        !(self == Profile::UkOpenBanking && m == crate::client::AuthMethod::SelfSignedTlsClientAuth)
+    }
 }
 
 /// How access tokens look.

@@ -2,6 +2,7 @@
 //! Every failure here is a [`StartError`]: one line naming the problem, and
 //! exit code 2 from `main`.
 
+use oauth_core::client::AuthMethod;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -381,11 +382,15 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         response_types: strs(&["code"]),
         response_modes: strs(&["query", "jwt", "query.jwt"]),
         grant_types,
-        token_endpoint_auth_methods: strs(&[
-            "private_key_jwt",
-            "tls_client_auth",
-            "self_signed_tls_client_auth",
-        ]),
+        token_endpoint_auth_methods: [
+            AuthMethod::PrivateKeyJwt,
+            AuthMethod::TlsClientAuth,
+            AuthMethod::SelfSignedTlsClientAuth,
+        ]
+        .into_iter()
+        .filter(|m| policy.profile.allows_fapi_auth_method(*m))
+        .map(|m| m.as_str().to_string())
+        .collect(),
         signing_algs: keys
             .signing_algs()
             .iter()

@@ -201,6 +201,14 @@ where
             )),
         }
     };
+    if let Ok(ok) = &result
+        && !policy.profile.allows_fapi_auth_method(ok.method)
+    {
+        return Err(failed(
+            ok.client.id(),
+            "authentication method not allowed under this profile",
+        ));
+    }
     if let Ok(ok) = &result {
         tracing::debug!(
             client_id = ok.client.id(),

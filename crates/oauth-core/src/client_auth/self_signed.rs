@@ -124,6 +124,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_uk_profile_does_not_take_self_signed_certificates() {
+        let (cert, jwk) = self_signed_cert("tpp");
+        let store = MemStore::with_clients(&[&ss_client("ss", Some(json!({"keys": [jwk]})))]);
+        let jwks = JwksResolver::new(MockFetcher::default());
+        let req = || ClientAuthRequest {
+            endpoint_url: TOKEN_URL,
+            client_id: Some("ss"),
+            certificate: Some(&cert),
+            ..Default::default()
+        };
+        let uk = Policy::new(ISSUER, Profile::UkOpenBanking);
+        assert_eq!(
+            code(authenticate_at(&store, &jwks, &uk, req(), T0).await),
+            "invalid_client"
+        );
+        let fapi1 = Policy::new(ISSUER, Profile::Fapi1Advanced);
+        assert!(
+            authenticate_at(&store, &jwks, &fapi1, req(), T0)
+                .await
+                .is_ok()
+        );
+    }
+
+    #[tokio::test]
     async fn key_found_after_a_jwks_uri_refetch() {
         let (old_cert, old_jwk) = self_signed_cert("tpp");
         let (new_cert, new_jwk) = self_signed_cert("tpp");

@@ -98,6 +98,25 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
     let srv = &w.srv;
     let tpp = &w.dpop;
     let http = srv.client(None);
+    // What the profile's discovery offers for client authentication (the
+    // UK profile: no self_signed_tls_client_auth).
+    let meta: Value = http
+        .get(srv.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut methods = vec!["private_key_jwt", "tls_client_auth"];
+    if profile != Profile::UkOpenBanking {
+        methods.push("self_signed_tls_client_auth");
+    }
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        json!(methods),
+        "{profile:?}"
+    );
     let evil = "evil.example";
     for base in [srv.issuer.clone(), srv.mtls_base.clone()] {
         let token_url = format!("{base}/token");
