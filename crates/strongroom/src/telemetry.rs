@@ -155,9 +155,9 @@ fn status_class(status: u16) -> &'static str {
 /// A route pattern as a label value: `/interaction/{id}/login` becomes
 /// `/interaction/:id/login`, so that queries need not escape braces in
 /// regular expressions and simple text-format parsers read it.
-fn route_label(pattern: &str) -> String {
+fn route_label(pattern: String) -> String {
     if !pattern.contains('{') {
-        return pattern.to_owned();
+        return pattern;
     }
     pattern.replace('{', ":").replace('}', "")
 }
@@ -221,11 +221,17 @@ fn trace_id(traceparent: &str) -> Option<&str> {
 }
 
 fn new_trace_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     // The CSPRNG cannot fail on supported platforms; an all-zero id would
     // only make one request's log lines harder to tell apart.
     let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 /// The outermost middleware of the public listeners: opens the request's
@@ -237,21 +243,24 @@ pub async fn observe(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let id = request_id(req.headers());
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = tracing::field::Empty,
         method = %req.method(),
         route = tracing::field::Empty,
         client_id = tracing::field::Empty,
     );
+    // Made only when something will log it.
+    if !span.is_disabled() {
+        span.record("request_id", request_id(req.headers()).as_str());
+    }
     req.extensions_mut().insert(RequestSpan(span.clone()));
     let res = next.call(req).instrument(span.clone()).await?;
     let elapsed = start.elapsed();
     let route = res
         .request()
         .match_pattern()
-        .map_or_else(|| "unmatched".to_owned(), |p| route_label(&p));
+        .map_or_else(|| "unmatched".to_owned(), route_label);
     let status = res.status().as_u16();
     let class = status_class(status);
     let error = res
@@ -363,9 +372,11 @@ async fn scrape(state: web::Data<AppState>) -> HttpResponse {
         .body(handle.render())
 }
 
-/// How often histograms are folded when nobody scrapes (keeps their
-/// buffers small).
-pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often histograms are folded into their buckets: the exporter keeps
+/// each observation until then, so at 50 000 requests a second this is
+/// about 400 kB a second of samples (measured: a 5 s period added 5 MiB of
+/// peak memory under the discovery bench).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
@@ -415,10 +426,10 @@ mod tests {
     #[test]
     fn route_labels_have_no_braces() {
         assert_eq!(
-            route_label("/interaction/{id}/login"),
+            route_label("/interaction/{id}/login".into()),
             "/interaction/:id/login"
         );
-        assert_eq!(route_label("/token"), "/token");
+        assert_eq!(route_label("/token".into()), "/token");
     }
 
     #[test]
