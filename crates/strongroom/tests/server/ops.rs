@@ -228,7 +228,7 @@ fn refused(port: u16) -> bool {
 }
 
 /// SIGTERM: the listeners close at once (new connections are refused),
-/// the request in progress is answered in full, and the process exits 0.
+/// every request in progress is answered in full, and the process exits 0.
 #[actix_web::test]
 async fn sigterm_drains_the_request_in_progress_then_exits_0() {
     let setup = Setup::new(Backend::Sqlite);
@@ -236,7 +236,11 @@ async fn sigterm_drains_the_request_in_progress_then_exits_0() {
         c["server"]["shutdown_timeout_secs"] = json!(20);
     })
     .await;
-    let mut slow = start_slow_request(&b.srv).await;
+    // Several requests in progress at once, on their own connections.
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        slow.push(start_slow_request(&b.srv).await);
+    }
     // An idle keep-alive connection does not hold the shutdown up.
     let idle = b.srv.client(None);
     assert_eq!(
@@ -257,15 +261,19 @@ async fn sigterm_drains_the_request_in_progress_then_exits_0() {
     );
     assert!(refused(b.srv.main_port), "main listener still accepts");
     assert!(refused(b.srv.mtls_port), "mTLS listener still accepts");
-    slow.write_all(&SLOW_BODY.as_bytes()[10..]).await.unwrap();
-    slow.flush().await.unwrap();
-    let answer = read_answer(&mut slow).await;
-    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    assert!(answer.contains("\"error\":\"invalid_client\""), "{answer}");
-    assert!(
-        answer.to_ascii_lowercase().contains("connection: close"),
-        "{answer}"
-    );
+    for conn in &mut slow {
+        conn.write_all(&SLOW_BODY.as_bytes()[10..]).await.unwrap();
+        conn.flush().await.unwrap();
+    }
+    for conn in &mut slow {
+        let answer = read_answer(conn).await;
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        assert!(answer.contains("\"error\":\"invalid_client\""), "{answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
     assert_eq!(
         b.exit_within(Duration::from_secs(10)).await,
         0,
