@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help
+.PHONY: demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -88,6 +88,12 @@ lint:
 
 clean-data:
 	rm -rf data
+
+# The container image (deploy/Dockerfile; needs a Docker engine), and the
+# demo in containers: docker compose -f deploy/docker-compose.yml up --build
+# (docs/operations.md).
+image:
+	docker build -f deploy/Dockerfile -t strongroom:dev .
 
 # Benchmarks (docs/benchmarks.md): Strongroom beside node-oidc-provider.
 #   make bench        release build, SQLite in a fresh data dir; BENCH_DB=postgres

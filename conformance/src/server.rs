@@ -187,6 +187,8 @@ pub async fn launch(
     let mut child = tokio::process::Command::new(&bin)
         .arg("serve")
         .env("STRONGROOM_CONFIG", &cfg_path)
+        // The internal listener's default port would collide between servers.
+        .env("STRONGROOM_ADMIN_LISTEN", "none")
         .env_remove("STRONGROOM_DATABASE_URL")
         .env_remove("STRONGROOM_ISSUER")
         .stdout(logf.try_clone().map_err(|e| e.to_string())?)

@@ -161,7 +161,10 @@ impl Bridge {
                 "the bank's consent service is unavailable, try again later",
             )
         };
-        let res = req.send().await.map_err(|e| {
+        let started = std::time::Instant::now();
+        let res = req.send().await;
+        timed("consent_service", started, &res);
+        let res = res.map_err(|e| {
             unavailable(if e.is_timeout() {
                 "timeout"
             } else {
@@ -267,7 +270,10 @@ impl Bridge {
         if !self.cfg.revocation_webhook_token.is_empty() {
             req = req.bearer_auth(&self.cfg.revocation_webhook_token);
         }
-        match req.send().await {
+        let started = std::time::Instant::now();
+        let res = req.send().await;
+        timed("revocation_webhook", started, &res);
+        match res {
             Ok(res) if res.status().is_success() => {
                 tracing::info!(event = "revocation_webhook_sent", client_id = %n.client_id, "bank notified of a TPP revocation");
                 true
@@ -322,12 +328,10 @@ impl Bridge {
     }
 
     async fn fetch_jwks(&self) -> Result<Value, HookError> {
-        let res = self
-            .http
-            .get(&self.cfg.bank_jwks_url)
-            .send()
-            .await
-            .map_err(|_| HookError::Unavailable)?;
+        let started = std::time::Instant::now();
+        let res = self.http.get(&self.cfg.bank_jwks_url).send().await;
+        timed("bank_jwks", started, &res);
+        let res = res.map_err(|_| HookError::Unavailable)?;
         if !res.status().is_success() {
             return Err(HookError::Unavailable);
         }
@@ -369,7 +373,10 @@ impl ClaimsHook for Bridge {
         if !self.cfg.consent_service_token.is_empty() {
             req = req.bearer_auth(&self.cfg.consent_service_token);
         }
-        let res = req.send().await.map_err(|e| {
+        let started = std::time::Instant::now();
+        let res = req.send().await;
+        timed("claims_hook", started, &res);
+        let res = res.map_err(|e| {
             unavailable(if e.is_timeout() {
                 "timeout"
             } else {
@@ -389,4 +396,17 @@ impl ClaimsHook for Bridge {
             .map(Some)
             .map_err(|_| unavailable("malformed answer"))
     }
+}
+
+/// Times one call to the bank (docs/operations.md, outbound metrics).
+fn timed(
+    target: &'static str,
+    started: std::time::Instant,
+    res: &Result<reqwest::Response, reqwest::Error>,
+) {
+    oauth_core::telemetry::outbound(
+        target,
+        started,
+        res.as_ref().ok().map(|r| r.status().as_u16()),
+    );
 }

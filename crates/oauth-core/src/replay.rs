@@ -52,8 +52,22 @@ impl<'a, S> DeferredReplay<'a, S> {
     }
 }
 
+/// Counts a refused replay and reports it as a security event
+/// (docs/operations.md, `replay_refused`). The value itself is never
+/// logged: it may be a hash of a client's secret material.
+pub(crate) fn refused(kind: ReplayKind) {
+    metrics::counter!(crate::telemetry::REPLAYS_REFUSED, "kind" => kind.as_str()).increment(1);
+    tracing::warn!(
+        target: "strongroom::security",
+        event = "replay_refused",
+        kind = kind.as_str(),
+        "a single-use value was presented again"
+    );
+}
+
 /// The error of the check that recorded `e`, for a value used before.
 pub(crate) fn replay_error(e: &ReplayEntry) -> OAuthError {
+    refused(e.kind);
     match e.kind {
         ReplayKind::DpopProof => crate::sender_constraint::dpop::replayed(),
         // Entries are `client_id:jti`.

@@ -118,7 +118,13 @@ pub trait ReplayCache: Send + Sync {
             value: value.to_owned(),
             expires_at,
         };
-        async move { Ok(self.consume_all(vec![entry], now).await?.is_none()) }
+        async move {
+            let first_use = self.consume_all(vec![entry], now).await?.is_none();
+            if !first_use {
+                crate::replay::refused(kind);
+            }
+            Ok(first_use)
+        }
     }
     /// Records every entry as used, all or none, in one write: `Ok(None)`
     /// when none was in use (all are recorded now), `Ok(Some(i))` when

@@ -166,10 +166,24 @@ async fn caller_with<S: ClientRepository + ReplayCache>(
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
     let cert = crate::tls::peer_certificate(req);
-    let client = authenticate(state, store, req, &form, endpoint, cert.as_deref())
-        .await
-        .map_err(|e| client_error(req, e))?;
+    let client = match authenticate(state, store, req, &form, endpoint, cert.as_deref()).await {
+        Ok(client) => client,
+        Err(e) => {
+            crate::telemetry::client_auth_failed(endpoint.as_str());
+            // The client_id only when it names a registered client: the
+            // request's own value is client-supplied text.
+            tracing::warn!(
+                target: "strongroom::security",
+                event = "client_authentication_failed",
+                endpoint = endpoint.as_str(),
+                error = e.code.as_str(),
+                "client authentication failed"
+            );
+            return Err(client_error(req, e));
+        }
+    };
     tracing::Span::current().record("client_id", client.client.id());
+    crate::telemetry::record_client(req, client.client.id());
     Ok(Caller { form, cert, client })
 }
 
@@ -247,10 +261,13 @@ pub async fn token(
         };
         let outcome = crate::ciba::redeem(&state, &store, &client, &form, binding).await;
         let res = settled(&store, outcome).await?;
+        crate::telemetry::token_issued(ciba::GRANT_TYPE, client.client.id());
         return Ok(json_no_store(actix_web::http::StatusCode::OK, &res));
     }
+    let mut grant_type = None;
     let outcome = async {
         let token_request = oauth_core::grant::TokenRequest::from_form(&form)?;
+        grant_type = Some(token_request.grant_type.as_str());
         tracing::Span::current().record("grant_type", token_request.grant_type.as_str());
         let binding = oauth_core::grant::Binding {
             dpop,
@@ -274,6 +291,9 @@ pub async fn token(
     }
     .await;
     let res = settled(&store, outcome).await?;
+    if let Some(grant_type) = grant_type {
+        crate::telemetry::token_issued(grant_type, client.client.id());
+    }
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 
@@ -360,6 +380,19 @@ pub async fn revoke(
     let (token, hint) = token_param(&form)?;
     let notice = revocation_notice(&state, client.client.id(), token).await;
     oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;
+    // RFC 7009 §2.2: answered 200 whether or not the token was the
+    // client's or active; the event records the request, not its effect.
+    tracing::info!(
+        target: "strongroom::security",
+        event = "token_revocation",
+        client_id = client.client.id(),
+        token_type_hint = match hint {
+            Some("access_token") => "access_token",
+            Some("refresh_token") => "refresh_token",
+            _ => "none",
+        },
+        "a client revoked a token"
+    );
     if let (Some(bridge), Some(notice)) = (state.bridge.clone(), notice) {
         // Never blocks or fails the TPP's revocation (docs/hooks.md §7a).
         actix_web::rt::spawn(async move {
@@ -486,7 +519,10 @@ fn resource_error(e: &ResourceError) -> HttpResponse {
     if let Some(n) = &e.dpop_nonce {
         res.insert_header(("DPoP-Nonce", n.as_str()));
     }
-    res.json(e.to_json())
+    let mut res = res.json(e.to_json());
+    res.extensions_mut()
+        .insert(crate::telemetry::ErrorLabel::of(e.code));
+    res
 }
 
 /// Paths, shared by the router and discovery.

@@ -134,7 +134,13 @@ pub async fn revoke_consent(
         .revoke_by_consent(&consent_id, now())
         .await
         .map_err(OAuthError::from)?;
-    tracing::info!(grants = n, "consent revoked by the bank");
+    tracing::info!(
+        target: "strongroom::security",
+        event = "consent_revoked",
+        consent_id = consent_id.as_str(),
+        grants = n,
+        "consent revoked by the bank"
+    );
     Ok(no_store_json(
         json!({"consent_id": consent_id, "revoked_grants": n}),
     ))

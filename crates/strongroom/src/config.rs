@@ -249,6 +249,13 @@ pub struct ServerConfig {
     /// listeners; each new one beyond closes the address's oldest.
     /// `tls.trusted_proxies` are exempt. 0: a quarter of `max_connections`.
     pub max_connections_per_ip: usize,
+    /// Seconds a SIGTERM gives requests in progress to finish: the
+    /// listeners close at once, idle keep-alive connections are closed, and
+    /// whatever is still running after this is cut (docs/operations.md).
+    pub shutdown_timeout_secs: u64,
+    /// The internal listener (plain HTTP): `/metrics`, later the admin API.
+    /// Never an Internet-facing address; empty: off.
+    pub admin_listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -375,6 +382,8 @@ impl Default for ServerConfig {
             request_body_timeout_secs: 10,
             max_connections: 0,
             max_connections_per_ip: 0,
+            shutdown_timeout_secs: 25,
+            admin_listen: "127.0.0.1:9090".into(),
         }
     }
 }
@@ -498,6 +507,9 @@ impl Config {
         if let Some(v) = env.var("STRONGROOM_DATABASE_URL") {
             self.database.url = v;
         }
+        if let Some(v) = env.var("STRONGROOM_ADMIN_LISTEN") {
+            self.server.admin_listen = if v == "none" { String::new() } else { v };
+        }
         if let Some(v) = env.var("STRONGROOM_KEY_ENCRYPTION_KEY") {
             self.keys.encryption_key = v;
         }
@@ -586,6 +598,25 @@ impl Config {
             // Zero would turn the deadline off, which is what issue 22 was.
             if !(1..=300).contains(&secs) {
                 return Err(ConfigError::new(key, "must be between 1 and 300"));
+            }
+        }
+        if !(1..=3600).contains(&self.server.shutdown_timeout_secs) {
+            return Err(ConfigError::new(
+                "server.shutdown_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !self.server.admin_listen.is_empty() {
+            let admin = parse_addr("server.admin_listen", &self.server.admin_listen)?;
+            let mut public = vec![parse_addr("server.listen", &self.server.listen)?];
+            if !self.server.mtls_listen.is_empty() {
+                public.push(parse_addr("server.mtls_listen", &self.server.mtls_listen)?);
+            }
+            if admin.port() != 0 && public.contains(&admin) {
+                return Err(ConfigError::new(
+                    "server.admin_listen",
+                    "must differ from server.listen and server.mtls_listen (metrics never go on a public listener)",
+                ));
             }
         }
         if self.server.max_connections_per_ip > 0

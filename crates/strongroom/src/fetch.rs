@@ -62,6 +62,20 @@ impl JwksFetcher for HttpFetcher {
         if !url.starts_with("https://") {
             return Err(FetchError::NotHttps);
         }
+        let started = std::time::Instant::now();
+        let r = self.get(url).await;
+        let status = match &r {
+            Ok(_) | Err(FetchError::TooLarge(_)) => Some(200),
+            Err(FetchError::Status(s)) => Some(*s),
+            Err(_) => None,
+        };
+        oauth_core::telemetry::outbound("jwks_uri", started, status);
+        r
+    }
+}
+
+impl HttpFetcher {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
         let mut res = self
             .client
             .get(url)

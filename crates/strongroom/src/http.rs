@@ -93,7 +93,10 @@ impl ResponseError for ApiError {
         if self.basic_challenge {
             res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"strongroom\""));
         }
-        res.json(self.error.to_json())
+        let mut res = res.json(self.error.to_json());
+        res.extensions_mut()
+            .insert(crate::telemetry::ErrorLabel::of(self.error.code));
+        res
     }
 }
 

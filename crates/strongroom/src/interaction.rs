@@ -679,7 +679,17 @@ pub async fn consent_submit(
     if st.hook {
         return redirect(&format!("/interaction/{id}/consent"));
     }
-    if form.action != "approve" {
+    let approved = form.action == "approve";
+    tracing::info!(
+        target: "strongroom::security",
+        event = "consent_decision",
+        outcome = if approved { "approved" } else { "denied" },
+        client_id = client.id(),
+        sub = auth.sub.as_str(),
+        via = "built_in",
+        "the customer decided on consent"
+    );
+    if !approved {
         let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
         return finish_interaction_error(&state, &id, &client, &st, &err, t).await;
     }
@@ -1213,6 +1223,15 @@ mod hooks {
                 Ok(r) => r,
                 Err(page) => return page,
             };
+        tracing::info!(
+            target: "strongroom::security",
+            event = "consent_decision",
+            outcome = if r.approved() { "approved" } else { "denied" },
+            client_id = client.id(),
+            sub = auth.sub.as_str(),
+            via = "bank_hook",
+            "the customer decided on consent at the bank"
+        );
         if !r.approved() {
             let err = OAuthError::new(ErrorCode::AccessDenied, "the customer denied the request");
             return finish_interaction_error(&state, &id, &client, &st, &err, t).await;

@@ -13,6 +13,7 @@ pub mod interaction;
 pub mod public_url;
 pub mod registration;
 pub mod startup;
+pub mod telemetry;
 pub mod theme;
 pub mod tls;
 pub mod try_flow;

@@ -12,7 +12,8 @@ use strongroom::try_flow;
 const ENVIRONMENT: &str = "\
 Configuration: config/strongroom.toml or $STRONGROOM_CONFIG, overridden by
 STRONGROOM_LISTEN, STRONGROOM_MTLS_LISTEN, STRONGROOM_ISSUER, STRONGROOM_DATA_DIR,
-STRONGROOM_DATABASE_URL, STRONGROOM_KEY_ENCRYPTION_KEY, STRONGROOM_LOG.
+STRONGROOM_DATABASE_URL, STRONGROOM_KEY_ENCRYPTION_KEY, STRONGROOM_LOG,
+STRONGROOM_ADMIN_LISTEN.
 A bad value stops any command with one line naming the key (exit code 2).";
 
 /// Strongroom, a FAPI-grade OpenID Provider.
@@ -39,6 +40,10 @@ enum Cmd {
     HashPassword,
     /// Read a client secret on stdin, print its SHA-256 (for non-FAPI clients)
     HashSecret,
+    /// Ask the running server's internal listener whether it is alive
+    /// (`/healthz`) or, with --ready, ready (`/readyz`); exit 0 or 1. For
+    /// container health checks.
+    Health(HealthArgs),
     /// Dev mode: walk the dev client through the built-in flow against a
     /// running server (`make run` first), ending with a token
     Try(TryArgs),
@@ -52,6 +57,13 @@ enum KeysCmd {
     Rotate,
     /// Print a fresh key-encryption key (base64url)
     NewKek,
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// Check readiness (the database answers) instead of liveness
+    #[arg(long)]
+    ready: bool,
 }
 
 #[derive(Args)]
@@ -153,6 +165,12 @@ fn main() -> ExitCode {
             println!("{}", oauth_core::secret::hash_secret(&line));
             return ExitCode::SUCCESS;
         }
+        Cmd::Health(args) => {
+            return match load_config() {
+                Ok(cfg) => health_command(&cfg, args.ready),
+                Err(code) => code,
+            };
+        }
         Cmd::Try(args) => {
             return match load_config() {
                 Ok(cfg) => try_command(&cfg, &args),
@@ -182,6 +200,46 @@ fn load_config() -> Result<Config, ExitCode> {
         eprintln!("strongroom: configuration error: {e}");
         ExitCode::from(2)
     })
+}
+
+/// `strongroom health`: GET `/healthz` (or `/readyz`) on the internal
+/// listener, within 2 s; exit 0 on 200, 1 otherwise, 2 without one.
+fn health_command(cfg: &Config, ready: bool) -> ExitCode {
+    let Ok(mut addr) = cfg.server.admin_listen.parse::<std::net::SocketAddr>() else {
+        eprintln!("strongroom health: needs server.admin_listen (STRONGROOM_ADMIN_LISTEN)");
+        return ExitCode::from(2);
+    };
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let path = if ready { "readyz" } else { "healthz" };
+    let url = format!("http://{addr}/{path}");
+    let probe = async {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let res = http.get(&url).send().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(res.status().as_u16())
+    };
+    match actix_web::rt::System::new().block_on(probe) {
+        Ok(200) => {
+            println!("{path}: ok");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            eprintln!("strongroom health: {url}: {status}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("strongroom health: {url}: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// `strongroom try`: the summary on stdout, exit 0 with a token, 1 when the
@@ -297,6 +355,14 @@ async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
             )
             .map_err(|e| StartError(format!("keys: {e}")))?;
             for k in &insert {
+                tracing::info!(
+                    target: "strongroom::security",
+                    event = "key_rotated",
+                    kid = %k.kid,
+                    alg = %k.alg,
+                    active_from = k.active_from,
+                    "new provider key published"
+                );
                 println!(
                     "new {} key {} published now, {} from {} (in {} s)",
                     k.alg,
@@ -321,11 +387,26 @@ async fn run(command: Command, cfg: Config) -> Result<(), StartError> {
             let issuer = cfg.issuer.clone();
             let mtls = cfg.mtls_base_url();
             let prepared = startup::prepare(cfg).await?;
+            let admin = match startup::bind_admin(&prepared.cfg)? {
+                Some(lst) => Some(startup::serve_admin(&prepared, lst)?),
+                None => None,
+            };
             let server = startup::serve(prepared, listeners)?;
+            startup::stop_on_signals(server.handle())?;
+            let admin_handle = admin.as_ref().map(actix_web::dev::Server::handle);
+            if let Some(admin) = admin {
+                actix_web::rt::spawn(admin);
+            }
             tracing::info!(%issuer, mtls = mtls.as_deref().unwrap_or("(single listener)"), "Strongroom is serving");
-            server
+            let stopped = server
                 .await
-                .map_err(|e| StartError(format!("server stopped: {e}")))
+                .map_err(|e| StartError(format!("server stopped: {e}")));
+            // Scrapes answer until the public listeners have drained.
+            if let Some(admin) = admin_handle {
+                admin.stop(false).await;
+            }
+            tracing::info!("stopped");
+            stopped
         }
     }
 }

@@ -83,7 +83,26 @@ fn enabled(state: &AppState) -> Result<&Registrar, ApiError> {
 
 /// DCR errors: RFC 7591 §3.2.2 JSON; 401 with a Bearer challenge for
 /// management (RFC 6750 §3); 429 with `Retry-After` when rate-limited.
+/// The error code of a refused registration, for its security event.
+fn dcr_code(e: &DcrError) -> &'static str {
+    match e {
+        DcrError::Protocol(err) => err.code.as_str(),
+        DcrError::RateLimited { .. } => "rate_limited",
+    }
+}
+
 fn render_error(e: DcrError) -> HttpResponse {
+    let code = match &e {
+        DcrError::Protocol(err) => err.code,
+        DcrError::RateLimited { .. } => ErrorCode::TemporarilyUnavailable,
+    };
+    let mut res = render_dcr_error(e);
+    res.extensions_mut()
+        .insert(crate::telemetry::ErrorLabel::of(code));
+    res
+}
+
+fn render_dcr_error(e: DcrError) -> HttpResponse {
     match e {
         DcrError::Protocol(err) if err.code == ErrorCode::InvalidToken => {
             HttpResponse::Unauthorized()
@@ -150,8 +169,22 @@ pub async fn register(
             now(),
         )
         .await;
-    if let Ok(reg) = &r {
-        tracing::Span::current().record("client_id", reg.client_id.as_str());
+    match &r {
+        Ok(reg) => {
+            tracing::Span::current().record("client_id", reg.client_id.as_str());
+            tracing::info!(
+                target: "strongroom::security",
+                event = "client_registered",
+                client_id = reg.client_id.as_str(),
+                "a client registered (RFC 7591)"
+            );
+        }
+        Err(e) => tracing::warn!(
+            target: "strongroom::security",
+            event = "registration_refused",
+            error = dcr_code(e),
+            "a registration was refused"
+        ),
     }
     Ok(render(r))
 }
@@ -192,6 +225,14 @@ pub async fn update(
             now(),
         )
         .await;
+    if r.is_ok() {
+        tracing::info!(
+            target: "strongroom::security",
+            event = "client_updated",
+            client_id = path.as_str(),
+            "a client's registration was updated (RFC 7592)"
+        );
+    }
     Ok(render(r))
 }
 
@@ -209,9 +250,17 @@ pub async fn delete(
         .delete(&state.store, &path, bearer(&req), cert.as_deref(), now())
         .await
     {
-        Ok(()) => Ok(HttpResponse::NoContent()
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish()),
+        Ok(()) => Ok({
+            tracing::info!(
+                target: "strongroom::security",
+                event = "client_deleted",
+                client_id = path.as_str(),
+                "a client deleted its registration (RFC 7592)"
+            );
+            HttpResponse::NoContent()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }),
         Err(e) => Ok(render_error(e)),
     }
 }

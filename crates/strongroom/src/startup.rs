@@ -218,7 +218,14 @@ pub async fn load_keys(store: &Store, kek: &KeyEncryptionKey) -> Result<KeySet, 
         existing
     } else {
         for k in &missing {
-            tracing::info!(kid = %k.kid, alg = %k.alg, "generated provider key");
+            tracing::info!(
+                target: "strongroom::security",
+                event = "key_generated",
+                kid = %k.kid,
+                alg = %k.alg,
+                active_from = k.active_from,
+                "generated provider key"
+            );
         }
         store
             .rotate_keys(missing, Vec::new())
@@ -692,6 +699,9 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
             .configure(crate::registration::configure)
             .configure(crate::bank_api::configure)
             .configure(crate::ciba::configure)
+            // Outermost: the request's span and metrics cover every
+            // middleware's answer too (a refused URI, a late body).
+            .wrap(actix_web::middleware::from_fn(crate::telemetry::observe))
     };
     let listener_count = if single { 1 } else { 2 };
     let fd_limit = crate::connections::raise_fd_limit().unwrap_or(1024);
@@ -730,7 +740,13 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
         .worker_max_blocking_threads((p.cfg.database.pool_size() as usize / workers).max(2) + 2)
         // Our caps refuse connections; actix's (per worker) would only stop
         // accepting, which leaves everyone waiting.
-        .max_concurrent_connections(caps.per_listener * listener_count + 1);
+        .max_concurrent_connections(caps.per_listener * listener_count + 1)
+        // SIGTERM: the listeners close, keep-alive connections are told to
+        // close after their current request (connections::listen_tls), and
+        // requests in progress get this long. The signals are `main`'s
+        // ([`stop_on_signals`]), so that a second one can end the drain.
+        .shutdown_timeout(server_cfg.shutdown_timeout_secs)
+        .disable_signals();
     let main_tls = if single {
         p.tls.mtls()
     } else {
@@ -758,6 +774,92 @@ pub fn serve(p: Prepared, listeners: Listeners) -> Result<actix_web::dev::Server
     state.store = state.store.unclaimed();
     spawn_background(state, p.kek, p.cfg, stopped);
     Ok(server)
+}
+
+/// Binds the internal listener (`server.admin_listen`) when one is
+/// configured.
+pub fn bind_admin(cfg: &Config) -> Result<Option<TcpListener>, StartError> {
+    if cfg.server.admin_listen.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(&cfg.server.admin_listen)
+        .map(Some)
+        .map_err(|e| {
+            fail(format_args!(
+                "server.admin_listen {}: cannot listen ({e})",
+                cfg.server.admin_listen
+            ))
+        })
+}
+
+/// The internal listener: plain HTTP, an actix server of its own with one
+/// worker, so that a scrape answers while the public workers are busy.
+/// Serves [`crate::telemetry::configure_admin`] (`/metrics`; the admin API
+/// later) and nothing of the public routes. Installs the metrics recorder:
+/// without this listener nothing is recorded.
+pub fn serve_admin(p: &Prepared, lst: TcpListener) -> Result<actix_web::dev::Server, StartError> {
+    let addr = lst.local_addr().map_err(fail)?;
+    let handle = crate::telemetry::recorder();
+    let state = web::Data::new(p.state.clone());
+    let readiness = web::Data::new(http::Readiness::default());
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(readiness.clone())
+            .configure(crate::telemetry::configure_admin)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(lst)
+    .map_err(|e| fail(format_args!("server.admin_listen {addr}: {e}")))?
+    .run();
+    actix_web::rt::spawn(async move {
+        loop {
+            actix_web::rt::time::sleep(crate::telemetry::UPKEEP_EVERY).await;
+            handle.run_upkeep();
+        }
+    });
+    tracing::info!(%addr, "internal listener (metrics) is serving");
+    Ok(server)
+}
+
+/// SIGTERM stops `server` gracefully ([`serve`]: `shutdown_timeout_secs`),
+/// SIGINT and SIGQUIT at once; any second signal during the drain exits
+/// the process at once, with status 1.
+pub fn stop_on_signals(server: actix_web::dev::ServerHandle) -> Result<(), StartError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| signal(kind).map_err(|e| fail(format_args!("signals: {e}")));
+        let mut term = listen(SignalKind::terminate())?;
+        let mut int = listen(SignalKind::interrupt())?;
+        let mut quit = listen(SignalKind::quit())?;
+        actix_web::rt::spawn(async move {
+            let graceful = tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => false,
+                _ = quit.recv() => false,
+            };
+            if graceful {
+                tracing::info!("SIGTERM: closing the listeners, draining requests in progress");
+            } else {
+                tracing::info!("SIGINT/SIGQUIT: stopping now");
+            }
+            let stopping = server.stop(graceful);
+            actix_web::rt::spawn(stopping);
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+                _ = quit.recv() => {},
+            }
+            tracing::warn!("second signal during shutdown: exiting now");
+            std::process::exit(1);
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = server;
+    Ok(())
 }
 
 /// Sleeps for `period`; false once the server has stopped (see [`serve`]).

@@ -104,6 +104,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// See [`Store::pool_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// Connections open, idle or in use.
+    pub connections: u32,
+    pub idle_connections: u32,
+    /// The most the pool opens.
+    pub max_size: u32,
+}
+
 /// Rows removed by [`Store::purge_stale`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeReport {
@@ -355,6 +365,18 @@ impl Store {
     #[must_use]
     pub fn write_stats(&self) -> Option<WriteStats> {
         self.writer.as_ref().map(writer::Writer::stats)
+    }
+
+    /// The connection pool now, for metrics (r2d2's `state()`; on SQLite
+    /// the readers' pool, beside the one writer connection).
+    #[must_use]
+    pub fn pool_state(&self) -> PoolState {
+        let s = self.pool.state();
+        PoolState {
+            connections: s.connections,
+            idle_connections: s.idle_connections,
+            max_size: self.pool.max_size(),
+        }
     }
 
     /// `"sqlite"` or `"postgres"`.

@@ -130,6 +130,8 @@ export async function startStrongroom({ config = 'config/strongroom.toml', env =
     STRONGROOM_ISSUER: issuer,
     STRONGROOM_DATA_DIR: dataDir,
     STRONGROOM_LOG: 'info',
+    // The internal listener's default port would collide between runs.
+    STRONGROOM_ADMIN_LISTEN: 'none',
     ...env,
   };
   const proc = run(bin('strongroom'), ['serve'], { env: srEnv });

@@ -17,6 +17,8 @@ fn run_with(bin: &str, args: &[&str], env: &[(&str, String)]) -> (i32, String, S
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
+        // The internal listener's default port would collide between tests.
+        .env("STRONGROOM_ADMIN_LISTEN", "none")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();

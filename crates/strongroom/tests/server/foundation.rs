@@ -203,7 +203,9 @@ fn run_binary(env: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
     cmd.arg("serve")
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap());
+        .env("PATH", std::env::var("PATH").unwrap())
+        // The internal listener's default port would collide between tests.
+        .env("STRONGROOM_ADMIN_LISTEN", "none");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -351,7 +353,9 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strongroom"));
     cmd.args(args)
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap());
+        .env("PATH", std::env::var("PATH").unwrap())
+        // The internal listener's default port would collide between tests.
+        .env("STRONGROOM_ADMIN_LISTEN", "none");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -117,7 +117,8 @@ pub struct TestServer {
     pub database_url: String,
     pub main_port: u16,
     pub mtls_port: u16,
-    handle: actix_web::dev::ServerHandle,
+    /// `None` for a server this process did not start ([`TestServer::external`]).
+    handle: Option<actix_web::dev::ServerHandle>,
     _tmp: Option<Arc<tempfile::TempDir>>,
 }
 
@@ -223,7 +224,7 @@ impl Setup {
             database_url: self.database_url.clone(),
             main_port,
             mtls_port,
-            handle,
+            handle: Some(handle),
             _tmp: self.tmp.clone(),
         }
     }
@@ -235,7 +236,24 @@ impl TestServer {
     }
 
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        if let Some(handle) = self.handle {
+            handle.stop(true).await;
+        }
+    }
+
+    /// A server another process runs (the real binary) on `setup`'s data
+    /// dir, as the helpers that take a [`TestServer`] see it.
+    pub fn external(setup: &Setup, main_port: u16, mtls_port: u16) -> TestServer {
+        TestServer {
+            issuer: format!("https://localhost:{main_port}"),
+            mtls_base: format!("https://localhost:{mtls_port}"),
+            data_dir: setup.data_dir.clone(),
+            database_url: setup.database_url.clone(),
+            main_port,
+            mtls_port,
+            handle: None,
+            _tmp: setup.tmp.clone(),
+        }
     }
 
     pub fn dev_ca(&self) -> PathBuf {

@@ -12,6 +12,7 @@ mod fapi_errors;
 mod foundation;
 mod harness;
 mod input;
+mod ops;
 mod pages;
 mod tpp;
 mod try_flow;
