@@ -610,7 +610,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "\nSingle-core crypto (oauth_core::keys, aws-lc-rs): PS256 sign {:.0}/s, verify {:.0}/s; ES256 sign {:.0}/s, verify {:.0}/s. \
          argon2id (server parameters) {:.1} hashes/s per core.\n\n\
          \"% of crypto limit\" = Strongroom req/s ÷ ({cores} cores ÷ the server's signature work per request: \
-         2 ES256 verifications for token/PAR/registration (client assertion and DPoP proof; SSA and signed request), 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow). \
+         2 ES256 verifications for token/PAR/registration (client assertion and DPoP proof; SSA and signed request), 1 for introspection/userinfo, 4 + 1 PS256 id_token signature per flow, 6 + 1 per CIBA journey). \
          It counts the load driver's work too, which shares the {cores} cores. \
          \"Server CPU ÷ signature work\" leaves the driver out: the server's own CPU per request (its CPU % ÷ its req/s) \
          as a multiple of that signature work on one core; 2.0× or less is within 2× of what the cores allow the server.\n",
