@@ -279,6 +279,12 @@ pub struct Identity {
     pub subject_dn: String,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
     pub fn new() -> Pki {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
@@ -349,6 +355,18 @@ impl Pki {
 /// An HTTPS client on the aws-lc-rs provider trusting `ca_pem`, optionally
 /// presenting a client certificate; never follows redirects.
 pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) -> reqwest::Client {
+    https_client_at(ca_pem, identity, cookies, None)
+}
+
+/// [`https_client`] whose `localhost` is `at` (the URL's port is kept): one
+/// instance of several that share an issuer, as a load balancer would
+/// route to it.
+pub fn https_client_at(
+    ca_pem: &str,
+    identity: Option<&Identity>,
+    cookies: bool,
+    at: Option<std::net::IpAddr>,
+) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -373,7 +391,11 @@ pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) ->
         }
         None => builder.with_no_client_auth(),
     };
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(ip) = at {
+        builder = builder.resolve("localhost", std::net::SocketAddr::new(ip, 0));
+    }
+    builder
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(cookies)
