@@ -1,0 +1,319 @@
+//! `reliability`: several Strongroom instances on one PostgreSQL, driven
+//! concurrently over HTTPS through races on every one-time value, a
+//! database outage, a `kill -9` and a rolling restart (docs/reliability.md,
+//! which it rewrites below its marker).
+
+mod cluster;
+mod faults;
+mod flows;
+mod races;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+reliability: several Strongroom instances on one PostgreSQL under races, a
+database outage, a kill -9 and a rolling restart.
+
+Usage (through scripts/with-postgres.sh, as `make reliability` does):
+  reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
+              [--bound-secs N] [--crash-flows N] [--workers N] [--pool N]
+              [--only races,outage,crash,rolling] [--out FILE]
+
+  --instances    Strongroom processes on the one database (default 3)
+  --rounds       rounds of each race (default 50)
+  --racers       concurrent uses of the one value per round (default 64)
+  --outage-secs  how long PostgreSQL stays down (default 15)
+  --bound-secs   the longest any request may take, outage included (default 10)
+  --crash-flows  full flows before the kill -9, and again after (default 40)
+  --workers      concurrent clients of the load (default 8)
+  --pool         database connections per instance (default 8)
+  --only         a comma-separated subset of the parts
+  --out          the report (default docs/reliability.md; `-` = stdout only)
+
+The binary under test is $STRONGROOM_BIN or target/debug/strongroom.
+";
+
+/// Everything above it in the report is hand-written and kept.
+const MARKER: &str = "<!-- Everything below is written by `make reliability`; edits are lost. -->";
+
+struct Opts {
+    instances: usize,
+    rounds: usize,
+    racers: usize,
+    outage_secs: u64,
+    bound_secs: u64,
+    crash_flows: usize,
+    workers: usize,
+    pool: u32,
+    only: Vec<String>,
+    out: String,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        instances: 3,
+        rounds: 50,
+        racers: 64,
+        outage_secs: 15,
+        bound_secs: 10,
+        crash_flows: 40,
+        workers: 8,
+        pool: 8,
+        only: ["races", "outage", "crash", "rolling"]
+            .map(String::from)
+            .to_vec(),
+        out: "docs/reliability.md".into(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--help" || a == "-h" {
+            return Err(String::new());
+        }
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        let num = || {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: not a number: {v}"))
+        };
+        match a.as_str() {
+            "--instances" => o.instances = num()?.clamp(2, 8) as usize,
+            "--rounds" => o.rounds = num()? as usize,
+            "--racers" => o.racers = num()?.max(2) as usize,
+            "--outage-secs" => o.outage_secs = num()?,
+            "--bound-secs" => o.bound_secs = num()?,
+            "--crash-flows" => o.crash_flows = num()?.max(2) as usize,
+            "--workers" => o.workers = num()?.max(1) as usize,
+            "--pool" => o.pool = num()?.max(1) as u32,
+            "--only" => o.only = v.split(',').map(str::to_string).collect(),
+            "--out" => o.out = v.clone(),
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("reliability: {e}");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("reliability: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn line(out: &mut String, s: String) {
+    println!("{s}");
+    out.push_str(&s);
+    out.push('\n');
+}
+
+fn ms_list(v: &[u128]) -> String {
+    v.iter()
+        .map(|m| format!("{m} ms"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run(o: &Opts) -> Result<bool, String> {
+    let pg = cluster::Pg::from_env()?;
+    let t0 = Instant::now();
+    let cl = Arc::new(cluster::Cluster::start(o.instances, o.pool).await?);
+    eprintln!(
+        "reliability: {} instances up on one PostgreSQL ({:.1} s)",
+        o.instances,
+        t0.elapsed().as_secs_f64()
+    );
+    let has = |p: &str| o.only.iter().any(|x| x == p);
+    let mut md = String::new();
+    let mut failures: Vec<String> = Vec::new();
+    line(
+        &mut md,
+        format!(
+            "Last run: {} instances on one PostgreSQL, {} rounds × {} racers per race, \
+             outage {} s, bound {} s, {} load workers, pool {} per instance.\n",
+            o.instances, o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.pool
+        ),
+    );
+    if has("races") {
+        line(&mut md, "### Races (exactly one winner per round)\n".into());
+        line(
+            &mut md,
+            "| one-time value | rounds | requests | rounds with one winner | losers' error | time |".into(),
+        );
+        line(&mut md, "|---|---|---|---|---|---|".into());
+        let (r, n) = (o.rounds, o.racers);
+        let tallies = [
+            (
+                races::code(&cl, r, n).await,
+                "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2)",
+            ),
+            (races::request_uri(&cl, r, n).await, "`invalid_request_uri`"),
+            (races::assertion(&cl, r, n).await, "`invalid_client`"),
+            (races::dpop(&cl, r, n).await, "`invalid_dpop_proof`"),
+            (
+                races::refresh(&cl, r, n).await,
+                "`invalid_grant`; the winner's new tokens stay active",
+            ),
+            (
+                races::ciba(&cl, r, n).await,
+                "`invalid_grant`; the winner's token stays active",
+            ),
+        ];
+        let refused = tallies[0].0.refused_winner;
+        for (t, err) in &tallies {
+            line(
+                &mut md,
+                format!(
+                    "| {} | {} | {} | {} | {err} | {:.1} s |",
+                    t.name, t.rounds, t.requests, t.one_winner, t.secs
+                ),
+            );
+            failures.extend(t.failures.iter().map(|f| format!("{}: {f}", t.name)));
+        }
+        line(
+            &mut md,
+            format!(
+                "\nAuthorization code: in {refused} of {} rounds the request that spent the code was itself \
+                 refused (`invalid_grant`, the grant revoked by a concurrent replay before its tokens were \
+                 stored); in the others it got tokens, which introspection then showed inactive.\n",
+                tallies[0].0.rounds
+            ),
+        );
+    }
+    if has("outage") {
+        let out = faults::outage(
+            &cl,
+            &pg,
+            o.outage_secs,
+            Duration::from_secs(o.bound_secs),
+            o.workers,
+        )
+        .await;
+        line(&mut md, "### Database outage\n".into());
+        line(
+            &mut md,
+            format!(
+                "PostgreSQL stopped (`pg_ctl stop -m immediate`) for {} s under load, then started: \
+                 {} requests (token and PAR), {} of them answered during the outage, {} with 503 \
+                 `temporarily_unavailable`; the slowest answer took {} ms (bound {} ms). \
+                 `/readyz` answered 503 during the outage on {} of {} instances, `/healthz` failed {} times. \
+                 Back to serving after PostgreSQL was up, per instance: {}.\n",
+                o.outage_secs,
+                out.requests,
+                out.during,
+                out.unavailable_503,
+                out.max_latency_ms,
+                out.bound_ms,
+                out.readyz_down_seen.iter().filter(|x| **x).count(),
+                out.readyz_down_seen.len(),
+                out.healthz_failures,
+                ms_list(&out.recovery_ms)
+            ),
+        );
+        failures.extend(out.failures.iter().map(|f| format!("outage: {f}")));
+    }
+    if has("crash") {
+        let victim = o.instances - 1;
+        let c = faults::crash(&cl, victim, o.crash_flows, o.crash_flows, o.workers).await;
+        line(&mut md, "### kill -9 under a load of full flows\n".into());
+        line(
+            &mut md,
+            format!(
+                "Instance {victim} killed with SIGKILL after {} full flows (PAR → authorize → login → consent → code, \
+                 half of them redeemed); {} flows completed before the kill and {} after, on the survivors; \
+                 {} flows were cut by the kill. Checked on the survivors: {} token pairs (from both sides of the kill) \
+                 still active, {} codes held across it redeemed exactly once. The killed instance was \
+                 serving again {} ms after its restart.\n",
+                o.crash_flows,
+                c.flows_before,
+                c.flows_after,
+                c.cut,
+                c.tokens_checked,
+                c.codes_checked,
+                c.restart_ms
+            ),
+        );
+        failures.extend(c.failures.iter().map(|f| format!("crash: {f}")));
+    }
+    if has("rolling") {
+        let r = faults::rolling(&cl, o.workers).await;
+        line(
+            &mut md,
+            "### Rolling restart (SIGTERM, one instance at a time)\n".into(),
+        );
+        line(
+            &mut md,
+            format!(
+                "{} requests (token and PAR) during the restart of every instance; {} refused connections \
+                 re-sent to the next instance (as a load balancer does); {} requests cut or refused by a stopping \
+                 instance; each instance took {} to exit after SIGTERM. {}\n",
+                r.requests,
+                r.rerouted,
+                r.cut.len(),
+                ms_list(&r.stop_ms),
+                if r.cut.is_empty() {
+                    "No request was lost.".to_string()
+                } else {
+                    format!(
+                        "Not yet a pass: graceful drain of in-flight requests is issue 28 (first: {}).",
+                        r.cut[0]
+                    )
+                }
+            ),
+        );
+        failures.extend(r.failures.iter().map(|f| format!("rolling: {f}")));
+    }
+    line(
+        &mut md,
+        format!(
+            "Result: {} ({:.0} s in all).",
+            if failures.is_empty() {
+                "pass".to_string()
+            } else {
+                format!("{} failures", failures.len())
+            },
+            t0.elapsed().as_secs_f64()
+        ),
+    );
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    if failures.iter().any(|f| f.contains("panicked")) {
+        for (i, inst) in cl.instances.iter().enumerate() {
+            eprintln!("--- instance {i} log tail:\n{}", inst.log_tail());
+        }
+    }
+    if o.out != "-" {
+        write_report(&o.out, &md)?;
+    }
+    for inst in &cl.instances {
+        inst.kill9().await;
+    }
+    Ok(failures.is_empty())
+}
+
+/// Keeps the hand-written part (up to the marker) and replaces the rest.
+fn write_report(path: &str, generated: &str) -> Result<(), String> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let head = match old.find(MARKER) {
+        Some(i) => old[..i].to_string(),
+        None => format!("{}\n\n", old.trim_end()),
+    };
+    let text = format!("{head}{MARKER}\n\n{generated}");
+    std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))
+}

@@ -1,0 +1,455 @@
+//! Races: `racers` concurrent uses of one one-time value, spread over the
+//! instances, released together once every racer holds a warm connection.
+//! Exactly one must win each round; the losers get the spec's error.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use conformance::flow::{Answer, AuthzOutcome, Params, answer, get};
+use tokio::sync::Barrier;
+
+use crate::cluster::{Cluster, R};
+use crate::flows::{self, DPOP};
+
+#[derive(Default, Debug, Clone)]
+pub struct Tally {
+    pub name: &'static str,
+    pub rounds: usize,
+    pub requests: usize,
+    pub one_winner: usize,
+    /// Code race: rounds whose winner was refused (the replay revoked the
+    /// grant before its tokens were stored) rather than answered and revoked.
+    pub refused_winner: usize,
+    pub secs: f64,
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    fn fail(&mut self, round: usize, why: String) {
+        if self.failures.len() < 20 {
+            self.failures.push(format!("round {round}: {why}"));
+        }
+    }
+}
+
+/// One racer's request: which instance, which endpoint, what it sends.
+struct Shot {
+    inst: usize,
+    /// Sent by the instance's CIBA client (which holds a certificate)
+    /// rather than pkjwt[0].
+    ciba: bool,
+    url: String,
+    form: Params,
+    dpop: Option<String>,
+}
+
+/// Fires the shots together; answers in shot order.
+async fn fire(cluster: &Arc<Cluster>, shots: Vec<Shot>) -> Vec<R<Answer>> {
+    let barrier = Arc::new(Barrier::new(shots.len()));
+    let mut tasks = Vec::new();
+    for s in shots {
+        let (cl, barrier) = (cluster.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let inst = &cl.instances[s.inst];
+            let http = if s.ciba {
+                &inst.ciba[0].http
+            } else {
+                &inst.env.pkjwt[0].http
+            };
+            // A connection of its own, warm, before the start.
+            let _ = http
+                .get(format!("{}/healthz", cl.issuer))
+                .send()
+                .await
+                .map(|r| r.status());
+            barrier.wait().await;
+            let mut req = http.post(&s.url).form(&s.form);
+            if let Some(p) = s.dpop {
+                req = req.header("DPoP", p);
+            }
+            answer(req.send().await).await
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(
+            t.await
+                .unwrap_or_else(|e| Err(format!("racer panicked: {e}"))),
+        );
+    }
+    out
+}
+
+/// Splits answers into winners (`ok`) and losers, checking each loser's
+/// status and error code.
+fn judge(
+    t: &mut Tally,
+    round: usize,
+    answers: &[R<Answer>],
+    ok: u16,
+    lose_status: &[u16],
+    lose_error: &[&str],
+) -> Vec<usize> {
+    let mut winners = Vec::new();
+    for (i, a) in answers.iter().enumerate() {
+        match a {
+            Ok(a) if a.status == ok => winners.push(i),
+            Ok(a) if lose_status.contains(&a.status) && lose_error.contains(&a.error()) => {}
+            Ok(a) => t.fail(round, format!("racer {i}: unexpected answer {}", a.brief())),
+            Err(e) => t.fail(round, format!("racer {i}: {e}")),
+        }
+    }
+    t.requests += answers.len();
+    if winners.len() == 1 {
+        t.one_winner += 1;
+    } else {
+        t.fail(round, format!("{} winners", winners.len()));
+    }
+    winners
+}
+
+fn spread(cluster: &Cluster, racers: usize, round: usize) -> impl Iterator<Item = usize> + '_ {
+    let n = cluster.instances.len();
+    (0..racers).map(move |j| (j + round) % n)
+}
+
+/// Token requests of pkjwt[0], spread over the instances: `make` gives
+/// each racer's form and DPoP proof for its instance.
+async fn fire_tokens(
+    cluster: &Arc<Cluster>,
+    racers: usize,
+    round: usize,
+    make: impl Fn(&conformance::flow::Env) -> (Params, String),
+) -> Vec<R<Answer>> {
+    let shots = spread(cluster, racers, round)
+        .map(|i| {
+            let env = &cluster.instances[i].env;
+            let (form, dpop) = make(env);
+            Shot {
+                inst: i,
+                ciba: false,
+                url: env.ep(&env.pkjwt[0], "token_endpoint"),
+                form,
+                dpop: Some(dpop),
+            }
+        })
+        .collect();
+    fire(cluster, shots).await
+}
+
+/// The same authorization code: one token response; the replays are
+/// `invalid_grant` and revoke what the winner got (RFC 6749 §4.1.2).
+pub async fn code(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "authorization code",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let home = &cluster.instances[r % cluster.instances.len()];
+        let (_, verifier, code) = match flows::code_at(&home.env, home.ip).await {
+            Ok(x) => x,
+            Err(e) => {
+                t.fail(r, format!("getting a code: {e}"));
+                continue;
+            }
+        };
+        let answers = fire_tokens(cluster, racers, r, |env| {
+            let c = &env.pkjwt[0];
+            let form = env.code_form(c, &code, Some(&verifier), &c.redirect_uri);
+            (form, flows::token_proof(env))
+        })
+        .await;
+        // The request that spent the code either got its tokens (revoked
+        // since by a replay) or was refused because a replay had already
+        // revoked the grant when its tokens were to be stored: from outside,
+        // `invalid_grant` with another description than the replays'.
+        let spent_first = |a: &Answer| {
+            a.status == 200
+                || (a.error() == "invalid_grant"
+                    && a.json["error_description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("grant has been revoked")))
+        };
+        let spenders = answers
+            .iter()
+            .filter(|a| a.as_ref().is_ok_and(spent_first))
+            .count();
+        let w = judge(&mut t, r, &answers, 200, &[400], &["invalid_grant"]);
+        t.rounds += 1;
+        if w.is_empty() && spenders == 1 {
+            // judge counted this as a failure; it is the other legitimate end.
+            t.failures.pop();
+            t.one_winner += 1;
+            t.refused_winner += 1;
+        } else if spenders != w.len() {
+            t.fail(r, format!("{spenders} requests spent the code"));
+        }
+        if let [w] = w[..]
+            && let Ok(a) = &answers[w]
+            && let Ok((at, rt)) = flows::token_pair(a)
+        {
+            let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
+            for (kind, tok) in [("access", at), ("refresh", rt)] {
+                match flows::active(env, &tok).await {
+                    Ok(false) => {}
+                    Ok(true) => t.fail(
+                        r,
+                        format!("the winner's {kind} token is still active after the replays"),
+                    ),
+                    Err(e) => t.fail(r, e),
+                }
+            }
+        }
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The same refresh token (rotation on): one new pair; the others
+/// `invalid_grant`, and the winner's new tokens stay valid.
+pub async fn refresh(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "refresh token (rotation)",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let home = &cluster.instances[r % cluster.instances.len()];
+        let (_, rt) = match flows::tokens_at(&home.env, home.ip).await {
+            Ok(x) => x,
+            Err(e) => {
+                t.fail(r, format!("getting tokens: {e}"));
+                continue;
+            }
+        };
+        let answers = fire_tokens(cluster, racers, r, |env| {
+            (flows::refresh_form(env, &rt), flows::token_proof(env))
+        })
+        .await;
+        let w = judge(&mut t, r, &answers, 200, &[400], &["invalid_grant"]);
+        t.rounds += 1;
+        if let [w] = w[..]
+            && let Ok(a) = &answers[w]
+            && let Ok((at, new_rt)) = flows::token_pair(a)
+        {
+            let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
+            for (kind, tok, want) in [
+                ("new access", &at, true),
+                ("new refresh", &new_rt, true),
+                ("old refresh", &rt, false),
+            ] {
+                match flows::active(env, tok).await {
+                    Ok(a) if a == want => {}
+                    Ok(a) => t.fail(r, format!("the {kind} token: active = {a}")),
+                    Err(e) => t.fail(r, e),
+                }
+            }
+        }
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The same client assertion (`jti`, RFC 7523 §3): one token; the others
+/// `invalid_client`.
+pub async fn assertion(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "client assertion jti",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let one = flows::assertion(&cluster.instances[0].env);
+        let answers = fire_tokens(cluster, racers, r, |env| {
+            (
+                flows::client_credentials(env, &one),
+                flows::token_proof(env),
+            )
+        })
+        .await;
+        judge(&mut t, r, &answers, 200, &[401], &["invalid_client"]);
+        t.rounds += 1;
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The same DPoP proof (RFC 9449 §11.1): one token; the others
+/// `invalid_dpop_proof`.
+pub async fn dpop(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "DPoP proof jti",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let proof = flows::token_proof(&cluster.instances[0].env);
+        let answers = fire_tokens(cluster, racers, r, |env| {
+            (
+                flows::client_credentials(env, &flows::assertion(env)),
+                proof.clone(),
+            )
+        })
+        .await;
+        judge(
+            &mut t,
+            r,
+            &answers,
+            200,
+            &[400, 401],
+            &["invalid_dpop_proof"],
+        );
+        t.rounds += 1;
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The same `request_uri` (RFC 9126 §4): every racer signs in and reaches
+/// the consent page, then all approve together; one code comes back, the
+/// others end on `invalid_request_uri` (a redirect or the error page).
+pub async fn request_uri(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "PAR request_uri",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let home = &cluster.instances[r % cluster.instances.len()].env;
+        let c = &home.pkjwt[0];
+        let (p, _) = home.auth_params(&DPOP, c);
+        let uri = match home.par(&DPOP, c, &p).await {
+            Ok(u) => u,
+            Err(e) => {
+                t.fail(r, format!("PAR: {e}"));
+                continue;
+            }
+        };
+        let barrier = Arc::new(Barrier::new(racers));
+        let mut tasks = Vec::new();
+        for i in spread(cluster, racers, r) {
+            let (cl, barrier, uri, state) = (
+                cluster.clone(),
+                barrier.clone(),
+                uri.clone(),
+                get(&p, "state").map(str::to_string),
+            );
+            tasks.push(tokio::spawn(async move {
+                let inst = &cl.instances[i];
+                let env = &inst.env;
+                let c = &env.pkjwt[0];
+                let b = flows::browser(env, inst.ip);
+                let consent = flows::to_consent(env, &b, c, &uri).await;
+                barrier.wait().await;
+                let consent = consent?;
+                match flows::approve(env, &b, c, &consent).await? {
+                    AuthzOutcome::Redirect(q) if q.contains_key("code") => env
+                        .check_authz_success(&DPOP, &q, state.as_deref())
+                        .map(|_| true),
+                    AuthzOutcome::Redirect(q)
+                        if q.get("error").map(String::as_str) == Some("invalid_request_uri") =>
+                    {
+                        Ok(false)
+                    }
+                    AuthzOutcome::Page(400, body) if body.contains("invalid_request_uri") => {
+                        Ok(false)
+                    }
+                    AuthzOutcome::Redirect(q) => Err(format!("redirect {q:?}")),
+                    AuthzOutcome::Page(s, body) => Err(format!(
+                        "page HTTP {s}: {}",
+                        conformance::modules::page_text(&body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>()
+                    )),
+                }
+            }));
+        }
+        let mut winners = 0;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await {
+                Ok(Ok(true)) => winners += 1,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => t.fail(r, format!("racer {i}: {e}")),
+                Err(e) => t.fail(r, format!("racer {i} panicked: {e}")),
+            }
+        }
+        t.requests += racers;
+        t.rounds += 1;
+        if winners == 1 {
+            t.one_winner += 1;
+        } else {
+            t.fail(r, format!("{winners} winners"));
+        }
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The same approved CIBA `auth_req_id` (CIBA §10.1, poll mode): one token
+/// response, the others `invalid_grant`; the winner's access token stays
+/// active.
+pub async fn ciba(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    let mut t = Tally {
+        name: "CIBA auth_req_id",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    let poll = conformance::ciba::variants()[0];
+    // Approved ten at a time (each waits out the polling interval once).
+    let mut ready = std::collections::VecDeque::new();
+    for r in 0..rounds {
+        if ready.is_empty() {
+            let batch: Vec<_> = (r..rounds.min(r + 10))
+                .map(|k| {
+                    let cl = cluster.clone();
+                    tokio::spawn(async move {
+                        let home = &cl.instances[k % cl.instances.len()];
+                        conformance::ciba::approved(&home.env, &cl.side, &poll, &home.ciba[0]).await
+                    })
+                })
+                .collect();
+            for task in batch {
+                ready.push_back(task.await.unwrap_or_else(|e| Err(e.to_string())));
+            }
+        }
+        let p = match ready.pop_front() {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                t.fail(r, format!("an approved request: {e}"));
+                continue;
+            }
+            None => continue,
+        };
+        let shots = spread(cluster, racers, r)
+            .map(|i| {
+                let inst = &cluster.instances[i];
+                let c = &inst.ciba[0];
+                Shot {
+                    inst: i,
+                    ciba: true,
+                    url: inst.env.ep(c, "token_endpoint"),
+                    form: conformance::ciba::token_form(&inst.env, c, &p.auth_req_id),
+                    dpop: None,
+                }
+            })
+            .collect();
+        let answers = fire(cluster, shots).await;
+        let w = judge(&mut t, r, &answers, 200, &[400], &["invalid_grant"]);
+        t.rounds += 1;
+        if let [w] = w[..]
+            && let Ok(a) = &answers[w]
+            && let Some(at) = a.json["access_token"].as_str()
+        {
+            let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
+            match flows::active(env, at).await {
+                Ok(true) => {}
+                Ok(false) => t.fail(r, "the winner's access token is inactive".into()),
+                Err(e) => t.fail(r, e),
+            }
+        }
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
