@@ -355,16 +355,18 @@ impl Pki {
 /// An HTTPS client on the aws-lc-rs provider trusting `ca_pem`, optionally
 /// presenting a client certificate; never follows redirects.
 pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) -> reqwest::Client {
-    https_client_at(ca_pem, identity, cookies, None)
+    let jar = cookies.then(|| std::sync::Arc::new(reqwest::cookie::Jar::default()));
+    https_client_at(ca_pem, identity, jar, None)
 }
 
-/// [`https_client`] whose `localhost` is `at` (the URL's port is kept): one
-/// instance of several that share an issuer, as a load balancer would
-/// route to it.
+/// [`https_client`] keeping its cookies in `jar` (a browser's, which
+/// another client may share), and whose `localhost` is `at` (the URL's port
+/// is kept): one instance of several that share an issuer, as a load
+/// balancer would route to it.
 pub fn https_client_at(
     ca_pem: &str,
     identity: Option<&Identity>,
-    cookies: bool,
+    jar: Option<std::sync::Arc<reqwest::cookie::Jar>>,
     at: Option<std::net::IpAddr>,
 ) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject;
@@ -395,10 +397,12 @@ pub fn https_client_at(
     if let Some(ip) = at {
         builder = builder.resolve("localhost", std::net::SocketAddr::new(ip, 0));
     }
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
+    }
     builder
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(cookies)
         .timeout(std::time::Duration::from_secs(30))
         // Below the server's keep-alive (actix's default, 5 s): the modules
         // share these clients, and a pooled connection reused just as the

@@ -97,6 +97,8 @@ pub struct Instance {
 
 pub struct Cluster {
     pub instances: Vec<Instance>,
+    /// The one database of all instances.
+    pub db_url: String,
     /// The bank behind the CIBA hooks (it approves through the decision API).
     pub side: Arc<conformance::ciba::Side>,
     pub issuer: String,
@@ -120,7 +122,7 @@ fn client_at(c: &Client, ca: &str, ip: IpAddr) -> Client {
         redirect_uri: c.redirect_uri.clone(),
         identity: c.identity.as_ref().map(dup_identity),
         mtls: c.mtls,
-        http: https_client_at(ca, c.identity.as_ref(), false, Some(ip)),
+        http: https_client_at(ca, c.identity.as_ref(), None, Some(ip)),
     }
 }
 
@@ -196,7 +198,7 @@ impl Cluster {
             let cfg_path = dir.join(format!("strongroom-{i}.toml"));
             std::fs::write(&cfg_path, toml).map_err(|e| e.to_string())?;
             let log = dir.join(format!("strongroom-{i}.log"));
-            let http = https_client_at(&pki.ca_pem, None, false, Some(ip));
+            let http = https_client_at(&pki.ca_pem, None, None, Some(ip));
             let mut inst = Instance {
                 ip,
                 cfg_path,
@@ -238,6 +240,7 @@ impl Cluster {
         }
         Ok(Cluster {
             instances,
+            db_url: db.clone(),
             side,
             issuer,
             _tmp: tmp,
@@ -335,4 +338,21 @@ impl Instance {
         }
         t0.elapsed()
     }
+}
+
+/// One number from `sql` on the database at `url` (psql).
+pub fn count(url: &str, sql: &str) -> R<i64> {
+    let out = std::process::Command::new("psql")
+        .arg(url)
+        .args(["-tAc", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim().parse().map_err(|_| {
+        format!(
+            "psql {sql}: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance::flow::{Answer, Params};
+use conformance::flow::{Answer, Params, answer};
 use tokio::sync::Mutex;
 
 use crate::cluster::{Cluster, Pg, R};
@@ -27,6 +27,8 @@ pub struct Outage {
     pub requests: usize,
     pub during: usize,
     pub unavailable_503: usize,
+    /// The 503s by request kind.
+    pub unavailable_by: std::collections::BTreeMap<&'static str, usize>,
     pub max_latency_ms: u128,
     pub bound_ms: u128,
     pub recovery_ms: Vec<u128>,
@@ -35,24 +37,72 @@ pub struct Outage {
     pub failures: Vec<String>,
 }
 
-/// A token request (client credentials) or a PAR, on instance `inst`.
+/// Request `kind` % 3 on instance `inst`: a token request (client
+/// credentials), a PAR, or the authorization endpoint with an unknown
+/// `request_uri` (a browser's page: 400 when the database answers).
+/// The outcome: (status, `error` or "page").
 async fn one_request(
     cluster: &Cluster,
     inst: usize,
-    par: bool,
+    kind: usize,
 ) -> (&'static str, Result<(u16, String), String>) {
     let env = &cluster.instances[inst].env;
-    let a: R<Answer> = if par {
-        let c = &env.pkjwt[1];
-        let (p, _) = env.auth_params(&flows::DPOP, c);
-        let form: Params = env.par_form(&flows::DPOP, c, &p);
-        env.par_raw(c, &form, env.par_dpop(&flows::DPOP, c)).await
-    } else {
-        let form = flows::client_credentials(env, &flows::assertion(env));
-        flows::token(env, &form, Some(flows::token_proof(env))).await
+    let (what, a): (&'static str, R<Answer>) = match kind % 3 {
+        0 => {
+            let form = flows::client_credentials(env, &flows::assertion(env));
+            (
+                "token",
+                flows::token(env, &form, Some(flows::token_proof(env))).await,
+            )
+        }
+        1 => {
+            let c = &env.pkjwt[1];
+            let (p, _) = env.auth_params(&flows::DPOP, c);
+            let form: Params = env.par_form(&flows::DPOP, c, &p);
+            (
+                "PAR",
+                env.par_raw(c, &form, env.par_dpop(&flows::DPOP, c)).await,
+            )
+        }
+        _ => {
+            let mut url = url::Url::parse(
+                env.discovery["authorization_endpoint"]
+                    .as_str()
+                    .unwrap_or_default(),
+            )
+            .expect("authorization_endpoint");
+            url.query_pairs_mut()
+                .append_pair("client_id", &env.pkjwt[1].id)
+                .append_pair(
+                    "request_uri",
+                    &format!(
+                        "urn:ietf:params:oauth:request_uri:{}",
+                        conformance::jose::random(24)
+                    ),
+                );
+            let a = answer(env.http.get(url.as_str()).send().await).await;
+            return ("authorize", a.map(|a| (a.status, "page".to_string())));
+        }
     };
-    let what = if par { "PAR" } else { "token" };
     (what, a.map(|a| (a.status, a.error().to_string())))
+}
+
+/// What the request gets when the database answers.
+fn served(what: &str, outcome: &Result<(u16, String), String>) -> bool {
+    match outcome {
+        Ok((200 | 201, _)) => what != "authorize",
+        Ok((400, _)) => what == "authorize",
+        _ => false,
+    }
+}
+
+/// What it may get while the database is gone: 503 with
+/// `temporarily_unavailable` (token, PAR) or a 503 page (browser).
+fn unavailable(what: &str, outcome: &Result<(u16, String), String>) -> bool {
+    match outcome {
+        Ok((503, e)) => e == "temporarily_unavailable" || (what == "authorize" && e == "page"),
+        _ => false,
+    }
 }
 
 /// Load of token and PAR requests from `workers` loops until `stop`.
@@ -71,7 +121,7 @@ fn load(
                 while !stop.load(Ordering::Relaxed) {
                     let inst = k % cl.instances.len();
                     let sent = t0.elapsed();
-                    let (what, outcome) = one_request(&cl, inst, k % 2 == 1).await;
+                    let (what, outcome) = one_request(&cl, inst, k).await;
                     let took = t0.elapsed() - sent;
                     samples.lock().await.push(Sample {
                         sent,
@@ -89,7 +139,7 @@ fn load(
 }
 
 fn ok(s: &Sample) -> bool {
-    matches!(s.outcome, Ok((200 | 201, _)))
+    served(s.what, &s.outcome)
 }
 
 /// PostgreSQL stopped (`-m immediate`) for `secs` under load, then started:
@@ -181,9 +231,10 @@ pub async fn outage(
             o.during += 1;
         }
         match &x.outcome {
-            Ok((200 | 201, _)) => {}
-            Ok((503, e)) if e == "temporarily_unavailable" => {
+            r if served(x.what, r) => {}
+            r if unavailable(x.what, r) => {
                 o.unavailable_503 += 1;
+                *o.unavailable_by.entry(x.what).or_default() += 1;
                 if x.sent + x.took < down_at {
                     o.failures.push(format!("503 before the outage: {x:?}"));
                 }
@@ -255,6 +306,9 @@ pub struct Crash {
     pub tokens_checked: usize,
     pub codes_checked: usize,
     pub restart_ms: u128,
+    /// A customer signed in at the victim went on without signing in again
+    /// at a survivor.
+    pub session_kept: bool,
     pub failures: Vec<String>,
 }
 
@@ -328,6 +382,17 @@ pub async fn crash(
             }
         }));
     }
+    // A customer signed in at the victim: the session must survive it.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let at_victim = &cluster.instances[victim];
+    if let Err(e) = flows::flow_in(
+        &at_victim.env,
+        &flows::browser_with(&at_victim.env, at_victim.ip, jar.clone()),
+    )
+    .await
+    {
+        c.failures.push(format!("the session's first flow: {e}"));
+    }
     while done.load(Ordering::Relaxed) < before {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -348,6 +413,17 @@ pub async fn crash(
         }
     }
     let survivors: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    let other = &cluster.instances[survivors[0]];
+    match flows::flow_in(&other.env, &flows::browser_with(&other.env, other.ip, jar)).await {
+        Ok(false) => c.session_kept = true,
+        Ok(true) => c.failures.push(
+            "the session from the killed instance was lost: the survivor asked to sign in again"
+                .into(),
+        ),
+        Err(e) => c
+            .failures
+            .push(format!("the session's flow on a survivor: {e}")),
+    }
     for (j, (after_kill, h)) in held.iter().enumerate() {
         if *after_kill {
             c.flows_after += 1;
@@ -435,9 +511,9 @@ pub async fn rolling(cluster: &Arc<Cluster>, workers: usize) -> Rolling {
                 loop {
                     let inst = (k + tries) % cl.instances.len();
                     requests.fetch_add(1, Ordering::Relaxed);
-                    let (what, r) = one_request(&cl, inst, k % 2 == 1).await;
+                    let (what, r) = one_request(&cl, inst, k).await;
                     match r {
-                        Ok((200 | 201, _)) => break,
+                        r if served(what, &r) => break,
                         Err(e) if e.contains("error sending request") && tries < n => {
                             rerouted.fetch_add(1, Ordering::Relaxed);
                             tries += 1;

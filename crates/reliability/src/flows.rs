@@ -2,11 +2,13 @@
 //! that racers can be held there), token requests, introspection.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use conformance::flow::{
     Answer, AuthzOutcome, Client, Env, PASSWORD, Params, Plan, USER, Variant, answer, get,
 };
 use conformance::jose::{self, dpop_claims, dpop_proof};
+use reqwest::cookie::Jar;
 use serde_json::json;
 
 use crate::cluster::R;
@@ -21,7 +23,13 @@ pub const DPOP: Variant = Variant {
 
 /// A fresh browser (its own cookies) that reaches the instance at `ip`.
 pub fn browser(env: &Env, ip: IpAddr) -> reqwest::Client {
-    jose::https_client_at(&env.ca_pem, None, true, Some(ip))
+    browser_with(env, ip, Arc::new(Jar::default()))
+}
+
+/// A browser with the cookies of `jar` (the same customer's browser, sent
+/// to another instance).
+pub fn browser_with(env: &Env, ip: IpAddr, jar: Arc<Jar>) -> reqwest::Client {
+    jose::https_client_at(&env.ca_pem, None, Some(jar), Some(ip))
 }
 
 fn location(res: &reqwest::Response, base: &url::Url) -> R<url::Url> {
@@ -41,6 +49,19 @@ pub async fn to_consent(
     c: &Client,
     request_uri: &str,
 ) -> R<url::Url> {
+    to_consent_signing_in(env, b, c, request_uri)
+        .await
+        .map(|(u, _)| u)
+}
+
+/// [`to_consent`], and whether the login page was on the way (no session).
+pub async fn to_consent_signing_in(
+    env: &Env,
+    b: &reqwest::Client,
+    c: &Client,
+    request_uri: &str,
+) -> R<(url::Url, bool)> {
+    let mut signed_in = false;
     let base = url::Url::parse(&env.issuer).map_err(|e| e.to_string())?;
     let mut url = url::Url::parse(
         env.discovery["authorization_endpoint"]
@@ -65,9 +86,10 @@ pub async fn to_consent(
         }
         let next = location(&res, &base)?;
         if next.path().ends_with("/consent") {
-            return Ok(next);
+            return Ok((next, signed_in));
         }
         res = if next.path().ends_with("/login") {
+            signed_in = true;
             b.post(next.as_str())
                 .form(&[
                     ("username", USER),
@@ -139,6 +161,21 @@ pub async fn code_at(env: &Env, ip: IpAddr) -> R<(Params, String, String)> {
             body.chars().take(200).collect::<String>()
         )),
     }
+}
+
+/// A full flow in browser `b` (its cookies kept) up to a token response:
+/// whether the login page was shown on the way.
+pub async fn flow_in(env: &Env, b: &reqwest::Client) -> R<bool> {
+    let c = &env.pkjwt[0];
+    let (p, verifier) = env.auth_params(&DPOP, c);
+    let uri = env.par(&DPOP, c, &p).await?;
+    let (consent, signed_in) = to_consent_signing_in(env, b, c, &uri).await?;
+    let code = match approve(env, b, c, &consent).await? {
+        AuthzOutcome::Redirect(q) => env.check_authz_success(&DPOP, &q, get(&p, "state"))?,
+        AuthzOutcome::Page(s, _) => return Err(format!("authorization ended on a page: HTTP {s}")),
+    };
+    token_pair(&env.redeem(&DPOP, c, &code, &verifier).await?)?;
+    Ok(signed_in)
 }
 
 /// A full flow up to the tokens: (access_token, refresh_token).

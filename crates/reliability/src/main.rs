@@ -209,14 +209,19 @@ async fn run(o: &Opts) -> Result<bool, String> {
             &mut md,
             format!(
                 "PostgreSQL stopped (`pg_ctl stop -m immediate`) for {} s under load, then started: \
-                 {} requests (token and PAR), {} of them answered during the outage, {} with 503 \
-                 `temporarily_unavailable`; the slowest answer took {} ms (bound {} ms). \
+                 {} requests (token, PAR and the authorization page), {} of them answered during the outage, {} with 503 \
+                 `temporarily_unavailable` (or the 503 page; {}); the slowest answer took {} ms (bound {} ms). \
                  `/readyz` answered 503 during the outage on {} of {} instances, `/healthz` failed {} times. \
                  Back to serving after PostgreSQL was up, per instance: {}.\n",
                 o.outage_secs,
                 out.requests,
                 out.during,
                 out.unavailable_503,
+                out.unavailable_by
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 out.max_latency_ms,
                 out.bound_ms,
                 out.readyz_down_seen.iter().filter(|x| **x).count(),
@@ -237,7 +242,8 @@ async fn run(o: &Opts) -> Result<bool, String> {
                 "Instance {victim} killed with SIGKILL after {} full flows (PAR → authorize → login → consent → code, \
                  half of them redeemed); {} flows completed before the kill and {} after, on the survivors; \
                  {} flows were cut by the kill. Checked on the survivors: {} token pairs (from both sides of the kill) \
-                 still active, {} codes held across it redeemed exactly once. The killed instance was \
+                 still active, {} codes held across it redeemed exactly once; a customer signed in at the killed \
+                 instance {} at a survivor. The killed instance was \
                  serving again {} ms after its restart.\n",
                 o.crash_flows,
                 c.flows_before,
@@ -245,6 +251,11 @@ async fn run(o: &Opts) -> Result<bool, String> {
                 c.cut,
                 c.tokens_checked,
                 c.codes_checked,
+                if c.session_kept {
+                    "went on without signing in again"
+                } else {
+                    "had to sign in again"
+                },
                 c.restart_ms
             ),
         );
@@ -259,7 +270,7 @@ async fn run(o: &Opts) -> Result<bool, String> {
         line(
             &mut md,
             format!(
-                "{} requests (token and PAR) during the restart of every instance; {} refused connections \
+                "{} requests (token, PAR and the authorization page) during the restart of every instance; {} refused connections \
                  re-sent to the next instance (as a load balancer does); {} requests cut or refused by a stopping \
                  instance; each instance took {} to exit after SIGTERM. {}\n",
                 r.requests,
@@ -277,6 +288,38 @@ async fn run(o: &Opts) -> Result<bool, String> {
             ),
         );
         failures.extend(r.failures.iter().map(|f| format!("rolling: {f}")));
+    }
+    // What the database holds after all of it.
+    line(&mut md, "### The database afterwards\n".into());
+    let live_under_revoked = cluster::count(
+        &cl.db_url,
+        "SELECT count(*) FROM tokens t JOIN grants g ON g.grant_id = t.grant_id \
+         WHERE g.revoked_at IS NOT NULL AND t.revoked_at IS NULL",
+    )?;
+    let spent_without_tokens = cluster::count(
+        &cl.db_url,
+        "SELECT count(*) FROM authorization_codes c JOIN grants g ON g.grant_id = c.grant_id \
+         WHERE c.consumed_at IS NOT NULL AND g.revoked_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id = c.grant_id)",
+    )?;
+    let (grants, tokens) = (
+        cluster::count(&cl.db_url, "SELECT count(*) FROM grants")?,
+        cluster::count(&cl.db_url, "SELECT count(*) FROM tokens")?,
+    );
+    line(
+        &mut md,
+        format!(
+            "{grants} grants and {tokens} tokens; live tokens under a revoked grant: \
+             {live_under_revoked} (must be 0); codes spent whose live grant holds no token: \
+             {spent_without_tokens} (a redemption cut between spending the code and storing its \
+             tokens, by the kill or the outage: the code is spent and nothing was issued, see \
+             Exactly-once above).\n"
+        ),
+    );
+    if live_under_revoked != 0 {
+        failures.push(format!(
+            "{live_under_revoked} live tokens under a revoked grant"
+        ));
     }
     line(
         &mut md,
