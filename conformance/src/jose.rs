@@ -333,21 +333,43 @@ impl Pki {
 
     /// A client certificate with subject CN=`cn`, O=`org`, C=GB.
     pub fn client(&self, cn: &str, org: &str) -> Identity {
+        self.client_dn(&[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, org),
+            (DnType::CommonName, cn),
+        ])
+    }
+
+    /// A client certificate with these subject attributes, in this order
+    /// (C, O, OU, CN are named in `subject_dn`; UK Open Banking transport
+    /// certificates carry OU = org_id, CN = software_id).
+    pub fn client_dn(&self, dn: &[(DnType, &str)]) -> Identity {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CountryName, "GB");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, org);
-        params.distinguished_name.push(DnType::CommonName, cn);
+        for (t, v) in dn {
+            params.distinguished_name.push(t.clone(), *v);
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer).expect("client cert");
         Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
-            subject_dn: format!("CN={cn},O={org},C=GB"),
+            subject_dn: dn
+                .iter()
+                .rev()
+                .map(|(t, v)| {
+                    let name = match t {
+                        DnType::CountryName => "C",
+                        DnType::OrganizationName => "O",
+                        DnType::OrganizationalUnitName => "OU",
+                        _ => "CN",
+                    };
+                    format!("{name}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }

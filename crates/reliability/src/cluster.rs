@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 pub type R<T = ()> = Result<T, String>;
 
+/// The `iss` of the software statements (the one `[[directories]]` entry).
+pub const DIRECTORY_ISS: &str = "Strongroom Reliability Directory";
+
 /// The PostgreSQL of scripts/with-postgres.sh, which exports where it lives.
 pub struct Pg {
     bin: PathBuf,
@@ -97,6 +100,10 @@ pub struct Instance {
 
 pub struct Cluster {
     pub instances: Vec<Instance>,
+    /// The CA of the server's and the clients' certificates.
+    pub pki: conformance::jose::Pki,
+    /// The signing key of the software-statement directory (`[[directories]]`).
+    pub directory: conformance::jose::ClientKey,
     /// The one database of all instances.
     pub db_url: String,
     /// The bank behind the CIBA hooks (it approves through the decision API).
@@ -175,6 +182,10 @@ impl Cluster {
             .collect();
         clients.extend(ciba_clients);
         let kek = kek(&bin)?;
+        let directory = conformance::jose::ClientKey::generate(
+            jsonwebtoken::Algorithm::PS256,
+            "rel-directory-1",
+        );
         let mut instances = Vec::new();
         let mut discovery = Value::Null;
         let mut jwks = Value::Null;
@@ -194,6 +205,15 @@ impl Cluster {
             cfg["keys"] = json!({"encryption_key": kek});
             cfg["tokens"] = json!({"rotate_refresh_tokens": true});
             cfg["clients"] = json!(clients);
+            cfg["directories"] = json!([{
+                "name": "reliability",
+                "issuer": DIRECTORY_ISS,
+                "jwks": {"keys": [directory.jwk]},
+                "max_ssa_age_secs": 600,
+                "base_scopes": ["openid"],
+                "role_scopes": {"AISP": ["accounts"]},
+                "rules": "uk-ob",
+            }]);
             let toml = toml::to_string(&cfg).map_err(|e| format!("config TOML: {e}"))?;
             let cfg_path = dir.join(format!("strongroom-{i}.toml"));
             std::fs::write(&cfg_path, toml).map_err(|e| e.to_string())?;
@@ -240,6 +260,8 @@ impl Cluster {
         }
         Ok(Cluster {
             instances,
+            pki,
+            directory,
             db_url: db.clone(),
             side,
             issuer,

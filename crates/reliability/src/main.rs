@@ -173,6 +173,10 @@ async fn run(o: &Opts) -> Result<bool, String> {
                 races::ciba(&cl, r, n).await,
                 "`invalid_grant`; the winner's token stays active",
             ),
+            (
+                races::registration(&cl, r, n).await,
+                "`invalid_client_metadata`; one client of the software in the database",
+            ),
         ];
         let refused = tallies[0].0.refused_winner;
         for (t, err) in &tallies {

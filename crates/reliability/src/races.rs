@@ -103,7 +103,15 @@ fn judge(
     if winners.len() == 1 {
         t.one_winner += 1;
     } else {
-        t.fail(round, format!("{} winners", winners.len()));
+        let sample = answers
+            .iter()
+            .find_map(|a| a.as_ref().ok().filter(|a| a.status != ok))
+            .map(|a| a.brief())
+            .unwrap_or_default();
+        t.fail(
+            round,
+            format!("{} winners (a loser: {sample})", winners.len()),
+        );
     }
     winners
 }
@@ -448,6 +456,121 @@ pub async fn ciba(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally
                 Ok(false) => t.fail(r, "the winner's access token is inactive".into()),
                 Err(e) => t.fail(r, e),
             }
+        }
+    }
+    t.secs = t0.elapsed().as_secs_f64();
+    t
+}
+
+/// The TPP organisation of the software statements.
+const ORG_ID: &str = "0015800001041REAAY";
+
+/// The same signed registration request (its `jti`, RFC 7591 §3.2.2; UK
+/// Open Banking DCR) at `POST /register` over mTLS: one client registered,
+/// the others `invalid_client_metadata`; one client of that software in
+/// the database.
+pub async fn registration(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally {
+    use conformance::jose::{ClientKey, now, random};
+    use serde_json::json;
+    let mut t = Tally {
+        name: "registration request jti",
+        ..Tally::default()
+    };
+    let t0 = Instant::now();
+    let env0 = &cluster.instances[0].env;
+    for r in 0..rounds {
+        let software_id = format!("relsw{r}{}", random(8).replace(['-', '_'], "x"));
+        let identity = cluster.pki.client_dn(&[
+            (rcgen::DnType::CountryName, "GB"),
+            (rcgen::DnType::OrganizationName, "OpenBanking"),
+            (rcgen::DnType::OrganizationalUnitName, ORG_ID),
+            (rcgen::DnType::CommonName, &software_id),
+        ]);
+        let key = ClientKey::generate(
+            jsonwebtoken::Algorithm::ES256,
+            &format!("{software_id}-sig"),
+        );
+        let tn = now();
+        let ssa = cluster.directory.sign(
+            Some("JWT"),
+            &json!({
+                "iss": crate::cluster::DIRECTORY_ISS, "iat": tn, "jti": random(12),
+                "software_id": software_id, "software_client_name": "Reliability AISP",
+                "software_client_uri": "https://tpp.example", "software_version": "1.0",
+                "software_environment": "sandbox", "software_mode": "Test",
+                "software_redirect_uris": [format!("https://{software_id}.example/cb")],
+                "software_roles": ["AISP"], "software_jwks": {"keys": [key.jwk]},
+                "org_id": ORG_ID, "org_name": "Reliability TPP Ltd", "org_status": "Active",
+            }),
+        );
+        let request = key.sign(
+            Some("JWT"),
+            &json!({
+                "iss": software_id, "aud": env0.issuer, "iat": tn, "exp": tn + 300, "jti": random(16),
+                "redirect_uris": [format!("https://{software_id}.example/cb")],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_signing_alg": "ES256",
+                "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
+                "response_types": ["code"], "scope": "openid accounts",
+                "id_token_signed_response_alg": "PS256", "application_type": "web",
+                "software_statement": ssa,
+            }),
+        );
+        let https: Vec<reqwest::Client> = cluster
+            .instances
+            .iter()
+            .map(|i| {
+                conformance::jose::https_client_at(&env0.ca_pem, Some(&identity), None, Some(i.ip))
+            })
+            .collect();
+        let url = env0.ep(&env0.mtls[0], "registration_endpoint");
+        let barrier = Arc::new(Barrier::new(racers));
+        let tasks: Vec<_> = spread(cluster, racers, r)
+            .map(|i| {
+                let (http, barrier, url, body) = (
+                    https[i].clone(),
+                    barrier.clone(),
+                    url.clone(),
+                    request.clone(),
+                );
+                tokio::spawn(async move {
+                    let _ = http.get(url.replace("/register", "/healthz")).send().await;
+                    barrier.wait().await;
+                    answer(
+                        http.post(&url)
+                            .header("content-type", "application/jwt")
+                            .header("accept", "application/json")
+                            .body(body)
+                            .send()
+                            .await,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(
+                task.await
+                    .unwrap_or_else(|e| Err(format!("racer panicked: {e}"))),
+            );
+        }
+        judge(
+            &mut t,
+            r,
+            &answers,
+            201,
+            &[400],
+            &["invalid_client_metadata"],
+        );
+        t.rounds += 1;
+        match crate::cluster::count(
+            &cluster.db_url,
+            &format!("SELECT count(*) FROM clients WHERE software_id = '{software_id}'"),
+        ) {
+            Ok(1) => {}
+            Ok(n) => t.fail(r, format!("{n} clients of the software in the database")),
+            Err(e) => t.fail(r, e),
         }
     }
     t.secs = t0.elapsed().as_secs_f64();
