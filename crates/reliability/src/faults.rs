@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use conformance::flow::{Answer, Params, answer};
+use conformance::flow::{Params, answer};
 use tokio::sync::Mutex;
 
-use crate::cluster::{Cluster, Pg, R};
+use crate::cluster::{Cluster, Pg};
 use crate::flows;
 
 /// One request of the load: when it was sent (since the start), how long
@@ -37,32 +37,40 @@ pub struct Outage {
     pub failures: Vec<String>,
 }
 
+/// The error of a request that never reached the instance (the TCP or TLS
+/// connection refused): a load balancer would send it elsewhere.
+const REFUSED: &str = "connection refused";
+
 /// Request `kind` % 3 on instance `inst`: a token request (client
 /// credentials), a PAR, or the authorization endpoint with an unknown
 /// `request_uri` (a browser's page: 400 when the database answers).
-/// The outcome: (status, `error` or "page").
+/// The outcome: (status, `error` or "page"), or the transport error
+/// ([`REFUSED`] when the connection was not made).
 async fn one_request(
     cluster: &Cluster,
     inst: usize,
     kind: usize,
 ) -> (&'static str, Result<(u16, String), String>) {
     let env = &cluster.instances[inst].env;
-    let (what, a): (&'static str, R<Answer>) = match kind % 3 {
+    let (what, req) = match kind % 3 {
         0 => {
+            let c = &env.pkjwt[0];
             let form = flows::client_credentials(env, &flows::assertion(env));
-            (
-                "token",
-                flows::token(env, &form, Some(flows::token_proof(env))).await,
-            )
+            let req = c.http.post(env.ep(c, "token_endpoint")).form(&form);
+            ("token", req.header("DPoP", flows::token_proof(env)))
         }
         1 => {
             let c = &env.pkjwt[1];
             let (p, _) = env.auth_params(&flows::DPOP, c);
             let form: Params = env.par_form(&flows::DPOP, c, &p);
-            (
-                "PAR",
-                env.par_raw(c, &form, env.par_dpop(&flows::DPOP, c)).await,
-            )
+            let mut req = c
+                .http
+                .post(env.ep(c, "pushed_authorization_request_endpoint"))
+                .form(&form);
+            if let Some(proof) = env.par_dpop(&flows::DPOP, c) {
+                req = req.header("DPoP", proof);
+            }
+            ("PAR", req)
         }
         _ => {
             let mut url = url::Url::parse(
@@ -80,11 +88,22 @@ async fn one_request(
                         conformance::jose::random(24)
                     ),
                 );
-            let a = answer(env.http.get(url.as_str()).send().await).await;
-            return ("authorize", a.map(|a| (a.status, "page".to_string())));
+            ("authorize", env.http.get(url.as_str()))
         }
     };
-    (what, a.map(|a| (a.status, a.error().to_string())))
+    let outcome = match req.send().await {
+        Err(e) if e.is_connect() => Err(REFUSED.to_string()),
+        Err(e) => Err(format!("{e} ({:?})", std::error::Error::source(&e))),
+        Ok(res) => answer(Ok(res)).await.map(|a| {
+            let e = if what == "authorize" {
+                "page"
+            } else {
+                a.error()
+            };
+            (a.status, e.to_string())
+        }),
+    };
+    (what, outcome)
 }
 
 /// What the request gets when the database answers.
@@ -514,7 +533,7 @@ pub async fn rolling(cluster: &Arc<Cluster>, workers: usize) -> Rolling {
                     let (what, r) = one_request(&cl, inst, k).await;
                     match r {
                         r if served(what, &r) => break,
-                        Err(e) if e.contains("error sending request") && tries < n => {
+                        Err(e) if e == REFUSED && tries < n => {
                             rerouted.fetch_add(1, Ordering::Relaxed);
                             tries += 1;
                         }

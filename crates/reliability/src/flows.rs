@@ -234,10 +234,6 @@ pub fn refresh_form(env: &Env, refresh_token: &str) -> Params {
     f
 }
 
-pub async fn token(env: &Env, form: &Params, dpop: Option<String>) -> R<Answer> {
-    env.token_raw(&env.pkjwt[0], form, dpop).await
-}
-
 /// RFC 7662 `active` of `token`, asked by the client it was issued to
 /// (another client is told that a refresh token is inactive).
 pub async fn active(env: &Env, token: &str) -> R<bool> {
