@@ -150,7 +150,7 @@ impl Cluster {
     /// Writes one configuration per instance (same issuer, clients, users,
     /// key-encryption key and database) and starts them one after the
     /// other (the first creates the provider's keys).
-    pub async fn start(n: usize, pool: u32) -> R<Cluster> {
+    pub async fn start(n: usize, pool: u32, sqlite: bool) -> R<Cluster> {
         let bin = conformance::server::binary();
         // The suite's own set-up (CA, server certificate for localhost,
         // ports, the test user), then one listener address per instance.
@@ -167,7 +167,7 @@ impl Cluster {
                 .ok_or(format!("prepare: no server.{key}"))
         };
         let (port, mtls_port) = (port("listen")?, port("mtls_listen")?);
-        let db = conformance::server::database(true, &dir, "rel")?;
+        let db = conformance::server::database(!sqlite, &dir, "rel")?;
         let mk =
             |name: &str, mtls: bool, second: bool| Client::generate(name, mtls, second, &pki).0;
         let pkjwt = [
@@ -362,13 +362,20 @@ impl Instance {
     }
 }
 
-/// One number from `sql` on the database at `url` (psql).
+/// One number from `sql` on the database at `url` (psql, or sqlite3 for
+/// a `sqlite://` file, read beside the server that holds it).
 pub fn count(url: &str, sql: &str) -> R<i64> {
-    let out = std::process::Command::new("psql")
-        .arg(url)
-        .args(["-tAc", sql])
-        .output()
-        .map_err(|e| format!("psql: {e}"))?;
+    let out = match url.strip_prefix("sqlite://") {
+        Some(path) => std::process::Command::new("sqlite3")
+            .args([path, sql])
+            .output()
+            .map_err(|e| format!("sqlite3: {e}"))?,
+        None => std::process::Command::new("psql")
+            .arg(url)
+            .args(["-tAc", sql])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?,
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     text.trim().parse().map_err(|_| {
         format!(

@@ -350,17 +350,21 @@ pub async fn crash(
 ) -> Crash {
     let mut c = Crash::default();
     let n = cluster.instances.len();
-    let killed = Arc::new(AtomicBool::new(false));
+    // A single instance (SQLite) is started again at once and the flows go
+    // on there; with several, on the survivors.
+    let alone = n == 1;
+    // 0 before the kill, 1 killed, 2 (alone) started again.
+    let phase = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicUsize::new(0));
     // (completed after the kill?, what the client holds)
     let held = Arc::new(Mutex::new(Vec::<(bool, Held)>::new()));
-    let errors = Arc::new(Mutex::new(Vec::<(usize, bool, String)>::new()));
+    let errors = Arc::new(Mutex::new(Vec::<(usize, usize, String)>::new()));
     let total = before + after;
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (cl, killed, done, held, errors) = (
+        let (cl, phase, done, held, errors) = (
             cluster.clone(),
-            killed.clone(),
+            phase.clone(),
             done.clone(),
             held.clone(),
             errors.clone(),
@@ -369,8 +373,8 @@ pub async fn crash(
             let mut k = w;
             while done.load(Ordering::Relaxed) < total {
                 let mut inst = k % n;
-                let dead = killed.load(Ordering::Relaxed);
-                if dead && inst == victim {
+                let began = phase.load(Ordering::Relaxed);
+                if began > 0 && inst == victim && !alone {
                     inst = (inst + 1) % n;
                 }
                 k += 1;
@@ -390,13 +394,12 @@ pub async fn crash(
                 match r {
                     Ok(h) => {
                         // Only what completed on a side of the kill counts for it.
-                        let after_kill = killed.load(Ordering::Relaxed);
-                        if after_kill == dead {
-                            held.lock().await.push((after_kill, h));
+                        if phase.load(Ordering::Relaxed) == began && (began != 1 || !alone) {
+                            held.lock().await.push((began > 0, h));
                         }
                         done.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => errors.lock().await.push((inst, dead, e)),
+                    Err(e) => errors.lock().await.push((inst, began, e)),
                 }
             }
         }));
@@ -416,22 +419,35 @@ pub async fn crash(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cluster.instances[victim].kill9().await;
-    killed.store(true, Ordering::Relaxed);
+    phase.store(1, Ordering::Relaxed);
+    if alone {
+        let t = Instant::now();
+        match cluster.instances[victim].spawn().await {
+            Ok(_) => c.restart_ms = t.elapsed().as_millis(),
+            Err(e) => c
+                .failures
+                .push(format!("restarting the killed instance: {e}")),
+        }
+        phase.store(2, Ordering::Relaxed);
+    }
     for t in tasks {
         let _ = t.await;
     }
     let held = std::mem::take(&mut *held.lock().await);
-    for (inst, dead_then, e) in errors.lock().await.iter() {
-        if *inst == victim && !*dead_then {
-            // In flight on the victim when it died, or sent to it just before.
+    for (inst, began, e) in errors.lock().await.iter() {
+        if *inst == victim && (*began == 0 || (alone && *began == 1)) {
+            // In flight on the victim when it died, or sent to it while it was down.
             c.cut += 1;
         } else if c.failures.len() < 20 {
-            c.failures.push(format!(
-                "a flow on instance {inst} (after the kill: {dead_then}): {e}"
-            ));
+            c.failures
+                .push(format!("a flow on instance {inst} (phase {began}): {e}"));
         }
     }
-    let survivors: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+    let survivors: Vec<usize> = if alone {
+        vec![victim]
+    } else {
+        (0..n).filter(|&i| i != victim).collect()
+    };
     let other = &cluster.instances[survivors[0]];
     match flows::flow_in(&other.env, &flows::browser_with(&other.env, other.ip, jar)).await {
         Ok(false) => c.session_kept = true,
@@ -483,12 +499,14 @@ pub async fn crash(
             }
         }
     }
-    let t = Instant::now();
-    match cluster.instances[victim].spawn().await {
-        Ok(_) => c.restart_ms = t.elapsed().as_millis(),
-        Err(e) => c
-            .failures
-            .push(format!("restarting the killed instance: {e}")),
+    if !alone {
+        let t = Instant::now();
+        match cluster.instances[victim].spawn().await {
+            Ok(_) => c.restart_ms = t.elapsed().as_millis(),
+            Err(e) => c
+                .failures
+                .push(format!("restarting the killed instance: {e}")),
+        }
     }
     c
 }

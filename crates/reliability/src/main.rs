@@ -19,7 +19,8 @@ database outage, a kill -9 and a rolling restart.
 Usage (through scripts/with-postgres.sh, as `make reliability` does):
   reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
               [--bound-secs N] [--crash-flows N] [--workers N] [--pool N]
-              [--only races,outage,crash,rolling] [--out FILE]
+              [--only races,outage,crash,rolling] [--backend postgres|sqlite|all]
+              [--out FILE]
 
   --instances    Strongroom processes on the one database (default 3)
   --rounds       rounds of each race (default 50)
@@ -30,6 +31,8 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   --workers      concurrent clients of the load (default 8)
   --pool         database connections per instance (default 8)
   --only         a comma-separated subset of the parts
+  --backend      the set-ups: several instances on PostgreSQL, one process on
+                 SQLite (races and crash only), or both (default all)
   --out          the report (default docs/reliability.md; `-` = stdout only)
 
 The binary under test is $STRONGROOM_BIN or target/debug/strongroom.
@@ -49,6 +52,9 @@ struct Opts {
     pool: u32,
     only: Vec<String>,
     out: String,
+    /// The set-ups in order: `false` PostgreSQL (several instances), `true`
+    /// SQLite (one process).
+    backends: Vec<bool>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -65,6 +71,7 @@ fn parse() -> Result<Opts, String> {
             .map(String::from)
             .to_vec(),
         out: "docs/reliability.md".into(),
+        backends: vec![false, true],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -88,6 +95,14 @@ fn parse() -> Result<Opts, String> {
             "--pool" => o.pool = num()?.max(1) as u32,
             "--only" => o.only = v.split(',').map(str::to_string).collect(),
             "--out" => o.out = v.clone(),
+            "--backend" => {
+                o.backends = match v.as_str() {
+                    "postgres" => vec![false],
+                    "sqlite" => vec![true],
+                    "all" => vec![false, true],
+                    _ => return Err(format!("--backend postgres|sqlite|all, not {v}")),
+                }
+            }
             _ => return Err(format!("unknown option {a}")),
         }
     }
@@ -130,58 +145,107 @@ fn ms_list(v: &[u128]) -> String {
 }
 
 async fn run(o: &Opts) -> Result<bool, String> {
-    let pg = cluster::Pg::from_env()?;
     let t0 = Instant::now();
-    let cl = Arc::new(cluster::Cluster::start(o.instances, o.pool).await?);
-    eprintln!(
-        "reliability: {} instances up on one PostgreSQL ({:.1} s)",
-        o.instances,
-        t0.elapsed().as_secs_f64()
-    );
-    let has = |p: &str| o.only.iter().any(|x| x == p);
     let mut md = String::new();
     let mut failures: Vec<String> = Vec::new();
     line(
         &mut md,
         format!(
-            "Last run: {} instances on one PostgreSQL, {} rounds × {} racers per race, \
-             outage {} s, bound {} s, {} load workers, pool {} per instance.\n",
-            o.instances, o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.pool
+            "Last run: {} rounds × {} racers per race, outage {} s, bound {} s, {} load workers, \
+             pool {} per instance.\n",
+            o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.pool
         ),
     );
+    for &sqlite in &o.backends {
+        let n = if sqlite { 1 } else { o.instances };
+        let t = Instant::now();
+        let cl = Arc::new(cluster::Cluster::start(n, o.pool, sqlite).await?);
+        let title = if sqlite {
+            "SQLite, one process (several need PostgreSQL)".to_string()
+        } else {
+            format!("PostgreSQL, {n} instances")
+        };
+        eprintln!(
+            "reliability: {title} up ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+        line(&mut md, format!("## {title}\n"));
+        let before = failures.len();
+        let r = parts(o, &cl, sqlite, &mut md, &mut failures).await;
+        if failures[before..].iter().any(|f| f.contains("panicked")) {
+            for (i, inst) in cl.instances.iter().enumerate() {
+                eprintln!("--- instance {i} log tail:\n{}", inst.log_tail());
+            }
+        }
+        for inst in &cl.instances {
+            inst.kill9().await;
+        }
+        r?;
+    }
+    line(
+        &mut md,
+        format!(
+            "Result: {} ({:.0} s in all).",
+            if failures.is_empty() {
+                "pass".to_string()
+            } else {
+                format!("{} failures", failures.len())
+            },
+            t0.elapsed().as_secs_f64()
+        ),
+    );
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    if o.out != "-" {
+        write_report(&o.out, &md)?;
+    }
+    Ok(failures.is_empty())
+}
+
+/// The parts on one set-up; a single SQLite process has no outage (its
+/// database is a file) and no rolling restart (nothing to route to).
+async fn parts(
+    o: &Opts,
+    cl: &Arc<cluster::Cluster>,
+    sqlite: bool,
+    md: &mut String,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let has = |p: &str| o.only.iter().any(|x| x == p);
     if has("races") {
-        line(&mut md, "### Races (exactly one winner per round)\n".into());
+        line(md, "### Races (exactly one winner per round)\n".into());
         line(
-            &mut md,
+            md,
             "| one-time value | rounds | requests | rounds with one winner | losers' error | time |".into(),
         );
-        line(&mut md, "|---|---|---|---|---|---|".into());
+        line(md, "|---|---|---|---|---|---|".into());
         let (r, n) = (o.rounds, o.racers);
         let tallies = [
             (
-                races::code(&cl, r, n).await,
+                races::code(cl, r, n).await,
                 "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2)",
             ),
-            (races::request_uri(&cl, r, n).await, "`invalid_request_uri`"),
-            (races::assertion(&cl, r, n).await, "`invalid_client`"),
-            (races::dpop(&cl, r, n).await, "`invalid_dpop_proof`"),
+            (races::request_uri(cl, r, n).await, "`invalid_request_uri`"),
+            (races::assertion(cl, r, n).await, "`invalid_client`"),
+            (races::dpop(cl, r, n).await, "`invalid_dpop_proof`"),
             (
-                races::refresh(&cl, r, n).await,
+                races::refresh(cl, r, n).await,
                 "`invalid_grant`; the winner's new tokens stay active",
             ),
             (
-                races::ciba(&cl, r, n).await,
+                races::ciba(cl, r, n).await,
                 "`invalid_grant`; the winner's token stays active",
             ),
             (
-                races::registration(&cl, r, n).await,
+                races::registration(cl, r, n).await,
                 "`invalid_client_metadata`; one client of the software in the database",
             ),
         ];
         let refused = tallies[0].0.refused_winner;
         for (t, err) in &tallies {
             line(
-                &mut md,
+                md,
                 format!(
                     "| {} | {} | {} | {} | {err} | {:.1} s |",
                     t.name, t.rounds, t.requests, t.one_winner, t.secs
@@ -190,7 +254,7 @@ async fn run(o: &Opts) -> Result<bool, String> {
             failures.extend(t.failures.iter().map(|f| format!("{}: {f}", t.name)));
         }
         line(
-            &mut md,
+            md,
             format!(
                 "\nAuthorization code: in {refused} of {} rounds the request that spent the code was itself \
                  refused (`invalid_grant`, the grant revoked by a concurrent replay before its tokens were \
@@ -199,18 +263,19 @@ async fn run(o: &Opts) -> Result<bool, String> {
             ),
         );
     }
-    if has("outage") {
+    if has("outage") && !sqlite {
+        let pg = cluster::Pg::from_env()?;
         let out = faults::outage(
-            &cl,
+            cl,
             &pg,
             o.outage_secs,
             Duration::from_secs(o.bound_secs),
             o.workers,
         )
         .await;
-        line(&mut md, "### Database outage\n".into());
+        line(md, "### Database outage\n".into());
         line(
-            &mut md,
+            md,
             format!(
                 "PostgreSQL stopped (`pg_ctl stop -m immediate`) for {} s under load, then started: \
                  {} requests (token, PAR and the authorization page), {} of them answered during the outage, {} with 503 \
@@ -237,42 +302,56 @@ async fn run(o: &Opts) -> Result<bool, String> {
         failures.extend(out.failures.iter().map(|f| format!("outage: {f}")));
     }
     if has("crash") {
-        let victim = o.instances - 1;
-        let c = faults::crash(&cl, victim, o.crash_flows, o.crash_flows, o.workers).await;
-        line(&mut md, "### kill -9 under a load of full flows\n".into());
-        line(
-            &mut md,
+        let victim = cl.instances.len() - 1;
+        let c = faults::crash(cl, victim, o.crash_flows, o.crash_flows, o.workers).await;
+        line(md, "### kill -9 under a load of full flows\n".into());
+        let session = if c.session_kept {
+            "went on without signing in again"
+        } else {
+            "had to sign in again"
+        };
+        let text = if sqlite {
+            format!(
+                "The one process killed with SIGKILL after {} full flows (PAR → authorize → login → consent → \
+                 code, half of them redeemed) and started again at once (serving after {} ms); {} flows \
+                 completed before the kill and {} after the restart; {} flow attempts failed while it was \
+                 down. Checked after the restart: {} token pairs still active, {} codes held across the \
+                 restart redeemed exactly once (the replay refused); a customer signed in before the kill {session}.\n",
+                o.crash_flows,
+                c.restart_ms,
+                c.flows_before,
+                c.flows_after,
+                c.cut,
+                c.tokens_checked,
+                c.codes_checked
+            )
+        } else {
             format!(
                 "Instance {victim} killed with SIGKILL after {} full flows (PAR → authorize → login → consent → code, \
                  half of them redeemed); {} flows completed before the kill and {} after, on the survivors; \
                  {} flows were cut by the kill. Checked on the survivors: {} token pairs (from both sides of the kill) \
                  still active, {} codes held across it redeemed exactly once; a customer signed in at the killed \
-                 instance {} at a survivor. The killed instance was \
-                 serving again {} ms after its restart.\n",
+                 instance {session} at a survivor. The killed instance was serving again {} ms after its restart.\n",
                 o.crash_flows,
                 c.flows_before,
                 c.flows_after,
                 c.cut,
                 c.tokens_checked,
                 c.codes_checked,
-                if c.session_kept {
-                    "went on without signing in again"
-                } else {
-                    "had to sign in again"
-                },
                 c.restart_ms
-            ),
-        );
+            )
+        };
+        line(md, text);
         failures.extend(c.failures.iter().map(|f| format!("crash: {f}")));
     }
-    if has("rolling") {
-        let r = faults::rolling(&cl, o.workers).await;
+    if has("rolling") && !sqlite {
+        let r = faults::rolling(cl, o.workers).await;
         line(
-            &mut md,
+            md,
             "### Rolling restart (SIGTERM, one instance at a time)\n".into(),
         );
         line(
-            &mut md,
+            md,
             format!(
                 "{} requests (token, PAR and the authorization page) during the restart of every instance; {} refused connections \
                  re-sent to the next instance (as a load balancer does); {} requests cut or refused by a stopping \
@@ -294,7 +373,7 @@ async fn run(o: &Opts) -> Result<bool, String> {
         failures.extend(r.failures.iter().map(|f| format!("rolling: {f}")));
     }
     // What the database holds after all of it.
-    line(&mut md, "### The database afterwards\n".into());
+    line(md, "### The database afterwards\n".into());
     let live_under_revoked = cluster::count(
         &cl.db_url,
         "SELECT count(*) FROM tokens t JOIN grants g ON g.grant_id = t.grant_id \
@@ -311,7 +390,7 @@ async fn run(o: &Opts) -> Result<bool, String> {
         cluster::count(&cl.db_url, "SELECT count(*) FROM tokens")?,
     );
     line(
-        &mut md,
+        md,
         format!(
             "{grants} grants and {tokens} tokens; live tokens under a revoked grant: \
              {live_under_revoked} (must be 0); codes spent whose live grant holds no token: \
@@ -325,33 +404,7 @@ async fn run(o: &Opts) -> Result<bool, String> {
             "{live_under_revoked} live tokens under a revoked grant"
         ));
     }
-    line(
-        &mut md,
-        format!(
-            "Result: {} ({:.0} s in all).",
-            if failures.is_empty() {
-                "pass".to_string()
-            } else {
-                format!("{} failures", failures.len())
-            },
-            t0.elapsed().as_secs_f64()
-        ),
-    );
-    for f in &failures {
-        eprintln!("FAIL {f}");
-    }
-    if failures.iter().any(|f| f.contains("panicked")) {
-        for (i, inst) in cl.instances.iter().enumerate() {
-            eprintln!("--- instance {i} log tail:\n{}", inst.log_tail());
-        }
-    }
-    if o.out != "-" {
-        write_report(&o.out, &md)?;
-    }
-    for inst in &cl.instances {
-        inst.kill9().await;
-    }
-    Ok(failures.is_empty())
+    Ok(())
 }
 
 /// Keeps the hand-written part (up to the marker) and replaces the rest.
