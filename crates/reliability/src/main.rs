@@ -30,13 +30,26 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   --crash-flows  full flows before the kill -9, and again after (default 40)
   --workers      concurrent clients of the load (default 8)
   --pool         database connections per instance (default 8)
-  --only         a comma-separated subset of the parts
+  --only         a comma-separated subset of the parts; a race alone by its
+                 name (code, request_uri, assertion, dpop, refresh, ciba,
+                 registration)
   --backend      the set-ups: several instances on PostgreSQL, one process on
                  SQLite (races and crash only), or both (default all)
   --out          the report (default docs/reliability.md; `-` = stdout only)
 
 The binary under test is $STRONGROOM_BIN or target/debug/strongroom.
 ";
+
+/// The races, by the names `--only` takes (`races` = all of them).
+const RACES: [&str; 7] = [
+    "code",
+    "request_uri",
+    "assertion",
+    "dpop",
+    "refresh",
+    "ciba",
+    "registration",
+];
 
 /// Everything above it in the report is hand-written and kept.
 const MARKER: &str = "<!-- Everything below is written by `make reliability`; edits are lost. -->";
@@ -213,7 +226,8 @@ async fn parts(
     failures: &mut Vec<String>,
 ) -> Result<(), String> {
     let has = |p: &str| o.only.iter().any(|x| x == p);
-    if has("races") {
+    let race = |name: &str| has("races") || has(name);
+    if RACES.iter().any(|r| race(r)) {
         line(md, "### Races (exactly one winner per round)\n".into());
         line(
             md,
@@ -221,47 +235,59 @@ async fn parts(
         );
         line(md, "|---|---|---|---|---|---|".into());
         let (r, n) = (o.rounds, o.racers);
-        let tallies = [
-            (
-                races::code(cl, r, n).await,
-                "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2)",
-            ),
-            (races::request_uri(cl, r, n).await, "`invalid_request_uri`"),
-            (races::assertion(cl, r, n).await, "`invalid_client`"),
-            (races::dpop(cl, r, n).await, "`invalid_dpop_proof`"),
-            (
-                races::refresh(cl, r, n).await,
-                "`invalid_grant`; the winner's new tokens stay active",
-            ),
-            (
-                races::ciba(cl, r, n).await,
-                "`invalid_grant`; the winner's token stays active",
-            ),
-            (
-                races::registration(cl, r, n).await,
-                "`invalid_client_metadata`; one client of the software in the database",
-            ),
-        ];
-        let refused = tallies[0].0.refused_winner;
-        for (t, err) in &tallies {
+        // Each row as soon as its race is over.
+        let mut row = |t: races::Tally, note: String| {
             line(
                 md,
                 format!(
-                    "| {} | {} | {} | {} | {err} | {:.1} s |",
+                    "| {} | {} | {} | {} | {note} | {:.1} s |",
                     t.name, t.rounds, t.requests, t.one_winner, t.secs
                 ),
             );
             failures.extend(t.failures.iter().map(|f| format!("{}: {f}", t.name)));
+        };
+        if race("code") {
+            let t = races::code(cl, r, n).await;
+            let note = format!(
+                "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2); in {} rounds the \
+                 request that spent the code was itself refused, a replay having revoked the grant \
+                 before its tokens were stored",
+                t.refused_winner
+            );
+            row(t, note);
         }
-        line(
-            md,
-            format!(
-                "\nAuthorization code: in {refused} of {} rounds the request that spent the code was itself \
-                 refused (`invalid_grant`, the grant revoked by a concurrent replay before its tokens were \
-                 stored); in the others it got tokens, which introspection then showed inactive.\n",
-                tallies[0].0.rounds
-            ),
-        );
+        if race("request_uri") {
+            row(
+                races::request_uri(cl, r, n).await,
+                "`invalid_request_uri`".into(),
+            );
+        }
+        if race("assertion") {
+            row(races::assertion(cl, r, n).await, "`invalid_client`".into());
+        }
+        if race("dpop") {
+            row(races::dpop(cl, r, n).await, "`invalid_dpop_proof`".into());
+        }
+        if race("refresh") {
+            row(
+                races::refresh(cl, r, n).await,
+                "`invalid_grant`; the winner's new tokens stay active, the old refresh token not"
+                    .into(),
+            );
+        }
+        if race("ciba") {
+            row(
+                races::ciba(cl, r, n).await,
+                "`invalid_grant`; the winner's token stays active".into(),
+            );
+        }
+        if race("registration") {
+            row(
+                races::registration(cl, r, n).await,
+                "`invalid_client_metadata`; one client of the software in the database".into(),
+            );
+        }
+        line(md, String::new());
     }
     if has("outage") && !sqlite {
         let pg = cluster::Pg::from_env()?;

@@ -116,6 +116,25 @@ fn judge(
     winners
 }
 
+/// Introspects each (kind, token, expected `active`) at `env`.
+async fn expect_active(
+    t: &mut Tally,
+    round: usize,
+    env: &conformance::flow::Env,
+    tokens: &[(&str, &str, bool)],
+) {
+    for (kind, token, want) in tokens {
+        match flows::active(env, token).await {
+            Ok(a) if a == *want => {}
+            Ok(a) => t.fail(
+                round,
+                format!("the winner's {kind} token: active = {a}, expected {want}"),
+            ),
+            Err(e) => t.fail(round, e),
+        }
+    }
+}
+
 fn spread(cluster: &Cluster, racers: usize, round: usize) -> impl Iterator<Item = usize> + '_ {
     let n = cluster.instances.len();
     (0..racers).map(move |j| (j + round) % n)
@@ -198,16 +217,13 @@ pub async fn code(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally
             && let Ok((at, rt)) = flows::token_pair(a)
         {
             let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
-            for (kind, tok) in [("access", at), ("refresh", rt)] {
-                match flows::active(env, &tok).await {
-                    Ok(false) => {}
-                    Ok(true) => t.fail(
-                        r,
-                        format!("the winner's {kind} token is still active after the replays"),
-                    ),
-                    Err(e) => t.fail(r, e),
-                }
-            }
+            expect_active(
+                &mut t,
+                r,
+                env,
+                &[("access", &at, false), ("refresh", &rt, false)],
+            )
+            .await;
         }
     }
     t.secs = t0.elapsed().as_secs_f64();
@@ -242,17 +258,12 @@ pub async fn refresh(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Ta
             && let Ok((at, new_rt)) = flows::token_pair(a)
         {
             let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
-            for (kind, tok, want) in [
-                ("new access", &at, true),
-                ("new refresh", &new_rt, true),
-                ("old refresh", &rt, false),
-            ] {
-                match flows::active(env, tok).await {
-                    Ok(a) if a == want => {}
-                    Ok(a) => t.fail(r, format!("the {kind} token: active = {a}")),
-                    Err(e) => t.fail(r, e),
-                }
-            }
+            let expected = [
+                ("new access", at.as_str(), true),
+                ("new refresh", new_rt.as_str(), true),
+                ("old refresh", rt.as_str(), false),
+            ];
+            expect_active(&mut t, r, env, &expected).await;
         }
     }
     t.secs = t0.elapsed().as_secs_f64();
@@ -266,20 +277,16 @@ pub async fn assertion(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> 
         name: "client assertion jti",
         ..Tally::default()
     };
-    let t0 = Instant::now();
-    for r in 0..rounds {
-        let one = flows::assertion(&cluster.instances[0].env);
-        let answers = fire_tokens(cluster, racers, r, |env| {
-            (
-                flows::client_credentials(env, &one),
-                flows::token_proof(env),
-            )
-        })
-        .await;
-        judge(&mut t, r, &answers, 200, &[401], &["invalid_client"]);
-        t.rounds += 1;
-    }
-    t.secs = t0.elapsed().as_secs_f64();
+    token_race(
+        cluster,
+        rounds,
+        racers,
+        &mut t,
+        (&[401], "invalid_client"),
+        flows::assertion,
+        |env, one| (flows::client_credentials(env, one), flows::token_proof(env)),
+    )
+    .await;
     t
 }
 
@@ -290,28 +297,43 @@ pub async fn dpop(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally
         name: "DPoP proof jti",
         ..Tally::default()
     };
-    let t0 = Instant::now();
-    for r in 0..rounds {
-        let proof = flows::token_proof(&cluster.instances[0].env);
-        let answers = fire_tokens(cluster, racers, r, |env| {
+    token_race(
+        cluster,
+        rounds,
+        racers,
+        &mut t,
+        (&[400, 401], "invalid_dpop_proof"),
+        flows::token_proof,
+        |env, one| {
             (
                 flows::client_credentials(env, &flows::assertion(env)),
-                proof.clone(),
+                one.to_string(),
             )
-        })
-        .await;
-        judge(
-            &mut t,
-            r,
-            &answers,
-            200,
-            &[400, 401],
-            &["invalid_dpop_proof"],
-        );
+        },
+    )
+    .await;
+    t
+}
+
+/// Rounds of client-credentials requests sharing the one value `fresh`
+/// makes per round; `make` gives a racer's form and DPoP proof with it.
+async fn token_race(
+    cluster: &Arc<Cluster>,
+    rounds: usize,
+    racers: usize,
+    t: &mut Tally,
+    (lose_status, lose_error): (&[u16], &str),
+    fresh: fn(&conformance::flow::Env) -> String,
+    make: impl Fn(&conformance::flow::Env, &str) -> (Params, String),
+) {
+    let t0 = Instant::now();
+    for r in 0..rounds {
+        let one = fresh(&cluster.instances[0].env);
+        let answers = fire_tokens(cluster, racers, r, |env| make(env, &one)).await;
+        judge(t, r, &answers, 200, lose_status, &[lose_error]);
         t.rounds += 1;
     }
     t.secs = t0.elapsed().as_secs_f64();
-    t
 }
 
 /// The same `request_uri` (RFC 9126 §4): every racer signs in and reaches
@@ -451,11 +473,7 @@ pub async fn ciba(cluster: &Arc<Cluster>, rounds: usize, racers: usize) -> Tally
             && let Some(at) = a.json["access_token"].as_str()
         {
             let env = &cluster.instances[(r + 1) % cluster.instances.len()].env;
-            match flows::active(env, at).await {
-                Ok(true) => {}
-                Ok(false) => t.fail(r, "the winner's access token is inactive".into()),
-                Err(e) => t.fail(r, e),
-            }
+            expect_active(&mut t, r, env, &[("access", at, true)]).await;
         }
     }
     t.secs = t0.elapsed().as_secs_f64();
