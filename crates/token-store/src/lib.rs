@@ -536,7 +536,7 @@ impl Store {
     {
         let admitted = match &reach {
             None => None,
-            Some(r) => match r.admit(pool.state().idle_connections) {
+            Some(r) => match r.admit(|| pool.state().idle_connections) {
                 Some(a) => Some(a),
                 None => {
                     return Err(StoreError::Unavailable(

@@ -47,9 +47,10 @@ impl Drop for Admitted {
 
 impl Reach {
     /// Leave to go to the pool, or `None`: answer `Unavailable` now.
-    /// `idle` is the pool's count of idle connections.
-    pub(crate) fn admit(self: &Arc<Self>, idle: u32) -> Option<Admitted> {
-        if !self.down.load(Ordering::Acquire) || idle > 0 {
+    /// `idle` counts the pool's idle connections (asked only while the
+    /// database is down: it takes the pool's lock).
+    pub(crate) fn admit(self: &Arc<Self>, idle: impl FnOnce() -> u32) -> Option<Admitted> {
+        if !self.down.load(Ordering::Acquire) || idle() > 0 {
             return Some(Admitted {
                 reach: self.clone(),
                 probe: false,
@@ -91,8 +92,8 @@ mod tests {
     #[test]
     fn everyone_goes_while_the_database_answers() {
         let r = Arc::new(Reach::default());
-        let a = r.admit(0);
-        let b = r.admit(0);
+        let a = r.admit(|| 0);
+        let b = r.admit(|| 0);
         assert!(a.is_some() && b.is_some());
     }
 
@@ -101,17 +102,19 @@ mod tests {
         let r = Arc::new(Reach::default());
         r.record(true);
         assert!(r.is_down());
-        let probe = r.admit(0).expect("the probe");
+        let probe = r.admit(|| 0).expect("the probe");
         assert!(
-            r.admit(0).is_none(),
+            r.admit(|| 0).is_none(),
             "a second caller while the probe is out"
         );
-        assert!(r.admit(0).is_none());
+        assert!(r.admit(|| 0).is_none());
         // An idle connection the pool re-established lets callers through.
-        assert!(r.admit(1).is_some());
+        assert!(r.admit(|| 1).is_some());
         drop(probe);
-        let again = r.admit(0).expect("the next probe once the first is back");
-        assert!(r.admit(0).is_none());
+        let again = r
+            .admit(|| 0)
+            .expect("the next probe once the first is back");
+        assert!(r.admit(|| 0).is_none());
         drop(again);
     }
 
@@ -119,11 +122,11 @@ mod tests {
     fn an_answer_ends_the_outage() {
         let r = Arc::new(Reach::default());
         r.record(true);
-        let probe = r.admit(0).unwrap();
+        let probe = r.admit(|| 0).unwrap();
         r.record(false);
         drop(probe);
         assert!(!r.is_down());
-        let (a, b) = (r.admit(0), r.admit(0));
+        let (a, b) = (r.admit(|| 0), r.admit(|| 0));
         assert!(a.is_some() && b.is_some());
     }
 }

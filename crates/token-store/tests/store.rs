@@ -2575,7 +2575,10 @@ async fn an_unreachable_postgres_is_reported_at_once_and_recovers() {
     fwd.cut();
     let t = Instant::now();
     let first = store.ping().await;
-    assert!(matches!(first, Err(StoreError::Unavailable(_))), "{first:?}");
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
 
     // 32 callers together: one probes the pool (and waits for it), the
@@ -2589,12 +2592,18 @@ async fn an_unreachable_postgres_is_reported_at_once_and_recovers() {
         }
     })
     .await;
-    assert!(timed.iter().all(|(unavailable, _)| *unavailable), "{timed:?}");
+    assert!(
+        timed.iter().all(|(unavailable, _)| *unavailable),
+        "{timed:?}"
+    );
     let prompt = timed
         .iter()
         .filter(|(_, took)| *took < Duration::from_millis(500))
         .count();
-    assert!(prompt >= 31, "only {prompt} of 32 answered at once: {timed:?}");
+    assert!(
+        prompt >= 31,
+        "only {prompt} of 32 answered at once: {timed:?}"
+    );
 
     fwd.restore().await;
     let deadline = Instant::now() + Duration::from_secs(20);
