@@ -18,7 +18,8 @@ database outage, a kill -9 and a rolling restart.
 
 Usage (through scripts/with-postgres.sh, as `make reliability` does):
   reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
-              [--bound-secs N] [--crash-flows N] [--workers N] [--pool N]
+              [--bound-secs N] [--crash-flows N] [--workers N]
+              [--outage-workers N] [--pool N]
               [--only races,outage,crash,rolling] [--backend postgres|sqlite|all]
               [--out FILE]
 
@@ -26,9 +27,12 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   --rounds       rounds of each race (default 50)
   --racers       concurrent uses of the one value per round (default 64)
   --outage-secs  how long PostgreSQL stays down (default 15)
-  --bound-secs   the longest any request may take, outage included (default 10)
+  --bound-secs   the longest any request may take, outage included (default 8:
+                 the pool's 5 s checkout, and margin)
   --crash-flows  full flows before the kill -9, and again after (default 40)
   --workers      concurrent clients of the load (default 8)
+  --outage-workers  concurrent clients during the outage (default 64: more
+                 than an instance has threads for database work)
   --pool         database connections per instance (default 8)
   --only         a comma-separated subset of the parts; a race alone by its
                  name (code, request_uri, assertion, dpop, refresh, ciba,
@@ -62,6 +66,7 @@ struct Opts {
     bound_secs: u64,
     crash_flows: usize,
     workers: usize,
+    outage_workers: usize,
     pool: u32,
     only: Vec<String>,
     out: String,
@@ -76,9 +81,10 @@ fn parse() -> Result<Opts, String> {
         rounds: 50,
         racers: 64,
         outage_secs: 15,
-        bound_secs: 10,
+        bound_secs: 8,
         crash_flows: 40,
         workers: 8,
+        outage_workers: 64,
         pool: 8,
         only: ["races", "outage", "crash", "rolling"]
             .map(String::from)
@@ -105,6 +111,7 @@ fn parse() -> Result<Opts, String> {
             "--bound-secs" => o.bound_secs = num()?,
             "--crash-flows" => o.crash_flows = num()?.max(2) as usize,
             "--workers" => o.workers = num()?.max(1) as usize,
+            "--outage-workers" => o.outage_workers = num()?.max(1) as usize,
             "--pool" => o.pool = num()?.max(1) as u32,
             "--only" => o.only = v.split(',').map(str::to_string).collect(),
             "--out" => o.out = v.clone(),
@@ -164,9 +171,9 @@ async fn run(o: &Opts) -> Result<bool, String> {
     line(
         &mut md,
         format!(
-            "Last run: {} rounds × {} racers per race, outage {} s, bound {} s, {} load workers, \
-             pool {} per instance.\n",
-            o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.pool
+            "Last run: {} rounds × {} racers per race, outage {} s, bound {} s, {} load workers \
+             ({} during the outage), pool {} per instance.\n",
+            o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.outage_workers, o.pool
         ),
     );
     for &sqlite in &o.backends {
@@ -296,7 +303,7 @@ async fn parts(
             &pg,
             o.outage_secs,
             Duration::from_secs(o.bound_secs),
-            o.workers,
+            o.outage_workers,
         )
         .await;
         line(md, "### Database outage\n".into());
