@@ -29,6 +29,9 @@ pub struct Outage {
     pub unavailable_503: usize,
     /// The 503s by request kind.
     pub unavailable_by: std::collections::BTreeMap<&'static str, usize>,
+    /// The median time to a 503: once the database is known gone, the
+    /// answer must come at once, not after a wait for the pool.
+    pub unavailable_median_ms: u128,
     pub max_latency_ms: u128,
     pub bound_ms: u128,
     pub recovery_ms: Vec<u128>,
@@ -36,6 +39,9 @@ pub struct Outage {
     pub healthz_failures: usize,
     pub failures: Vec<String>,
 }
+
+/// The longest median wait for a 503 during the outage.
+const PROMPT_MS: u128 = 1000;
 
 /// The error of a request that never reached the instance (the TCP or TLS
 /// connection refused): a load balancer would send it elsewhere.
@@ -234,6 +240,7 @@ pub async fn outage(
     o.secs = t0.elapsed().as_secs_f64();
     let s = samples.lock().await;
     o.requests = s.len();
+    let mut waits = Vec::new();
     for x in s.iter() {
         o.max_latency_ms = o.max_latency_ms.max(x.took.as_millis());
         if x.took > bound {
@@ -253,6 +260,7 @@ pub async fn outage(
             r if served(x.what, r) => {}
             r if unavailable(x.what, r) => {
                 o.unavailable_503 += 1;
+                waits.push(x.took.as_millis());
                 *o.unavailable_by.entry(x.what).or_default() += 1;
                 if x.sent + x.took < down_at {
                     o.failures.push(format!("503 before the outage: {x:?}"));
@@ -305,6 +313,15 @@ pub async fn outage(
                 at.as_secs_f64()
             ));
         }
+    }
+    waits.sort_unstable();
+    o.unavailable_median_ms = waits.get(waits.len() / 2).copied().unwrap_or_default();
+    if o.unavailable_median_ms > PROMPT_MS {
+        o.failures.push(format!(
+            "the median 503 took {} ms (more than {PROMPT_MS} ms): requests wait for the pool \
+             instead of being told at once that the database is gone",
+            o.unavailable_median_ms
+        ));
     }
     o.healthz_failures = p
         .iter()

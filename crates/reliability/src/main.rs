@@ -312,7 +312,7 @@ async fn parts(
             format!(
                 "PostgreSQL stopped (`pg_ctl stop -m immediate`) for {} s under load, then started: \
                  {} requests (token, PAR and the authorization page), {} of them answered during the outage, {} with 503 \
-                 `temporarily_unavailable` (or the 503 page; {}); the slowest answer took {} ms (bound {} ms). \
+                 `temporarily_unavailable` (or the 503 page; {}), in {} ms at the median; the slowest answer took {} ms (bound {} ms). \
                  `/readyz` answered 503 during the outage on {} of {} instances, `/healthz` failed {} times. \
                  Back to serving after PostgreSQL was up, per instance: {}.\n",
                 o.outage_secs,
@@ -324,6 +324,7 @@ async fn parts(
                     .map(|(k, v)| format!("{k} {v}"))
                     .collect::<Vec<_>>()
                     .join(", "),
+                out.unavailable_median_ms,
                 out.max_latency_ms,
                 out.bound_ms,
                 out.readyz_down_seen.iter().filter(|x| **x).count(),
