@@ -139,3 +139,15 @@ conformance-ciba:
 # The kit for the real OIDF suite: plan configurations + matching clients.
 conformance-kit:
 	conformance/oidf/provision.sh
+
+# Reliability (docs/reliability.md): three Strongroom instances on one
+# throw-away PostgreSQL, driven over HTTPS: 64 concurrent uses of each
+# one-time value per round, PostgreSQL stopped under load and started again,
+# kill -9 of an instance under full flows, a rolling restart. Rewrites the
+# generated part of docs/reliability.md. RELIABILITY_ARGS passes options
+# (target/debug/reliability --help), e.g. "--rounds 500 --outage-secs 30".
+.PHONY: reliability
+RELIABILITY_ARGS ?=
+reliability:
+	$(CARGO) build -p strongroom -p reliability
+	scripts/with-postgres.sh target/debug/reliability $(RELIABILITY_ARGS)

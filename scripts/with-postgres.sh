@@ -114,8 +114,8 @@ while :; do
         continue
     fi
     # Durability settings off: this cluster lives for one test run.
-    if as_db_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$tmp/server.crt -c ssl_key_file=$tmp/server.key" \
+    opts="-c listen_addresses=127.0.0.1 -p $port -k $tmp -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$tmp/server.crt -c ssl_key_file=$tmp/server.key"
+    if as_db_user "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 -o "$opts" \
         start </dev/null >/dev/null 2>&1; then
         started=1
         break
@@ -143,6 +143,11 @@ fi
 
 export STRONGROOM_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 export STRONGROOM_TEST_DATABASE_CA="$tmp/server.crt"
+# For commands that stop and start the server themselves (the outage of
+# `make reliability`): pg_ctl -D "$STRONGROOM_TEST_PG_DATA" -o "$STRONGROOM_TEST_PG_OPTS" start,
+# as the `postgres` OS user when run as root.
+export STRONGROOM_TEST_PG_BIN="$PG_BIN" STRONGROOM_TEST_PG_DATA="$data" \
+    STRONGROOM_TEST_PG_OPTS="$opts" STRONGROOM_TEST_PG_LOG="$log"
 echo "with-postgres: PostgreSQL on 127.0.0.1:$port (STRONGROOM_TEST_DATABASE_URL=$STRONGROOM_TEST_DATABASE_URL)" >&2
 
 set +e

@@ -471,6 +471,17 @@ fn ciba_metadata(c: &Client, ping_base: Option<&str>) -> Value {
 /// with `[ciba]` and `[hooks]` pointing at them.
 pub async fn start(postgres: bool) -> Result<Running, String> {
     let mut p = crate::server::prepare("ciba", postgres, true)?;
+    let (side, pkjwt, mtls) = configure(&mut p).await?;
+    crate::server::launch(p, pkjwt, mtls, Some(side)).await
+}
+
+/// The CIBA side of a prepared configuration: starts the bank receiver and
+/// the notification endpoint, adds `[ciba]`, `[hooks]`, the FAPI 1.0
+/// Advanced profile and the CIBA clients to `p.cfg`, and returns the side
+/// and the poll clients (private_key_jwt, tls_client_auth).
+pub async fn configure(
+    p: &mut crate::server::Prepared,
+) -> Result<(Arc<Side>, [Client; 2], [Client; 2]), String> {
     let bank_l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -551,17 +562,17 @@ pub async fn start(postgres: bool) -> Result<Running, String> {
     });
     tokio::spawn(listen_plain(side.clone(), bank_l));
     tokio::spawn(listen_tls(side.clone(), ping_l, acceptor));
-    crate::server::launch(p, pkjwt, mtls, Some(side)).await
+    Ok((side, pkjwt, mtls))
 }
 
 // ---------------------------------------------------------------------------
 // The TPP's side.
 
 /// A started backchannel authentication request.
-struct Pending {
+pub struct Pending {
     sub: String,
     token: Option<String>,
-    auth_req_id: String,
+    pub auth_req_id: String,
     expires_in: i64,
     interval: i64,
     binding_message: Option<String>,
@@ -806,7 +817,8 @@ async fn notify_and_decide(env: &Env, side: &Side, c: &Client, p: &Pending, appr
     Ok(())
 }
 
-fn token_form(env: &Env, c: &Client, auth_req_id: &str) -> Params {
+/// The CIBA token request (§10.1) for `auth_req_id`, with `c`'s authentication.
+pub fn token_form(env: &Env, c: &Client, auth_req_id: &str) -> Params {
     let mut f: Params = vec![
         ("grant_type".into(), GRANT.into()),
         ("auth_req_id".into(), auth_req_id.into()),
@@ -992,7 +1004,7 @@ async fn journey(
 }
 
 /// An approved request, tokens not yet fetched.
-async fn approved(env: &Env, side: &Side, v: &Variant, c: &Client) -> R<Pending> {
+pub async fn approved(env: &Env, side: &Side, v: &Variant, c: &Client) -> R<Pending> {
     let p = start_req(env, v, c, |_| {}).await?;
     notify_and_decide(env, side, c, &p, true).await?;
     if v.ping {

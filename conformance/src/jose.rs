@@ -279,6 +279,12 @@ pub struct Identity {
     pub subject_dn: String,
 }
 
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pki {
     pub fn new() -> Pki {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
@@ -327,21 +333,43 @@ impl Pki {
 
     /// A client certificate with subject CN=`cn`, O=`org`, C=GB.
     pub fn client(&self, cn: &str, org: &str) -> Identity {
+        self.client_dn(&[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, org),
+            (DnType::CommonName, cn),
+        ])
+    }
+
+    /// A client certificate with these subject attributes, in this order
+    /// (C, O, OU, CN are named in `subject_dn`; UK Open Banking transport
+    /// certificates carry OU = org_id, CN = software_id).
+    pub fn client_dn(&self, dn: &[(DnType, &str)]) -> Identity {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CountryName, "GB");
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, org);
-        params.distinguished_name.push(DnType::CommonName, cn);
+        for (t, v) in dn {
+            params.distinguished_name.push(t.clone(), *v);
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &self.issuer).expect("client cert");
         Identity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
-            subject_dn: format!("CN={cn},O={org},C=GB"),
+            subject_dn: dn
+                .iter()
+                .rev()
+                .map(|(t, v)| {
+                    let name = match t {
+                        DnType::CountryName => "C",
+                        DnType::OrganizationName => "O",
+                        DnType::OrganizationalUnitName => "OU",
+                        _ => "CN",
+                    };
+                    format!("{name}={v}")
+                })
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }
@@ -349,6 +377,20 @@ impl Pki {
 /// An HTTPS client on the aws-lc-rs provider trusting `ca_pem`, optionally
 /// presenting a client certificate; never follows redirects.
 pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) -> reqwest::Client {
+    let jar = cookies.then(|| std::sync::Arc::new(reqwest::cookie::Jar::default()));
+    https_client_at(ca_pem, identity, jar, None)
+}
+
+/// [`https_client`] keeping its cookies in `jar` (a browser's, which
+/// another client may share), and whose `localhost` is `at` (the URL's port
+/// is kept): one instance of several that share an issuer, as a load
+/// balancer would route to it.
+pub fn https_client_at(
+    ca_pem: &str,
+    identity: Option<&Identity>,
+    jar: Option<std::sync::Arc<reqwest::cookie::Jar>>,
+    at: Option<std::net::IpAddr>,
+) -> reqwest::Client {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -373,10 +415,16 @@ pub fn https_client(ca_pem: &str, identity: Option<&Identity>, cookies: bool) ->
         }
         None => builder.with_no_client_auth(),
     };
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(ip) = at {
+        builder = builder.resolve("localhost", std::net::SocketAddr::new(ip, 0));
+    }
+    if let Some(jar) = jar {
+        builder = builder.cookie_provider(jar);
+    }
+    builder
         .use_preconfigured_tls(config)
         .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(cookies)
         .timeout(std::time::Duration::from_secs(30))
         // Below the server's keep-alive (actix's default, 5 s): the modules
         // share these clients, and a pooled connection reused just as the

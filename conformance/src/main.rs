@@ -3,12 +3,7 @@
 //! final, FAPI-CIBA), one test per OIDF module, run against a real
 //! Strongroom over HTTPS. See docs/conformance.md.
 
-mod ciba;
-mod flow;
-mod jose;
-mod kit;
-mod modules;
-mod server;
+use conformance::{ciba, flow, kit, modules, server};
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -42,7 +42,7 @@ pub fn binary() -> PathBuf {
 
 /// A database URL: SQLite in `dir`, or a fresh database on the PostgreSQL
 /// server of $STRONGROOM_TEST_DATABASE_URL (created with `psql`).
-fn database(postgres: bool, dir: &std::path::Path, tag: &str) -> Result<String, String> {
+pub fn database(postgres: bool, dir: &std::path::Path, tag: &str) -> Result<String, String> {
     if !postgres {
         return Ok(format!("sqlite://{}", dir.join("strongroom.db").display()));
     }

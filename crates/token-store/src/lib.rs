@@ -22,6 +22,7 @@ mod conn;
 mod db;
 mod error;
 mod models;
+mod reach;
 mod repo;
 mod schema;
 mod seen;
@@ -87,6 +88,10 @@ pub struct Store {
     sqlite_path: Option<String>,
     /// The claim's lock, held for as long as any clone of the store lives.
     claim: Option<Arc<std::fs::File>>,
+    /// PostgreSQL: whether the database answered last ([`reach`]); `None`
+    /// on SQLite, a file that cannot go away (its busy errors are
+    /// contention, not an outage).
+    reach: Option<Arc<reach::Reach>>,
 }
 
 /// See [`Store::carrying_replay`].
@@ -215,6 +220,7 @@ impl Store {
             clients: None,
             claim: None,
             sqlite_path: (backend == Backend::Sqlite).then_some(sqlite_path),
+            reach: (backend == Backend::Postgres).then(Default::default),
         })
     }
 
@@ -397,7 +403,7 @@ impl Store {
     pub async fn migrate(&self) -> StoreResult<()> {
         // Straight on the write connection, never inside a batch: the run is
         // its own transaction.
-        Self::run_on(self.writer_pool.clone(), |conn| {
+        Self::run_on(self.writer_pool.clone(), None, |conn| {
             let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
                 Fail::Store(StoreError::Backend(format!(
                     "migration failed: {}",
@@ -474,7 +480,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
-        Self::run_on(self.pool.clone(), f).await
+        Self::run_on(self.pool.clone(), self.reach.clone(), f).await
     }
 
     /// Runs `f`, which writes, on the writer connection (see [`Store`]).
@@ -530,7 +536,7 @@ impl Store {
         match &self.writer {
             Some(w) => w.submit(f, after).await,
             None => {
-                Self::run_on(self.writer_pool.clone(), move |conn| {
+                Self::run_on(self.writer_pool.clone(), self.reach.clone(), move |conn| {
                     let result = f(conn);
                     after();
                     result
@@ -540,19 +546,44 @@ impl Store {
         }
     }
 
-    async fn run_on<T, F>(pool: r2d2::Pool<Manager>, f: F) -> StoreResult<T>
+    /// Runs `f` on a connection of `pool` on the blocking pool; with
+    /// `reach` (PostgreSQL), `Unavailable` at once while the database is
+    /// known to be unreachable ([`reach`]).
+    async fn run_on<T, F>(
+        pool: r2d2::Pool<Manager>,
+        reach: Option<Arc<reach::Reach>>,
+        f: F,
+    ) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
+        let admitted = match &reach {
+            None => None,
+            Some(r) => match r.admit(|| pool.state().idle_connections) {
+                Some(a) => Some(a),
+                None => {
+                    return Err(StoreError::Unavailable(
+                        "the database is unreachable (answering at once until it answers again)"
+                            .to_owned(),
+                    ));
+                }
+            },
+        };
         let joined = tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "no database connection: {}",
-                    one_line(&e.to_string())
-                ))
-            })?;
-            f(&mut conn).map_err(StoreError::from)
+            let result = pool
+                .get()
+                .map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "no database connection: {}",
+                        one_line(&e.to_string())
+                    ))
+                })
+                .and_then(|mut conn| f(&mut conn).map_err(StoreError::from));
+            if let Some(a) = &admitted {
+                a.record(matches!(result, Err(StoreError::Unavailable(_))));
+            }
+            result
         })
         .await;
         match joined {

@@ -2574,3 +2574,129 @@ async fn a_claim_before_the_migrations_checks_values_in_memory_after_them() {
     drop(store);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ------------------------------------------------------------- outage
+
+/// A TCP forwarder to PostgreSQL that can be cut (its port closed, every
+/// forwarded connection dropped: the database gone, as to a client) and
+/// restored on the same port.
+struct Forwarder {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Forwarder {
+    async fn start(upstream: String) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let f = Forwarder {
+            addr: listener.local_addr().unwrap(),
+            upstream,
+            tasks: Arc::default(),
+        };
+        f.serve(listener);
+        f
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (upstream, tasks) = (self.upstream.clone(), self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        // The aborted listener is dropped asynchronously: retry the bind.
+        for _ in 0..50 {
+            if let Ok(l) = tokio::net::TcpListener::bind(self.addr).await {
+                return self.serve(l);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("could not listen on {} again", self.addr);
+    }
+}
+
+/// PostgreSQL unreachable: once a checkout has found it gone, callers are
+/// told `Unavailable` at once rather than each waiting out the pool's
+/// timeout on a blocking thread (which, under load, queued requests for
+/// as long as the outage lasted: `make reliability`, docs/reliability.md);
+/// one probe at a time still tries, and once the database is back the
+/// store serves again by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_postgres_is_reported_at_once_and_recovers() {
+    let admin = admin_url();
+    token_store::init_openssl();
+    let (_, rest) = admin.split_once("://").unwrap();
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let fwd = Forwarder::start(host_port.to_string()).await;
+    let url = admin.replacen(host_port, &fwd.addr.to_string(), 1);
+    let store = Store::connect(&url, 4).expect("through the forwarder");
+    store.ping().await.expect("the database answers");
+
+    fwd.cut();
+    let t = Instant::now();
+    let first = store.ping().await;
+    assert!(
+        matches!(first, Err(StoreError::Unavailable(_))),
+        "{first:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+
+    // 32 callers together: one probes the pool (and waits for it), the
+    // others are answered at once.
+    let timed = race(32, |_| {
+        let s = store.clone();
+        async move {
+            let t = Instant::now();
+            let r = s.ping().await;
+            (matches!(r, Err(StoreError::Unavailable(_))), t.elapsed())
+        }
+    })
+    .await;
+    assert!(
+        timed.iter().all(|(unavailable, _)| *unavailable),
+        "{timed:?}"
+    );
+    let prompt = timed
+        .iter()
+        .filter(|(_, took)| *took < Duration::from_millis(500))
+        .count();
+    assert!(
+        prompt >= 31,
+        "only {prompt} of 32 answered at once: {timed:?}"
+    );
+
+    fwd.restore().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if store.ping().await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // All of them again, not only the probe.
+    let back = race(8, |_| {
+        let s = store.clone();
+        async move { s.ping().await.is_ok() }
+    })
+    .await;
+    assert!(back.iter().all(|ok| *ok), "{back:?}");
+}

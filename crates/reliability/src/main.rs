@@ -1,0 +1,453 @@
+//! `reliability`: several Strongroom instances on one PostgreSQL, driven
+//! concurrently over HTTPS through races on every one-time value, a
+//! database outage, a `kill -9` and a rolling restart (docs/reliability.md,
+//! which it rewrites below its marker).
+
+mod cluster;
+mod faults;
+mod flows;
+mod races;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+reliability: several Strongroom instances on one PostgreSQL under races, a
+database outage, a kill -9 and a rolling restart.
+
+Usage (through scripts/with-postgres.sh, as `make reliability` does):
+  reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
+              [--bound-secs N] [--crash-flows N] [--workers N]
+              [--outage-workers N] [--pool N]
+              [--only races,outage,crash,rolling] [--backend postgres|sqlite|all]
+              [--out FILE]
+
+  --instances    Strongroom processes on the one database (default 3)
+  --rounds       rounds of each race (default 50)
+  --racers       concurrent uses of the one value per round (default 64)
+  --outage-secs  how long PostgreSQL stays down (default 15)
+  --bound-secs   the longest any request may take, outage included (default 8:
+                 the pool's 5 s checkout, and margin)
+  --crash-flows  full flows before the kill -9, and again after (default 40)
+  --workers      concurrent clients of the load (default 8)
+  --outage-workers  concurrent clients during the outage (default 64: more
+                 than an instance has threads for database work)
+  --pool         database connections per instance (default 8)
+  --only         a comma-separated subset of the parts; a race alone by its
+                 name (code, request_uri, assertion, dpop, refresh, ciba,
+                 registration)
+  --backend      the set-ups: several instances on PostgreSQL, one process on
+                 SQLite (races and crash only), or both (default all)
+  --out          the report (default docs/reliability.md; `-` = stdout only)
+
+The binary under test is $STRONGROOM_BIN or target/debug/strongroom.
+";
+
+/// The races, by the names `--only` takes (`races` = all of them).
+const RACES: [&str; 7] = [
+    "code",
+    "request_uri",
+    "assertion",
+    "dpop",
+    "refresh",
+    "ciba",
+    "registration",
+];
+
+/// Everything above it in the report is hand-written and kept.
+const MARKER: &str = "<!-- Everything below is written by `make reliability`; edits are lost. -->";
+
+struct Opts {
+    instances: usize,
+    rounds: usize,
+    racers: usize,
+    outage_secs: u64,
+    bound_secs: u64,
+    crash_flows: usize,
+    workers: usize,
+    outage_workers: usize,
+    pool: u32,
+    only: Vec<String>,
+    out: String,
+    /// The set-ups in order: `false` PostgreSQL (several instances), `true`
+    /// SQLite (one process).
+    backends: Vec<bool>,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        instances: 3,
+        rounds: 50,
+        racers: 64,
+        outage_secs: 15,
+        bound_secs: 8,
+        crash_flows: 40,
+        workers: 8,
+        outage_workers: 64,
+        pool: 8,
+        only: ["races", "outage", "crash", "rolling"]
+            .map(String::from)
+            .to_vec(),
+        out: "docs/reliability.md".into(),
+        backends: vec![false, true],
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--help" || a == "-h" {
+            return Err(String::new());
+        }
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        let num = || {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: not a number: {v}"))
+        };
+        match a.as_str() {
+            "--instances" => o.instances = num()?.clamp(2, 8) as usize,
+            "--rounds" => o.rounds = num()? as usize,
+            "--racers" => o.racers = num()?.max(2) as usize,
+            "--outage-secs" => o.outage_secs = num()?,
+            "--bound-secs" => o.bound_secs = num()?,
+            "--crash-flows" => o.crash_flows = num()?.max(2) as usize,
+            "--workers" => o.workers = num()?.max(1) as usize,
+            "--outage-workers" => o.outage_workers = num()?.max(1) as usize,
+            "--pool" => o.pool = num()?.max(1) as u32,
+            "--only" => o.only = v.split(',').map(str::to_string).collect(),
+            "--out" => o.out = v.clone(),
+            "--backend" => {
+                o.backends = match v.as_str() {
+                    "postgres" => vec![false],
+                    "sqlite" => vec![true],
+                    "all" => vec![false, true],
+                    _ => return Err(format!("--backend postgres|sqlite|all, not {v}")),
+                }
+            }
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("reliability: {e}");
+            }
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("reliability: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn line(out: &mut String, s: String) {
+    println!("{s}");
+    out.push_str(&s);
+    out.push('\n');
+}
+
+fn ms_list(v: &[u128]) -> String {
+    v.iter()
+        .map(|m| format!("{m} ms"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run(o: &Opts) -> Result<bool, String> {
+    let t0 = Instant::now();
+    let mut md = String::new();
+    let mut failures: Vec<String> = Vec::new();
+    line(
+        &mut md,
+        format!(
+            "Last run: {} rounds × {} racers per race, outage {} s, bound {} s, {} load workers \
+             ({} during the outage), pool {} per instance.\n",
+            o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.outage_workers, o.pool
+        ),
+    );
+    for &sqlite in &o.backends {
+        let n = if sqlite { 1 } else { o.instances };
+        let t = Instant::now();
+        let cl = Arc::new(cluster::Cluster::start(n, o.pool, sqlite).await?);
+        let title = if sqlite {
+            "SQLite, one process (several need PostgreSQL)".to_string()
+        } else {
+            format!("PostgreSQL, {n} instances")
+        };
+        eprintln!(
+            "reliability: {title} up ({:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+        line(&mut md, format!("## {title}\n"));
+        let before = failures.len();
+        let r = parts(o, &cl, sqlite, &mut md, &mut failures).await;
+        if failures[before..].iter().any(|f| f.contains("panicked")) {
+            for (i, inst) in cl.instances.iter().enumerate() {
+                eprintln!("--- instance {i} log tail:\n{}", inst.log_tail());
+            }
+        }
+        for inst in &cl.instances {
+            inst.kill9().await;
+        }
+        r?;
+    }
+    line(
+        &mut md,
+        format!(
+            "Result: {} ({:.0} s in all).",
+            if failures.is_empty() {
+                "pass".to_string()
+            } else {
+                format!("{} failures", failures.len())
+            },
+            t0.elapsed().as_secs_f64()
+        ),
+    );
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    if o.out != "-" {
+        write_report(&o.out, &md)?;
+    }
+    Ok(failures.is_empty())
+}
+
+/// The parts on one set-up; a single SQLite process has no outage (its
+/// database is a file) and no rolling restart (nothing to route to).
+async fn parts(
+    o: &Opts,
+    cl: &Arc<cluster::Cluster>,
+    sqlite: bool,
+    md: &mut String,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let has = |p: &str| o.only.iter().any(|x| x == p);
+    let race = |name: &str| has("races") || has(name);
+    if RACES.iter().any(|r| race(r)) {
+        line(md, "### Races (exactly one winner per round)\n".into());
+        line(
+            md,
+            "| one-time value | rounds | requests | rounds with one winner | losers' error | time |".into(),
+        );
+        line(md, "|---|---|---|---|---|---|".into());
+        let (r, n) = (o.rounds, o.racers);
+        // Each row as soon as its race is over.
+        let mut row = |t: races::Tally, note: String| {
+            line(
+                md,
+                format!(
+                    "| {} | {} | {} | {} | {note} | {:.1} s |",
+                    t.name, t.rounds, t.requests, t.one_winner, t.secs
+                ),
+            );
+            failures.extend(t.failures.iter().map(|f| format!("{}: {f}", t.name)));
+        };
+        if race("code") {
+            let t = races::code(cl, r, n).await;
+            let note = format!(
+                "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2); in {} rounds the \
+                 request that spent the code was itself refused, a replay having revoked the grant \
+                 before its tokens were stored",
+                t.refused_winner
+            );
+            row(t, note);
+        }
+        if race("request_uri") {
+            row(
+                races::request_uri(cl, r, n).await,
+                "`invalid_request_uri`".into(),
+            );
+        }
+        if race("assertion") {
+            row(races::assertion(cl, r, n).await, "`invalid_client`".into());
+        }
+        if race("dpop") {
+            row(races::dpop(cl, r, n).await, "`invalid_dpop_proof`".into());
+        }
+        if race("refresh") {
+            row(
+                races::refresh(cl, r, n).await,
+                "`invalid_grant`; the winner's new tokens stay active, the old refresh token not"
+                    .into(),
+            );
+        }
+        if race("ciba") {
+            row(
+                races::ciba(cl, r, n).await,
+                "`invalid_grant`; the winner's token stays active".into(),
+            );
+        }
+        if race("registration") {
+            row(
+                races::registration(cl, r, n).await,
+                "`invalid_client_metadata`; one client of the software in the database".into(),
+            );
+        }
+        line(md, String::new());
+    }
+    if has("outage") && !sqlite {
+        let pg = cluster::Pg::from_env()?;
+        let out = faults::outage(
+            cl,
+            &pg,
+            o.outage_secs,
+            Duration::from_secs(o.bound_secs),
+            o.outage_workers,
+        )
+        .await;
+        line(md, "### Database outage\n".into());
+        line(
+            md,
+            format!(
+                "PostgreSQL stopped (`pg_ctl stop -m immediate`) for {} s under load, then started: \
+                 {} requests (token, PAR and the authorization page), {} of them answered during the outage, {} with 503 \
+                 `temporarily_unavailable` (or the 503 page; {}), in {} ms at the median; the slowest answer took {} ms (bound {} ms). \
+                 `/readyz` answered 503 during the outage on {} of {} instances, `/healthz` failed {} times. \
+                 Back to serving after PostgreSQL was up, per instance: {}.\n",
+                o.outage_secs,
+                out.requests,
+                out.during,
+                out.unavailable_503,
+                out.unavailable_by
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                out.unavailable_median_ms,
+                out.max_latency_ms,
+                out.bound_ms,
+                out.readyz_down_seen.iter().filter(|x| **x).count(),
+                out.readyz_down_seen.len(),
+                out.healthz_failures,
+                ms_list(&out.recovery_ms)
+            ),
+        );
+        failures.extend(out.failures.iter().map(|f| format!("outage: {f}")));
+    }
+    if has("crash") {
+        let victim = cl.instances.len() - 1;
+        let c = faults::crash(cl, victim, o.crash_flows, o.crash_flows, o.workers).await;
+        line(md, "### kill -9 under a load of full flows\n".into());
+        let session = if c.session_kept {
+            "went on without signing in again"
+        } else {
+            "had to sign in again"
+        };
+        let text = if sqlite {
+            format!(
+                "The one process killed with SIGKILL after {} full flows (PAR → authorize → login → consent → \
+                 code, half of them redeemed) and started again at once (serving after {} ms); {} flows \
+                 completed before the kill and {} after the restart; {} flow attempts failed while it was \
+                 down. Checked after the restart: {} token pairs still active, {} codes held across the \
+                 restart redeemed exactly once (the replay refused); a customer signed in before the kill {session}.\n",
+                o.crash_flows,
+                c.restart_ms,
+                c.flows_before,
+                c.flows_after,
+                c.cut,
+                c.tokens_checked,
+                c.codes_checked
+            )
+        } else {
+            format!(
+                "Instance {victim} killed with SIGKILL after {} full flows (PAR → authorize → login → consent → code, \
+                 half of them redeemed); {} flows completed before the kill and {} after, on the survivors; \
+                 {} flows were cut by the kill. Checked on the survivors: {} token pairs (from both sides of the kill) \
+                 still active, {} codes held across it redeemed exactly once; a customer signed in at the killed \
+                 instance {session} at a survivor. The killed instance was serving again {} ms after its restart.\n",
+                o.crash_flows,
+                c.flows_before,
+                c.flows_after,
+                c.cut,
+                c.tokens_checked,
+                c.codes_checked,
+                c.restart_ms
+            )
+        };
+        line(md, text);
+        failures.extend(c.failures.iter().map(|f| format!("crash: {f}")));
+    }
+    if has("rolling") && !sqlite {
+        let r = faults::rolling(cl, o.workers).await;
+        line(
+            md,
+            "### Rolling restart (SIGTERM, one instance at a time)\n".into(),
+        );
+        line(
+            md,
+            format!(
+                "{} requests (token, PAR and the authorization page) during the restart of every instance; {} refused connections \
+                 re-sent to the next instance (as a load balancer does); {} requests cut or refused by a stopping \
+                 instance; each instance took {} to exit after SIGTERM. {}\n",
+                r.requests,
+                r.rerouted,
+                r.cut.len(),
+                ms_list(&r.stop_ms),
+                if r.cut.is_empty() {
+                    "No request was lost.".to_string()
+                } else {
+                    format!(
+                        "Not yet a pass: graceful drain of in-flight requests is issue 28 (first: {}).",
+                        r.cut[0]
+                    )
+                }
+            ),
+        );
+        failures.extend(r.failures.iter().map(|f| format!("rolling: {f}")));
+    }
+    // What the database holds after all of it.
+    line(md, "### The database afterwards\n".into());
+    let live_under_revoked = cluster::count(
+        &cl.db_url,
+        "SELECT count(*) FROM tokens t JOIN grants g ON g.grant_id = t.grant_id \
+         WHERE g.revoked_at IS NOT NULL AND t.revoked_at IS NULL",
+    )?;
+    let spent_without_tokens = cluster::count(
+        &cl.db_url,
+        "SELECT count(*) FROM authorization_codes c JOIN grants g ON g.grant_id = c.grant_id \
+         WHERE c.consumed_at IS NOT NULL AND g.revoked_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id = c.grant_id)",
+    )?;
+    let (grants, tokens) = (
+        cluster::count(&cl.db_url, "SELECT count(*) FROM grants")?,
+        cluster::count(&cl.db_url, "SELECT count(*) FROM tokens")?,
+    );
+    line(
+        md,
+        format!(
+            "{grants} grants and {tokens} tokens; live tokens under a revoked grant: \
+             {live_under_revoked} (must be 0); codes spent whose live grant holds no token: \
+             {spent_without_tokens} (a redemption cut between spending the code and storing its \
+             tokens, by the kill or the outage: the code is spent and nothing was issued, see \
+             Exactly-once above).\n"
+        ),
+    );
+    if live_under_revoked != 0 {
+        failures.push(format!(
+            "{live_under_revoked} live tokens under a revoked grant"
+        ));
+    }
+    Ok(())
+}
+
+/// Keeps the hand-written part (up to the marker) and replaces the rest.
+fn write_report(path: &str, generated: &str) -> Result<(), String> {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let head = match old.find(MARKER) {
+        Some(i) => old[..i].to_string(),
+        None => format!("{}\n\n", old.trim_end()),
+    };
+    let text = format!("{head}{MARKER}\n\n{generated}");
+    std::fs::write(path, text).map_err(|e| format!("{path}: {e}"))
+}
