@@ -296,6 +296,9 @@ impl Instance {
         let child = tokio::process::Command::new(conformance::server::binary())
             .arg("serve")
             .env("STRONGROOM_CONFIG", &self.cfg_path)
+            // Several instances on one host: no internal listener each
+            // (they would all want 127.0.0.1:9090).
+            .env("STRONGROOM_ADMIN_LISTEN", "none")
             .env_remove("STRONGROOM_DATABASE_URL")
             .env_remove("STRONGROOM_ISSUER")
             .env_remove("STRONGROOM_KEY_ENCRYPTION_KEY")
