@@ -136,6 +136,7 @@ fn client_error(req: &HttpRequest, e: OAuthError) -> ApiError {
     ApiError {
         basic_challenge: tried_basic && e.code == ErrorCode::InvalidClient,
         error: e,
+        retry_after: None,
     }
 }
 
@@ -165,6 +166,8 @@ async fn caller_with<S: ClientRepository + ReplayCache>(
     form: Vec<(String, String)>,
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
+    // Before any signature is checked: the source's share (crate::limits).
+    state.limits.check_source(req.peer_addr().map(|a| a.ip()))?;
     let cert = crate::tls::peer_certificate(req);
     let client = match authenticate(state, store, req, &form, endpoint, cert.as_deref()).await {
         Ok(client) => client,
@@ -184,6 +187,7 @@ async fn caller_with<S: ClientRepository + ReplayCache>(
     };
     tracing::Span::current().record("client_id", client.client.id());
     crate::telemetry::record_client(req, client.client.id());
+    state.limits.check_client(client.client.id())?;
     Ok(Caller { form, cert, client })
 }
 

@@ -79,6 +79,8 @@ pub struct Config {
     pub directories: Vec<dcr::DirectoryConfig>,
     /// The registration endpoint (RFC 7591): limits, initial access tokens.
     pub registration: dcr::RegistrationConfig,
+    /// Rate limits at the back-channel endpoints (off by default).
+    pub limits: crate::limits::LimitsConfig,
     /// The customer pages' look: bank name, colour, logo, theme directory
     /// (docs/theming.md).
     pub ui: UiConfig,
@@ -364,6 +366,7 @@ impl Default for Config {
             ciba: None,
             directories: Vec::new(),
             registration: dcr::RegistrationConfig::default(),
+            limits: crate::limits::LimitsConfig::default(),
             ui: UiConfig::default(),
             scopes: std::collections::BTreeMap::new(),
         }
@@ -536,6 +539,9 @@ impl Config {
         // Templates, catalogs and assets are read and rendered once here, so
         // that check-config fails on a broken theme as serve does.
         crate::theme::load_theme(&self.ui, &self.scopes)?;
+        self.limits
+            .validate()
+            .map_err(|(k, p)| ConfigError::new(k, p))?;
         if let Some(h) = &self.hooks {
             h.validate().map_err(|e| match e.split_once(": ") {
                 Some((k, p)) => ConfigError::new(k, p),

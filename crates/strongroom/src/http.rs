@@ -48,6 +48,8 @@ pub struct AppState {
     pub urls: Arc<crate::public_url::PublicUrls>,
     /// The customer pages' templates, catalogs and assets, loaded at start.
     pub theme: Arc<crate::theme::Theme>,
+    /// `[limits]` (`crate::limits`).
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 /// Renders OAuth errors: JSON body, the spec's status, `no-store`, the
@@ -56,6 +58,8 @@ pub struct AppState {
 pub struct ApiError {
     pub error: OAuthError,
     pub basic_challenge: bool,
+    /// Over a rate limit (`crate::limits`): 429 with this `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl From<OAuthError> for ApiError {
@@ -63,6 +67,7 @@ impl From<OAuthError> for ApiError {
         ApiError {
             error,
             basic_challenge: false,
+            retry_after: None,
         }
     }
 }
@@ -81,6 +86,9 @@ impl std::fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
+        if self.retry_after.is_some() {
+            return StatusCode::TOO_MANY_REQUESTS;
+        }
         StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::BAD_REQUEST)
     }
 
@@ -92,6 +100,9 @@ impl ResponseError for ApiError {
         }
         if self.basic_challenge {
             res.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"strongroom\""));
+        }
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         let mut res = res.json(self.error.to_json());
         res.extensions_mut()

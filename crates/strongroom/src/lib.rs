@@ -10,6 +10,7 @@ pub mod devcerts;
 pub mod fetch;
 pub mod http;
 pub mod interaction;
+pub mod limits;
 pub mod public_url;
 pub mod registration;
 pub mod startup;

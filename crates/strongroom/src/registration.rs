@@ -160,6 +160,8 @@ pub async fn register(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let registrar = enabled(&state)?;
+    // Before the SSA's and the request's signatures are checked.
+    state.limits.check_source(req.peer_addr().map(|a| a.ip()))?;
     let cert = crate::tls::peer_certificate(&req);
     let r = registrar
         .register(

@@ -646,6 +646,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                 cert_source.trusted_proxies().to_vec(),
             )),
             theme: Arc::new(crate::theme::load_theme(&cfg.ui, &cfg.scopes).map_err(fail)?),
+            limits: Arc::new(crate::limits::Limits::new(&cfg.limits)),
         },
         cfg: Arc::new(cfg),
         tls,
@@ -931,6 +932,7 @@ fn spawn_background(
                 );
                 faults = total;
             }
+            state.limits.forget_idle();
             let t = now();
             if let Err(e) = state.store.purge_expired(t).await {
                 tracing::warn!(error = %e, "purging the replay cache failed");

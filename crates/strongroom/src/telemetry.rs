@@ -38,6 +38,9 @@ pub const TOKENS_ISSUED: &str = "strongroom_tokens_issued_total";
 pub const REPLAYS_REFUSED: &str = oauth_core::telemetry::REPLAYS_REFUSED;
 /// Client authentications that failed, by endpoint.
 pub const CLIENT_AUTH_FAILURES: &str = "strongroom_client_auth_failures_total";
+/// Requests refused over a rate limit (`[limits]`), by `limit` (`client`,
+/// `source`).
+pub const RATE_LIMITED: &str = "strongroom_rate_limited_total";
 /// Calls to clients' `jwks_uri` and the bank's hooks, by target and outcome.
 pub const OUTBOUND_DURATION: &str = oauth_core::telemetry::OUTBOUND_DURATION;
 /// Database connections, by state (`idle`, `in_use`), and the pool's size.
@@ -61,6 +64,7 @@ pub const SERIES: &[&str] = &[
     TOKENS_ISSUED,
     REPLAYS_REFUSED,
     CLIENT_AUTH_FAILURES,
+    RATE_LIMITED,
     OUTBOUND_DURATION,
     DB_CONNECTIONS,
     DB_MAX,
@@ -122,6 +126,14 @@ fn describe() {
         CLIENT_AUTH_FAILURES,
         "Failed client authentications by endpoint"
     );
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused over a rate limit, by limit (client, source)"
+    );
+    // Present from the start (0), so a dashboard's query has a series.
+    for limit in ["client", "source"] {
+        metrics::counter!(RATE_LIMITED, "limit" => limit).increment(0);
+    }
     describe_histogram!(
         OUTBOUND_DURATION,
         Unit::Seconds,
@@ -322,6 +334,10 @@ fn client_label(client_id: &str) -> String {
 }
 
 /// Counts a failed client authentication at `endpoint`.
+pub fn rate_limited(limit: &'static str) {
+    metrics::counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
 pub fn client_auth_failed(endpoint: &'static str) {
     metrics::counter!(CLIENT_AUTH_FAILURES, "endpoint" => endpoint).increment(1);
 }

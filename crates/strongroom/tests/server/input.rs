@@ -532,3 +532,67 @@ fn b64_std(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// `[limits]` (crate::limits): per client after authentication, per source
+/// address before it; 429 with Retry-After and temporarily_unavailable;
+/// another client's share untouched; the share comes back with time.
+#[actix_web::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let w = world_with(
+        Backend::Sqlite,
+        Some(|c| {
+            c.limits.per_client_per_sec = 2;
+            c.limits.per_client_burst = 2;
+        }),
+    )
+    .await;
+    let http = w.srv.client(None);
+    let url = w.srv.url("/token");
+    let aud = json!(w.srv.issuer);
+    async fn ask(http: &reqwest::Client, tpp: &Tpp, url: &str, aud: &Value) -> Answer {
+        cc_token(http, tpp, url, aud.clone(), url, &[]).await
+    }
+    for i in 0..2 {
+        let a = ask(&http, &w.dpop, &url, &aud).await;
+        assert_eq!(a.status, 200, "request {i}: {}", a.json);
+    }
+    let a = ask(&http, &w.dpop, &url, &aud).await;
+    assert_eq!(a.status, 429, "{}", a.json);
+    assert_eq!(a.json["error"], "temporarily_unavailable");
+    assert_eq!(a.headers["retry-after"], "1");
+    assert_eq!(a.headers["cache-control"], "no-store");
+    // Another client is not held back by this one.
+    assert_eq!(ask(&http, &w.other, &url, &aud).await.status, 200);
+    // The share refills at the configured rate.
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(ask(&http, &w.dpop, &url, &aud).await.status, 200);
+    w.srv.stop().await;
+
+    // Per source: counted before authentication, so even requests that
+    // would fail it are held back once the address's share is spent.
+    let w = world_with(
+        Backend::Sqlite,
+        Some(|c| {
+            c.limits.per_source_per_sec = 1;
+            c.limits.per_source_burst = 2;
+        }),
+    )
+    .await;
+    let http = w.srv.client(None);
+    let url = w.srv.url("/token");
+    let bad = vec![
+        ("grant_type".to_string(), "client_credentials".to_string()),
+        ("client_id".into(), "tpp-dpop".into()),
+    ];
+    for _ in 0..2 {
+        let a = post_with(&http, &url, &bad, None, &[]).await;
+        assert_eq!(a.status, 401, "{}", a.json);
+    }
+    let a = post_with(&http, &url, &bad, None, &[]).await;
+    assert_eq!(a.status, 429, "{}", a.json);
+    assert!(a.headers.contains_key("retry-after"));
+    // PAR and registration share the address's count.
+    let a = post_with(&http, &w.srv.url("/par"), &bad, None, &[]).await;
+    assert_eq!(a.status, 429, "{}", a.json);
+    w.srv.stop().await;
+}
