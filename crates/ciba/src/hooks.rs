@@ -148,6 +148,7 @@ impl Hooks {
     /// `expired_login_hint_token`); anything else, or no answer in time →
     /// `temporarily_unavailable`.
     pub async fn resolve(&self, q: &ResolveQuery<'_>) -> Result<String, OAuthError> {
+        let started = std::time::Instant::now();
         let res = self
             .http
             .post(&self.cfg.resolve_url)
@@ -156,12 +157,14 @@ impl Hooks {
             .send()
             .await
             .map_err(|e| {
+                oauth_core::telemetry::outbound("ciba_resolve", started, None);
                 unavailable(if e.is_timeout() {
                     "timeout"
                 } else {
                     "unreachable"
                 })
             })?;
+        oauth_core::telemetry::outbound("ciba_resolve", started, Some(res.status().as_u16()));
         let status = res.status().as_u16();
         let body = res.bytes().await.map_err(|_| unavailable("body"))?;
         if body.len() > MAX_BODY {
@@ -212,6 +215,7 @@ impl Hooks {
             );
             return Attempt::GiveUp;
         }
+        let started = std::time::Instant::now();
         let res = self
             .http
             .post(target)
@@ -220,6 +224,16 @@ impl Hooks {
             .body(body.to_owned())
             .send()
             .await;
+        let metric = match kind {
+            "notify" => "ciba_notify",
+            "ping" => "ciba_ping",
+            _ => "ciba_push",
+        };
+        oauth_core::telemetry::outbound(
+            metric,
+            started,
+            res.as_ref().ok().map(|r| r.status().as_u16()),
+        );
         match res {
             Ok(r) if r.status().is_success() => Attempt::Sent,
             Ok(r)

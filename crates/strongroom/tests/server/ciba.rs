@@ -423,6 +423,8 @@ async fn introspect(w: &World, token: &str) -> Value {
 
 #[actix_web::test]
 async fn poll_flow_gives_bound_tokens_with_the_consent() {
+    // The process's metrics recorder (the internal listener installs it).
+    let metrics = strongroom::telemetry::recorder();
     for backend in BACKENDS {
         let w = world(backend).await;
         // Discovery says what is served.
@@ -554,6 +556,15 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
             &["invalid_grant"],
         );
         assert_eq!(introspect(&w, &at).await["active"], true);
+        // The bank's hooks were timed (docs/operations.md).
+        let text = metrics.render();
+        for target in ["ciba_resolve", "ciba_notify"] {
+            assert!(
+                text.contains(&format!("target=\"{target}\",outcome=\"2xx\""))
+                    || text.contains(&format!("outcome=\"2xx\",target=\"{target}\"")),
+                "{target} not timed: {text}"
+            );
+        }
         w.srv.stop().await;
         drop(w.setup);
     }
