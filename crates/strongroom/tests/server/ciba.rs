@@ -125,17 +125,20 @@ fn tls_receiver(setup: &Setup, bank: Arc<Bank>) -> u16 {
     port
 }
 
+/// Whether the bank's hooks were called with Strongroom's service token.
+fn with_service_token(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(format!("Bearer {SERVICE_TOKEN}").as_str())
+}
+
 async fn resolve(
     bank: web::Data<Arc<Bank>>,
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> HttpResponse {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if auth != format!("Bearer {SERVICE_TOKEN}") {
+    if !with_service_token(&req) {
         return HttpResponse::Unauthorized().finish();
     }
     bank.resolves.lock().unwrap().push(body.0.clone());
@@ -156,12 +159,7 @@ async fn notify(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> HttpResponse {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if auth != format!("Bearer {SERVICE_TOKEN}") {
+    if !with_service_token(&req) {
         return HttpResponse::Unauthorized().finish();
     }
     if bank.notify_down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -179,12 +177,7 @@ async fn claims(
     req: HttpRequest,
     body: web::Json<Value>,
 ) -> HttpResponse {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if auth != format!("Bearer {SERVICE_TOKEN}") {
+    if !with_service_token(&req) {
         return HttpResponse::Unauthorized().finish();
     }
     bank.claims.lock().unwrap().push(body.0.clone());
@@ -196,12 +189,7 @@ async fn claims(
 
 /// The bank's consent service (docs/hooks.md §3): three intents.
 async fn intent(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let auth = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if auth != format!("Bearer {SERVICE_TOKEN}") {
+    if !with_service_token(&req) {
         return HttpResponse::Unauthorized().finish();
     }
     let (client, status) = match path.as_str() {
@@ -428,16 +416,7 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
     for backend in BACKENDS {
         let w = world(backend).await;
         // Discovery says what is served.
-        let meta: Value = w
-            .srv
-            .client(None)
-            .get(w.srv.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let meta = w.srv.discovery().await;
         assert_eq!(
             meta["backchannel_authentication_endpoint"],
             w.srv.url("/bc-authorize")

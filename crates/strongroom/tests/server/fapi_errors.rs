@@ -338,14 +338,7 @@ async fn encrypted_request_objects_are_opened_at_par() {
     let srv = &w.srv;
     let tpp = &w.dpop;
     let http = srv.client(None);
-    let meta: Value = http
-        .get(srv.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = srv.discovery().await;
     assert_eq!(
         meta["request_object_encryption_alg_values_supported"],
         json!(["RSA-OAEP", "RSA-OAEP-256"])

@@ -278,6 +278,18 @@ impl TestServer {
     pub fn mtls_url(&self, path: &str) -> String {
         format!("{}{}", self.mtls_base, path)
     }
+
+    /// The discovery document (OpenID Connect Discovery §4).
+    pub async fn discovery(&self) -> serde_json::Value {
+        self.client(None)
+            .get(self.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
 }
 
 /// An HTTPS client on the one crypto provider (aws-lc-rs), trusting `ca`.

@@ -100,14 +100,7 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
     let http = srv.client(None);
     // What the profile's discovery offers for client authentication (the
     // UK profile: no self_signed_tls_client_auth).
-    let meta: Value = http
-        .get(srv.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta = srv.discovery().await;
     let mut methods = vec!["private_key_jwt", "tls_client_auth"];
     if profile != Profile::UkOpenBanking {
         methods.push("self_signed_tls_client_auth");
