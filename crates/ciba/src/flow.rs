@@ -6,13 +6,13 @@
 use oauth_core::authorization::{Authentication, GrantDetails};
 use oauth_core::client::AuthenticatedClient;
 use oauth_core::error::{ErrorCode, OAuthError};
-use oauth_core::grant::{Binding, issue_for_grant, sender_binding};
+use oauth_core::grant::{Binding, prepare_for_grant, sender_binding};
 use oauth_core::keys::Keys;
 use oauth_core::policy::Policy;
 use oauth_core::secret::{hash_secret, new_secret, random_token, time_ordered};
 use oauth_core::storage::{
-    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord,
-    GrantRepository, TokenRepository,
+    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRedeemed, CibaRepository, CibaRequestRecord,
+    GrantRecord, GrantRepository,
 };
 use oauth_core::token::TokenResponse;
 use oauth_core::token::claims::ClaimsHook;
@@ -271,7 +271,7 @@ pub fn data(rec: &CibaRequestRecord) -> Result<CibaData, OAuthError> {
 /// already redeemed `auth_req_id` and for another client's (whose state is
 /// not touched). Tokens once, sender-constrained like every grant.
 #[allow(clippy::too_many_arguments)]
-pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository, H: ClaimsHook>(
+pub async fn redeem<S: CibaRepository + CibaOutbox + GrantRepository, H: ClaimsHook>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
@@ -324,20 +324,25 @@ pub async fn redeem<S: CibaRepository + GrantRepository + TokenRepository, H: Cl
             "the customer denied the request",
         )),
         APPROVED => {
-            // Before the request is spent: a request without a usable
-            // binding must stay redeemable.
             let cnf = sender_binding(client, policy, binding)?;
             let grant_id = rec.grant_id.clone().ok_or_else(|| corrupt("no grant"))?;
-            if !store.consume_ciba_request(&hash).await? {
-                return Err(unknown());
-            }
             let grant = store.get_grant(&grant_id).await?.ok_or_else(unknown)?;
             let mut extra = serde_json::Map::new();
             extra.insert(AUTH_REQ_ID_CLAIM.into(), auth_req_id.into());
-            issue_for_grant(
-                store, keys, policy, hook, GRANT_TYPE, client, &grant, &cnf, &extra, now,
+            // The tokens are minted first, then the request is spent and
+            // they are stored in one transaction: one winner (the row's
+            // delete), and no spent request without its tokens.
+            let (tokens, records) = prepare_for_grant(
+                keys, policy, hook, GRANT_TYPE, client, &grant, &cnf, &extra, now,
             )
-            .await
+            .await?;
+            match store.redeem_ciba_request(&hash, records).await? {
+                CibaRedeemed::Redeemed => Ok(tokens),
+                CibaRedeemed::Gone => Err(unknown()),
+                CibaRedeemed::GrantRevoked => Err(OAuthError::invalid_grant(
+                    "the authorization grant has been revoked",
+                )),
+            }
         }
         other => Err(corrupt(format_args!("status {other}"))),
     }

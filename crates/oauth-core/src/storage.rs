@@ -561,6 +561,18 @@ pub struct CibaDeliveryRecord {
     pub expires_at: i64,
 }
 
+/// Outcome of [`CibaOutbox::redeem_ciba_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CibaRedeemed {
+    /// The request was spent and its tokens stored, in one transaction.
+    Redeemed,
+    /// No such request (already redeemed, or never there): nothing stored.
+    Gone,
+    /// The request was spent, but its grant was revoked meanwhile: no
+    /// token stored.
+    GrantRevoked,
+}
+
 /// The CIBA outbox ([`CibaDeliveryRecord`]).
 pub trait CibaOutbox: Send + Sync {
     /// The request and the bank's notice of it, both or neither.
@@ -597,6 +609,14 @@ pub trait CibaOutbox: Send + Sync {
     /// Sent or given up.
     fn drop_ciba_delivery(&self, delivery_id: &str)
     -> impl Future<Output = StoreResult<()>> + Send;
+    /// Spends an approved request and stores its tokens in one transaction
+    /// (one winner: the delete of the row), so a crash between the two
+    /// cannot leave a spent request without its tokens.
+    fn redeem_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        tokens: Vec<TokenRecord>,
+    ) -> impl Future<Output = StoreResult<CibaRedeemed>> + Send;
 }
 
 // ---------------------------------------------------------------- sessions

@@ -180,6 +180,7 @@ on_both_backends!(
     ciba_lifecycle,
     ciba_concurrent_decisions_and_polls,
     ciba_outbox_one_claimer_and_leases,
+    ciba_redemption_spends_and_stores_in_one_transaction,
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
     token_reads_carry_the_single_use_values,
@@ -1887,6 +1888,63 @@ async fn ciba_outbox_one_claimer_and_leases(db: TestDb) {
     // Expired rows go with the purge.
     s.put_ciba_delivery(delivery("d3", T)).await.unwrap();
     assert_eq!(s.purge_stale(NOW + 300).await.unwrap().ciba_deliveries, 1);
+}
+
+async fn ciba_redemption_spends_and_stores_in_one_transaction(db: TestDb) {
+    use oauth_core::storage::{CibaOutbox, CibaRedeemed};
+    seed_grant(&db.store, "g1", "c1", None).await;
+    for round in 0..5 {
+        let req = format!("req-redeem-{round}");
+        db.store.put_ciba_request(ciba(&req, "c1")).await.unwrap();
+        // Eight redemptions of the same request, each with its own tokens:
+        // one is stored, the others get Gone and store nothing.
+        let outcomes = race(8, |i| {
+            let (s, req) = (db.store.clone(), req.clone());
+            async move {
+                let t = vec![
+                    access(&format!("at-{round}-{i}"), "c1", Some("g1")),
+                    refresh(&format!("rt-{round}-{i}"), "c1", Some("g1")),
+                ];
+                (i, s.redeem_ciba_request(&req, t).await.unwrap())
+            }
+        })
+        .await;
+        let won: Vec<usize> = outcomes
+            .iter()
+            .filter(|(_, o)| *o == CibaRedeemed::Redeemed)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|(_, o)| *o != CibaRedeemed::GrantRevoked)
+        );
+        for i in 0..8 {
+            let stored = is_active(&db.store, &format!("at-{round}-{i}")).await;
+            assert_eq!(stored, won[0] == i, "round {round}, racer {i}");
+        }
+        assert_eq!(db.store.get_ciba_request(&req).await.unwrap(), None);
+    }
+    // A revoked grant: the request is spent, no token is stored.
+    db.store
+        .put_ciba_request(ciba("req-revoked", "c1"))
+        .await
+        .unwrap();
+    db.store.revoke_grant("g1", NOW).await.unwrap();
+    let t = vec![access("at-revoked", "c1", Some("g1"))];
+    assert_eq!(
+        db.store
+            .redeem_ciba_request("req-revoked", t)
+            .await
+            .unwrap(),
+        CibaRedeemed::GrantRevoked
+    );
+    assert!(!is_active(&db.store, "at-revoked").await);
+    assert_eq!(
+        db.store.get_ciba_request("req-revoked").await.unwrap(),
+        None
+    );
 }
 
 async fn ciba_concurrent_decisions_and_polls(db: TestDb) {

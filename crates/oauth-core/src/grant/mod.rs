@@ -288,16 +288,17 @@ pub fn sender_binding(
     Ok(Confirmation::default())
 }
 
-/// Issues the tokens of `grant`, authorised outside the token endpoint's
+/// Mints the tokens of `grant`, authorised outside the token endpoint's
 /// own grants (CIBA §10.1: the customer approved on the back channel), to
 /// its client: an access token bound by `cnf`, a refresh token when the
 /// client may refresh, an ID Token when the scope has `openid` (with
 /// `id_token_claims` added, e.g. CIBA's
-/// `urn:openid:params:jwt:claim:auth_req_id`), stored in one write that
-/// fails with `invalid_grant` when the grant was revoked meanwhile.
+/// `urn:openid:params:jwt:claim:auth_req_id`). Returns the response and the
+/// records to store, which the caller writes in the same transaction as
+/// whatever spends the authorisation (CIBA: `redeem_ciba_request`); nothing
+/// is stored here.
 #[allow(clippy::too_many_arguments)]
-pub async fn issue_for_grant<S: TokenRepository, H: ClaimsHook>(
-    store: &S,
+pub async fn prepare_for_grant<H: ClaimsHook>(
     keys: &Keys,
     policy: &Policy,
     hook: &H,
@@ -307,7 +308,7 @@ pub async fn issue_for_grant<S: TokenRepository, H: ClaimsHook>(
     cnf: &Confirmation,
     id_token_claims: &serde_json::Map<String, serde_json::Value>,
     now: i64,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<(TokenResponse, Vec<crate::storage::TokenRecord>), OAuthError> {
     let c = &client.client;
     let grant = live(Some(grant.clone()))?;
     let details = grant_details(&grant)?;
@@ -369,20 +370,18 @@ pub async fn issue_for_grant<S: TokenRepository, H: ClaimsHook>(
     };
     let mut records = vec![access.record.clone()];
     records.extend(refresh.as_ref().map(|r| r.record.clone()));
-    if !store.put_tokens(records).await? {
-        return Err(OAuthError::invalid_grant(
-            "the authorization grant has been revoked",
-        ));
-    }
-    Ok(TokenResponse {
-        token_type: token_type(cnf),
-        access_token: access.value,
-        expires_in: access.expires_in,
-        refresh_token: refresh.map(|r| r.value),
-        id_token,
-        scope: grant.scope,
-        authorization_details: details.authorization_details,
-    })
+    Ok((
+        TokenResponse {
+            token_type: token_type(cnf),
+            access_token: access.value,
+            expires_in: access.expires_in,
+            refresh_token: refresh.map(|r| r.value),
+            id_token,
+            scope: grant.scope,
+            authorization_details: details.authorization_details,
+        },
+        records,
+    ))
 }
 
 /// Parses a `scope` value (RFC 6749 §3.3: space-delimited scope-tokens of

@@ -1,14 +1,14 @@
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use oauth_core::storage::{
-    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRepository, CibaRequestRecord, GrantRecord,
-    StoreError, StoreResult,
+    CibaDeliveryRecord, CibaOutbox, CibaPoll, CibaRedeemed, CibaRepository, CibaRequestRecord,
+    GrantRecord, StoreError, StoreResult, TokenRecord,
 };
 
 use crate::Store;
 use crate::db::{Db, with_conn};
 use crate::error::Fail;
-use crate::models::{CibaDeliveryRow, CibaRow, GrantRow};
+use crate::models::{CibaDeliveryRow, CibaRow, GrantRow, TokenRow};
 use crate::schema::ciba_deliveries as cd;
 use crate::schema::ciba_requests as cr;
 use crate::schema::grants as gr;
@@ -256,6 +256,33 @@ impl CibaOutbox for Store {
                 .set(cd::next_attempt_ms.eq(next_ms))
                 .execute(c)?);
             Ok(())
+        })
+        .await
+    }
+
+    async fn redeem_ciba_request(
+        &self,
+        auth_req_id_hash: &str,
+        tokens: Vec<TokenRecord>,
+    ) -> StoreResult<CibaRedeemed> {
+        let hash = auth_req_id_hash.to_owned();
+        let rows: Vec<TokenRow> = tokens.into_iter().map(TokenRow::from).collect();
+        self.run_write(move |conn| {
+            let grants = crate::repo::tokens::grant_ids(&rows);
+            with_conn!(conn, c => c.write_tx(|c| {
+                if diesel::delete(cr::table.find(&hash)).execute(c)? != 1 {
+                    return Ok::<_, Fail>(CibaRedeemed::Gone);
+                }
+                if !crate::repo::tokens::grants_usable(c, &grants)? {
+                    return Ok(CibaRedeemed::GrantRevoked);
+                }
+                for row in &rows {
+                    diesel::insert_into(crate::schema::tokens::table)
+                        .values(row)
+                        .execute(c)?;
+                }
+                Ok(CibaRedeemed::Redeemed)
+            }))
         })
         .await
     }

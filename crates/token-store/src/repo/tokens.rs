@@ -11,13 +11,13 @@ use crate::models::TokenRow;
 use crate::schema::tokens as tk;
 
 /// Distinct grant ids of `rows`, sorted: grants are locked in this order.
-fn grant_ids(rows: &[TokenRow]) -> BTreeSet<String> {
+pub(crate) fn grant_ids(rows: &[TokenRow]) -> BTreeSet<String> {
     rows.iter().filter_map(|r| r.grant_id.clone()).collect()
 }
 
 /// Holds each grant against revocation until the transaction ends and
 /// reports whether all of them exist and are unrevoked.
-fn grants_usable<C: Db>(c: &mut C, ids: &BTreeSet<String>) -> QueryResult<bool> {
+pub(crate) fn grants_usable<C: Db>(c: &mut C, ids: &BTreeSet<String>) -> QueryResult<bool> {
     for id in ids {
         if !c.grant_is_live_shared(id)? {
             return Ok(false);
