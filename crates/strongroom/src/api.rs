@@ -155,10 +155,17 @@ async fn caller<S: ClientRepository + ReplayCache>(
     body: &[u8],
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
+    check_source(state, req)?;
     caller_with(state, store, req, parse_form(body)?, endpoint).await
 }
 
-/// [`caller`] with the form already parsed.
+/// The source address's share of the rate limits (`crate::limits`),
+/// taken before any signature (DPoP proof, client assertion) is checked.
+pub(crate) fn check_source(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    state.limits.check_source(req.peer_addr().map(|a| a.ip()))
+}
+
+/// [`caller`] with the form already parsed and the source's share taken.
 async fn caller_with<S: ClientRepository + ReplayCache>(
     state: &AppState,
     store: &S,
@@ -166,8 +173,6 @@ async fn caller_with<S: ClientRepository + ReplayCache>(
     form: Vec<(String, String)>,
     endpoint: Endpoint,
 ) -> Result<Caller, ApiError> {
-    // Before any signature is checked: the source's share (crate::limits).
-    state.limits.check_source(req.peer_addr().map(|a| a.ip()))?;
     let cert = crate::tls::peer_certificate(req);
     let client = match authenticate(state, store, req, &form, endpoint, cert.as_deref()).await {
         Ok(client) => client,
@@ -207,9 +212,10 @@ pub(crate) async fn single_use_caller(
     ),
     ApiError,
 > {
+    check_source(state, req)?;
     let replay = DeferredReplay::new(&state.store);
     let dpop = verify_dpop(state, &replay, req, None).await?;
-    let caller = caller(state, &replay, req, body, endpoint).await?;
+    let caller = caller_with(state, &replay, req, parse_form(body)?, endpoint).await?;
     let store = state.store.carrying_replay(replay.into_entries(), now());
     Ok((dpop, caller, store))
 }

@@ -72,12 +72,34 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(
     burst: u32,
 ) -> Option<DefaultKeyedRateLimiter<K>> {
     let rate = NonZeroU32::new(rate)?;
-    let burst = NonZeroU32::new(burst)
-        .or_else(|| rate.checked_mul(NonZeroU32::MIN.saturating_add(1)))
-        .unwrap_or(rate);
+    let twice = NonZeroU32::MIN.saturating_add(1);
+    let burst = NonZeroU32::new(burst).unwrap_or(rate.saturating_mul(twice));
     Some(RateLimiter::keyed(
         Quota::per_second(rate).allow_burst(burst),
     ))
+}
+
+/// One request against `key`'s share of `l`; over it, the 429 (and the
+/// security event, naming the client when it is known).
+fn over<K: std::hash::Hash + Eq + Clone>(
+    l: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    limit: &'static str,
+    client_id: Option<&str>,
+) -> Result<(), ApiError> {
+    l.check_key(key).map_err(|not_until| {
+        tracing::info!(
+            target: "strongroom::security",
+            event = "rate_limited",
+            limit,
+            client_id,
+            "request over a rate limit"
+        );
+        limited(
+            not_until.wait_time_from(DefaultClock::default().now()),
+            limit,
+        )
+    })
 }
 
 /// The limiters of one instance.
@@ -120,41 +142,18 @@ impl Limits {
 
     /// Before authentication: the source address's share.
     pub fn check_source(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let (Some(l), Some(ip)) = (&self.per_source, ip) else {
-            return Ok(());
-        };
-        l.check_key(&ip).map_err(|not_until| {
-            tracing::info!(
-                target: "strongroom::security",
-                event = "rate_limited",
-                limit = "source",
-                "request over the per-source rate limit"
-            );
-            limited(
-                not_until.wait_time_from(DefaultClock::default().now()),
-                "source",
-            )
-        })
+        match (&self.per_source, ip) {
+            (Some(l), Some(ip)) => over(l, &ip, "source", None),
+            _ => Ok(()),
+        }
     }
 
     /// After authentication: the client's share.
     pub fn check_client(&self, client_id: &str) -> Result<(), ApiError> {
-        let Some(l) = &self.per_client else {
-            return Ok(());
-        };
-        l.check_key(&client_id.to_owned()).map_err(|not_until| {
-            tracing::info!(
-                target: "strongroom::security",
-                event = "rate_limited",
-                limit = "client",
-                client_id,
-                "request over the per-client rate limit"
-            );
-            limited(
-                not_until.wait_time_from(DefaultClock::default().now()),
-                "client",
-            )
-        })
+        match &self.per_client {
+            Some(l) => over(l, &client_id.to_owned(), "client", Some(client_id)),
+            None => Ok(()),
+        }
     }
 
     /// Drops the state of keys idle long enough to be full again (the

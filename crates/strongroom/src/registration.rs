@@ -161,7 +161,7 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let registrar = enabled(&state)?;
     // Before the SSA's and the request's signatures are checked.
-    state.limits.check_source(req.peer_addr().map(|a| a.ip()))?;
+    crate::api::check_source(&state, &req)?;
     let cert = crate::tls::peer_certificate(&req);
     let r = registrar
         .register(

@@ -577,11 +577,13 @@ async fn rate_limits_answer_429_with_retry_after() {
         ("grant_type".to_string(), "client_credentials".to_string()),
         ("client_id".into(), "tpp-dpop".into()),
     ];
-    for _ in 0..2 {
-        let a = post_with(&http, &url, &bad, None, &[]).await;
-        assert_eq!(a.status, 401, "{}", a.json);
-    }
     let a = post_with(&http, &url, &bad, None, &[]).await;
+    assert_eq!(a.status, 401, "{}", a.json);
+    let garbage_proof = Some("not.a.proof".to_string());
+    let a = post_with(&http, &url, &bad, garbage_proof.clone(), &[]).await;
+    assert_error(&a, 400, &["invalid_dpop_proof"]);
+    // Over the share: refused before the DPoP proof is even looked at.
+    let a = post_with(&http, &url, &bad, garbage_proof, &[]).await;
     assert_eq!(a.status, 429, "{}", a.json);
     assert!(a.headers.contains_key("retry-after"));
     // PAR and registration share the address's count.
