@@ -500,11 +500,6 @@ pub trait CibaRepository: Send + Sync {
         auth_req_id_hash: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
-    /// Deletes the request once its tokens are issued (one winner).
-    fn consume_ciba_request(
-        &self,
-        auth_req_id_hash: &str,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The request behind a public handle, whatever its state or expiry.
     fn get_ciba_request_by_handle(
         &self,

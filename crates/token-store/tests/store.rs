@@ -1797,8 +1797,15 @@ async fn ciba_lifecycle(db: TestDb) {
     assert_eq!(decided.grant_id.as_deref(), Some("g1"));
     assert_eq!(decided.last_polled_at, Some(NOW + 7));
 
-    assert!(s.consume_ciba_request("req-1").await.unwrap());
-    assert!(!s.consume_ciba_request("req-1").await.unwrap());
+    use oauth_core::storage::{CibaOutbox, CibaRedeemed};
+    assert_eq!(
+        s.redeem_ciba_request("req-1", Vec::new()).await.unwrap(),
+        CibaRedeemed::Redeemed
+    );
+    assert_eq!(
+        s.redeem_ciba_request("req-1", Vec::new()).await.unwrap(),
+        CibaRedeemed::Gone
+    );
     assert_eq!(s.get_ciba_request("req-1").await.unwrap(), None);
 
     s.put_ciba_request(ciba("req-2", "c1")).await.unwrap();
@@ -1979,7 +1986,10 @@ async fn ciba_concurrent_decisions_and_polls(db: TestDb) {
 
     let consumed = winners(8, |_| {
         let s = db.store.clone();
-        async move { s.consume_ciba_request("req").await.unwrap() }
+        async move {
+            use oauth_core::storage::{CibaOutbox, CibaRedeemed};
+            s.redeem_ciba_request("req", Vec::new()).await.unwrap() == CibaRedeemed::Redeemed
+        }
     })
     .await;
     assert_eq!(consumed, 1);

@@ -89,15 +89,6 @@ impl CibaRepository for Store {
         .await
     }
 
-    async fn consume_ciba_request(&self, auth_req_id_hash: &str) -> StoreResult<bool> {
-        let hash = auth_req_id_hash.to_owned();
-        self.run_write(move |conn| {
-            let n = with_conn!(conn, c => diesel::delete(cr::table.find(&hash)).execute(c)?);
-            Ok(n == 1)
-        })
-        .await
-    }
-
     async fn get_ciba_request_by_handle(
         &self,
         handle_hash: &str,
