@@ -1137,3 +1137,35 @@ async fn a_pending_request_survives_a_restart() {
         drop(w.setup);
     }
 }
+
+/// docs/hooks.md §10b: a notice the bank never takes is attempted 4 times
+/// in all (0.5 s, 1 s, 2 s between), then given up, never sent later; the
+/// request stays pending and pollable.
+#[actix_web::test]
+async fn a_notice_the_bank_never_takes_is_given_up_after_four_attempts() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let w = world(Backend::Sqlite).await;
+    w.bank.notify_down.store(true, SeqCst);
+    let auth_req_id = start(&w, &w.tpp).await;
+    // 3.5 s of backoff, the sweeper's 250 ms and margin.
+    actix_web::rt::time::sleep(Duration::from_millis(5000)).await;
+    assert_eq!(
+        w.bank.refused_notices.load(SeqCst),
+        4,
+        "four attempts in all"
+    );
+    w.bank.notify_down.store(false, SeqCst);
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.bank.refused_notices.load(SeqCst), 4);
+    assert!(
+        w.bank.notices.lock().unwrap().is_empty(),
+        "given up: not sent later"
+    );
+    assert_error(
+        &poll(&w, &w.tpp, &auth_req_id).await,
+        400,
+        &["authorization_pending"],
+    );
+    w.srv.stop().await;
+    drop(w.setup);
+}
