@@ -71,7 +71,7 @@ pub struct ResourceError {
 }
 
 impl ResourceError {
-    fn new(code: ErrorCode, scheme: AuthScheme, description: &'static str) -> ResourceError {
+    pub fn new(code: ErrorCode, scheme: AuthScheme, description: &'static str) -> ResourceError {
         ResourceError {
             code,
             description: Some(Cow::Borrowed(description)),
@@ -311,42 +311,7 @@ pub fn answer(
 ) -> Result<Value, ResourceError> {
     let invalid =
         || ResourceError::invalid_token(scheme, "the access token is invalid, expired or revoked");
-    let t = found
-        .filter(|t| t.kind == TokenKind::Access)
-        .ok_or_else(invalid)?;
-
-    match (&t.cnf_jkt, scheme) {
-        (Some(_), AuthScheme::Bearer) => {
-            return Err(ResourceError::invalid_token(
-                AuthScheme::DPoP,
-                "a DPoP-bound access token must be presented with the DPoP scheme",
-            ));
-        }
-        (Some(jkt), AuthScheme::DPoP) => {
-            let matches = dpop.is_some_and(|p| constant_time_eq(p.jkt.as_bytes(), jkt.as_bytes()));
-            if !matches {
-                return Err(ResourceError::invalid_dpop_proof(
-                    "the DPoP proof key is not the key the access token is bound to",
-                ));
-            }
-        }
-        (None, AuthScheme::DPoP) => {
-            return Err(ResourceError::invalid_token(
-                AuthScheme::DPoP,
-                "the access token is not DPoP-bound",
-            ));
-        }
-        (None, AuthScheme::Bearer) => {}
-    }
-    if let Some(x5t) = &t.cnf_x5t {
-        let matches = x5t_s256.is_some_and(|p| constant_time_eq(p.as_bytes(), x5t.as_bytes()));
-        if !matches {
-            return Err(ResourceError::invalid_token(
-                scheme,
-                "the access token is bound to a client certificate that was not presented",
-            ));
-        }
-    }
+    let t = bound_access_token(found, scheme, dpop, x5t_s256)?;
     if !t.scope.split(' ').any(|s| s == "openid") {
         return Err(ResourceError {
             scope: Some("openid"),
@@ -391,6 +356,62 @@ pub fn answer(
         }
     }
     Ok(out)
+}
+
+/// The access token as a protected resource accepts it (RFC 6750, RFC 9449
+/// §7, RFC 8705 §3): `found` is what `get_active_token` returned for the
+/// SHA-256 of the presented token; it must be an access token presented
+/// with the scheme and the proof or certificate it is bound to. Shared by
+/// userinfo and the admin API.
+///
+/// # Errors
+///
+/// `invalid_token` or `invalid_dpop_proof` as [`userinfo`] documents.
+pub fn bound_access_token(
+    found: Option<TokenRecord>,
+    scheme: AuthScheme,
+    dpop: Option<&DpopProof>,
+    x5t_s256: Option<&str>,
+) -> Result<TokenRecord, ResourceError> {
+    let invalid =
+        || ResourceError::invalid_token(scheme, "the access token is invalid, expired or revoked");
+    let t = found
+        .filter(|t| t.kind == TokenKind::Access)
+        .ok_or_else(invalid)?;
+
+    match (&t.cnf_jkt, scheme) {
+        (Some(_), AuthScheme::Bearer) => {
+            return Err(ResourceError::invalid_token(
+                AuthScheme::DPoP,
+                "a DPoP-bound access token must be presented with the DPoP scheme",
+            ));
+        }
+        (Some(jkt), AuthScheme::DPoP) => {
+            let matches = dpop.is_some_and(|p| constant_time_eq(p.jkt.as_bytes(), jkt.as_bytes()));
+            if !matches {
+                return Err(ResourceError::invalid_dpop_proof(
+                    "the DPoP proof key is not the key the access token is bound to",
+                ));
+            }
+        }
+        (None, AuthScheme::DPoP) => {
+            return Err(ResourceError::invalid_token(
+                AuthScheme::DPoP,
+                "the access token is not DPoP-bound",
+            ));
+        }
+        (None, AuthScheme::Bearer) => {}
+    }
+    if let Some(x5t) = &t.cnf_x5t {
+        let matches = x5t_s256.is_some_and(|p| constant_time_eq(p.as_bytes(), x5t.as_bytes()));
+        if !matches {
+            return Err(ResourceError::invalid_token(
+                scheme,
+                "the access token is bound to a client certificate that was not presented",
+            ));
+        }
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub(crate) fn authenticate_bank(state: &AppState, req: &HttpRequest) -> Result<(
     Err(unauthorized())
 }
 
-fn grant_json(g: &GrantRecord) -> serde_json::Value {
+pub(crate) fn grant_json(g: &GrantRecord) -> serde_json::Value {
     let details: oauth_core::authorization::GrantDetails =
         serde_json::from_str(&g.details).unwrap_or_default();
     json!({

@@ -87,6 +87,64 @@ pub struct Config {
     /// What the consent page says for each scope (`[scopes.NAME]`); the
     /// built-in scopes have default words, an unknown scope shows its name.
     pub scopes: std::collections::BTreeMap<String, ScopeConfig>,
+    /// The admin API on the internal listener (docs/admin.md).
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: who may call the admin API (`/admin/v1` on
+/// `server.admin_listen`) and how changes reach the other instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Clients of this provider whose `client_credentials` access tokens
+    /// (sender-constrained, with `admin:*` scopes) the admin API accepts.
+    /// Any other client's token is refused, whatever its scopes.
+    pub clients: Vec<String>,
+    /// The admin listener's base URL as callers address it: the `htu` of
+    /// their DPoP proofs is compared with it. Default:
+    /// `http://{server.admin_listen}`.
+    pub url: String,
+    /// How often every instance looks for admin changes made on another
+    /// (keys, settings), in milliseconds. Registrations need no polling:
+    /// they are read from the database on every request.
+    pub propagation_ms: u64,
+    /// The largest request body the admin API reads (413 beyond).
+    pub max_body_bytes: usize,
+    /// External issuers whose JWT access tokens (RFC 9068) the admin API
+    /// accepts.
+    pub trusted_issuers: Vec<TrustedIssuer>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            clients: Vec::new(),
+            url: String::new(),
+            propagation_ms: 1000,
+            max_body_bytes: 64 * 1024,
+            trusted_issuers: Vec::new(),
+        }
+    }
+}
+
+/// `[[admin.trusted_issuers]]`: an authorization server of the bank whose
+/// RFC 9068 access tokens carry `admin:*` scopes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuer {
+    /// The `iss` the tokens must carry, exactly.
+    pub issuer: String,
+    /// Where its signing keys are (https).
+    pub jwks_uri: String,
+    /// The `aud` the tokens must carry (RFC 9068 §4: this resource).
+    pub audience: String,
+    /// The JWS algorithms accepted (RS256 is refused).
+    #[serde(default = "trusted_algs")]
+    pub algorithms: Vec<String>,
+}
+
+fn trusted_algs() -> Vec<String> {
+    vec!["PS256".into(), "ES256".into()]
 }
 
 /// `[ui]`: how the customer pages look (docs/theming.md).
@@ -369,6 +427,7 @@ impl Default for Config {
             limits: crate::limits::LimitsConfig::default(),
             ui: UiConfig::default(),
             scopes: std::collections::BTreeMap::new(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -625,6 +684,7 @@ impl Config {
                 ));
             }
         }
+        self.validate_admin()?;
         if self.server.max_connections_per_ip > 0
             && self.server.max_connections > 0
             && self.server.max_connections_per_ip > self.server.max_connections
@@ -819,6 +879,63 @@ impl Config {
             .ok()?;
         u.set_port(Some(port)).ok()?;
         Some(u.as_str().trim_end_matches('/').to_string())
+    }
+}
+
+impl Config {
+    /// The admin listener's base URL (`admin.url`, else derived from
+    /// `server.admin_listen`), without a trailing slash.
+    pub fn admin_url(&self) -> String {
+        if self.admin.url.is_empty() {
+            format!("http://{}", self.server.admin_listen)
+        } else {
+            self.admin.url.trim_end_matches('/').to_owned()
+        }
+    }
+
+    fn validate_admin(&self) -> Result<(), ConfigError> {
+        if !(50..=60_000).contains(&self.admin.propagation_ms) {
+            return Err(ConfigError::new(
+                "admin.propagation_ms",
+                "must be between 50 and 60000",
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.admin.max_body_bytes) {
+            return Err(ConfigError::new(
+                "admin.max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        if !self.admin.url.is_empty() {
+            let u = url::Url::parse(&self.admin.url)
+                .map_err(|e| ConfigError::new("admin.url", format!("not a URL ({e})")))?;
+            if !matches!(u.scheme(), "http" | "https") || u.query().is_some() {
+                return Err(ConfigError::new(
+                    "admin.url",
+                    "must be an http(s) URL without query",
+                ));
+            }
+        }
+        for (i, t) in self.admin.trusted_issuers.iter().enumerate() {
+            let key = format!("admin.trusted_issuers[{i}]");
+            if !t.jwks_uri.starts_with("https://") {
+                return Err(ConfigError::new(&key, "jwks_uri must be an https URL"));
+            }
+            if t.issuer.is_empty() || t.audience.is_empty() {
+                return Err(ConfigError::new(&key, "issuer and audience are required"));
+            }
+            if t.algorithms.is_empty()
+                || t.algorithms
+                    .iter()
+                    .any(|a| oauth_core::keys::JwsAlg::parse(a).is_err())
+            {
+                return Err(ConfigError::new(
+                    &key,
+                    "algorithms must name PS256, ES256 or EdDSA",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Strongroom server: assembles the protocol crates behind actix-web with
 //! rustls. Handlers are thin: extract, call one function, map the result.
 
+pub mod admin;
 pub mod api;
 pub mod bank_api;
 pub mod ciba;

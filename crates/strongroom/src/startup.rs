@@ -802,12 +802,19 @@ pub fn serve_admin(p: &Prepared, lst: TcpListener) -> Result<actix_web::dev::Ser
     let addr = lst.local_addr().map_err(fail)?;
     let handle = crate::telemetry::recorder();
     let state = web::Data::new(p.state.clone());
+    let admin = web::Data::new(crate::admin::AdminState::new(
+        p.state.clone(),
+        p.cfg.clone(),
+        p.kek.clone(),
+    ));
     let readiness = web::Data::new(http::Readiness::default());
     let server = actix_web::HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(admin.clone())
             .app_data(readiness.clone())
             .configure(crate::telemetry::configure_admin)
+            .configure(crate::admin::configure)
     })
     .workers(1)
     .disable_signals()
@@ -871,6 +878,19 @@ async fn still_serving(stopped: &mut tokio::sync::watch::Receiver<()>, period: D
     }
 }
 
+/// Rebuilds the key set from the database (the periodic reload, and after
+/// an admin change of the keys); on failure the current keys stay.
+pub async fn reload_keys(state: &AppState, kek: &KeyEncryptionKey) {
+    let t = now();
+    match state.store.list_keys(t).await {
+        Ok(records) => match KeySet::build(records, kek, t) {
+            Ok(set) => state.keys.reload(set),
+            Err(e) => tracing::error!(error = %e, "key reload failed; keeping the current keys"),
+        },
+        Err(e) => tracing::warn!(error = %e, "key reload: database unavailable"),
+    }
+}
+
 fn spawn_background(
     state: AppState,
     kek: Arc<KeyEncryptionKey>,
@@ -879,18 +899,29 @@ fn spawn_background(
 ) {
     let reload_every = Duration::from_secs(cfg.keys.reload_interval_secs);
     let keys_state = state.clone();
+    let keys_kek = kek.clone();
     let mut keys_stopped = stopped.clone();
     actix_web::rt::spawn(async move {
         while still_serving(&mut keys_stopped, reload_every).await {
-            let t = now();
-            match keys_state.store.list_keys(t).await {
-                Ok(records) => match KeySet::build(records, &kek, t) {
-                    Ok(set) => keys_state.keys.reload(set),
-                    Err(e) => {
-                        tracing::error!(error = %e, "key reload failed; keeping the current keys")
-                    }
-                },
-                Err(e) => tracing::warn!(error = %e, "key reload: database unavailable"),
+            reload_keys(&keys_state, &keys_kek).await;
+        }
+    });
+    // Admin changes made on another instance (docs/admin.md): the settings
+    // version moves with each; keys are reloaded when it does.
+    let poll_every = Duration::from_millis(cfg.admin.propagation_ms);
+    let version_state = state.clone();
+    let version_kek = kek.clone();
+    let mut version_stopped = stopped.clone();
+    actix_web::rt::spawn(async move {
+        let mut seen = version_state.store.settings_version().await.ok();
+        while still_serving(&mut version_stopped, poll_every).await {
+            match version_state.store.settings_version().await {
+                Ok(v) if Some(v) != seen => {
+                    seen = Some(v);
+                    reload_keys(&version_state, &version_kek).await;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "settings version: database unavailable"),
             }
         }
     });

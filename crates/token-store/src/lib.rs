@@ -36,6 +36,7 @@ use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use oauth_core::storage::ReplayEntry;
 pub use oauth_core::storage::{StoreError, StoreResult};
+pub use repo::admin::{AuditEntry, AuditFilter, ChangeOutcome, ClientChange};
 pub use repo::{AuthorizeReads, TokenReads};
 pub use writer::WriteStats;
 
@@ -81,6 +82,9 @@ pub struct Store {
     /// Single-use entries that this handle's next write records first, in
     /// the same transaction ([`Store::carrying_replay`]).
     pending: Option<Arc<Mutex<Option<PendingReplay>>>>,
+    /// An admin audit line that this handle's next write appends, in the
+    /// same transaction ([`Store::carrying_audit`]).
+    audit: Option<Arc<Mutex<Option<AuditEntry>>>>,
     /// Registrations answered from memory, once this process holds the
     /// SQLite database alone ([`Store::claim_database`]); `None` otherwise.
     clients: Option<Arc<client_cache::ClientCache>>,
@@ -217,6 +221,7 @@ impl Store {
             writer,
             backend,
             pending: None,
+            audit: None,
             clients: None,
             claim: None,
             sqlite_path: (backend == Backend::Sqlite).then_some(sqlite_path),
@@ -504,27 +509,33 @@ impl Store {
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
         A: FnOnce() + Send + 'static,
     {
-        match self.pending.as_ref().and_then(|p| lock(p).take()) {
-            None => self.submit_write(f, after).await,
-            Some(p) => {
-                self.submit_write(
-                    move |conn| {
-                        // One savepoint: a used entry or a failing `f` undoes
-                        // the inserts of the entries before it.
-                        db::savepoint(conn, |conn| {
-                            match repo::replay::record_until_used(conn, &p.entries, p.now)? {
-                                None => f(conn),
-                                Some(i) => {
-                                    Err(Fail::Store(StoreError::Replayed(p.entries[i].clone())))
-                                }
-                            }
-                        })
-                    },
-                    after,
-                )
-                .await
-            }
+        let pending = self.pending.as_ref().and_then(|p| lock(p).take());
+        let audit = self.audit.as_ref().and_then(|a| lock(a).take());
+        if pending.is_none() && audit.is_none() {
+            return self.submit_write(f, after).await;
         }
+        self.submit_write(
+            move |conn| {
+                // One savepoint: a used entry or a failing `f` undoes the
+                // inserts of the entries before it, and the audit line
+                // lands only with the write it describes.
+                db::savepoint(conn, |conn| {
+                    if let Some(p) = &pending
+                        && let Some(i) = repo::replay::record_until_used(conn, &p.entries, p.now)?
+                    {
+                        return Err(Fail::Store(StoreError::Replayed(p.entries[i].clone())));
+                    }
+                    let out = f(conn)?;
+                    if let Some(a) = &audit {
+                        repo::admin::insert_audit(conn, a)?;
+                        repo::admin::bump_version(conn)?;
+                    }
+                    Ok(out)
+                })
+            },
+            after,
+        )
+        .await
     }
 
     async fn submit_write<T, F, A>(&self, f: F, after: A) -> StoreResult<T>

@@ -151,4 +151,26 @@ diesel::table! {
 
 // Revocation statements select the grants of a consent or client in a
 // subquery of the tokens update.
+diesel::table! {
+    admin_audit (audit_id) {
+        audit_id -> Text,
+        at_ms -> BigInt,
+        actor -> Text,
+        actor_client -> Nullable<Text>,
+        source -> Text,
+        action -> Text,
+        resource -> Text,
+        resource_id -> Nullable<Text>,
+        status -> BigInt,
+        detail -> Text,
+    }
+}
+
+diesel::table! {
+    settings_version (name) {
+        name -> Text,
+        version -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(grants, tokens);

@@ -1,6 +1,7 @@
 //! End-to-end tests through the real HTTPS server, on SQLite and PostgreSQL.
 //! One test binary for the crate (modules below), so the workspace links once.
 
+mod admin;
 mod binding;
 mod ciba;
 mod cli;

@@ -64,31 +64,10 @@ impl ClientRepository for Store {
 
     async fn delete_client(&self, client_id: &str, now: i64) -> StoreResult<bool> {
         let client_id = client_id.to_owned();
-        self.run_write_then(move |conn| {
-            let id = client_id.as_str();
-            with_conn!(conn, c => c.write_tx(|c| {
-                c.lock_grants_of_client(id)?;
-                diesel::update(gr::table.filter(gr::client_id.eq(id)).filter(gr::revoked_at.is_null()))
-                    .set(gr::revoked_at.eq(Some(now)))
-                    .execute(c)?;
-                let of_client = gr::table
-                    .filter(gr::client_id.eq(id))
-                    .select(gr::grant_id.nullable());
-                diesel::update(
-                    tk::table
-                        .filter(tk::revoked_at.is_null())
-                        .filter(tk::client_id.eq(id).or(tk::grant_id.eq_any(of_client))),
-                )
-                .set(tk::revoked_at.eq(Some(now)))
-                .execute(c)?;
-                diesel::delete(ac::table.filter(ac::client_id.eq(id))).execute(c)?;
-                diesel::delete(pr::table.filter(pr::client_id.eq(id))).execute(c)?;
-                diesel::delete(cr::table.filter(cr::client_id.eq(id))).execute(c)?;
-                diesel::delete(ia::table.filter(ia::client_id.eq(id))).execute(c)?;
-                let n = diesel::delete(cl::table.find(id)).execute(c)?;
-                Ok(n == 1)
-            }))
-        }, self.registrations_changed())
+        self.run_write_then(
+            move |conn| delete_rows(conn, &client_id, now),
+            self.registrations_changed(),
+        )
         .await
     }
 
@@ -116,4 +95,32 @@ pub(crate) fn find(
         .get_result(c)
         .optional()?);
     Ok(row.map(ClientRecord::from))
+}
+
+/// The body of [`ClientRepository::delete_client`], also a step of the
+/// admin API's conditional delete: one transaction (a savepoint inside an
+/// open one).
+pub(crate) fn delete_rows(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, Fail> {
+    with_conn!(conn, c => c.write_tx(|c| {
+        c.lock_grants_of_client(id)?;
+        diesel::update(gr::table.filter(gr::client_id.eq(id)).filter(gr::revoked_at.is_null()))
+            .set(gr::revoked_at.eq(Some(now)))
+            .execute(c)?;
+        let of_client = gr::table
+            .filter(gr::client_id.eq(id))
+            .select(gr::grant_id.nullable());
+        diesel::update(
+            tk::table
+                .filter(tk::revoked_at.is_null())
+                .filter(tk::client_id.eq(id).or(tk::grant_id.eq_any(of_client))),
+        )
+        .set(tk::revoked_at.eq(Some(now)))
+        .execute(c)?;
+        diesel::delete(ac::table.filter(ac::client_id.eq(id))).execute(c)?;
+        diesel::delete(pr::table.filter(pr::client_id.eq(id))).execute(c)?;
+        diesel::delete(cr::table.filter(cr::client_id.eq(id))).execute(c)?;
+        diesel::delete(ia::table.filter(ia::client_id.eq(id))).execute(c)?;
+        let n = diesel::delete(cl::table.find(id)).execute(c)?;
+        Ok(n == 1)
+    }))
 }

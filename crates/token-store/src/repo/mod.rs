@@ -1,6 +1,7 @@
 //! One module per contract of `oauth_core::storage`, each an `impl … for
 //! Store`.
 
+pub(crate) mod admin;
 mod authorize;
 mod ciba;
 pub(crate) mod clients;

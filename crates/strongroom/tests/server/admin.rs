@@ -1,0 +1,1011 @@
+//! The admin API (issue 26) through real servers: tokens and scopes, the
+//! client lifecycle with ETags, every bad input's status, the audit log,
+//! the OpenAPI document against what is mounted, keys, and two instances
+//! on one PostgreSQL seeing each other's changes.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use strongroom::startup::{self, Listeners};
+
+use crate::harness::{Backend, Setup, TestServer};
+use crate::tpp::{Answer, Tpp, answer, assert_error, post_form};
+
+/// The admin client's scopes.
+const ALL: &str = "admin:read admin:clients admin:keys admin:grants admin:audit";
+
+/// A server with its internal listener, started in this process.
+struct Admin {
+    srv: TestServer,
+    base: String,
+    handles: Vec<actix_web::dev::ServerHandle>,
+}
+
+impl Admin {
+    async fn start(setup: &Setup) -> Admin {
+        let main = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mtls = TcpListener::bind("127.0.0.1:0").unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (main_port, mtls_port) = (
+            main.local_addr().unwrap().port(),
+            mtls.local_addr().unwrap().port(),
+        );
+        let admin_addr = admin.local_addr().unwrap();
+        let mut cfg = setup.config(main_port, mtls_port);
+        cfg.server.admin_listen = admin_addr.to_string();
+        cfg.admin.clients = vec!["ops".into(), "ops-reader".into()];
+        cfg.admin.propagation_ms = 200;
+        cfg.admin.max_body_bytes = 4096;
+        cfg.validate().unwrap();
+        let prepared = startup::prepare(cfg).await.expect("server prepares");
+        let admin_server = startup::serve_admin(&prepared, admin).expect("admin listener");
+        let server = startup::serve(
+            prepared,
+            Listeners {
+                main,
+                mtls: Some(mtls),
+            },
+        )
+        .expect("server starts");
+        let handles = vec![server.handle(), admin_server.handle()];
+        actix_web::rt::spawn(server);
+        actix_web::rt::spawn(admin_server);
+        Admin {
+            srv: TestServer::external(setup, main_port, mtls_port),
+            base: format!("http://{admin_addr}"),
+            handles,
+        }
+    }
+
+    async fn stop(self) {
+        for h in self.handles {
+            h.stop(true).await;
+        }
+    }
+}
+
+/// The admin clients (`ops` with every scope, `ops-reader` with
+/// `admin:read` only) and a TPP that is no admin client, in the file.
+fn setup(backend: Backend) -> (Setup, Tpp, Tpp, Tpp) {
+    let mut setup = Setup::new(backend);
+    let ops = Tpp::new("ops");
+    let reader = Tpp::new("ops-reader");
+    let outsider = Tpp::new("outsider");
+    for (t, scope) in [(&ops, ALL), (&reader, "admin:read"), (&outsider, ALL)] {
+        let mut m = t.pkjwt_metadata();
+        m["grant_types"] = json!(["client_credentials"]);
+        m["scope"] = json!(scope);
+        m["redirect_uris"] = json!([]);
+        setup.clients.push(m);
+    }
+    (setup, ops, reader, outsider)
+}
+
+/// A DPoP-bound client_credentials token of `who`.
+async fn token(srv: &TestServer, who: &Tpp, scope: &str) -> String {
+    let url = srv.url("/token");
+    let mut form = vec![
+        ("grant_type".to_string(), "client_credentials".to_string()),
+        ("scope".into(), scope.into()),
+    ];
+    form.extend(who.auth_fields(srv));
+    let a = post_form(
+        &srv.client(None),
+        &url,
+        &form,
+        Some(who.dpop_proof("POST", &url, None)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "token: {}", a.json);
+    a.json["access_token"].as_str().unwrap().to_owned()
+}
+
+/// One admin call with `who`'s DPoP proof for `token`.
+async fn call(
+    adm: &Admin,
+    who: &Tpp,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<(&str, String)>,
+    if_match: Option<&str>,
+) -> Answer {
+    let url = format!("{}{path}", adm.base);
+    let htu = url.split('?').next().unwrap().to_owned();
+    let mut req = reqwest::Client::new()
+        .request(method.clone(), &url)
+        .header("Authorization", format!("DPoP {token}"))
+        .header("DPoP", who.dpop_proof(method.as_str(), &htu, Some(token)));
+    if let Some((ct, b)) = body {
+        req = req.header("Content-Type", ct).body(b);
+    }
+    if let Some(m) = if_match {
+        req = req.header("If-Match", m);
+    }
+    answer(req.send().await.unwrap()).await
+}
+
+fn etag(a: &Answer) -> String {
+    a.headers["etag"].to_str().unwrap().to_owned()
+}
+
+/// A client_credentials token request of `tpp`: its status.
+async fn tpp_token_status(srv: &TestServer, tpp: &Tpp) -> u16 {
+    let url = srv.url("/token");
+    let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
+    form.extend(tpp.auth_fields(srv));
+    post_form(
+        &srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await
+    .status
+}
+
+fn new_tpp_metadata(tpp: &Tpp) -> Value {
+    let mut m = tpp.pkjwt_metadata();
+    m["grant_types"] = json!(["client_credentials"]);
+    m["scope"] = json!("accounts");
+    m["redirect_uris"] = json!([]);
+    m
+}
+
+/// Without a valid admin token nothing answers: 401 with a challenge;
+/// another client's token 401; a token without the route's scope 403.
+#[actix_web::test]
+async fn admin_routes_need_an_admin_token_with_the_scope() {
+    let (setup, ops, reader, outsider) = setup(Backend::Sqlite);
+    let adm = Admin::start(&setup).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/admin/v1/clients", adm.base);
+
+    let a = answer(http.get(&url).send().await.unwrap()).await;
+    assert_error(&a, 401, &["invalid_token"]);
+    assert!(
+        a.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("DPoP")
+    );
+
+    let a = answer(
+        http.get(&url)
+            .bearer_auth("not-a-token")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&a, 401, &["invalid_token"]);
+
+    // A DPoP-bound token presented as a bearer token.
+    let t = token(&adm.srv, &ops, "admin:read").await;
+    let a = answer(http.get(&url).bearer_auth(&t).send().await.unwrap()).await;
+    assert_error(&a, 401, &["invalid_token"]);
+
+    // A proof for another URL.
+    let a = answer(
+        http.get(&url)
+            .header("Authorization", format!("DPoP {t}"))
+            .header(
+                "DPoP",
+                ops.dpop_proof("GET", "http://elsewhere.example/admin/v1/clients", Some(&t)),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(&a, 401, &["invalid_dpop_proof"]);
+
+    // A client that is not an admin client, whatever its scopes.
+    let t = token(&adm.srv, &outsider, ALL).await;
+    let a = call(
+        &adm,
+        &outsider,
+        &t,
+        Method::GET,
+        "/admin/v1/clients",
+        None,
+        None,
+    )
+    .await;
+    assert_error(&a, 401, &["invalid_token"]);
+
+    // The reader may read, not write.
+    let t = token(&adm.srv, &reader, "admin:read").await;
+    let a = call(
+        &adm,
+        &reader,
+        &t,
+        Method::GET,
+        "/admin/v1/clients",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let body = new_tpp_metadata(&Tpp::new("tpp-never")).to_string();
+    let a = call(
+        &adm,
+        &reader,
+        &t,
+        Method::POST,
+        "/admin/v1/clients",
+        Some(("application/json", body)),
+        None,
+    )
+    .await;
+    assert_error(&a, 403, &["insufficient_scope"]);
+    assert!(
+        a.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"admin:clients\"")
+    );
+    let a = call(
+        &adm,
+        &reader,
+        &t,
+        Method::GET,
+        "/admin/v1/audit",
+        None,
+        None,
+    )
+    .await;
+    assert_error(&a, 403, &["insufficient_scope"]);
+
+    // Every refusal is in the audit log, with who and the status.
+    let t = token(&adm.srv, &ops, "admin:audit").await;
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/audit?resource=clients",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let lines = a.json["items"].as_array().unwrap();
+    let statuses: Vec<(String, i64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["actor"].as_str().unwrap().to_owned(),
+                l["status"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("anonymous".into(), 401)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("ops-reader".into(), 403)),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("ops-reader".into(), 200)),
+        "{statuses:?}"
+    );
+    adm.stop().await;
+}
+
+/// Create, read, patch, replace and delete a client, with every bad input
+/// of the issue, on both backends; the client works at the token endpoint
+/// as soon as it is created and stops as soon as it is deleted.
+#[actix_web::test]
+async fn admin_client_lifecycle() {
+    for backend in crate::harness::BACKENDS {
+        let (setup, ops, _, _) = setup(backend);
+        let adm = Admin::start(&setup).await;
+        let t = token(&adm.srv, &ops, ALL).await;
+        let tpp = Tpp::new("tpp-admin-made");
+        let path = "/admin/v1/clients/tpp-admin-made";
+        assert_eq!(tpp_token_status(&adm.srv, &tpp).await, 401);
+
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/clients",
+            Some(("application/json", new_tpp_metadata(&tpp).to_string())),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.json);
+        assert_eq!(a.json["origin"], "admin");
+        assert!(a.json.get("client_secret").is_none());
+        let created = etag(&a);
+        assert_eq!(
+            tpp_token_status(&adm.srv, &tpp).await,
+            200,
+            "usable at once"
+        );
+
+        // The same client_id again: 409.
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/clients",
+            Some(("application/json", new_tpp_metadata(&tpp).to_string())),
+            None,
+        )
+        .await;
+        assert_error(&a, 409, &["conflict"]);
+
+        let a = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(etag(&a), created);
+        assert_eq!(a.json["metadata"]["scope"], "accounts");
+
+        let patch = json!({"client_name": "Renamed TPP"}).to_string();
+        let merge = "application/merge-patch+json";
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, patch.clone())),
+            None,
+        )
+        .await;
+        assert_error(&a, 428, &["precondition_required"]);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, patch.clone())),
+            Some("\"stale\""),
+        )
+        .await;
+        assert_error(&a, 412, &["precondition_failed"]);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some(("application/json", patch.clone())),
+            Some(&created),
+        )
+        .await;
+        assert_eq!(a.status, 415, "{}", a.json);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, patch.clone())),
+            Some(&created),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        assert_eq!(a.json["metadata"]["client_name"], "Renamed TPP");
+        let patched = etag(&a);
+        assert_ne!(patched, created);
+        // The old ETag is stale now.
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, patch)),
+            Some(&created),
+        )
+        .await;
+        assert_error(&a, 412, &["precondition_failed"]);
+
+        // Bodies that would break the profile or are not metadata: 400
+        // naming what is wrong; nothing changes.
+        for (edit, words) in [
+            (
+                json!({"token_endpoint_auth_method": "none"}),
+                "token_endpoint_auth_method",
+            ),
+            (json!({"token_endpoint_auth_signing_alg": "RS256"}), "RS256"),
+            (
+                json!({"redirect_uris": ["http://tpp.example/cb"], "grant_types": ["authorization_code"]}),
+                "https",
+            ),
+            (json!({"colour": "blue"}), "colour"),
+            (json!({"client_id": "another"}), "client_id"),
+        ] {
+            let a = call(
+                &adm,
+                &ops,
+                &t,
+                Method::PATCH,
+                path,
+                Some((merge, edit.to_string())),
+                Some(&patched),
+            )
+            .await;
+            assert_eq!(a.status, 400, "{edit}: {}", a.json);
+            let d = a.json["error_description"].as_str().unwrap();
+            assert!(d.contains(words), "{edit}: {d}");
+        }
+        let a = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+        assert_eq!(etag(&a), patched, "refused writes change nothing");
+
+        // Too large, not JSON.
+        let big = json!({"client_name": "x".repeat(8000)}).to_string();
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PUT,
+            path,
+            Some(("application/json", big)),
+            Some(&patched),
+        )
+        .await;
+        assert_eq!(a.status, 413, "{}", a.json);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PUT,
+            path,
+            Some(("application/json", "{not json".into())),
+            Some(&patched),
+        )
+        .await;
+        assert_error(&a, 400, &["invalid_request"]);
+
+        // A full replace.
+        let mut full = new_tpp_metadata(&tpp);
+        full["client_name"] = json!("Replaced");
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::PUT,
+            path,
+            Some(("application/json", full.to_string())),
+            Some(&patched),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let replaced = etag(&a);
+
+        // Unknown ids, file-owned clients.
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/clients/nobody",
+            None,
+            None,
+        )
+        .await;
+        assert_error(&a, 404, &["not_found"]);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/clients/ops",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.json["file_owned"], true);
+        let ops_tag = etag(&a);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::DELETE,
+            "/admin/v1/clients/ops",
+            None,
+            Some(&ops_tag),
+        )
+        .await;
+        assert_error(&a, 409, &["conflict"]);
+        assert!(
+            a.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("file")
+        );
+
+        // Paging.
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/clients?limit=2",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.json["items"].as_array().unwrap().len(), 2);
+        let next = a.json["next"].as_str().unwrap().to_owned();
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            &format!("/admin/v1/clients?limit=2&after={next}"),
+            None,
+            None,
+        )
+        .await;
+        let ids: Vec<&str> = a.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["client_id"].as_str().unwrap())
+            .collect();
+        assert!(ids.iter().all(|i| *i > next.as_str()), "{ids:?}");
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/clients?limit=0",
+            None,
+            None,
+        )
+        .await;
+        assert_error(&a, 400, &["invalid_request"]);
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/clients?origin=admin",
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.json["items"].as_array().unwrap().len(), 1);
+
+        // Delete: the client's next token request fails.
+        let a = call(&adm, &ops, &t, Method::DELETE, path, None, None).await;
+        assert_error(&a, 428, &["precondition_required"]);
+        let a = call(&adm, &ops, &t, Method::DELETE, path, None, Some(&replaced)).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        assert_eq!(tpp_token_status(&adm.srv, &tpp).await, 401);
+        let a = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+        assert_error(&a, 404, &["not_found"]);
+
+        // The audit log has each action, refused ones included, with
+        // before and after and no secret.
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/audit?resource_id=tpp-admin-made&limit=200",
+            None,
+            None,
+        )
+        .await;
+        let lines = a.json["items"].as_array().unwrap();
+        let seen: Vec<(String, i64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["action"].as_str().unwrap().to_owned(),
+                    l["status"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        for want in [
+            ("clients.create", 201),
+            ("clients.create", 409),
+            ("clients.patch", 428),
+            ("clients.patch", 412),
+            ("clients.patch", 415),
+            ("clients.patch", 200),
+            ("clients.patch", 400),
+            ("clients.replace", 413),
+            ("clients.replace", 200),
+            ("clients.delete", 428),
+            ("clients.delete", 204),
+            ("clients.get", 404),
+        ] {
+            assert!(
+                seen.contains(&(want.0.into(), want.1)),
+                "{want:?} in {seen:?}"
+            );
+        }
+        let patch_line = lines
+            .iter()
+            .find(|l| l["action"] == "clients.patch" && l["status"] == 200)
+            .unwrap();
+        assert_eq!(
+            patch_line["detail"]["before"]["metadata"]["client_name"],
+            "TPP tpp-admin-made"
+        );
+        assert_eq!(
+            patch_line["detail"]["after"]["metadata"]["client_name"],
+            "Renamed TPP"
+        );
+        assert_eq!(patch_line["actor"], "ops");
+        assert_eq!(patch_line["actor_client"], "ops");
+        assert_eq!(patch_line["source"], "127.0.0.1");
+        assert!(!a.json.to_string().contains(&t), "no token in the log");
+        adm.stop().await;
+    }
+}
+
+/// A `client_secret_basic` client (outside the FAPI rules) gets its secret
+/// once; the store keeps its hash only.
+#[actix_web::test]
+async fn admin_generated_secrets_are_shown_once() {
+    let (setup, ops, _, _) = setup(Backend::Sqlite);
+    let adm = Admin::start(&setup).await;
+    let t = token(&adm.srv, &ops, ALL).await;
+    let body = json!({
+        "client_id": "legacy-app",
+        "fapi": false,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "grant_types": ["client_credentials"],
+        "scope": "accounts",
+    });
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::POST,
+        "/admin/v1/clients",
+        Some(("application/json", body.to_string())),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let secret = a.json["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 40);
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/clients/legacy-app",
+        None,
+        None,
+    )
+    .await;
+    assert!(!a.json.to_string().contains(&secret));
+    let res = adm
+        .srv
+        .client(None)
+        .post(adm.srv.url("/token"))
+        .basic_auth("legacy-app", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    // Not DPoP-bound and not FAPI: a plain bearer token.
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/audit?resource_id=legacy-app",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        !a.json.to_string().contains(&secret),
+        "no secret in the audit log"
+    );
+    adm.stop().await;
+}
+
+/// Every route of the OpenAPI document is mounted (it answers 401 without
+/// a token, not 404), other methods on its paths are not, and paths the
+/// document does not name answer 404.
+#[actix_web::test]
+async fn openapi_documents_exactly_the_mounted_routes() {
+    let (setup, ops, _, _) = setup(Backend::Sqlite);
+    let adm = Admin::start(&setup).await;
+    let t = token(&adm.srv, &ops, "admin:read").await;
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/openapi.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert!(a.json["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = a.json["paths"].as_object().unwrap();
+    assert!(paths.len() >= 9, "{:?}", paths.keys());
+    let http = reqwest::Client::new();
+    let all = ["get", "post", "put", "patch", "delete"];
+    let mut documented = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{client_id}", "some-client")
+            .replace("{kid}", "some-kid")
+            .replace("{consent_id}", "some-consent");
+        assert!(!concrete.contains('{'), "unknown parameter in {path}");
+        for m in all {
+            let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            let status = http
+                .request(method, format!("{}{concrete}", adm.base))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if item.get(m).is_some() {
+                documented += 1;
+                assert_eq!(status, 401, "{m} {path} is documented but not mounted");
+            } else {
+                assert!(
+                    matches!(status, 404 | 405),
+                    "{m} {path} is mounted but not documented: {status}"
+                );
+            }
+        }
+    }
+    assert_eq!(documented, strongroom::admin::MOUNTED.len());
+    // Each mounted route answers (401 without a token), so MOUNTED, which
+    // the unit test holds against the document, is what is served.
+    for (m, p) in strongroom::admin::MOUNTED {
+        let concrete = p
+            .replace("{client_id}", "c")
+            .replace("{kid}", "k")
+            .replace("{consent_id}", "x");
+        let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+        let status = http
+            .request(method, format!("{}/admin/v1{concrete}", adm.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401, "{m} {p}");
+    }
+    for stray in [
+        "/admin/v1",
+        "/admin/v1/",
+        "/admin/v1/users",
+        "/admin/v2/clients",
+        "/admin/v1/clients/a/b",
+    ] {
+        let status = http
+            .get(format!("{}{stray}", adm.base))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{stray}");
+    }
+    // The public listeners have no admin route.
+    let status = adm
+        .srv
+        .client(None)
+        .get(adm.srv.url("/admin/v1/clients"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    adm.stop().await;
+}
+
+/// A rotation through the API publishes the new keys in the JWKS at once;
+/// a token signed before still verifies; the only active key of an
+/// algorithm cannot be retired; a retired one stops signing.
+#[actix_web::test]
+async fn admin_key_rotation() {
+    let (setup, ops, _, _) = setup(Backend::Sqlite);
+    let adm = Admin::start(&setup).await;
+    let t = token(&adm.srv, &ops, ALL).await;
+    let jwks = |srv: &TestServer| {
+        let (c, u) = (srv.client(None), srv.url("/jwks"));
+        async move {
+            c.get(u)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let kids = |j: &Value| -> Vec<String> {
+        j["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let before = kids(&jwks(&adm.srv).await);
+    let a = call(&adm, &ops, &t, Method::GET, "/admin/v1/keys", None, None).await;
+    let listed = a.json["items"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), before.len());
+    let ps256 = listed.iter().find(|k| k["alg"] == "PS256").unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::POST,
+        &format!("/admin/v1/keys/{ps256}/retire"),
+        None,
+        None,
+    )
+    .await;
+    assert_error(&a, 409, &["conflict"]);
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::POST,
+        "/admin/v1/keys/nope/retire",
+        None,
+        None,
+    )
+    .await;
+    assert_error(&a, 404, &["not_found"]);
+
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::POST,
+        "/admin/v1/keys/rotate",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let published: Vec<String> = a.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!published.is_empty());
+    let after = kids(&jwks(&adm.srv).await);
+    for k in before.iter().chain(&published) {
+        assert!(after.contains(k), "{k} in the JWKS at once: {after:?}");
+    }
+    // The old token still works (the key that signed it still verifies).
+    let a = call(&adm, &ops, &t, Method::GET, "/admin/v1/keys", None, None).await;
+    assert_eq!(a.status, 200);
+    let states: Vec<&str> = a.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert!(states.contains(&"scheduled"), "{states:?}");
+    let a = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/audit?resource=keys",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        a.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["action"] == "keys.rotate" && l["status"] == 200)
+    );
+    adm.stop().await;
+}
+
+/// Two instances on one PostgreSQL: a client created on A works on B at
+/// once, its deletion on B stops it on A, and a key rotation on A is in
+/// B's JWKS within the propagation time.
+#[actix_web::test]
+async fn admin_changes_reach_every_instance() {
+    let (setup, ops, _, _) = setup(Backend::Postgres);
+    let a = Admin::start(&setup).await;
+    let b = Admin::start(&setup).await;
+    let ta = token(&a.srv, &ops, ALL).await;
+    let tb = token(&b.srv, &ops, ALL).await;
+    let tpp = Tpp::new("tpp-two-instances");
+    let r = call(
+        &a,
+        &ops,
+        &ta,
+        Method::POST,
+        "/admin/v1/clients",
+        Some(("application/json", new_tpp_metadata(&tpp).to_string())),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json);
+    assert_eq!(tpp_token_status(&b.srv, &tpp).await, 200, "B at once");
+    let r = call(
+        &b,
+        &ops,
+        &tb,
+        Method::GET,
+        "/admin/v1/clients/tpp-two-instances",
+        None,
+        None,
+    )
+    .await;
+    let tag = etag(&r);
+    let r = call(
+        &b,
+        &ops,
+        &tb,
+        Method::DELETE,
+        "/admin/v1/clients/tpp-two-instances",
+        None,
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json);
+    assert_eq!(tpp_token_status(&a.srv, &tpp).await, 401, "A at once");
+
+    let r = call(
+        &a,
+        &ops,
+        &ta,
+        Method::POST,
+        "/admin/v1/keys/rotate",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let kid = r.json["items"][0]["kid"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let j: Value = b
+            .srv
+            .client(None)
+            .get(b.srv.url("/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid.as_str())
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B's JWKS within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
