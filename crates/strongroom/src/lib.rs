@@ -2,6 +2,7 @@
 //! rustls. Handlers are thin: extract, call one function, map the result.
 
 pub mod admin;
+pub mod admin_cli;
 pub mod api;
 pub mod bank_api;
 pub mod ciba;

@@ -44,6 +44,8 @@ enum Cmd {
     /// (`/healthz`) or, with --ready, ready (`/readyz`); exit 0 or 1. For
     /// container health checks.
     Health(HealthArgs),
+    /// The admin API of a running server (docs/admin.md)
+    Admin(strongroom::admin_cli::AdminArgs),
     /// Dev mode: walk the dev client through the built-in flow against a
     /// running server (`make run` first), ending with a token
     Try(TryArgs),
@@ -169,6 +171,24 @@ fn main() -> ExitCode {
             return match load_config() {
                 Ok(cfg) => health_command(&cfg, args.ready),
                 Err(code) => code,
+            };
+        }
+        Cmd::Admin(args) => {
+            let cfg = match load_config() {
+                Ok(cfg) => cfg,
+                Err(code) => return code,
+            };
+            let result =
+                actix_web::rt::System::new().block_on(strongroom::admin_cli::run(&cfg, args));
+            return match result {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("strongroom admin: {e}");
+                    ExitCode::from(1)
+                }
             };
         }
         Cmd::Try(args) => {

@@ -324,6 +324,35 @@ fn dev_client(cfg: &Config) -> Result<Option<crate::config::StaticClient>, Start
     Ok(Some(client))
 }
 
+/// The dev admin client of `strongroom admin` ([`crate::admin_cli`]): in
+/// dev mode, with the internal listener on, under the same condition as
+/// the dev client (its certificate is issued by the generated dev CA).
+fn dev_admin_client(cfg: &Config) -> Result<Option<crate::config::StaticClient>, StartError> {
+    use crate::admin_cli::DEV_ADMIN;
+    if !cfg.dev_mode
+        || cfg.server.admin_listen.is_empty()
+        || !cfg.tls.certificate.is_empty()
+        || !cfg.tls.client_ca.is_empty()
+    {
+        return Ok(None);
+    }
+    if cfg
+        .clients
+        .iter()
+        .any(|c| c.metadata.client_id == DEV_ADMIN)
+    {
+        return Err(fail(format_args!(
+            "clients ({DEV_ADMIN}): this client_id is the dev admin client's in dev mode; choose another"
+        )));
+    }
+    let client = crate::admin_cli::ensure_dev_admin(&cfg.data_dir)
+        .map_err(|e| fail(format_args!("dev admin client: {e}")))?;
+    tracing::info!(
+        "dev mode: the admin API answers `strongroom admin` (e.g. strongroom admin clients list)"
+    );
+    Ok(Some(client))
+}
+
 /// The protocol policy, derived once from the configuration.
 pub fn policy(cfg: &Config) -> Policy {
     let mut p = Policy::new(cfg.issuer.clone(), cfg.profile);
@@ -601,6 +630,10 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
     } = check(&cfg, true).await?;
     let cert_source = web::Data::new(cert_source);
     if let Some(client) = dev_client(&cfg)? {
+        cfg.clients.push(client);
+    }
+    if let Some(client) = dev_admin_client(&cfg)? {
+        cfg.admin.clients.push(client.metadata.client_id.clone());
         cfg.clients.push(client);
     }
     let keyset = load_keys(&store, &kek).await?;

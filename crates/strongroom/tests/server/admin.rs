@@ -1009,3 +1009,149 @@ async fn admin_changes_reach_every_instance() {
     a.stop().await;
     b.stop().await;
 }
+
+/// `strongroom admin` against `strongroom serve` in dev mode, as a newcomer
+/// runs them: the dev admin client exists, and the CLI creates a client
+/// that then gets tokens, rotates keys, reads the audit log and deletes
+/// the client, with tables by default and JSON on request.
+#[actix_web::test]
+async fn the_admin_cli_drives_a_dev_server() {
+    use std::process::{Command, Stdio};
+    const BIN: &str = env!("CARGO_BIN_EXE_strongroom");
+    strongroom::startup::install_crypto_provider();
+    let setup = Setup::new(Backend::Sqlite);
+    setup.dev_ca();
+    let config = setup.data_dir.join("strongroom.toml");
+    std::fs::write(&config, "dev_mode = true\n[log]\nlevel = \"warn\"\n").unwrap();
+    let port = || {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (main, mtls, admin) = (port(), port(), port());
+    let env = |c: &mut Command| {
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("STRONGROOM_CONFIG", &config)
+            .env("STRONGROOM_ISSUER", format!("https://localhost:{main}"))
+            .env("STRONGROOM_LISTEN", format!("127.0.0.1:{main}"))
+            .env("STRONGROOM_MTLS_LISTEN", format!("127.0.0.1:{mtls}"))
+            .env("STRONGROOM_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("STRONGROOM_DATA_DIR", &setup.data_dir)
+            .env("STRONGROOM_DATABASE_URL", &setup.database_url);
+    };
+    let log = std::fs::File::create(setup.data_dir.join("serve.log")).unwrap();
+    let mut serve = Command::new(BIN);
+    serve.arg("serve");
+    env(&mut serve);
+    let mut child = serve
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{admin}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            std::fs::read_to_string(setup.data_dir.join("serve.log")).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin_cli = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("admin").args(args);
+        env(&mut c);
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let tpp = Tpp::new("tpp-from-cli");
+    let file = setup.data_dir.join("tpp.json");
+    std::fs::write(&file, new_tpp_metadata(&tpp).to_string()).unwrap();
+
+    let (code, out, err) = admin_cli(&["clients", "create", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.starts_with("client_id"), "a table: {out}");
+    assert!(
+        out.contains("tpp-from-cli") && out.contains("admin"),
+        "{out}"
+    );
+    let srv = TestServer::external(&setup, main, mtls);
+    assert_eq!(tpp_token_status(&srv, &tpp).await, 200);
+
+    let (code, out, err) = admin_cli(&["clients", "list", "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["client_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&"tpp-from-cli") && ids.contains(&"dev-admin"),
+        "{ids:?}"
+    );
+
+    let (code, out, err) = admin_cli(&["keys", "rotate"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("scheduled"), "{out}");
+    let (code, out, _) = admin_cli(&["keys", "list", "--json"]);
+    assert_eq!(code, Some(0));
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        keys["items"].as_array().unwrap().len() >= 8,
+        "rotated keys listed: {out}"
+    );
+
+    let (code, out, err) = admin_cli(&["clients", "delete", "tpp-from-cli"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("deleted"));
+    assert_eq!(tpp_token_status(&srv, &tpp).await, 401);
+    let (code, _, err) = admin_cli(&["clients", "show", "tpp-from-cli"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("404"), "{err}");
+
+    let (code, out, err) = admin_cli(&["audit", "tail", "--json", "--lines", "100"]);
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = lines
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "clients.create",
+        "clients.list",
+        "keys.rotate",
+        "clients.delete",
+        "clients.get",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    assert!(
+        lines
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["actor"] == "dev-admin")
+    );
+
+    // Someone without the dev admin's certificate gets nowhere.
+    let other = setup.data_dir.join("nothing.pem");
+    let (code, _, err) = admin_cli(&["--cert", other.to_str().unwrap(), "clients", "list"]);
+    assert_eq!(code, Some(1), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
