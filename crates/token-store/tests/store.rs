@@ -180,6 +180,7 @@ on_both_backends!(
     ciba_lifecycle,
     ciba_concurrent_decisions_and_polls,
     ciba_outbox_one_claimer_and_leases,
+    admin_changes_are_conditional_and_audited,
     ciba_redemption_spends_and_stores_in_one_transaction,
     sessions_and_interactions,
     authorize_reads_are_the_three_reads,
@@ -2767,4 +2768,173 @@ async fn an_unreachable_postgres_is_reported_at_once_and_recovers() {
     })
     .await;
     assert!(back.iter().all(|ok| *ok), "{back:?}");
+}
+
+fn audit_line(id: &str, action: &str, status: i64) -> token_store::AuditEntry {
+    token_store::AuditEntry {
+        audit_id: id.into(),
+        at_ms: NOW * 1000,
+        actor: "ops".into(),
+        actor_client: Some("ops".into()),
+        source: "127.0.0.1".into(),
+        action: action.into(),
+        resource: "clients".into(),
+        resource_id: Some("c1".into()),
+        status,
+        detail: "{}".into(),
+    }
+}
+
+/// The admin API's writes (issue 26): a change lands with its audit line
+/// and a settings-version bump, or neither does; a stale expectation
+/// changes nothing; of many writers with the same expectation one wins;
+/// the audit log refuses updates and deletes.
+async fn admin_changes_are_conditional_and_audited(db: TestDb) {
+    use token_store::{AuditFilter, ChangeOutcome, ClientChange};
+    let s = &db.store;
+    let v0 = s.settings_version().await.unwrap();
+    let c1 = client("c1");
+    let done = s
+        .change_client(
+            ClientChange::Create(c1.clone()),
+            audit_line("a1", "clients.create", 201),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, ChangeOutcome::Done);
+    assert_eq!(s.settings_version().await.unwrap(), v0 + 1);
+    let again = s
+        .change_client(
+            ClientChange::Create(c1.clone()),
+            audit_line("a2", "clients.create", 201),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, ChangeOutcome::Exists);
+
+    // A replace from a stale read: nothing written, no audit line.
+    let mut stale = c1.clone();
+    stale.metadata = r#"{"client_name":"old"}"#.into();
+    let mut new = c1.clone();
+    new.metadata = r#"{"client_name":"new"}"#.into();
+    new.updated_at = NOW + 1;
+    let out = s
+        .change_client(
+            ClientChange::Replace {
+                expected: stale,
+                new: new.clone(),
+            },
+            audit_line("a3", "clients.replace", 200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, ChangeOutcome::Stale);
+    assert_eq!(s.get_client("c1").await.unwrap().unwrap(), c1);
+
+    // Eight writers with the same (current) expectation: one wins.
+    let won = winners(8, |i| {
+        let s = db.store.clone();
+        let (expected, mut new) = (c1.clone(), new.clone());
+        new.metadata = format!(r#"{{"client_name":"writer {i}"}}"#);
+        async move {
+            s.change_client(
+                ClientChange::Replace { expected, new },
+                audit_line(&format!("w{i}"), "clients.replace", 200),
+            )
+            .await
+            .unwrap()
+                == ChangeOutcome::Done
+        }
+    })
+    .await;
+    assert_eq!(won, 1);
+    let current = s.get_client("c1").await.unwrap().unwrap();
+    // A delete from the pre-race read is stale; from the current one, done.
+    let out = s
+        .change_client(
+            ClientChange::Delete {
+                expected: c1.clone(),
+                now: NOW,
+            },
+            audit_line("d1", "clients.delete", 204),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, ChangeOutcome::Stale);
+    let out = s
+        .change_client(
+            ClientChange::Delete {
+                expected: current,
+                now: NOW,
+            },
+            audit_line("d2", "clients.delete", 204),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, ChangeOutcome::Done);
+    assert!(s.get_client("c1").await.unwrap().is_none());
+
+    // A write carrying a line that cannot land (its id is taken) is undone.
+    let dup = s
+        .carrying_audit(audit_line("a1", "keys.rotate", 200))
+        .put_client(client("c2"))
+        .await;
+    assert!(dup.is_err());
+    assert!(
+        s.get_client("c2").await.unwrap().is_none(),
+        "undone with its line"
+    );
+
+    s.append_audit(audit_line("r1", "clients.patch", 412))
+        .await
+        .unwrap();
+    let lines = s
+        .list_audit(AuditFilter {
+            resource_id: Some("c1".into()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = lines.iter().map(|l| l.audit_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert!(ids.contains(&"a1") && ids.contains(&"d2") && ids.contains(&"r1"));
+    assert!(!ids.contains(&"a2") && !ids.contains(&"a3") && !ids.contains(&"d1"));
+    let page = s
+        .list_audit(AuditFilter {
+            after: Some("a1".into()),
+            limit: 1,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert!(page[0].audit_id.as_str() > "a1");
+
+    // Append-only, whatever the caller.
+    let sql_update = "UPDATE admin_audit SET status = 200 WHERE audit_id = 'r1'";
+    let sql_delete = "DELETE FROM admin_audit";
+    for sql in [sql_update, sql_delete] {
+        let refused = if db.backend == "postgres" {
+            let mut c = PgConnection::establish(&db.url).unwrap();
+            diesel::sql_query(sql).execute(&mut c).is_err()
+        } else {
+            let path = db.url.trim_start_matches("sqlite://");
+            let mut c = diesel::SqliteConnection::establish(path).unwrap();
+            diesel::sql_query(sql).execute(&mut c).is_err()
+        };
+        assert!(refused, "{sql}");
+    }
+    let all = s
+        .list_audit(AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), lines.len(), "nothing deleted");
+    assert!(
+        all.iter().any(|l| l.audit_id == "r1" && l.status == 412),
+        "nothing updated"
+    );
 }

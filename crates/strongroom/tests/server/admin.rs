@@ -25,6 +25,13 @@ struct Admin {
 
 impl Admin {
     async fn start(setup: &Setup) -> Admin {
+        Admin::start_with(setup, |_| {}).await
+    }
+
+    async fn start_with(
+        setup: &Setup,
+        tweak: impl FnOnce(&mut strongroom::config::Config),
+    ) -> Admin {
         let main = TcpListener::bind("127.0.0.1:0").unwrap();
         let mtls = TcpListener::bind("127.0.0.1:0").unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -38,6 +45,7 @@ impl Admin {
         cfg.admin.clients = vec!["ops".into(), "ops-reader".into()];
         cfg.admin.propagation_ms = 200;
         cfg.admin.max_body_bytes = 4096;
+        tweak(&mut cfg);
         cfg.validate().unwrap();
         let prepared = startup::prepare(cfg).await.expect("server prepares");
         let admin_server = startup::serve_admin(&prepared, admin).expect("admin listener");
@@ -1154,4 +1162,160 @@ async fn the_admin_cli_drives_a_dev_server() {
     assert_eq!(code, Some(1), "{err}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `{"keys": [...]}` over https with the dev certificate (the dev CA is
+/// trusted by Strongroom's outbound client in dev mode): an issuer's JWKS.
+fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&dev.server_chain)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&dev.server_key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://localhost:{}/jwks", l.local_addr().unwrap().port());
+    let server = actix_web::HttpServer::new(move || {
+        let body = jwks.clone();
+        actix_web::App::new().route(
+            "/jwks",
+            actix_web::web::get().to(move || {
+                let body = body.clone();
+                async move { actix_web::HttpResponse::Ok().json(body) }
+            }),
+        )
+    })
+    .workers(1)
+    .listen_rustls_0_23(l, tls)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    url
+}
+
+/// RFC 9068 access tokens of a trusted issuer: accepted with the right
+/// `typ`, issuer, audience, algorithm, key and lifetime, and the scope;
+/// each defect refused with 401 (403 without the scope).
+#[actix_web::test]
+async fn admin_accepts_jwt_access_tokens_of_a_trusted_issuer() {
+    let (setup, _, _, _) = setup(Backend::Sqlite);
+    setup.dev_ca();
+    let idp = crate::tpp::TppKey::es256("idp-1");
+    let rogue = crate::tpp::TppKey::es256("idp-1");
+    let jwks_uri = serve_https_jwks(&setup, json!({"keys": [idp.jwk]}));
+    let adm = Admin::start_with(&setup, |cfg| {
+        cfg.admin.trusted_issuers = vec![strongroom::config::TrustedIssuer {
+            issuer: "https://idp.bank.example".into(),
+            jwks_uri,
+            audience: "https://strongroom.bank.example/admin".into(),
+            algorithms: vec!["ES256".into()],
+        }];
+    })
+    .await;
+    let t = crate::tpp::now();
+    let good = json!({"iss": "https://idp.bank.example", "sub": "alice", "client_id": "ops-portal",
+        "aud": "https://strongroom.bank.example/admin", "scope": "admin:read admin:audit",
+        "iat": t, "exp": t + 300, "jti": crate::tpp::random(12)});
+    let get = |token: String| {
+        let url = format!("{}/admin/v1/clients", adm.base);
+        async move {
+            answer(
+                reqwest::Client::new()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let a = get(idp.sign(Some("at+jwt"), &good)).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    for (why, token) in [
+        ("typ JWT", idp.sign(Some("JWT"), &good)),
+        ("no typ", idp.sign(None, &good)),
+        (
+            "other issuer",
+            idp.sign(
+                Some("at+jwt"),
+                &edit(&|c| c["iss"] = json!("https://evil.example")),
+            ),
+        ),
+        (
+            "other audience",
+            idp.sign(
+                Some("at+jwt"),
+                &edit(&|c| c["aud"] = json!("https://elsewhere.example")),
+            ),
+        ),
+        (
+            "expired",
+            idp.sign(Some("at+jwt"), &edit(&|c| c["exp"] = json!(t - 120))),
+        ),
+        (
+            "no sub",
+            idp.sign(
+                Some("at+jwt"),
+                &edit(&|c| {
+                    c.as_object_mut().unwrap().remove("sub");
+                }),
+            ),
+        ),
+        ("another key", rogue.sign(Some("at+jwt"), &good)),
+    ] {
+        let a = get(token).await;
+        assert_error(&a, 401, &["invalid_token"]);
+        assert!(a.headers.contains_key("www-authenticate"), "{why}");
+    }
+    // Tampered payload.
+    let token = idp.sign(Some("at+jwt"), &good);
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    parts[1] = crate::tpp::b64(edit(&|c| c["scope"] = json!(ALL)).to_string().as_bytes());
+    assert_eq!(get(parts.join(".")).await.status, 401);
+
+    let a = get(idp.sign(
+        Some("at+jwt"),
+        &edit(&|c| c["scope"] = json!("admin:clients")),
+    ))
+    .await;
+    assert_error(&a, 403, &["insufficient_scope"]);
+
+    // The audit log names the issuer's subject.
+    let url = format!(
+        "{}/admin/v1/audit?actor=https%3A%2F%2Fidp.bank.example%23alice",
+        adm.base
+    );
+    let a = answer(
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(idp.sign(Some("at+jwt"), &good))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let lines = a.json["items"].as_array().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["action"] == "clients.list" && l["actor_client"] == "ops-portal")
+    );
+    adm.stop().await;
 }
