@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
+.PHONY: admin-fuzz demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -71,6 +71,13 @@ demo-ciba:
 test:
 	scripts/with-postgres.sh $(CARGO) $(TEST_RUNNER) --workspace
 	$(MAKE) test-browser
+
+# The admin API fuzzed from its own OpenAPI document (schemathesis, PyPI:
+# pip install schemathesis cryptography): no answer may be a 5xx.
+# ADMIN_FUZZ_SECS bounds it (default 60).
+admin-fuzz:
+	$(CARGO) build -q -p strongroom --bin strongroom
+	scripts/admin-fuzz.sh
 
 # The flows in headless Chromium (tests/browser, docs/testing.md): Debian's
 # chromium, Playwright (playwright-core) and axe-core; screenshots of every

@@ -384,6 +384,8 @@ pub enum AdminCmd {
     /// The audit log
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Print the API's OpenAPI 3.1 document (no server needed)
+    Openapi,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -462,6 +464,9 @@ pub async fn run(cfg: &Config, args: AdminArgs) -> Result<String, String> {
         ca: args.ca.clone(),
         scope: None,
     };
+    if matches!(args.command, AdminCmd::Openapi) {
+        return Ok(crate::admin::openapi_json());
+    }
     let s = Session::open(cfg, &login).await?;
     let json_out = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let clients_table = |items: &[Value]| {
@@ -671,6 +676,7 @@ pub async fn run(cfg: &Config, args: AdminArgs) -> Result<String, String> {
                 )
             })
         }
+        AdminCmd::Openapi => Ok(crate::admin::openapi_json()),
         AdminCmd::Audit(AuditCmd::Tail {
             lines,
             resource,
