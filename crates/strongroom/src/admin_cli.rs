@@ -149,29 +149,32 @@ impl Session {
             return Err("the admin API needs server.admin_listen (STRONGROOM_ADMIN_LISTEN)".into());
         }
         let base = cfg.admin_url();
-        let plain = reqwest::Client::builder()
+        let dev_ca = cfg.data_dir.join("dev-ca.pem");
+        let ca = login
+            .ca
+            .clone()
+            .or_else(|| dev_ca.exists().then_some(dev_ca));
+        let (dev_cert, dev_key) = dev_files(&cfg.data_dir);
+        let cert = login.cert.clone().unwrap_or(dev_cert);
+        let key = login.key.clone().unwrap_or(dev_key);
+        let identity = (cert.exists() && key.exists()).then_some((cert.as_path(), key.as_path()));
+        // The admin listener: plain, or `admin.tls` (the certificate is
+        // presented there too, for admin.client_subject_dns).
+        let admin_http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
-            .use_preconfigured_tls(tls(None, None)?)
+            .use_preconfigured_tls(tls(ca.as_deref(), identity)?)
             .build()
             .map_err(|e| e.to_string())?;
         if let Ok(token) = std::env::var("STRONGROOM_ADMIN_TOKEN") {
             return Ok(Session {
-                http: plain,
+                http: admin_http,
                 base,
                 token,
                 dpop: None,
                 dpop_jwk: Value::Null,
             });
         }
-        let (dev_cert, dev_key) = dev_files(&cfg.data_dir);
-        let cert = login.cert.clone().unwrap_or(dev_cert);
-        let key = login.key.clone().unwrap_or(dev_key);
-        let dev_ca = cfg.data_dir.join("dev-ca.pem");
-        let ca = login
-            .ca
-            .clone()
-            .or_else(|| dev_ca.exists().then_some(dev_ca));
         let client_id = login.client_id.clone().unwrap_or_else(|| DEV_ADMIN.into());
         let mtls = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
@@ -189,7 +192,7 @@ impl Session {
         let dpop_jwk =
             json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])});
         let mut session = Session {
-            http: plain,
+            http: admin_http,
             base,
             token: String::new(),
             dpop: Some(pair),

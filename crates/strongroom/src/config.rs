@@ -113,6 +113,14 @@ pub struct AdminConfig {
     /// External issuers whose JWT access tokens (RFC 9068) the admin API
     /// accepts.
     pub trusted_issuers: Vec<TrustedIssuer>,
+    /// Serve the internal listener over TLS (the server certificate of
+    /// `[tls]`), asking for client certificates: `/metrics` and the probes
+    /// then need `https` too.
+    pub tls: bool,
+    /// With `tls`: admin calls must also come over a connection with a
+    /// certificate, verified by `tls.client_ca`, whose subject is one of
+    /// these (RFC 4514). Empty: the token alone decides.
+    pub client_subject_dns: Vec<String>,
 }
 
 impl Default for AdminConfig {
@@ -123,6 +131,8 @@ impl Default for AdminConfig {
             propagation_ms: 1000,
             max_body_bytes: 64 * 1024,
             trusted_issuers: Vec::new(),
+            tls: false,
+            client_subject_dns: Vec::new(),
         }
     }
 }
@@ -887,7 +897,8 @@ impl Config {
     /// `server.admin_listen`), without a trailing slash.
     pub fn admin_url(&self) -> String {
         if self.admin.url.is_empty() {
-            format!("http://{}", self.server.admin_listen)
+            let scheme = if self.admin.tls { "https" } else { "http" };
+            format!("{scheme}://{}", self.server.admin_listen)
         } else {
             self.admin.url.trim_end_matches('/').to_owned()
         }
@@ -915,6 +926,16 @@ impl Config {
                     "must be an http(s) URL without query",
                 ));
             }
+        }
+        if !self.admin.client_subject_dns.is_empty() && !self.admin.tls {
+            return Err(ConfigError::new(
+                "admin.client_subject_dns",
+                "needs admin.tls = true (certificates come with TLS)",
+            ));
+        }
+        for dn in &self.admin.client_subject_dns {
+            oauth_core::cert::DistinguishedName::parse_rfc4514(dn)
+                .map_err(|e| ConfigError::new("admin.client_subject_dns", format!("{dn}: {e}")))?;
         }
         for (i, t) in self.admin.trusted_issuers.iter().enumerate() {
             let key = format!("admin.trusted_issuers[{i}]");

@@ -851,8 +851,16 @@ pub fn serve_admin(p: &Prepared, lst: TcpListener) -> Result<actix_web::dev::Ser
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .listen(lst)
+    .shutdown_timeout(1);
+    // `admin.tls`: the server certificate, client certificates asked for
+    // and evaluated as on the mTLS listener (admin.client_subject_dns).
+    let server = if p.cfg.admin.tls {
+        server
+            .on_connect(crate::tls::on_connect(p.trust.clone()))
+            .listen_rustls_0_23(lst, p.tls.mtls())
+    } else {
+        server.listen(lst)
+    }
     .map_err(|e| fail(format_args!("server.admin_listen {addr}: {e}")))?
     .run();
     actix_web::rt::spawn(async move {

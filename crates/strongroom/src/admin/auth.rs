@@ -119,8 +119,24 @@ pub(crate) fn require_scope(actor: &Actor, scope: &'static str) -> Result<(), Re
     Err(challenge(&e))
 }
 
-/// The caller of `req`, if its token is valid.
+/// The caller of `req`, if its token is valid (and, with
+/// `admin.client_subject_dns`, its connection's certificate one of them).
 pub(crate) async fn authenticate(st: &AdminState, req: &HttpRequest) -> Result<Actor, Refusal> {
+    if !st.client_dns.is_empty() {
+        let t = now();
+        let allowed = crate::tls::peer_certificate(req).is_some_and(|c| {
+            c.ca_verified
+                && c.is_valid_at(t)
+                && st.client_dns.iter().any(|dn| c.subject.matches(dn))
+        });
+        if !allowed {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "this listener requires an admin's client certificate",
+            ));
+        }
+    }
     let Some(auth) = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -45,6 +45,8 @@ pub struct AdminState {
     pub base_url: String,
     /// External issuers' keys, fetched and cached like clients' `jwks_uri`.
     pub issuers: auth::TrustedIssuers,
+    /// `admin.client_subject_dns`, parsed (validated with the configuration).
+    pub client_dns: Vec<oauth_core::cert::DistinguishedName>,
 }
 
 impl AdminState {
@@ -52,6 +54,12 @@ impl AdminState {
         AdminState {
             base_url: cfg.admin_url(),
             issuers: auth::TrustedIssuers::new(&cfg.admin.trusted_issuers, app.jwks.clone()),
+            client_dns: cfg
+                .admin
+                .client_subject_dns
+                .iter()
+                .filter_map(|dn| oauth_core::cert::DistinguishedName::parse_rfc4514(dn).ok())
+                .collect(),
             app,
             cfg,
             kek,

@@ -47,6 +47,7 @@ impl Admin {
         cfg.admin.max_body_bytes = 4096;
         tweak(&mut cfg);
         cfg.validate().unwrap();
+        let tls = cfg.admin.tls;
         let prepared = startup::prepare(cfg).await.expect("server prepares");
         let admin_server = startup::serve_admin(&prepared, admin).expect("admin listener");
         let server = startup::serve(
@@ -60,9 +61,10 @@ impl Admin {
         let handles = vec![server.handle(), admin_server.handle()];
         actix_web::rt::spawn(server);
         actix_web::rt::spawn(admin_server);
+        let scheme = if tls { "https" } else { "http" };
         Admin {
             srv: TestServer::external(setup, main_port, mtls_port),
-            base: format!("http://{admin_addr}"),
+            base: format!("{scheme}://{admin_addr}"),
             handles,
         }
     }
@@ -1317,5 +1319,76 @@ async fn admin_accepts_jwt_access_tokens_of_a_trusted_issuer() {
             .iter()
             .any(|l| l["action"] == "clients.list" && l["actor_client"] == "ops-portal")
     );
+    adm.stop().await;
+}
+
+/// `admin.tls` with `admin.client_subject_dns`: the admin listener speaks
+/// HTTPS with the server certificate, and an admin call needs both the
+/// token and a CA-verified certificate of a listed subject; `/metrics`
+/// answers over HTTPS without one.
+#[actix_web::test]
+async fn admin_over_mtls_needs_the_listed_certificate() {
+    use rcgen::DnType;
+    let (setup, ops, _, _) = setup(Backend::Sqlite);
+    let (ca, ca_key) = setup.dev_ca();
+    let adm = Admin::start_with(&setup, |cfg| {
+        cfg.admin.tls = true;
+        cfg.admin.client_subject_dns = vec!["CN=platform-ops,O=Bank".into()];
+    })
+    .await;
+    assert!(adm.base.starts_with("https://"));
+    let issue = |cn: &str| {
+        strongroom::devcerts::issue_client_cert(
+            &ca,
+            &ca_key,
+            &[(DnType::OrganizationName, "Bank"), (DnType::CommonName, cn)],
+            &[],
+            strongroom::devcerts::KeyAlg::EcdsaP256,
+        )
+        .unwrap()
+    };
+    let (good_cert, good_key) = issue("platform-ops");
+    let (other_cert, other_key) = issue("someone-else");
+    let ca_path = adm.srv.dev_ca();
+    let t = token(&adm.srv, &ops, ALL).await;
+    let url = format!("{}/admin/v1/clients", adm.base);
+    let get = |http: reqwest::Client| {
+        let (url, t, proof) = (
+            url.clone(),
+            t.clone(),
+            ops.dpop_proof("GET", &url, Some(&t)),
+        );
+        async move {
+            answer(
+                http.get(url)
+                    .header("Authorization", format!("DPoP {t}"))
+                    .header("DPoP", proof)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let with =
+        |cert: &str, key: &str| crate::harness::https_client(&ca_path, Some((cert, key)), false);
+    let a = get(with(&good_cert, &good_key)).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let a = get(crate::harness::https_client(&ca_path, None, false)).await;
+    assert_error(&a, 403, &["access_denied"]);
+    let a = get(with(&other_cert, &other_key)).await;
+    assert_error(&a, 403, &["access_denied"]);
+    // Plain HTTP is not served there.
+    let plain = reqwest::Client::new()
+        .get(url.replace("https://", "http://"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    let metrics = crate::harness::https_client(&ca_path, None, false)
+        .get(format!("{}/metrics", adm.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
     adm.stop().await;
 }
