@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::RulePack;
 
 /// How a directory's TPPs send their registration request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestFormat {
     /// A JWS signed by the TPP (`application/jwt` / `application/jose`),
@@ -21,7 +21,7 @@ pub enum RequestFormat {
 
 /// One regulatory directory whose software statements (SSAs) Strongroom
 /// trusts (RFC 7591 §2.3): a sandbox and a production directory can coexist.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryConfig {
     /// A label for logs and errors, e.g. `ob-sandbox`.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::config::RequestFormat;
 
 /// Which pack a directory uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, Default)]
 pub enum RulePack {
     /// UK Open Banking DCR v3.3.
     #[serde(rename = "uk-ob")]

@@ -378,6 +378,9 @@ pub enum AdminCmd {
     /// Registrations
     #[command(subcommand)]
     Clients(ClientsCmd),
+    /// Trust anchors of dynamic registration
+    #[command(subcommand)]
+    Directories(DirectoriesCmd),
     /// The provider's keys
     #[command(subcommand)]
     Keys(KeysAdminCmd),
@@ -405,6 +408,16 @@ pub enum ClientsCmd {
     Create { file: PathBuf },
     /// Delete a registration with its grants and tokens
     Delete { client_id: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DirectoriesCmd {
+    /// List the directories (the file's are file-owned)
+    List,
+    /// Add a directory from a JSON file with the fields of [[directories]]
+    Add { file: PathBuf },
+    /// Remove a directory added through the API
+    Remove { name: String },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -556,6 +569,54 @@ pub async fn run(cfg: &Config, args: AdminArgs) -> Result<String, String> {
             s.expect(Method::DELETE, &path, None, etag.as_deref(), 204)
                 .await?;
             Ok(format!("deleted {client_id}"))
+        }
+        AdminCmd::Directories(DirectoriesCmd::List) => {
+            let (_, v) = s
+                .expect(Method::GET, "/directories", None, None, 200)
+                .await?;
+            if args.json {
+                return Ok(json_out(&v));
+            }
+            let rows: Vec<Vec<String>> = v["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|d| {
+                    ["name", "issuer", "rules", "file_owned"]
+                        .iter()
+                        .map(|f| cell(&d[*f]))
+                        .collect()
+                })
+                .collect();
+            Ok(table(&["name", "issuer", "rules", "file_owned"], &rows))
+        }
+        AdminCmd::Directories(DirectoriesCmd::Add { file }) => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let body: Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            let (_, d) = s
+                .expect(
+                    Method::POST,
+                    "/directories",
+                    Some(("application/json", body)),
+                    None,
+                    201,
+                )
+                .await?;
+            Ok(if args.json {
+                json_out(&d)
+            } else {
+                format!("added {}", cell(&d["name"]))
+            })
+        }
+        AdminCmd::Directories(DirectoriesCmd::Remove { name }) => {
+            let path = format!("/directories/{}", enc(&name));
+            let (etag, _) = s.expect(Method::GET, &path, None, None, 200).await?;
+            s.expect(Method::DELETE, &path, None, etag.as_deref(), 204)
+                .await?;
+            Ok(format!("removed {name}"))
         }
         AdminCmd::Keys(cmd) => {
             let (_, v) = match &cmd {

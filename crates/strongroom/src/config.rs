@@ -89,6 +89,10 @@ pub struct Config {
     pub scopes: std::collections::BTreeMap<String, ScopeConfig>,
     /// The admin API on the internal listener (docs/admin.md).
     pub admin: AdminConfig,
+    /// Directories added through the admin API (the database's), beside
+    /// the file's `[[directories]]`: read at start, not from the file.
+    #[serde(skip)]
+    pub admin_directories: Vec<dcr::DirectoryConfig>,
 }
 
 /// `[admin]`: who may call the admin API (`/admin/v1` on
@@ -438,6 +442,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             scopes: std::collections::BTreeMap::new(),
             admin: AdminConfig::default(),
+            admin_directories: Vec::new(),
         }
     }
 }

@@ -41,7 +41,8 @@ pub struct AppState {
     /// CIBA's outbound hooks and settings, if `[ciba]` is configured.
     pub ciba: Option<Arc<ciba::hooks::Hooks>>,
     /// Dynamic client registration (RFC 7591/7592), if configured.
-    pub registrar: Option<Arc<dcr::Registrar>>,
+    /// Swapped when the admin API changes the directories.
+    pub registrar: Arc<arc_swap::ArcSwapOption<dcr::Registrar>>,
     /// The configured public URLs a request's URL is built from (DPoP
     /// `htu`, FAPI 1.0 assertion audiences), never its headers, and the
     /// token endpoint's URLs on both listeners.

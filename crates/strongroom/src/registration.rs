@@ -22,21 +22,36 @@ pub const REGISTER_PATH: &str = "/register";
 pub(crate) const HARD_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 /// The path to advertise in discovery: only when a directory or initial
-/// access tokens are configured.
+/// access tokens are configured (in the file or through the admin API).
 pub fn advertised_path(cfg: &Config) -> Option<String> {
-    Registrar::enabled(&cfg.directories, &cfg.registration).then(|| REGISTER_PATH.to_string())
+    (Registrar::enabled(&cfg.directories, &cfg.registration) || !cfg.admin_directories.is_empty())
+        .then(|| REGISTER_PATH.to_string())
+}
+
+/// The trust anchors in force: the file's, then the admin API's.
+pub fn all_directories(cfg: &Config, admin: &[dcr::DirectoryConfig]) -> Vec<dcr::DirectoryConfig> {
+    cfg.directories.iter().chain(admin).cloned().collect()
 }
 
 /// Builds the registrar from the configuration (None when not configured).
 pub fn registrar(cfg: &Config) -> Result<Option<Arc<Registrar>>, String> {
-    if advertised_path(cfg).is_none() {
+    registrar_with(cfg, &cfg.admin_directories)
+}
+
+/// [`registrar`] with `admin` as the admin API's directories: one
+/// validation (`Registrar::new`) for the file's and the API's.
+pub fn registrar_with(
+    cfg: &Config,
+    admin: &[dcr::DirectoryConfig],
+) -> Result<Option<Arc<Registrar>>, String> {
+    if !Registrar::enabled(&cfg.directories, &cfg.registration) && admin.is_empty() {
         return Ok(None);
     }
     let base = cfg.mtls_base_url().unwrap_or_else(|| cfg.issuer.clone());
     Registrar::new(
         &cfg.issuer,
         &format!("{base}{REGISTER_PATH}"),
-        &cfg.directories,
+        &all_directories(cfg, admin),
         cfg.registration.clone(),
     )
     .map(|r| Some(Arc::new(r.with_ciba(cfg.ciba.is_some()))))
@@ -73,8 +88,8 @@ fn content_type(req: &HttpRequest) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-fn enabled(state: &AppState) -> Result<&Registrar, ApiError> {
-    state.registrar.as_deref().ok_or_else(|| {
+fn enabled(state: &AppState) -> Result<Arc<Registrar>, ApiError> {
+    state.registrar.load_full().ok_or_else(|| {
         ApiError::from(OAuthError::invalid_request(
             "dynamic client registration is not offered by this server",
         ))

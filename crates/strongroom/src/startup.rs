@@ -538,6 +538,8 @@ pub struct Checked {
     pub users: UserDirectory,
     pub bridge: Option<Arc<consent_bridge::Bridge>>,
     pub registrar: Option<Arc<dcr::Registrar>>,
+    /// The admin API's directories, from the database.
+    pub admin_directories: Vec<dcr::DirectoryConfig>,
 }
 
 /// The one validation path of `serve` ([`prepare`]) and `check-config`,
@@ -581,8 +583,12 @@ pub async fn check(cfg: &Config, claim: bool) -> Result<Checked, StartError> {
     }
     let users = UserDirectory::new(&cfg.users).map_err(|e| fail(format_args!("users: {e}")))?;
     let bridge = crate::bank_api::bridge(cfg, material_dev_ca(cfg).as_deref()).map_err(fail)?;
-    let registrar = crate::registration::registrar(cfg).map_err(fail)?;
+    let admin_directories = crate::admin::load_directories(&store)
+        .await
+        .map_err(|e| fail(format_args!("loading the admin API's directories: {e}")))?;
+    let registrar = crate::registration::registrar_with(cfg, &admin_directories).map_err(fail)?;
     Ok(Checked {
+        admin_directories,
         tls,
         trust,
         cert_source,
@@ -627,7 +633,9 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
         users,
         bridge,
         registrar,
+        admin_directories,
     } = check(&cfg, true).await?;
+    cfg.admin_directories = admin_directories;
     let cert_source = web::Data::new(cert_source);
     if let Some(client) = dev_client(&cfg)? {
         cfg.clients.push(client);
@@ -672,7 +680,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                 kek.derive_secret(b"strongroom ciba auth_req_id").to_vec(),
             )
             .map_err(fail)?,
-            registrar,
+            registrar: Arc::new(arc_swap::ArcSwapOption::new(registrar)),
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,
                 cfg.mtls_base_url().as_deref(),
@@ -952,6 +960,7 @@ fn spawn_background(
     let poll_every = Duration::from_millis(cfg.admin.propagation_ms);
     let version_state = state.clone();
     let version_kek = kek.clone();
+    let version_cfg = cfg.clone();
     let mut version_stopped = stopped.clone();
     actix_web::rt::spawn(async move {
         let mut seen = version_state.store.settings_version().await.ok();
@@ -960,6 +969,7 @@ fn spawn_background(
                 Ok(v) if Some(v) != seen => {
                     seen = Some(v);
                     reload_keys(&version_state, &version_kek).await;
+                    crate::admin::reload_directories(&version_state, &version_cfg).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "settings version: database unavailable"),

@@ -173,4 +173,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    admin_settings (name) {
+        name -> Text,
+        value -> Text,
+        version -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(grants, tokens);

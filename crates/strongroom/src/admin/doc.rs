@@ -17,6 +17,8 @@ use super::{AdminState, Done, Route, run, scope};
         serve,
         super::clients::list, super::clients::get, super::clients::create,
         super::clients::replace, super::clients::patch, super::clients::delete,
+        super::directories::list, super::directories::get, super::directories::create,
+        super::directories::replace, super::directories::patch, super::directories::delete,
         super::keys::list, super::keys::rotate, super::keys::retire,
         super::grants::list, super::grants::revoke_consent,
         super::audit::list,
@@ -171,4 +173,17 @@ pub struct AuditLine {
 pub struct AuditPage {
     items: Vec<AuditLine>,
     next: Option<String>,
+}
+
+/// A trust anchor of registration with the fields of `[[directories]]`
+/// (`name`, `issuer`, `jwks_uri` or `jwks`, `algs`, `rules`, `role_scopes`,
+/// `base_scopes`, `max_ssa_age_secs`, `request_format`,
+/// `require_initial_access_token`, `aspsp_id`) and `file_owned`.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Directory(Value);
+
+#[derive(ToSchema)]
+pub struct DirectoryList {
+    items: Vec<Directory>,
 }

@@ -17,6 +17,7 @@
 mod audit;
 pub mod auth;
 mod clients;
+mod directories;
 mod doc;
 mod grants;
 mod keys;
@@ -33,6 +34,7 @@ use token_store::AuditEntry;
 use crate::config::Config;
 use crate::http::AppState;
 
+pub use directories::{load_directories, reload_directories};
 pub use doc::openapi_json;
 
 /// What the admin listener's handlers share.
@@ -479,6 +481,12 @@ admin_routes![
     (put, "/clients/{client_id}", clients::replace),
     (patch, "/clients/{client_id}", clients::patch),
     (delete, "/clients/{client_id}", clients::delete),
+    (get, "/directories", directories::list),
+    (post, "/directories", directories::create),
+    (get, "/directories/{name}", directories::get),
+    (put, "/directories/{name}", directories::replace),
+    (patch, "/directories/{name}", directories::patch),
+    (delete, "/directories/{name}", directories::delete),
     (get, "/keys", keys::list),
     (post, "/keys/rotate", keys::rotate),
     (post, "/keys/{kid}/retire", keys::retire),

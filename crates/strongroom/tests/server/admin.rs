@@ -14,7 +14,7 @@ use crate::harness::{Backend, Setup, TestServer};
 use crate::tpp::{Answer, Tpp, answer, assert_error, post_form};
 
 /// The admin client's scopes.
-const ALL: &str = "admin:read admin:clients admin:keys admin:grants admin:audit";
+const ALL: &str = "admin:read admin:clients admin:directories admin:keys admin:grants admin:audit";
 
 /// A server with its internal listener, started in this process.
 struct Admin {
@@ -753,7 +753,8 @@ async fn openapi_documents_exactly_the_mounted_routes() {
         let concrete = path
             .replace("{client_id}", "some-client")
             .replace("{kid}", "some-kid")
-            .replace("{consent_id}", "some-consent");
+            .replace("{consent_id}", "some-consent")
+            .replace("{name}", "some-directory");
         assert!(!concrete.contains('{'), "unknown parameter in {path}");
         for m in all {
             let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
@@ -1391,4 +1392,248 @@ async fn admin_over_mtls_needs_the_listed_certificate() {
         .unwrap();
     assert_eq!(metrics.status(), 200);
     adm.stop().await;
+}
+
+/// Directories through the API: added, a TPP of that directory registers
+/// at once; changed and removed under `If-Match`, after which its
+/// software statements are refused; file-owned ones are not changed; a
+/// directory the registrar would refuse is refused whole; and another
+/// instance picks up the change within the propagation time.
+#[actix_web::test]
+async fn admin_directories_are_live() {
+    for backend in crate::harness::BACKENDS {
+        let (mut setup, ops, _, _) = setup(backend);
+        setup.users = vec![crate::fapi::demo_user()];
+        let file_dir = |cfg: &mut strongroom::config::Config| {
+            let mut d = crate::dcr::directory_config();
+            d["name"] = json!("file-dir");
+            d["issuer"] = json!("File Directory Ltd");
+            cfg.directories = vec![serde_json::from_value(d).unwrap()];
+        };
+        let a = Admin::start_with(&setup, file_dir).await;
+        // A second instance shares a PostgreSQL database (a SQLite file
+        // has one server).
+        let b = match backend {
+            Backend::Postgres => Some(Admin::start_with(&setup, file_dir).await),
+            Backend::Sqlite => None,
+        };
+        let t = token(&a.srv, &ops, ALL).await;
+        let sw = crate::dcr::Software::new(&setup, "tppAdminDir01");
+        let reg = crate::dcr::register(&a.srv, &sw, &sw.request_claims(&a.srv)).await;
+        assert_eq!(reg.status, 400, "unknown directory first: {}", reg.json);
+
+        let body = crate::dcr::directory_config().to_string();
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/directories",
+            Some(("application/json", body.clone())),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.json);
+        assert_eq!(r.json["file_owned"], false);
+        let tag = etag(&r);
+        let reg = crate::dcr::register(&a.srv, &sw, &sw.request_claims(&a.srv)).await;
+        assert_eq!(reg.status, 201, "registers at once: {}", reg.json);
+        // The other instance within the propagation time.
+        let started = Instant::now();
+        while let Some(b) = &b {
+            let sw2 = crate::dcr::Software::new(
+                &setup,
+                &format!("tppB{}", started.elapsed().as_millis()),
+            );
+            let reg = crate::dcr::register(&b.srv, &sw2, &sw2.request_claims(&b.srv)).await;
+            if reg.status == 201 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "B within 2 s: {}",
+                reg.json
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/directories",
+            Some(("application/json", body)),
+            None,
+        )
+        .await;
+        assert_error(&r, 409, &["conflict"]);
+        let mut bad = crate::dcr::directory_config();
+        bad["name"] = json!("broken");
+        bad["issuer"] = json!("Broken Ltd");
+        bad.as_object_mut().unwrap().remove("jwks");
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/directories",
+            Some(("application/json", bad.to_string())),
+            None,
+        )
+        .await;
+        assert_error(&r, 400, &["invalid_request"]);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/directories",
+            Some((
+                "application/json",
+                json!({"name": "x", "colour": 1}).to_string(),
+            )),
+            None,
+        )
+        .await;
+        assert_error(&r, 400, &["invalid_request"]);
+
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/directories",
+            None,
+            None,
+        )
+        .await;
+        let names: Vec<(&str, bool)> = r.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["name"].as_str().unwrap(),
+                    d["file_owned"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(names, vec![("file-dir", true), ("test", false)]);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/directories/file-dir",
+            None,
+            None,
+        )
+        .await;
+        let file_tag = etag(&r);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::DELETE,
+            "/admin/v1/directories/file-dir",
+            None,
+            Some(&file_tag),
+        )
+        .await;
+        assert_error(&r, 409, &["conflict"]);
+
+        let merge = "application/merge-patch+json";
+        let patch = json!({"base_scopes": ["openid"]}).to_string();
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            "/admin/v1/directories/test",
+            Some((merge, patch.clone())),
+            None,
+        )
+        .await;
+        assert_error(&r, 428, &["precondition_required"]);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            "/admin/v1/directories/test",
+            Some((merge, patch.clone())),
+            Some(&tag),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.json["base_scopes"], json!(["openid"]));
+        let patched = etag(&r);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            "/admin/v1/directories/test",
+            Some((merge, patch)),
+            Some(&tag),
+        )
+        .await;
+        assert_error(&r, 412, &["precondition_failed"]);
+
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::DELETE,
+            "/admin/v1/directories/test",
+            None,
+            Some(&patched),
+        )
+        .await;
+        assert_eq!(r.status, 204, "{}", r.json);
+        let sw3 = crate::dcr::Software::new(&setup, "tppAfterRemoval");
+        let reg = crate::dcr::register(&a.srv, &sw3, &sw3.request_claims(&a.srv)).await;
+        assert_eq!(reg.status, 400, "removed at once: {}", reg.json);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::GET,
+            "/admin/v1/audit?resource=directories&limit=200",
+            None,
+            None,
+        )
+        .await;
+        let seen: Vec<(String, i64)> = r.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["action"].as_str().unwrap().to_owned(),
+                    l["status"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        for want in [
+            ("directories.create", 201),
+            ("directories.create", 409),
+            ("directories.create", 400),
+            ("directories.delete", 409),
+            ("directories.patch", 428),
+            ("directories.patch", 200),
+            ("directories.patch", 412),
+            ("directories.delete", 204),
+        ] {
+            assert!(
+                seen.contains(&(want.0.into(), want.1)),
+                "{want:?} in {seen:?}"
+            );
+        }
+        a.stop().await;
+        if let Some(b) = b {
+            b.stop().await;
+        }
+    }
 }

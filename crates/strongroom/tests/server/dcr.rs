@@ -27,7 +27,7 @@ const DIR_KID: &str = "test-directory-1";
 /// The test directory's signing key (one per test process).
 static DIRECTORY: LazyLock<TppKey> = LazyLock::new(|| TppKey::ps256(DIR_KID));
 
-fn directory_config() -> Value {
+pub(crate) fn directory_config() -> Value {
     json!({
         "name": "test",
         "issuer": DIR_ISS,
@@ -50,7 +50,7 @@ fn with_low_rate_limit(cfg: &mut Config) {
 
 /// A TPP's software as the directory knows it, with its transport
 /// certificate (OU = org id, CN = software id) and signing key.
-struct Software {
+pub(crate) struct Software {
     software_id: String,
     org_id: String,
     key: TppKey,
@@ -60,7 +60,7 @@ struct Software {
 }
 
 impl Software {
-    fn new(setup: &Setup, software_id: &str) -> Software {
+    pub(crate) fn new(setup: &Setup, software_id: &str) -> Software {
         let (ca, ca_key) = setup.dev_ca();
         let org_id = "0015800001041REAAY".to_string();
         let cert = issue_client_cert(
@@ -120,7 +120,7 @@ impl Software {
         DIRECTORY.sign(Some("JWT"), &self.ssa_claims())
     }
 
-    fn request_claims(&self, srv: &TestServer) -> Value {
+    pub(crate) fn request_claims(&self, srv: &TestServer) -> Value {
         let t = now();
         json!({
             "iss": self.software_id,
@@ -162,7 +162,7 @@ async fn post_jwt(http: &reqwest::Client, url: &str, jwt: &str) -> Answer {
     .await
 }
 
-async fn register(srv: &TestServer, sw: &Software, claims: &Value) -> Answer {
+pub(crate) async fn register(srv: &TestServer, sw: &Software, claims: &Value) -> Answer {
     post_jwt(&sw.http(srv), &srv.mtls_url("/register"), &sw.sign(claims)).await
 }
 

@@ -23,7 +23,9 @@ use crate::conn::AnyConnection;
 use crate::db::with_conn;
 use crate::error::Fail;
 use crate::models::ClientRow;
-use crate::schema::{admin_audit as au, clients as cl, settings_version as sv};
+use crate::schema::{
+    admin_audit as au, admin_settings as st, clients as cl, settings_version as sv,
+};
 
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -188,6 +190,65 @@ impl Store {
             },
             self.registrations_changed(),
         )
+        .await
+    }
+
+    /// The admin-owned setting `name` (a JSON document) and its version.
+    pub async fn get_setting(&self, name: &str) -> StoreResult<Option<(String, i64)>> {
+        let name = name.to_owned();
+        self.run(move |conn| {
+            let row: Option<(String, i64)> = with_conn!(conn, c => st::table
+                .find(&name)
+                .select((st::value, st::version))
+                .get_result(c)
+                .optional()?);
+            Ok(row)
+        })
+        .await
+    }
+
+    /// Writes the setting `name` if its version is still `expected`
+    /// (`None`: it must not exist yet), with `audit` and a bump of the
+    /// settings version, in one transaction.
+    pub async fn change_setting(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        value: String,
+        audit: AuditEntry,
+        now: i64,
+    ) -> StoreResult<ChangeOutcome> {
+        let name = name.to_owned();
+        self.run_write(move |conn| {
+            crate::db::savepoint(conn, |conn| {
+                let n = match expected {
+                    None => with_conn!(conn, c => diesel::insert_into(st::table)
+                        .values((
+                            st::name.eq(&name),
+                            st::value.eq(&value),
+                            st::version.eq(1),
+                            st::updated_at.eq(now),
+                        ))
+                        .on_conflict_do_nothing()
+                        .execute(c)?),
+                    Some(v) => with_conn!(conn, c => diesel::update(
+                        st::table.filter(st::name.eq(&name)).filter(st::version.eq(v)),
+                    )
+                    .set((
+                        st::value.eq(&value),
+                        st::version.eq(v + 1),
+                        st::updated_at.eq(now),
+                    ))
+                    .execute(c)?),
+                };
+                if n != 1 {
+                    return Ok(ChangeOutcome::Stale);
+                }
+                insert_audit(conn, &audit)?;
+                bump_version(conn)?;
+                Ok(ChangeOutcome::Done)
+            })
+        })
         .await
     }
 
