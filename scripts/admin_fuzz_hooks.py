@@ -47,7 +47,7 @@ class DevAdmin:
         res = requests.post(
             TOKEN_URL,
             data={"grant_type": "client_credentials", "client_id": "dev-admin",
-                  "scope": "admin:read admin:clients admin:keys admin:grants admin:audit"},
+                  "scope": "admin:read admin:clients admin:directories admin:settings admin:keys admin:grants admin:audit"},
             headers={"DPoP": proof("POST", TOKEN_URL, None)},
             cert=(f"{DATA}/dev-admin/client.pem", f"{DATA}/dev-admin/client-key.pem"),
             verify=f"{DATA}/dev-ca.pem",

@@ -48,7 +48,7 @@ impl Profile {
 }
 
 /// How access tokens look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum AccessTokenFormat {
     /// Random, stored hashed; checked by introspection.

@@ -27,8 +27,7 @@ pub const DEV_ADMIN: &str = "dev-admin";
 const DEV_ADMIN_DN: &str = "CN=dev-admin,O=Strongroom dev";
 
 /// The scopes of the admin API, all of which the dev admin client has.
-pub const ALL_SCOPES: &str =
-    "admin:read admin:clients admin:directories admin:hooks admin:keys admin:grants admin:audit";
+pub const ALL_SCOPES: &str = "admin:read admin:clients admin:directories admin:hooks admin:settings admin:keys admin:grants admin:audit";
 
 fn dev_files(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = data_dir.join("dev-admin");
@@ -381,6 +380,9 @@ pub enum AdminCmd {
     /// Trust anchors of dynamic registration
     #[command(subcommand)]
     Directories(DirectoriesCmd),
+    /// Lifetimes and token rules ([tokens])
+    #[command(subcommand)]
+    Settings(SettingsCmd),
     /// The provider's keys
     #[command(subcommand)]
     Keys(KeysAdminCmd),
@@ -418,6 +420,16 @@ pub enum DirectoriesCmd {
     Add { file: PathBuf },
     /// Remove a directory added through the API
     Remove { name: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SettingsCmd {
+    /// The [tokens] in force and where they come from
+    Show,
+    /// Change [tokens] with a JSON merge patch, e.g. '{"access_token_lifetime_secs": 300}'
+    Set { patch: String },
+    /// Drop the changes made through the API: the file's [tokens] again
+    Reset,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -617,6 +629,30 @@ pub async fn run(cfg: &Config, args: AdminArgs) -> Result<String, String> {
             s.expect(Method::DELETE, &path, None, etag.as_deref(), 204)
                 .await?;
             Ok(format!("removed {name}"))
+        }
+        AdminCmd::Settings(cmd) => {
+            let path = "/settings/tokens";
+            let (etag, current) = s.expect(Method::GET, path, None, None, 200).await?;
+            let (_, v) = match cmd {
+                SettingsCmd::Show => (etag, current),
+                SettingsCmd::Set { patch } => {
+                    let patch: Value =
+                        serde_json::from_str(&patch).map_err(|e| format!("the patch: {e}"))?;
+                    s.expect(
+                        Method::PATCH,
+                        path,
+                        Some(("application/merge-patch+json", patch)),
+                        etag.as_deref(),
+                        200,
+                    )
+                    .await?
+                }
+                SettingsCmd::Reset => {
+                    s.expect(Method::DELETE, path, None, etag.as_deref(), 200)
+                        .await?
+                }
+            };
+            Ok(json_out(&v))
         }
         AdminCmd::Keys(cmd) => {
             let (_, v) = match &cmd {

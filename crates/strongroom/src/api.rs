@@ -86,7 +86,7 @@ async fn authenticate<S: ClientRepository + ReplayCache>(
         client_secret: single(form, "client_secret")?,
         certificate: cert,
     };
-    oauth_core::client_auth::authenticate(store, &state.jwks, &state.policy, auth).await
+    oauth_core::client_auth::authenticate(store, &state.jwks, &state.policy(), auth).await
 }
 
 async fn verify_dpop<S: ReplayCache>(
@@ -102,11 +102,11 @@ async fn verify_dpop<S: ReplayCache>(
         htm: req.method().as_str(),
         htu: &url,
         access_token,
-        nonce_required: state.policy.require_dpop_nonce,
+        nonce_required: state.policy().require_dpop_nonce,
     };
     oauth_core::sender_constraint::dpop::verify_proof(
         store,
-        &state.policy,
+        &state.policy(),
         &state.dpop_nonces,
         check,
         now(),
@@ -240,7 +240,7 @@ pub async fn par(
         &store,
         &state.jwks,
         &state.keys,
-        &state.policy,
+        &state.policy(),
         &client,
         &form,
         dpop.as_ref(),
@@ -290,7 +290,7 @@ pub async fn token(
         oauth_core::grant::exchange_with_claims(
             &store,
             &state.keys,
-            &state.policy,
+            &state.policy(),
             &client,
             token_request,
             binding,
@@ -374,7 +374,7 @@ pub async fn introspect(
             .map_err(OAuthError::from),
         Err(e) => settled(&store, Err(e)).await,
     }?;
-    let res = oauth_core::introspection::answer(&state.policy, &client, reads.token.as_ref());
+    let res = oauth_core::introspection::answer(&state.policy(), &client, reads.token.as_ref());
     Ok(json_no_store(actix_web::http::StatusCode::OK, &res))
 }
 

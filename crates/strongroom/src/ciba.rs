@@ -82,7 +82,7 @@ async fn start(
         store,
         &state.jwks,
         &state.keys,
-        &state.policy,
+        &state.policy(),
         hooks.config(),
         client,
         form,
@@ -144,7 +144,7 @@ pub async fn redeem(
     flow::redeem(
         store,
         &state.keys,
-        &state.policy,
+        &state.policy(),
         &hook,
         client,
         auth_req_id,
@@ -314,7 +314,7 @@ async fn after_decision(
             let outcome = flow::redeem(
                 &state.store,
                 &state.keys,
-                &state.policy,
+                &state.policy(),
                 &hook,
                 &authenticated,
                 Some(&auth_req_id),

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The default configuration file, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "config/strongroom.toml";
@@ -121,6 +121,10 @@ pub struct AdminConfig {
     /// `[tls]`), asking for client certificates: `/metrics` and the probes
     /// then need `https` too.
     pub tls: bool,
+    /// Settings the admin API must not change, because the file owns them:
+    /// `tokens`, `directories`. (Clients and directories declared in the
+    /// file are always file-owned, one by one.)
+    pub file_owned: Vec<String>,
     /// With `tls`: admin calls must also come over a connection with a
     /// certificate, verified by `tls.client_ca`, whose subject is one of
     /// these (RFC 4514). Empty: the token alone decides.
@@ -137,6 +141,7 @@ impl Default for AdminConfig {
             trusted_issuers: Vec::new(),
             tls: false,
             client_subject_dns: Vec::new(),
+            file_owned: Vec::new(),
         }
     }
 }
@@ -201,7 +206,7 @@ pub struct ScopeConfig {
     pub translations: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokensConfig {
     /// RFC 9126 §2.2 `expires_in` of request URIs.
@@ -768,31 +773,8 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if !(1..=60).contains(&self.tokens.code_lifetime_secs) {
-            return Err(ConfigError::new(
-                "tokens.code_lifetime_secs",
-                "must be between 1 and 60 (FAPI 2.0 §5.3.2.1)",
-            ));
-        }
-        if !(10..=600).contains(&self.tokens.par_lifetime_secs) {
-            return Err(ConfigError::new(
-                "tokens.par_lifetime_secs",
-                "must be between 10 and 600",
-            ));
-        }
+        self.tokens.validate()?;
         for (key, v) in [
-            (
-                "tokens.access_token_lifetime_secs",
-                self.tokens.access_token_lifetime_secs,
-            ),
-            (
-                "tokens.refresh_token_lifetime_secs",
-                self.tokens.refresh_token_lifetime_secs,
-            ),
-            (
-                "tokens.id_token_lifetime_secs",
-                self.tokens.id_token_lifetime_secs,
-            ),
             (
                 "login.session_lifetime_secs",
                 self.login.session_lifetime_secs,
@@ -897,6 +879,40 @@ impl Config {
     }
 }
 
+impl TokensConfig {
+    /// The rules of `[tokens]`, for the file and the admin API alike.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=60).contains(&self.code_lifetime_secs) {
+            return Err(ConfigError::new(
+                "tokens.code_lifetime_secs",
+                "must be between 1 and 60 (FAPI 2.0 §5.3.2.1)",
+            ));
+        }
+        if !(10..=600).contains(&self.par_lifetime_secs) {
+            return Err(ConfigError::new(
+                "tokens.par_lifetime_secs",
+                "must be between 10 and 600",
+            ));
+        }
+        for (key, v) in [
+            (
+                "tokens.access_token_lifetime_secs",
+                self.access_token_lifetime_secs,
+            ),
+            (
+                "tokens.refresh_token_lifetime_secs",
+                self.refresh_token_lifetime_secs,
+            ),
+            ("tokens.id_token_lifetime_secs", self.id_token_lifetime_secs),
+        ] {
+            if v <= 0 {
+                return Err(ConfigError::new(key, "must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// The admin listener's base URL (`admin.url`, else derived from
     /// `server.admin_listen`), without a trailing slash.
@@ -936,6 +952,17 @@ impl Config {
             return Err(ConfigError::new(
                 "admin.client_subject_dns",
                 "needs admin.tls = true (certificates come with TLS)",
+            ));
+        }
+        if let Some(s) = self
+            .admin
+            .file_owned
+            .iter()
+            .find(|s| !matches!(s.as_str(), "tokens" | "directories"))
+        {
+            return Err(ConfigError::new(
+                "admin.file_owned",
+                format!("{s}: only tokens and directories can be declared file-owned"),
             ));
         }
         for dn in &self.admin.client_subject_dns {

@@ -27,7 +27,9 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The discovery document, serialised once at start.
     pub metadata: web::Bytes,
-    pub policy: Arc<Policy>,
+    /// The protocol policy; swapped when the admin API changes `[tokens]`
+    /// (read it with [`AppState::policy`]).
+    pub policy_cell: Arc<arc_swap::ArcSwap<Policy>>,
     /// Clients' public keys (inline or fetched from `jwks_uri`, cached).
     pub jwks: Arc<JwksResolver<crate::fetch::HttpFetcher>>,
     /// RFC 9449 §8 server nonces, shared by every instance.
@@ -51,6 +53,14 @@ pub struct AppState {
     pub theme: Arc<crate::theme::Theme>,
     /// `[limits]` (`crate::limits`).
     pub limits: Arc<crate::limits::Limits>,
+}
+
+impl AppState {
+    /// The protocol policy in force (lock-free; a request that read it
+    /// keeps that version to its end).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<Policy>> {
+        self.policy_cell.load()
+    }
 }
 
 /// Renders OAuth errors: JSON body, the spec's status, `no-store`, the

@@ -192,7 +192,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         (Err(e), _) | (_, Err(e)) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
     let (Some(client_id), Some(request_uri)) = (client_id, request_uri) else {
-        let err = if request_uri.is_none() && state.policy.require_par {
+        let err = if request_uri.is_none() && state.policy().require_par {
             OAuthError::invalid_request(
                 "pushed authorization requests are required: push the request first and send client_id and request_uri",
             )
@@ -532,12 +532,12 @@ pub async fn consent_page(
     let lifetime = if client.allows_grant("refresh_token") {
         (
             "consent-expiry-refresh",
-            state.policy.refresh_token_lifetime_secs,
+            state.policy().refresh_token_lifetime_secs,
         )
     } else {
         (
             "consent-expiry-once",
-            state.policy.access_token_lifetime_secs,
+            state.policy().access_token_lifetime_secs,
         )
     };
     let duration = ui.theme.duration(ui.lang, lifetime.1);
@@ -765,7 +765,7 @@ async fn complete(
     };
     match oauth_core::grant::issue_code(
         &state.store,
-        &state.policy,
+        &state.policy(),
         client,
         &request,
         &auth,
@@ -861,7 +861,7 @@ fn respond_to_client(
         response_mode: request.response_mode.clone(),
     };
     match oauth_core::request::response::authorization_response(
-        &state.policy,
+        &state.policy(),
         &state.keys,
         client,
         &target,
@@ -1014,14 +1014,14 @@ mod hooks {
             Purpose::Consent | Purpose::Ciba => (&cfg.consent_url, "consent"),
         };
         let handoff = Handoff {
-            iss: state.policy.issuer.clone(),
+            iss: state.policy().issuer.clone(),
             aud: cfg.bank_issuer.clone(),
             iat: t,
             exp: t + cfg.token_lifetime_secs,
             jti: new_secret(),
             sid: sid(id, st),
             purpose,
-            return_uri: format!("{}/interaction/{id}/hook/{path}", state.policy.issuer),
+            return_uri: format!("{}/interaction/{id}/hook/{path}", state.policy().issuer),
             redirect_uri: Some(st.request.redirect_uri.clone()),
             client_id: client.id().to_string(),
             client_name: client.metadata.client_name.clone(),

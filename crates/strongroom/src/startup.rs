@@ -355,15 +355,21 @@ fn dev_admin_client(cfg: &Config) -> Result<Option<crate::config::StaticClient>,
 
 /// The protocol policy, derived once from the configuration.
 pub fn policy(cfg: &Config) -> Policy {
+    policy_with(cfg, &cfg.tokens)
+}
+
+/// [`policy`] with `tokens` in place of the file's `[tokens]` (the admin
+/// API's change).
+pub fn policy_with(cfg: &Config, tokens: &crate::config::TokensConfig) -> Policy {
     let mut p = Policy::new(cfg.issuer.clone(), cfg.profile);
-    p.par_lifetime_secs = cfg.tokens.par_lifetime_secs;
-    p.code_lifetime_secs = cfg.tokens.code_lifetime_secs;
-    p.access_token_lifetime_secs = cfg.tokens.access_token_lifetime_secs;
-    p.refresh_token_lifetime_secs = cfg.tokens.refresh_token_lifetime_secs;
-    p.id_token_lifetime_secs = cfg.tokens.id_token_lifetime_secs;
-    p.rotate_refresh_tokens = cfg.tokens.rotate_refresh_tokens;
-    p.access_token_format = cfg.tokens.access_token_format;
-    p.require_dpop_nonce = cfg.tokens.require_dpop_nonce;
+    p.par_lifetime_secs = tokens.par_lifetime_secs;
+    p.code_lifetime_secs = tokens.code_lifetime_secs;
+    p.access_token_lifetime_secs = tokens.access_token_lifetime_secs;
+    p.refresh_token_lifetime_secs = tokens.refresh_token_lifetime_secs;
+    p.id_token_lifetime_secs = tokens.id_token_lifetime_secs;
+    p.rotate_refresh_tokens = tokens.rotate_refresh_tokens;
+    p.access_token_format = tokens.access_token_format;
+    p.require_dpop_nonce = tokens.require_dpop_nonce;
     p
 }
 
@@ -540,6 +546,8 @@ pub struct Checked {
     pub registrar: Option<Arc<dcr::Registrar>>,
     /// The admin API's directories, from the database.
     pub admin_directories: Vec<dcr::DirectoryConfig>,
+    /// `[tokens]` in force: the admin API's change, else the file's.
+    pub tokens: crate::config::TokensConfig,
 }
 
 /// The one validation path of `serve` ([`prepare`]) and `check-config`,
@@ -583,12 +591,19 @@ pub async fn check(cfg: &Config, claim: bool) -> Result<Checked, StartError> {
     }
     let users = UserDirectory::new(&cfg.users).map_err(|e| fail(format_args!("users: {e}")))?;
     let bridge = crate::bank_api::bridge(cfg, material_dev_ca(cfg).as_deref()).map_err(fail)?;
-    let admin_directories = crate::admin::load_directories(&store)
+    let admin_directories = crate::admin::load_directories(&store, cfg)
         .await
         .map_err(|e| fail(format_args!("loading the admin API's directories: {e}")))?;
     let registrar = crate::registration::registrar_with(cfg, &admin_directories).map_err(fail)?;
+    let tokens = crate::admin::load_tokens(&store, cfg)
+        .await
+        .map_err(|e| fail(format_args!("loading the admin API's [tokens]: {e}")))?;
+    tokens
+        .validate()
+        .map_err(|e| fail(format_args!("the admin API's [tokens]: {e}")))?;
     Ok(Checked {
         admin_directories,
+        tokens,
         tls,
         trust,
         cert_source,
@@ -634,8 +649,10 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
         bridge,
         registrar,
         admin_directories,
+        tokens,
     } = check(&cfg, true).await?;
     cfg.admin_directories = admin_directories;
+    let policy_tokens = tokens;
     let cert_source = web::Data::new(cert_source);
     if let Some(client) = dev_client(&cfg)? {
         cfg.clients.push(client);
@@ -650,7 +667,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
     for u in cfg.users.iter().filter(|u| u.password.is_some()) {
         tracing::warn!(username = %u.username, password = u.password.as_deref().unwrap_or(""), "dev mode: demo user for the built-in login page");
     }
-    let policy = policy(&cfg);
+    let policy = policy_with(&cfg, &policy_tokens);
     let metadata = ProviderMetadata::build(&cfg.issuer, &capabilities(&cfg, &policy, &keys));
     let metadata = web::Bytes::from(serde_json::to_vec(&metadata).map_err(fail)?);
     let fetcher = crate::fetch::HttpFetcher::new(material_dev_ca(&cfg).as_deref()).map_err(fail)?;
@@ -663,7 +680,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
             store,
             keys,
             metadata,
-            policy: Arc::new(policy),
+            policy_cell: Arc::new(arc_swap::ArcSwap::from_pointee(policy)),
             jwks,
             dpop_nonces,
             users,
@@ -970,6 +987,7 @@ fn spawn_background(
                     seen = Some(v);
                     reload_keys(&version_state, &version_kek).await;
                     crate::admin::reload_directories(&version_state, &version_cfg).await;
+                    crate::admin::reload_tokens(&version_state, &version_cfg).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "settings version: database unavailable"),

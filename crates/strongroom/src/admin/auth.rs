@@ -211,11 +211,11 @@ async fn verify_dpop(
         htm: req.method().as_str(),
         htu: &htu,
         access_token: Some(token),
-        nonce_required: st.app.policy.require_dpop_nonce,
+        nonce_required: st.app.policy().require_dpop_nonce,
     };
     let proof = oauth_core::sender_constraint::dpop::verify_proof(
         &st.app.store,
-        &st.app.policy,
+        &st.app.policy(),
         &st.app.dpop_nonces,
         check,
         now(),

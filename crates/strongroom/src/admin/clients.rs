@@ -61,7 +61,7 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
     let metadata: ClientMetadata = serde_json::from_value(doc)
         .map_err(|e| Refusal::bad_request("invalid_client_metadata", e.to_string()))?;
     let method = metadata.token_endpoint_auth_method;
-    if metadata.fapi && !st.app.policy.profile.allows_fapi_auth_method(method) {
+    if metadata.fapi && !st.app.policy().profile.allows_fapi_auth_method(method) {
         return Err(Refusal::bad_request(
             "invalid_client_metadata",
             format!(

@@ -42,14 +42,20 @@ async fn stored(store: &Store) -> Result<(Vec<DirectoryConfig>, Option<i64>), St
     }
 }
 
-/// At start: the admin API's directories.
-pub async fn load_directories(store: &Store) -> Result<Vec<DirectoryConfig>, String> {
+/// At start: the admin API's directories (none while the file owns them).
+pub async fn load_directories(store: &Store, cfg: &Config) -> Result<Vec<DirectoryConfig>, String> {
+    if cfg.admin.file_owned.iter().any(|s| s == SETTING) {
+        return Ok(Vec::new());
+    }
     stored(store).await.map(|(d, _)| d)
 }
 
 /// After another instance's change: rebuilds the registrar from the file's
 /// and the stored directories; a failure keeps the current one.
 pub async fn reload_directories(state: &AppState, cfg: &Config) {
+    if cfg.admin.file_owned.iter().any(|s| s == SETTING) {
+        return;
+    }
     match stored(&state.store).await {
         Ok((dirs, _)) => match crate::registration::registrar_with(cfg, &dirs) {
             Ok(r) => state.registrar.store(r),
@@ -87,6 +93,11 @@ async fn write(
     status: StatusCode,
     detail: Value,
 ) -> Result<(), Refusal> {
+    if st.cfg.admin.file_owned.iter().any(|s| s == SETTING) {
+        return Err(Refusal::conflict(
+            "directories are file-owned (admin.file_owned): change them in the configuration file",
+        ));
+    }
     if st.app.registrar.load().is_none() {
         return Err(Refusal::conflict(
             "dynamic registration is not offered by this server: configure a directory or initial access tokens in the file first",

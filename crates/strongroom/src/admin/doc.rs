@@ -19,6 +19,8 @@ use super::{AdminState, Done, Route, run, scope};
         super::clients::replace, super::clients::patch, super::clients::delete,
         super::directories::list, super::directories::get, super::directories::create,
         super::directories::replace, super::directories::patch, super::directories::delete,
+        super::settings::get, super::settings::replace, super::settings::patch,
+        super::settings::delete,
         super::keys::list, super::keys::rotate, super::keys::retire,
         super::grants::list, super::grants::revoke_consent,
         super::audit::list,
@@ -187,3 +189,12 @@ pub struct Directory(Value);
 pub struct DirectoryList {
     items: Vec<Directory>,
 }
+
+/// The fields of `[tokens]` (`par_lifetime_secs`, `code_lifetime_secs`,
+/// `access_token_lifetime_secs`, `refresh_token_lifetime_secs`,
+/// `id_token_lifetime_secs`, `rotate_refresh_tokens`,
+/// `access_token_format`, `require_dpop_nonce`) and `source` (`file` or
+/// `admin`).
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Tokens(Value);

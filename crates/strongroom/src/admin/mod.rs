@@ -21,6 +21,7 @@ mod directories;
 mod doc;
 mod grants;
 mod keys;
+mod settings;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use crate::http::AppState;
 
 pub use directories::{load_directories, reload_directories};
 pub use doc::openapi_json;
+pub use settings::{load_tokens, reload_tokens};
 
 /// What the admin listener's handlers share.
 pub struct AdminState {
@@ -76,6 +78,8 @@ pub mod scope {
     pub const CLIENTS: &str = "admin:clients";
     pub const DIRECTORIES: &str = "admin:directories";
     pub const HOOKS: &str = "admin:hooks";
+    /// Lifetimes and token rules (`[tokens]`).
+    pub const SETTINGS: &str = "admin:settings";
     pub const KEYS: &str = "admin:keys";
     pub const GRANTS: &str = "admin:grants";
     pub const AUDIT: &str = "admin:audit";
@@ -158,8 +162,21 @@ impl Refusal {
         if let Some(n) = &self.dpop_nonce {
             res.insert_header(("DPoP-Nonce", n.as_str()));
         }
-        res.json(json!({"error": self.error, "error_description": self.description}))
+        res.json(json!({"error": self.error, "error_description": describe(&self.description)}))
     }
+}
+
+/// A description in the character set of RFC 6749 §5.2 (`%x20-21 /
+/// %x23-5B / %x5D-7E`), as every other error of Strongroom: `§` reads
+/// "section", anything else outside it becomes `?`.
+fn describe(d: &str) -> String {
+    d.replace('§', "section ")
+        .chars()
+        .map(|c| match c {
+            '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 impl From<oauth_core::storage::StoreError> for Refusal {
@@ -487,6 +504,10 @@ admin_routes![
     (put, "/directories/{name}", directories::replace),
     (patch, "/directories/{name}", directories::patch),
     (delete, "/directories/{name}", directories::delete),
+    (get, "/settings/tokens", settings::get),
+    (put, "/settings/tokens", settings::replace),
+    (patch, "/settings/tokens", settings::patch),
+    (delete, "/settings/tokens", settings::delete),
     (get, "/keys", keys::list),
     (post, "/keys/rotate", keys::rotate),
     (post, "/keys/{kid}/retire", keys::retire),

@@ -83,7 +83,12 @@ fn setup(backend: Backend) -> (Setup, Tpp, Tpp, Tpp) {
     let ops = Tpp::new("ops");
     let reader = Tpp::new("ops-reader");
     let outsider = Tpp::new("outsider");
-    for (t, scope) in [(&ops, ALL), (&reader, "admin:read"), (&outsider, ALL)] {
+    let ops_scopes = format!("{ALL} admin:settings");
+    for (t, scope) in [
+        (&ops, ops_scopes.as_str()),
+        (&reader, "admin:read"),
+        (&outsider, ALL),
+    ] {
         let mut m = t.pkjwt_metadata();
         m["grant_types"] = json!(["client_credentials"]);
         m["scope"] = json!(scope);
@@ -1636,4 +1641,157 @@ async fn admin_directories_are_live() {
             b.stop().await;
         }
     }
+}
+
+/// The `expires_in` of a new client_credentials token of `who`.
+async fn expires_in(srv: &TestServer, who: &Tpp) -> i64 {
+    let url = srv.url("/token");
+    let mut form = vec![("grant_type".to_string(), "client_credentials".to_string())];
+    form.extend(who.auth_fields(srv));
+    let a = post_form(
+        &srv.client(None),
+        &url,
+        &form,
+        Some(who.dpop_proof("POST", &url, None)),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["expires_in"].as_i64().unwrap()
+}
+
+/// `[tokens]` through the API: a change applies to the next token at once
+/// here and within the propagation time on another instance, survives a
+/// restart, is validated as the file is, and is dropped again with DELETE;
+/// `admin.file_owned = ["tokens"]` keeps the file's.
+#[actix_web::test]
+async fn admin_token_settings_are_live() {
+    for backend in crate::harness::BACKENDS {
+        let (setup, ops, _, _) = setup(backend);
+        let a = Admin::start(&setup).await;
+        let b = match backend {
+            Backend::Postgres => Some(Admin::start(&setup).await),
+            Backend::Sqlite => None,
+        };
+        let file_default = expires_in(&a.srv, &ops).await;
+        let t = token(&a.srv, &ops, &format!("{ALL} admin:settings")).await;
+        let path = "/admin/v1/settings/tokens";
+        let r = call(&a, &ops, &t, Method::GET, path, None, None).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.json["source"], "file");
+        assert_eq!(r.json["access_token_lifetime_secs"], file_default);
+        let tag = etag(&r);
+        let merge = "application/merge-patch+json";
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, json!({"code_lifetime_secs": 300}).to_string())),
+            Some(&tag),
+        )
+        .await;
+        assert_error(&r, 400, &["invalid_request"]);
+        assert!(
+            r.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("code_lifetime_secs")
+        );
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((
+                merge,
+                json!({"access_token_lifetime_secs": 123}).to_string(),
+            )),
+            None,
+        )
+        .await;
+        assert_error(&r, 428, &["precondition_required"]);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((
+                merge,
+                json!({"access_token_lifetime_secs": 123}).to_string(),
+            )),
+            Some(&tag),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.json["source"], "admin");
+        let changed = etag(&r);
+        assert_eq!(expires_in(&a.srv, &ops).await, 123, "at once here");
+        if let Some(b) = &b {
+            let started = Instant::now();
+            while expires_in(&b.srv, &ops).await != 123 {
+                assert!(started.elapsed() < Duration::from_secs(2), "B within 2 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((merge, json!({"access_token_lifetime_secs": 7}).to_string())),
+            Some(&tag),
+        )
+        .await;
+        assert_error(&r, 412, &["precondition_failed"]);
+
+        // A restart keeps the change.
+        a.stop().await;
+        let a = Admin::start(&setup).await;
+        assert_eq!(expires_in(&a.srv, &ops).await, 123, "after a restart");
+
+        let t = token(&a.srv, &ops, &format!("{ALL} admin:settings")).await;
+        let r = call(&a, &ops, &t, Method::DELETE, path, None, Some(&changed)).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_eq!(r.json["source"], "file");
+        assert_eq!(
+            expires_in(&a.srv, &ops).await,
+            file_default,
+            "back to the file's"
+        );
+        let r = call(&a, &ops, &t, Method::DELETE, path, None, Some("*")).await;
+        assert_error(&r, 404, &["not_found"]);
+        a.stop().await;
+        if let Some(b) = b {
+            b.stop().await;
+        }
+    }
+    // File-owned.
+    let (setup, ops, _, _) = setup(Backend::Sqlite);
+    let a = Admin::start_with(&setup, |cfg| cfg.admin.file_owned = vec!["tokens".into()]).await;
+    let t = token(&a.srv, &ops, &format!("{ALL} admin:settings")).await;
+    let r = call(
+        &a,
+        &ops,
+        &t,
+        Method::PATCH,
+        "/admin/v1/settings/tokens",
+        Some((
+            "application/merge-patch+json",
+            json!({"access_token_lifetime_secs": 9}).to_string(),
+        )),
+        Some("*"),
+    )
+    .await;
+    assert_error(&r, 409, &["conflict"]);
+    assert!(
+        r.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("file-owned")
+    );
+    a.stop().await;
 }

@@ -252,6 +252,32 @@ impl Store {
         .await
     }
 
+    /// Removes the setting `name` if its version is still `expected`, with
+    /// `audit` and a bump of the settings version, in one transaction.
+    pub async fn delete_setting(
+        &self,
+        name: &str,
+        expected: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<ChangeOutcome> {
+        let name = name.to_owned();
+        self.run_write(move |conn| {
+            crate::db::savepoint(conn, |conn| {
+                let n = with_conn!(conn, c => diesel::delete(
+                    st::table.filter(st::name.eq(&name)).filter(st::version.eq(expected)),
+                )
+                .execute(c)?);
+                if n != 1 {
+                    return Ok(ChangeOutcome::Stale);
+                }
+                insert_audit(conn, &audit)?;
+                bump_version(conn)?;
+                Ok(ChangeOutcome::Done)
+            })
+        })
+        .await
+    }
+
     /// The version of admin-owned settings: bumped by every admin change,
     /// polled by every instance.
     pub async fn settings_version(&self) -> StoreResult<i64> {
