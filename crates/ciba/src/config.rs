@@ -1,9 +1,9 @@
 //! The `[ciba]` section of the server configuration (docs/hooks.md §10).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// CIBA: the bank's resolve and notify hooks, expiry and polling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CibaConfig {
     /// The bank's resolve hook: hint → customer, server to server.

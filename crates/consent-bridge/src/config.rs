@@ -2,10 +2,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How hand-off and result tokens are protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenMode {
     /// JWE compact, `alg: dir`, `enc: A256GCM`, with `shared_secret`.
@@ -17,7 +17,7 @@ pub enum TokenMode {
 }
 
 /// The hooks of the bank's login app, consent app and consent service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// The bank's login app: the customer is sent to

@@ -3,6 +3,8 @@
 //! client-authentication evidence, the client certificate, DPoP proofs),
 //! calls one protocol function and maps the outcome.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use oauth_core::cert::PeerCertificate;
@@ -285,7 +287,7 @@ pub async fn token(
         };
         let hook = SettledFirst {
             store: &store,
-            bridge: state.bridge.as_deref(),
+            bridge: state.bridge(),
         };
         oauth_core::grant::exchange_with_claims(
             &store,
@@ -334,7 +336,7 @@ pub(crate) async fn settled<T>(
 /// of a request that is refused as a replay.
 pub(crate) struct SettledFirst<'a> {
     pub(crate) store: &'a token_store::Store,
-    pub(crate) bridge: Option<&'a consent_bridge::Bridge>,
+    pub(crate) bridge: Option<Arc<consent_bridge::Bridge>>,
 }
 
 impl oauth_core::token::claims::ClaimsHook for SettledFirst<'_> {
@@ -342,7 +344,7 @@ impl oauth_core::token::claims::ClaimsHook for SettledFirst<'_> {
         &self,
         query: &oauth_core::token::claims::ClaimsQuery<'_>,
     ) -> Result<Option<oauth_core::token::claims::ExtraClaims>, OAuthError> {
-        let Some(bridge) = self.bridge else {
+        let Some(bridge) = &self.bridge else {
             return Ok(None);
         };
         self.store.settle_replay().await?;
@@ -403,7 +405,7 @@ pub async fn revoke(
         },
         "a client revoked a token"
     );
-    if let (Some(bridge), Some(notice)) = (state.bridge.clone(), notice) {
+    if let (Some(bridge), Some(notice)) = (state.bridge(), notice) {
         // Never blocks or fails the TPP's revocation (docs/hooks.md §7a).
         actix_web::rt::spawn(async move {
             bridge.notify_revocation(&notice).await;
@@ -424,7 +426,7 @@ async fn revocation_notice(
     token: &str,
 ) -> Option<consent_bridge::RevocationNotice> {
     use oauth_core::storage::{TokenKind, TokenRepository};
-    if !state.bridge.as_ref()?.notifies_revocations() || token.is_empty() {
+    if !state.bridge()?.notifies_revocations() || token.is_empty() {
         return None;
     }
     let t = state

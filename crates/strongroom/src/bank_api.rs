@@ -68,7 +68,8 @@ fn unauthorized() -> ApiError {
 
 /// The bank service token or certificate; anything else is `invalid_token`.
 pub(crate) fn authenticate_bank(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(h) = state.bridge.as_ref().map(|b| b.config()) else {
+    let bridge = state.bridge();
+    let Some(h) = bridge.as_ref().map(|b| b.config()) else {
         return Err(unauthorized());
     };
     if !h.bank_api_token_sha256.is_empty()

@@ -60,7 +60,7 @@ pub async fn bc_authorize(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(hooks) = state.ciba.clone() else {
+    let Some(hooks) = state.ciba() else {
         return Err(not_served());
     };
     let (_dpop, Caller { form, client, .. }, store) =
@@ -93,7 +93,7 @@ async fn start(
     // The bank hears of no request refused as a replay.
     store.settle_replay().await?;
     if let Some(intent) = &v.intent_id {
-        let bridge = state.bridge.as_ref().ok_or_else(OAuthError::server_error)?;
+        let bridge = state.bridge().ok_or_else(OAuthError::server_error)?;
         bridge.check_intent(intent, client.client.id()).await?;
     }
     let sub = hooks
@@ -129,7 +129,7 @@ pub async fn redeem(
     form: &[(String, String)],
     binding: oauth_core::grant::Binding,
 ) -> Result<TokenResponse, OAuthError> {
-    if state.ciba.is_none() {
+    if state.ciba().is_none() {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "the grant_type is not supported",
@@ -139,7 +139,7 @@ pub async fn redeem(
     let auth_req_id = single(form, "auth_req_id")?;
     let hook = crate::api::SettledFirst {
         store,
-        bridge: state.bridge.as_deref(),
+        bridge: state.bridge(),
     };
     flow::redeem(
         store,
@@ -178,7 +178,7 @@ pub async fn decision(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     crate::bank_api::authenticate_bank(&state, &req)?;
-    let (Some(hooks), Some(bridge)) = (state.ciba.clone(), state.bridge.clone()) else {
+    let (Some(hooks), Some(bridge)) = (state.ciba(), state.bridge()) else {
         return Err(not_served());
     };
     let handle = path.into_inner();
@@ -309,7 +309,7 @@ async fn after_decision(
             let authenticated = AuthenticatedClient { client, method };
             let hook = crate::api::SettledFirst {
                 store: &state.store,
-                bridge: state.bridge.as_deref(),
+                bridge: state.bridge(),
             };
             let outcome = flow::redeem(
                 &state.store,

@@ -122,7 +122,7 @@ pub struct AdminConfig {
     /// then need `https` too.
     pub tls: bool,
     /// Settings the admin API must not change, because the file owns them:
-    /// `tokens`, `directories`. (Clients and directories declared in the
+    /// `tokens`, `hooks`, `ciba`, `directories`. (Clients and directories declared in the
     /// file are always file-owned, one by one.)
     pub file_owned: Vec<String>,
     /// With `tls`: admin calls must also come over a connection with a
@@ -958,11 +958,11 @@ impl Config {
             .admin
             .file_owned
             .iter()
-            .find(|s| !matches!(s.as_str(), "tokens" | "directories"))
+            .find(|s| !matches!(s.as_str(), "tokens" | "hooks" | "ciba" | "directories"))
         {
             return Err(ConfigError::new(
                 "admin.file_owned",
-                format!("{s}: only tokens and directories can be declared file-owned"),
+                format!("{s}: only tokens, hooks, ciba and directories can be declared file-owned"),
             ));
         }
         for dn in &self.admin.client_subject_dns {

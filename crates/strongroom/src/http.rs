@@ -39,9 +39,13 @@ pub struct AppState {
     /// The id_token claim that carries the bank's consent id.
     pub consent_claim: Arc<str>,
     /// The consent bridge (bank login/consent apps behind hooks), if configured.
-    pub bridge: Option<Arc<consent_bridge::Bridge>>,
+    /// Swapped when the admin API changes `[hooks]` (read it with
+    /// [`AppState::bridge`]).
+    pub bridge_cell: Arc<arc_swap::ArcSwapOption<consent_bridge::Bridge>>,
     /// CIBA's outbound hooks and settings, if `[ciba]` is configured.
-    pub ciba: Option<Arc<ciba::hooks::Hooks>>,
+    /// Swapped when the admin API changes `[ciba]` (read it with
+    /// [`AppState::ciba`]).
+    pub ciba_cell: Arc<arc_swap::ArcSwapOption<ciba::hooks::Hooks>>,
     /// Dynamic client registration (RFC 7591/7592), if configured.
     /// Swapped when the admin API changes the directories.
     pub registrar: Arc<arc_swap::ArcSwapOption<dcr::Registrar>>,
@@ -60,6 +64,16 @@ impl AppState {
     /// keeps that version to its end).
     pub fn policy(&self) -> arc_swap::Guard<Arc<Policy>> {
         self.policy_cell.load()
+    }
+
+    /// CIBA's hooks in force, if `[ciba]` is configured.
+    pub fn ciba(&self) -> Option<Arc<ciba::hooks::Hooks>> {
+        self.ciba_cell.load_full()
+    }
+
+    /// The consent bridge in force, if `[hooks]` is configured.
+    pub fn bridge(&self) -> Option<Arc<consent_bridge::Bridge>> {
+        self.bridge_cell.load_full()
     }
 }
 

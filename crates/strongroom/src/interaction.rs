@@ -135,9 +135,10 @@ fn page(status: StatusCode, csp: &PageCsp, body: String) -> HttpResponse {
 /// and the answer can redirect to this interaction's `redirect_uri` (Approve,
 /// Deny, Cancel) or, when it uses the bank's apps, to those apps.
 fn interaction_csp(state: &AppState, st: &InteractionState) -> PageCsp {
+    let bridge = state.bridge();
     let mut targets = vec![st.request.redirect_uri.as_str()];
     if st.hook
-        && let Some(bridge) = &state.bridge
+        && let Some(bridge) = &bridge
     {
         targets.push(&bridge.config().login_url);
         targets.push(&bridge.config().consent_url);
@@ -250,8 +251,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             .await;
     }
     let hook = state
-        .bridge
-        .as_ref()
+        .bridge()
         .is_some_and(|b| b.applies(client.id(), &request.acr_values));
     if hook
         && let Err(resp) =
@@ -967,7 +967,7 @@ mod hooks {
         request_uri_hash: &str,
         t: i64,
     ) -> Result<(), HttpResponse> {
-        let Some(bridge) = &state.bridge else {
+        let Some(bridge) = state.bridge() else {
             return Ok(());
         };
         let cfg = bridge.config();
@@ -1001,7 +1001,7 @@ mod hooks {
         purpose: Purpose,
     ) -> HttpResponse {
         let t = now();
-        let Some(bridge) = &state.bridge else {
+        let Some(bridge) = state.bridge() else {
             return Ui::without_headers(&state.theme, &st.request).error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &OAuthError::temporarily_unavailable(),
@@ -1076,7 +1076,7 @@ mod hooks {
         purpose: Purpose,
         t: i64,
     ) -> Result<HookResult, Option<OAuthError>> {
-        let bridge = state.bridge.as_ref().ok_or(None)?;
+        let bridge = state.bridge().ok_or(None)?;
         let refused = |e: HookError| {
             tracing::warn!(
                 event = "hook_result_refused",

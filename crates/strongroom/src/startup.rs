@@ -251,7 +251,12 @@ fn key_error(e: oauth_core::keys::KeyError) -> StartError {
 
 /// In dev mode, outbound HTTPS (client `jwks_uri`) also trusts the dev CA,
 /// so TPP test servers with dev certificates work.
-fn material_dev_ca(cfg: &Config) -> Option<PathBuf> {
+/// The key that seals CIBA's `auth_req_id` handles and outbox bodies.
+pub fn ciba_delivery_key(kek: &KeyEncryptionKey) -> Vec<u8> {
+    kek.derive_secret(b"strongroom ciba auth_req_id").to_vec()
+}
+
+pub(crate) fn material_dev_ca(cfg: &Config) -> Option<PathBuf> {
     let ca = cfg.data_dir.join("dev-ca.pem");
     (cfg.dev_mode && ca.exists()).then_some(ca)
 }
@@ -546,8 +551,9 @@ pub struct Checked {
     pub registrar: Option<Arc<dcr::Registrar>>,
     /// The admin API's directories, from the database.
     pub admin_directories: Vec<dcr::DirectoryConfig>,
-    /// `[tokens]` in force: the admin API's change, else the file's.
-    pub tokens: crate::config::TokensConfig,
+    /// `[tokens]`, `[hooks]` and `[ciba]` in force: the admin API's
+    /// changes, else the file's.
+    pub sections: crate::admin::Sections,
 }
 
 /// The one validation path of `serve` ([`prepare`]) and `check-config`,
@@ -595,15 +601,25 @@ pub async fn check(cfg: &Config, claim: bool) -> Result<Checked, StartError> {
         .await
         .map_err(|e| fail(format_args!("loading the admin API's directories: {e}")))?;
     let registrar = crate::registration::registrar_with(cfg, &admin_directories).map_err(fail)?;
-    let tokens = crate::admin::load_tokens(&store, cfg)
+    let sections = crate::admin::load_sections(&store, &kek, cfg)
         .await
-        .map_err(|e| fail(format_args!("loading the admin API's [tokens]: {e}")))?;
-    tokens
+        .map_err(|e| fail(format_args!("loading the admin API's settings: {e}")))?;
+    sections
+        .tokens
         .validate()
         .map_err(|e| fail(format_args!("the admin API's [tokens]: {e}")))?;
+    // `[hooks]` as the admin API left it (the file's when it did not).
+    let bridge = if sections.hooks != cfg.hooks {
+        let mut with = cfg.clone();
+        with.hooks = sections.hooks.clone();
+        crate::bank_api::bridge(&with, material_dev_ca(cfg).as_deref())
+            .map_err(|e| fail(format_args!("the admin API's [hooks]: {e}")))?
+    } else {
+        bridge
+    };
     Ok(Checked {
         admin_directories,
-        tokens,
+        sections,
         tls,
         trust,
         cert_source,
@@ -649,10 +665,14 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
         bridge,
         registrar,
         admin_directories,
-        tokens,
+        sections,
     } = check(&cfg, true).await?;
     cfg.admin_directories = admin_directories;
-    let policy_tokens = tokens;
+    let policy_tokens = sections.tokens.clone();
+    let ciba_hooks = match &sections.ciba {
+        Some(c) => crate::admin::ciba_of(&cfg, c, &kek).map_err(fail)?,
+        None => None,
+    };
     let cert_source = web::Data::new(cert_source);
     if let Some(client) = dev_client(&cfg)? {
         cfg.clients.push(client);
@@ -690,13 +710,8 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                     .as_ref()
                     .map_or(CONSENT_CLAIM, |h| h.consent_claim.as_str()),
             ),
-            bridge,
-            ciba: crate::ciba::hooks(
-                &cfg,
-                material_dev_ca(&cfg).as_deref(),
-                kek.derive_secret(b"strongroom ciba auth_req_id").to_vec(),
-            )
-            .map_err(fail)?,
+            bridge_cell: Arc::new(arc_swap::ArcSwapOption::new(bridge)),
+            ciba_cell: Arc::new(arc_swap::ArcSwapOption::new(ciba_hooks)),
             registrar: Arc::new(arc_swap::ArcSwapOption::new(registrar)),
             urls: Arc::new(crate::public_url::PublicUrls::new(
                 &cfg.issuer,
@@ -987,20 +1002,25 @@ fn spawn_background(
                     seen = Some(v);
                     reload_keys(&version_state, &version_kek).await;
                     crate::admin::reload_directories(&version_state, &version_cfg).await;
-                    crate::admin::reload_tokens(&version_state, &version_cfg).await;
+                    crate::admin::reload_sections(&version_state, &version_kek, &version_cfg).await;
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "settings version: database unavailable"),
             }
         }
     });
-    if let Some(hooks) = state.ciba.clone() {
+    if state.ciba().is_some() {
         // The CIBA outbox (ciba::outbox): deliveries due again after a
         // failed attempt, or whose holder died, are claimed by one instance.
+        // The hooks are read each round: the admin API may change them.
         let outbox = state.store.clone();
+        let ciba_state = state.clone();
         let mut outbox_stopped = stopped.clone();
         actix_web::rt::spawn(async move {
             while still_serving(&mut outbox_stopped, Duration::from_millis(250)).await {
+                let Some(hooks) = ciba_state.ciba() else {
+                    continue;
+                };
                 match ciba::outbox::claim_due(&outbox, &hooks, ciba::outbox::now_ms(), 32).await {
                     Ok(claimed) => {
                         for d in claimed {

@@ -32,6 +32,7 @@ const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + KEK_ID_LEN;
 const KEK_ID_LABEL: &[u8] = b"strongroom key-encryption-key id v1";
 const AAD_LABEL: &[u8] = b"strongroom sealed private key v1";
+const SETTING_AAD_LABEL: &[u8] = b"strongroom sealed setting v1";
 
 /// The 256-bit key that seals the provider's private keys in the database.
 /// Configured as 43 characters of base64url (no padding).
@@ -113,10 +114,39 @@ impl KeyEncryptionKey {
 
     /// Seals a PKCS#8 private key for the record `kid` / `alg`.
     pub fn seal(&self, kid: &str, alg: ProviderAlg, pkcs8_der: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.seal_aad(|header| Self::aad(header, kid, alg), pkcs8_der)
+    }
+
+    fn setting_aad(header: &[u8], name: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(SETTING_AAD_LABEL.len() + header.len() + name.len() + 1);
+        aad.extend_from_slice(SETTING_AAD_LABEL);
+        aad.push(0);
+        aad.extend_from_slice(header);
+        aad.extend_from_slice(name.as_bytes());
+        aad
+    }
+
+    /// Seals a settings document that holds secrets (the admin API's hook
+    /// configuration), bound to its `name`: the same layout as a private
+    /// key, another AAD label, so neither can pass for the other.
+    pub fn seal_setting(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        self.seal_aad(|header| Self::setting_aad(header, name), plain)
+    }
+
+    /// Opens a blob of [`seal_setting`](Self::seal_setting) for `name`.
+    pub fn open_setting(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.open_aad(name, |header| Self::setting_aad(header, name), sealed)
+    }
+
+    fn seal_aad(
+        &self,
+        aad: impl FnOnce(&[u8]) -> Vec<u8>,
+        pkcs8_der: &[u8],
+    ) -> Result<Vec<u8>, KeyError> {
         let mut header = [0u8; HEADER_LEN];
         header[0] = VERSION;
         header[1..].copy_from_slice(&self.id);
-        let aad = Self::aad(&header, kid, alg);
+        let aad = aad(&header);
 
         let mut in_out = Zeroizing::new(Vec::with_capacity(pkcs8_der.len() + TAG_LEN));
         in_out.extend_from_slice(pkcs8_der);
@@ -144,6 +174,15 @@ impl KeyEncryptionKey {
         alg: ProviderAlg,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.open_aad(kid, |header| Self::aad(header, kid, alg), sealed)
+    }
+
+    fn open_aad(
+        &self,
+        kid: &str,
+        aad: impl FnOnce(&[u8]) -> Vec<u8>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         if sealed.len() < HEADER_LEN + NONCE_LEN + TAG_LEN {
             return Err(KeyError::InvalidRecord {
                 kid: kid.to_owned(),
@@ -163,7 +202,7 @@ impl KeyEncryptionKey {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce)
             .map_err(|_| KeyError::Crypto("bad nonce length".into()))?;
-        let aad = Self::aad(header, kid, alg);
+        let aad = aad(header);
 
         let mut buf = Zeroizing::new(ciphertext.to_vec());
         let plain_len = self
@@ -189,6 +228,29 @@ impl std::fmt::Debug for KeyEncryptionKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_sealed_to_their_name_apart_from_keys() {
+        let kek = KeyEncryptionKey::from_bytes([9u8; 32]);
+        let sealed = kek.seal_setting("hooks", b"{\"secret\":1}").unwrap();
+        assert_eq!(
+            &*kek.open_setting("hooks", &sealed).unwrap(),
+            b"{\"secret\":1}"
+        );
+        assert!(
+            kek.open_setting("ciba", &sealed).is_err(),
+            "bound to its name"
+        );
+        assert!(
+            kek.open("hooks", ProviderAlg::ES256, &sealed).is_err(),
+            "not a key"
+        );
+        let other = KeyEncryptionKey::from_bytes([8u8; 32]);
+        assert!(matches!(
+            other.open_setting("hooks", &sealed),
+            Err(KeyError::WrongKek)
+        ));
+    }
 
     #[test]
     fn derived_secrets_are_stable_and_separated_by_purpose() {

@@ -71,7 +71,7 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
             ),
         ));
     }
-    if st.app.ciba.is_none()
+    if st.app.ciba().is_none()
         && metadata
             .grant_types
             .iter()

@@ -19,8 +19,12 @@ use super::{AdminState, Done, Route, run, scope};
         super::clients::replace, super::clients::patch, super::clients::delete,
         super::directories::list, super::directories::get, super::directories::create,
         super::directories::replace, super::directories::patch, super::directories::delete,
-        super::settings::get, super::settings::replace, super::settings::patch,
-        super::settings::delete,
+        super::settings::get_tokens, super::settings::replace_tokens,
+        super::settings::patch_tokens, super::settings::delete_tokens,
+        super::settings::get_hooks, super::settings::replace_hooks,
+        super::settings::patch_hooks, super::settings::delete_hooks,
+        super::settings::get_ciba, super::settings::replace_ciba,
+        super::settings::patch_ciba, super::settings::delete_ciba,
         super::keys::list, super::keys::rotate, super::keys::retire,
         super::grants::list, super::grants::revoke_consent,
         super::audit::list,
@@ -198,3 +202,15 @@ pub struct DirectoryList {
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
 pub struct Tokens(Value);
+
+/// The fields of `[hooks]` (docs/hooks.md §2) with secrets shown as
+/// `<redacted>`, and `source` (`file` or `admin`).
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Hooks(Value);
+
+/// The fields of `[ciba]` (docs/hooks.md §10) with the service token shown
+/// as `<redacted>`, and `source`.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Ciba(Value);

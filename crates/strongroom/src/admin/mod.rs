@@ -37,7 +37,7 @@ use crate::http::AppState;
 
 pub use directories::{load_directories, reload_directories};
 pub use doc::openapi_json;
-pub use settings::{load_tokens, reload_tokens};
+pub use settings::{Sections, ciba_of, load_sections, reload_sections};
 
 /// What the admin listener's handlers share.
 pub struct AdminState {
@@ -504,10 +504,18 @@ admin_routes![
     (put, "/directories/{name}", directories::replace),
     (patch, "/directories/{name}", directories::patch),
     (delete, "/directories/{name}", directories::delete),
-    (get, "/settings/tokens", settings::get),
-    (put, "/settings/tokens", settings::replace),
-    (patch, "/settings/tokens", settings::patch),
-    (delete, "/settings/tokens", settings::delete),
+    (get, "/settings/tokens", settings::get_tokens),
+    (put, "/settings/tokens", settings::replace_tokens),
+    (patch, "/settings/tokens", settings::patch_tokens),
+    (delete, "/settings/tokens", settings::delete_tokens),
+    (get, "/settings/hooks", settings::get_hooks),
+    (put, "/settings/hooks", settings::replace_hooks),
+    (patch, "/settings/hooks", settings::patch_hooks),
+    (delete, "/settings/hooks", settings::delete_hooks),
+    (get, "/settings/ciba", settings::get_ciba),
+    (put, "/settings/ciba", settings::replace_ciba),
+    (patch, "/settings/ciba", settings::patch_ciba),
+    (delete, "/settings/ciba", settings::delete_ciba),
     (get, "/keys", keys::list),
     (post, "/keys/rotate", keys::rotate),
     (post, "/keys/{kid}/retire", keys::retire),

@@ -83,7 +83,7 @@ fn setup(backend: Backend) -> (Setup, Tpp, Tpp, Tpp) {
     let ops = Tpp::new("ops");
     let reader = Tpp::new("ops-reader");
     let outsider = Tpp::new("outsider");
-    let ops_scopes = format!("{ALL} admin:settings");
+    let ops_scopes = format!("{ALL} admin:settings admin:hooks");
     for (t, scope) in [
         (&ops, ops_scopes.as_str()),
         (&reader, "admin:read"),
@@ -1794,4 +1794,311 @@ async fn admin_token_settings_are_live() {
             .contains("file-owned")
     );
     a.stop().await;
+}
+
+/// Where an authorization of `tpp` goes first: the bank's login app when
+/// the hooks take it (its URL without the hand-off).
+async fn first_stop(srv: &TestServer, tpp: &Tpp) -> String {
+    let pkce = crate::tpp::Pkce::new();
+    let request_uri = tpp
+        .push(srv, tpp.authz_params(&pkce, "openid accounts"))
+        .await;
+    let browser = srv.browser();
+    let res = browser
+        .get(crate::tpp::authorize_url(srv, &tpp.client_id, &request_uri))
+        .send()
+        .await
+        .unwrap();
+    let mut loc = crate::tpp::location(&res);
+    if loc.starts_with('/') {
+        let res = browser.get(srv.url(&loc)).send().await.unwrap();
+        loc = crate::tpp::location(&res);
+    }
+    loc.split('?').next().unwrap().to_owned()
+}
+
+/// `[hooks]` through the API: secrets never shown and kept when sent back
+/// redacted, the login app moved live, discovery-bound fields refused,
+/// a configuration the bridge refuses refused whole, the stored document
+/// sealed, and DELETE back to the file's.
+#[actix_web::test]
+async fn admin_hook_settings_are_live_and_sealed() {
+    let (mut setup, ops, _, _) = setup(Backend::Sqlite);
+    let tpp = Tpp::new("tpp-hooked");
+    setup.clients.push(tpp.pkjwt_metadata());
+    let adm = Admin::start_with(&setup, |cfg| {
+        cfg.hooks = Some(consent_bridge::HooksConfig {
+            login_url: "https://bank-a.example/login".into(),
+            consent_url: "https://bank-a.example/consent".into(),
+            shared_secret: crate::tpp::b64(&[7u8; 32]),
+            consent_service_token: "service-token-secret-123".into(),
+            bank_issuer: "https://bank-a.example".into(),
+            clients: vec!["tpp-hooked".into()],
+            require_intent: false,
+            ..consent_bridge::HooksConfig::default()
+        });
+    })
+    .await;
+    assert_eq!(
+        first_stop(&adm.srv, &tpp).await,
+        "https://bank-a.example/login"
+    );
+    let t = token(&adm.srv, &ops, &format!("{ALL} admin:hooks")).await;
+    let path = "/admin/v1/settings/hooks";
+    let r = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["shared_secret"], "<redacted>");
+    assert_eq!(r.json["consent_service_token"], "<redacted>");
+    assert!(!r.json.to_string().contains("service-token-secret-123"));
+    let tag = etag(&r);
+
+    let merge = "application/merge-patch+json";
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((merge, json!({"consent_claim": "other_claim"}).to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_error(&r, 409, &["conflict"]);
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((merge, json!({"shared_secret": "too-short"}).to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_error(&r, 400, &["invalid_request"]);
+    // The whole GET document sent back with one change: secrets kept.
+    let mut doc = call(&adm, &ops, &t, Method::GET, path, None, None)
+        .await
+        .json;
+    doc["login_url"] = json!("https://bank-b.example/login");
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PUT,
+        path,
+        Some(("application/json", doc.to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["source"], "admin");
+    let changed = etag(&r);
+    assert_eq!(
+        first_stop(&adm.srv, &tpp).await,
+        "https://bank-b.example/login",
+        "at once"
+    );
+
+    // Sealed at rest: the secret is not in the database file in clear.
+    let db = std::fs::read(setup.data_dir.join("strongroom.db")).unwrap_or_default();
+    let wal = std::fs::read(setup.data_dir.join("strongroom.db-wal")).unwrap_or_default();
+    let needle = b"service-token-secret-123";
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "sealed in the database"
+        );
+    }
+    // A restart keeps the change (opened with the key-encryption key).
+    adm.stop().await;
+    let adm = Admin::start_with(&setup, |cfg| {
+        cfg.hooks = Some(consent_bridge::HooksConfig {
+            login_url: "https://bank-a.example/login".into(),
+            consent_url: "https://bank-a.example/consent".into(),
+            shared_secret: crate::tpp::b64(&[7u8; 32]),
+            consent_service_token: "service-token-secret-123".into(),
+            bank_issuer: "https://bank-a.example".into(),
+            clients: vec!["tpp-hooked".into()],
+            require_intent: false,
+            ..consent_bridge::HooksConfig::default()
+        });
+    })
+    .await;
+    assert_eq!(
+        first_stop(&adm.srv, &tpp).await,
+        "https://bank-b.example/login",
+        "after a restart"
+    );
+    let t = token(&adm.srv, &ops, &format!("{ALL} admin:hooks")).await;
+    let r = call(&adm, &ops, &t, Method::DELETE, path, None, Some(&changed)).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        first_stop(&adm.srv, &tpp).await,
+        "https://bank-a.example/login",
+        "the file's again"
+    );
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::GET,
+        "/admin/v1/audit?resource=settings",
+        None,
+        None,
+    )
+    .await;
+    assert!(
+        !r.json.to_string().contains("service-token-secret-123"),
+        "no secret in the audit log"
+    );
+    adm.stop().await;
+}
+
+/// `[ciba]` through the API: the polling interval and the resolve hook
+/// change for the next request, the service token stays secret and is kept
+/// when sent back redacted, and an invalid section is refused.
+#[actix_web::test]
+async fn admin_ciba_settings_are_live() {
+    use std::sync::{Arc, Mutex};
+    /// (path, Authorization) of each call to the bank.
+    type Calls = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let hits: Calls = Arc::default();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let bank = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let seen = hits.clone();
+    let server = actix_web::HttpServer::new(move || {
+        let seen = seen.clone();
+        actix_web::App::new().route(
+            "/{path}",
+            actix_web::web::post().to(
+                move |req: actix_web::HttpRequest, path: actix_web::web::Path<String>| {
+                    let seen = seen.clone();
+                    async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        seen.lock().unwrap().push((path.into_inner(), auth));
+                        if req.path().starts_with("/resolve") {
+                            actix_web::HttpResponse::Ok().json(json!({"sub": "cust-alice"}))
+                        } else {
+                            actix_web::HttpResponse::NoContent().finish()
+                        }
+                    }
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+
+    let (mut setup, ops, _, _) = setup(Backend::Sqlite);
+    let tpp = Tpp::new("tpp-ciba-admin");
+    let mut m = tpp.pkjwt_metadata();
+    m["grant_types"] = json!(["urn:openid:params:grant-type:ciba"]);
+    m["backchannel_token_delivery_mode"] = json!("poll");
+    m["backchannel_authentication_request_signing_alg"] = json!("ES256");
+    m.as_object_mut().unwrap().remove("redirect_uris");
+    setup.clients.push(m);
+    let bank_for_cfg = bank.clone();
+    let adm = Admin::start_with(&setup, move |cfg| {
+        cfg.hooks = Some(consent_bridge::HooksConfig {
+            login_url: "https://bank.example/login".into(),
+            consent_url: "https://bank.example/consent".into(),
+            shared_secret: crate::tpp::b64(&[5u8; 32]),
+            bank_issuer: "https://bank.example".into(),
+            require_intent: false,
+            ..consent_bridge::HooksConfig::default()
+        });
+        cfg.ciba = Some(ciba::CibaConfig {
+            resolve_url: format!("{bank_for_cfg}/resolve-a"),
+            notify_url: format!("{bank_for_cfg}/notify"),
+            service_token: "ciba-service-token-xyz".into(),
+            interval_secs: 1,
+            timeout_ms: 1000,
+            ..ciba::CibaConfig::default()
+        });
+    })
+    .await;
+    let bc_authorize = || async {
+        let t = crate::tpp::now();
+        let claims = json!({"iss": tpp.client_id, "aud": adm.srv.issuer, "iat": t, "nbf": t,
+            "exp": t + 300, "jti": crate::tpp::random(16), "scope": "openid accounts",
+            "login_hint": "alice", "binding_message": "W4SCT"});
+        let mut form = vec![("request".to_string(), tpp.key.sign(None, &claims))];
+        form.extend(tpp.auth_fields(&adm.srv));
+        post_form(
+            &adm.srv.client(None),
+            &adm.srv.url("/bc-authorize"),
+            &form,
+            None,
+        )
+        .await
+    };
+    let a = bc_authorize().await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["interval"], 1);
+
+    let t = token(&adm.srv, &ops, &format!("{ALL} admin:hooks")).await;
+    let path = "/admin/v1/settings/ciba";
+    let r = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json["service_token"], "<redacted>");
+    let tag = etag(&r);
+    let merge = "application/merge-patch+json";
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((merge, json!({"interval_secs": 0}).to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_error(&r, 400, &["invalid_request"]);
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((
+            merge,
+            json!({"interval_secs": 7, "resolve_url": format!("{bank}/resolve-b"),
+            "service_token": "<redacted>"})
+            .to_string(),
+        )),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let a = bc_authorize().await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    assert_eq!(a.json["interval"], 7, "the new interval at once");
+    let calls = hits.lock().unwrap().clone();
+    let resolves: Vec<&(String, Option<String>)> = calls
+        .iter()
+        .filter(|(p, _)| p.starts_with("resolve"))
+        .collect();
+    assert_eq!(resolves.len(), 2, "{calls:?}");
+    assert_eq!(resolves[0].0, "resolve-a");
+    assert_eq!(resolves[1].0, "resolve-b", "the new resolve hook");
+    assert_eq!(
+        resolves[1].1.as_deref(),
+        Some("Bearer ciba-service-token-xyz"),
+        "the secret kept"
+    );
+    // Without [ciba] in the file the section is not offered.
+    adm.stop().await;
+    let (plain, ops, _, _) = self::setup(Backend::Sqlite);
+    let adm = Admin::start(&plain).await;
+    let t = token(&adm.srv, &ops, &format!("{ALL} admin:hooks")).await;
+    let r = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+    assert_error(&r, 409, &["conflict"]);
+    adm.stop().await;
 }
