@@ -14,5 +14,6 @@ mod harness;
 mod input;
 mod ops;
 mod pages;
+mod shutdown;
 mod tpp;
 mod try_flow;

@@ -27,9 +27,9 @@ fn free_port() -> u16 {
 }
 
 /// `strongroom serve` on free ports with JSON logs into a file.
-struct Binary {
-    child: Child,
-    srv: TestServer,
+pub(crate) struct Binary {
+    pub(crate) child: Child,
+    pub(crate) srv: TestServer,
     admin_port: u16,
     log: PathBuf,
 }
@@ -65,7 +65,7 @@ impl Binary {
         path
     }
 
-    async fn start(setup: &Setup, tweak: impl Fn(&mut Value)) -> Binary {
+    pub(crate) async fn start(setup: &Setup, tweak: impl Fn(&mut Value)) -> Binary {
         setup.dev_ca();
         let (main, mtls, admin) = (free_port(), free_port(), free_port());
         let cfg = Self::config(setup, main, mtls, admin, tweak);
@@ -104,7 +104,7 @@ impl Binary {
         b
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    pub(crate) fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill only sends a signal to our own child.
         assert_eq!(
             unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
@@ -113,7 +113,7 @@ impl Binary {
     }
 
     /// The exit code, waiting at most `limit`.
-    async fn exit_within(&mut self, limit: Duration) -> i32 {
+    pub(crate) async fn exit_within(&mut self, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -127,7 +127,7 @@ impl Binary {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         std::fs::File::open(&self.log)
             .unwrap()
@@ -185,9 +185,9 @@ async fn tls_connect(srv: &TestServer) -> tokio_rustls::client::TlsStream<tokio:
 
 /// A token request whose body is only half sent: in progress until the
 /// rest follows.
-const SLOW_BODY: &str = "grant_type=client_credentials&client_id=nobody-here";
+pub(crate) const SLOW_BODY: &str = "grant_type=client_credentials&client_id=nobody-here";
 
-async fn start_slow_request(
+pub(crate) async fn start_slow_request(
     srv: &TestServer,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut conn = tls_connect(srv).await;
@@ -203,7 +203,9 @@ async fn start_slow_request(
 }
 
 /// What comes back until the server closes (or 5 s pass).
-async fn read_answer(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+pub(crate) async fn read_answer(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let mut chunk = [0u8; 4096];
@@ -220,7 +222,7 @@ async fn read_answer(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpS
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn refused(port: u16) -> bool {
+pub(crate) fn refused(port: u16) -> bool {
     matches!(
         std::net::TcpStream::connect(("127.0.0.1", port)),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
