@@ -46,8 +46,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Key of the PostgreSQL advisory lock that serialises migrations when
-/// several instances start at once.
-const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
+/// several instances start at once (held for the run's transaction). A
+/// migration applied by hand takes it too (docs/operations.md §5).
+pub const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
 
 /// How long a spent authorization code is kept after it expires, so that a
 /// late replay is still recognised as reuse (RFC 6749 §4.1.2) and the grant

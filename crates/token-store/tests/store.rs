@@ -2768,3 +2768,8 @@ async fn an_unreachable_postgres_is_reported_at_once_and_recovers() {
     .await;
     assert!(back.iter().all(|ok| *ok), "{back:?}");
 }
+
+// Beside this file, not under tests/, where cargo would make it a binary of
+// its own.
+#[path = "store/migrations.rs"]
+mod migrations;
