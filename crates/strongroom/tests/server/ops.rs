@@ -379,6 +379,11 @@ async fn metrics_are_served_on_the_internal_listener_only() {
     // Nothing listens there: the fetch fails, and is timed.
     remote_meta["jwks_uri"] = json!(format!("https://127.0.0.1:{}/jwks", free_port()));
     setup.clients = vec![tpp.pkjwt_metadata(), remote_meta];
+    setup.users = vec![json!({
+        "username": USER,
+        "password_hash": strongroom::users::hash_password(crate::fapi::PASSWORD).unwrap(),
+        "sub": "sub-alice-metrics",
+    })];
     // Keys published ahead: the next key change is scheduled.
     let cfg = Binary::config(&setup, 1, 2, 3, |_| {});
     let out = Command::new(STRONGROOM)
@@ -412,11 +417,36 @@ async fn metrics_are_served_on_the_internal_listener_only() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let before = parse(&b.scrape().await);
     let http = srv.client(None);
     for url in [srv.url("/metrics"), srv.mtls_url("/metrics")] {
         let res = http.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 404, "{url}");
     }
+    // A grant: PAR, login, consent, code.
+    let pkce = Pkce::new();
+    let mut form = tpp.authz_params(&pkce, "openid accounts");
+    form.extend(tpp.auth_fields(srv));
+    let par_url = srv.url("/par");
+    let a = post_form(
+        &http,
+        &par_url,
+        &form,
+        Some(tpp.dpop_proof("POST", &par_url, None)),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let back = browser_flow(
+        srv,
+        &srv.browser(),
+        &tpp.client_id,
+        a.json["request_uri"].as_str().unwrap(),
+        USER,
+        crate::fapi::PASSWORD,
+        true,
+    )
+    .await;
+    assert!(back.contains("code="), "{back}");
     // A token for the registered client.
     let token_url = srv.url("/token");
     let mut form = tpp.auth_fields(srv);
@@ -582,6 +612,48 @@ async fn metrics_are_served_on_the_internal_listener_only() {
         total(&scrape, "strongroom_db_pool_max_connections", &[]) >= 1.0,
         "{text}"
     );
+    assert_eq!(total(&before, "strongroom_active_grants", &[]), 0.0);
+    assert_eq!(
+        total(&scrape, "strongroom_active_grants", &[]),
+        1.0,
+        "{text}"
+    );
+    // Queries are timed by the repository that ran them (the caller's
+    // module, not the store's helpers), from a fixed set of labels.
+    let queries = "strongroom_db_query_duration_seconds_count";
+    let moved =
+        |labels: &[(&str, &str)]| total(&scrape, queries, labels) - total(&before, queries, labels);
+    assert!(
+        moved(&[("operation", "codes"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "tokens"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "par"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "authorize"), ("access", "read")]) >= 1.0,
+        "{text}"
+    );
+    for s in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("strongroom_db_query_duration"))
+    {
+        let op = s.labels.get("operation").unwrap_or_default();
+        assert!(
+            token_store::OPERATIONS.contains(&op) && op != "other",
+            "{op}: {text}"
+        );
+        assert!(
+            matches!(s.labels.get("access"), Some("read" | "write")),
+            "{text}"
+        );
+    }
     assert!(
         total(&scrape, "strongroom_key_next_change_timestamp_seconds", &[])
             > crate::tpp::now() as f64,
