@@ -285,9 +285,12 @@ pub async fn observe(
         route = tracing::field::Empty,
         client_id = tracing::field::Empty,
     );
-    // Made only when something will log it.
+    // Made only when something will log it. With trace export, the
+    // trace's id (a `traceparent`'s, or the new trace's).
     if !span.is_disabled() {
-        span.record("request_id", request_id(req.headers()).as_str());
+        let id = crate::otlp::continue_trace(&span, req.headers())
+            .unwrap_or_else(|| request_id(req.headers()));
+        span.record("request_id", id.as_str());
     }
     req.extensions_mut().insert(RequestSpan(span.clone()));
     let res = next.call(req).instrument(span.clone()).await?;

@@ -13,6 +13,7 @@ mod foundation;
 mod harness;
 mod input;
 mod ops;
+mod otlp;
 mod pages;
 mod shutdown;
 mod tpp;
