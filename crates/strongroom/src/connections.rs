@@ -571,13 +571,14 @@ where
                         None => std::future::pending().await,
                     }
                 };
-                // SIGTERM: listeners are closed by actix-server; each open
+                // SIGTERM: actix-server closes the listeners; each open
                 // connection ends here once quiet, or by itself after a
-                // response that closed it.
+                // response that closed it. One without an entry (no peer
+                // address) is left to the worker's shutdown timeout.
                 let drained = async {
                     match &registered {
                         Some(r) => r.activity.drained(&shutdown).await,
-                        None => shutdown.notified().await,
+                        None => std::future::pending().await,
                     }
                 };
                 tokio::select! {
