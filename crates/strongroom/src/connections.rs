@@ -335,13 +335,13 @@ impl Deadlines {
     }
 }
 
-/// How long a connection must have had no request in progress, from the
-/// moment a graceful shutdown begins, before it is closed. A request whose
-/// bytes were already in the socket (or the TLS buffer) when the signal
-/// came is parsed and started well within it, so it is answered rather
-/// than dropped unanswered, which is what actix-http's own drain does with
-/// a request it has read but not started.
-const DRAIN_QUIET: Duration = Duration::from_millis(500);
+/// How long a connection must have had no request in progress before a
+/// graceful shutdown closes it. A request whose bytes were already in the
+/// socket (or the TLS buffer) when the signal came is parsed and started
+/// well within it, so it is answered rather than dropped unanswered, which
+/// is what actix-http's own drain does with a request it has read but not
+/// started.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 /// What a connection is doing, as the App sees it ([`read_deadline`]
 /// marks each request): how many requests are in progress, and when the
@@ -398,12 +398,14 @@ impl Activity {
     }
 
     /// Resolves once a graceful shutdown has begun and no request has been
-    /// in progress for [`DRAIN_QUIET`] since; from the shutdown on, each
-    /// response closes its connection.
+    /// in progress for [`DRAIN_QUIET`]; from the shutdown on, each response
+    /// closes its connection. A connection quiet that long already is
+    /// closed at once: its client may send a request just then, as it may
+    /// when any idle connection is closed, but one that sends requests back
+    /// to back has its next one answered.
     async fn drained(&self, shutdown: &actix_server::GracefulShutdownSignal) {
         shutdown.notified().await;
         self.draining.store(true, Ordering::Release);
-        tokio::time::sleep(DRAIN_QUIET).await;
         self.idle_for(DRAIN_QUIET).await;
     }
 }
