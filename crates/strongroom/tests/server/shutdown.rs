@@ -191,5 +191,5 @@ async fn a_second_sigterm_under_load_exits_at_once() {
     b.signal(libc::SIGTERM);
     assert_eq!(b.exit_within(Duration::from_secs(5)).await, 1);
     let took = second.elapsed();
-    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
