@@ -62,6 +62,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub keys: KeysConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub tokens: TokensConfig,
     pub login: LoginConfig,
     /// Static clients, with RFC 7591 metadata names.
@@ -435,6 +436,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             keys: KeysConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             tokens: TokensConfig::default(),
             login: LoginConfig::default(),
             clients: Vec::new(),
@@ -491,6 +493,41 @@ impl Default for KeysConfig {
             retention_secs: 86_400,
             reload_interval_secs: 60,
         }
+    }
+}
+
+/// Trace export (docs/operations.md §3). Off unless an endpoint is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver, e.g.
+    /// `http://127.0.0.1:4318`: each request's span (and the spans under
+    /// it) goes to `<base>/v1/traces` as protobuf, continuing the trace of
+    /// a `traceparent` the request carries. Plain http only: the exporter
+    /// has no TLS (a collector beside the instance). Empty: no export.
+    pub otlp_endpoint: String,
+}
+
+impl TelemetryConfig {
+    /// Where spans are posted (`<otlp_endpoint>/v1/traces`); `None` when
+    /// export is off.
+    ///
+    /// # Errors
+    ///
+    /// The reason `otlp_endpoint` is unusable.
+    pub fn traces_url(&self) -> Result<Option<String>, String> {
+        if self.otlp_endpoint.is_empty() {
+            return Ok(None);
+        }
+        let url = url::Url::parse(&self.otlp_endpoint).map_err(|e| format!("not a URL ({e})"))?;
+        if url.scheme() != "http" {
+            return Err("must be an http:// URL (the exporter has no TLS: use a collector beside the instance)".into());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("must have no query or fragment".into());
+        }
+        let base = url.as_str().trim_end_matches('/');
+        Ok(Some(format!("{base}/v1/traces")))
     }
 }
 
@@ -595,6 +632,9 @@ impl Config {
         if let Some(v) = env.var("STRONGROOM_KEY_ENCRYPTION_KEY") {
             self.keys.encryption_key = v;
         }
+        if let Some(v) = env.var("STRONGROOM_OTLP_ENDPOINT") {
+            self.telemetry.otlp_endpoint = v;
+        }
         if let Some(v) = env.var("STRONGROOM_LOG") {
             // `debug`, `json`, `debug,json`, `strongroom=trace,info,json`
             let mut levels = Vec::new();
@@ -691,6 +731,9 @@ impl Config {
                 "must be between 1 and 3600",
             ));
         }
+        self.telemetry
+            .traces_url()
+            .map_err(|p| ConfigError::new("telemetry.otlp_endpoint", p))?;
         if !self.server.admin_listen.is_empty() {
             let admin = parse_addr("server.admin_listen", &self.server.admin_listen)?;
             let mut public = vec![parse_addr("server.listen", &self.server.listen)?];
@@ -1039,6 +1082,32 @@ mod tests {
             .collect();
         cfg.apply_env(&env).unwrap();
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn trace_export_is_off_unless_an_http_endpoint_is_given() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.telemetry.traces_url(), Ok(None));
+        let env: HashMap<&str, &str> = [("STRONGROOM_OTLP_ENDPOINT", "http://otel:4318/")]
+            .into_iter()
+            .collect();
+        cfg.apply_env(&env).unwrap();
+        assert_eq!(
+            cfg.telemetry.traces_url(),
+            Ok(Some("http://otel:4318/v1/traces".into()))
+        );
+        for bad in ["https://otel:4318", "otel:4318", "http://otel:4318/?x=1"] {
+            cfg.telemetry.otlp_endpoint = bad.into();
+            assert!(cfg.telemetry.traces_url().is_err(), "{bad}");
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strongroom.toml");
+        let mut shipped = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        shipped.telemetry.otlp_endpoint = "https://otel:4318".into();
+        let err = shipped.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("telemetry.otlp_endpoint: must be an http"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -335,6 +335,14 @@ impl Deadlines {
     }
 }
 
+/// How long a connection must have had no request in progress before a
+/// graceful shutdown closes it. A request whose bytes were already in the
+/// socket (or the TLS buffer) when the signal came is parsed and started
+/// well within it, so it is answered rather than dropped unanswered, which
+/// is what actix-http's own drain does with a request it has read but not
+/// started.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
 /// What a connection is doing, as the App sees it ([`read_deadline`]
 /// marks each request): how many requests are in progress, and when the
 /// last one ended.
@@ -345,6 +353,9 @@ pub struct Activity {
     /// Milliseconds from `epoch` to the end of the last request (0: none
     /// yet, so admission).
     last_ms: AtomicU64,
+    /// The server is shutting down: every response from now on closes the
+    /// connection after it ([`read_deadline`]).
+    draining: AtomicBool,
 }
 
 impl Activity {
@@ -353,6 +364,7 @@ impl Activity {
             epoch: std::time::Instant::now(),
             busy: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
         })
     }
 
@@ -383,6 +395,18 @@ impl Activity {
             }
             return;
         }
+    }
+
+    /// Resolves once a graceful shutdown has begun and no request has been
+    /// in progress for [`DRAIN_QUIET`]; from the shutdown on, each response
+    /// closes its connection. A connection quiet that long already is
+    /// closed at once: its client may send a request just then, as it may
+    /// when any idle connection is closed, but one that sends requests back
+    /// to back has its next one answered.
+    async fn drained(&self, shutdown: &actix_server::GracefulShutdownSignal) {
+        shutdown.notified().await;
+        self.draining.store(true, Ordering::Release);
+        self.idle_for(DRAIN_QUIET).await;
     }
 }
 
@@ -498,11 +522,9 @@ where
         let app = app()
             .into_factory()
             .map_err(|err| err.into().error_response());
+        // No `graceful_shutdown_signal`: the connection's own drain
+        // ([`Activity::drained`]) closes it once it is quiet.
         let http = HttpService::build()
-            .graceful_shutdown_signal(move || {
-                let signal = shutdown.clone();
-                async move { signal.notified().await }
-            })
             .keep_alive(KeepAlive::default())
             .client_request_timeout(deadlines.request_head)
             .client_disconnect_timeout(Duration::from_secs(1))
@@ -525,9 +547,11 @@ where
             );
         let gate = gate.clone();
         let registry = registry.clone();
+        let shutdown = shutdown.clone();
         let idle = deadlines.idle();
         actix_service::apply_fn_factory(http, move |io: TcpStream, svc: &_| {
             let peer = io.peer_addr().ok();
+            let shutdown = shutdown.clone();
             let admitted = gate.admit(peer.map(|a| a.ip()));
             let registered = admitted
                 .is_some()
@@ -549,10 +573,21 @@ where
                         None => std::future::pending().await,
                     }
                 };
+                // SIGTERM: actix-server closes the listeners; each open
+                // connection ends here once quiet, or by itself after a
+                // response that closed it. One without an entry (no peer
+                // address) is left to the worker's shutdown timeout.
+                let drained = async {
+                    match &registered {
+                        Some(r) => r.activity.drained(&shutdown).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     result = call => result,
                     () = admitted.evicted() => Ok(()),
                     () = idle_too_long => Ok(()),
+                    () = drained => Ok(()),
                 }
             }
         })
@@ -583,8 +618,17 @@ pub async fn read_deadline<B: MessageBody>(
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     // The connection is busy until the response is ready (see
     // `Deadlines::idle`).
-    let _busy = req.conn_data::<Arc<Activity>>().map(Activity::begin);
-    read_body(limits, req, next).await
+    let activity = req.conn_data::<Arc<Activity>>().cloned();
+    let _busy = activity.as_ref().map(Activity::begin);
+    let mut res = read_body(limits, req, next).await?;
+    if activity.is_some_and(|a| a.draining.load(Ordering::Acquire)) {
+        // The client does not send its next request here: the listener is
+        // closed and this connection ends once quiet.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 async fn read_body<B: MessageBody>(

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod http;
 pub mod interaction;
 pub mod limits;
+pub mod otlp;
 pub mod public_url;
 pub mod registration;
 pub mod startup;

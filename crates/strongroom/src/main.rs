@@ -13,7 +13,7 @@ const ENVIRONMENT: &str = "\
 Configuration: config/strongroom.toml or $STRONGROOM_CONFIG, overridden by
 STRONGROOM_LISTEN, STRONGROOM_MTLS_LISTEN, STRONGROOM_ISSUER, STRONGROOM_DATA_DIR,
 STRONGROOM_DATABASE_URL, STRONGROOM_KEY_ENCRYPTION_KEY, STRONGROOM_LOG,
-STRONGROOM_ADMIN_LISTEN.
+STRONGROOM_ADMIN_LISTEN, STRONGROOM_OTLP_ENDPOINT.
 A bad value stops any command with one line naming the key (exit code 2).";
 
 /// Strongroom, a FAPI-grade OpenID Provider.
@@ -202,7 +202,8 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    startup::init_logging(&cfg);
+    // Dropped after the server has stopped: the last spans are sent then.
+    let _export = startup::init_logging(&cfg);
     let result = actix_web::rt::System::new().block_on(run(command, cfg));
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,21 +41,35 @@ fn fail(what: impl std::fmt::Display) -> StartError {
     StartError(what.to_string().replace('\n', " "))
 }
 
-/// Sets up logging once; later calls are ignored (tests start several servers).
-pub fn init_logging(cfg: &Config) {
+/// Sets up logging, and trace export when `[telemetry] otlp_endpoint` is
+/// set (the pipeline returned must live until the server has stopped),
+/// once; later calls are ignored (tests start several servers).
+pub fn init_logging(cfg: &Config) -> Option<crate::otlp::Export> {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Validated with the configuration; a client that cannot be built is
+    // reported and the server runs without export.
+    let pipeline = match cfg.telemetry.traces_url() {
+        Ok(Some(url)) => crate::otlp::pipeline(&url)
+            .inspect_err(|e| eprintln!("strongroom: no trace export: {e}"))
+            .ok(),
+        _ => None,
+    };
+    let (export, tracer) = pipeline.unzip();
     let registry = tracing_subscriber::registry()
         .with(filter)
-        .with(ClientFaults);
-    let _ = match cfg.log.format {
+        .with(ClientFaults)
+        .with(tracer.map(|t| tracing_opentelemetry::layer().with_tracer(t)));
+    let installed = match cfg.log.format {
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json())
             .try_init(),
         LogFormat::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
-    };
+    }
+    .is_ok();
+    export.filter(|_| installed)
 }
 
 /// Connections that actix-http ended because of the client (malformed

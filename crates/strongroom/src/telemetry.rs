@@ -46,6 +46,11 @@ pub const OUTBOUND_DURATION: &str = oauth_core::telemetry::OUTBOUND_DURATION;
 /// Database connections, by state (`idle`, `in_use`), and the pool's size.
 pub const DB_CONNECTIONS: &str = "strongroom_db_pool_connections";
 pub const DB_MAX: &str = "strongroom_db_pool_max_connections";
+/// Query latency, by operation kind (`token_store::OPERATIONS`) and access
+/// (`read`, `write`); the store records it.
+pub const DB_QUERY_DURATION: &str = token_store::DB_QUERY_DURATION;
+/// Grants not revoked (the consent records in force), read at scrape time.
+pub const ACTIVE_GRANTS: &str = "strongroom_active_grants";
 /// Age of the signing key in use, by algorithm.
 pub const KEY_AGE: &str = "strongroom_signing_key_age_seconds";
 /// When the key set next changes (a published key starts signing, or a
@@ -68,6 +73,8 @@ pub const SERIES: &[&str] = &[
     OUTBOUND_DURATION,
     DB_CONNECTIONS,
     DB_MAX,
+    DB_QUERY_DURATION,
+    ACTIVE_GRANTS,
     KEY_AGE,
     KEY_NEXT_CHANGE,
     CLIENT_FAULTS,
@@ -83,6 +90,13 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Database query buckets (seconds): a SQLite read takes tens of
+/// microseconds, a PostgreSQL round trip about a millisecond, a write
+/// queued behind a group commit a few.
+const DB_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 /// The process-wide recorder, installed on first use (tests start several
 /// servers in one process; they share it).
 pub fn recorder() -> &'static PrometheusHandle {
@@ -90,6 +104,9 @@ pub fn recorder() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .expect("buckets are not empty")
+            // A full match wins over the suffix.
+            .set_buckets_for_metric(Matcher::Full(DB_QUERY_DURATION.into()), DB_BUCKETS)
             .expect("buckets are not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -141,6 +158,12 @@ fn describe() {
     );
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state");
     describe_gauge!(DB_MAX, "Database pool size");
+    describe_histogram!(
+        DB_QUERY_DURATION,
+        Unit::Seconds,
+        "Database query latency (waiting for a connection included), by operation and access"
+    );
+    describe_gauge!(ACTIVE_GRANTS, "Grants not revoked");
     describe_gauge!(
         KEY_AGE,
         "Seconds since the signing key in use started signing, by alg"
@@ -262,9 +285,12 @@ pub async fn observe(
         route = tracing::field::Empty,
         client_id = tracing::field::Empty,
     );
-    // Made only when something will log it.
+    // Made only when something will log it. With trace export, the
+    // trace's id (a `traceparent`'s, or the new trace's).
     if !span.is_disabled() {
-        span.record("request_id", request_id(req.headers()).as_str());
+        let id = crate::otlp::continue_trace(&span, req.headers())
+            .unwrap_or_else(|| request_id(req.headers()));
+        span.record("request_id", id.as_str());
     }
     req.extensions_mut().insert(RequestSpan(span.clone()));
     let res = next.call(req).instrument(span.clone()).await?;
@@ -352,13 +378,19 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(crate::http::readyz));
 }
 
-/// `GET /metrics`: the gauges read now (pool, keys), then the exposition.
+/// `GET /metrics`: the gauges read now (pool, active grants, keys), then
+/// the exposition.
 async fn scrape(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.store.pool_state();
     metrics::gauge!(DB_CONNECTIONS, "state" => "idle").set(f64::from(pool.idle_connections));
     metrics::gauge!(DB_CONNECTIONS, "state" => "in_use")
         .set(f64::from(pool.connections - pool.idle_connections));
     metrics::gauge!(DB_MAX).set(f64::from(pool.max_size));
+    // Queries run on the blocking pool; a scrape while the database is
+    // away keeps the last values.
+    if let Ok(n) = state.store.count_active_grants().await {
+        metrics::gauge!(ACTIVE_GRANTS).set(n as f64);
+    }
     let now = oauth_core::secret::now();
     {
         use oauth_core::storage::KeyRepository as _;

@@ -26,6 +26,7 @@ mod reach;
 mod repo;
 mod schema;
 mod seen;
+mod timing;
 mod writer;
 mod written;
 
@@ -38,6 +39,7 @@ use oauth_core::storage::ReplayEntry;
 pub use oauth_core::storage::{StoreError, StoreResult};
 pub use repo::admin::{AuditEntry, AuditFilter, ChangeOutcome, ClientChange};
 pub use repo::{AuthorizeReads, TokenReads};
+pub use timing::{DB_QUERY_DURATION, OPERATIONS};
 pub use writer::WriteStats;
 
 use crate::conn::{AnyConnection, Backend, CONNECT_TIMEOUT, Manager, SqlitePragmas, Target};
@@ -47,8 +49,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migration
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Key of the PostgreSQL advisory lock that serialises migrations when
-/// several instances start at once.
-const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
+/// several instances start at once (held for the run's transaction). A
+/// migration applied by hand takes it too (docs/operations.md §5).
+pub const MIGRATION_LOCK_KEY: i64 = 0x5354_524f_4e47; // "STRONG"
 
 /// How long a spent authorization code is kept after it expires, so that a
 /// late replay is still recognised as reuse (RFC 6749 §4.1.2) and the grant
@@ -479,31 +482,62 @@ impl Store {
         }
     }
 
-    /// Runs a read-only `f` on a pooled connection on the blocking pool.
-    pub(crate) async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    /// Runs a read-only `f` on a pooled connection on the blocking pool,
+    /// timed for the caller's module ([`timing`]).
+    #[track_caller]
+    pub(crate) fn run<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
-        Self::run_on(self.pool.clone(), self.reach.clone(), f).await
+        let timer = timing::Timer::start("read");
+        let run = Self::run_on(self.pool.clone(), self.reach.clone(), f);
+        async move {
+            let result = run.await;
+            timer.stop();
+            result
+        }
     }
 
     /// Runs `f`, which writes, on the writer connection (see [`Store`]).
     /// On SQLite `f` may share its transaction with other writes
     /// ([`writer`]): it must not start a transaction other than through
     /// [`db::Db::write_tx`], which becomes a savepoint there.
-    pub(crate) async fn run_write<T, F>(&self, f: F) -> StoreResult<T>
+    #[track_caller]
+    pub(crate) fn run_write<T, F>(&self, f: F) -> impl Future<Output = StoreResult<T>>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
     {
-        self.run_write_then(f, || {}).await
+        self.run_write_then(f, || {})
     }
 
     /// [`Store::run_write`], then `after` once the write has committed or
     /// failed, on the thread that ran it: also when the caller has gone
     /// away meanwhile (a cancelled request), since the write stands then too.
-    pub(crate) async fn run_write_then<T, F, A>(&self, f: F, after: A) -> StoreResult<T>
+    /// Timed for the caller's module ([`timing`]).
+    #[track_caller]
+    pub(crate) fn run_write_then<T, F, A>(
+        &self,
+        f: F,
+        after: A,
+    ) -> impl Future<Output = StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,
+        A: FnOnce() + Send + 'static,
+    {
+        let timer = timing::Timer::start("write");
+        async move {
+            let result = self.write_carrying_replay(f, after).await;
+            timer.stop();
+            result
+        }
+    }
+
+    /// [`Store::run_write_then`]'s write, with the entries of
+    /// [`Store::carrying_replay`] recorded first if this handle has any.
+    async fn write_carrying_replay<T, F, A>(&self, f: F, after: A) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, Fail> + Send + 'static,

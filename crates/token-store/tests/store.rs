@@ -166,6 +166,7 @@ on_both_backends!(
     delete_client_cascades,
     pushed_requests_single_use_and_expiry,
     grants_put_get_list,
+    active_grants_are_counted,
     codes_redeem_once_and_detect_reuse,
     codes_one_winner_under_concurrency,
     a_code_ends_its_interaction_once,
@@ -1127,6 +1128,18 @@ async fn grants_put_get_list(db: TestDb) {
     g2.revoked_at = Some(NOW + 20);
     s.put_grant(g2.clone()).await.unwrap();
     assert!(!is_active(s, "at-g2").await);
+}
+
+/// The gauge's count: grants stored and not revoked.
+async fn active_grants_are_counted(db: TestDb) {
+    let s = &db.store;
+    assert_eq!(s.count_active_grants().await.unwrap(), 0);
+    seed_grant(s, "g1", "c1", Some("consent-1")).await;
+    seed_grant(s, "g2", "c1", Some("consent-2")).await;
+    seed_grant(s, "g3", "c2", None).await;
+    assert_eq!(s.count_active_grants().await.unwrap(), 3);
+    s.revoke_by_consent("consent-1", NOW).await.unwrap();
+    assert_eq!(s.count_active_grants().await.unwrap(), 2);
 }
 
 async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
@@ -2938,3 +2951,8 @@ async fn admin_changes_are_conditional_and_audited(db: TestDb) {
         "nothing updated"
     );
 }
+
+// Beside this file, not under tests/, where cargo would make it a binary of
+// its own.
+#[path = "store/migrations.rs"]
+mod migrations;

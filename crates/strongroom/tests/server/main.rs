@@ -14,6 +14,8 @@ mod foundation;
 mod harness;
 mod input;
 mod ops;
+mod otlp;
 mod pages;
+mod shutdown;
 mod tpp;
 mod try_flow;

@@ -27,9 +27,9 @@ fn free_port() -> u16 {
 }
 
 /// `strongroom serve` on free ports with JSON logs into a file.
-struct Binary {
-    child: Child,
-    srv: TestServer,
+pub(crate) struct Binary {
+    pub(crate) child: Child,
+    pub(crate) srv: TestServer,
     admin_port: u16,
     log: PathBuf,
 }
@@ -65,7 +65,7 @@ impl Binary {
         path
     }
 
-    async fn start(setup: &Setup, tweak: impl Fn(&mut Value)) -> Binary {
+    pub(crate) async fn start(setup: &Setup, tweak: impl Fn(&mut Value)) -> Binary {
         setup.dev_ca();
         let (main, mtls, admin) = (free_port(), free_port(), free_port());
         let cfg = Self::config(setup, main, mtls, admin, tweak);
@@ -104,7 +104,7 @@ impl Binary {
         b
     }
 
-    fn signal(&self, sig: libc::c_int) {
+    pub(crate) fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill only sends a signal to our own child.
         assert_eq!(
             unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
@@ -113,7 +113,7 @@ impl Binary {
     }
 
     /// The exit code, waiting at most `limit`.
-    async fn exit_within(&mut self, limit: Duration) -> i32 {
+    pub(crate) async fn exit_within(&mut self, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -127,7 +127,7 @@ impl Binary {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         let mut s = String::new();
         std::fs::File::open(&self.log)
             .unwrap()
@@ -185,9 +185,9 @@ async fn tls_connect(srv: &TestServer) -> tokio_rustls::client::TlsStream<tokio:
 
 /// A token request whose body is only half sent: in progress until the
 /// rest follows.
-const SLOW_BODY: &str = "grant_type=client_credentials&client_id=nobody-here";
+pub(crate) const SLOW_BODY: &str = "grant_type=client_credentials&client_id=nobody-here";
 
-async fn start_slow_request(
+pub(crate) async fn start_slow_request(
     srv: &TestServer,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut conn = tls_connect(srv).await;
@@ -203,7 +203,9 @@ async fn start_slow_request(
 }
 
 /// What comes back until the server closes (or 5 s pass).
-async fn read_answer(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+pub(crate) async fn read_answer(
+    conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let mut chunk = [0u8; 4096];
@@ -220,7 +222,7 @@ async fn read_answer(conn: &mut tokio_rustls::client::TlsStream<tokio::net::TcpS
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn refused(port: u16) -> bool {
+pub(crate) fn refused(port: u16) -> bool {
     matches!(
         std::net::TcpStream::connect(("127.0.0.1", port)),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
@@ -377,6 +379,11 @@ async fn metrics_are_served_on_the_internal_listener_only() {
     // Nothing listens there: the fetch fails, and is timed.
     remote_meta["jwks_uri"] = json!(format!("https://127.0.0.1:{}/jwks", free_port()));
     setup.clients = vec![tpp.pkjwt_metadata(), remote_meta];
+    setup.users = vec![json!({
+        "username": USER,
+        "password_hash": strongroom::users::hash_password(crate::fapi::PASSWORD).unwrap(),
+        "sub": "sub-alice-metrics",
+    })];
     // Keys published ahead: the next key change is scheduled.
     let cfg = Binary::config(&setup, 1, 2, 3, |_| {});
     let out = Command::new(STRONGROOM)
@@ -410,11 +417,36 @@ async fn metrics_are_served_on_the_internal_listener_only() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let before = parse(&b.scrape().await);
     let http = srv.client(None);
     for url in [srv.url("/metrics"), srv.mtls_url("/metrics")] {
         let res = http.get(&url).send().await.unwrap();
         assert_eq!(res.status(), 404, "{url}");
     }
+    // A grant: PAR, login, consent, code.
+    let pkce = Pkce::new();
+    let mut form = tpp.authz_params(&pkce, "openid accounts");
+    form.extend(tpp.auth_fields(srv));
+    let par_url = srv.url("/par");
+    let a = post_form(
+        &http,
+        &par_url,
+        &form,
+        Some(tpp.dpop_proof("POST", &par_url, None)),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    let back = browser_flow(
+        srv,
+        &srv.browser(),
+        &tpp.client_id,
+        a.json["request_uri"].as_str().unwrap(),
+        USER,
+        crate::fapi::PASSWORD,
+        true,
+    )
+    .await;
+    assert!(back.contains("code="), "{back}");
     // A token for the registered client.
     let token_url = srv.url("/token");
     let mut form = tpp.auth_fields(srv);
@@ -580,6 +612,48 @@ async fn metrics_are_served_on_the_internal_listener_only() {
         total(&scrape, "strongroom_db_pool_max_connections", &[]) >= 1.0,
         "{text}"
     );
+    assert_eq!(total(&before, "strongroom_active_grants", &[]), 0.0);
+    assert_eq!(
+        total(&scrape, "strongroom_active_grants", &[]),
+        1.0,
+        "{text}"
+    );
+    // Queries are timed by the repository that ran them (the caller's
+    // module, not the store's helpers), from a fixed set of labels.
+    let queries = "strongroom_db_query_duration_seconds_count";
+    let moved =
+        |labels: &[(&str, &str)]| total(&scrape, queries, labels) - total(&before, queries, labels);
+    assert!(
+        moved(&[("operation", "codes"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "tokens"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "par"), ("access", "write")]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        moved(&[("operation", "authorize"), ("access", "read")]) >= 1.0,
+        "{text}"
+    );
+    for s in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric.starts_with("strongroom_db_query_duration"))
+    {
+        let op = s.labels.get("operation").unwrap_or_default();
+        assert!(
+            token_store::OPERATIONS.contains(&op) && op != "other",
+            "{op}: {text}"
+        );
+        assert!(
+            matches!(s.labels.get("access"), Some("read" | "write")),
+            "{text}"
+        );
+    }
     assert!(
         total(&scrape, "strongroom_key_next_change_timestamp_seconds", &[])
             > crate::tpp::now() as f64,
