@@ -280,10 +280,12 @@ impl ClientMetadata {
                 return Err(invalid_metadata(format!("grant_type {g} is not supported")));
             }
         }
+        // Which of the two a request may use is the profile's to say
+        // (crate::policy::Profile::response_types).
         for r in &self.response_types {
-            if r != "code" {
+            if r != "code" && r != "code id_token" {
                 return Err(invalid_metadata(format!(
-                    "response_type {r} is not supported (only code)"
+                    "response_type {r} is not supported (code or code id_token)"
                 )));
             }
         }
@@ -667,8 +669,12 @@ mod tests {
         m.tls_client_auth_subject_dn = Some("CN=tpp-1,O=Example TPP,C=GB".into());
         assert!(m.validate().is_ok());
         let mut m = base();
-        m.response_types = vec!["code id_token".into()];
-        assert!(m.validate().is_err());
+        m.response_types = vec!["code id_token".into(), "code".into()];
+        assert!(m.validate().is_ok());
+        for bad in ["id_token", "token", "code token", "id_token code"] {
+            m.response_types = vec![bad.into()];
+            assert!(m.validate().is_err(), "{bad}");
+        }
         assert!(
             serde_json::from_value::<ClientMetadata>(
                 serde_json::json!({"client_id": "x", "bogus": 1})

@@ -45,6 +45,33 @@ impl Profile {
     pub fn allows_fapi_auth_method(self, m: crate::client::AuthMethod) -> bool {
         !(self == Profile::UkOpenBanking && m == crate::client::AuthMethod::SelfSignedTlsClientAuth)
     }
+
+    /// The `response_type` values served (OIDC Discovery §3
+    /// `response_types_supported`). FAPI 2.0 §5.3.2.2-1: `code` only.
+    /// FAPI 1.0 Advanced §5.2.2-2: `code id_token`, or `code` with JARM.
+    /// UK Open Banking: its TPPs use the hybrid flow and the OIDF UK variant
+    /// forbids JARM, so `code id_token` only.
+    pub fn response_types(self) -> &'static [&'static str] {
+        match self {
+            Profile::Fapi2 | Profile::Fapi2MessageSigning => &["code"],
+            Profile::Fapi1Advanced => &["code id_token", "code"],
+            Profile::UkOpenBanking => &["code id_token"],
+        }
+    }
+
+    /// The `response_mode` values served (OAuth 2.0 Multiple Response Types
+    /// §2.1, Form Post Response Mode §2, JARM §2.3): exactly what
+    /// [`Profile::response_types`] can be answered with. `query` is not
+    /// offered under FAPI 1.0: `code` there needs JARM, and a response
+    /// with an id_token must not travel in the query (OAuth 2.0 Multiple
+    /// Response Types §5).
+    pub fn response_modes(self) -> &'static [&'static str] {
+        match self {
+            Profile::Fapi2 | Profile::Fapi2MessageSigning => &["query", "jwt", "query.jwt"],
+            Profile::Fapi1Advanced => &["fragment", "form_post", "jwt", "query.jwt"],
+            Profile::UkOpenBanking => &["fragment", "form_post"],
+        }
+    }
 }
 
 /// How access tokens look.

@@ -175,6 +175,7 @@ fn grant_details() -> GrantDetails {
 async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) -> String {
     issue_code(
         &e.store,
+        &e.keys,
         &e.policy,
         &c.client,
         req,
@@ -187,6 +188,7 @@ async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) 
     .await
     .unwrap()
     .expect("no interaction to end")
+    .code
 }
 
 fn form(pairs: &[(&str, &str)]) -> TokenRequest {

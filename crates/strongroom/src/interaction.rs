@@ -14,6 +14,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use oauth_core::authorization::{Authentication, AuthorizationRequest, GrantDetails};
 use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::request::response::{
+    AuthorizationResponse, Granted, RedirectTarget, authorization_response,
+};
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
 use oauth_core::storage::{
     ClientRecord, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
@@ -765,6 +768,7 @@ async fn complete(
     };
     match oauth_core::grant::issue_code(
         &state.store,
+        &state.keys,
         &state.policy,
         client,
         &request,
@@ -776,7 +780,13 @@ async fn complete(
     )
     .await
     {
-        Ok(Some(code)) => respond_to_client(state, client, &request, Ok(&code), t),
+        Ok(Some(issued)) => {
+            let granted = Granted {
+                code: &issued.code,
+                id_token: issued.id_token.as_deref(),
+            };
+            respond_to_client(state, client, &request, Ok(granted), t)
+        }
         Ok(None) => Ui::without_headers(&state.theme, &request).error(
             StatusCode::BAD_REQUEST,
             &OAuthError::invalid_request("this sign-in was already completed"),
@@ -848,32 +858,38 @@ async fn finish_with_error(
     respond_to_client(state, client, request, Err(err), t)
 }
 
+/// Sends the authorization response (or error) to the client the way its
+/// `response_mode` says: a redirect, or the form post page.
 fn respond_to_client(
     state: &AppState,
     client: &Client,
     request: &AuthorizationRequest,
-    outcome: Result<&str, &OAuthError>,
+    outcome: Result<Granted<'_>, &OAuthError>,
     t: i64,
 ) -> HttpResponse {
-    let target = oauth_core::request::response::RedirectTarget {
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        response_mode: request.response_mode.clone(),
-    };
-    match oauth_core::request::response::authorization_response(
-        &state.policy,
-        &state.keys,
-        client,
-        &target,
-        outcome,
-        t,
-    ) {
-        Ok(url) => redirect(&url),
-        Err(e) => {
-            Ui::without_headers(&state.theme, request).error(StatusCode::INTERNAL_SERVER_ERROR, &e)
+    let target = RedirectTarget::of(request);
+    let ui = Ui::without_headers(&state.theme, request);
+    match authorization_response(&state.policy, &state.keys, client, &target, outcome, t) {
+        Ok(AuthorizationResponse::Redirect(url)) => redirect(&url),
+        Ok(AuthorizationResponse::FormPost { action, params }) => {
+            let params: Vec<_> = params
+                .iter()
+                .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+                .collect();
+            let csp = PageCsp::forms_to([action.as_str()]).inline_script(FORM_POST_SCRIPT);
+            let ctx = serde_json::json!({
+                "action": action, "params": params, "script": FORM_POST_SCRIPT,
+            });
+            ui.render("form_post.html", &csp, &ctx)
         }
+        Err(e) => ui.error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
+
+/// OAuth 2.0 Form Post Response Mode §2: the page submits its form on
+/// load; the page's CSP allows this script (by its hash) and nothing else.
+/// Without scripts the customer presses the button.
+pub const FORM_POST_SCRIPT: &str = "document.getElementById(\"response\").submit();";
 
 /// Registers the browser-facing routes. The interaction routes share one
 /// scope, so a request matches its dynamic `{id}` prefix once (a regular

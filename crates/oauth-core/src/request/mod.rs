@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::authorization::{AuthorizationRequest, DpopProof};
 use crate::client::Client;
 use crate::error::{ErrorCode, OAuthError};
-use crate::policy::Policy;
+use crate::policy::{Policy, Profile};
 
 pub use request_object::{
     RequestObject, RequestObjectUse, verify_backchannel_request_object, verify_request_object,
@@ -192,6 +192,8 @@ impl Params {
 struct Checking<'a> {
     client: &'a Client,
     policy: &'a Policy,
+    /// The profile whose rules apply to this client's requests.
+    profile: Profile,
     form: &'a [(String, String)],
     params: Params,
     dpop: Option<&'a DpopProof>,
@@ -225,6 +227,7 @@ impl<'a> Checking<'a> {
         Checking {
             client,
             policy,
+            profile: policy.profile,
             form,
             params,
             dpop,
@@ -406,7 +409,10 @@ fn check_client(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     }
     let meta = &c.client.metadata;
     if !c.client.allows_grant("authorization_code")
-        || !meta.response_types.iter().any(|r| r == "code")
+        || !meta
+            .response_types
+            .iter()
+            .any(|r| r == response::CODE || r == response::CODE_ID_TOKEN)
     {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -455,21 +461,55 @@ fn check_state(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// OAuth 2.0 Multiple Response Types §2.1, JARM §2.3: the code flow
-/// answers in the query, plainly or as a JWT.
+/// Whether the request asks for the hybrid flow where the profile serves
+/// it (OIDC Core §3.3; FAPI 1.0 Advanced §5.2.2-2). Elsewhere `code
+/// id_token` is refused as an unsupported response type, answered like the
+/// code flow.
+fn is_hybrid(c: &Checking<'_>) -> bool {
+    c.params.string("response_type").ok().flatten() == Some(response::CODE_ID_TOKEN)
+        && c.profile
+            .response_types()
+            .contains(&response::CODE_ID_TOKEN)
+}
+
+/// OAuth 2.0 Multiple Response Types §2.1, §5; OAuth 2.0 Form Post
+/// Response Mode §2; JARM §2.3: the hybrid flow answers in the fragment
+/// (its default, made explicit here) or as a form post, never in the
+/// query; the code flow in the query, plainly or as a JWT; and only in
+/// modes the profile serves. Checked before `response_type`, so that every
+/// later error reaches the client the way it expects its answer. `query`
+/// passes for the code flow even where the profile wants JARM, so that
+/// the refusal ([`check_response_type`]) is redirected.
 fn check_response_mode(c: &mut Checking<'_>) -> Result<(), OAuthError> {
-    if let Some(mode) = c.params.string("response_mode")? {
-        if !matches!(
-            mode,
-            response::RESPONSE_MODE_QUERY
-                | response::RESPONSE_MODE_JWT
-                | response::RESPONSE_MODE_QUERY_JWT
-        ) {
-            return Err(invalid_request(
-                "response_mode must be query, jwt or query.jwt",
-            ));
+    use response::{
+        RESPONSE_MODE_FORM_POST, RESPONSE_MODE_FRAGMENT, RESPONSE_MODE_JWT, RESPONSE_MODE_QUERY,
+        RESPONSE_MODE_QUERY_JWT,
+    };
+    let hybrid = is_hybrid(c);
+    let for_type: &[&str] = if hybrid {
+        &[RESPONSE_MODE_FRAGMENT, RESPONSE_MODE_FORM_POST]
+    } else {
+        &[
+            RESPONSE_MODE_QUERY,
+            RESPONSE_MODE_JWT,
+            RESPONSE_MODE_QUERY_JWT,
+        ]
+    };
+    let served = c.profile.response_modes();
+    let allowed: Vec<&str> = for_type
+        .iter()
+        .copied()
+        .filter(|m| served.contains(m) || *m == RESPONSE_MODE_QUERY)
+        .collect();
+    match c.params.string("response_mode")? {
+        Some(mode) if allowed.contains(&mode) => c.out.response_mode = Some(mode.to_owned()),
+        Some(_) => {
+            return Err(c
+                .params
+                .malformed(format!("response_mode must be {}", allowed.join(" or "))));
         }
-        c.out.response_mode = Some(mode.to_owned());
+        None if hybrid => c.out.response_mode = Some(RESPONSE_MODE_FRAGMENT.to_owned()),
+        None => {}
     }
     Ok(())
 }
@@ -489,16 +529,35 @@ fn check_redirect_uri(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// FAPI 2.0 Security Profile §5.3.2.2-1: only `code`.
+/// The response types the profile serves ([`Profile::response_types`]:
+/// FAPI 2.0 Security Profile §5.3.2.2-1 `code` only; FAPI 1.0 Advanced
+/// §5.2.2-2 `code id_token`, or `code` with JARM), and of those only one
+/// the client registered (OIDC Dynamic Registration §2 `response_types`;
+/// `unauthorized_client` otherwise, RFC 6749 §4.1.2.1).
 fn check_response_type(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     let rt = c
         .params
         .string("response_type")?
         .ok_or_else(|| invalid_request("response_type required"))?;
-    if rt != "code" {
+    let served = c.profile.response_types();
+    if !served.contains(&rt) {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedResponseType,
-            "only response_type code is supported",
+            format!("response_type must be {}", served.join(" or ")),
+        ));
+    }
+    if rt == response::CODE
+        && !c.profile.is_fapi2()
+        && !c.redirect.as_ref().is_some_and(|t| t.is_jarm())
+    {
+        return Err(invalid_request(
+            "response_type code requires response_mode jwt under FAPI 1.0 Advanced (or use code id_token)",
+        ));
+    }
+    if !c.client.metadata.response_types.iter().any(|r| r == rt) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("the client is not registered for response_type {rt}"),
         ));
     }
     c.out.response_type = rt.to_owned();
@@ -546,17 +605,22 @@ fn check_scope(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// OpenID Connect Core §3.1.2.1: `nonce` is kept verbatim for the id_token.
+/// OpenID Connect Core §3.1.2.1: `nonce` is kept verbatim for the
+/// id_token; §3.3.2.11: the hybrid flow requires it.
 fn check_nonce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
-    if let Some(nonce) = c.params.string("nonce")? {
-        if nonce.chars().count() > MAX_NONCE_LEN {
-            return Err(invalid_request(
-                "nonce is too long (at most 512 characters)",
-            ));
+    match c.params.string("nonce")? {
+        Some(nonce) if nonce.chars().count() > MAX_NONCE_LEN => Err(invalid_request(
+            "nonce is too long (at most 512 characters)",
+        )),
+        Some(nonce) => {
+            c.out.nonce = Some(nonce.to_owned());
+            Ok(())
         }
-        c.out.nonce = Some(nonce.to_owned());
+        None if c.out.response_type == response::CODE_ID_TOKEN => Err(invalid_request(
+            "nonce is required for response_type code id_token",
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// RFC 7636 §4.3, FAPI 2.0 Security Profile §5.3.2.2-4: a `code_challenge`
@@ -997,6 +1061,129 @@ mod tests {
                 "{rt}"
             );
         }
+    }
+
+    /// A FAPI 1.0 request: `response_type`, `response_mode` and `nonce` as
+    /// given, for a client registered for both response types.
+    fn fapi1(
+        profile: Profile,
+        rt: &str,
+        mode: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<AuthorizationRequest, RejectedRequest> {
+        let mut f = with("response_type", Some(rt));
+        f.retain(|(k, _)| k != "nonce");
+        f.extend(mode.map(|m| ("response_mode".to_owned(), m.to_owned())));
+        f.extend(nonce.map(|n| ("nonce".to_owned(), n.to_owned())));
+        let client = client_with(json!({"response_types": ["code id_token", "code"]}));
+        validate_authorization_request(
+            &client,
+            &f,
+            None,
+            &Policy::new("https://op.example", profile),
+            None,
+        )
+    }
+
+    /// The error code, and the response_mode it is redirected with
+    /// (`Some("-")`: not redirected).
+    fn fapi1_fails(
+        profile: Profile,
+        rt: &str,
+        mode: Option<&str>,
+        nonce: Option<&str>,
+    ) -> (&'static str, Option<String>) {
+        let e = fapi1(profile, rt, mode, nonce).unwrap_err();
+        let mode = match e.redirect {
+            None => Some("-".to_owned()),
+            Some(t) => t.response_mode,
+        };
+        (e.error.code.as_str(), mode)
+    }
+
+    #[test]
+    fn hybrid_flow_under_fapi1_answers_in_the_fragment_or_a_form_post() {
+        for profile in [Profile::Fapi1Advanced, Profile::UkOpenBanking] {
+            let r = fapi1(profile, "code id_token", None, Some("n-1")).unwrap();
+            assert_eq!(r.response_type, "code id_token");
+            assert_eq!(r.response_mode.as_deref(), Some("fragment"), "the default");
+            assert_eq!(r.nonce.as_deref(), Some("n-1"));
+            for mode in ["fragment", "form_post"] {
+                let r = fapi1(profile, "code id_token", Some(mode), Some("n-1")).unwrap();
+                assert_eq!(r.response_mode.as_deref(), Some(mode));
+            }
+            // Never in the query, nor as JARM: an error page.
+            for mode in ["query", "jwt", "query.jwt", "fragment.jwt", "bogus"] {
+                assert_eq!(
+                    fapi1_fails(profile, "code id_token", Some(mode), Some("n")),
+                    ("invalid_request", Some("-".into())),
+                    "{profile:?} {mode}"
+                );
+            }
+            // OIDC Core §3.3.2.11: nonce required, the error in the fragment.
+            assert_eq!(
+                fapi1_fails(profile, "code id_token", None, None),
+                ("invalid_request", Some("fragment".into()))
+            );
+            assert_eq!(
+                fapi1_fails(profile, "code id_token", Some("form_post"), None),
+                ("invalid_request", Some("form_post".into()))
+            );
+        }
+        // A client not registered for the hybrid flow.
+        let mut f = with("response_type", Some("code id_token"));
+        f.push(("response_mode".into(), "fragment".into()));
+        let e = validate_authorization_request(
+            &client(),
+            &f,
+            None,
+            &Policy::new("https://op.example", Profile::Fapi1Advanced),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "unauthorized_client");
+        assert_eq!(
+            e.redirect.unwrap().response_mode.as_deref(),
+            Some("fragment")
+        );
+    }
+
+    #[test]
+    fn fapi1_code_flow_needs_jarm_and_uk_has_none() {
+        // FAPI 1.0 Advanced §5.2.2-2: code only with response_mode jwt.
+        let p = Profile::Fapi1Advanced;
+        for mode in ["jwt", "query.jwt"] {
+            let r = fapi1(p, "code", Some(mode), Some("n")).unwrap();
+            assert_eq!(r.response_mode.as_deref(), Some(mode));
+        }
+        assert_eq!(
+            fapi1_fails(p, "code", None, Some("n")),
+            ("invalid_request", None)
+        );
+        assert_eq!(
+            fapi1_fails(p, "code", Some("query"), Some("n")),
+            ("invalid_request", Some("query".into()))
+        );
+        // The code flow does not answer in the fragment.
+        assert_eq!(
+            fapi1_fails(p, "code", Some("fragment"), Some("n")),
+            ("invalid_request", Some("-".into()))
+        );
+        // UK: no JARM, so no code flow either.
+        let uk = Profile::UkOpenBanking;
+        assert_eq!(
+            fapi1_fails(uk, "code", Some("jwt"), Some("n")),
+            ("invalid_request", Some("-".into()))
+        );
+        assert_eq!(
+            fapi1_fails(uk, "code", None, Some("n")),
+            ("unsupported_response_type", None)
+        );
+        // FAPI 2.0: code id_token is refused as before, in the query.
+        assert_eq!(
+            fapi1_fails(Profile::Fapi2, "code id_token", None, Some("n")),
+            ("unsupported_response_type", None)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod fapi;
 mod fapi_errors;
 mod foundation;
 mod harness;
+mod hybrid;
 mod input;
 mod ops;
 mod pages;
