@@ -46,6 +46,20 @@ impl Profile {
         !(self == Profile::UkOpenBanking && m == crate::client::AuthMethod::SelfSignedTlsClientAuth)
     }
 
+    /// RFC 9126 §5 `require_pushed_authorization_requests`: FAPI 2.0
+    /// §5.3.2.2-2 requires PAR; FAPI 1.0 Advanced also takes the request
+    /// object by value at the authorization endpoint (§5.2.2-1).
+    pub fn requires_par(self) -> bool {
+        self.is_fapi2()
+    }
+
+    /// Whether every authorization request must be a signed request object:
+    /// FAPI 2.0 Message Signing §5.3.1; FAPI 1.0 Advanced §5.2.2-1 (by
+    /// value or pushed).
+    pub fn requires_signed_request_object(self) -> bool {
+        self != Profile::Fapi2
+    }
+
     /// The `response_type` values served (OIDC Discovery §3
     /// `response_types_supported`). FAPI 2.0 §5.3.2.2-1: `code` only.
     /// FAPI 1.0 Advanced §5.2.2-2: `code id_token`, or `code` with JARM.
@@ -128,8 +142,8 @@ impl Policy {
             id_token_lifetime_secs: 600,
             rotate_refresh_tokens: false,
             access_token_format: AccessTokenFormat::Opaque,
-            require_par: true,
-            require_signed_request_object: profile == Profile::Fapi2MessageSigning,
+            require_par: profile.requires_par(),
+            require_signed_request_object: profile.requires_signed_request_object(),
             clock_skew_secs: 10,
             dpop_iat_window_secs: 60,
             require_dpop_nonce: false,

@@ -19,7 +19,8 @@ use oauth_core::request::response::{
 };
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
 use oauth_core::storage::{
-    ClientRecord, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
+    ClientRecord, ClientRepository as _, InteractionEnd, InteractionRecord, SessionRecord,
+    SessionRepository,
 };
 use serde::{Deserialize, Serialize};
 
@@ -177,6 +178,8 @@ struct InteractionState {
 
 /// `GET /authorize` (RFC 6749 §4.1.1, RFC 9126 §4). Under FAPI 2.0 only
 /// `client_id` and `request_uri` are used: everything else was pushed.
+/// Under FAPI 1.0 Advanced the request object may come by value instead
+/// (`request`, RFC 9101 §5.1; [`accept_by_value`]).
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let t = now();
@@ -187,25 +190,42 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(q) => q,
         Err(e) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
-    let (client_id, request_uri) = match (
+    let (client_id, request_uri, request_object) = match (
         crate::api::single(&query, "client_id"),
         crate::api::single(&query, "request_uri"),
+        crate::api::single(&query, "request"),
     ) {
-        (Ok(c), Ok(r)) => (c, r),
-        (Err(e), _) | (_, Err(e)) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
+        (Ok(c), Ok(u), Ok(r)) => (c, u, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error_page(&req, StatusCode::BAD_REQUEST, &e);
+        }
     };
-    let (Some(client_id), Some(request_uri)) = (client_id, request_uri) else {
-        let err = if request_uri.is_none() && state.policy.require_par {
-            OAuthError::invalid_request(
+    let by_value = !state.policy.require_par;
+    let (client_id, request_uri) = match (client_id, request_uri, request_object) {
+        (Some(client_id), Some(uri), None) => (client_id, uri.to_owned()),
+        (Some(client_id), None, Some(jwt)) if by_value => {
+            match accept_by_value(&state, &req, &query, client_id, jwt, t).await {
+                Ok(uri) => (client_id, uri),
+                Err(resp) => return resp,
+            }
+        }
+        (_, None, _) if !by_value => {
+            let err = OAuthError::invalid_request(
                 "pushed authorization requests are required: push the request first and send client_id and request_uri",
-            )
-        } else {
-            OAuthError::invalid_request("client_id and request_uri are required")
-        };
-        return error_page(&req, StatusCode::BAD_REQUEST, &err);
+            );
+            return error_page(&req, StatusCode::BAD_REQUEST, &err);
+        }
+        _ => {
+            let err = OAuthError::invalid_request(if by_value {
+                "client_id and either request_uri or a signed request object (request) are required"
+            } else {
+                "client_id and request_uri are required"
+            });
+            return error_page(&req, StatusCode::BAD_REQUEST, &err);
+        }
     };
     tracing::Span::current().record("client_id", client_id);
-    let request_uri_hash = hash_secret(request_uri);
+    let request_uri_hash = hash_secret(&request_uri);
     let session_hash = req.cookie(SESSION_COOKIE).map(|c| hash_secret(c.value()));
     let reads = match state
         .store
@@ -298,6 +318,62 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
         .finish()
+}
+
+/// RFC 9101 §5.1, FAPI 1.0 Advanced §5.2.2-1: a request object by value,
+/// verified ([`oauth_core::request::verify_request_object`], encrypted or
+/// not) and validated by the same pipeline as a pushed request, then
+/// stored as one ([`par::store_request`]), so that the interaction after
+/// it resolves, spends and completes both alike. Returns the internal
+/// `request_uri`. Errors before the redirect URI is validated are error
+/// pages; after, they go back to the client in its response mode.
+async fn accept_by_value(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &[(String, String)],
+    client_id: &str,
+    jwt: &str,
+    t: i64,
+) -> Result<String, HttpResponse> {
+    let page = |e: OAuthError| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        error_page(req, status, &e)
+    };
+    let record = state
+        .store
+        .get_client(client_id)
+        .await
+        .map_err(|e| page(e.into()))?;
+    let client = registered(record).map_err(page)?;
+    let object = oauth_core::request::verify_request_object(
+        &state.store,
+        &state.jwks,
+        &state.keys,
+        &state.policy,
+        &client,
+        Some(client_id),
+        jwt,
+        t,
+    )
+    .await
+    .map_err(page)?;
+    let request =
+        oauth_core::request::validate_request_by_value(&client, query, &object, &state.policy)
+            .map_err(|rejected| match rejected.redirect {
+                Some(target) => respond(
+                    state,
+                    Ui::of(&state.theme, req),
+                    &client,
+                    &target,
+                    Err(&rejected.error),
+                    t,
+                ),
+                None => page(rejected.error),
+            })?;
+    let stored = par::store_request(&state.store, &state.policy, &request, t)
+        .await
+        .map_err(page)?;
+    Ok(stored.request_uri)
 }
 
 /// The client of a registration read from the store (`None`: unknown).
@@ -867,9 +943,21 @@ fn respond_to_client(
     outcome: Result<Granted<'_>, &OAuthError>,
     t: i64,
 ) -> HttpResponse {
-    let target = RedirectTarget::of(request);
     let ui = Ui::without_headers(&state.theme, request);
-    match authorization_response(&state.policy, &state.keys, client, &target, outcome, t) {
+    respond(state, ui, client, &RedirectTarget::of(request), outcome, t)
+}
+
+/// [`respond_to_client`] for a validated `target`, with pages in `ui`'s
+/// language.
+fn respond(
+    state: &AppState,
+    ui: Ui<'_>,
+    client: &Client,
+    target: &RedirectTarget,
+    outcome: Result<Granted<'_>, &OAuthError>,
+    t: i64,
+) -> HttpResponse {
+    match authorization_response(&state.policy, &state.keys, client, target, outcome, t) {
         Ok(AuthorizationResponse::Redirect(url)) => redirect(&url),
         Ok(AuthorizationResponse::FormPost { action, params }) => {
             let params: Vec<_> = params

@@ -157,6 +157,31 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
     }
 }
 
+/// RFC 7636 §4.6 with S256, the only method FAPI 2.0 §5.3.2.2 allows. A
+/// request without PKCE (FAPI 1.0 Advanced by value, §5.2.2-18) takes no
+/// `code_verifier`: one sent anyway is refused, as OAuth 2.1 §4.1.3 says,
+/// since a verifier without its challenge proves nothing.
+fn check_code_verifier(
+    ar: &AuthorizationRequest,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    match verifier {
+        None if ar.code_challenge.is_empty() => Ok(()),
+        None => Err(OAuthError::invalid_grant("code_verifier is required")),
+        Some(_) if ar.code_challenge.is_empty() => Err(OAuthError::invalid_grant(
+            "code_verifier sent, but the authorization request had no code_challenge",
+        )),
+        Some(v)
+            if ar.code_challenge_method == pkce::S256 && pkce::verify(v, &ar.code_challenge) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
+        )),
+    }
+}
+
 /// RFC 6749 §4.1.3 token request with `grant_type=authorization_code`.
 ///
 /// `invalid_request` when `code` or `redirect_uri` is missing (the code is
@@ -190,10 +215,7 @@ pub(super) async fn exchange<
         .redirect_uri
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    let verifier = req
-        .code_verifier
-        .as_deref()
-        .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
+    let verifier = req.code_verifier.as_deref();
 
     let RedeemedCode { code: rec, grant } = match store.redeem_code(&hash_secret(code), now).await?
     {
@@ -226,12 +248,7 @@ pub(super) async fn exchange<
             "redirect_uri does not match the authorization request",
         ));
     }
-    // RFC 7636 §4.6 with S256, the only method FAPI 2.0 §5.3.2.2 allows.
-    if ar.code_challenge_method != pkce::S256 || !pkce::verify(verifier, &ar.code_challenge) {
-        return Err(OAuthError::invalid_grant(
-            "code_verifier does not match the code_challenge",
-        ));
-    }
+    check_code_verifier(ar, verifier)?;
     if let Some(jkt) = &ar.dpop_jkt {
         match &binding.dpop {
             Some(proof) if constant_time_eq(proof.jkt.as_bytes(), jkt.as_bytes()) => {}

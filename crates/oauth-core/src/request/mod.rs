@@ -194,6 +194,9 @@ struct Checking<'a> {
     policy: &'a Policy,
     /// The profile whose rules apply to this client's requests.
     profile: Profile,
+    /// The request object came by value to the authorization endpoint
+    /// ([`validate_request_by_value`]), not pushed.
+    by_value: bool,
     form: &'a [(String, String)],
     params: Params,
     dpop: Option<&'a DpopProof>,
@@ -228,6 +231,7 @@ impl<'a> Checking<'a> {
             client,
             policy,
             profile: policy.profile,
+            by_value: false,
             form,
             params,
             dpop,
@@ -274,12 +278,13 @@ type Step = fn(&mut Checking<'_>) -> Result<(), OAuthError>;
 /// The pipeline, in order. The steps before `check_redirect_uri` establish
 /// what an error redirect needs (the client, `state`, `response_mode`);
 /// errors they report are never redirected.
-const STEPS: [(&str, Step); 16] = [
+const STEPS: [(&str, Step); 17] = [
     ("check_client", check_client),
     ("check_request_reference", check_request_reference),
     ("check_state", check_state),
     ("check_response_mode", check_response_mode),
     ("check_redirect_uri", check_redirect_uri),
+    ("check_outside_parameters", check_outside_parameters),
     ("check_response_type", check_response_type),
     ("check_scope", check_scope),
     ("check_nonce", check_nonce),
@@ -313,12 +318,40 @@ pub fn validate_authorization_request(
     policy: &Policy,
     dpop: Option<&DpopProof>,
 ) -> Result<AuthorizationRequest, RejectedRequest> {
+    validate(client, form, request_object, policy, dpop, false)
+}
+
+/// [`validate_authorization_request`] for a request object sent by value
+/// to the authorization endpoint (RFC 9101 §5.1; FAPI 1.0 Advanced
+/// §5.2.2-1): the same steps, where the `query` must also carry the
+/// OAuth 2.0 / OIDC copies of `response_type`, `client_id` and `scope`
+/// (OpenID Connect Core §6.1), and PKCE is optional (FAPI 1.0 Advanced
+/// §5.2.2-18 requires it only with PAR). `request_object` was verified
+/// by [`verify_request_object`].
+pub fn validate_request_by_value(
+    client: &Client,
+    query: &[(String, String)],
+    request_object: &request_object::RequestObject,
+    policy: &Policy,
+) -> Result<AuthorizationRequest, RejectedRequest> {
+    validate(client, query, Some(request_object), policy, None, true)
+}
+
+fn validate(
+    client: &Client,
+    form: &[(String, String)],
+    request_object: Option<&request_object::RequestObject>,
+    policy: &Policy,
+    dpop: Option<&DpopProof>,
+    by_value: bool,
+) -> Result<AuthorizationRequest, RejectedRequest> {
     let reject = |error| RejectedRequest {
         error,
         redirect: None,
     };
     let params = Checking::params(form, request_object).map_err(reject)?;
     let mut c = Checking::new(client, policy, form, params, dpop);
+    c.by_value = by_value;
     if let Err(error) = c.run(&STEPS, "authorization request") {
         return Err(RejectedRequest {
             error,
@@ -529,6 +562,67 @@ fn check_redirect_uri(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
+/// OpenID Connect Core §6.1, §6.3.3; FAPI 1.0 Advanced §5.2.2: under
+/// FAPI 1.0 a parameter sent both outside and inside the request object
+/// must say the same (`invalid_request` otherwise: the outside copy was
+/// changed on the way, or the client is confused), and by value the
+/// outside `response_type`, `client_id` and, for an OpenID request, a
+/// `scope` with `openid` are required, so that the request stays a valid
+/// OAuth 2.0 and OpenID Connect one. Only the inside values are used. FAPI
+/// 2.0 ignores the outside parameters (RFC 9101 §6.3).
+fn check_outside_parameters(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    if c.profile.is_fapi2() || !c.params.signed() {
+        return Ok(());
+    }
+    for (name, outside) in c.form {
+        let Some(inside) = c.params.get(name) else {
+            continue;
+        };
+        if !outside.is_empty() && !same_value(name, outside, inside) {
+            return Err(OAuthError::invalid_request(format!(
+                "{name} outside the request object differs from the one inside"
+            )));
+        }
+    }
+    if !c.by_value {
+        return Ok(());
+    }
+    for name in ["response_type", "client_id"] {
+        if single_param(c.form, name)?.is_none() {
+            return Err(OAuthError::invalid_request(format!(
+                "{name} is required outside the request object too (OpenID Connect Core §6.1)"
+            )));
+        }
+    }
+    let has_openid =
+        |scope: Option<&str>| scope.is_some_and(|s| s.split(' ').any(|t| t == "openid"));
+    if has_openid(c.params.string("scope")?) && !has_openid(single_param(c.form, "scope")?) {
+        return Err(invalid_request(
+            "scope with openid is required outside the request object too (OpenID Connect Core §6.1)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the form value `outside` says what the request-object claim
+/// `inside` says: a scope as a set of scope-tokens, a JSON-valued claim
+/// (`claims`, `max_age` as a number, …) as JSON.
+fn same_value(name: &str, outside: &str, inside: &Value) -> bool {
+    match inside {
+        Value::String(s) if name == "scope" => {
+            fn set(v: &str) -> Vec<&str> {
+                let mut t: Vec<&str> = v.split(' ').filter(|t| !t.is_empty()).collect();
+                t.sort_unstable();
+                t.dedup();
+                t
+            }
+            set(s) == set(outside)
+        }
+        Value::String(s) => s == outside,
+        other => serde_json::from_str::<Value>(outside).is_ok_and(|v| &v == other),
+    }
+}
+
 /// The response types the profile serves ([`Profile::response_types`]:
 /// FAPI 2.0 Security Profile §5.3.2.2-1 `code` only; FAPI 1.0 Advanced
 /// §5.2.2-2 `code id_token`, or `code` with JARM), and of those only one
@@ -627,6 +721,15 @@ fn check_nonce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
 /// is required and its method must be `S256` (the `plain` default of
 /// RFC 7636 §4.3 is not accepted).
 fn check_pkce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    // FAPI 1.0 Advanced §5.2.2-18: PKCE is required with PAR only; by
+    // value it is used when the client sends it.
+    if c.by_value
+        && !c.profile.is_fapi2()
+        && c.params.get("code_challenge").is_none()
+        && c.params.get("code_challenge_method").is_none()
+    {
+        return Ok(());
+    }
     let challenge = c
         .params
         .string("code_challenge")?
@@ -1489,6 +1592,131 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.error.code.as_str(), "invalid_request");
         }
+    }
+
+    /// A FAPI 1.0 hybrid request object by value, with `query` outside.
+    fn by_value(
+        query: &[(&str, &str)],
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<AuthorizationRequest, RejectedRequest> {
+        let mut c = ro_claims();
+        c["response_type"] = json!("code id_token");
+        edit(&mut c);
+        let client = client_with(json!({"response_types": ["code id_token"]}));
+        let policy = Policy::new("https://op.example", Profile::UkOpenBanking);
+        validate_request_by_value(&client, &form(query), &ro(c), &policy)
+    }
+
+    const OUTSIDE: [(&str, &str); 4] = [
+        ("client_id", "tpp-1"),
+        ("response_type", "code id_token"),
+        ("scope", "openid accounts"),
+        ("request", "eyJ.eyJ.sig"),
+    ];
+
+    #[test]
+    fn by_value_outside_parameters_are_copies_that_must_agree() {
+        let r = by_value(&OUTSIDE, |_| {}).unwrap();
+        assert_eq!(r.response_type, "code id_token");
+        assert_eq!(r.response_mode.as_deref(), Some("fragment"));
+        assert_eq!(r.state.as_deref(), Some("inside"));
+        // Same values in another order, JSON with other spacing, a number
+        // as a string: the same.
+        let mut q = OUTSIDE.to_vec();
+        q[2].1 = "accounts  openid";
+        q.push(("max_age", "600"));
+        q.push(("nonce", "n-in"));
+        q.push(("redirect_uri", CB2));
+        q.push((
+            "claims",
+            r#"{ "id_token": {"openbanking_intent_id": {"essential": true, "value": "i-1"}}}"#,
+        ));
+        assert!(by_value(&q, |_| {}).is_ok());
+        // Outside only (state, PKCE method): not used, not a contradiction.
+        let mut q = OUTSIDE.to_vec();
+        q.push(("state", "outside"));
+        let r = by_value(&q, |c| {
+            c.as_object_mut().unwrap().remove("state");
+        })
+        .unwrap();
+        assert_eq!(r.state, None, "state only outside is not used");
+
+        // A contradiction: invalid_request, to the client in the fragment
+        // with the inside state.
+        for (name, value) in [
+            ("nonce", "n-out"),
+            ("scope", "openid payments"),
+            ("state", "outside"),
+            ("max_age", "60"),
+            ("claims", r#"{"id_token":{}}"#),
+        ] {
+            let mut q = OUTSIDE.to_vec();
+            q.retain(|(k, _)| *k != name);
+            q.push((name, value));
+            let e = by_value(&q, |_| {}).unwrap_err();
+            assert_eq!(e.error.code.as_str(), "invalid_request", "{name}");
+            let target = e.redirect.expect("redirected");
+            assert_eq!(target.response_mode.as_deref(), Some("fragment"));
+            assert_eq!(target.state.as_deref(), Some("inside"));
+        }
+        // The OIDC copies are required outside.
+        for missing in ["client_id", "response_type", "scope"] {
+            let q: Vec<_> = OUTSIDE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let e = by_value(&q, |_| {}).unwrap_err();
+            assert_eq!(e.error.code.as_str(), "invalid_request", "{missing}");
+        }
+        let mut q = OUTSIDE.to_vec();
+        q[2].1 = "accounts";
+        assert_eq!(
+            by_value(&q, |c| c["scope"] = json!("accounts"))
+                .unwrap()
+                .scope,
+            ["accounts"],
+            "no openid inside: no openid needed outside"
+        );
+        // nonce only outside: refused (OIDC Core §3.3.2.11).
+        let mut q = OUTSIDE.to_vec();
+        q.push(("nonce", "n-out"));
+        let e = by_value(&q, |c| {
+            c.as_object_mut().unwrap().remove("nonce");
+        })
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+    }
+
+    #[test]
+    fn by_value_pkce_is_optional_but_checked_when_sent() {
+        let r = by_value(&OUTSIDE, |c| {
+            let o = c.as_object_mut().unwrap();
+            o.remove("code_challenge");
+            o.remove("code_challenge_method");
+        })
+        .unwrap();
+        assert_eq!(r.code_challenge, "");
+        let e = by_value(&OUTSIDE, |c| c["code_challenge_method"] = json!("plain")).unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+        let e = by_value(&OUTSIDE, |c| {
+            c.as_object_mut().unwrap().remove("code_challenge");
+        })
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+        // Pushed, PKCE stays required (FAPI 1.0 Advanced §5.2.2-18).
+        let mut c = ro_claims();
+        c["response_type"] = json!("code id_token");
+        c.as_object_mut().unwrap().remove("code_challenge");
+        let client = client_with(json!({"response_types": ["code id_token"]}));
+        let policy = Policy::new("https://op.example", Profile::UkOpenBanking);
+        let f = form(&[("request", "eyJ.eyJ.sig")]);
+        let e =
+            validate_authorization_request(&client, &f, Some(&ro(c)), &policy, None).unwrap_err();
+        assert_eq!(
+            e.error.description.as_deref(),
+            Some("code_challenge required")
+        );
     }
 
     #[test]

@@ -65,6 +65,24 @@ fn hybrid_params(tpp: &Tpp, pkce: &Pkce, extra: &[(&str, Option<&str>)]) -> Vec<
     p
 }
 
+/// FAPI 1.0 Advanced §5.2.2-1: the parameters pushed as a signed request
+/// object, the only thing in the PAR body besides client authentication.
+fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(String, String)> {
+    let t = now();
+    let mut claims = json!({
+        "iss": tpp.client_id, "aud": srv.issuer, "client_id": tpp.client_id,
+        "iat": t, "nbf": t, "exp": t + 300, "jti": random(16),
+    });
+    for (k, v) in params {
+        claims[k] = if k == "claims" {
+            serde_json::from_str(v).unwrap()
+        } else {
+            json!(v)
+        };
+    }
+    vec![("request".into(), tpp.key.sign(None, &claims))]
+}
+
 /// The fragment parameters of a redirect URL (none in its query beyond the
 /// registered ones).
 fn fragment(url: &str) -> std::collections::HashMap<String, String> {
@@ -135,7 +153,7 @@ async fn hybrid_flow_in_the_fragment(backend: Backend) {
         // OIDF sends long values; state must come back byte for byte.
         let state = format!("{}&=+/ %é", random(40));
         let params = hybrid_params(tpp, &pkce, &[("state", Some(&state))]);
-        let request_uri = tpp.push(srv, params.clone()).await;
+        let request_uri = tpp.push(srv, signed(srv, tpp, &params)).await;
         let back = browser_flow(
             srv,
             &srv.browser(),
@@ -188,7 +206,7 @@ async fn hybrid_flow_as_a_form_post() {
     let tpp = &w.ps;
     let pkce = Pkce::new();
     let params = hybrid_params(tpp, &pkce, &[("response_mode", Some("form_post"))]);
-    let request_uri = tpp.push(srv, params.clone()).await;
+    let request_uri = tpp.push(srv, signed(srv, tpp, &params)).await;
     let browser = srv.browser();
     // Through login and consent by hand: the last step is a page, not a
     // redirect.
@@ -266,7 +284,7 @@ async fn hybrid_errors_go_to_the_fragment_once_the_redirect_uri_is_known() {
     // The customer denies: access_denied in the fragment, with state and iss.
     let pkce = Pkce::new();
     let params = hybrid_params(tpp, &pkce, &[]);
-    let request_uri = tpp.push(srv, params.clone()).await;
+    let request_uri = tpp.push(srv, signed(srv, tpp, &params)).await;
     let back = browser_flow(
         srv,
         &srv.browser(),
@@ -290,7 +308,7 @@ async fn hybrid_errors_go_to_the_fragment_once_the_redirect_uri_is_known() {
             "query mode",
             vec![("response_mode", Some("query"))],
             &w.ps,
-            "invalid_request",
+            "invalid_request_object",
         ),
         (
             "not registered for code id_token",
@@ -305,7 +323,8 @@ async fn hybrid_errors_go_to_the_fragment_once_the_redirect_uri_is_known() {
             "invalid_request",
         ),
     ] {
-        let a = tpp.par(srv, hybrid_params(tpp, &Pkce::new(), &extra)).await;
+        let params = hybrid_params(tpp, &Pkce::new(), &extra);
+        let a = tpp.par(srv, signed(srv, tpp, &params)).await;
         assert_error(&a, 400, &[code]);
         assert!(a.json["error"] == code, "{what}: {}", a.json);
     }
@@ -318,7 +337,10 @@ async fn hybrid_errors_go_to_the_fragment_once_the_redirect_uri_is_known() {
             ("response_mode", Some("jwt")),
         ],
     );
-    assert_eq!(w.es.par(srv, p).await.status, 201);
+    assert_eq!(w.es.par(srv, signed(srv, &w.es, &p)).await.status, 201);
+    // Plain parameters: FAPI 1.0 wants them signed.
+    let a = w.ps.par(srv, hybrid_params(&w.ps, &Pkce::new(), &[])).await;
+    assert_error(&a, 400, &["invalid_request"]);
     w.srv.stop().await;
 }
 

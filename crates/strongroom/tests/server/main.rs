@@ -2,6 +2,7 @@
 //! One test binary for the crate (modules below), so the workspace links once.
 
 mod binding;
+mod by_value;
 mod ciba;
 mod cli;
 mod connections;
