@@ -1,9 +1,11 @@
 //! The policy bundle: one profile switch turns on a whole set of rules.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Which specification profile the provider enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// Which specification profile the provider enforces: the deployment's
+/// default (`profile` in the configuration), or a client's own
+/// (`fapi_profile` client metadata, [`Policy::profile_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Profile {
     /// FAPI 2.0 Security Profile (final): PAR required, PKCE S256, `aud` of
     /// client assertions exactly the issuer, sender-constrained tokens.
@@ -131,6 +133,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The profile whose rules apply to `client`: its registered
+    /// `fapi_profile`, else the deployment's. So one deployment can serve
+    /// FAPI 2.0 clients and today's FAPI 1.0 / UK TPPs side by side, each
+    /// request validated by the one pipeline with its client's rules.
+    pub fn profile_for(&self, client: &crate::client::Client) -> Profile {
+        client.metadata.fapi_profile.unwrap_or(self.profile)
+    }
+
+    /// A new policy for `profile`, with the defaults the configuration
+    /// documents.
     pub fn new(issuer: impl Into<String>, profile: Profile) -> Self {
         Self {
             issuer: issuer.into(),

@@ -77,7 +77,7 @@ pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
             verify_request_object(store, jwks, keys, policy, client, form_client_id, jwt, now)
                 .await?,
         ),
-        None if policy.require_signed_request_object => {
+        None if policy.profile_for(client).requires_signed_request_object() => {
             return Err(OAuthError::invalid_request(
                 "signed request object required",
             ));

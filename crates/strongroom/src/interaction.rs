@@ -179,7 +179,8 @@ struct InteractionState {
 /// `GET /authorize` (RFC 6749 §4.1.1, RFC 9126 §4). Under FAPI 2.0 only
 /// `client_id` and `request_uri` are used: everything else was pushed.
 /// Under FAPI 1.0 Advanced the request object may come by value instead
-/// (`request`, RFC 9101 §5.1; [`accept_by_value`]).
+/// (`request`, RFC 9101 §5.1; [`accept_by_value`]), for the clients whose
+/// profile is a FAPI 1.0 one ([`oauth_core::policy::Policy::profile_for`]).
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let t = now();
@@ -200,26 +201,23 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             return error_page(&req, StatusCode::BAD_REQUEST, &e);
         }
     };
-    let by_value = !state.policy.require_par;
     let (client_id, request_uri) = match (client_id, request_uri, request_object) {
         (Some(client_id), Some(uri), None) => (client_id, uri.to_owned()),
-        (Some(client_id), None, Some(jwt)) if by_value => {
+        (Some(client_id), None, Some(jwt)) => {
             match accept_by_value(&state, &req, &query, client_id, jwt, t).await {
                 Ok(uri) => (client_id, uri),
                 Err(resp) => return resp,
             }
         }
-        (_, None, _) if !by_value => {
-            let err = OAuthError::invalid_request(
-                "pushed authorization requests are required: push the request first and send client_id and request_uri",
-            );
-            return error_page(&req, StatusCode::BAD_REQUEST, &err);
+        // Whose request it is cannot be known: the deployment's rule.
+        (_, None, _) if state.policy.require_par => {
+            return error_page(&req, StatusCode::BAD_REQUEST, &par_required());
         }
         _ => {
-            let err = OAuthError::invalid_request(if by_value {
-                "client_id and either request_uri or a signed request object (request) are required"
-            } else {
+            let err = OAuthError::invalid_request(if state.policy.require_par {
                 "client_id and request_uri are required"
+            } else {
+                "client_id and either request_uri or a signed request object (request) are required"
             });
             return error_page(&req, StatusCode::BAD_REQUEST, &err);
         }
@@ -345,6 +343,9 @@ async fn accept_by_value(
         .await
         .map_err(|e| page(e.into()))?;
     let client = registered(record).map_err(page)?;
+    if state.policy.profile_for(&client).requires_par() {
+        return Err(page(par_required()));
+    }
     let object = oauth_core::request::verify_request_object(
         &state.store,
         &state.jwks,
@@ -374,6 +375,13 @@ async fn accept_by_value(
         .await
         .map_err(page)?;
     Ok(stored.request_uri)
+}
+
+/// FAPI 2.0 Security Profile §5.3.2.2-2: no request without PAR.
+fn par_required() -> OAuthError {
+    OAuthError::invalid_request(
+        "pushed authorization requests are required: push the request first and send client_id and request_uri",
+    )
 }
 
 /// The client of a registration read from the store (`None`: unknown).

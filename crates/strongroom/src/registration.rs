@@ -39,7 +39,11 @@ pub fn registrar(cfg: &Config) -> Result<Option<Arc<Registrar>>, String> {
         &cfg.directories,
         cfg.registration.clone(),
     )
-    .map(|r| Some(Arc::new(r.with_ciba(cfg.ciba.is_some()))))
+    .map(|r| {
+        Some(Arc::new(
+            r.with_ciba(cfg.ciba.is_some()).with_profile(cfg.profile),
+        ))
+    })
 }
 
 /// Registers the routes.

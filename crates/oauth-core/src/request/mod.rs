@@ -230,7 +230,7 @@ impl<'a> Checking<'a> {
         Checking {
             client,
             policy,
-            profile: policy.profile,
+            profile: policy.profile_for(client),
             by_value: false,
             form,
             params,
@@ -1249,6 +1249,39 @@ mod tests {
             e.redirect.unwrap().response_mode.as_deref(),
             Some("fragment")
         );
+    }
+
+    #[test]
+    fn the_clients_profile_overrides_the_deployments() {
+        let f = {
+            let mut f = with("response_type", Some("code id_token"));
+            f.push(("response_mode".into(), "fragment".into()));
+            f
+        };
+        let fapi1_client = client_with(json!({
+            "response_types": ["code id_token"], "fapi_profile": "fapi1-advanced"}));
+        let fapi2 = Policy::new("https://op.example", Profile::Fapi2);
+        let r = validate_authorization_request(&fapi1_client, &f, None, &fapi2, None).unwrap();
+        assert_eq!(r.response_type, "code id_token");
+        // A FAPI 2.0 client of a FAPI 1.0 deployment: code only.
+        let fapi2_client = client_with(json!({"fapi_profile": "fapi2"}));
+        let fapi1 = Policy::new("https://op.example", Profile::Fapi1Advanced);
+        let e = validate_authorization_request(&fapi2_client, &f, None, &fapi1, None).unwrap_err();
+        assert_eq!(
+            e.error.code.as_str(),
+            "invalid_request",
+            "fragment is not a FAPI 2.0 mode"
+        );
+        let e = validate_authorization_request(
+            &fapi2_client,
+            &with("response_type", Some("code id_token")),
+            None,
+            &fapi1,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "unsupported_response_type");
+        assert!(validate_authorization_request(&fapi2_client, &good(), None, &fapi1, None).is_ok());
     }
 
     #[test]

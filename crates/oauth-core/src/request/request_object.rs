@@ -305,7 +305,7 @@ async fn verify<F: JwksFetcher, S: ReplayCache>(
             "client_id parameter does not match the request object",
         ));
     }
-    if !backchannel && !policy.profile.is_fapi2() {
+    if !backchannel && !policy.profile_for(client).is_fapi2() {
         // FAPI 1.0 Advanced §5.2.2-1, §5.2.3-8: every parameter is inside
         // the signed object; outside values are only OIDC's copies.
         for name in FAPI1_REQUIRED_CLAIMS {

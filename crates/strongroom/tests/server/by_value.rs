@@ -29,6 +29,20 @@ async fn uk_world(backend: Backend) -> (TestServer, Tpp) {
     (setup.start().await, tpp)
 }
 
+/// A FAPI 2.0 deployment with a UK client (`fapi_profile = "uk-ob"`) and
+/// a FAPI 2.0 one.
+async fn mixed_world(backend: Backend) -> (TestServer, Tpp, Tpp) {
+    let mut setup = Setup::new(backend);
+    let (uk, fapi2) = (Tpp::new("tpp-uk"), Tpp::new("tpp-fapi2"));
+    let mut m = uk.pkjwt_metadata();
+    m["response_types"] = json!(["code id_token"]);
+    m["fapi_profile"] = json!("uk-ob");
+    setup.clients = vec![m, fapi2.pkjwt_metadata()];
+    setup.users = vec![demo_user()];
+    setup.tweak = Some(|c| c.login.acr = SCA.into());
+    (setup.start().await, uk, fapi2)
+}
+
 /// The request object's claims, as a UK TPP builds them.
 fn uk_claims(srv: &TestServer, tpp: &Tpp) -> Value {
     let t = now();
@@ -118,6 +132,12 @@ async fn redeem(srv: &TestServer, tpp: &Tpp, code: &str) -> Answer {
 
 async fn uk_tpp_by_value(backend: Backend) {
     let (srv, tpp) = uk_world(backend).await;
+    uk_flows(&srv, &tpp).await;
+    srv.stop().await;
+}
+
+/// The UK TPP's flow, signed then encrypted, to the end.
+async fn uk_flows(srv: &TestServer, tpp: &Tpp) {
     let jwks: Value = srv
         .client(None)
         .get(srv.url("/jwks"))
@@ -128,7 +148,7 @@ async fn uk_tpp_by_value(backend: Backend) {
         .await
         .unwrap();
     for encrypted in [false, true] {
-        let claims = uk_claims(&srv, &tpp);
+        let claims = uk_claims(srv, tpp);
         let signed = tpp.key.sign(None, &claims);
         let request = if encrypted {
             encrypt_to_published(&jwks, "RSA-OAEP-256", "A256GCM", &signed)
@@ -137,11 +157,11 @@ async fn uk_tpp_by_value(backend: Backend) {
         };
         let browser = srv.browser();
         let res = browser
-            .get(by_value_url(&srv, &tpp, &request, &[]))
+            .get(by_value_url(srv, tpp, &request, &[]))
             .send()
             .await
             .unwrap();
-        let back = sign_in(&srv, &browser, res).await;
+        let back = sign_in(srv, &browser, res).await;
         assert!(
             back.starts_with(&format!("{}#", tpp.redirect_uri)),
             "{back}"
@@ -149,7 +169,7 @@ async fn uk_tpp_by_value(backend: Backend) {
         let f = fragment(&back);
         assert_eq!(f["state"], claims["state"].as_str().unwrap());
         assert_eq!(f["iss"], srv.issuer);
-        let front = verify_with_jwks(&srv, &f["id_token"]).await;
+        let front = verify_with_jwks(srv, &f["id_token"]).await;
         assert_eq!(front["c_hash"], half_sha256(&f["code"]));
         assert_eq!(front["s_hash"], half_sha256(&f["state"]));
         assert_eq!(front["nonce"], claims["nonce"]);
@@ -157,9 +177,9 @@ async fn uk_tpp_by_value(backend: Backend) {
         assert_eq!(front["openbanking_intent_id"], INTENT);
         assert_eq!(front["aud"], json!(tpp.client_id));
 
-        let a = redeem(&srv, &tpp, &f["code"]).await;
+        let a = redeem(srv, tpp, &f["code"]).await;
         assert_eq!(a.status, 200, "encrypted {encrypted}: {}", a.json);
-        let id_token = verify_with_jwks(&srv, a.json["id_token"].as_str().unwrap()).await;
+        let id_token = verify_with_jwks(srv, a.json["id_token"].as_str().unwrap()).await;
         assert_eq!(id_token["openbanking_intent_id"], INTENT);
         assert_eq!(id_token["nonce"], claims["nonce"]);
         assert_eq!(id_token["sub"], front["sub"]);
@@ -169,20 +189,61 @@ async fn uk_tpp_by_value(backend: Backend) {
         // is refused.
         let res = srv
             .browser()
-            .get(by_value_url(&srv, &tpp, &request, &[]))
+            .get(by_value_url(srv, tpp, &request, &[]))
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 400);
         assert!(res.text().await.unwrap().contains("invalid_request_object"));
     }
-    srv.stop().await;
 }
 
 #[actix_web::test]
 async fn a_uk_tpp_sends_its_request_object_by_value_signed_or_encrypted() {
     for backend in BACKENDS {
         uk_tpp_by_value(backend).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_uk_client_of_a_fapi2_deployment_follows_its_own_profile() {
+    for backend in BACKENDS {
+        let (srv, uk, fapi2) = mixed_world(backend).await;
+        uk_flows(&srv, &uk).await;
+        // The FAPI 2.0 client of the same deployment: PAR only, code only.
+        let request = fapi2.key.sign(None, &uk_claims(&srv, &fapi2));
+        let res = srv
+            .browser()
+            .get(by_value_url(&srv, &fapi2, &request, &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400);
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("pushed authorization requests are required"),
+            "{html}"
+        );
+        assert_eq!(
+            fapi2
+                .par(&srv, fapi2.authz_params(&Pkce::new(), "openid accounts"))
+                .await
+                .status,
+            201
+        );
+        let mut p = fapi2.authz_params(&Pkce::new(), "openid accounts");
+        set_param(&mut p, "response_type", Some("code id_token"));
+        assert_error(
+            &fapi2.par(&srv, p).await,
+            400,
+            &["unsupported_response_type"],
+        );
+        // The deployment's discovery stays FAPI 2.0's.
+        assert_eq!(
+            srv.discovery().await["response_types_supported"],
+            json!(["code"])
+        );
+        srv.stop().await;
     }
 }
 
