@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::fapi::{PASSWORD, USER, demo_user, verify_with_jwks};
 use crate::fapi_errors::encrypt_to_published;
 use crate::harness::{BACKENDS, Backend, Setup, TestServer};
+use crate::hybrid::{fragment, half_sha256};
 use crate::tpp::*;
 
 const INTENT: &str = "intent-by-value-1";
@@ -98,18 +99,6 @@ async fn sign_in(srv: &TestServer, browser: &reqwest::Client, res: reqwest::Resp
         .unwrap();
     assert_eq!(res.status(), 303);
     location(&res)
-}
-
-fn fragment(url: &str) -> std::collections::HashMap<String, String> {
-    let u = url::Url::parse(url).unwrap();
-    url::form_urlencoded::parse(u.fragment().expect("a fragment").as_bytes())
-        .into_owned()
-        .collect()
-}
-
-fn half_sha256(v: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
-    b64(&d.as_ref()[..16])
 }
 
 /// Redeems without PKCE, as OBC does.

@@ -85,7 +85,7 @@ fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(Stri
 
 /// The fragment parameters of a redirect URL (none in its query beyond the
 /// registered ones).
-fn fragment(url: &str) -> std::collections::HashMap<String, String> {
+pub fn fragment(url: &str) -> std::collections::HashMap<String, String> {
     let u = url::Url::parse(url).unwrap();
     assert_eq!(u.query(), None, "nothing in the query: {url}");
     url::form_urlencoded::parse(u.fragment().expect("a fragment").as_bytes())
@@ -94,7 +94,7 @@ fn fragment(url: &str) -> std::collections::HashMap<String, String> {
 }
 
 /// OIDC Core §3.3.2.11: the left half of SHA-256 of the ASCII value.
-fn half_sha256(v: &str) -> String {
+pub fn half_sha256(v: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
     b64(&d.as_ref()[..16])
 }
