@@ -24,6 +24,7 @@ use oauth_core::client_auth::certificate_key_registered;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::jwks_resolver::{JwksFetcher, JwksResolver, KeyLookupError};
 use oauth_core::keys::JwsAlg;
+use oauth_core::policy::Profile;
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use oauth_core::storage::{
     ClientRecord, ClientRepository, ReplayCache, ReplayEntry, ReplayKind, TokenKind,
@@ -121,6 +122,9 @@ pub struct Registrar {
     /// Whether the server serves CIBA: then its grant and metadata
     /// (CIBA Core §4) are registrable.
     ciba: bool,
+    /// The deployment's profile, which a client follows unless it
+    /// registers a `fapi_profile`.
+    profile: Profile,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -171,7 +175,15 @@ impl Registrar {
             ),
             settings,
             ciba: false,
+            profile: Profile::default(),
         })
+    }
+
+    /// The deployment's profile (see [`Rules::fapi1_profile`]).
+    #[must_use]
+    pub fn with_profile(mut self, profile: Profile) -> Registrar {
+        self.profile = profile;
+        self
     }
 
     /// Registrations may ask for the CIBA grant and its metadata.
@@ -633,6 +645,7 @@ impl Registrar {
             &dir.algs,
             &allowed,
             self.ciba,
+            self.profile,
         )?;
         Ok(Evaluated {
             metadata,
@@ -685,6 +698,7 @@ impl Registrar {
             &algs,
             &self.settings.initial_access_scopes,
             self.ciba,
+            self.profile,
         )?;
         Ok(Evaluated {
             metadata,
@@ -808,6 +822,7 @@ fn build_metadata(
     algs: &[JwsAlg],
     allowed_scopes: &[String],
     ciba: bool,
+    deployment: Profile,
 ) -> Result<ClientMetadata, OAuthError> {
     let alg_names: Vec<&str> = algs.iter().map(|a| a.as_str()).collect();
     let mut m = Map::new();
@@ -968,16 +983,43 @@ fn build_metadata(
             m.insert("backchannel_user_code_parameter".into(), json!(b));
         }
     }
-    let response_types =
-        opt_str_list(claims, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
+    // Strongroom's fapi_profile: asked for, or the rule pack's on a FAPI
+    // 1.0 deployment; the response types follow from it (UK DCR 3.3:
+    // `code id_token` by default).
+    let fapi_profile = match opt_str(claims, "fapi_profile")? {
+        Some(p) => Some(
+            serde_json::from_value::<Profile>(json!(p)).map_err(|_| {
+                metadata_error(format!(
+                    "fapi_profile {p} is not known (fapi2, fapi2-message-signing, fapi1-advanced or uk-ob)"
+                ))
+            })?,
+        ),
+        None if !deployment.is_fapi2() => rules.fapi1_profile,
+        None => None,
+    };
+    let profile = fapi_profile.unwrap_or(deployment);
+    let served = profile.response_types();
+    let response_types = opt_str_list(claims, "response_types")?.unwrap_or_else(|| {
+        let default = if served.contains(&"code") {
+            "code"
+        } else {
+            served[0]
+        };
+        vec![default.into()]
+    });
     for r in &response_types {
-        if r != "code" {
+        if !served.contains(&r.as_str()) {
             return Err(metadata_error(format!(
-                "response_type {r} is not supported: only code (FAPI 2.0 authorization code flow)"
+                "response_type {r} is not supported under profile {}: use {}",
+                profile.as_str(),
+                served.join(" or ")
             )));
         }
     }
     m.insert("response_types".into(), json!(response_types));
+    if let Some(p) = fapi_profile {
+        m.insert("fapi_profile".into(), json!(p.as_str()));
+    }
 
     // Scope within what the roles allow.
     let scope = match opt_str(claims, "scope")? {

@@ -87,6 +87,9 @@ pub struct Rules {
     pub flatten_ssa_claims: bool,
     /// Maximum SSA age when the directory sets none (0 = none).
     pub default_max_ssa_age_secs: i64,
+    /// The `fapi_profile` its clients get on a FAPI 1.0 deployment when
+    /// they name none (UK: `uk-ob`); on FAPI 2.0 they keep the deployment's.
+    pub fapi1_profile: Option<oauth_core::policy::Profile>,
 }
 
 const FAPI_METHODS: &[AuthMethod] = &[AuthMethod::PrivateKeyJwt, AuthMethod::TlsClientAuth];
@@ -181,6 +184,7 @@ impl RulePack {
                 management: Management::ClientCredentialsToken,
                 flatten_ssa_claims: true,
                 default_max_ssa_age_secs: 0,
+                fapi1_profile: Some(oauth_core::policy::Profile::UkOpenBanking),
             },
             RulePack::Brazil => Rules {
                 request_format: RequestFormat::Json,
@@ -196,6 +200,7 @@ impl RulePack {
                 management: Management::RegistrationAccessToken,
                 flatten_ssa_claims: false,
                 default_max_ssa_age_secs: 300,
+                fapi1_profile: None,
             },
             // CDR register SSAs carry redirect_uris and jwks_uri directly
             // (mapped in `ssa::SoftwareStatement`); private_key_jwt only.
@@ -213,6 +218,7 @@ impl RulePack {
                 management: Management::ClientCredentialsToken,
                 flatten_ssa_claims: false,
                 default_max_ssa_age_secs: 600,
+                fapi1_profile: None,
             },
             RulePack::Rfc7591 => Rules {
                 request_format: RequestFormat::Json,
@@ -232,6 +238,7 @@ impl RulePack {
                 management: Management::RegistrationAccessToken,
                 flatten_ssa_claims: false,
                 default_max_ssa_age_secs: 0,
+                fapi1_profile: None,
             },
         }
     }

@@ -85,6 +85,7 @@ fn metadata_rules_without_ssa() {
         &algs,
         &scopes,
         false,
+        Profile::Fapi2,
     )
     .unwrap();
     assert_eq!(m.client_id, "c1");
@@ -102,6 +103,7 @@ fn metadata_rules_without_ssa() {
         &algs,
         &scopes,
         false,
+        Profile::Fapi2,
     )
     .unwrap_err();
     assert_eq!(e.code.as_str(), "invalid_client_metadata");
@@ -114,16 +116,27 @@ fn metadata_rules_without_ssa() {
         &algs,
         &scopes,
         true,
+        Profile::Fapi2,
     )
     .unwrap();
     assert_eq!(m.backchannel_token_delivery_mode.as_deref(), Some("poll"));
     let code = |edit: fn(&mut Value)| {
         let mut v = base.clone();
         edit(&mut v);
-        build_metadata(&rules, None, &claims(v), None, "c1", &algs, &scopes, false)
-            .unwrap_err()
-            .code
-            .as_str()
+        build_metadata(
+            &rules,
+            None,
+            &claims(v),
+            None,
+            "c1",
+            &algs,
+            &scopes,
+            false,
+            Profile::Fapi2,
+        )
+        .unwrap_err()
+        .code
+        .as_str()
     };
     assert_eq!(
         code(|v| v["scope"] = json!("openid payments")),
@@ -196,6 +209,7 @@ fn brazil_ssa_software_jwks_uri_is_the_client_jwks_uri() {
         &algs,
         &scopes,
         false,
+        Profile::Fapi2,
     )
     .unwrap();
     assert_eq!(m.jwks_uri.as_deref(), Some(jwks));
@@ -210,7 +224,107 @@ fn brazil_ssa_software_jwks_uri_is_the_client_jwks_uri() {
         &algs,
         &scopes,
         false,
+        Profile::Fapi2,
     )
     .unwrap_err();
     assert_eq!(e.code.as_str(), "invalid_client_metadata");
+}
+
+#[test]
+fn the_profile_a_registration_gets() {
+    let algs = [JwsAlg::PS256, JwsAlg::ES256];
+    let scopes = vec!["openid".to_string(), "accounts".to_string()];
+    let jwks = "https://keystore.directory.example/org/sw/application.jwks";
+    let ssa = SoftwareStatement {
+        jwt: "x.y.z".into(),
+        claims: claims(json!({
+            "software_id": "sw1",
+            "software_redirect_uris": ["https://tpp.example/cb"],
+            "software_jwks_endpoint": jwks,
+        })),
+        software_id: "sw1".into(),
+        directory: "ob".into(),
+        role_scopes: Default::default(),
+    };
+    let req = json!({
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "PS256",
+        "scope": "openid accounts",
+    });
+    let build = |rules: &Rules, edit: fn(&mut Value), deployment: Profile| {
+        let mut v = req.clone();
+        edit(&mut v);
+        build_metadata(
+            rules,
+            Some(&ssa),
+            &claims(v),
+            None,
+            "c1",
+            &algs,
+            &scopes,
+            false,
+            deployment,
+        )
+    };
+    let uk = RulePack::UkOb.rules();
+    // UK DCR on a FAPI 1.0 deployment: the UK profile, code id_token by
+    // default (UK DCR 3.3).
+    let m = build(&uk, |_| {}, Profile::Fapi1Advanced).unwrap();
+    assert_eq!(m.fapi_profile, Some(Profile::UkOpenBanking));
+    assert_eq!(m.response_types, ["code id_token"]);
+    let e = build(
+        &uk,
+        |v| v["response_types"] = json!(["code"]),
+        Profile::Fapi1Advanced,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.as_str(), "invalid_client_metadata");
+    // On FAPI 2.0: the deployment's (FAPI 2.0 with the UK rules).
+    let m = build(&uk, |_| {}, Profile::Fapi2).unwrap();
+    assert_eq!(m.fapi_profile, None);
+    assert_eq!(m.response_types, ["code"]);
+    // Asked for: honoured, and checked.
+    let m = build(
+        &uk,
+        |v| v["fapi_profile"] = json!("fapi1-advanced"),
+        Profile::Fapi2,
+    )
+    .unwrap();
+    assert_eq!(m.fapi_profile, Some(Profile::Fapi1Advanced));
+    let m = build(
+        &uk,
+        |v| v["fapi_profile"] = json!("fapi2"),
+        Profile::UkOpenBanking,
+    )
+    .unwrap();
+    assert_eq!(m.fapi_profile, Some(Profile::Fapi2));
+    for bad in [json!("fapi3"), json!(2)] {
+        let mut v = req.clone();
+        v["fapi_profile"] = bad;
+        let e = build_metadata(
+            &uk,
+            Some(&ssa),
+            &claims(v),
+            None,
+            "c1",
+            &algs,
+            &scopes,
+            false,
+            Profile::Fapi2,
+        )
+        .unwrap_err();
+        assert_eq!(e.code.as_str(), "invalid_client_metadata");
+    }
+    // Other rule packs keep the deployment's.
+    let br = RulePack::Brazil.rules();
+    let m = build(
+        &br,
+        |v| {
+            v["jwks_uri"] = json!("https://keystore.directory.example/org/sw/application.jwks");
+            v["redirect_uris"] = json!(["https://tpp.example/cb"]);
+        },
+        Profile::Fapi1Advanced,
+    )
+    .unwrap();
+    assert_eq!(m.fapi_profile, None);
 }

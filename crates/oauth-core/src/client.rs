@@ -151,6 +151,11 @@ pub struct ClientMetadata {
     /// FAPI rules (the only way to get `client_secret_*`).
     #[serde(default = "yes")]
     pub fapi: bool,
+    /// Strongroom: the profile this client's requests follow (`fapi2`,
+    /// `fapi2-message-signing`, `fapi1-advanced`, `uk-ob`), overriding
+    /// the deployment's `profile` ([`crate::policy::Policy::profile_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fapi_profile: Option<crate::policy::Profile>,
 }
 
 /// The CIBA grant type (CIBA §4).
@@ -234,6 +239,41 @@ impl ClientMetadata {
         Ok(())
     }
 
+    /// A registered `fapi_profile` must fit the rest: FAPI clients only,
+    /// its client authentication methods
+    /// ([`crate::policy::Profile::allows_fapi_auth_method`]) and its
+    /// response types ([`crate::policy::Profile::response_types`]).
+    fn validate_profile(&self) -> Result<(), OAuthError> {
+        let Some(profile) = self.fapi_profile else {
+            return Ok(());
+        };
+        if !self.fapi {
+            return Err(invalid_metadata(
+                "fapi_profile is for FAPI clients (fapi = false clients follow no profile)",
+            ));
+        }
+        if !profile.allows_fapi_auth_method(self.token_endpoint_auth_method) {
+            return Err(invalid_metadata(format!(
+                "token_endpoint_auth_method {} is not allowed under fapi_profile {}",
+                self.token_endpoint_auth_method.as_str(),
+                profile.as_str()
+            )));
+        }
+        let served = profile.response_types();
+        if let Some(r) = self
+            .response_types
+            .iter()
+            .find(|r| !served.contains(&r.as_str()))
+        {
+            return Err(invalid_metadata(format!(
+                "response_type {r} is not served under fapi_profile {} (use {})",
+                profile.as_str(),
+                served.join(" or ")
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks the metadata against the FAPI rules and internal consistency.
     /// Errors are `invalid_client_metadata` / `invalid_redirect_uri`
     /// (RFC 7591 §3.2.2) with a description that says what to fix.
@@ -280,10 +320,12 @@ impl ClientMetadata {
                 return Err(invalid_metadata(format!("grant_type {g} is not supported")));
             }
         }
+        // Which of the two a request may use is the profile's to say
+        // (crate::policy::Profile::response_types).
         for r in &self.response_types {
-            if r != "code" {
+            if r != "code" && r != "code id_token" {
                 return Err(invalid_metadata(format!(
-                    "response_type {r} is not supported (only code)"
+                    "response_type {r} is not supported (code or code id_token)"
                 )));
             }
         }
@@ -387,6 +429,7 @@ impl ClientMetadata {
             }
         }
         self.validate_ciba()?;
+        self.validate_profile()?;
         if let Some(alg) = &self.id_token_signed_response_alg
             && !matches!(alg.as_str(), "PS256" | "ES256")
         {
@@ -667,11 +710,50 @@ mod tests {
         m.tls_client_auth_subject_dn = Some("CN=tpp-1,O=Example TPP,C=GB".into());
         assert!(m.validate().is_ok());
         let mut m = base();
+        m.response_types = vec!["code id_token".into(), "code".into()];
+        assert!(m.validate().is_ok());
+        m.fapi_profile = Some(crate::policy::Profile::Fapi2);
+        assert!(m.validate().is_err(), "FAPI 2.0 has no hybrid flow");
+        m.fapi_profile = Some(crate::policy::Profile::Fapi1Advanced);
+        assert!(m.validate().is_ok());
+        m.fapi_profile = Some(crate::policy::Profile::UkOpenBanking);
+        assert!(
+            m.validate().is_err(),
+            "the UK profile serves code id_token only"
+        );
         m.response_types = vec!["code id_token".into()];
-        assert!(m.validate().is_err());
+        assert!(m.validate().is_ok());
+        m.token_endpoint_auth_method = AuthMethod::SelfSignedTlsClientAuth;
+        assert!(m.validate().is_err(), "not a UK method");
+        m.fapi_profile = None;
+        assert!(m.validate().is_ok());
+        m.token_endpoint_auth_method = AuthMethod::PrivateKeyJwt;
+        m.fapi_profile = Some(crate::policy::Profile::UkOpenBanking);
+        m.fapi = false;
+        assert!(m.validate().is_err(), "fapi = false follows no profile");
+        m.fapi = true;
+        m.fapi_profile = None;
+        for bad in ["id_token", "token", "code token", "id_token code"] {
+            m.response_types = vec![bad.into()];
+            assert!(m.validate().is_err(), "{bad}");
+        }
         assert!(
             serde_json::from_value::<ClientMetadata>(
                 serde_json::json!({"client_id": "x", "bogus": 1})
+            )
+            .is_err()
+        );
+        let m: ClientMetadata =
+            serde_json::from_value(serde_json::json!({"client_id": "x", "fapi_profile": "uk-ob"}))
+                .unwrap();
+        assert_eq!(m.fapi_profile, Some(crate::policy::Profile::UkOpenBanking));
+        assert_eq!(
+            serde_json::to_value(&m).unwrap()["fapi_profile"],
+            serde_json::json!("uk-ob")
+        );
+        assert!(
+            serde_json::from_value::<ClientMetadata>(
+                serde_json::json!({"client_id": "x", "fapi_profile": "fapi3"})
             )
             .is_err()
         );

@@ -1,9 +1,11 @@
 //! The policy bundle: one profile switch turns on a whole set of rules.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// Which specification profile the provider enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+/// Which specification profile the provider enforces: the deployment's
+/// default (`profile` in the configuration), or a client's own
+/// (`fapi_profile` client metadata, [`Policy::profile_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Profile {
     /// FAPI 2.0 Security Profile (final): PAR required, PKCE S256, `aud` of
     /// client assertions exactly the issuer, sender-constrained tokens.
@@ -44,6 +46,47 @@ impl Profile {
     /// TPPs' discovery parsers do not expect it).
     pub fn allows_fapi_auth_method(self, m: crate::client::AuthMethod) -> bool {
         !(self == Profile::UkOpenBanking && m == crate::client::AuthMethod::SelfSignedTlsClientAuth)
+    }
+
+    /// RFC 9126 §5 `require_pushed_authorization_requests`: FAPI 2.0
+    /// §5.3.2.2-2 requires PAR; FAPI 1.0 Advanced also takes the request
+    /// object by value at the authorization endpoint (§5.2.2-1).
+    pub fn requires_par(self) -> bool {
+        self.is_fapi2()
+    }
+
+    /// Whether every authorization request must be a signed request object:
+    /// FAPI 2.0 Message Signing §5.3.1; FAPI 1.0 Advanced §5.2.2-1 (by
+    /// value or pushed).
+    pub fn requires_signed_request_object(self) -> bool {
+        self != Profile::Fapi2
+    }
+
+    /// The `response_type` values served (OIDC Discovery §3
+    /// `response_types_supported`). FAPI 2.0 §5.3.2.2-1: `code` only.
+    /// FAPI 1.0 Advanced §5.2.2-2: `code id_token`, or `code` with JARM.
+    /// UK Open Banking: its TPPs use the hybrid flow and the OIDF UK variant
+    /// forbids JARM, so `code id_token` only.
+    pub fn response_types(self) -> &'static [&'static str] {
+        match self {
+            Profile::Fapi2 | Profile::Fapi2MessageSigning => &["code"],
+            Profile::Fapi1Advanced => &["code id_token", "code"],
+            Profile::UkOpenBanking => &["code id_token"],
+        }
+    }
+
+    /// The `response_mode` values served (OAuth 2.0 Multiple Response Types
+    /// §2.1, Form Post Response Mode §2, JARM §2.3): exactly what
+    /// [`Profile::response_types`] can be answered with. `query` is not
+    /// offered under FAPI 1.0: `code` there needs JARM, and a response
+    /// with an id_token must not travel in the query (OAuth 2.0 Multiple
+    /// Response Types §5).
+    pub fn response_modes(self) -> &'static [&'static str] {
+        match self {
+            Profile::Fapi2 | Profile::Fapi2MessageSigning => &["query", "jwt", "query.jwt"],
+            Profile::Fapi1Advanced => &["fragment", "form_post", "jwt", "query.jwt"],
+            Profile::UkOpenBanking => &["fragment", "form_post"],
+        }
     }
 }
 
@@ -90,6 +133,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The profile whose rules apply to `client`: its registered
+    /// `fapi_profile`, else the deployment's. So one deployment can serve
+    /// FAPI 2.0 clients and today's FAPI 1.0 / UK TPPs side by side, each
+    /// request validated by the one pipeline with its client's rules.
+    pub fn profile_for(&self, client: &crate::client::Client) -> Profile {
+        client.metadata.fapi_profile.unwrap_or(self.profile)
+    }
+
+    /// A new policy for `profile`, with the defaults the configuration
+    /// documents.
     pub fn new(issuer: impl Into<String>, profile: Profile) -> Self {
         Self {
             issuer: issuer.into(),
@@ -101,8 +154,8 @@ impl Policy {
             id_token_lifetime_secs: 600,
             rotate_refresh_tokens: false,
             access_token_format: AccessTokenFormat::Opaque,
-            require_par: true,
-            require_signed_request_object: profile == Profile::Fapi2MessageSigning,
+            require_par: profile.requires_par(),
+            require_signed_request_object: profile.requires_signed_request_object(),
             clock_skew_secs: 10,
             dpop_iat_window_secs: 60,
             require_dpop_nonce: false,

@@ -175,6 +175,7 @@ fn grant_details() -> GrantDetails {
 async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) -> String {
     issue_code(
         &e.store,
+        &e.keys,
         &e.policy,
         &c.client,
         req,
@@ -187,6 +188,7 @@ async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) 
     .await
     .unwrap()
     .expect("no interaction to end")
+    .code
 }
 
 fn form(pairs: &[(&str, &str)]) -> TokenRequest {
@@ -1355,4 +1357,38 @@ async fn userinfo_refuses_unknown_revoked_and_refresh_tokens() {
         .await
         .unwrap_err();
     assert_eq!(err.code.as_str(), "invalid_token");
+}
+
+/// FAPI 1.0 Advanced by value (§5.2.2-18): a request without PKCE takes
+/// no code_verifier; a verifier without a challenge is refused.
+#[tokio::test]
+async fn a_request_without_pkce_redeems_without_a_verifier() {
+    let e = env().await;
+    let c = dpop_client();
+    let mut req = auth_request("tpp-dpop", "openid");
+    req.code_challenge = String::new();
+    req.code_challenge_method = String::new();
+    let without = |code: &str| {
+        form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+        ])
+    };
+    let code = code_for(&e, &c, &req).await;
+    let t = redeem(&e, &c, without(&code), proof("k"), T0 + 1)
+        .await
+        .unwrap();
+    assert!(t.id_token.is_some());
+    let code = code_for(&e, &c, &req).await;
+    assert_eq!(
+        code_of(redeem(&e, &c, code_form(&code), proof("k"), T0 + 1).await),
+        "invalid_grant"
+    );
+    // With PKCE, still required.
+    let code = code_for(&e, &c, &auth_request("tpp-dpop", "openid")).await;
+    assert_eq!(
+        code_of(redeem(&e, &c, without(&code), proof("k"), T0 + 1).await),
+        "invalid_grant"
+    );
 }

@@ -77,7 +77,7 @@ pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
             verify_request_object(store, jwks, keys, policy, client, form_client_id, jwt, now)
                 .await?,
         ),
-        None if policy.require_signed_request_object => {
+        None if policy.profile_for(client).requires_signed_request_object() => {
             return Err(OAuthError::invalid_request(
                 "signed request object required",
             ));
@@ -86,8 +86,25 @@ pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
     };
     let request =
         validate_authorization_request(client, params, request_object.as_ref(), policy, dpop)?;
+    let response = store_request(store, policy, &request, now).await?;
+    tracing::info!(
+        signed = request_object.is_some(),
+        "pushed authorization request stored"
+    );
+    Ok(response)
+}
 
-    let json = serde_json::to_string(&request).map_err(|e| {
+/// Stores a validated request under a fresh one-time `request_uri`, as
+/// [`push`] does: also for a request object sent by value to the
+/// authorization endpoint (FAPI 1.0 Advanced), so that from there on both
+/// kinds are resolved, spent and completed alike.
+pub async fn store_request<S: PushedRequestRepository>(
+    store: &S,
+    policy: &Policy,
+    request: &AuthorizationRequest,
+    now: i64,
+) -> Result<PushedAuthorizationResponse, OAuthError> {
+    let json = serde_json::to_string(request).map_err(|e| {
         tracing::error!(error = %e, "validated authorization request does not serialise");
         OAuthError::server_error()
     })?;
@@ -96,16 +113,12 @@ pub async fn push<S: PushedRequestRepository + ReplayCache, F: JwksFetcher>(
     store
         .put_pushed_request(PushedRequestRecord {
             request_uri_hash: hash_secret(&request_uri),
-            client_id: client.id().to_owned(),
+            client_id: request.client_id.clone(),
             request: json,
             expires_at: now.saturating_add(expires_in),
             created_at: now,
         })
         .await?;
-    tracing::info!(
-        signed = request_object.is_some(),
-        "pushed authorization request stored"
-    );
     Ok(PushedAuthorizationResponse {
         request_uri,
         expires_in,

@@ -14,9 +14,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use oauth_core::authorization::{Authentication, AuthorizationRequest, GrantDetails};
 use oauth_core::client::Client;
 use oauth_core::error::{ErrorCode, OAuthError};
+use oauth_core::request::response::{
+    AuthorizationResponse, Granted, RedirectTarget, authorization_response,
+};
 use oauth_core::secret::{constant_time_eq, hash_secret, new_secret, now};
 use oauth_core::storage::{
-    ClientRecord, InteractionEnd, InteractionRecord, SessionRecord, SessionRepository,
+    ClientRecord, ClientRepository as _, InteractionEnd, InteractionRecord, SessionRecord,
+    SessionRepository,
 };
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +179,9 @@ struct InteractionState {
 
 /// `GET /authorize` (RFC 6749 §4.1.1, RFC 9126 §4). Under FAPI 2.0 only
 /// `client_id` and `request_uri` are used: everything else was pushed.
+/// Under FAPI 1.0 Advanced the request object may come by value instead
+/// (`request`, RFC 9101 §5.1; [`accept_by_value`]), for the clients whose
+/// profile is a FAPI 1.0 one ([`oauth_core::policy::Policy::profile_for`]).
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let t = now();
@@ -185,25 +192,39 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         Ok(q) => q,
         Err(e) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
     };
-    let (client_id, request_uri) = match (
+    let (client_id, request_uri, request_object) = match (
         crate::api::single(&query, "client_id"),
         crate::api::single(&query, "request_uri"),
+        crate::api::single(&query, "request"),
     ) {
-        (Ok(c), Ok(r)) => (c, r),
-        (Err(e), _) | (_, Err(e)) => return error_page(&req, StatusCode::BAD_REQUEST, &e),
+        (Ok(c), Ok(u), Ok(r)) => (c, u, r),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error_page(&req, StatusCode::BAD_REQUEST, &e);
+        }
     };
-    let (Some(client_id), Some(request_uri)) = (client_id, request_uri) else {
-        let err = if request_uri.is_none() && state.policy().require_par {
-            OAuthError::invalid_request(
-                "pushed authorization requests are required: push the request first and send client_id and request_uri",
-            )
-        } else {
-            OAuthError::invalid_request("client_id and request_uri are required")
-        };
-        return error_page(&req, StatusCode::BAD_REQUEST, &err);
+    let (client_id, request_uri) = match (client_id, request_uri, request_object) {
+        (Some(client_id), Some(uri), None) => (client_id, uri.to_owned()),
+        (Some(client_id), None, Some(jwt)) => {
+            match accept_by_value(&state, &req, &query, client_id, jwt, t).await {
+                Ok(uri) => (client_id, uri),
+                Err(resp) => return resp,
+            }
+        }
+        // Whose request it is cannot be known: the deployment's rule.
+        (_, None, _) if state.policy().require_par => {
+            return error_page(&req, StatusCode::BAD_REQUEST, &par_required());
+        }
+        _ => {
+            let err = OAuthError::invalid_request(if state.policy().require_par {
+                "client_id and request_uri are required"
+            } else {
+                "client_id and either request_uri or a signed request object (request) are required"
+            });
+            return error_page(&req, StatusCode::BAD_REQUEST, &err);
+        }
     };
     tracing::Span::current().record("client_id", client_id);
-    let request_uri_hash = hash_secret(request_uri);
+    let request_uri_hash = hash_secret(&request_uri);
     let session_hash = req.cookie(SESSION_COOKIE).map(|c| hash_secret(c.value()));
     let reads = match state
         .store
@@ -295,6 +316,72 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
         .finish()
+}
+
+/// RFC 9101 §5.1, FAPI 1.0 Advanced §5.2.2-1: a request object by value,
+/// verified ([`oauth_core::request::verify_request_object`], encrypted or
+/// not) and validated by the same pipeline as a pushed request, then
+/// stored as one ([`par::store_request`]), so that the interaction after
+/// it resolves, spends and completes both alike. Returns the internal
+/// `request_uri`. Errors before the redirect URI is validated are error
+/// pages; after, they go back to the client in its response mode.
+async fn accept_by_value(
+    state: &AppState,
+    req: &HttpRequest,
+    query: &[(String, String)],
+    client_id: &str,
+    jwt: &str,
+    t: i64,
+) -> Result<String, HttpResponse> {
+    let page = |e: OAuthError| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        error_page(req, status, &e)
+    };
+    let record = state
+        .store
+        .get_client(client_id)
+        .await
+        .map_err(|e| page(e.into()))?;
+    let client = registered(record).map_err(page)?;
+    if state.policy().profile_for(&client).requires_par() {
+        return Err(page(par_required()));
+    }
+    let object = oauth_core::request::verify_request_object(
+        &state.store,
+        &state.jwks,
+        &state.keys,
+        &state.policy(),
+        &client,
+        Some(client_id),
+        jwt,
+        t,
+    )
+    .await
+    .map_err(page)?;
+    let request =
+        oauth_core::request::validate_request_by_value(&client, query, &object, &state.policy())
+            .map_err(|rejected| match rejected.redirect {
+                Some(target) => respond(
+                    state,
+                    Ui::of(&state.theme, req),
+                    &client,
+                    &target,
+                    Err(&rejected.error),
+                    t,
+                ),
+                None => page(rejected.error),
+            })?;
+    let stored = par::store_request(&state.store, &state.policy(), &request, t)
+        .await
+        .map_err(page)?;
+    Ok(stored.request_uri)
+}
+
+/// FAPI 2.0 Security Profile §5.3.2.2-2: no request without PAR.
+fn par_required() -> OAuthError {
+    OAuthError::invalid_request(
+        "pushed authorization requests are required: push the request first and send client_id and request_uri",
+    )
 }
 
 /// The client of a registration read from the store (`None`: unknown).
@@ -765,6 +852,7 @@ async fn complete(
     };
     match oauth_core::grant::issue_code(
         &state.store,
+        &state.keys,
         &state.policy(),
         client,
         &request,
@@ -776,7 +864,13 @@ async fn complete(
     )
     .await
     {
-        Ok(Some(code)) => respond_to_client(state, client, &request, Ok(&code), t),
+        Ok(Some(issued)) => {
+            let granted = Granted {
+                code: &issued.code,
+                id_token: issued.id_token.as_deref(),
+            };
+            respond_to_client(state, client, &request, Ok(granted), t)
+        }
         Ok(None) => Ui::without_headers(&state.theme, &request).error(
             StatusCode::BAD_REQUEST,
             &OAuthError::invalid_request("this sign-in was already completed"),
@@ -848,32 +942,50 @@ async fn finish_with_error(
     respond_to_client(state, client, request, Err(err), t)
 }
 
+/// Sends the authorization response (or error) to the client the way its
+/// `response_mode` says: a redirect, or the form post page.
 fn respond_to_client(
     state: &AppState,
     client: &Client,
     request: &AuthorizationRequest,
-    outcome: Result<&str, &OAuthError>,
+    outcome: Result<Granted<'_>, &OAuthError>,
     t: i64,
 ) -> HttpResponse {
-    let target = oauth_core::request::response::RedirectTarget {
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        response_mode: request.response_mode.clone(),
-    };
-    match oauth_core::request::response::authorization_response(
-        &state.policy(),
-        &state.keys,
-        client,
-        &target,
-        outcome,
-        t,
-    ) {
-        Ok(url) => redirect(&url),
-        Err(e) => {
-            Ui::without_headers(&state.theme, request).error(StatusCode::INTERNAL_SERVER_ERROR, &e)
+    let ui = Ui::without_headers(&state.theme, request);
+    respond(state, ui, client, &RedirectTarget::of(request), outcome, t)
+}
+
+/// [`respond_to_client`] for a validated `target`, with pages in `ui`'s
+/// language.
+fn respond(
+    state: &AppState,
+    ui: Ui<'_>,
+    client: &Client,
+    target: &RedirectTarget,
+    outcome: Result<Granted<'_>, &OAuthError>,
+    t: i64,
+) -> HttpResponse {
+    match authorization_response(&state.policy(), &state.keys, client, target, outcome, t) {
+        Ok(AuthorizationResponse::Redirect(url)) => redirect(&url),
+        Ok(AuthorizationResponse::FormPost { action, params }) => {
+            let params: Vec<_> = params
+                .iter()
+                .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+                .collect();
+            let csp = PageCsp::forms_to([action.as_str()]).inline_script(FORM_POST_SCRIPT);
+            let ctx = serde_json::json!({
+                "action": action, "params": params, "script": FORM_POST_SCRIPT,
+            });
+            ui.render("form_post.html", &csp, &ctx)
         }
+        Err(e) => ui.error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
+
+/// OAuth 2.0 Form Post Response Mode §2: the page submits its form on
+/// load; the page's CSP allows this script (by its hash) and nothing else.
+/// Without scripts the customer presses the button.
+pub const FORM_POST_SCRIPT: &str = "document.getElementById(\"response\").submit();";
 
 /// Registers the browser-facing routes. The interaction routes share one
 /// scope, so a request matches its dynamic `{id}` prefix once (a regular

@@ -54,7 +54,11 @@ pub fn registrar_with(
         &all_directories(cfg, admin),
         cfg.registration.clone(),
     )
-    .map(|r| Some(Arc::new(r.with_ciba(cfg.ciba.is_some()))))
+    .map(|r| {
+        Some(Arc::new(
+            r.with_ciba(cfg.ciba.is_some()).with_profile(cfg.profile),
+        ))
+    })
 }
 
 /// Registers the routes.

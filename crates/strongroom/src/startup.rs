@@ -440,8 +440,8 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         mtls_base_url: cfg.mtls_base_url(),
         scopes: policy.scopes.clone(),
         claims,
-        response_types: strs(&["code"]),
-        response_modes: strs(&["query", "jwt", "query.jwt"]),
+        response_types: strs(policy.profile.response_types()),
+        response_modes: strs(policy.profile.response_modes()),
         grant_types,
         token_endpoint_auth_methods: [
             AuthMethod::PrivateKeyJwt,

@@ -27,7 +27,7 @@ use crate::config::{ConfigError, ScopeConfig, UiConfig};
 pub const LANGUAGES: [&str; 3] = ["en", "fr", "de"];
 
 /// Built-in templates, embedded so the binary needs no files at run time.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("../../../templates/base.html")),
     (
         "client.html",
@@ -39,6 +39,10 @@ const TEMPLATES: [(&str, &str); 6] = [
         include_str!("../../../templates/consent.html"),
     ),
     ("error.html", include_str!("../../../templates/error.html")),
+    (
+        "form_post.html",
+        include_str!("../../../templates/form_post.html"),
+    ),
     (
         "unavailable.html",
         include_str!("../../../templates/unavailable.html"),
@@ -681,6 +685,12 @@ fn samples(full: bool) -> Vec<(&'static str, serde_json::Value)> {
             "error.html",
             serde_json::json!({"error": "invalid_request",
                 "description": if full { Some("sample") } else { None }}),
+        ),
+        (
+            "form_post.html",
+            serde_json::json!({"action": "https://tpp.example/cb",
+                "params": [{"name": "code", "value": "sample"}],
+                "script": crate::interaction::FORM_POST_SCRIPT}),
         ),
         (
             "unavailable.html",

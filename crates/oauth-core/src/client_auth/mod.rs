@@ -202,7 +202,9 @@ where
         }
     };
     if let Ok(ok) = &result
-        && !policy.profile.allows_fapi_auth_method(ok.method)
+        && !policy
+            .profile_for(&ok.client)
+            .allows_fapi_auth_method(ok.method)
     {
         return Err(failed(
             ok.client.id(),

@@ -16,7 +16,7 @@ use crate::client::{AuthMethod, AuthenticatedClient};
 use crate::error::{ErrorCode, OAuthError};
 use crate::jwks_resolver::{JwksFetcher, JwksResolver, KeyLookupError};
 use crate::keys::{JwsAlg, VerifyOptions, peek_header, verify_jws};
-use crate::policy::Policy;
+use crate::policy::{Policy, Profile};
 use crate::storage::{ClientRepository, ReplayCache, ReplayKind};
 
 /// RFC 7523 §2.2 `client_assertion_type`.
@@ -91,10 +91,12 @@ pub(super) struct AssertionClaims<'c> {
     pub exp: i64,
 }
 
-/// RFC 7523 §3 claim rules, with FAPI's audience and clock rules.
+/// RFC 7523 §3 claim rules, with the audience rule of `profile` and FAPI's
+/// clock rules.
 pub(super) fn check_claims<'c>(
     claims: &'c Value,
     policy: &Policy,
+    profile: Profile,
     req: &ClientAuthRequest<'_>,
     now: i64,
 ) -> Result<AssertionClaims<'c>, OAuthError> {
@@ -113,8 +115,8 @@ pub(super) fn check_claims<'c>(
             "client assertion iss and sub must both be the client_id",
         ));
     }
-    if !audience_accepted(claims.get("aud"), policy, req) {
-        return Err(if policy.profile.is_fapi2() {
+    if !audience_accepted(claims.get("aud"), policy, profile, req) {
+        return Err(if profile.is_fapi2() {
             bad("client assertion aud must be the issuer identifier as a single string")
         } else {
             bad("client assertion aud is not accepted")
@@ -158,8 +160,13 @@ pub(super) fn check_claims<'c>(
 /// single string. FAPI 1.0 Advanced §5.2.2 / OpenID Connect Core §9: the
 /// issuer, the token endpoint URL or the URL of the endpoint in use (PAR,
 /// backchannel…), alone or in an array.
-fn audience_accepted(aud: Option<&Value>, policy: &Policy, req: &ClientAuthRequest<'_>) -> bool {
-    if policy.profile.is_fapi2() {
+fn audience_accepted(
+    aud: Option<&Value>,
+    policy: &Policy,
+    profile: Profile,
+    req: &ClientAuthRequest<'_>,
+) -> bool {
+    if profile.is_fapi2() {
         return matches!(aud, Some(Value::String(s)) if *s == policy.issuer);
     }
     let accepted = |s: &str| {
@@ -203,7 +210,9 @@ where
         .and_then(|a| JwsAlg::parse(a).ok())
         .ok_or_else(|| bad("client assertion must be signed with PS256, ES256 or EdDSA"))?;
     let peeked = peek_claims(assertion)?;
-    let client_id = check_claims(&peeked, policy, req, now)?.client_id;
+    // Before the client (and so its profile) is known: FAPI 1.0's audience
+    // rule, the wider one; the client's own applies to the verified claims.
+    let client_id = check_claims(&peeked, policy, Profile::Fapi1Advanced, req, now)?.client_id;
     if req.client_id.is_some_and(|id| id != client_id) {
         return Err(bad("client_id does not match the client assertion"));
     }
@@ -249,7 +258,13 @@ where
             failed(client_id, &e.to_string())
         }
     })?;
-    let checked = check_claims(&verified.claims, policy, req, now)?;
+    let checked = check_claims(
+        &verified.claims,
+        policy,
+        policy.profile_for(&client),
+        req,
+        now,
+    )?;
     if checked.client_id != client.id() {
         return Err(failed(client_id, "verified claims name another client"));
     }
@@ -409,6 +424,48 @@ mod tests {
             ..assertion_request(&a)
         };
         assert_eq!(code(run(&e, &fapi2(), req).await), "invalid_client");
+    }
+
+    #[tokio::test]
+    async fn the_audience_rule_is_the_clients_profile() {
+        let e = env();
+        let uk = pkjwt_client(
+            "uk",
+            json!({"keys": [e.ec.jwk]}),
+            json!({"fapi_profile": "uk-ob", "response_types": ["code id_token"]}),
+        );
+        let f2 = pkjwt_client(
+            "f2",
+            json!({"keys": [e.ec.jwk]}),
+            json!({"fapi_profile": "fapi2"}),
+        );
+        let e = Env {
+            store: MemStore::with_clients(&[&uk, &f2]),
+            ..e
+        };
+        let sign = |id: &str, aud: &str| {
+            let mut c = assertion_claims(id);
+            c["aud"] = json!(aud);
+            e.ec.sign(&c)
+        };
+        // On a FAPI 2.0 deployment, the UK client's token URL audience.
+        let a = sign("uk", TOKEN_URL);
+        assert_eq!(
+            run(&e, &fapi2(), assertion_request(&a))
+                .await
+                .unwrap()
+                .client
+                .id(),
+            "uk"
+        );
+        // On a FAPI 1.0 deployment, the FAPI 2.0 client's is refused.
+        let a = sign("f2", TOKEN_URL);
+        assert_eq!(
+            code(run(&e, &fapi1(), assertion_request(&a)).await),
+            "invalid_client"
+        );
+        let a = sign("f2", ISSUER);
+        assert!(run(&e, &fapi1(), assertion_request(&a)).await.is_ok());
     }
 
     #[tokio::test]

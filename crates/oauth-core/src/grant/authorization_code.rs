@@ -13,20 +13,29 @@ use crate::error::{ErrorCode, OAuthError};
 use crate::keys::Keys;
 use crate::policy::Policy;
 use crate::request::pkce;
+use crate::request::response::CODE_ID_TOKEN;
 use crate::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use crate::storage::{
     AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
     GrantRepository, InteractionEnd, RedeemedCode, TokenRepository,
 };
 use crate::token::{
-    ClaimsHook, IdTokenInput, TokenContext, TokenResponse, issue_access_token, issue_id_token,
-    issue_refresh_token, token_type,
+    ClaimsHook, FrontChannel, IdTokenInput, TokenContext, TokenResponse, issue_access_token,
+    issue_id_token, issue_refresh_token, token_type,
 };
 
 /// FAPI 2.0 Security Profile §5.3.2.1-12 (and the OIDF module
 /// `ensure-token-endpoint-fails-with-expired-auth-code`): codes live at most
 /// 60 seconds, whatever the configuration says.
 const MAX_CODE_LIFETIME_SECS: i64 = 60;
+
+/// What [`issue_code`] issued for the authorization response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCode {
+    pub code: String,
+    /// The hybrid flow's id_token (OIDC Core §3.3.2.5).
+    pub id_token: Option<String>,
+}
 
 /// Issues the authorization code at the end of the interaction (RFC 6749
 /// §4.1.2), after authentication and consent.
@@ -39,8 +48,11 @@ const MAX_CODE_LIFETIME_SECS: i64 = 60;
 /// `policy.code_lifetime_secs` (at most 60 s). With `end`, the same write
 /// takes the interaction and spends its pushed request
 /// ([`AuthorizationCodeRepository::put_grant_and_code`]). Returns the code
-/// for the redirect, or `None` when the interaction was already taken (a
-/// double submit): nothing is issued then.
+/// for the redirect, with, for `response_type=code id_token`, the id_token
+/// of the authorization response (OIDC Core §3.3.2.11, FAPI 1.0 Advanced
+/// §5.2.2.1: `c_hash`, `s_hash`, the `nonce`, the authentication and the
+/// consent id, signed like the token endpoint's); or `None` when the
+/// interaction was already taken (a double submit): nothing is issued then.
 ///
 /// Errors: `invalid_request` when `request` belongs to another client than
 /// `client` (a caller bug, refused rather than minted);
@@ -50,6 +62,7 @@ const MAX_CODE_LIFETIME_SECS: i64 = 60;
 #[allow(clippy::too_many_arguments)]
 pub async fn issue_code<S: AuthorizationCodeRepository>(
     store: &S,
+    keys: &Keys,
     policy: &Policy,
     client: &Client,
     request: &AuthorizationRequest,
@@ -58,7 +71,7 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
     consent_id: Option<String>,
     end: Option<InteractionEnd>,
     now: i64,
-) -> Result<Option<String>, OAuthError> {
+) -> Result<Option<IssuedCode>, OAuthError> {
     if request.client_id != client.id() {
         tracing::error!(
             client_id = %client.id(),
@@ -89,6 +102,31 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
         OAuthError::server_error()
     })?;
 
+    let code = new_secret();
+    // Signed before anything is stored, so a signing failure leaves no
+    // grant behind.
+    let id_token = if request.response_type == CODE_ID_TOKEN {
+        Some(issue_id_token(
+            keys,
+            policy,
+            &IdTokenInput {
+                client,
+                authentication: auth,
+                nonce: request.nonce.as_deref(),
+                access_token: None,
+                grant: &grant_details,
+                consent_id: consent_id.as_deref(),
+                extra_claims: None,
+                front_channel: Some(FrontChannel {
+                    code: &code,
+                    state: request.state.as_deref(),
+                }),
+            },
+            now,
+        )?)
+    } else {
+        None
+    };
     let grant_id = time_ordered(16);
     let grant = GrantRecord {
         grant_id: grant_id.clone(),
@@ -100,7 +138,6 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
         created_at: now,
         revoked_at: None,
     };
-    let code = new_secret();
     let lifetime = policy.code_lifetime_secs.clamp(1, MAX_CODE_LIFETIME_SECS);
     let record = AuthorizationCodeRecord {
         code_hash: hash_secret(&code),
@@ -111,11 +148,36 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
         created_at: now,
     };
     match store.put_grant_and_code(grant, record, end).await? {
-        CodeStored::Stored => Ok(Some(code)),
+        CodeStored::Stored => Ok(Some(IssuedCode { code, id_token })),
         CodeStored::InteractionGone => Ok(None),
         CodeStored::RequestUriGone => Err(OAuthError::new(
             ErrorCode::InvalidRequestUri,
             "request_uri is unknown, expired or already used",
+        )),
+    }
+}
+
+/// RFC 7636 §4.6 with S256, the only method FAPI 2.0 §5.3.2.2 allows. A
+/// request without PKCE (FAPI 1.0 Advanced by value, §5.2.2-18) takes no
+/// `code_verifier`: one sent anyway is refused, as OAuth 2.1 §4.1.3 says,
+/// since a verifier without its challenge proves nothing.
+fn check_code_verifier(
+    ar: &AuthorizationRequest,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    match verifier {
+        None if ar.code_challenge.is_empty() => Ok(()),
+        None => Err(OAuthError::invalid_grant("code_verifier is required")),
+        Some(_) if ar.code_challenge.is_empty() => Err(OAuthError::invalid_grant(
+            "code_verifier sent, but the authorization request had no code_challenge",
+        )),
+        Some(v)
+            if ar.code_challenge_method == pkce::S256 && pkce::verify(v, &ar.code_challenge) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(OAuthError::invalid_grant(
+            "code_verifier does not match the code_challenge",
         )),
     }
 }
@@ -153,10 +215,7 @@ pub(super) async fn exchange<
         .redirect_uri
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    let verifier = req
-        .code_verifier
-        .as_deref()
-        .ok_or_else(|| OAuthError::invalid_grant("code_verifier is required"))?;
+    let verifier = req.code_verifier.as_deref();
 
     let RedeemedCode { code: rec, grant } = match store.redeem_code(&hash_secret(code), now).await?
     {
@@ -189,12 +248,7 @@ pub(super) async fn exchange<
             "redirect_uri does not match the authorization request",
         ));
     }
-    // RFC 7636 §4.6 with S256, the only method FAPI 2.0 §5.3.2.2 allows.
-    if ar.code_challenge_method != pkce::S256 || !pkce::verify(verifier, &ar.code_challenge) {
-        return Err(OAuthError::invalid_grant(
-            "code_verifier does not match the code_challenge",
-        ));
-    }
+    check_code_verifier(ar, verifier)?;
     if let Some(jkt) = &ar.dpop_jkt {
         match &binding.dpop {
             Some(proof) if constant_time_eq(proof.jkt.as_bytes(), jkt.as_bytes()) => {}
@@ -256,6 +310,7 @@ pub(super) async fn exchange<
                 grant: &details,
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: extra.as_ref(),
+                front_channel: None,
             },
             now,
         )?)

@@ -12,7 +12,7 @@ pub mod refresh_token;
 use std::collections::HashSet;
 use std::fmt;
 
-pub use authorization_code::issue_code;
+pub use authorization_code::{IssuedCode, issue_code};
 
 use crate::authorization::{Confirmation, DpopProof, GrantDetails};
 use crate::client::AuthenticatedClient;
@@ -362,6 +362,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
                 grant: &details,
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: Some(id_token_claims),
+                front_channel: None,
             },
             now,
         )?)

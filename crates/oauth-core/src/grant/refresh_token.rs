@@ -193,6 +193,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
                 grant: &details,
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: extra.as_ref(),
+                front_channel: None,
             },
             now,
         )?),

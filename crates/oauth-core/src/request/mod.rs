@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::authorization::{AuthorizationRequest, DpopProof};
 use crate::client::Client;
 use crate::error::{ErrorCode, OAuthError};
-use crate::policy::Policy;
+use crate::policy::{Policy, Profile};
 
 pub use request_object::{
     RequestObject, RequestObjectUse, verify_backchannel_request_object, verify_request_object,
@@ -192,6 +192,11 @@ impl Params {
 struct Checking<'a> {
     client: &'a Client,
     policy: &'a Policy,
+    /// The profile whose rules apply to this client's requests.
+    profile: Profile,
+    /// The request object came by value to the authorization endpoint
+    /// ([`validate_request_by_value`]), not pushed.
+    by_value: bool,
     form: &'a [(String, String)],
     params: Params,
     dpop: Option<&'a DpopProof>,
@@ -225,6 +230,8 @@ impl<'a> Checking<'a> {
         Checking {
             client,
             policy,
+            profile: policy.profile_for(client),
+            by_value: false,
             form,
             params,
             dpop,
@@ -271,12 +278,13 @@ type Step = fn(&mut Checking<'_>) -> Result<(), OAuthError>;
 /// The pipeline, in order. The steps before `check_redirect_uri` establish
 /// what an error redirect needs (the client, `state`, `response_mode`);
 /// errors they report are never redirected.
-const STEPS: [(&str, Step); 16] = [
+const STEPS: [(&str, Step); 17] = [
     ("check_client", check_client),
     ("check_request_reference", check_request_reference),
     ("check_state", check_state),
     ("check_response_mode", check_response_mode),
     ("check_redirect_uri", check_redirect_uri),
+    ("check_outside_parameters", check_outside_parameters),
     ("check_response_type", check_response_type),
     ("check_scope", check_scope),
     ("check_nonce", check_nonce),
@@ -310,12 +318,40 @@ pub fn validate_authorization_request(
     policy: &Policy,
     dpop: Option<&DpopProof>,
 ) -> Result<AuthorizationRequest, RejectedRequest> {
+    validate(client, form, request_object, policy, dpop, false)
+}
+
+/// [`validate_authorization_request`] for a request object sent by value
+/// to the authorization endpoint (RFC 9101 §5.1; FAPI 1.0 Advanced
+/// §5.2.2-1): the same steps, where the `query` must also carry the
+/// OAuth 2.0 / OIDC copies of `response_type`, `client_id` and `scope`
+/// (OpenID Connect Core §6.1), and PKCE is optional (FAPI 1.0 Advanced
+/// §5.2.2-18 requires it only with PAR). `request_object` was verified
+/// by [`verify_request_object`].
+pub fn validate_request_by_value(
+    client: &Client,
+    query: &[(String, String)],
+    request_object: &request_object::RequestObject,
+    policy: &Policy,
+) -> Result<AuthorizationRequest, RejectedRequest> {
+    validate(client, query, Some(request_object), policy, None, true)
+}
+
+fn validate(
+    client: &Client,
+    form: &[(String, String)],
+    request_object: Option<&request_object::RequestObject>,
+    policy: &Policy,
+    dpop: Option<&DpopProof>,
+    by_value: bool,
+) -> Result<AuthorizationRequest, RejectedRequest> {
     let reject = |error| RejectedRequest {
         error,
         redirect: None,
     };
     let params = Checking::params(form, request_object).map_err(reject)?;
     let mut c = Checking::new(client, policy, form, params, dpop);
+    c.by_value = by_value;
     if let Err(error) = c.run(&STEPS, "authorization request") {
         return Err(RejectedRequest {
             error,
@@ -406,7 +442,10 @@ fn check_client(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     }
     let meta = &c.client.metadata;
     if !c.client.allows_grant("authorization_code")
-        || !meta.response_types.iter().any(|r| r == "code")
+        || !meta
+            .response_types
+            .iter()
+            .any(|r| r == response::CODE || r == response::CODE_ID_TOKEN)
     {
         return Err(OAuthError::new(
             ErrorCode::UnauthorizedClient,
@@ -455,21 +494,55 @@ fn check_state(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// OAuth 2.0 Multiple Response Types §2.1, JARM §2.3: the code flow
-/// answers in the query, plainly or as a JWT.
+/// Whether the request asks for the hybrid flow where the profile serves
+/// it (OIDC Core §3.3; FAPI 1.0 Advanced §5.2.2-2). Elsewhere `code
+/// id_token` is refused as an unsupported response type, answered like the
+/// code flow.
+fn is_hybrid(c: &Checking<'_>) -> bool {
+    c.params.string("response_type").ok().flatten() == Some(response::CODE_ID_TOKEN)
+        && c.profile
+            .response_types()
+            .contains(&response::CODE_ID_TOKEN)
+}
+
+/// OAuth 2.0 Multiple Response Types §2.1, §5; OAuth 2.0 Form Post
+/// Response Mode §2; JARM §2.3: the hybrid flow answers in the fragment
+/// (its default, made explicit here) or as a form post, never in the
+/// query; the code flow in the query, plainly or as a JWT; and only in
+/// modes the profile serves. Checked before `response_type`, so that every
+/// later error reaches the client the way it expects its answer. `query`
+/// passes for the code flow even where the profile wants JARM, so that
+/// the refusal ([`check_response_type`]) is redirected.
 fn check_response_mode(c: &mut Checking<'_>) -> Result<(), OAuthError> {
-    if let Some(mode) = c.params.string("response_mode")? {
-        if !matches!(
-            mode,
-            response::RESPONSE_MODE_QUERY
-                | response::RESPONSE_MODE_JWT
-                | response::RESPONSE_MODE_QUERY_JWT
-        ) {
-            return Err(invalid_request(
-                "response_mode must be query, jwt or query.jwt",
-            ));
+    use response::{
+        RESPONSE_MODE_FORM_POST, RESPONSE_MODE_FRAGMENT, RESPONSE_MODE_JWT, RESPONSE_MODE_QUERY,
+        RESPONSE_MODE_QUERY_JWT,
+    };
+    let hybrid = is_hybrid(c);
+    let for_type: &[&str] = if hybrid {
+        &[RESPONSE_MODE_FRAGMENT, RESPONSE_MODE_FORM_POST]
+    } else {
+        &[
+            RESPONSE_MODE_QUERY,
+            RESPONSE_MODE_JWT,
+            RESPONSE_MODE_QUERY_JWT,
+        ]
+    };
+    let served = c.profile.response_modes();
+    let allowed: Vec<&str> = for_type
+        .iter()
+        .copied()
+        .filter(|m| served.contains(m) || *m == RESPONSE_MODE_QUERY)
+        .collect();
+    match c.params.string("response_mode")? {
+        Some(mode) if allowed.contains(&mode) => c.out.response_mode = Some(mode.to_owned()),
+        Some(_) => {
+            return Err(c
+                .params
+                .malformed(format!("response_mode must be {}", allowed.join(" or "))));
         }
-        c.out.response_mode = Some(mode.to_owned());
+        None if hybrid => c.out.response_mode = Some(RESPONSE_MODE_FRAGMENT.to_owned()),
+        None => {}
     }
     Ok(())
 }
@@ -489,16 +562,96 @@ fn check_redirect_uri(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// FAPI 2.0 Security Profile §5.3.2.2-1: only `code`.
+/// OpenID Connect Core §6.1, §6.3.3; FAPI 1.0 Advanced §5.2.2: under
+/// FAPI 1.0 a parameter sent both outside and inside the request object
+/// must say the same (`invalid_request` otherwise: the outside copy was
+/// changed on the way, or the client is confused), and by value the
+/// outside `response_type`, `client_id` and, for an OpenID request, a
+/// `scope` with `openid` are required, so that the request stays a valid
+/// OAuth 2.0 and OpenID Connect one. Only the inside values are used. FAPI
+/// 2.0 ignores the outside parameters (RFC 9101 §6.3).
+fn check_outside_parameters(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    if c.profile.is_fapi2() || !c.params.signed() {
+        return Ok(());
+    }
+    for (name, outside) in c.form {
+        let Some(inside) = c.params.get(name) else {
+            continue;
+        };
+        if !outside.is_empty() && !same_value(name, outside, inside) {
+            return Err(OAuthError::invalid_request(format!(
+                "{name} outside the request object differs from the one inside"
+            )));
+        }
+    }
+    if !c.by_value {
+        return Ok(());
+    }
+    for name in ["response_type", "client_id"] {
+        if single_param(c.form, name)?.is_none() {
+            return Err(OAuthError::invalid_request(format!(
+                "{name} is required outside the request object too (OpenID Connect Core §6.1)"
+            )));
+        }
+    }
+    let has_openid =
+        |scope: Option<&str>| scope.is_some_and(|s| s.split(' ').any(|t| t == "openid"));
+    if has_openid(c.params.string("scope")?) && !has_openid(single_param(c.form, "scope")?) {
+        return Err(invalid_request(
+            "scope with openid is required outside the request object too (OpenID Connect Core §6.1)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the form value `outside` says what the request-object claim
+/// `inside` says: a scope as a set of scope-tokens, a JSON-valued claim
+/// (`claims`, `max_age` as a number, …) as JSON.
+fn same_value(name: &str, outside: &str, inside: &Value) -> bool {
+    match inside {
+        Value::String(s) if name == "scope" => {
+            fn set(v: &str) -> Vec<&str> {
+                let mut t: Vec<&str> = v.split(' ').filter(|t| !t.is_empty()).collect();
+                t.sort_unstable();
+                t.dedup();
+                t
+            }
+            set(s) == set(outside)
+        }
+        Value::String(s) => s == outside,
+        other => serde_json::from_str::<Value>(outside).is_ok_and(|v| &v == other),
+    }
+}
+
+/// The response types the profile serves ([`Profile::response_types`]:
+/// FAPI 2.0 Security Profile §5.3.2.2-1 `code` only; FAPI 1.0 Advanced
+/// §5.2.2-2 `code id_token`, or `code` with JARM), and of those only one
+/// the client registered (OIDC Dynamic Registration §2 `response_types`;
+/// `unauthorized_client` otherwise, RFC 6749 §4.1.2.1).
 fn check_response_type(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     let rt = c
         .params
         .string("response_type")?
         .ok_or_else(|| invalid_request("response_type required"))?;
-    if rt != "code" {
+    let served = c.profile.response_types();
+    if !served.contains(&rt) {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedResponseType,
-            "only response_type code is supported",
+            format!("response_type must be {}", served.join(" or ")),
+        ));
+    }
+    if rt == response::CODE
+        && !c.profile.is_fapi2()
+        && !c.redirect.as_ref().is_some_and(|t| t.is_jarm())
+    {
+        return Err(invalid_request(
+            "response_type code requires response_mode jwt under FAPI 1.0 Advanced (or use code id_token)",
+        ));
+    }
+    if !c.client.metadata.response_types.iter().any(|r| r == rt) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("the client is not registered for response_type {rt}"),
         ));
     }
     c.out.response_type = rt.to_owned();
@@ -546,23 +699,37 @@ fn check_scope(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// OpenID Connect Core §3.1.2.1: `nonce` is kept verbatim for the id_token.
+/// OpenID Connect Core §3.1.2.1: `nonce` is kept verbatim for the
+/// id_token; §3.3.2.11: the hybrid flow requires it.
 fn check_nonce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
-    if let Some(nonce) = c.params.string("nonce")? {
-        if nonce.chars().count() > MAX_NONCE_LEN {
-            return Err(invalid_request(
-                "nonce is too long (at most 512 characters)",
-            ));
+    match c.params.string("nonce")? {
+        Some(nonce) if nonce.chars().count() > MAX_NONCE_LEN => Err(invalid_request(
+            "nonce is too long (at most 512 characters)",
+        )),
+        Some(nonce) => {
+            c.out.nonce = Some(nonce.to_owned());
+            Ok(())
         }
-        c.out.nonce = Some(nonce.to_owned());
+        None if c.out.response_type == response::CODE_ID_TOKEN => Err(invalid_request(
+            "nonce is required for response_type code id_token",
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// RFC 7636 §4.3, FAPI 2.0 Security Profile §5.3.2.2-4: a `code_challenge`
 /// is required and its method must be `S256` (the `plain` default of
 /// RFC 7636 §4.3 is not accepted).
 fn check_pkce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    // FAPI 1.0 Advanced §5.2.2-18: PKCE is required with PAR only; by
+    // value it is used when the client sends it.
+    if c.by_value
+        && !c.profile.is_fapi2()
+        && c.params.get("code_challenge").is_none()
+        && c.params.get("code_challenge_method").is_none()
+    {
+        return Ok(());
+    }
     let challenge = c
         .params
         .string("code_challenge")?
@@ -999,6 +1166,162 @@ mod tests {
         }
     }
 
+    /// A FAPI 1.0 request: `response_type`, `response_mode` and `nonce` as
+    /// given, for a client registered for both response types.
+    fn fapi1(
+        profile: Profile,
+        rt: &str,
+        mode: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<AuthorizationRequest, RejectedRequest> {
+        let mut f = with("response_type", Some(rt));
+        f.retain(|(k, _)| k != "nonce");
+        f.extend(mode.map(|m| ("response_mode".to_owned(), m.to_owned())));
+        f.extend(nonce.map(|n| ("nonce".to_owned(), n.to_owned())));
+        let client = client_with(json!({"response_types": ["code id_token", "code"]}));
+        validate_authorization_request(
+            &client,
+            &f,
+            None,
+            &Policy::new("https://op.example", profile),
+            None,
+        )
+    }
+
+    /// The error code, and the response_mode it is redirected with
+    /// (`Some("-")`: not redirected).
+    fn fapi1_fails(
+        profile: Profile,
+        rt: &str,
+        mode: Option<&str>,
+        nonce: Option<&str>,
+    ) -> (&'static str, Option<String>) {
+        let e = fapi1(profile, rt, mode, nonce).unwrap_err();
+        let mode = match e.redirect {
+            None => Some("-".to_owned()),
+            Some(t) => t.response_mode,
+        };
+        (e.error.code.as_str(), mode)
+    }
+
+    #[test]
+    fn hybrid_flow_under_fapi1_answers_in_the_fragment_or_a_form_post() {
+        for profile in [Profile::Fapi1Advanced, Profile::UkOpenBanking] {
+            let r = fapi1(profile, "code id_token", None, Some("n-1")).unwrap();
+            assert_eq!(r.response_type, "code id_token");
+            assert_eq!(r.response_mode.as_deref(), Some("fragment"), "the default");
+            assert_eq!(r.nonce.as_deref(), Some("n-1"));
+            for mode in ["fragment", "form_post"] {
+                let r = fapi1(profile, "code id_token", Some(mode), Some("n-1")).unwrap();
+                assert_eq!(r.response_mode.as_deref(), Some(mode));
+            }
+            // Never in the query, nor as JARM: an error page.
+            for mode in ["query", "jwt", "query.jwt", "fragment.jwt", "bogus"] {
+                assert_eq!(
+                    fapi1_fails(profile, "code id_token", Some(mode), Some("n")),
+                    ("invalid_request", Some("-".into())),
+                    "{profile:?} {mode}"
+                );
+            }
+            // OIDC Core §3.3.2.11: nonce required, the error in the fragment.
+            assert_eq!(
+                fapi1_fails(profile, "code id_token", None, None),
+                ("invalid_request", Some("fragment".into()))
+            );
+            assert_eq!(
+                fapi1_fails(profile, "code id_token", Some("form_post"), None),
+                ("invalid_request", Some("form_post".into()))
+            );
+        }
+        // A client not registered for the hybrid flow.
+        let mut f = with("response_type", Some("code id_token"));
+        f.push(("response_mode".into(), "fragment".into()));
+        let e = validate_authorization_request(
+            &client(),
+            &f,
+            None,
+            &Policy::new("https://op.example", Profile::Fapi1Advanced),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "unauthorized_client");
+        assert_eq!(
+            e.redirect.unwrap().response_mode.as_deref(),
+            Some("fragment")
+        );
+    }
+
+    #[test]
+    fn the_clients_profile_overrides_the_deployments() {
+        let f = {
+            let mut f = with("response_type", Some("code id_token"));
+            f.push(("response_mode".into(), "fragment".into()));
+            f
+        };
+        let fapi1_client = client_with(json!({
+            "response_types": ["code id_token"], "fapi_profile": "fapi1-advanced"}));
+        let fapi2 = Policy::new("https://op.example", Profile::Fapi2);
+        let r = validate_authorization_request(&fapi1_client, &f, None, &fapi2, None).unwrap();
+        assert_eq!(r.response_type, "code id_token");
+        // A FAPI 2.0 client of a FAPI 1.0 deployment: code only.
+        let fapi2_client = client_with(json!({"fapi_profile": "fapi2"}));
+        let fapi1 = Policy::new("https://op.example", Profile::Fapi1Advanced);
+        let e = validate_authorization_request(&fapi2_client, &f, None, &fapi1, None).unwrap_err();
+        assert_eq!(
+            e.error.code.as_str(),
+            "invalid_request",
+            "fragment is not a FAPI 2.0 mode"
+        );
+        let e = validate_authorization_request(
+            &fapi2_client,
+            &with("response_type", Some("code id_token")),
+            None,
+            &fapi1,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "unsupported_response_type");
+        assert!(validate_authorization_request(&fapi2_client, &good(), None, &fapi1, None).is_ok());
+    }
+
+    #[test]
+    fn fapi1_code_flow_needs_jarm_and_uk_has_none() {
+        // FAPI 1.0 Advanced §5.2.2-2: code only with response_mode jwt.
+        let p = Profile::Fapi1Advanced;
+        for mode in ["jwt", "query.jwt"] {
+            let r = fapi1(p, "code", Some(mode), Some("n")).unwrap();
+            assert_eq!(r.response_mode.as_deref(), Some(mode));
+        }
+        assert_eq!(
+            fapi1_fails(p, "code", None, Some("n")),
+            ("invalid_request", None)
+        );
+        assert_eq!(
+            fapi1_fails(p, "code", Some("query"), Some("n")),
+            ("invalid_request", Some("query".into()))
+        );
+        // The code flow does not answer in the fragment.
+        assert_eq!(
+            fapi1_fails(p, "code", Some("fragment"), Some("n")),
+            ("invalid_request", Some("-".into()))
+        );
+        // UK: no JARM, so no code flow either.
+        let uk = Profile::UkOpenBanking;
+        assert_eq!(
+            fapi1_fails(uk, "code", Some("jwt"), Some("n")),
+            ("invalid_request", Some("-".into()))
+        );
+        assert_eq!(
+            fapi1_fails(uk, "code", None, Some("n")),
+            ("unsupported_response_type", None)
+        );
+        // FAPI 2.0: code id_token is refused as before, in the query.
+        assert_eq!(
+            fapi1_fails(Profile::Fapi2, "code id_token", None, Some("n")),
+            ("unsupported_response_type", None)
+        );
+    }
+
     #[test]
     fn scope_rules() {
         assert_eq!(fails(&with("scope", None)), ("invalid_scope", true));
@@ -1302,6 +1625,131 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.error.code.as_str(), "invalid_request");
         }
+    }
+
+    /// A FAPI 1.0 hybrid request object by value, with `query` outside.
+    fn by_value(
+        query: &[(&str, &str)],
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<AuthorizationRequest, RejectedRequest> {
+        let mut c = ro_claims();
+        c["response_type"] = json!("code id_token");
+        edit(&mut c);
+        let client = client_with(json!({"response_types": ["code id_token"]}));
+        let policy = Policy::new("https://op.example", Profile::UkOpenBanking);
+        validate_request_by_value(&client, &form(query), &ro(c), &policy)
+    }
+
+    const OUTSIDE: [(&str, &str); 4] = [
+        ("client_id", "tpp-1"),
+        ("response_type", "code id_token"),
+        ("scope", "openid accounts"),
+        ("request", "eyJ.eyJ.sig"),
+    ];
+
+    #[test]
+    fn by_value_outside_parameters_are_copies_that_must_agree() {
+        let r = by_value(&OUTSIDE, |_| {}).unwrap();
+        assert_eq!(r.response_type, "code id_token");
+        assert_eq!(r.response_mode.as_deref(), Some("fragment"));
+        assert_eq!(r.state.as_deref(), Some("inside"));
+        // Same values in another order, JSON with other spacing, a number
+        // as a string: the same.
+        let mut q = OUTSIDE.to_vec();
+        q[2].1 = "accounts  openid";
+        q.push(("max_age", "600"));
+        q.push(("nonce", "n-in"));
+        q.push(("redirect_uri", CB2));
+        q.push((
+            "claims",
+            r#"{ "id_token": {"openbanking_intent_id": {"essential": true, "value": "i-1"}}}"#,
+        ));
+        assert!(by_value(&q, |_| {}).is_ok());
+        // Outside only (state, PKCE method): not used, not a contradiction.
+        let mut q = OUTSIDE.to_vec();
+        q.push(("state", "outside"));
+        let r = by_value(&q, |c| {
+            c.as_object_mut().unwrap().remove("state");
+        })
+        .unwrap();
+        assert_eq!(r.state, None, "state only outside is not used");
+
+        // A contradiction: invalid_request, to the client in the fragment
+        // with the inside state.
+        for (name, value) in [
+            ("nonce", "n-out"),
+            ("scope", "openid payments"),
+            ("state", "outside"),
+            ("max_age", "60"),
+            ("claims", r#"{"id_token":{}}"#),
+        ] {
+            let mut q = OUTSIDE.to_vec();
+            q.retain(|(k, _)| *k != name);
+            q.push((name, value));
+            let e = by_value(&q, |_| {}).unwrap_err();
+            assert_eq!(e.error.code.as_str(), "invalid_request", "{name}");
+            let target = e.redirect.expect("redirected");
+            assert_eq!(target.response_mode.as_deref(), Some("fragment"));
+            assert_eq!(target.state.as_deref(), Some("inside"));
+        }
+        // The OIDC copies are required outside.
+        for missing in ["client_id", "response_type", "scope"] {
+            let q: Vec<_> = OUTSIDE
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let e = by_value(&q, |_| {}).unwrap_err();
+            assert_eq!(e.error.code.as_str(), "invalid_request", "{missing}");
+        }
+        let mut q = OUTSIDE.to_vec();
+        q[2].1 = "accounts";
+        assert_eq!(
+            by_value(&q, |c| c["scope"] = json!("accounts"))
+                .unwrap()
+                .scope,
+            ["accounts"],
+            "no openid inside: no openid needed outside"
+        );
+        // nonce only outside: refused (OIDC Core §3.3.2.11).
+        let mut q = OUTSIDE.to_vec();
+        q.push(("nonce", "n-out"));
+        let e = by_value(&q, |c| {
+            c.as_object_mut().unwrap().remove("nonce");
+        })
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+    }
+
+    #[test]
+    fn by_value_pkce_is_optional_but_checked_when_sent() {
+        let r = by_value(&OUTSIDE, |c| {
+            let o = c.as_object_mut().unwrap();
+            o.remove("code_challenge");
+            o.remove("code_challenge_method");
+        })
+        .unwrap();
+        assert_eq!(r.code_challenge, "");
+        let e = by_value(&OUTSIDE, |c| c["code_challenge_method"] = json!("plain")).unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+        let e = by_value(&OUTSIDE, |c| {
+            c.as_object_mut().unwrap().remove("code_challenge");
+        })
+        .unwrap_err();
+        assert_eq!(e.error.code.as_str(), "invalid_request");
+        // Pushed, PKCE stays required (FAPI 1.0 Advanced §5.2.2-18).
+        let mut c = ro_claims();
+        c["response_type"] = json!("code id_token");
+        c.as_object_mut().unwrap().remove("code_challenge");
+        let client = client_with(json!({"response_types": ["code id_token"]}));
+        let policy = Policy::new("https://op.example", Profile::UkOpenBanking);
+        let f = form(&[("request", "eyJ.eyJ.sig")]);
+        let e =
+            validate_authorization_request(&client, &f, Some(&ro(c)), &policy, None).unwrap_err();
+        assert_eq!(
+            e.error.description.as_deref(),
+            Some("code_challenge required")
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! Signed request objects (RFC 9101 JAR; FAPI 2.0 Message Signing §5.3.1,
 //! §5.3.2): the authorization request as a JWT signed by the client.
 //!
-//! Only JWS is accepted. An encrypted request object (JWE, RFC 9101 §6.1)
-//! is refused with `invalid_request_object`: at the pushed authorization
-//! request endpoint the request already travels over mutually authenticated
-//! TLS, so encryption adds no confidentiality FAPI 2.0 asks for.
+//! A JWS, or a JWE to one of our encryption keys with the JWS inside
+//! (RFC 9101 §6.1; FAPI 1.0 Advanced §5.2.2): by value at the authorization
+//! endpoint the request object travels through the browser, where
+//! encryption keeps its content from the customer's device.
 
 use serde_json::{Map, Value};
 
@@ -25,6 +25,10 @@ pub const MAX_LIFETIME_SECS: i64 = 3600;
 
 /// FAPI 2.0 Message Signing §5.3.2: `nbf` at most 60 minutes in the past.
 pub const MAX_NBF_AGE_SECS: i64 = 3600;
+
+/// FAPI 1.0 Advanced §5.2.2: what a request object must itself carry (the
+/// `nonce` of the hybrid flow is the pipeline's to require).
+const FAPI1_REQUIRED_CLAIMS: [&str; 3] = ["scope", "redirect_uri", "response_type"];
 
 /// The claims of a request object whose signature and envelope
 /// (`iss`, `aud`, `exp`, `nbf`, `client_id`, `jti`) were verified. Only
@@ -71,8 +75,8 @@ pub(crate) fn replayed() -> OAuthError {
 /// (RFC 9101 §6.2, §6.3; FAPI 2.0 Message Signing §5.3.2; OpenID Connect
 /// Core §6.3.2):
 ///
-/// - a JWS compact serialisation (a JWE is refused: "encrypted request
-///   objects are not supported");
+/// - a JWS compact serialisation, or a JWE to one of our encryption keys
+///   with one inside (nested JWT, RFC 9101 §6.1);
 /// - `typ`, when present, `oauth-authz-req+jwt` (RFC 9101 §10.8 makes it a
 ///   SHOULD, so an absent `typ` is accepted);
 /// - `alg` PS256, ES256 or EdDSA, and the client's registered
@@ -87,6 +91,8 @@ pub(crate) fn replayed() -> OAuthError {
 /// - `client_id` required and equal to the client (and to the form's
 ///   `client_id` when one was sent, RFC 9101 §5);
 /// - no `request` / `request_uri` inside;
+/// - under FAPI 1.0 Advanced, `scope`, `redirect_uri` and `response_type`
+///   inside (§5.2.2);
 /// - `jti`, when present, used only once (kept until `exp`).
 ///
 /// Every refusal is `invalid_request_object` (RFC 9101 §6.3), except
@@ -299,6 +305,17 @@ async fn verify<F: JwksFetcher, S: ReplayCache>(
             "client_id parameter does not match the request object",
         ));
     }
+    if !backchannel && !policy.profile_for(client).is_fapi2() {
+        // FAPI 1.0 Advanced §5.2.2-1, §5.2.3-8: every parameter is inside
+        // the signed object; outside values are only OIDC's copies.
+        for name in FAPI1_REQUIRED_CLAIMS {
+            if !claims.get(name).is_some_and(Value::is_string) {
+                return Err(invalid(format!(
+                    "request object lacks the {name} claim (FAPI 1.0 Advanced §5.2.2)"
+                )));
+            }
+        }
+    }
     if claims.contains_key("request") || claims.contains_key("request_uri") {
         return Err(invalid(
             "a request object must not contain request or request_uri",
@@ -475,6 +492,29 @@ mod tests {
             assert_eq!(ro.claims()["state"], "s");
             assert_eq!(ro.claims()["scope"], "openid accounts");
         }
+    }
+
+    #[tokio::test]
+    async fn fapi1_requires_the_request_parameters_inside() {
+        let key = TestKey::rsa(Some("rsa-1"));
+        let mut s = setup(&[&key]);
+        for profile in [Profile::Fapi1Advanced, Profile::UkOpenBanking] {
+            s.policy = Policy::new(ISSUER, profile);
+            let ok = with("jti", Some(json!(format!("jti-{profile:?}"))));
+            verify(&s, &typed(&key, "PS256", &ok)).await.unwrap();
+            for name in ["scope", "redirect_uri", "response_type"] {
+                let (code, d) = refused(&s, &typed(&key, "PS256", &with(name, None))).await;
+                assert_eq!(code, "invalid_request_object", "{profile:?} {name}");
+                assert!(d.contains(name), "{d}");
+            }
+        }
+        // FAPI 2.0 Message Signing leaves them to the pipeline.
+        s.policy = Policy::new(ISSUER, Profile::Fapi2MessageSigning);
+        assert!(
+            verify(&s, &typed(&key, "PS256", &with("scope", None)))
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! The authorization response: where the browser is sent back to the client
-//! with a code or an error (RFC 6749 §4.1.2, §4.1.2.1), always carrying the
-//! issuer (RFC 9207 §2), or wrapped in a signed JWT (JARM §2.1, §2.3.1).
+//! with a code (and, in the hybrid flow, an id_token) or an error (RFC 6749
+//! §4.1.2, §4.1.2.1; OIDC Core §3.3.2.5), always carrying the issuer
+//! (RFC 9207 §2): in the query, the fragment or a form post, or wrapped in
+//! a signed JWT (JARM §2.1, §2.3.1).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -15,9 +17,18 @@ use crate::policy::Policy;
 /// minutes.
 pub const JARM_LIFETIME_SECS: i64 = 300;
 
+/// The code flow's `response_type` (RFC 6749 §4.1.1).
+pub const CODE: &str = "code";
+/// The hybrid flow's `response_type` (OIDC Core §3.3.2.1).
+pub const CODE_ID_TOKEN: &str = "code id_token";
+
 /// `response_mode` values (OAuth 2.0 Multiple Response Types §2.1, JARM
 /// §2.3). `jwt` means `query.jwt` for the code flow (JARM §2.3.4).
 pub const RESPONSE_MODE_QUERY: &str = "query";
+/// OAuth 2.0 Multiple Response Types §2.1; the hybrid flow's default (§5).
+pub const RESPONSE_MODE_FRAGMENT: &str = "fragment";
+/// OAuth 2.0 Form Post Response Mode §2.
+pub const RESPONSE_MODE_FORM_POST: &str = "form_post";
 /// JARM §2.3.1.
 pub const RESPONSE_MODE_QUERY_JWT: &str = "query.jwt";
 /// JARM §2.3.4.
@@ -55,15 +66,48 @@ impl RedirectTarget {
     }
 }
 
-/// Builds the full redirect URL of an authorization response.
+/// What was granted: the code, and the id_token that travels with it in the
+/// hybrid flow (OIDC Core §3.3.2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Granted<'a> {
+    pub code: &'a str,
+    pub id_token: Option<&'a str>,
+}
+
+impl<'a> Granted<'a> {
+    /// A code alone (the code flow).
+    pub fn code(code: &'a str) -> Granted<'a> {
+        Granted {
+            code,
+            id_token: None,
+        }
+    }
+}
+
+/// How the browser carries the response to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationResponse {
+    /// A redirect to this URL (query, fragment or JARM).
+    Redirect(String),
+    /// OAuth 2.0 Form Post Response Mode §2: a page that posts `params` to
+    /// `action` (the redirect URI) as `application/x-www-form-urlencoded`.
+    FormPost {
+        action: String,
+        params: Vec<(&'static str, String)>,
+    },
+}
+
+/// Builds the authorization response.
 ///
-/// `outcome` is the authorization code or the error to report. Plain mode
-/// (RFC 6749 §4.1.2, §4.1.2.1; RFC 9207 §2): the registered `redirect_uri`
-/// with its own query kept, plus `code` and `state`, or `error`,
-/// `error_description` (reduced to the RFC 6749 §5.2 character set) and
-/// `state`, and in both cases `iss` = the issuer identifier. Nothing else is
-/// added, so an error redirect carries only the parameters the OIDF suite
-/// allows. JARM (`response_mode` `jwt` or `query.jwt`, JARM §2.3.1): one
+/// `outcome` is what was granted or the error to report. Plain modes
+/// (RFC 6749 §4.1.2, §4.1.2.1; OIDC Core §3.3.2.5; RFC 9207 §2): `code`
+/// (and `id_token`) and `state`, or `error`, `error_description` (reduced
+/// to the RFC 6749 §5.2 character set) and `state`, and in both cases
+/// `iss` = the issuer identifier; in the query of the registered
+/// `redirect_uri` (its own query kept), in its fragment (`fragment`, OAuth
+/// 2.0 Multiple Response Types §2.1), or as the fields of a form post
+/// (`form_post`, Form Post Response Mode §2). Nothing else is added, so an
+/// error carries only the parameters the OIDF suite allows. JARM (`response_mode` `jwt` or `query.jwt`, JARM §2.3.1): one
 /// `response` query parameter holding a JWT signed with the client's
 /// `authorization_signed_response_alg` (default PS256) whose claims are
 /// `iss`, `aud` = client_id, `exp` = now + [`JARM_LIFETIME_SECS`] and the
@@ -79,14 +123,14 @@ pub fn authorization_response(
     keys: &Keys,
     client: &Client,
     target: &RedirectTarget,
-    outcome: Result<&str, &OAuthError>,
+    outcome: Result<Granted<'_>, &OAuthError>,
     now: i64,
-) -> Result<String, OAuthError> {
+) -> Result<AuthorizationResponse, OAuthError> {
     let mut url = url::Url::parse(&target.redirect_uri).map_err(|e| {
         tracing::error!(client_id = %client.id(), error = %e, "redirect_uri does not parse");
         OAuthError::server_error()
     })?;
-    let params = response_params(target, outcome);
+    let mut params = response_params(target, outcome);
 
     if target.is_jarm() {
         let alg = jarm_alg(client)?;
@@ -102,24 +146,41 @@ pub fn authorization_response(
             OAuthError::server_error()
         })?;
         url.query_pairs_mut().append_pair("response", &jwt);
-    } else {
-        let mut pairs = url.query_pairs_mut();
-        for (name, value) in &params {
-            pairs.append_pair(name, value);
-        }
-        pairs.append_pair("iss", &policy.issuer);
+        return Ok(AuthorizationResponse::Redirect(url.into()));
     }
-    Ok(url.into())
+    params.push(("iss", policy.issuer.clone()));
+    match target.response_mode.as_deref() {
+        Some(RESPONSE_MODE_FORM_POST) => Ok(AuthorizationResponse::FormPost {
+            action: url.into(),
+            params,
+        }),
+        Some(RESPONSE_MODE_FRAGMENT) => {
+            let fragment = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&params)
+                .finish();
+            url.set_fragment(Some(&fragment));
+            Ok(AuthorizationResponse::Redirect(url.into()))
+        }
+        _ => {
+            url.query_pairs_mut().extend_pairs(&params);
+            Ok(AuthorizationResponse::Redirect(url.into()))
+        }
+    }
 }
 
 /// The response parameters besides `iss`, in a fixed order.
 fn response_params(
     target: &RedirectTarget,
-    outcome: Result<&str, &OAuthError>,
+    outcome: Result<Granted<'_>, &OAuthError>,
 ) -> Vec<(&'static str, String)> {
-    let mut params = Vec::with_capacity(3);
+    let mut params = Vec::with_capacity(5);
     match outcome {
-        Ok(code) => params.push(("code", code.to_owned())),
+        Ok(granted) => {
+            params.push(("code", granted.code.to_owned()));
+            if let Some(id_token) = granted.id_token {
+                params.push(("id_token", id_token.to_owned()));
+            }
+        }
         Err(e) => {
             params.push(("error", e.code.as_str().to_owned()));
             if let Some(d) = e.safe_description() {
@@ -180,6 +241,21 @@ mod tests {
         }
     }
 
+    /// The redirect URL of a response that is a redirect.
+    fn respond(
+        policy: &Policy,
+        keys: &Keys,
+        client: &Client,
+        target: &RedirectTarget,
+        outcome: Result<Granted<'_>, &OAuthError>,
+        now: i64,
+    ) -> Result<String, OAuthError> {
+        match authorization_response(policy, keys, client, target, outcome, now)? {
+            AuthorizationResponse::Redirect(url) => Ok(url),
+            other => panic!("not a redirect: {other:?}"),
+        }
+    }
+
     fn query(url: &str) -> Vec<(String, String)> {
         url::Url::parse(url)
             .unwrap()
@@ -195,12 +271,12 @@ mod tests {
     #[test]
     fn code_response_keeps_the_registered_query_and_adds_iss() {
         let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi2);
-        let url = authorization_response(
+        let url = respond(
             &policy,
             &keys(),
             &client(None),
             &target(Some("st&=ü"), None),
-            Ok("the-code"),
+            Ok(Granted::code("the-code")),
             T0,
         )
         .unwrap();
@@ -223,14 +299,86 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_response_in_the_fragment_or_as_a_form_post() {
+        let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi1Advanced);
+        let granted = Granted {
+            code: "the-code",
+            id_token: Some("h.p.s"),
+        };
+        let url = respond(
+            &policy,
+            &keys(),
+            &client(None),
+            &target(Some("st&=ü"), Some("fragment")),
+            Ok(granted),
+            T0,
+        )
+        .unwrap();
+        let u = url::Url::parse(&url).unwrap();
+        // The registered query stays; the response is in the fragment only.
+        assert_eq!(u.query(), Some("dummy1=lorem&dummy2=ipsum"));
+        let fragment: Vec<(String, String)> =
+            url::form_urlencoded::parse(u.fragment().unwrap().as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            fragment,
+            vec![
+                ("code".into(), "the-code".into()),
+                ("id_token".into(), "h.p.s".into()),
+                ("state".into(), "st&=ü".into()),
+                ("iss".into(), ISSUER.into()),
+            ]
+        );
+        // An error in the fragment too.
+        let err = OAuthError::new(ErrorCode::InvalidRequest, "nonce missing");
+        let url = respond(
+            &policy,
+            &keys(),
+            &client(None),
+            &target(Some("s"), Some("fragment")),
+            Err(&err),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(
+            url::Url::parse(&url).unwrap().fragment(),
+            Some(
+                "error=invalid_request&error_description=nonce+missing&state=s&iss=https%3A%2F%2Fop.example"
+            )
+        );
+
+        let r = authorization_response(
+            &policy,
+            &keys(),
+            &client(None),
+            &target(None, Some("form_post")),
+            Ok(granted),
+            T0,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            AuthorizationResponse::FormPost {
+                action: "https://tpp.example/cb?dummy1=lorem&dummy2=ipsum".into(),
+                params: vec![
+                    ("code", "the-code".into()),
+                    ("id_token", "h.p.s".into()),
+                    ("iss", ISSUER.into()),
+                ],
+            }
+        );
+    }
+
+    #[test]
     fn without_state_no_state_is_sent() {
         let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi2);
-        let url = authorization_response(
+        let url = respond(
             &policy,
             &keys(),
             &client(None),
             &target(None, Some("query")),
-            Ok("c"),
+            Ok(Granted::code("c")),
             T0,
         )
         .unwrap();
@@ -241,7 +389,7 @@ mod tests {
     fn error_response_carries_only_the_allowed_parameters() {
         let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi2);
         let err = OAuthError::new(ErrorCode::AccessDenied, "the user said \"no\"\n");
-        let url = authorization_response(
+        let url = respond(
             &policy,
             &keys(),
             &client(None),
@@ -268,7 +416,7 @@ mod tests {
         assert_eq!(q[5].1, ISSUER);
 
         let bare = OAuthError::bare(ErrorCode::InvalidScope);
-        let url = authorization_response(
+        let url = respond(
             &policy,
             &keys(),
             &client(None),
@@ -303,12 +451,12 @@ mod tests {
             ("jwt", None, &fixture().ps256.kid),
             ("query.jwt", Some("ES256"), &fixture().es256.kid),
         ] {
-            let url = authorization_response(
+            let url = respond(
                 &policy,
                 &keys,
                 &client(alg),
                 &target(Some("s1"), Some(mode)),
-                Ok("the-code"),
+                Ok(Granted::code("the-code")),
                 T0,
             )
             .unwrap();
@@ -339,7 +487,7 @@ mod tests {
         let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi2);
         let keys = keys();
         let err = OAuthError::new(ErrorCode::AccessDenied, "denied");
-        let url = authorization_response(
+        let url = respond(
             &policy,
             &keys,
             &client(None),
@@ -360,8 +508,15 @@ mod tests {
         let policy = Policy::new(ISSUER, crate::policy::Profile::Fapi2);
         let mut t = target(None, None);
         t.redirect_uri = "not a url".into();
-        let e =
-            authorization_response(&policy, &keys(), &client(None), &t, Ok("c"), T0).unwrap_err();
+        let e = authorization_response(
+            &policy,
+            &keys(),
+            &client(None),
+            &t,
+            Ok(Granted::code("c")),
+            T0,
+        )
+        .unwrap_err();
         assert_eq!(e.code.as_str(), "server_error");
     }
 

@@ -78,6 +78,19 @@ pub struct IdTokenInput<'a> {
     /// Claims from the token-claims hook ([`super::claims`]); protocol
     /// claims and the consent claim among them are ignored.
     pub extra_claims: Option<&'a Map<String, Value>>,
+    /// Set for the id_token of the hybrid flow's authorization response.
+    pub front_channel: Option<FrontChannel<'a>>,
+}
+
+/// What the id_token of an authorization response (OIDC Core §3.3.2.11;
+/// FAPI 1.0 Advanced §5.2.2.1) hashes: the code it travels with
+/// (`c_hash`) and the `state` (`s_hash`, absent without a state). A
+/// detached signature over both, so that neither can be swapped in the
+/// browser.
+#[derive(Debug, Clone, Copy)]
+pub struct FrontChannel<'a> {
+    pub code: &'a str,
+    pub state: Option<&'a str>,
 }
 
 /// The client's `id_token_signed_response_alg` (OIDC Dynamic Registration
@@ -93,8 +106,9 @@ pub fn id_token_alg(client: &Client) -> Result<JwsAlg, OAuthError> {
     }
 }
 
-/// OIDC Core §3.3.2.11 `at_hash` (and §3.3.2.11 `c_hash` likewise): the
-/// left-most half of the hash of the ASCII token, base64url. The hash is the
+/// OIDC Core §3.3.2.11 `at_hash` (and `c_hash`, and FAPI 1.0 Advanced
+/// §5.2.2.1 `s_hash`, likewise): the left-most half of the hash of the
+/// ASCII value, base64url. The hash is the
 /// one of the JWS algorithm: SHA-256 for PS256 and ES256; SHA-512 for
 /// Ed25519, as the OpenID conformance suite computes it for EdDSA.
 pub fn at_hash(token: &str, alg: JwsAlg) -> String {
@@ -134,6 +148,12 @@ pub fn id_token_claims(
     }
     if let Some(token) = input.access_token {
         claims.insert("at_hash".into(), at_hash(token, alg).into());
+    }
+    if let Some(fc) = input.front_channel {
+        claims.insert("c_hash".into(), at_hash(fc.code, alg).into());
+        if let Some(state) = fc.state {
+            claims.insert("s_hash".into(), at_hash(state, alg).into());
+        }
     }
     let consent_claim = consent_claim_name(input.grant);
     for name in requested_claim_names(input.grant.claims_request.as_ref(), "id_token") {
@@ -238,6 +258,38 @@ mod tests {
     }
 
     #[test]
+    fn front_channel_id_token_hashes_code_and_state() {
+        // OIDC Core Appendix A.4: the code and its c_hash.
+        let code = "Qcb0Orv1zh30vL1MPRsbm-diHiMwcLyZvn1arpZv-Jxf_11jnpEX3Tgfvk";
+        let (c, a, g) = (client(None), auth(), grant());
+        let mut input = IdTokenInput {
+            client: &c,
+            authentication: &a,
+            nonce: Some("n-0S6_WzA2Mj"),
+            access_token: None,
+            grant: &g,
+            consent_id: Some("intent-1"),
+            extra_claims: None,
+            front_channel: Some(FrontChannel {
+                code,
+                state: Some("af0ifjsldkj"),
+            }),
+        };
+        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
+        assert_eq!(claims["c_hash"], json!("LDktKdoQak3Pk0cnXxCltA"));
+        // Left half of SHA-256("af0ifjsldkj"), computed independently
+        // (Python hashlib).
+        assert_eq!(claims["s_hash"], json!("bOhtX8F73IMjSPeVAqxyTQ"));
+        assert_eq!(claims["nonce"], json!("n-0S6_WzA2Mj"));
+        assert_eq!(claims["openbanking_intent_id"], json!("intent-1"));
+        assert!(!claims.contains_key("at_hash"));
+        input.front_channel = Some(FrontChannel { code, state: None });
+        let claims = id_token_claims(&policy(), &input, JwsAlg::ES256, T0);
+        assert_eq!(claims["c_hash"], json!("LDktKdoQak3Pk0cnXxCltA"));
+        assert!(!claims.contains_key("s_hash"), "no state, no s_hash");
+    }
+
+    #[test]
     fn claims_carry_authentication_and_only_requested_user_claims() {
         let (c, a, g) = (client(None), auth(), grant());
         let input = IdTokenInput {
@@ -248,6 +300,7 @@ mod tests {
             grant: &g,
             consent_id: Some("intent-1"),
             extra_claims: None,
+            front_channel: None,
         };
         let claims = Value::Object(id_token_claims(&policy(), &input, JwsAlg::PS256, T0));
         assert_eq!(
@@ -285,6 +338,7 @@ mod tests {
             grant: &g,
             consent_id: None,
             extra_claims: None,
+            front_channel: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         for absent in ["nonce", "at_hash", "acr", "amr", "openbanking_intent_id"] {
@@ -308,6 +362,7 @@ mod tests {
             grant: &g,
             consent_id: Some("c-9"),
             extra_claims: None,
+            front_channel: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         assert_eq!(claims["consent_id"], "c-9");
@@ -329,6 +384,7 @@ mod tests {
                 grant: &g,
                 consent_id: None,
                 extra_claims: None,
+                front_channel: None,
             };
             let jwt = issue_id_token(&keys, &policy(), &input, T0).unwrap();
             let header = peek_header(&jwt).unwrap();

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 pub use claims::{ClaimsHook, ClaimsQuery, ExtraClaims, NoClaimsHook};
 pub use id_token::{
-    DEFAULT_CONSENT_CLAIM, IdTokenInput, at_hash, consent_claim_name, id_token_alg,
+    DEFAULT_CONSENT_CLAIM, FrontChannel, IdTokenInput, at_hash, consent_claim_name, id_token_alg,
     id_token_claims, issue_id_token,
 };
 pub use issue::{

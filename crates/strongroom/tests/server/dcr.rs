@@ -1832,3 +1832,37 @@ fn dcr_shipped_config_example_is_valid_when_uncommented() {
     assert_eq!(cfg.registration.rate_limit_per_software, 20);
     assert!(strongroom::registration::registrar(&cfg).unwrap().is_some());
 }
+
+/// UK registrations on a FAPI 1.0 deployment follow the UK profile: the
+/// registration answers `fapi_profile = "uk-ob"` and `code id_token`
+/// (UK DCR 3.3's default); a `code` registration is refused there, since
+/// the UK profile does not serve it.
+#[actix_web::test]
+async fn dcr_uk_registrations_on_fapi1_get_the_uk_profile() {
+    let mut setup = Setup::new(Backend::Sqlite);
+    setup.tweak = Some(|c| {
+        with_directory(c);
+        c.profile = strongroom::config::Profile::Fapi1Advanced;
+    });
+    let sw = Software::new(&setup, "tppSoftware001");
+    let srv = setup.start().await;
+    let mut claims = sw.request_claims(&srv);
+    claims.as_object_mut().unwrap().remove("response_types");
+    let a = register(&srv, &sw, &claims).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    assert_eq!(a.json["fapi_profile"], "uk-ob");
+    assert_eq!(a.json["response_types"], json!(["code id_token"]));
+    let mut claims = sw.request_claims(&srv);
+    claims["response_types"] = json!(["code"]);
+    let a = register(&srv, &sw, &claims).await;
+    assert_error(&a, 400, &["invalid_client_metadata"]);
+    assert!(
+        a.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("response_type code"),
+        "{}",
+        a.json
+    );
+    srv.stop().await;
+}

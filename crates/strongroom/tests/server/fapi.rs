@@ -607,7 +607,7 @@ async fn redeem_code(w: &World, code: &str, pkce: &Pkce) -> Answer {
 }
 
 /// Verifies a JWT from the server against its published JWKS, independently.
-async fn verify_with_jwks(srv: &TestServer, jwt: &str) -> Value {
+pub async fn verify_with_jwks(srv: &TestServer, jwt: &str) -> Value {
     let jwks: jsonwebtoken::jwk::JwkSet = srv
         .client(None)
         .get(srv.url("/jwks"))

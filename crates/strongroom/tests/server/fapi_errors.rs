@@ -311,7 +311,7 @@ async fn signed_request_objects_are_checked() {
 /// The signed request object, encrypted as a UK TPP does (josekit) to the
 /// `use: enc` key of our JWKS published for `alg`.
 #[allow(deprecated)]
-fn encrypt_to_published(jwks: &Value, alg: &str, enc: &str, signed: &str) -> String {
+pub fn encrypt_to_published(jwks: &Value, alg: &str, enc: &str, signed: &str) -> String {
     use josekit::jwe::alg::rsaes::RsaesJweAlgorithm;
     let key = jwks["keys"]
         .as_array()

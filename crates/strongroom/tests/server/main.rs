@@ -3,6 +3,7 @@
 
 mod admin;
 mod binding;
+mod by_value;
 mod ciba;
 mod cli;
 mod connections;
@@ -12,6 +13,7 @@ mod fapi;
 mod fapi_errors;
 mod foundation;
 mod harness;
+mod hybrid;
 mod input;
 mod ops;
 mod otlp;
