@@ -937,29 +937,204 @@ async fn admin_key_rotation() {
     adm.stop().await;
 }
 
-/// Two instances on one PostgreSQL: a client created on A works on B at
-/// once, its deletion on B stops it on A, and a key rotation on A is in
-/// B's JWKS within the propagation time.
+/// `strongroom admin …` against the in-process instance `adm`, logging in
+/// as its dev admin client (dev mode makes it); (exit code, stdout, stderr).
+fn cli(setup: &Setup, adm: &Admin, args: &[&str]) -> (Option<i32>, String, String) {
+    let config = setup.data_dir.join("cli.toml");
+    std::fs::write(&config, "dev_mode = true\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom"))
+        .arg("admin")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("STRONGROOM_CONFIG", &config)
+        .env("STRONGROOM_ISSUER", &adm.srv.issuer)
+        .env(
+            "STRONGROOM_LISTEN",
+            format!("127.0.0.1:{}", adm.srv.main_port),
+        )
+        .env(
+            "STRONGROOM_MTLS_LISTEN",
+            format!("127.0.0.1:{}", adm.srv.mtls_port),
+        )
+        .env(
+            "STRONGROOM_ADMIN_LISTEN",
+            adm.base.trim_start_matches("http://"),
+        )
+        .env("STRONGROOM_DATA_DIR", &setup.data_dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Introspection of `token` by `tpp` at `srv`: whether it is active.
+async fn active(srv: &TestServer, tpp: &Tpp, token: &str) -> bool {
+    let mut form = tpp.auth_fields(srv);
+    form.push(("token".into(), token.into()));
+    let a = post_form(&srv.client(None), &srv.url("/introspect"), &form, None).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    a.json["active"] == true
+}
+
+/// The issue's check, on two instances on one PostgreSQL: a client created
+/// through the CLI on A completes a FAPI 2.0 flow on B at once; a key
+/// rotation on A is in B's JWKS within the propagation time and the key
+/// that signed the earlier id_token still verifies it there; revoking a
+/// consent through the API makes its tokens inactive on both; the client's
+/// deletion on B stops its next token request on A.
 #[actix_web::test]
 async fn admin_changes_reach_every_instance() {
-    let (setup, ops, _, _) = setup(Backend::Postgres);
+    use jsonwebtoken::{DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    let (mut setup, ops, _, _) = setup(Backend::Postgres);
+    setup.users = vec![crate::fapi::demo_user()];
     let a = Admin::start(&setup).await;
     let b = Admin::start(&setup).await;
-    let ta = token(&a.srv, &ops, ALL).await;
-    let tb = token(&b.srv, &ops, ALL).await;
     let tpp = Tpp::new("tpp-two-instances");
+    let file = setup.data_dir.join("tpp.json");
+    std::fs::write(&file, tpp.pkjwt_metadata().to_string()).unwrap();
+    let (code, out, err) = cli(&setup, &a, &["clients", "create", file.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // The FAPI 2.0 flow on B: PAR, login, consent, code, DPoP-bound tokens.
+    let pkce = crate::tpp::Pkce::new();
+    let params = tpp.authz_params(&pkce, "openid accounts");
+    let nonce = crate::tpp::param(&params, "nonce").to_owned();
+    let request_uri = tpp.push(&b.srv, params).await;
+    let browser = b.srv.browser();
+    let back = crate::tpp::browser_flow(
+        &b.srv,
+        &browser,
+        &tpp.client_id,
+        &request_uri,
+        crate::fapi::USER,
+        crate::fapi::PASSWORD,
+        true,
+    )
+    .await;
+    let q = crate::tpp::query(&back);
+    let url = b.srv.url("/token");
+    let mut form = tpp.auth_fields(&b.srv);
+    form.extend([
+        ("grant_type".to_string(), "authorization_code".to_string()),
+        ("code".into(), q["code"].clone()),
+        ("redirect_uri".into(), tpp.redirect_uri.clone()),
+        ("code_verifier".into(), pkce.verifier.clone()),
+    ]);
+    let tokens = post_form(
+        &b.srv.client(None),
+        &url,
+        &form,
+        Some(tpp.dpop_proof("POST", &url, None)),
+    )
+    .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.json);
+    assert_eq!(tokens.json["token_type"], "DPoP");
+    let id_token = tokens.json["id_token"].as_str().unwrap().to_owned();
+
+    // Rotation on A; B's JWKS has the new keys within 2 s and still the
+    // key of the id_token, which verifies with it.
+    let ta = token(&a.srv, &ops, ALL).await;
     let r = call(
         &a,
         &ops,
         &ta,
         Method::POST,
-        "/admin/v1/clients",
-        Some(("application/json", new_tpp_metadata(&tpp).to_string())),
+        "/admin/v1/keys/rotate",
+        None,
         None,
     )
     .await;
-    assert_eq!(r.status, 201, "{}", r.json);
-    assert_eq!(tpp_token_status(&b.srv, &tpp).await, 200, "B at once");
+    assert_eq!(r.status, 200, "{}", r.json);
+    let kid = r.json["items"][0]["kid"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let jwks: JwkSet = loop {
+        let j: JwkSet = b
+            .srv
+            .client(None)
+            .get(b.srv.url("/jwks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if j.find(&kid).is_some() {
+            break j;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B's JWKS within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let header = decode_header(&id_token).unwrap();
+    let old = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("the old key is still published");
+    let mut v = Validation::new(header.alg);
+    v.set_audience(&[tpp.client_id.as_str()]);
+    v.set_issuer(&[b.srv.issuer.as_str()]);
+    let claims = decode::<Value>(&id_token, &DecodingKey::from_jwk(old).unwrap(), &v)
+        .expect("the id_token verifies with the old key after the rotation")
+        .claims;
+    assert_eq!(claims["nonce"], nonce);
+
+    // A consent's tokens (a grant the bank's consent step named), revoked
+    // through the API on A: inactive on both.
+    let store = token_store::Store::connect(&setup.database_url, 1).unwrap();
+    let t = crate::tpp::now();
+    use oauth_core::storage::{GrantRepository as _, TokenRepository as _};
+    store
+        .put_grant(oauth_core::storage::GrantRecord {
+            grant_id: "g-consent".into(),
+            client_id: tpp.client_id.clone(),
+            sub: Some("sub-alice-0001".into()),
+            scope: "openid accounts".into(),
+            consent_id: Some("aac-admin-1".into()),
+            details: "{}".into(),
+            created_at: t,
+            revoked_at: None,
+        })
+        .await
+        .unwrap();
+    let consent_token = format!("consent-token-{}", crate::tpp::random(16));
+    store
+        .put_tokens(vec![oauth_core::storage::TokenRecord {
+            token_hash: oauth_core::secret::hash_secret(&consent_token),
+            kind: oauth_core::storage::TokenKind::Access,
+            client_id: tpp.client_id.clone(),
+            grant_id: Some("g-consent".into()),
+            sub: Some("sub-alice-0001".into()),
+            scope: "accounts".into(),
+            cnf_jkt: Some(tpp.dpop.thumbprint()),
+            cnf_x5t: None,
+            details: "{}".into(),
+            created_at: t,
+            expires_at: t + 600,
+            revoked_at: None,
+        }])
+        .await
+        .unwrap();
+    assert!(
+        active(&a.srv, &tpp, &consent_token).await && active(&b.srv, &tpp, &consent_token).await
+    );
+    let (code, out, err) = cli(&setup, &a, &["consents", "revoke", "aac-admin-1"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("revoked 1 grant"), "{out}");
+    assert!(!active(&a.srv, &tpp, &consent_token).await, "inactive on A");
+    assert!(!active(&b.srv, &tpp, &consent_token).await, "inactive on B");
+    let flow_token = tokens.json["access_token"].as_str().unwrap();
+    assert!(
+        active(&a.srv, &tpp, flow_token).await,
+        "the other grant's tokens stay"
+    );
+
+    // Deleted on B: A refuses its next token request.
+    let tb = token(&b.srv, &ops, ALL).await;
     let r = call(
         &b,
         &ops,
@@ -983,44 +1158,40 @@ async fn admin_changes_reach_every_instance() {
     .await;
     assert_eq!(r.status, 204, "{}", r.json);
     assert_eq!(tpp_token_status(&a.srv, &tpp).await, 401, "A at once");
+    let left = store
+        .get_active_token(
+            &oauth_core::secret::hash_secret(flow_token),
+            crate::tpp::now(),
+        )
+        .await
+        .unwrap();
+    assert!(left.is_none(), "its tokens revoked with it");
 
+    // The audit log, read on B, has each of these actions.
     let r = call(
-        &a,
+        &b,
         &ops,
-        &ta,
-        Method::POST,
-        "/admin/v1/keys/rotate",
+        &tb,
+        Method::GET,
+        "/admin/v1/audit?limit=200",
         None,
         None,
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.json);
-    let kid = r.json["items"][0]["kid"].as_str().unwrap().to_owned();
-    let started = Instant::now();
-    loop {
-        let j: Value = b
-            .srv
-            .client(None)
-            .get(b.srv.url("/jwks"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if j["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|k| k["kid"] == kid.as_str())
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "B's JWKS within 2 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let actions: Vec<&str> = r.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["status"].as_i64().unwrap() < 300)
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    for want in [
+        "clients.create",
+        "keys.rotate",
+        "consents.revoke",
+        "clients.delete",
+    ] {
+        assert!(actions.contains(&want), "{want} in {actions:?}");
     }
     a.stop().await;
     b.stop().await;
