@@ -186,7 +186,7 @@ impl From<OAuthError> for ResourceError {
 }
 
 /// OIDC Core §5.4: the claims each scope releases.
-fn scope_claims(scope: &str) -> &'static [&'static str] {
+pub fn scope_claims(scope: &str) -> &'static [&'static str] {
     match scope {
         "profile" => &[
             "name",

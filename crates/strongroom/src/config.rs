@@ -197,7 +197,7 @@ impl Default for UiConfig {
 }
 
 /// `[scopes.NAME]`: the words of one scope on the consent page.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeConfig {
     /// What the customer reads, e.g. "See your balances".
@@ -997,15 +997,17 @@ impl Config {
                 "needs admin.tls = true (certificates come with TLS)",
             ));
         }
-        if let Some(s) = self
-            .admin
-            .file_owned
-            .iter()
-            .find(|s| !matches!(s.as_str(), "tokens" | "hooks" | "ciba" | "directories"))
-        {
+        if let Some(s) = self.admin.file_owned.iter().find(|s| {
+            !matches!(
+                s.as_str(),
+                "tokens" | "scopes" | "hooks" | "ciba" | "directories"
+            )
+        }) {
             return Err(ConfigError::new(
                 "admin.file_owned",
-                format!("{s}: only tokens, hooks, ciba and directories can be declared file-owned"),
+                format!(
+                    "{s}: only tokens, scopes, hooks, ciba and directories can be declared file-owned"
+                ),
             ));
         }
         for dn in &self.admin.client_subject_dns {

@@ -732,7 +732,7 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
                 cfg.mtls_base_url().as_deref(),
                 cert_source.trusted_proxies().to_vec(),
             )),
-            theme: Arc::new(crate::theme::load_theme(&cfg.ui, &cfg.scopes).map_err(fail)?),
+            theme: Arc::new(crate::theme::load_theme(&cfg.ui, &sections.scopes).map_err(fail)?),
             limits: Arc::new(crate::limits::Limits::new(&cfg.limits)),
         },
         cfg: Arc::new(cfg),

@@ -90,7 +90,8 @@ pub struct Theme {
     env: Environment<'static>,
     assets: HashMap<String, Asset>,
     catalogs: Arc<Catalogs>,
-    scopes: BTreeMap<String, ScopeConfig>,
+    /// `[scopes]`: swapped when the admin API changes the words.
+    scopes: arc_swap::ArcSwap<BTreeMap<String, ScopeConfig>>,
     pub bank_name: String,
 }
 
@@ -109,6 +110,31 @@ type Catalogs = HashMap<&'static str, HashMap<String, String>>;
 /// this is a bug or a theme that depends on data the samples lacked).
 #[derive(Debug)]
 pub struct RenderError(pub String);
+
+/// The rules of `[scopes]` (the file's and the admin API's): a description
+/// for each, translations only into shipped languages.
+pub fn validate_scopes(scopes: &BTreeMap<String, ScopeConfig>) -> Result<(), ConfigError> {
+    for (name, s) in scopes {
+        if s.description.trim().is_empty() {
+            return Err(ConfigError::new(
+                format!("scopes.{name}.description"),
+                "must not be empty",
+            ));
+        }
+        if let Some(l) = s
+            .translations
+            .keys()
+            .find(|l| !LANGUAGES.contains(&l.as_str()))
+        {
+            return Err(ConfigError::new(
+                format!("scopes.{name}.translations.{l}"),
+                format!("no such language; shipped: {}", LANGUAGES.join(", ")),
+            ));
+        }
+    }
+
+    Ok(())
+}
 
 /// Loads and checks the built-in theme with `ui`'s overrides and the
 /// configured scope descriptions. Called once at start by `serve` and by
@@ -132,24 +158,7 @@ pub fn load_theme(
     if ui.bank_name.trim().is_empty() {
         return Err(ConfigError::new("ui.bank_name", "must not be empty"));
     }
-    for (name, s) in scopes {
-        if s.description.trim().is_empty() {
-            return Err(ConfigError::new(
-                format!("scopes.{name}.description"),
-                "must not be empty",
-            ));
-        }
-        if let Some(l) = s
-            .translations
-            .keys()
-            .find(|l| !LANGUAGES.contains(&l.as_str()))
-        {
-            return Err(ConfigError::new(
-                format!("scopes.{name}.translations.{l}"),
-                format!("no such language; shipped: {}", LANGUAGES.join(", ")),
-            ));
-        }
-    }
+    validate_scopes(scopes)?;
 
     let mut templates: BTreeMap<String, String> = TEMPLATES
         .iter()
@@ -312,7 +321,7 @@ pub fn load_theme(
         env,
         assets,
         catalogs,
-        scopes: scopes.clone(),
+        scopes: arc_swap::ArcSwap::from_pointee(scopes.clone()),
         bank_name: ui.bank_name.clone(),
     };
     theme.check()?;
@@ -375,11 +384,17 @@ impl Theme {
     /// What the customer reads for `scope`: the configured description
     /// (in `lang` when translated), the built-in one, or the scope's name.
     pub fn scope_description(&self, lang: &str, scope: &str) -> String {
-        if let Some(s) = self.scopes.get(scope) {
+        if let Some(s) = self.scopes.load().get(scope) {
             return s.translations.get(lang).unwrap_or(&s.description).clone();
         }
         message(&self.catalogs, lang, &format!("scope-{scope}"), &[])
             .unwrap_or_else(|| scope.to_string())
+    }
+
+    /// Puts `scopes` (validated with [`validate_scopes`]) in force for the
+    /// next page.
+    pub fn set_scopes(&self, scopes: BTreeMap<String, ScopeConfig>) {
+        self.scopes.store(Arc::new(scopes));
     }
 
     /// A duration in words, rounded down to its largest unit.

@@ -21,6 +21,8 @@ use super::{AdminState, Done, Route, run, scope};
         super::directories::replace, super::directories::patch, super::directories::delete,
         super::settings::get_tokens, super::settings::replace_tokens,
         super::settings::patch_tokens, super::settings::delete_tokens,
+        super::settings::get_scopes, super::settings::replace_scopes,
+        super::settings::patch_scopes, super::settings::delete_scopes,
         super::settings::get_hooks, super::settings::replace_hooks,
         super::settings::patch_hooks, super::settings::delete_hooks,
         super::settings::get_ciba, super::settings::replace_ciba,
@@ -214,3 +216,9 @@ pub struct Hooks(Value);
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
 pub struct Ciba(Value);
+
+/// `[scopes]`: per scope `description` and `translations`, plus
+/// `released_claims` (read-only) and `source`.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct Scopes(Value);

@@ -37,7 +37,9 @@ use token_store::{ChangeOutcome, Store};
 use super::{
     AdminState, Ctx, Done, Refusal, Route, check_if_match, etag, read_json, run, scope, stale,
 };
-use crate::config::{Config, TokensConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{Config, ScopeConfig, TokensConfig};
 use crate::http::AppState;
 
 /// One section the admin API changes.
@@ -54,6 +56,10 @@ pub(crate) trait Section:
     const RESTART_FIELDS: &'static [&'static str] = &[];
     /// The scope that changes it.
     const SCOPE: &'static str;
+    /// Members the view adds ([`Section::annotate`]) that a change drops.
+    const VIEW_ONLY: &'static [&'static str] = &[];
+    /// Adds read-only facts to the view.
+    fn annotate(&self, _view: &mut Value) {}
     /// The file's section, if the file has one.
     fn from_file(cfg: &Config) -> Option<Self>;
     /// The checks of the file, and what the section becomes in force.
@@ -158,6 +164,52 @@ impl Section for CibaConfig {
                 tracing::error!(error = %e, "[ciba] from the admin API no longer builds; keeping the current")
             }
         }
+    }
+}
+
+/// `[scopes]`: the consent page's words for each scope.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct ScopeWords(BTreeMap<String, ScopeConfig>);
+
+/// Scopes whose released claims the view lists besides the configured ones.
+const STANDARD_SCOPES: [&str; 6] = [
+    "openid",
+    "profile",
+    "email",
+    "address",
+    "phone",
+    "offline_access",
+];
+
+impl Section for ScopeWords {
+    const NAME: &'static str = "scopes";
+    const SCOPE: &'static str = scope::SETTINGS;
+    const VIEW_ONLY: &'static [&'static str] = &["released_claims"];
+    fn from_file(cfg: &Config) -> Option<Self> {
+        Some(ScopeWords(cfg.scopes.clone()))
+    }
+    fn validate(&self, _cfg: &Config, _kek: &KeyEncryptionKey) -> Result<(), String> {
+        crate::theme::validate_scopes(&self.0).map_err(|e| e.to_string())
+    }
+    fn apply(&self, state: &AppState, _cfg: &Config, _kek: &KeyEncryptionKey) {
+        state.theme.set_scopes(self.0.clone());
+    }
+    /// The claims each scope releases: OIDC Core §5.4's sets, fixed (the
+    /// user's claims of `[[users]]` or the bank's login app are released
+    /// by these scopes or by a `claims` request).
+    fn annotate(&self, view: &mut Value) {
+        let names: std::collections::BTreeSet<&str> = self
+            .0
+            .keys()
+            .map(String::as_str)
+            .chain(STANDARD_SCOPES)
+            .collect();
+        let released: serde_json::Map<String, Value> = names
+            .into_iter()
+            .map(|n| (n.to_owned(), json!(oauth_core::userinfo::scope_claims(n))))
+            .collect();
+        view["released_claims"] = Value::Object(released);
     }
 }
 
@@ -270,6 +322,7 @@ pub(crate) async fn reload<S: Section>(state: &AppState, kek: &KeyEncryptionKey,
 fn view<S: Section>(s: &S, source: &str) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     redact::<S>(&mut v);
+    s.annotate(&mut v);
     if let Value::Object(m) = &mut v {
         m.insert("source".into(), Value::String(source.into()));
     }
@@ -347,6 +400,9 @@ async fn write<S: Section>(
     let mut doc = doc;
     if let Value::Object(m) = &mut doc {
         m.remove("source");
+        for k in S::VIEW_ONLY {
+            m.remove(*k);
+        }
     }
     merge_protected(&mut doc, &before)?;
     let section: S = serde_json::from_value(doc)
@@ -630,9 +686,69 @@ pub(crate) async fn delete_ciba(st: web::Data<AdminState>, req: HttpRequest) -> 
     delete::<CibaConfig>(&st, &req).await
 }
 
+/// The consent page's words for each scope (`[scopes]`), with the claims
+/// each scope releases (`released_claims`, read-only: OIDC Core §5.4).
+#[utoipa::path(get, path = "/admin/v1/settings/scopes", tag = "settings",
+    responses((status = 200, description = "[scopes] in force", body = super::doc::Scopes, headers(("ETag" = String))),
+        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+    security(("admin_token" = ["admin:read"])))]
+pub(crate) async fn get_scopes(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    get::<ScopeWords>(&st, &req).await
+}
+
+/// Replace `[scopes]` (`If-Match` required).
+#[utoipa::path(put, path = "/admin/v1/settings/scopes", tag = "settings",
+    params(("If-Match" = String, Header)),
+    request_body(content = super::doc::Scopes, content_type = "application/json"),
+    responses((status = 200, description = "in force now", body = super::doc::Scopes, headers(("ETag" = String))),
+        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
+        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+    security(("admin_token" = ["admin:settings"])))]
+pub(crate) async fn replace_scopes(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    replace::<ScopeWords>(&st, &req, payload).await
+}
+
+/// Change `[scopes]` with an RFC 7396 merge patch (`If-Match` required;
+/// `null` removes a scope's words).
+#[utoipa::path(patch, path = "/admin/v1/settings/scopes", tag = "settings",
+    params(("If-Match" = String, Header)),
+    request_body(content = super::doc::Scopes, content_type = "application/merge-patch+json"),
+    responses((status = 200, description = "in force now", body = super::doc::Scopes, headers(("ETag" = String))),
+        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
+        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+    security(("admin_token" = ["admin:settings"])))]
+pub(crate) async fn patch_scopes(
+    st: web::Data<AdminState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    patch::<ScopeWords>(&st, &req, payload).await
+}
+
+/// Drop the API's change of `[scopes]`: the file's again (`If-Match` required).
+#[utoipa::path(delete, path = "/admin/v1/settings/scopes", tag = "settings",
+    params(("If-Match" = String, Header)),
+    responses((status = 200, description = "the file's, in force now", body = super::doc::Scopes, headers(("ETag" = String))),
+        (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+    security(("admin_token" = ["admin:settings"])))]
+pub(crate) async fn delete_scopes(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+    delete::<ScopeWords>(&st, &req).await
+}
+
 /// The sections in force at start (the admin API's changes over the file's).
 pub struct Sections {
     pub tokens: TokensConfig,
+    pub scopes: BTreeMap<String, ScopeConfig>,
     pub hooks: Option<HooksConfig>,
     pub ciba: Option<CibaConfig>,
 }
@@ -647,6 +763,9 @@ pub async fn load_sections(
         tokens: load::<TokensConfig>(store, kek, cfg)
             .await?
             .unwrap_or_else(|| cfg.tokens.clone()),
+        scopes: load::<ScopeWords>(store, kek, cfg)
+            .await?
+            .map_or_else(|| cfg.scopes.clone(), |w| w.0),
         hooks: load::<HooksConfig>(store, kek, cfg).await?,
         ciba: load::<CibaConfig>(store, kek, cfg).await?,
     })
@@ -655,6 +774,7 @@ pub async fn load_sections(
 /// After another instance's change: every section again.
 pub async fn reload_sections(state: &AppState, kek: &KeyEncryptionKey, cfg: &Config) {
     reload::<TokensConfig>(state, kek, cfg).await;
+    reload::<ScopeWords>(state, kek, cfg).await;
     if cfg.hooks.is_some() {
         reload::<HooksConfig>(state, kek, cfg).await;
     }

@@ -2273,3 +2273,115 @@ async fn admin_ciba_settings_are_live() {
     assert_error(&r, 409, &["conflict"]);
     adm.stop().await;
 }
+
+/// The consent page of a fresh authorization of `tpp` for `scope`, after
+/// the built-in login.
+async fn consent_page(srv: &TestServer, tpp: &Tpp, scope: &str) -> String {
+    let pkce = crate::tpp::Pkce::new();
+    let request_uri = tpp.push(srv, tpp.authz_params(&pkce, scope)).await;
+    let browser = srv.browser();
+    let res = browser
+        .get(crate::tpp::authorize_url(srv, &tpp.client_id, &request_uri))
+        .send()
+        .await
+        .unwrap();
+    let login = crate::tpp::location(&res);
+    let res = crate::tpp::submit_login(
+        &browser,
+        &srv.url(&login),
+        crate::fapi::USER,
+        crate::fapi::PASSWORD,
+    )
+    .await;
+    let consent = crate::tpp::location(&res);
+    assert!(consent.ends_with("/consent"), "{consent}");
+    browser
+        .get(srv.url(&consent))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// `[scopes]` through the API: the consent page's words change for the
+/// next customer, the claims each scope releases are shown, a scope
+/// without a description is refused.
+#[actix_web::test]
+async fn admin_scope_words_are_live() {
+    let (mut setup, ops, _, _) = setup(Backend::Sqlite);
+    setup.users = vec![crate::fapi::demo_user()];
+    let tpp = Tpp::new("tpp-words");
+    setup.clients.push(tpp.pkjwt_metadata());
+    let adm = Admin::start(&setup).await;
+    let before = consent_page(&adm.srv, &tpp, "openid accounts").await;
+    assert!(!before.contains("Your accounts, balances and nothing else"));
+    let t = token(&adm.srv, &ops, &format!("{ALL} admin:settings")).await;
+    let path = "/admin/v1/settings/scopes";
+    let r = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let released = &r.json["released_claims"];
+    assert!(
+        released["profile"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("given_name"))
+    );
+    assert!(
+        released["email"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("email_verified"))
+    );
+    let tag = etag(&r);
+    let merge = "application/merge-patch+json";
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((merge, json!({"accounts": {"description": ""}}).to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_error(&r, 400, &["invalid_request"]);
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PATCH,
+        path,
+        Some((
+            merge,
+            json!({"accounts": {"description": "Your accounts, balances and nothing else",
+            "translations": {"fr": "Vos comptes et vos soldes"}}})
+            .to_string(),
+        )),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(r.json.get("released_claims").is_some());
+    let after = consent_page(&adm.srv, &tpp, "openid accounts").await;
+    assert!(
+        after.contains("Your accounts, balances and nothing else"),
+        "the new words at once"
+    );
+    // A GET sent back whole (with its read-only members) is accepted.
+    let r = call(&adm, &ops, &t, Method::GET, path, None, None).await;
+    let tag = etag(&r);
+    let r = call(
+        &adm,
+        &ops,
+        &t,
+        Method::PUT,
+        path,
+        Some(("application/json", r.json.to_string())),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    adm.stop().await;
+}
