@@ -223,6 +223,8 @@ pub struct TokensConfig {
     pub access_token_format: AccessTokenFormat,
     /// RFC 9449 §8: demand server nonces in DPoP proofs.
     pub require_dpop_nonce: bool,
+    /// RFC 9449 §11.1: how far a DPoP proof's `iat` may lie from now.
+    pub dpop_iat_window_secs: i64,
 }
 
 /// The defaults are the policy's own, so they are stated in one place.
@@ -238,6 +240,7 @@ impl Default for TokensConfig {
             rotate_refresh_tokens: p.rotate_refresh_tokens,
             access_token_format: p.access_token_format,
             require_dpop_nonce: p.require_dpop_nonce,
+            dpop_iat_window_secs: p.dpop_iat_window_secs,
         }
     }
 }
@@ -925,6 +928,13 @@ impl Config {
 impl TokensConfig {
     /// The rules of `[tokens]`, for the file and the admin API alike.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let min = oauth_core::sender_constraint::dpop::MIN_IAT_WINDOW_SECS;
+        if !(min..=300).contains(&self.dpop_iat_window_secs) {
+            return Err(ConfigError::new(
+                "tokens.dpop_iat_window_secs",
+                format!("must be between {min} and 300"),
+            ));
+        }
         if !(1..=60).contains(&self.code_lifetime_secs) {
             return Err(ConfigError::new(
                 "tokens.code_lifetime_secs",

@@ -389,6 +389,7 @@ pub fn policy_with(cfg: &Config, tokens: &crate::config::TokensConfig) -> Policy
     p.rotate_refresh_tokens = tokens.rotate_refresh_tokens;
     p.access_token_format = tokens.access_token_format;
     p.require_dpop_nonce = tokens.require_dpop_nonce;
+    p.dpop_iat_window_secs = tokens.dpop_iat_window_secs;
     p
 }
 

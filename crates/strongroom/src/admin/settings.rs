@@ -59,7 +59,7 @@ pub(crate) trait Section:
     /// Members the view adds ([`Section::annotate`]) that a change drops.
     const VIEW_ONLY: &'static [&'static str] = &[];
     /// Adds read-only facts to the view.
-    fn annotate(&self, _view: &mut Value) {}
+    fn annotate(&self, _cfg: &Config, _view: &mut Value) {}
     /// The file's section, if the file has one.
     fn from_file(cfg: &Config) -> Option<Self>;
     /// The checks of the file, and what the section becomes in force.
@@ -107,6 +107,7 @@ fn merge_protected<S: Section>(doc: &mut Value, before: &S) -> Result<(), Refusa
 impl Section for TokensConfig {
     const NAME: &'static str = "tokens";
     const SCOPE: &'static str = scope::SETTINGS;
+    const VIEW_ONLY: &'static [&'static str] = &["profile"];
     fn from_file(cfg: &Config) -> Option<Self> {
         Some(cfg.tokens.clone())
     }
@@ -117,6 +118,11 @@ impl Section for TokensConfig {
         state
             .policy_cell
             .store(std::sync::Arc::new(crate::startup::policy_with(cfg, self)));
+    }
+    /// The deployment's profile, read-only here: it decides the TLS
+    /// suites and discovery, which only a restart changes.
+    fn annotate(&self, cfg: &Config, view: &mut Value) {
+        view["profile"] = json!(cfg.profile.as_str());
     }
 }
 
@@ -198,7 +204,7 @@ impl Section for ScopeWords {
     /// The claims each scope releases: OIDC Core §5.4's sets, fixed (the
     /// user's claims of `[[users]]` or the bank's login app are released
     /// by these scopes or by a `claims` request).
-    fn annotate(&self, view: &mut Value) {
+    fn annotate(&self, _cfg: &Config, view: &mut Value) {
         let names: std::collections::BTreeSet<&str> = self
             .0
             .keys()
@@ -319,10 +325,10 @@ pub(crate) async fn reload<S: Section>(state: &AppState, kek: &KeyEncryptionKey,
     }
 }
 
-fn view<S: Section>(s: &S, source: &str) -> Value {
+fn view<S: Section>(cfg: &Config, s: &S, source: &str) -> Value {
     let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
     redact::<S>(&mut v);
-    s.annotate(&mut v);
+    s.annotate(cfg, &mut v);
     if let Value::Object(m) = &mut v {
         m.insert("source".into(), Value::String(source.into()));
     }
@@ -383,7 +389,7 @@ async fn get<S: Section>(st: &AdminState, req: &HttpRequest) -> HttpResponse {
         Some(S::NAME.into()),
         |_ctx| async {
             let (s, v, source) = current::<S>(st).await?;
-            Ok(Done::read(view(&s, source)).etag(tag(&s, v)))
+            Ok(Done::read(view(&st.cfg, &s, source)).etag(tag(&s, v)))
         },
     )
     .await
@@ -412,7 +418,7 @@ async fn write<S: Section>(
         .map_err(|e| Refusal::bad_request("invalid_request", e))?;
     let audit = ctx.audit(
         StatusCode::OK,
-        json!({"before": view(&before, "before"), "after": view(&section, "admin")}),
+        json!({"before": view(&st.cfg, &before, "before"), "after": view(&st.cfg, &section, "admin")}),
     );
     let text = stored_text(&section, &st.kek)?;
     match st
@@ -428,8 +434,10 @@ async fn write<S: Section>(
     tracing::info!(target: "strongroom::security", event = "settings_changed", setting = S::NAME,
         actor = %ctx.actor.sub, "settings changed through the admin API");
     let new_version = Some(version.map_or(1, |v| v + 1));
-    Ok(Done::changed(StatusCode::OK, Some(view(&section, "admin")))
-        .etag(tag(&section, new_version)))
+    Ok(
+        Done::changed(StatusCode::OK, Some(view(&st.cfg, &section, "admin")))
+            .etag(tag(&section, new_version)),
+    )
 }
 
 async fn replace<S: Section>(
@@ -499,14 +507,14 @@ async fn delete<S: Section>(st: &AdminState, req: &HttpRequest) -> HttpResponse 
             };
             let audit = ctx.audit(
                 StatusCode::OK,
-                json!({"before": view(&before, "admin"), "after": view(&file, "file")}),
+                json!({"before": view(&st.cfg, &before, "admin"), "after": view(&st.cfg, &file, "file")}),
             );
             match st.app.store.delete_setting(S::NAME, version, audit).await? {
                 ChangeOutcome::Done => {}
                 _ => return Err(stale()),
             }
             file.apply(&st.app, &st.cfg, &st.kek);
-            Ok(Done::changed(StatusCode::OK, Some(view(&file, "file"))).etag(tag(&file, None)))
+            Ok(Done::changed(StatusCode::OK, Some(view(&st.cfg, &file, "file"))).etag(tag(&file, None)))
         },
     )
     .await

@@ -1850,7 +1850,23 @@ async fn admin_token_settings_are_live() {
         assert_eq!(r.status, 200, "{}", r.json);
         assert_eq!(r.json["source"], "file");
         assert_eq!(r.json["access_token_lifetime_secs"], file_default);
+        assert_eq!(r.json["profile"], "fapi2", "the profile, read-only");
+        assert_eq!(r.json["dpop_iat_window_secs"], 60);
         let tag = etag(&r);
+        let r = call(
+            &a,
+            &ops,
+            &t,
+            Method::PATCH,
+            path,
+            Some((
+                "application/merge-patch+json",
+                json!({"dpop_iat_window_secs": 5}).to_string(),
+            )),
+            Some(&tag),
+        )
+        .await;
+        assert_error(&r, 400, &["invalid_request"]);
         let merge = "application/merge-patch+json";
         let r = call(
             &a,
