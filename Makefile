@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: admin-fuzz demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
+.PHONY: admin-fuzz fuzz demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -78,6 +78,13 @@ test:
 admin-fuzz:
 	$(CARGO) build -q -p strongroom --bin strongroom
 	scripts/admin-fuzz.sh
+
+# Every parser of outside input under libFuzzer (fuzz/README.md; cargo
+# fuzz, nightly): the committed regressions first, then FUZZ_SECS of new
+# inputs per target.
+FUZZ_SECS ?= 20
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECS)
 
 # The flows in headless Chromium (tests/browser, docs/testing.md): Debian's
 # chromium, Playwright (playwright-core) and axe-core; screenshots of every

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-20}
 timeout_s=${FUZZ_TIMEOUT:-10}
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list)}
-cargo +nightly fuzz build -O $targets
+cargo +nightly fuzz build -O
 status=0
 for t in $targets; do
   mkdir -p "corpus/$t" "regressions/$t"

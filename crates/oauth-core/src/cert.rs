@@ -479,6 +479,13 @@ impl DnParser<'_> {
             .strip_prefix("OID.")
             .or_else(|| raw.strip_prefix("oid."))
             .unwrap_or(raw);
+        if dotted.is_empty() {
+            // "OID." with nothing after it (found by the `dn` fuzz target).
+            return Err(CertError::InvalidDn {
+                position: start,
+                reason: "invalid numeric OID",
+            });
+        }
         if dotted.as_bytes()[0].is_ascii_digit() {
             let valid = dotted.split('.').count() >= 2
                 && dotted.split('.').all(|arc| {
@@ -796,6 +803,16 @@ mod tests {
 
     fn p256_cert(subject: &[(DnType, &str)]) -> (Vec<u8>, KeyPair) {
         cert_with(subject, Vec::new(), &rcgen::PKCS_ECDSA_P256_SHA256)
+    }
+
+    /// Inputs the `dn` fuzz target found (fuzz/regressions/dn/): each is
+    /// refused, none panics.
+    #[test]
+    fn malformed_attribute_types_are_refused_not_panicked_on() {
+        for bad in ["OID.", "OID.=x", "oid.=a,CN=b", "CN=a,OID.=b", "OID..1=x", "OID.1=x"] {
+            assert!(DistinguishedName::parse_rfc4514(bad).is_err(), "{bad}");
+        }
+        assert!(DistinguishedName::parse_rfc4514("OID.2.5.4.3=x").is_ok());
     }
 
     #[test]
