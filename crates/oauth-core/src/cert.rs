@@ -809,7 +809,14 @@ mod tests {
     /// refused, none panics.
     #[test]
     fn malformed_attribute_types_are_refused_not_panicked_on() {
-        for bad in ["OID.", "OID.=x", "oid.=a,CN=b", "CN=a,OID.=b", "OID..1=x", "OID.1=x"] {
+        for bad in [
+            "OID.",
+            "OID.=x",
+            "oid.=a,CN=b",
+            "CN=a,OID.=b",
+            "OID..1=x",
+            "OID.1=x",
+        ] {
             assert!(DistinguishedName::parse_rfc4514(bad).is_err(), "{bad}");
         }
         assert!(DistinguishedName::parse_rfc4514("OID.2.5.4.3=x").is_ok());

@@ -520,238 +520,116 @@ async fn delete<S: Section>(st: &AdminState, req: &HttpRequest) -> HttpResponse 
     .await
 }
 
-/// The token settings in force (`[tokens]`), with where they come from.
-#[utoipa::path(get, path = "/admin/v1/settings/tokens", tag = "settings",
-    responses((status = 200, description = "[tokens] in force", body = super::doc::Tokens, headers(("ETag" = String))),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:read"])))]
-pub(crate) async fn get_tokens(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    get::<TokensConfig>(&st, &req).await
+/// The four routes of one section, `GET`/`PUT`/`PATCH`/`DELETE` on
+/// `$path`: thin handlers over the generic ones above, one set per
+/// section because the OpenAPI document names each route.
+macro_rules! section_routes {
+    ($section:ty, $path:literal, $name:literal, $schema:ident, $scope:literal,
+     $get:ident, $replace:ident, $patch:ident, $delete:ident) => {
+        #[doc = concat!("`[", $name, "]` in force (secrets `<redacted>`), with its `ETag` and where it comes from.")]
+        #[utoipa::path(get, path = $path, tag = "settings",
+            responses((status = 200, description = "in force", body = super::doc::$schema, headers(("ETag" = String))),
+                (status = 409, body = super::doc::ErrorBody),
+                (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+            security(("admin_token" = ["admin:read"])))]
+        pub(crate) async fn $get(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+            get::<$section>(&st, &req).await
+        }
+
+        #[doc = concat!("Replace `[", $name, "]` (`If-Match` required; `<redacted>` keeps a secret).")]
+        #[utoipa::path(put, path = $path, tag = "settings",
+            params(("If-Match" = String, Header)),
+            request_body(content = super::doc::$schema, content_type = "application/json"),
+            responses((status = 200, description = "in force now", body = super::doc::$schema, headers(("ETag" = String))),
+                (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+                (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+                (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
+                (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+            security(("admin_token" = [$scope])))]
+        pub(crate) async fn $replace(
+            st: web::Data<AdminState>,
+            req: HttpRequest,
+            payload: web::Payload,
+        ) -> HttpResponse {
+            replace::<$section>(&st, &req, payload).await
+        }
+
+        #[doc = concat!("Change `[", $name, "]` with an RFC 7396 merge patch (`If-Match` required).")]
+        #[utoipa::path(patch, path = $path, tag = "settings",
+            params(("If-Match" = String, Header)),
+            request_body(content = super::doc::$schema, content_type = "application/merge-patch+json"),
+            responses((status = 200, description = "in force now", body = super::doc::$schema, headers(("ETag" = String))),
+                (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+                (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+                (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
+                (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+            security(("admin_token" = [$scope])))]
+        pub(crate) async fn $patch(
+            st: web::Data<AdminState>,
+            req: HttpRequest,
+            payload: web::Payload,
+        ) -> HttpResponse {
+            patch::<$section>(&st, &req, payload).await
+        }
+
+        #[doc = concat!("Drop the API's change of `[", $name, "]`: the file's again (`If-Match` required).")]
+        #[utoipa::path(delete, path = $path, tag = "settings",
+            params(("If-Match" = String, Header)),
+            responses((status = 200, description = "the file's, in force now", body = super::doc::$schema, headers(("ETag" = String))),
+                (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
+                (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
+                (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
+            security(("admin_token" = [$scope])))]
+        pub(crate) async fn $delete(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
+            delete::<$section>(&st, &req).await
+        }
+    };
 }
 
-/// Replace `[tokens]` (`If-Match` required; missing fields at their defaults).
-#[utoipa::path(put, path = "/admin/v1/settings/tokens", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Tokens, content_type = "application/json"),
-    responses((status = 200, description = "in force now", body = super::doc::Tokens, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn replace_tokens(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    replace::<TokensConfig>(&st, &req, payload).await
-}
-
-/// Change `[tokens]` with an RFC 7396 merge patch (`If-Match` required).
-#[utoipa::path(patch, path = "/admin/v1/settings/tokens", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Tokens, content_type = "application/merge-patch+json"),
-    responses((status = 200, description = "in force now", body = super::doc::Tokens, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn patch_tokens(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    patch::<TokensConfig>(&st, &req, payload).await
-}
-
-/// Drop the API's change of `[tokens]`: the file's again (`If-Match` required).
-#[utoipa::path(delete, path = "/admin/v1/settings/tokens", tag = "settings",
-    params(("If-Match" = String, Header)),
-    responses((status = 200, description = "the file's, in force now", body = super::doc::Tokens, headers(("ETag" = String))),
-        (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn delete_tokens(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    delete::<TokensConfig>(&st, &req).await
-}
-
-/// The consent bridge's `[hooks]` in force, secrets redacted.
-#[utoipa::path(get, path = "/admin/v1/settings/hooks", tag = "settings",
-    responses((status = 200, description = "[hooks] in force", body = super::doc::Hooks, headers(("ETag" = String))),
-        (status = 409, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:read"])))]
-pub(crate) async fn get_hooks(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    get::<HooksConfig>(&st, &req).await
-}
-
-/// Replace `[hooks]` (`If-Match` required; `"<redacted>"` keeps a secret;
-/// `acr_values` and `consent_claim` only change with the file and a restart).
-#[utoipa::path(put, path = "/admin/v1/settings/hooks", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Hooks, content_type = "application/json"),
-    responses((status = 200, description = "in force now", body = super::doc::Hooks, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn replace_hooks(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    replace::<HooksConfig>(&st, &req, payload).await
-}
-
-/// Change `[hooks]` with an RFC 7396 merge patch (`If-Match` required).
-#[utoipa::path(patch, path = "/admin/v1/settings/hooks", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Hooks, content_type = "application/merge-patch+json"),
-    responses((status = 200, description = "in force now", body = super::doc::Hooks, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn patch_hooks(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    patch::<HooksConfig>(&st, &req, payload).await
-}
-
-/// Drop the API's change of `[hooks]`: the file's again (`If-Match` required).
-#[utoipa::path(delete, path = "/admin/v1/settings/hooks", tag = "settings",
-    params(("If-Match" = String, Header)),
-    responses((status = 200, description = "the file's, in force now", body = super::doc::Hooks, headers(("ETag" = String))),
-        (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn delete_hooks(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    delete::<HooksConfig>(&st, &req).await
-}
-
-/// CIBA's `[ciba]` in force, secrets redacted.
-#[utoipa::path(get, path = "/admin/v1/settings/ciba", tag = "settings",
-    responses((status = 200, description = "[ciba] in force", body = super::doc::Ciba, headers(("ETag" = String))),
-        (status = 409, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:read"])))]
-pub(crate) async fn get_ciba(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    get::<CibaConfig>(&st, &req).await
-}
-
-/// Replace `[ciba]` (`If-Match` required; `"<redacted>"` keeps the service token).
-#[utoipa::path(put, path = "/admin/v1/settings/ciba", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Ciba, content_type = "application/json"),
-    responses((status = 200, description = "in force now", body = super::doc::Ciba, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn replace_ciba(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    replace::<CibaConfig>(&st, &req, payload).await
-}
-
-/// Change `[ciba]` with an RFC 7396 merge patch (`If-Match` required).
-#[utoipa::path(patch, path = "/admin/v1/settings/ciba", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Ciba, content_type = "application/merge-patch+json"),
-    responses((status = 200, description = "in force now", body = super::doc::Ciba, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn patch_ciba(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    patch::<CibaConfig>(&st, &req, payload).await
-}
-
-/// Drop the API's change of `[ciba]`: the file's again (`If-Match` required).
-#[utoipa::path(delete, path = "/admin/v1/settings/ciba", tag = "settings",
-    params(("If-Match" = String, Header)),
-    responses((status = 200, description = "the file's, in force now", body = super::doc::Ciba, headers(("ETag" = String))),
-        (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:hooks"])))]
-pub(crate) async fn delete_ciba(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    delete::<CibaConfig>(&st, &req).await
-}
-
-/// The consent page's words for each scope (`[scopes]`), with the claims
-/// each scope releases (`released_claims`, read-only: OIDC Core §5.4).
-#[utoipa::path(get, path = "/admin/v1/settings/scopes", tag = "settings",
-    responses((status = 200, description = "[scopes] in force", body = super::doc::Scopes, headers(("ETag" = String))),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:read"])))]
-pub(crate) async fn get_scopes(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    get::<ScopeWords>(&st, &req).await
-}
-
-/// Replace `[scopes]` (`If-Match` required).
-#[utoipa::path(put, path = "/admin/v1/settings/scopes", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Scopes, content_type = "application/json"),
-    responses((status = 200, description = "in force now", body = super::doc::Scopes, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn replace_scopes(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    replace::<ScopeWords>(&st, &req, payload).await
-}
-
-/// Change `[scopes]` with an RFC 7396 merge patch (`If-Match` required;
-/// `null` removes a scope's words).
-#[utoipa::path(patch, path = "/admin/v1/settings/scopes", tag = "settings",
-    params(("If-Match" = String, Header)),
-    request_body(content = super::doc::Scopes, content_type = "application/merge-patch+json"),
-    responses((status = 200, description = "in force now", body = super::doc::Scopes, headers(("ETag" = String))),
-        (status = 400, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 413, body = super::doc::ErrorBody), (status = 415, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn patch_scopes(
-    st: web::Data<AdminState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> HttpResponse {
-    patch::<ScopeWords>(&st, &req, payload).await
-}
-
-/// Drop the API's change of `[scopes]`: the file's again (`If-Match` required).
-#[utoipa::path(delete, path = "/admin/v1/settings/scopes", tag = "settings",
-    params(("If-Match" = String, Header)),
-    responses((status = 200, description = "the file's, in force now", body = super::doc::Scopes, headers(("ETag" = String))),
-        (status = 404, body = super::doc::ErrorBody), (status = 409, body = super::doc::ErrorBody),
-        (status = 412, body = super::doc::ErrorBody), (status = 428, body = super::doc::ErrorBody),
-        (status = 401, body = super::doc::ErrorBody), (status = 403, body = super::doc::ErrorBody)),
-    security(("admin_token" = ["admin:settings"])))]
-pub(crate) async fn delete_scopes(st: web::Data<AdminState>, req: HttpRequest) -> HttpResponse {
-    delete::<ScopeWords>(&st, &req).await
-}
+section_routes!(
+    TokensConfig,
+    "/admin/v1/settings/tokens",
+    "tokens",
+    Tokens,
+    "admin:settings",
+    get_tokens,
+    replace_tokens,
+    patch_tokens,
+    delete_tokens
+);
+section_routes!(
+    ScopeWords,
+    "/admin/v1/settings/scopes",
+    "scopes",
+    Scopes,
+    "admin:settings",
+    get_scopes,
+    replace_scopes,
+    patch_scopes,
+    delete_scopes
+);
+section_routes!(
+    HooksConfig,
+    "/admin/v1/settings/hooks",
+    "hooks",
+    Hooks,
+    "admin:hooks",
+    get_hooks,
+    replace_hooks,
+    patch_hooks,
+    delete_hooks
+);
+section_routes!(
+    CibaConfig,
+    "/admin/v1/settings/ciba",
+    "ciba",
+    Ciba,
+    "admin:hooks",
+    get_ciba,
+    replace_ciba,
+    patch_ciba,
+    delete_ciba
+);
 
 /// The sections in force at start (the admin API's changes over the file's).
 pub struct Sections {

@@ -439,8 +439,11 @@ async fn admin_client_lifecycle() {
             ),
             (json!({"colour": "blue"}), "colour"),
             // Found by the `dn` fuzz target: it panicked the parser.
-            (json!({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "OID.",
-                "jwks": null}), "tls_client_auth_subject_dn"),
+            (
+                json!({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "OID.",
+                "jwks": null}),
+                "tls_client_auth_subject_dn",
+            ),
             (json!({"client_id": "another"}), "client_id"),
         ] {
             let a = call(
