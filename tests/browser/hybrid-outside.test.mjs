@@ -14,6 +14,7 @@ import path from 'node:path';
 import * as jose from 'jose';
 import { Agent, fetch } from 'undici';
 import { repoRoot, startStrongroom } from './lib/strongroom.mjs';
+import { launch, newPage, assertClean } from './lib/browser.mjs';
 
 const CLIENT_ID = 'tpp-uk-outside';
 const REDIRECT_URI = 'https://tpp.example/cb';
@@ -86,11 +87,10 @@ jwks = { keys = [{ ${Object.entries(jwk).map(([k, v]) => `${k} = ${JSON.stringif
     return r;
   }
 
-  it('returns code, id_token, state and iss in the fragment, the id_token a detached signature', async () => {
-    const state = `${crypto.randomBytes(16).toString('base64url')}&=+/ ~`;
-    const nonce = crypto.randomBytes(16).toString('base64url');
+  /** The signed request object a UK TPP sends by value. */
+  async function requestObject({ state, nonce, responseMode }) {
     const now = Math.floor(Date.now() / 1000);
-    const request = await new jose.SignJWT({
+    return new jose.SignJWT({
       client_id: CLIENT_ID,
       response_type: 'code id_token',
       redirect_uri: REDIRECT_URI,
@@ -98,6 +98,7 @@ jwks = { keys = [{ ${Object.entries(jwk).map(([k, v]) => `${k} = ${JSON.stringif
       state,
       nonce,
       max_age: 86400,
+      ...(responseMode ? { response_mode: responseMode } : {}),
       claims: {
         id_token: {
           openbanking_intent_id: { value: INTENT, essential: true },
@@ -114,6 +115,10 @@ jwks = { keys = [{ ${Object.entries(jwk).map(([k, v]) => `${k} = ${JSON.stringif
       .setExpirationTime(now + 300)
       .setJti(crypto.randomUUID())
       .sign(key);
+  }
+
+  /** The `/authorize` URL carrying `request` by value. */
+  function authorizeUrl(request) {
     const authorize = new URL('/authorize', sr.issuer);
     authorize.search = new URLSearchParams({
       client_id: CLIENT_ID,
@@ -121,7 +126,14 @@ jwks = { keys = [{ ${Object.entries(jwk).map(([k, v]) => `${k} = ${JSON.stringif
       scope: 'openid accounts',
       request,
     }).toString();
+    return authorize;
+  }
 
+  it('returns code, id_token, state and iss in the fragment, the id_token a detached signature', async () => {
+    const state = `${crypto.randomBytes(16).toString('base64url')}&=+/ ~`;
+    const nonce = crypto.randomBytes(16).toString('base64url');
+    const request = await requestObject({ state, nonce });
+    const authorize = authorizeUrl(request);
     let r = await step(authorize);
     assert.equal(r.status, 303, await r.text());
     const login = r.headers.get('location');
@@ -158,4 +170,46 @@ jwks = { keys = [{ ${Object.entries(jwk).map(([k, v]) => `${k} = ${JSON.stringif
     assert.equal(payload.openbanking_intent_id, INTENT);
     assert.equal(payload.sub, 'sub-alice');
   });
+
+  // The form_post response mode (OAuth 2.0 Form Post Response Mode) as a
+  // person's browser runs it: the page posts itself to the client with its
+  // one inline script, allowed by the page's CSP hash (a CSP violation
+  // would be a console error, which assertClean refuses). The client's
+  // redirect URI is answered here.
+  {
+    it('form_post in Chromium posts code, id_token, state and iss to the client by its script', async () => {
+      const browser = await launch();
+      try {
+        const page = await newPage(browser);
+        let posted;
+        await page.route(`${REDIRECT_URI}**`, async (route) => {
+          posted = { method: route.request().method(), body: route.request().postData() ?? '' };
+          await route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><html lang="en"><title>TPP</title><h1>TPP</h1></html>' });
+        });
+        const state = crypto.randomBytes(12).toString('base64url');
+        const nonce = crypto.randomBytes(12).toString('base64url');
+        await page.goto(authorizeUrl(await requestObject({ state, nonce, responseMode: 'form_post' })).href);
+        await page.getByLabel(/username/i).fill('alice');
+        await page.getByLabel(/password/i).fill('wonderland');
+        await page.getByRole('button', { name: /sign in/i }).click();
+        await page.getByRole('button', { name: /approve|allow/i }).click();
+        await page.waitForURL((u) => u.href.startsWith(REDIRECT_URI), { timeout: 15_000 });
+        assert.equal(posted?.method, 'POST');
+        const f = new URLSearchParams(posted.body);
+        assert.deepEqual([...f.keys()].sort(), ['code', 'id_token', 'iss', 'state']);
+        assert.equal(f.get('state'), state);
+        assert.equal(f.get('iss'), sr.issuer);
+        const jwks = jose.createRemoteJWKSet(new URL('/jwks', sr.issuer), {
+          [jose.customFetch]: (url, options) => fetch(url, { ...options, dispatcher: agent }),
+        });
+        const { payload } = await jose.jwtVerify(f.get('id_token'), jwks, { issuer: sr.issuer, audience: CLIENT_ID });
+        assert.equal(payload.c_hash, halfHash(f.get('code')));
+        assert.equal(payload.s_hash, halfHash(state));
+        assert.equal(payload.nonce, nonce);
+        assertClean(page);
+      } finally {
+        await browser.close();
+      }
+    });
+  }
 });
