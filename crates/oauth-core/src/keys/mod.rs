@@ -20,6 +20,7 @@
 
 pub mod alg;
 pub mod decrypt;
+pub mod encrypt;
 pub mod generate;
 pub mod jwk;
 pub mod keyset;
