@@ -899,6 +899,7 @@ fn build_metadata(
         "id_token_signed_response_alg",
         "request_object_signing_alg",
         "authorization_signed_response_alg",
+        "userinfo_signed_response_alg",
     ] {
         if let Some(alg) = opt_str(claims, name)? {
             if !alg_names.contains(&alg) {
@@ -908,6 +909,18 @@ fn build_metadata(
                 )));
             }
             m.insert(name.into(), json!(alg));
+        }
+    }
+    // OIDC Registration §2 response encryption; the algorithms and the
+    // client's use:enc key are checked with the rest by `Client::new`.
+    for name in [
+        "id_token_encrypted_response_alg",
+        "id_token_encrypted_response_enc",
+        "userinfo_encrypted_response_alg",
+        "userinfo_encrypted_response_enc",
+    ] {
+        if let Some(v) = opt_str(claims, name)? {
+            m.insert(name.into(), json!(v));
         }
     }
     if method == AuthMethod::PrivateKeyJwt

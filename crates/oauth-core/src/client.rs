@@ -107,6 +107,22 @@ pub struct ClientMetadata {
     pub tls_client_auth_san_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<String>,
+    /// OIDC Registration §2: the id_token signed, then encrypted to the
+    /// client's RSA `use: enc` key with this `alg` (RSA-OAEP-256 or
+    /// RSA-OAEP) and `enc` (A256GCM or A128CBC-HS256; A128CBC-HS256
+    /// when only `alg` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_encrypted_response_enc: Option<String>,
+    /// OIDC Registration §2: the UserInfo response as a JWT signed with
+    /// this alg (PS256 or ES256) and/or encrypted like the id_token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_signed_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userinfo_encrypted_response_enc: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_object_signing_alg: Option<String>,
     /// JARM §3.
@@ -444,9 +460,103 @@ impl ClientMetadata {
                 "authorization_signed_response_alg {alg} is not offered (PS256 or ES256)"
             )));
         }
+        if let Some(alg) = &self.userinfo_signed_response_alg
+            && !crate::userinfo::USERINFO_SIGNING_ALGS.contains(&alg.as_str())
+        {
+            return Err(invalid_metadata(format!(
+                "userinfo_signed_response_alg {alg} is not offered (PS256 or ES256)"
+            )));
+        }
+        self.validate_encryption(
+            "id_token",
+            &self.id_token_encrypted_response_alg,
+            &self.id_token_encrypted_response_enc,
+        )?;
+        self.validate_encryption(
+            "userinfo",
+            &self.userinfo_encrypted_response_alg,
+            &self.userinfo_encrypted_response_enc,
+        )?;
         Ok(())
     }
+
+    /// OIDC Registration §2 `<what>_encrypted_response_alg` / `_enc`: an
+    /// `alg` and `enc` Strongroom encrypts with, no `enc` without `alg`,
+    /// and a key to encrypt to: an RSA `use: enc` key for the `alg` in the
+    /// inline `jwks`, or a `jwks_uri` (checked when the token is issued).
+    fn validate_encryption(
+        &self,
+        what: &str,
+        alg: &Option<String>,
+        enc: &Option<String>,
+    ) -> Result<(), OAuthError> {
+        let Some(alg) = alg else {
+            return match enc {
+                Some(_) => Err(invalid_metadata(format!(
+                    "{what}_encrypted_response_enc needs {what}_encrypted_response_alg (OIDC Registration §2)"
+                ))),
+                None => Ok(()),
+            };
+        };
+        if !crate::keys::JWE_ALGS.contains(&alg.as_str()) {
+            return Err(invalid_metadata(format!(
+                "{what}_encrypted_response_alg {alg} is not offered ({})",
+                crate::keys::JWE_ALGS.join(" or ")
+            )));
+        }
+        if let Some(enc) = enc
+            && !crate::keys::JWE_ENCS.contains(&enc.as_str())
+        {
+            return Err(invalid_metadata(format!(
+                "{what}_encrypted_response_enc {enc} is not offered ({})",
+                crate::keys::JWE_ENCS.join(" or ")
+            )));
+        }
+        match (&self.jwks, &self.jwks_uri) {
+            (Some(jwks), _) if crate::keys::encryption_key(jwks, alg).is_none() => {
+                Err(invalid_metadata(format!(
+                    "{what}_encrypted_response_alg {alg} needs an RSA key with use enc for {alg} in jwks"
+                )))
+            }
+            (None, None) => Err(invalid_metadata(format!(
+                "{what}_encrypted_response_alg needs jwks or jwks_uri with an RSA use enc key"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The `alg` and `enc` to encrypt this client's id_tokens with, if it
+    /// registered encryption (OIDC Registration §2: `enc` defaults to
+    /// A128CBC-HS256).
+    pub fn id_token_encryption(&self) -> Option<(&str, &str)> {
+        encryption_pair(
+            &self.id_token_encrypted_response_alg,
+            &self.id_token_encrypted_response_enc,
+        )
+    }
+
+    /// As [`Self::id_token_encryption`], for UserInfo responses.
+    pub fn userinfo_encryption(&self) -> Option<(&str, &str)> {
+        encryption_pair(
+            &self.userinfo_encrypted_response_alg,
+            &self.userinfo_encrypted_response_enc,
+        )
+    }
 }
+
+fn encryption_pair<'a>(
+    alg: &'a Option<String>,
+    enc: &'a Option<String>,
+) -> Option<(&'a str, &'a str)> {
+    Some((
+        alg.as_deref()?,
+        enc.as_deref().unwrap_or(DEFAULT_RESPONSE_ENC),
+    ))
+}
+
+/// OIDC Registration §2: the `enc` of an encrypted response when the client
+/// registered only the `alg`.
+pub const DEFAULT_RESPONSE_ENC: &str = "A128CBC-HS256";
 
 impl Client {
     /// Validates `metadata` and derives the client.
@@ -583,6 +693,64 @@ mod tests {
             "scope": "openid accounts",
         }))
         .unwrap()
+    }
+
+    /// OIDC Registration §2 response encryption: our algorithms only, no
+    /// `enc` without `alg`, a key to encrypt to (inline: an RSA `use: enc`
+    /// key for the alg; a `jwks_uri` is checked at issuance).
+    #[test]
+    fn response_encryption_metadata_rules() {
+        let enc_key = serde_json::json!({"kty": "RSA", "use": "enc", "alg": "RSA-OAEP-256",
+            "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw", "e": "AQAB"});
+        let with = |f: &dyn Fn(&mut ClientMetadata)| {
+            let mut m = base();
+            m.jwks = Some(serde_json::json!({"keys": [enc_key]}));
+            f(&mut m);
+            m.validate().map_err(|e| e.description.unwrap().to_string())
+        };
+        with(&|m| m.id_token_encrypted_response_alg = Some("RSA-OAEP-256".into())).unwrap();
+        with(&|m| {
+            m.userinfo_encrypted_response_alg = Some("RSA-OAEP-256".into());
+            m.userinfo_encrypted_response_enc = Some("A256GCM".into());
+            m.userinfo_signed_response_alg = Some("PS256".into());
+        })
+        .unwrap();
+        let e = with(&|m| m.id_token_encrypted_response_enc = Some("A256GCM".into())).unwrap_err();
+        assert!(e.contains("needs id_token_encrypted_response_alg"), "{e}");
+        let e = with(&|m| m.id_token_encrypted_response_alg = Some("RSA1_5".into())).unwrap_err();
+        assert!(e.contains("RSA1_5 is not offered"), "{e}");
+        let e = with(&|m| {
+            m.userinfo_encrypted_response_alg = Some("RSA-OAEP-256".into());
+            m.userinfo_encrypted_response_enc = Some("A128GCM".into());
+        })
+        .unwrap_err();
+        assert!(e.contains("A128GCM is not offered"), "{e}");
+        // The key is for RSA-OAEP-256 only.
+        let e = with(&|m| m.id_token_encrypted_response_alg = Some("RSA-OAEP".into())).unwrap_err();
+        assert!(e.contains("needs an RSA key with use enc"), "{e}");
+        let e = with(&|m| {
+            m.jwks = None;
+            m.id_token_encrypted_response_alg = Some("RSA-OAEP-256".into());
+        })
+        .unwrap_err();
+        assert!(e.contains("needs jwks or jwks_uri"), "{e}");
+        with(&|m| {
+            m.jwks = None;
+            m.token_endpoint_auth_method = AuthMethod::TlsClientAuth;
+            m.tls_client_auth_subject_dn = Some("CN=tpp".into());
+            m.jwks_uri = Some("https://tpp.example/jwks".into());
+            m.id_token_encrypted_response_alg = Some("RSA-OAEP".into());
+        })
+        .unwrap();
+        let e = with(&|m| m.userinfo_signed_response_alg = Some("RS256".into())).unwrap_err();
+        assert!(e.contains("userinfo_signed_response_alg RS256"), "{e}");
+        // enc defaults to A128CBC-HS256 (OIDC Registration §2).
+        let mut m = base();
+        m.id_token_encrypted_response_alg = Some("RSA-OAEP".into());
+        assert_eq!(m.id_token_encryption(), Some(("RSA-OAEP", "A128CBC-HS256")));
+        m.id_token_encrypted_response_enc = Some("A256GCM".into());
+        assert_eq!(m.id_token_encryption(), Some(("RSA-OAEP", "A256GCM")));
+        assert_eq!(m.userinfo_encryption(), None);
     }
 
     /// CIBA §4 registration rules, FAPI-CIBA's "no push".

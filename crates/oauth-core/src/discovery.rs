@@ -8,6 +8,9 @@
 
 use serde::Serialize;
 
+use crate::keys::{JWE_ALGS, JWE_ENCS};
+use crate::userinfo::USERINFO_SIGNING_ALGS;
+
 /// What the running server offers. Each endpoint is a path relative to the
 /// issuer; `None` means not served.
 #[derive(Debug, Clone, Default)]
@@ -96,8 +99,17 @@ pub struct ProviderMetadata {
     pub subject_types_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub id_token_signing_alg_values_supported: Vec<String>,
+    /// Encrypted id_tokens (OIDC Core §10.2) to the client's `use: enc` key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub id_token_encryption_alg_values_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub id_token_encryption_enc_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub userinfo_signing_alg_values_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub userinfo_encryption_alg_values_supported: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub userinfo_encryption_enc_values_supported: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_object_signing_alg_values_supported: Vec<String>,
     /// Encrypted request objects (RFC 9101 §6.1) to our `use: enc` keys.
@@ -156,6 +168,16 @@ pub struct MtlsAliases {
     pub registration_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backchannel_authentication_endpoint: Option<String>,
+}
+
+/// The JWE algorithms Strongroom encrypts with, where the response they
+/// protect is served.
+fn jwe_list(served: bool, values: &[&str]) -> Vec<String> {
+    if served {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 fn join(base: &str, path: &str) -> String {
@@ -255,19 +277,33 @@ impl ProviderMetadata {
             } else {
                 Vec::new()
             },
-            userinfo_signing_alg_values_supported: Vec::new(),
+            id_token_encryption_alg_values_supported: jwe_list(openid, &JWE_ALGS),
+            id_token_encryption_enc_values_supported: jwe_list(openid, &JWE_ENCS),
+            userinfo_signing_alg_values_supported: if openid && caps.userinfo_path.is_some() {
+                USERINFO_SIGNING_ALGS.map(str::to_owned).to_vec()
+            } else {
+                Vec::new()
+            },
+            userinfo_encryption_alg_values_supported: jwe_list(
+                openid && caps.userinfo_path.is_some(),
+                &JWE_ALGS,
+            ),
+            userinfo_encryption_enc_values_supported: jwe_list(
+                openid && caps.userinfo_path.is_some(),
+                &JWE_ENCS,
+            ),
             request_object_signing_alg_values_supported: if caps.par_path.is_some() {
                 caps.request_object_signing_algs.clone()
             } else {
                 Vec::new()
             },
             request_object_encryption_alg_values_supported: if caps.par_path.is_some() {
-                crate::keys::decrypt::JWE_ALGS.map(str::to_owned).to_vec()
+                JWE_ALGS.map(str::to_owned).to_vec()
             } else {
                 Vec::new()
             },
             request_object_encryption_enc_values_supported: if caps.par_path.is_some() {
-                crate::keys::decrypt::JWE_ENCS.map(str::to_owned).to_vec()
+                JWE_ENCS.map(str::to_owned).to_vec()
             } else {
                 Vec::new()
             },

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::{JwsAlg, candidate_keys};
+use crate::keys::{ClientEncrypter, JwsAlg, candidate_keys};
 
 /// Why a `jwks_uri` could not be fetched. The detail is logged, never sent
 /// to the client.
@@ -257,6 +257,43 @@ impl<F: JwksFetcher> JwksResolver<F> {
             Source::Inline(v) => Ok(Arc::new(v.clone())),
             Source::Uri(url) => self.load(url, now, None).await,
         }
+    }
+
+    /// The encrypter for the responses the client registered encrypted
+    /// (`(alg, enc)` from [`crate::client::ClientMetadata::id_token_encryption`]
+    /// or `userinfo_encryption`): its RSA `use: enc` key for `alg`, inline
+    /// or from the `jwks_uri` (one refetch when the cached set has none,
+    /// as the client may have just rotated it). Resolved before anything
+    /// one-time is spent, so a client whose key is gone loses no code.
+    ///
+    /// # Errors
+    ///
+    /// `code` (the caller's surface: `invalid_client` at the token
+    /// endpoint) when the client has no such key or its keys cannot be
+    /// fetched.
+    pub async fn encrypter(
+        &self,
+        client: &Client,
+        (alg, enc): (&str, &str),
+        code: ErrorCode,
+        now: i64,
+    ) -> Result<ClientEncrypter, OAuthError> {
+        self.search(client, now, |jwks| match ClientEncrypter::from_jwks(jwks, alg, enc) {
+            Ok(Some(e)) => Ok(e),
+            Ok(None) => Err(KeyLookupError::NotFound),
+            Err(e) => {
+                tracing::info!(client_id = %client.id(), error = %e, "client encryption key unusable");
+                Err(KeyLookupError::NotFound)
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            KeyLookupError::Unavailable => e.to_oauth(code),
+            _ => OAuthError::new(
+                code,
+                format!("the client's JWK Set has no RSA key with use enc for {alg} to encrypt the response to"),
+            ),
+        })
     }
 
     /// Forgets what was cached for `url` (e.g. after the client updated its
@@ -506,6 +543,42 @@ mod tests {
         );
         assert!(r.key_for(&c, None, JwsAlg::ES256, T0).await.is_ok());
         assert_eq!(r.fetcher().calls(), 0);
+    }
+
+    /// The key to encrypt responses to: the client's RSA `use: enc` key,
+    /// from its `jwks_uri`; a set without one is `code` (and refetched
+    /// once, as the client may just have rotated it in).
+    #[tokio::test]
+    async fn the_encryption_key_comes_from_the_jwks_uri() {
+        let f = MockFetcher::default();
+        let sig = TestKey::ec(Some("k1")).jwk;
+        f.set_json(URI, &json!({"keys": [sig]}));
+        let r = resolver(f);
+        let mut c = uri_client();
+        c.metadata.id_token_encrypted_response_alg = Some("RSA-OAEP".into());
+        let pair = c.metadata.id_token_encryption().unwrap();
+        let e = r
+            .encrypter(&c, pair, ErrorCode::InvalidRequest, T0)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.description.unwrap().contains("RSA-OAEP"));
+        let enc: Value =
+            serde_json::from_str(&crate::keys::test_support::fixture().enc_oaep.public_jwk)
+                .unwrap();
+        r.fetcher().set_json(URI, &json!({"keys": [sig, enc]}));
+        let e = r
+            .encrypter(&c, pair, ErrorCode::InvalidRequest, T0 + 31)
+            .await
+            .unwrap();
+        assert!(format!("{e:?}").contains("A128CBC-HS256"), "{e:?}");
+        r.fetcher().set(URI, Err(FetchError::Status(500)));
+        r.invalidate(URI);
+        let e = r
+            .encrypter(&c, pair, ErrorCode::InvalidRequest, T0 + 62)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
     }
 
     #[tokio::test]

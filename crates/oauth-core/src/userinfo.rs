@@ -17,6 +17,70 @@ use crate::storage::{
 use crate::token::id_token::is_protocol_claim;
 use crate::token::{consent_claim_name, requested_claim_names};
 
+/// The algorithms a client may register as `userinfo_signed_response_alg`
+/// (OIDC Registration §2), the ones the id_token is signed with.
+pub const USERINFO_SIGNING_ALGS: [&str; 2] = ["PS256", "ES256"];
+
+/// The UserInfo response as the client registered it (OIDC Core §5.3.2).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserinfoBody {
+    /// `application/json`: neither signing nor encryption registered.
+    Json(Value),
+    /// `application/jwt`: signed (with `iss` and `aud`), encrypted, or
+    /// signed then encrypted.
+    Jwt(String),
+}
+
+/// OIDC Core §5.3.2: `claims` as a JWT when `client` registered
+/// `userinfo_signed_response_alg` (signed, with `iss` = the issuer and
+/// `aud` = the client, as a JWS `typ` `JWT`) and/or
+/// `userinfo_encrypted_response_alg` (encrypted to `encrypter`, the
+/// client's key resolved by the caller; signed first when both: a nested
+/// JWT with `cty` `JWT`); plain JSON otherwise.
+///
+/// # Errors
+///
+/// `server_error` when signing or encryption fails, or encryption is
+/// registered and no encrypter was given.
+pub fn userinfo_body(
+    keys: &crate::keys::Keys,
+    issuer: &str,
+    client: &crate::client::Client,
+    claims: Value,
+    encrypter: Option<&crate::keys::ClientEncrypter>,
+) -> Result<UserinfoBody, OAuthError> {
+    let m = &client.metadata;
+    let failed = |e: crate::keys::KeyError| {
+        tracing::error!(client_id = %client.id(), error = %e, "userinfo response could not be signed or encrypted");
+        OAuthError::server_error()
+    };
+    let signed = match m.userinfo_signed_response_alg.as_deref() {
+        None => None,
+        Some(alg) => {
+            let alg = JwsAlg::parse(alg).map_err(failed)?;
+            let mut claims = claims.clone();
+            if let Some(o) = claims.as_object_mut() {
+                o.insert("iss".into(), issuer.into());
+                o.insert("aud".into(), client.id().into());
+            }
+            Some(keys.sign(alg, Some("JWT"), &claims).map_err(failed)?)
+        }
+    };
+    match (m.userinfo_encryption(), encrypter, signed) {
+        (None, _, None) => Ok(UserinfoBody::Json(claims)),
+        (None, _, Some(jws)) => Ok(UserinfoBody::Jwt(jws)),
+        (Some(_), Some(e), Some(jws)) => e.encrypt_jwt(&jws).map(UserinfoBody::Jwt).map_err(failed),
+        (Some(_), Some(e), None) => e
+            .encrypt_claims(&claims)
+            .map(UserinfoBody::Jwt)
+            .map_err(failed),
+        (Some(_), None, _) => {
+            tracing::error!(client_id = %client.id(), "userinfo encryption not resolved for the client's registration");
+            Err(OAuthError::server_error())
+        }
+    }
+}
+
 /// The authentication scheme the access token was presented with (RFC 6750
 /// §2.1 `Bearer`, RFC 9449 §7.1 `DPoP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,7 +479,7 @@ pub fn bound_access_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -491,6 +555,90 @@ mod tests {
         assert_eq!(
             v,
             json!({"sub": "u1", "name": "Ada", "phone_number": "+44"})
+        );
+    }
+
+    pub(crate) fn jwe_header(jwe: &str) -> Value {
+        use base64::Engine as _;
+        let first = jwe.split('.').next().unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(first)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// OIDC Core §5.3.2: JSON unless the client registered signing and/or
+    /// encryption; signed carries `iss` and `aud`; encrypted alone is the
+    /// JSON claims as the JWE payload; both is a nested JWT.
+    #[test]
+    fn the_userinfo_body_is_what_the_client_registered() {
+        use crate::keys::test_support::{T0, fixture, kek};
+        use crate::keys::{ClientEncrypter, KeySet, Keys, VerifyOptions, peek_header};
+        let keys = Keys::new(KeySet::build(fixture().records(), &kek(), T0).unwrap());
+        let enc_jwk: Value = serde_json::from_str(&fixture().enc_oaep.public_jwk).unwrap();
+        let client = |signed: Option<&str>, encrypted: bool| {
+            let mut m: crate::client::ClientMetadata = serde_json::from_value(json!({
+                "client_id": "tpp-1",
+                "redirect_uris": ["https://tpp.example/cb"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [enc_jwk]},
+            }))
+            .unwrap();
+            m.userinfo_signed_response_alg = signed.map(str::to_owned);
+            if encrypted {
+                m.userinfo_encrypted_response_alg = Some("RSA-OAEP".into());
+            }
+            crate::client::Client::new(m, None).unwrap()
+        };
+        let e =
+            ClientEncrypter::from_jwks(&json!({"keys": [enc_jwk]}), "RSA-OAEP", "A128CBC-HS256")
+                .unwrap()
+                .unwrap();
+        let claims = json!({"sub": "alice", "name": "Alice"});
+        let iss = "https://op.example";
+        let body = |c: &crate::client::Client, e: Option<&ClientEncrypter>| {
+            userinfo_body(&keys, iss, c, claims.clone(), e)
+        };
+        assert_eq!(
+            body(&client(None, false), None).unwrap(),
+            UserinfoBody::Json(claims.clone())
+        );
+        let opts = VerifyOptions::new(T0)
+            .typ("JWT")
+            .issuer(iss)
+            .audience(["tpp-1"])
+            .without_exp();
+        let UserinfoBody::Jwt(jws) = body(&client(Some("ES256"), false), None).unwrap() else {
+            panic!("a JWT")
+        };
+        assert_eq!(peek_header(&jws).unwrap()["alg"], "ES256");
+        let got = keys.verify_own(&jws, &opts).unwrap();
+        assert_eq!(
+            (&got["sub"], &got["name"]),
+            (&json!("alice"), &json!("Alice"))
+        );
+        let UserinfoBody::Jwt(jwe) = body(&client(None, true), Some(&e)).unwrap() else {
+            panic!("a JWT")
+        };
+        let h = jwe_header(&jwe);
+        assert_eq!(
+            (&h["alg"], &h["enc"], h.get("cty")),
+            (&json!("RSA-OAEP"), &json!("A128CBC-HS256"), None)
+        );
+        let opened: Value = serde_json::from_slice(&keys.decrypt(&jwe).unwrap()).unwrap();
+        assert_eq!(opened, claims);
+        let UserinfoBody::Jwt(nested) = body(&client(Some("PS256"), true), Some(&e)).unwrap()
+        else {
+            panic!("a JWT")
+        };
+        assert_eq!(jwe_header(&nested)["cty"], "JWT");
+        let inner = String::from_utf8(keys.decrypt(&nested).unwrap()).unwrap();
+        assert_eq!(keys.verify_own(&inner, &opts).unwrap()["sub"], "alice");
+        assert_eq!(
+            body(&client(None, true), None).unwrap_err().code,
+            ErrorCode::ServerError
         );
     }
 }

@@ -183,6 +183,7 @@ async fn code_for(e: &Env, c: &AuthenticatedClient, req: &AuthorizationRequest) 
         grant_details(),
         Some("intent-1".into()),
         None,
+        None,
         T0,
     )
     .await

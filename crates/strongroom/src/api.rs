@@ -289,6 +289,12 @@ pub async fn token(
             store: &store,
             bridge: state.bridge(),
         };
+        // Before the code or refresh token is spent: a client whose
+        // encryption key is gone keeps them for after it fixed that.
+        let encrypter = match token_request.grant_type {
+            oauth_core::grant::GrantType::ClientCredentials => None,
+            _ => state.id_token_encrypter(&client.client).await?,
+        };
         oauth_core::grant::exchange_with_claims(
             &store,
             &state.keys,
@@ -297,6 +303,7 @@ pub async fn token(
             token_request,
             binding,
             &hook,
+            encrypter.as_ref(),
             now(),
         )
         .await
@@ -456,7 +463,13 @@ async fn revocation_notice(
 #[tracing::instrument(skip_all)]
 pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match userinfo_inner(&state, &req).await {
-        Ok(claims) => json_no_store(actix_web::http::StatusCode::OK, &claims),
+        Ok(oauth_core::userinfo::UserinfoBody::Json(claims)) => {
+            json_no_store(actix_web::http::StatusCode::OK, &claims)
+        }
+        Ok(oauth_core::userinfo::UserinfoBody::Jwt(jwt)) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("application/jwt")
+            .body(jwt),
         Err(e) => resource_error(&e),
     }
 }
@@ -464,7 +477,7 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
 async fn userinfo_inner(
     state: &AppState,
     req: &HttpRequest,
-) -> Result<serde_json::Value, ResourceError> {
+) -> Result<oauth_core::userinfo::UserinfoBody, ResourceError> {
     // RFC 6750 §2.3 / FAPI: access tokens in the query string are refused.
     if url::form_urlencoded::parse(req.query_string().as_bytes()).any(|(k, _)| k == "access_token")
     {
@@ -510,13 +523,37 @@ async fn userinfo_inner(
         .token_reads(&oauth_core::secret::hash_secret(token), now, true)
         .await?;
     let cert = crate::tls::peer_certificate(req);
-    oauth_core::userinfo::answer(
+    let claims = oauth_core::userinfo::answer(
         reads.token,
         reads.grant,
         scheme,
         dpop.as_ref(),
         cert.as_ref().map(|c| c.x5t_s256.as_str()),
-    )
+    )?;
+    // OIDC Core §5.3.2: as the token's client registered it.
+    let Some(record) = reads.client else {
+        return Ok(oauth_core::userinfo::UserinfoBody::Json(claims));
+    };
+    let client = oauth_core::client::Client::from_record(&record).map_err(|e| {
+        tracing::error!(client_id = %record.client_id, error = ?e, "stored client does not load");
+        OAuthError::server_error()
+    })?;
+    let encrypter = match client.metadata.userinfo_encryption() {
+        None => None,
+        Some(pair) => Some(
+            state
+                .jwks
+                .encrypter(&client, pair, ErrorCode::InvalidRequest, now)
+                .await?,
+        ),
+    };
+    Ok(oauth_core::userinfo::userinfo_body(
+        &state.keys,
+        &state.policy().issuer,
+        &client,
+        claims,
+        encrypter.as_ref(),
+    )?)
 }
 
 /// RFC 6750 §3 / RFC 9449 §7.1 error answers with `WWW-Authenticate`.

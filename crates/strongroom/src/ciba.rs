@@ -141,6 +141,7 @@ pub async fn redeem(
         store,
         bridge: state.bridge(),
     };
+    let encrypter = state.id_token_encrypter(&client.client).await?;
     flow::redeem(
         store,
         &state.keys,
@@ -149,6 +150,7 @@ pub async fn redeem(
         client,
         auth_req_id,
         &binding,
+        encrypter.as_ref(),
         now(),
     )
     .await
@@ -311,17 +313,23 @@ async fn after_decision(
                 store: &state.store,
                 bridge: state.bridge(),
             };
-            let outcome = flow::redeem(
-                &state.store,
-                &state.keys,
-                &state.policy(),
-                &hook,
-                &authenticated,
-                Some(&auth_req_id),
-                &oauth_core::grant::Binding::default(),
-                now(),
-            )
-            .await;
+            let outcome = match state.id_token_encrypter(&authenticated.client).await {
+                Ok(encrypter) => {
+                    flow::redeem(
+                        &state.store,
+                        &state.keys,
+                        &state.policy(),
+                        &hook,
+                        &authenticated,
+                        Some(&auth_req_id),
+                        &oauth_core::grant::Binding::default(),
+                        encrypter.as_ref(),
+                        now(),
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
             let mut body = match outcome {
                 Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
                 Err(e) => e.to_json(),

@@ -850,6 +850,17 @@ async fn complete(
         request_uri_hash: st.request_uri_hash.clone(),
         presented_at: st.presented_at,
     };
+    // The hybrid flow's id_token, encrypted when the client registered
+    // it; a client without its key gets the error at its redirect URI
+    // and no code.
+    let encrypter = if request.response_type == oauth_core::request::response::CODE_ID_TOKEN {
+        match state.id_token_encrypter(client).await {
+            Ok(e) => e,
+            Err(e) => return finish_with_error(state, client, &request, &e, None, t).await,
+        }
+    } else {
+        None
+    };
     match oauth_core::grant::issue_code(
         &state.store,
         &state.keys,
@@ -860,6 +871,7 @@ async fn complete(
         details,
         approval.consent_id,
         Some(end),
+        encrypter.as_ref(),
         t,
     )
     .await

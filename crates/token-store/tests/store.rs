@@ -2141,6 +2141,7 @@ async fn token_reads_carry_the_single_use_values(db: TestDb) {
     s.put_grant(grant("g1", "c1", Some("consent-1")))
         .await
         .unwrap();
+    s.put_client(client("c1")).await.unwrap();
     s.put_tokens(vec![
         access("tok-1", "c1", Some("g1")),
         access("tok-2", "c2", None),
@@ -2151,11 +2152,12 @@ async fn token_reads_carry_the_single_use_values(db: TestDb) {
     assert_eq!(r.token, Some(access("tok-1", "c1", Some("g1"))));
     assert_eq!(r.grant, s.get_grant("g1").await.unwrap());
     assert!(r.grant.is_some());
-    // The grant only when asked for, and only the token's own.
+    assert_eq!(r.client, Some(client("c1")));
+    // The grant and client only when asked for, and only the token's own.
     let r = s.token_reads("tok-1", NOW, false).await.unwrap();
-    assert_eq!((r.token.is_some(), r.grant), (true, None));
+    assert_eq!((r.token.is_some(), r.grant, r.client), (true, None, None));
     let r = s.token_reads("tok-2", NOW, true).await.unwrap();
-    assert_eq!((r.token.is_some(), r.grant), (true, None));
+    assert_eq!((r.token.is_some(), r.grant, r.client), (true, None, None));
 
     // Carried values are recorded with the read, once.
     let h = s.carrying_replay(vec![entry(d, "tr1", NOW + 10)], NOW);

@@ -10,7 +10,7 @@ use super::{
 use crate::authorization::{Authentication, AuthorizationRequest, CodeData, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::Keys;
+use crate::keys::{ClientEncrypter, Keys};
 use crate::policy::Policy;
 use crate::request::pkce;
 use crate::request::response::CODE_ID_TOKEN;
@@ -70,6 +70,7 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
     mut grant_details: GrantDetails,
     consent_id: Option<String>,
     end: Option<InteractionEnd>,
+    encrypter: Option<&ClientEncrypter>,
     now: i64,
 ) -> Result<Option<IssuedCode>, OAuthError> {
     if request.client_id != client.id() {
@@ -121,6 +122,7 @@ pub async fn issue_code<S: AuthorizationCodeRepository>(
                     code: &code,
                     state: request.state.as_deref(),
                 }),
+                encrypter,
             },
             now,
         )?)
@@ -204,6 +206,7 @@ pub(super) async fn exchange<
     req: &TokenRequest,
     binding: &Binding,
     hook: &H,
+    encrypter: Option<&ClientEncrypter>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -311,6 +314,7 @@ pub(super) async fn exchange<
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: extra.as_ref(),
                 front_channel: None,
+                encrypter,
             },
             now,
         )?)

@@ -17,7 +17,7 @@ pub use authorization_code::{IssuedCode, issue_code};
 use crate::authorization::{Confirmation, DpopProof, GrantDetails};
 use crate::client::AuthenticatedClient;
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::Keys;
+use crate::keys::{ClientEncrypter, Keys};
 use crate::policy::{Policy, Profile};
 use crate::storage::{AuthorizationCodeRepository, GrantRecord, GrantRepository, TokenRepository};
 use crate::token::{
@@ -177,6 +177,7 @@ where
         req,
         binding,
         &NoClaimsHook,
+        None,
         now,
     )
     .await
@@ -184,7 +185,9 @@ where
 
 /// [`exchange`] with a token-claims hook ([`crate::token::claims`]), asked
 /// for extra claims by the authorization-code and refresh grants after every
-/// check and before anything is stored; its error fails the request.
+/// check and before anything is stored; its error fails the request. For a
+/// client that registered `id_token_encrypted_response_alg`, `encrypter`
+/// is its key ([`crate::jwks_resolver::JwksResolver::encrypter`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange_with_claims<S, H>(
     store: &S,
@@ -194,6 +197,7 @@ pub async fn exchange_with_claims<S, H>(
     req: TokenRequest,
     binding: Binding,
     hook: &H,
+    encrypter: Option<&ClientEncrypter>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError>
 where
@@ -212,11 +216,16 @@ where
     }
     match req.grant_type {
         GrantType::AuthorizationCode => {
-            authorization_code::exchange(store, keys, policy, client, &req, &binding, hook, now)
-                .await
+            authorization_code::exchange(
+                store, keys, policy, client, &req, &binding, hook, encrypter, now,
+            )
+            .await
         }
         GrantType::RefreshToken => {
-            refresh_token::exchange(store, keys, policy, client, &req, &binding, hook, now).await
+            refresh_token::exchange(
+                store, keys, policy, client, &req, &binding, hook, encrypter, now,
+            )
+            .await
         }
         GrantType::ClientCredentials => {
             client_credentials::exchange(store, keys, policy, client, &req, &binding, now).await
@@ -307,6 +316,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
     grant: &GrantRecord,
     cnf: &Confirmation,
     id_token_claims: &serde_json::Map<String, serde_json::Value>,
+    encrypter: Option<&ClientEncrypter>,
     now: i64,
 ) -> Result<(TokenResponse, Vec<crate::storage::TokenRecord>), OAuthError> {
     let c = &client.client;
@@ -363,6 +373,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: Some(id_token_claims),
                 front_channel: None,
+                encrypter,
             },
             now,
         )?)

@@ -23,7 +23,7 @@ use super::{
 use crate::authorization::Confirmation;
 use crate::client::{AuthMethod, AuthenticatedClient};
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::Keys;
+use crate::keys::{ClientEncrypter, Keys};
 use crate::policy::Policy;
 use crate::secret::{constant_time_eq, hash_secret};
 use crate::storage::{GrantRepository, RefreshRotation, TokenKind, TokenRecord, TokenRepository};
@@ -128,6 +128,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
     req: &TokenRequest,
     binding: &Binding,
     hook: &H,
+    encrypter: Option<&ClientEncrypter>,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -194,6 +195,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: extra.as_ref(),
                 front_channel: None,
+                encrypter,
             },
             now,
         )?),

@@ -67,13 +67,25 @@ impl ClientEncrypter {
     /// `jws` as the payload of a JWE with `cty: JWT` (RFC 7519 §5.2), the
     /// form OIDC Core §10.2 prescribes for a signed-then-encrypted token.
     pub fn encrypt_jwt(&self, jws: &str) -> Result<String, KeyError> {
+        self.encrypt(jws.as_bytes(), Some("JWT"))
+    }
+
+    /// `claims` as the JSON payload of a JWE, unsigned: the UserInfo
+    /// response "encrypted without also being signed" (OIDC Core §5.3.2).
+    pub fn encrypt_claims(&self, claims: &Value) -> Result<String, KeyError> {
+        self.encrypt(claims.to_string().as_bytes(), None)
+    }
+
+    fn encrypt(&self, payload: &[u8], cty: Option<&str>) -> Result<String, KeyError> {
         let mut header = JweHeader::new();
         header.set_content_encryption(self.enc);
-        header.set_content_type("JWT");
+        if let Some(cty) = cty {
+            header.set_content_type(cty);
+        }
         if let Some(kid) = &self.kid {
             header.set_key_id(kid);
         }
-        josekit::jwe::serialize_compact(jws.as_bytes(), &header, &self.inner)
+        josekit::jwe::serialize_compact(payload, &header, &self.inner)
             .map_err(|e| KeyError::Malformed(format!("JWE encryption ({}): {e}", self.alg)))
     }
 }

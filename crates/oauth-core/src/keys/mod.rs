@@ -29,6 +29,8 @@ pub mod seal;
 pub mod verify;
 
 pub use alg::{JwsAlg, ProviderAlg};
+pub use decrypt::{JWE_ALGS, JWE_ENCS};
+pub use encrypt::{ClientEncrypter, encryption_key};
 pub use generate::generate_key;
 pub use jwk::{
     PRIVATE_JWK_MEMBERS, candidate_keys, has_private_members, jwk_thumbprint, jwk_thumbprint_of,

@@ -16,7 +16,7 @@ use super::requested_claim_names;
 use crate::authorization::{Authentication, GrantDetails};
 use crate::client::Client;
 use crate::error::OAuthError;
-use crate::keys::{JwsAlg, Keys};
+use crate::keys::{ClientEncrypter, JwsAlg, Keys};
 use crate::policy::Policy;
 
 /// The claim that carries the bank's consent id when the grant does not name
@@ -80,6 +80,11 @@ pub struct IdTokenInput<'a> {
     pub extra_claims: Option<&'a Map<String, Value>>,
     /// Set for the id_token of the hybrid flow's authorization response.
     pub front_channel: Option<FrontChannel<'a>>,
+    /// The client's encryption key, when it registered
+    /// `id_token_encrypted_response_alg` (resolved by the caller, before
+    /// anything one-time is spent): the signed token is then the payload
+    /// of a JWE to it (OIDC Core §10.2, nested JWT).
+    pub encrypter: Option<&'a ClientEncrypter>,
 }
 
 /// What the id_token of an authorization response (OIDC Core §3.3.2.11;
@@ -176,7 +181,10 @@ pub fn id_token_claims(
 }
 
 /// Signs an ID Token for the client (JWS `typ` `JWT`, OIDC Core §2) with its
-/// `id_token_signed_response_alg`.
+/// `id_token_signed_response_alg`, and encrypts it to the client's key when
+/// it registered `id_token_encrypted_response_alg` (OIDC Core §10.2: signed,
+/// then encrypted). A client that registered encryption never gets the
+/// token in clear: without the encrypter this is a server error.
 pub fn issue_id_token(
     keys: &Keys,
     policy: &Policy,
@@ -185,7 +193,17 @@ pub fn issue_id_token(
 ) -> Result<String, OAuthError> {
     let alg = id_token_alg(input.client)?;
     let claims = id_token_claims(policy, input, alg, now);
-    keys.sign(alg, Some("JWT"), &claims).map_err(signing_failed)
+    let signed = keys
+        .sign(alg, Some("JWT"), &claims)
+        .map_err(signing_failed)?;
+    match (input.encrypter, input.client.metadata.id_token_encryption()) {
+        (Some(e), Some(_)) => e.encrypt_jwt(&signed).map_err(signing_failed),
+        (None, None) => Ok(signed),
+        (Some(_), None) | (None, Some(_)) => {
+            tracing::error!(client_id = %input.client.id(), "id_token encryption not resolved for the client's registration");
+            Err(OAuthError::server_error())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +292,7 @@ mod tests {
                 code,
                 state: Some("af0ifjsldkj"),
             }),
+            encrypter: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         assert_eq!(claims["c_hash"], json!("LDktKdoQak3Pk0cnXxCltA"));
@@ -301,6 +320,7 @@ mod tests {
             consent_id: Some("intent-1"),
             extra_claims: None,
             front_channel: None,
+            encrypter: None,
         };
         let claims = Value::Object(id_token_claims(&policy(), &input, JwsAlg::PS256, T0));
         assert_eq!(
@@ -339,6 +359,7 @@ mod tests {
             consent_id: None,
             extra_claims: None,
             front_channel: None,
+            encrypter: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         for absent in ["nonce", "at_hash", "acr", "amr", "openbanking_intent_id"] {
@@ -363,6 +384,7 @@ mod tests {
             consent_id: Some("c-9"),
             extra_claims: None,
             front_channel: None,
+            encrypter: None,
         };
         let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
         assert_eq!(claims["consent_id"], "c-9");
@@ -385,6 +407,7 @@ mod tests {
                 consent_id: None,
                 extra_claims: None,
                 front_channel: None,
+                encrypter: None,
             };
             let jwt = issue_id_token(&keys, &policy(), &input, T0).unwrap();
             let header = peek_header(&jwt).unwrap();
@@ -401,5 +424,85 @@ mod tests {
                 .unwrap();
             assert_eq!(claims["sub"], "user-1");
         }
+    }
+
+    /// OIDC Core §10.2: signed, then encrypted to the client's `use: enc`
+    /// key (here the fixture's, whose private half `Keys` holds to open it).
+    #[test]
+    fn encrypted_to_the_clients_key_when_it_registered_encryption() {
+        let keys = keys();
+        let f = fixture();
+        let (a, g) = (auth(), grant());
+        let enc_jwk: Value = serde_json::from_str(&f.enc.public_jwk).unwrap();
+        let mut m = client(None).metadata;
+        m.jwks = Some(json!({"keys": [enc_jwk]}));
+        m.id_token_encrypted_response_alg = Some("RSA-OAEP-256".into());
+        m.id_token_encrypted_response_enc = Some("A256GCM".into());
+        let c = Client::new(m, None).unwrap();
+        let encrypter = ClientEncrypter::from_jwks(
+            c.metadata.jwks.as_ref().unwrap(),
+            "RSA-OAEP-256",
+            "A256GCM",
+        )
+        .unwrap()
+        .unwrap();
+        let mut input = IdTokenInput {
+            client: &c,
+            authentication: &a,
+            nonce: Some("n-1"),
+            access_token: None,
+            grant: &g,
+            consent_id: Some("intent-1"),
+            extra_claims: None,
+            front_channel: None,
+            encrypter: Some(&encrypter),
+        };
+        let jwe = issue_id_token(&keys, &policy(), &input, T0).unwrap();
+        assert_eq!(jwe.split('.').count(), 5, "a compact JWE");
+        let header = crate::userinfo::tests::jwe_header(&jwe);
+        assert_eq!(
+            (
+                &header["alg"],
+                &header["enc"],
+                &header["cty"],
+                &header["kid"]
+            ),
+            (
+                &json!("RSA-OAEP-256"),
+                &json!("A256GCM"),
+                &json!("JWT"),
+                &json!(f.enc.kid)
+            )
+        );
+        let inner = String::from_utf8(keys.decrypt(&jwe).unwrap()).unwrap();
+        let claims = keys
+            .verify_own(
+                &inner,
+                &VerifyOptions::new(T0)
+                    .typ("JWT")
+                    .issuer(ISSUER)
+                    .audience(["tpp-1"]),
+            )
+            .unwrap();
+        assert_eq!(claims["nonce"], "n-1");
+        assert_eq!(claims["openbanking_intent_id"], "intent-1");
+        // Never in clear for a client that registered encryption, and
+        // never encrypted for one that did not.
+        input.encrypter = None;
+        assert_eq!(
+            issue_id_token(&keys, &policy(), &input, T0)
+                .unwrap_err()
+                .code,
+            crate::error::ErrorCode::ServerError
+        );
+        let plain = client(None);
+        input.client = &plain;
+        input.encrypter = Some(&encrypter);
+        assert_eq!(
+            issue_id_token(&keys, &policy(), &input, T0)
+                .unwrap_err()
+                .code,
+            crate::error::ErrorCode::ServerError
+        );
     }
 }

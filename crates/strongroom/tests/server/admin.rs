@@ -1351,7 +1351,7 @@ async fn the_admin_cli_drives_a_dev_server() {
 
 /// `{"keys": [...]}` over https with the dev certificate (the dev CA is
 /// trusted by Strongroom's outbound client in dev mode): an issuer's JWKS.
-fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
+pub fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();

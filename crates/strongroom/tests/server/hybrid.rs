@@ -12,7 +12,7 @@ use crate::fapi::{PASSWORD, USER, demo_user, verify_with_jwks};
 use crate::harness::{BACKENDS, Backend, Setup, TestServer};
 use crate::tpp::*;
 
-const INTENT: &str = "intent-hybrid-1";
+pub const INTENT: &str = "intent-hybrid-1";
 
 struct Hybrid {
     srv: TestServer,
@@ -24,7 +24,7 @@ struct Hybrid {
     code_only: Tpp,
 }
 
-fn hybrid_metadata(tpp: &Tpp, id_token_alg: Option<&str>, types: &[&str]) -> Value {
+pub fn hybrid_metadata(tpp: &Tpp, id_token_alg: Option<&str>, types: &[&str]) -> Value {
     let mut m = tpp.pkjwt_metadata();
     m["response_types"] = json!(types);
     if let Some(alg) = id_token_alg {
@@ -53,7 +53,11 @@ async fn hybrid_world(backend: Backend) -> Hybrid {
 }
 
 /// A hybrid request with an essential intent id, and extra parameters.
-fn hybrid_params(tpp: &Tpp, pkce: &Pkce, extra: &[(&str, Option<&str>)]) -> Vec<(String, String)> {
+pub fn hybrid_params(
+    tpp: &Tpp,
+    pkce: &Pkce,
+    extra: &[(&str, Option<&str>)],
+) -> Vec<(String, String)> {
     let mut p = tpp.authz_params(pkce, "openid accounts");
     set_param(&mut p, "response_type", Some("code id_token"));
     let claims = json!({"id_token": {"openbanking_intent_id": {"value": INTENT, "essential": true},
@@ -67,7 +71,7 @@ fn hybrid_params(tpp: &Tpp, pkce: &Pkce, extra: &[(&str, Option<&str>)]) -> Vec<
 
 /// FAPI 1.0 Advanced §5.2.2-1: the parameters pushed as a signed request
 /// object, the only thing in the PAR body besides client authentication.
-fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(String, String)> {
+pub fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(String, String)> {
     let t = now();
     let mut claims = json!({
         "iss": tpp.client_id, "aud": srv.issuer, "client_id": tpp.client_id,
@@ -99,7 +103,7 @@ pub fn half_sha256(v: &str) -> String {
     b64(&d.as_ref()[..16])
 }
 
-async fn redeem(srv: &TestServer, tpp: &Tpp, code: &str, pkce: &Pkce) -> Answer {
+pub async fn redeem(srv: &TestServer, tpp: &Tpp, code: &str, pkce: &Pkce) -> Answer {
     let url = srv.url("/token");
     let mut form = tpp.auth_fields(srv);
     form.extend([
@@ -118,7 +122,7 @@ async fn redeem(srv: &TestServer, tpp: &Tpp, code: &str, pkce: &Pkce) -> Answer 
 }
 
 /// The front-channel id_token, checked as a FAPI 1.0 client would.
-async fn check_front_channel_id_token(
+pub async fn check_front_channel_id_token(
     srv: &TestServer,
     tpp: &Tpp,
     back: &std::collections::HashMap<String, String>,

@@ -9,6 +9,7 @@ mod cli;
 mod connections;
 mod consent_bridge;
 mod dcr;
+mod encrypted_responses;
 mod fapi;
 mod fapi_errors;
 mod foundation;

@@ -2,14 +2,15 @@
 //! userinfo), in one trip to the database with the request's single-use
 //! values.
 
-use oauth_core::storage::{GrantRecord, StoreResult, TokenRecord};
+use oauth_core::storage::{ClientRecord, GrantRecord, StoreResult, TokenRecord};
 
 use crate::Store;
 use crate::conn::AnyConnection;
 use crate::error::Fail;
 
 /// What an endpoint handed a token reads: the token and, when asked, its
-/// grant.
+/// grant and its client (userinfo: the claims, and how the client
+/// registered to receive them, OIDC Registration §2).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TokenReads {
     /// The token, if unrevoked and unexpired (as `get_active_token`).
@@ -17,11 +18,13 @@ pub struct TokenReads {
     /// The token's grant, revoked or not (as `get_grant`), when asked for
     /// and the token has one.
     pub grant: Option<GrantRecord>,
+    /// The token's client, read with the grant.
+    pub client: Option<ClientRecord>,
 }
 
 impl Store {
     /// The token whose SHA-256 is `token_hash` and, with `grant`, its
-    /// grant, read in one trip to the database that also records the
+    /// grant and client, read in one trip to the database that also records the
     /// single-use values this handle carries ([`Store::carrying_replay`]).
     ///
     /// With values to record, the trip is the writer's, and the reads run
@@ -63,5 +66,13 @@ fn read(
         Some(id) if with_grant => super::grants::find(conn, id)?,
         _ => None,
     };
-    Ok(TokenReads { token, grant })
+    let client = match &token {
+        Some(t) if with_grant => super::clients::find(conn, &t.client_id)?,
+        _ => None,
+    };
+    Ok(TokenReads {
+        token,
+        grant,
+        client,
+    })
 }
