@@ -323,6 +323,32 @@ pub enum CodeRedemption {
     Invalid,
 }
 
+/// A code as the token endpoint finds it before spending it
+/// ([`AuthorizationCodeRepository::find_code`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeLookup {
+    /// Unspent and unexpired, with its grant as it stands.
+    Unspent(Box<RedeemedCode>),
+    /// Spent before: a replay (RFC 6749 §4.1.2).
+    AlreadyUsed { grant_id: String },
+    /// Unknown or expired.
+    Invalid,
+}
+
+/// Outcome of spending a code together with storing its tokens
+/// ([`AuthorizationCodeRepository::redeem_code_with_tokens`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedeemed {
+    /// The code is spent and the tokens are stored, in one transaction.
+    Redeemed,
+    /// Another redemption spent it first: nothing was stored.
+    AlreadyUsed { grant_id: String },
+    /// Expired (or gone) since it was read: nothing was stored.
+    Invalid,
+    /// Its grant was revoked since it was read: nothing was stored.
+    GrantRevoked,
+}
+
 /// The interaction that a code ends (see
 /// [`AuthorizationCodeRepository::put_grant_and_code`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +393,25 @@ pub trait AuthorizationCodeRepository: Send + Sync {
         code_hash: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+    /// Reads the code and its grant without spending it, so that a
+    /// request that fails its checks leaves it to the client that holds
+    /// the verifier.
+    fn find_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<CodeLookup>> + Send;
+    /// Spends the code (the one winner across instances, as
+    /// [`Self::redeem_code`]) and stores `tokens` in the same transaction,
+    /// with their grant held against revocation: a crash, an outage or a
+    /// lost race between the two can leave neither a spent code without
+    /// its tokens nor tokens of a code spent twice.
+    fn redeem_code_with_tokens(
+        &self,
+        code_hash: &str,
+        now: i64,
+        tokens: Vec<TokenRecord>,
+    ) -> impl Future<Output = StoreResult<CodeRedeemed>> + Send;
 }
 
 // ---------------------------------------------------------------- tokens

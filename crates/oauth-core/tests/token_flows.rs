@@ -414,8 +414,13 @@ async fn wrong_code_verifier_is_invalid_grant() {
     ]);
     let err = redeem(&e, &c, req, proof("k"), T0 + 1).await.unwrap_err();
     assert_invalid_grant(&err, "code_challenge");
-    // The right verifier afterwards: the failed try spent the code.
-    let err = redeem(&e, &c, code_form(&code), proof("k"), T0 + 2)
+    // The failed try did not spend the code: whoever holds the code but
+    // not the verifier cannot burn it. The client's own try succeeds, once.
+    let ok = redeem(&e, &c, code_form(&code), proof("k"), T0 + 2)
+        .await
+        .unwrap();
+    assert!(!ok.access_token.is_empty());
+    let err = redeem(&e, &c, code_form(&code), proof("k"), T0 + 3)
         .await
         .unwrap_err();
     assert_invalid_grant(&err, "already been used");

@@ -255,13 +255,12 @@ async fn parts(
         };
         if race("code") {
             let t = races::code(cl, r, n).await;
-            let note = format!(
-                "`invalid_grant`; the winner's tokens revoked (RFC 6749 §4.1.2); in {} rounds the \
-                 request that spent the code was itself refused, a replay having revoked the grant \
-                 before its tokens were stored",
-                t.refused_winner
+            row(
+                t,
+                "`invalid_grant`; the winner (the one write that spent the code stored its \
+                 tokens) answered, its tokens then revoked by the replays (RFC 6749 §4.1.2)"
+                    .into(),
             );
-            row(t, note);
         }
         if race("request_uri") {
             row(
@@ -428,11 +427,15 @@ async fn parts(
         format!(
             "{grants} grants and {tokens} tokens; live tokens under a revoked grant: \
              {live_under_revoked} (must be 0); codes spent whose live grant holds no token: \
-             {spent_without_tokens} (a redemption cut between spending the code and storing its \
-             tokens, by the kill or the outage: the code is spent and nothing was issued, see \
-             Exactly-once above).\n"
+             {spent_without_tokens} (must be 0: the code is spent in the write that stores its \
+             tokens).\n"
         ),
     );
+    if spent_without_tokens != 0 {
+        failures.push(format!(
+            "{spent_without_tokens} codes spent without their tokens"
+        ));
+    }
     if live_under_revoked != 0 {
         failures.push(format!(
             "{live_under_revoked} live tokens under a revoked grant"

@@ -169,6 +169,7 @@ on_both_backends!(
     active_grants_are_counted,
     codes_redeem_once_and_detect_reuse,
     codes_one_winner_under_concurrency,
+    a_code_is_spent_with_its_tokens_once,
     a_code_ends_its_interaction_once,
     tokens_put_get_expiry_and_atomic_batches,
     revoke_token_and_cascade,
@@ -1223,6 +1224,105 @@ async fn codes_redeem_once_and_detect_reuse(db: TestDb) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict), "{err:?}");
     assert_eq!(s.get_grant("g3").await.unwrap(), None);
+}
+
+/// The token endpoint's read and its one write: the code is found unspent,
+/// then spent in the transaction that stores its tokens; of eight
+/// concurrent redemptions one stores its tokens, the others store nothing
+/// and learn of the replay; a revoked grant or an expired code spends
+/// nothing and stores nothing.
+async fn a_code_is_spent_with_its_tokens_once(db: TestDb) {
+    let s = &db.store;
+    for round in 0..3 {
+        let (hash, g) = (format!("code-once-{round}"), format!("g-once-{round}"));
+        let stored = s.put_grant_and_code(grant(&g, "c1", None), code(&hash, &g, "c1"), None);
+        assert_eq!(stored.await.unwrap(), CodeStored::Stored);
+        assert_eq!(
+            s.find_code(&hash, NOW + 1).await.unwrap(),
+            CodeLookup::Unspent(Box::new(RedeemedCode {
+                code: code(&hash, &g, "c1"),
+                grant: grant(&g, "c1", None)
+            }))
+        );
+        let outcomes = race(8, |i| {
+            let (s, h, g) = (db.store.clone(), hash.clone(), g.clone());
+            async move {
+                let t = access(&format!("{h}-tok-{i}"), "c1", Some(&g));
+                s.redeem_code_with_tokens(&h, NOW + 1, vec![t])
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        let won: Vec<usize> = (0..8)
+            .filter(|i| outcomes[*i] == CodeRedeemed::Redeemed)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {outcomes:?}");
+        for (i, o) in outcomes.iter().enumerate() {
+            let live = s
+                .get_active_token(&format!("{hash}-tok-{i}"), NOW + 1)
+                .await
+                .unwrap();
+            if i == won[0] {
+                assert!(live.is_some(), "the winner's token is stored");
+            } else {
+                assert_eq!(
+                    o,
+                    &CodeRedeemed::AlreadyUsed {
+                        grant_id: g.clone()
+                    }
+                );
+                assert_eq!(live, None, "a loser stored nothing");
+            }
+        }
+        assert_eq!(
+            s.find_code(&hash, NOW + 2).await.unwrap(),
+            CodeLookup::AlreadyUsed { grant_id: g }
+        );
+    }
+    // A grant revoked since the read: nothing stored, the code unspent.
+    let stored = s.put_grant_and_code(
+        grant("g-rv", "c1", None),
+        code("code-rv", "g-rv", "c1"),
+        None,
+    );
+    assert_eq!(stored.await.unwrap(), CodeStored::Stored);
+    s.revoke_grant("g-rv", NOW).await.unwrap();
+    let t = access("tok-rv", "c1", Some("g-rv"));
+    assert_eq!(
+        s.redeem_code_with_tokens("code-rv", NOW + 1, vec![t])
+            .await
+            .unwrap(),
+        CodeRedeemed::GrantRevoked
+    );
+    assert!(
+        s.get_active_token("tok-rv", NOW + 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.find_code("code-rv", NOW + 1).await.unwrap(),
+        CodeLookup::Unspent(_)
+    ));
+    // Expired (NOW + 60), or unknown: nothing stored.
+    let stored = s.put_grant_and_code(
+        grant("g-ex", "c1", None),
+        code("code-ex", "g-ex", "c1"),
+        None,
+    );
+    assert_eq!(stored.await.unwrap(), CodeStored::Stored);
+    for h in ["code-ex", "no-such-code"] {
+        assert_eq!(s.find_code(h, NOW + 60).await.unwrap(), CodeLookup::Invalid);
+        let t = access("tok-ex", "c1", Some("g-ex"));
+        assert_eq!(
+            s.redeem_code_with_tokens(h, NOW + 60, vec![t])
+                .await
+                .unwrap(),
+            CodeRedeemed::Invalid
+        );
+        assert!(s.get_active_token("tok-ex", NOW).await.unwrap().is_none());
+    }
 }
 
 async fn codes_one_winner_under_concurrency(db: TestDb) {

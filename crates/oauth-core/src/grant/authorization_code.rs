@@ -16,8 +16,8 @@ use crate::request::pkce;
 use crate::request::response::CODE_ID_TOKEN;
 use crate::secret::{constant_time_eq, hash_secret, new_secret, time_ordered};
 use crate::storage::{
-    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeRedemption, CodeStored, GrantRecord,
-    GrantRepository, InteractionEnd, RedeemedCode, TokenRepository,
+    AuthorizationCodeRecord, AuthorizationCodeRepository, CodeLookup, CodeRedeemed, CodeStored,
+    GrantRecord, GrantRepository, InteractionEnd, RedeemedCode, TokenRepository,
 };
 use crate::token::{
     ClaimsHook, FrontChannel, IdTokenInput, TokenContext, TokenResponse, issue_access_token,
@@ -184,16 +184,41 @@ fn check_code_verifier(
     }
 }
 
+fn invalid_code() -> OAuthError {
+    OAuthError::invalid_grant("the authorization code is invalid or expired")
+}
+
+/// A code used twice: its grant is revoked with every token the first
+/// redemption produced (RFC 6749 §4.1.2, §10.5; RFC 9700 §4.2.4).
+async fn replayed<S: GrantRepository>(
+    store: &S,
+    client: &crate::client::Client,
+    grant_id: &str,
+    now: i64,
+) -> OAuthError {
+    tracing::warn!(client_id = %client.id(), "authorization code replayed; revoking its grant");
+    match store.revoke_grant(grant_id, now).await {
+        Ok(_) => OAuthError::invalid_grant("the authorization code has already been used"),
+        Err(e) => e.into(),
+    }
+}
+
 /// RFC 6749 §4.1.3 token request with `grant_type=authorization_code`.
 ///
-/// `invalid_request` when `code` or `redirect_uri` is missing (the code is
-/// not spent then); everything else about the code is `invalid_grant`: a
-/// missing `code_verifier` (OIDF `ensure-pkce-code-verifier-required`), an
-/// unknown or expired code, a replayed one (whose grant, with every token
-/// the first redemption produced, is revoked: RFC 6749 §4.1.2, §10.5), a code
-/// of another client, a different `redirect_uri`, a wrong `code_verifier`, a
-/// DPoP key other than the one the code is bound to (RFC 9449 §10). Once the
-/// code has been redeemed it stays spent whatever fails afterwards.
+/// `invalid_request` when `code` or `redirect_uri` is missing; everything
+/// else about the code is `invalid_grant`: a missing `code_verifier` (OIDF
+/// `ensure-pkce-code-verifier-required`), an unknown or expired code, a
+/// replayed one (whose grant, with every token the first redemption
+/// produced, is revoked: RFC 6749 §4.1.2, §10.5), a code of another client,
+/// a different `redirect_uri`, a wrong `code_verifier`, a DPoP key other
+/// than the one the code is bound to (RFC 9449 §10).
+///
+/// The code is read first and every check runs against it; then one
+/// transaction spends it and stores the tokens
+/// ([`AuthorizationCodeRepository::redeem_code_with_tokens`]), one winner
+/// across instances. A request that fails a check leaves the code to the
+/// client holding the verifier (a thief of the code alone cannot burn it),
+/// and no crash or outage leaves a spent code without its tokens.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn exchange<
     S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
@@ -220,21 +245,13 @@ pub(super) async fn exchange<
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let verifier = req.code_verifier.as_deref();
 
-    let RedeemedCode { code: rec, grant } = match store.redeem_code(&hash_secret(code), now).await?
-    {
-        CodeRedemption::Redeemed(r) => *r,
-        CodeRedemption::AlreadyUsed { grant_id } => {
-            tracing::warn!(client_id = %c.id(), "authorization code replayed; revoking its grant");
-            store.revoke_grant(&grant_id, now).await?;
-            return Err(OAuthError::invalid_grant(
-                "the authorization code has already been used",
-            ));
+    let code_hash = hash_secret(code);
+    let RedeemedCode { code: rec, grant } = match store.find_code(&code_hash, now).await? {
+        CodeLookup::Unspent(r) => *r,
+        CodeLookup::AlreadyUsed { grant_id } => {
+            return Err(replayed(store, c, &grant_id, now).await);
         }
-        CodeRedemption::Invalid => {
-            return Err(OAuthError::invalid_grant(
-                "the authorization code is invalid or expired",
-            ));
-        }
+        CodeLookup::Invalid => return Err(invalid_code()),
     };
     if rec.client_id != c.id() {
         return Err(OAuthError::invalid_grant(
@@ -324,12 +341,24 @@ pub(super) async fn exchange<
 
     let mut records = vec![access.record.clone()];
     records.extend(refresh.as_ref().map(|r| r.record.clone()));
-    if !store.put_tokens(records).await? {
-        // Revoked between the check above and now (consent withdrawn, or a
-        // replay of this very code).
-        return Err(OAuthError::invalid_grant(
-            "the authorization grant has been revoked",
-        ));
+    // The one write: the code spent and the tokens stored together.
+    match store
+        .redeem_code_with_tokens(&code_hash, now, records)
+        .await?
+    {
+        CodeRedeemed::Redeemed => {}
+        // A concurrent redemption won: the code was used twice.
+        CodeRedeemed::AlreadyUsed { grant_id } => {
+            return Err(replayed(store, c, &grant_id, now).await);
+        }
+        CodeRedeemed::Invalid => return Err(invalid_code()),
+        // Revoked since it was read (consent withdrawn, or a replay of
+        // this very code revoked it).
+        CodeRedeemed::GrantRevoked => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization grant has been revoked",
+            ));
+        }
     }
     Ok(TokenResponse {
         token_type: token_type(&cnf),
