@@ -33,6 +33,9 @@ pub struct Capabilities {
     pub signing_algs: Vec<String>,
     pub client_auth_signing_algs: Vec<String>,
     pub request_object_signing_algs: Vec<String>,
+    /// Key management of encrypted request objects
+    /// ([`crate::policy::Profile::request_object_encryption_algs`]).
+    pub request_object_encryption_algs: Vec<String>,
     pub dpop_signing_algs: Vec<String>,
     pub acr_values: Vec<String>,
     pub require_pushed_authorization_requests: bool,
@@ -262,7 +265,7 @@ impl ProviderMetadata {
                 Vec::new()
             },
             request_object_encryption_alg_values_supported: if caps.par_path.is_some() {
-                crate::keys::decrypt::JWE_ALGS.map(str::to_owned).to_vec()
+                caps.request_object_encryption_algs.clone()
             } else {
                 Vec::new()
             },

@@ -21,3 +21,4 @@ mod pages;
 mod shutdown;
 mod tpp;
 mod try_flow;
+mod uk;
