@@ -351,3 +351,190 @@ async fn a_uk_deployment_refuses_what_its_view_leaves_out() {
     assert!(html.contains("RSA-OAEP is not offered"), "{html}");
     srv.stop().await;
 }
+
+// ------------------------------------------------ the UK TPP walkthrough
+
+/// The bank's organisation id in config/examples/uk-ob.toml (`aspsp_id`).
+const ASPSP_ID: &str = "0015800000jfwxXAAQ";
+const SOFTWARE_ID: &str = "tppUkDemo01";
+const ORG_ID: &str = "0015800001041REAAY";
+const ORG_NAME: &str = "Demo UK TPP Ltd";
+
+fn repo(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// config/examples/uk-ob.toml as shipped, started on one ephemeral
+/// listener with its bank URLs moved to the in-process demo bank (what
+/// `make demo-uk` does with sed), beside that bank.
+async fn uk_example(backend: Backend) -> (Setup, TestServer, String) {
+    let setup = Setup::new(backend);
+    let _ = setup.dev_ca();
+    let main = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = main.local_addr().unwrap().port();
+    let bank_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bank = format!(
+        "http://127.0.0.1:{}",
+        bank_listener.local_addr().unwrap().port()
+    );
+    let path = repo("config/examples/uk-ob.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("http://127.0.0.1:8070/", &format!("{bank}/"));
+    let mut cfg = strongroom::config::Config::parse(&text, &path).unwrap();
+    assert_eq!(cfg.profile, strongroom::config::Profile::UkOpenBanking);
+    cfg.issuer = format!("https://localhost:{port}");
+    let srv = setup.start_single(cfg, main).await;
+    let mut bank_cfg = demo_bank::BankConfig::demo(&srv.issuer);
+    bank_cfg.strongroom_ca = Some(srv.dev_ca());
+    let server = demo_bank::serve(demo_bank::Bank::new(bank_cfg).unwrap(), bank_listener).unwrap();
+    actix_web::rt::spawn(server);
+    (setup, srv, bank)
+}
+
+/// `strongroom-directory issue --uk` with the example's directory key.
+fn issue_uk_material(srv: &TestServer, out: &std::path::Path) {
+    let key = repo("config/demo-directory-key.pem");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_strongroom-directory"))
+        .args(["issue", "--uk", "--out"])
+        .arg(out)
+        .arg("--data")
+        .arg(&srv.data_dir)
+        .arg("--directory-key")
+        .arg(&key)
+        .args([
+            "--software-id",
+            SOFTWARE_ID,
+            "--org-id",
+            ORG_ID,
+            "--org-name",
+            ORG_NAME,
+            "--redirect-uri",
+            demo_bank::walkthrough::uk::REDIRECT_URI,
+            "--role",
+            "AISP",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Node's jose (tests/browser) checks the front-channel id_token too, when
+/// the browser tests' packages are installed: the detached signature
+/// against the published JWKS, c_hash and s_hash (scripts/uk-id-token.mjs).
+fn node_check(r: &demo_bank::walkthrough::uk::UkReport, srv: &TestServer, dir: &std::path::Path) {
+    let modules = repo("tests/browser/node_modules/jose");
+    let node = std::process::Command::new("node").arg("--version").output();
+    if !modules.exists() || node.is_err() {
+        eprintln!(
+            "uk walkthrough: no node or tests/browser/node_modules; the jose check is in make test-browser"
+        );
+        return;
+    }
+    let input = dir.join("front-channel.json");
+    std::fs::write(
+        &input,
+        json!({
+            "id_token": r.front_id_token, "code": r.code, "state": r.state,
+            "nonce": r.nonce, "jwks": r.jwks, "issuer": srv.issuer,
+            "client_id": r.client_id, "intent": r.consent_id,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let o = std::process::Command::new("node")
+        .arg(repo("tests/browser/lib/uk-id-token.mjs"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "jose: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    print!("{}", String::from_utf8_lossy(&o.stdout));
+    // And it is a check that can fail: a tampered state is refused.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
+    v["state"] = json!(format!("{}x", r.state));
+    std::fs::write(&input, v.to_string()).unwrap();
+    let o = std::process::Command::new("node")
+        .arg(repo("tests/browser/lib/uk-id-token.mjs"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("s_hash"));
+}
+
+async fn uk_walkthrough(backend: Backend) {
+    let (setup, srv, bank) = uk_example(backend).await;
+    // The example's discovery: one listener, so no mtls_endpoint_aliases;
+    // registration and token where a UK TPP calls them.
+    let d = srv.discovery().await;
+    assert!(d.get("mtls_endpoint_aliases").is_none(), "{d}");
+    assert_eq!(d["registration_endpoint"], srv.url("/register"));
+    let dir = setup.tmp.as_ref().unwrap().path().join("tpp");
+    issue_uk_material(&srv, &dir);
+    for encrypt_request in [false, true] {
+        let opts = demo_bank::walkthrough::uk::UkOptions {
+            base: demo_bank::walkthrough::Options {
+                issuer: srv.issuer.clone(),
+                mtls_base: srv.issuer.clone(),
+                bank: bank.clone(),
+                data_dir: srv.data_dir.clone(),
+                auto: true,
+                username: "noah".into(),
+                password: "battery staple".into(),
+            },
+            directory: dir.clone(),
+            software_id: SOFTWARE_ID.into(),
+            org_id: ORG_ID.into(),
+            org_name: ORG_NAME.into(),
+            aspsp_id: ASPSP_ID.into(),
+            encrypt_request,
+        };
+        let r = demo_bank::walkthrough::uk::run(&opts)
+            .await
+            .unwrap_or_else(|e| panic!("UK walkthrough (encrypted {encrypt_request}): {e}"));
+        assert_eq!(r.registration["fapi_profile"], "uk-ob");
+        assert_eq!(r.registration["response_types"], json!(["code id_token"]));
+        assert_eq!(
+            r.front_claims["openbanking_intent_id"],
+            r.consent_id.as_str()
+        );
+        assert_eq!(r.front_claims["acr"], "urn:openbanking:psd2:sca");
+        assert_eq!(r.front_claims["aud"], r.client_id.as_str());
+        assert_eq!(
+            r.token_claims["openbanking_intent_id"],
+            r.consent_id.as_str()
+        );
+        assert_eq!(r.token_claims["sub"], r.front_claims["sub"]);
+        assert_eq!(r.token_response["token_type"], "Bearer");
+        assert_eq!(r.token_response["scope"], "openid accounts");
+        assert_eq!(
+            r.accounts["Data"]["Account"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["AccountId"].clone())
+                .collect::<Vec<_>>(),
+            [json!("acc-2001"), json!("acc-2002")]
+        );
+        assert_eq!(r.refreshed["token_type"], "Bearer");
+        node_check(&r, &srv, &dir);
+    }
+    srv.stop().await;
+}
+
+/// Issue 25 item 8: the UK TPP walkthrough (what Open Banking Connector
+/// does) against config/examples/uk-ob.toml as shipped and the demo bank,
+/// signed and encrypted request objects, on SQLite and PostgreSQL.
+#[actix_web::test]
+async fn the_uk_example_config_serves_the_uk_tpp_walkthrough() {
+    for backend in crate::harness::BACKENDS {
+        uk_walkthrough(backend).await;
+    }
+}
