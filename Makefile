@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: admin-fuzz fuzz demo demo-tpp demo-ciba run try build release test test-browser test-sqlite fmt lint check clean-data help image
+.PHONY: admin-fuzz fuzz demo demo-tpp demo-ciba demo-uk demo-tpp-uk run try build release test test-browser test-sqlite fmt lint check clean-data help image
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -56,6 +56,40 @@ DEMO_TPP = $(DEMO_ENV); DEMO_TPP_ISSUER="$$issuer" DEMO_TPP_MTLS="$$mtls" DEMO_T
 	DEMO_TPP_DATA="$$data" $(CARGO) run -q -p demo-bank --bin demo-tpp --
 demo-tpp:
 	@$(DEMO_TPP) --auto
+
+# `make demo` in the UK configuration (config/examples/uk-ob.toml, docs/fapi1.md):
+# profile uk-ob, one listener that asks every client for an optional
+# certificate (UK TPPs never read mtls_endpoint_aliases), the test directory
+# trusted for registrations, the demo bank behind the hooks. Same overrides
+# as `make demo` (STRONGROOM_MTLS_LISTEN is not used).
+demo-uk:
+	$(CARGO) build -p strongroom -p demo-bank
+	@$(DEMO_ENV); cfg=$$(mktemp --suffix=.toml); \
+	sed "s|http://127.0.0.1:8070/|http://$$bank/|g" config/examples/uk-ob.toml > "$$cfg"; \
+	STRONGROOM_CONFIG="$$cfg" STRONGROOM_MTLS_LISTEN=none $(CARGO) run -q -p strongroom --bin strongroom -- serve & sr=$$!; \
+	trap 'kill $$sr 2>/dev/null; rm -f "$$cfg"' EXIT INT TERM; \
+	for i in $$(seq 1 50); do [ -f "$$data/dev-ca.pem" ] && break; sleep 0.2; done; \
+	DEMO_BANK_LISTEN="$$bank" DEMO_BANK_STRONGROOM="$$issuer" DEMO_BANK_CA="$$data/dev-ca.pem" \
+		$(CARGO) run -q -p demo-bank --bin demo-bank
+
+# The UK TPP walkthrough against a running `make demo-uk` (another
+# terminal, same overrides), as Open Banking Connector does it: the test
+# directory issues the TPP's software statement, PS256 signing key and
+# OBWAC-shaped certificate (strongroom-directory issue --uk, into
+# the data dir's directory/), then demo-tpp --uk registers, creates a consent, sends
+# the customer through the hybrid flow with a request object by value,
+# redeems the code over mTLS and reads the accounts; once signed, once
+# encrypted. DEMO_TPP_UK_ARGS (default --auto) passes options, e.g. "" to
+# sign in yourself in a browser.
+DEMO_TPP_UK_ARGS ?= --auto
+demo-tpp-uk:
+	@$(DEMO_ENV); dir="$$data/directory"; \
+	$(CARGO) run -q -p strongroom --bin strongroom-directory -- issue --uk --out "$$dir" --data "$$data" \
+		--directory-key config/demo-directory-key.pem --software-id tppUkDemo01 \
+		--org-id 0015800001041REAAY --org-name "Demo UK TPP Ltd" \
+		--redirect-uri https://tpp.example/uk/callback --role AISP >/dev/null && \
+	$(DEMO_TPP) --uk --directory "$$dir" $(DEMO_TPP_UK_ARGS) && \
+	$(DEMO_TPP) --uk --encrypt --directory "$$dir" $(DEMO_TPP_UK_ARGS)
 
 # The decoupled journey (CIBA) against a running `make demo`, same
 # overrides: the TPP prints "Approve on the phone: <bank>/my/phone (binding

@@ -1125,7 +1125,7 @@ fn build_metadata(
 
     let metadata: ClientMetadata = serde_json::from_value(Value::Object(m))
         .map_err(|e| metadata_error(format!("client metadata is not acceptable: {e}")))?;
-    metadata.validate()?;
+    metadata.validate_for(deployment)?;
     Ok(metadata)
 }
 

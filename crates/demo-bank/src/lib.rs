@@ -261,6 +261,13 @@ impl Bank {
     /// The TPP's token, checked by introspection at Strongroom; returns its
     /// client_id when active and carrying the `accounts` scope.
     async fn tpp_client(&self, req: &HttpRequest) -> Option<String> {
+        let v = self.tpp_token(req).await?;
+        v["client_id"].as_str().map(str::to_string)
+    }
+
+    /// The introspection of the TPP's token when it is active and carries
+    /// the `accounts` scope.
+    async fn tpp_token(&self, req: &HttpRequest) -> Option<Value> {
         let auth = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
         let token = auth
             .strip_prefix("Bearer ")
@@ -281,11 +288,7 @@ impl Bank {
         let scope_ok = v["scope"]
             .as_str()
             .is_some_and(|s| s.split(' ').any(|x| x == "accounts"));
-        if v["active"] == true && scope_ok {
-            v["client_id"].as_str().map(str::to_string)
-        } else {
-            None
-        }
+        (v["active"] == true && scope_ok).then_some(v)
     }
 
     /// A hand-off from Strongroom (docs/hooks.md §4): decrypted, addressed
@@ -559,6 +562,81 @@ async fn token_claims(bank: web::Data<Bank>, req: HttpRequest, body: web::Bytes)
                 "permissions": consent.permissions,
                 "consent_status": consent.status,
             },
+        }))
+}
+
+/// The UK OB accounts path.
+pub const ACCOUNTS_PATH: &str = "/open-banking/v3.1/aisp/accounts";
+
+/// RFC 9440 `Client-Cert`: the client certificate the bank's TLS front end
+/// saw, as a structured-field byte sequence (`:base64 DER:`). The demo
+/// bank listens on plain HTTP, so in the demo the TPP's request carries it
+/// as a TLS-terminating gateway would add it; a real gateway sets it
+/// itself and never passes one on from outside.
+pub const CLIENT_CERT_HEADER: &str = "client-cert";
+
+/// `GET /open-banking/v3.1/aisp/accounts`: the accounts the customer shared
+/// under the consent of the TPP's access token. The token must be active,
+/// for the accounts scope and a consent of this TPP that is Authorised;
+/// a certificate-bound token (RFC 8705 §3, `cnf.x5t#S256`) must come with
+/// the certificate it is bound to.
+async fn accounts(bank: web::Data<Bank>, req: HttpRequest) -> HttpResponse {
+    let Some(t) = bank.tpp_token(&req).await else {
+        return problem(
+            401,
+            "UK.OBIE.Unauthorized",
+            "an active access token with the accounts scope is required",
+        );
+    };
+    if let Some(x5t) = t["cnf"]["x5t#S256"].as_str() {
+        use base64::Engine as _;
+        let presented = req
+            .headers()
+            .get(CLIENT_CERT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().strip_prefix(':')?.strip_suffix(':'))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|der| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der).as_ref())
+            });
+        if presented.as_deref() != Some(x5t) {
+            return problem(
+                401,
+                "UK.OBIE.Unauthorized",
+                "the token is bound to a client certificate that was not presented",
+            );
+        }
+    }
+    let consent = t["consent_id"].as_str().and_then(|c| bank.consent(c));
+    let Some(consent) = consent.filter(|c| {
+        c.status == "Authorised" && t["client_id"].as_str() == Some(c.client_id.as_str())
+    }) else {
+        return problem(
+            403,
+            "UK.OBIE.Resource.InvalidConsentStatus",
+            "the token's consent is not an authorised consent of this TPP",
+        );
+    };
+    let sub = consent.sub.clone().unwrap_or_default();
+    let list: Vec<Value> = consent
+        .accounts
+        .iter()
+        .map(|a| {
+            json!({
+                "AccountId": a,
+                "Currency": "GBP",
+                "AccountType": "Personal",
+                "Nickname": bank.account_name(&sub, a),
+            })
+        })
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "Data": {"Account": list},
+            "Links": {"Self": ACCOUNTS_PATH},
+            "Meta": {"TotalPages": 1},
         }))
 }
 
@@ -1075,6 +1153,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             &format!("{CONSENTS_PATH}/{{id}}"),
             web::delete().to(delete_consent),
         )
+        .route(ACCOUNTS_PATH, web::get().to(accounts))
         .route("/internal/intents/{id}", web::get().to(intent))
         .route("/internal/token-claims", web::post().to(token_claims))
         .route("/internal/revocations", web::post().to(revocation_notice))

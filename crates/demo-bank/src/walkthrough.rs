@@ -9,6 +9,7 @@
 //! from Strongroom's dev CA in the data directory.
 
 pub mod ciba;
+pub mod uk;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -238,9 +239,10 @@ async fn follow(
     opts: &Options,
     mut url: String,
     stop_at: &str,
+    redirect_uri: &str,
 ) -> Result<String, String> {
     for _ in 0..10 {
-        if url.starts_with(stop_at) || url.starts_with(REDIRECT_URI) {
+        if url.starts_with(stop_at) || url.starts_with(redirect_uri) {
             return Ok(url);
         }
         let res = browser.get(&url).send().await.map_err(err("browser"))?;
@@ -263,6 +265,15 @@ async fn follow(
 /// go through them (sign in as `opts.username`, share every account,
 /// approve); returns the redirect to the TPP.
 pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<String, String> {
+    act_as_customer_to(opts, authorize_url, REDIRECT_URI).await
+}
+
+/// [`act_as_customer`] for a client whose redirect URI is `redirect_uri`.
+pub async fn act_as_customer_to(
+    opts: &Options,
+    authorize_url: &str,
+    redirect_uri: &str,
+) -> Result<String, String> {
     let ca = opts.data_dir.join("dev-ca.pem");
     let browser = http(&ca, None, true)?;
     let login = follow(
@@ -270,6 +281,7 @@ pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<Stri
         opts,
         authorize_url.to_string(),
         &format!("{}/hooks/login", opts.bank),
+        redirect_uri,
     )
     .await?;
     let handoff = query_param(&login, "handoff").ok_or("no hand-off to the bank's login")?;
@@ -294,6 +306,7 @@ pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<Stri
         opts,
         back,
         &format!("{}/hooks/consent", opts.bank),
+        redirect_uri,
     )
     .await?;
     let handoff = query_param(&consent, "handoff").ok_or("no hand-off to the bank's consent")?;
@@ -324,7 +337,7 @@ pub async fn act_as_customer(opts: &Options, authorize_url: &str) -> Result<Stri
         .await
         .map_err(err("bank consent"))?;
     let back = location(&res, &opts.bank).map_err(|e| format!("bank consent refused: {e}"))?;
-    follow(&browser, opts, back, REDIRECT_URI).await
+    follow(&browser, opts, back, redirect_uri, redirect_uri).await
 }
 
 /// Verifies the id_token against Strongroom's JWKS (and its `nonce`, when

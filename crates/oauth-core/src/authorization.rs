@@ -56,6 +56,31 @@ impl AuthorizationRequest {
         self.has_scope("openid")
     }
 
+    /// Every `acr` the request asks for: the `acr_values` parameter
+    /// (OIDC Core §3.1.2.1) and the `value` / `values` of the id_token's
+    /// `acr` claim request (§5.5.1.1), which is how UK TPPs ask for
+    /// `urn:openbanking:psd2:sca` (Open Banking Connector sends no
+    /// `acr_values`).
+    pub fn requested_acrs(&self) -> Vec<String> {
+        let mut out = self.acr_values.clone();
+        if let Some(acr) = self
+            .claims
+            .as_ref()
+            .and_then(|c| c.get("id_token"))
+            .and_then(|c| c.get("acr"))
+        {
+            out.extend(acr.get("value").and_then(|v| v.as_str()).map(str::to_owned));
+            out.extend(
+                acr.get("values")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned)),
+            );
+        }
+        out
+    }
+
     /// The `value` of an essential-or-not claim requested for the id_token
     /// (or userinfo), e.g. `openbanking_intent_id`.
     pub fn requested_claim_value(&self, name: &str) -> Option<&str> {
@@ -129,4 +154,34 @@ pub struct DpopProof {
     pub jkt: String,
     pub jti: String,
     pub iat: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requested_acrs_come_from_acr_values_and_the_claims_request() {
+        let mut r: AuthorizationRequest = serde_json::from_value(serde_json::json!({
+            "client_id": "c", "response_type": "code id_token", "redirect_uri": "https://c/cb",
+            "scope": ["openid"], "code_challenge": "", "code_challenge_method": "S256",
+            "acr_values": ["urn:a"],
+            "claims": {"id_token": {"acr": {"essential": true,
+                "values": ["urn:openbanking:psd2:ca", "urn:openbanking:psd2:sca"]}}},
+        }))
+        .unwrap();
+        assert_eq!(
+            r.requested_acrs(),
+            [
+                "urn:a",
+                "urn:openbanking:psd2:ca",
+                "urn:openbanking:psd2:sca"
+            ]
+        );
+        r.acr_values.clear();
+        r.claims = Some(serde_json::json!({"id_token": {"acr": {"value": "urn:b"}}}));
+        assert_eq!(r.requested_acrs(), ["urn:b"]);
+        r.claims = Some(serde_json::json!({"userinfo": {"acr": {"value": "urn:b"}}}));
+        assert!(r.requested_acrs().is_empty());
+    }
 }

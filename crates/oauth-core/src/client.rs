@@ -275,6 +275,7 @@ impl ClientMetadata {
                 profile.as_str()
             )));
         }
+        self.check_profile_view(profile)?;
         let served = profile.response_types();
         if let Some(r) = self
             .response_types
@@ -286,6 +287,64 @@ impl ClientMetadata {
                 profile.as_str(),
                 served.join(" or ")
             )));
+        }
+        Ok(())
+    }
+
+    /// What the client asks of our keys and token binding must be in its
+    /// profile's view of discovery and the JWKS: DPoP only where the
+    /// profile offers it ([`crate::policy::Profile::offers_dpop`]), and
+    /// our signatures (id_token, JARM) only in the algorithms whose keys
+    /// that view publishes ([`crate::policy::Profile::own_signing_algs`]).
+    fn check_profile_view(&self, profile: crate::policy::Profile) -> Result<(), OAuthError> {
+        if !self.fapi {
+            return Ok(());
+        }
+        if self.dpop_bound_access_tokens && !profile.offers_dpop() {
+            return Err(invalid_metadata(format!(
+                "dpop_bound_access_tokens: DPoP is not offered under profile {} (tokens are bound to the client certificate)",
+                profile.as_str()
+            )));
+        }
+        let own = profile.own_signing_algs();
+        for (name, alg) in [
+            (
+                "id_token_signed_response_alg",
+                &self.id_token_signed_response_alg,
+            ),
+            (
+                "authorization_signed_response_alg",
+                &self.authorization_signed_response_alg,
+            ),
+            (
+                "userinfo_signed_response_alg",
+                &self.userinfo_signed_response_alg,
+            ),
+        ] {
+            if let Some(alg) = alg
+                && !own.iter().any(|a| a.as_str() == alg)
+            {
+                return Err(invalid_metadata(format!(
+                    "{name} {alg} is not offered under profile {} (use {})",
+                    profile.as_str(),
+                    own.iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ClientMetadata::validate`] for a client of a deployment whose
+    /// profile is `deployment`: a client without its own `fapi_profile`
+    /// follows the deployment's, so what it asks of our keys and token
+    /// binding is checked against that profile's view.
+    pub fn validate_for(&self, deployment: crate::policy::Profile) -> Result<(), OAuthError> {
+        self.validate()?;
+        if self.fapi_profile.is_none() {
+            self.check_profile_view(deployment)?;
         }
         Ok(())
     }
@@ -751,6 +810,57 @@ mod tests {
         m.id_token_encrypted_response_enc = Some("A256GCM".into());
         assert_eq!(m.id_token_encryption(), Some(("RSA-OAEP", "A256GCM")));
         assert_eq!(m.userinfo_encryption(), None);
+    }
+
+    /// A client asks only for what its profile's view of discovery and
+    /// the JWKS offers: no DPoP and no ES256 signatures of ours under UK
+    /// Open Banking; either by its own fapi_profile or, with
+    /// `validate_for`, by the deployment's.
+    #[test]
+    fn uk_clients_ask_for_what_the_uk_view_offers() {
+        use crate::policy::Profile;
+        let mut es = base();
+        es.id_token_signed_response_alg = Some("ES256".into());
+        let mut jarm_es = base();
+        jarm_es.authorization_signed_response_alg = Some("ES256".into());
+        let mut dpop = base();
+        dpop.dpop_bound_access_tokens = true;
+        for (m, what) in [
+            (
+                &es,
+                "id_token_signed_response_alg ES256 is not offered under profile uk-ob (use PS256)",
+            ),
+            (
+                &jarm_es,
+                "authorization_signed_response_alg ES256 is not offered",
+            ),
+            (&dpop, "DPoP is not offered under profile uk-ob"),
+        ] {
+            // Fine under FAPI 2.0 and FAPI 1.0 Advanced.
+            m.validate_for(Profile::Fapi2).unwrap();
+            m.validate_for(Profile::Fapi1Advanced).unwrap();
+            let e = m.validate_for(Profile::UkOpenBanking).unwrap_err();
+            assert_eq!(e.code.as_str(), "invalid_client_metadata");
+            assert!(e.description.as_deref().unwrap().contains(what), "{e:?}");
+            // The client's own profile, whatever the deployment's.
+            let mut own = m.clone();
+            own.fapi_profile = Some(Profile::UkOpenBanking);
+            own.response_types = vec!["code id_token".into()];
+            assert!(
+                own.validate()
+                    .unwrap_err()
+                    .description
+                    .unwrap()
+                    .contains(what)
+            );
+            // A fapi2 client on a UK deployment keeps the FAPI 2.0 view.
+            let mut fapi2 = m.clone();
+            fapi2.fapi_profile = Some(Profile::Fapi2);
+            fapi2.validate_for(Profile::UkOpenBanking).unwrap();
+        }
+        let mut ps = base();
+        ps.id_token_signed_response_alg = Some("PS256".into());
+        ps.validate_for(Profile::UkOpenBanking).unwrap();
     }
 
     /// CIBA §4 registration rules, FAPI-CIBA's "no push".

@@ -36,6 +36,9 @@ pub struct Capabilities {
     pub signing_algs: Vec<String>,
     pub client_auth_signing_algs: Vec<String>,
     pub request_object_signing_algs: Vec<String>,
+    /// Key management of encrypted request objects
+    /// ([`crate::policy::Profile::request_object_encryption_algs`]).
+    pub request_object_encryption_algs: Vec<String>,
     pub dpop_signing_algs: Vec<String>,
     pub acr_values: Vec<String>,
     pub require_pushed_authorization_requests: bool,
@@ -279,8 +282,14 @@ impl ProviderMetadata {
             },
             id_token_encryption_alg_values_supported: jwe_list(openid, &JWE_ALGS),
             id_token_encryption_enc_values_supported: jwe_list(openid, &JWE_ENCS),
+            // Of the algorithms userinfo may be signed with, those this
+            // profile publishes keys for (UK: PS256 only).
             userinfo_signing_alg_values_supported: if openid && caps.userinfo_path.is_some() {
-                USERINFO_SIGNING_ALGS.map(str::to_owned).to_vec()
+                caps.signing_algs
+                    .iter()
+                    .filter(|a| USERINFO_SIGNING_ALGS.contains(&a.as_str()))
+                    .cloned()
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -298,7 +307,7 @@ impl ProviderMetadata {
                 Vec::new()
             },
             request_object_encryption_alg_values_supported: if caps.par_path.is_some() {
-                JWE_ALGS.map(str::to_owned).to_vec()
+                caps.request_object_encryption_algs.clone()
             } else {
                 Vec::new()
             },

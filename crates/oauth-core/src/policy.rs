@@ -26,6 +26,14 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [
+        Profile::Fapi2,
+        Profile::Fapi2MessageSigning,
+        Profile::Fapi1Advanced,
+        Profile::UkOpenBanking,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Profile::Fapi2 => "fapi2",
@@ -46,6 +54,64 @@ impl Profile {
     /// TPPs' discovery parsers do not expect it).
     pub fn allows_fapi_auth_method(self, m: crate::client::AuthMethod) -> bool {
         !(self == Profile::UkOpenBanking && m == crate::client::AuthMethod::SelfSignedTlsClientAuth)
+    }
+
+    /// Whether DPoP (RFC 9449) binds tokens here. The UK Open Banking
+    /// profile binds them to the client certificate only (RFC 8705; FAPI
+    /// 1.0 Advanced §5.2.2-5, 6) and its TPPs know no DPoP, so neither
+    /// discovery's `dpop_signing_alg_values_supported` nor DPoP proofs,
+    /// `dpop_jkt` or `dpop_bound_access_tokens` exist under it.
+    pub fn offers_dpop(self) -> bool {
+        self != Profile::UkOpenBanking
+    }
+
+    /// The algorithms our own keys sign with for this profile's relying
+    /// parties (id_tokens, JARM responses, JWT access tokens), and so the
+    /// signing keys its view of the JWKS publishes. UK Open Banking: PS256
+    /// only — the OB security profile's algorithm, and its TPPs' JWKS
+    /// parsers take RSA keys only (an EC key breaks Open Banking
+    /// Connector's). FAPI 1.0 Advanced §8.6 and FAPI 2.0 §5.4 also allow
+    /// ES256.
+    pub fn own_signing_algs(self) -> &'static [crate::keys::JwsAlg] {
+        use crate::keys::JwsAlg;
+        match self {
+            Profile::UkOpenBanking => &[JwsAlg::PS256],
+            _ => &[JwsAlg::PS256, JwsAlg::ES256],
+        }
+    }
+
+    /// Key-management algorithms of encrypted request objects (discovery's
+    /// `request_object_encryption_alg_values_supported`), each to the
+    /// `use: enc` key of ours published for it. Under UK Open Banking the
+    /// JWKS cannot name an encryption key's `alg` (see
+    /// [`Profile::names_encryption_key_alg`]), so one key stands for one
+    /// algorithm: RSA-OAEP-256.
+    pub fn request_object_encryption_algs(self) -> &'static [&'static str] {
+        match self {
+            Profile::UkOpenBanking => &["RSA-OAEP-256"],
+            _ => &crate::keys::decrypt::JWE_ALGS,
+        }
+    }
+
+    /// Whether this profile's view of the JWKS carries the `alg` of our
+    /// encryption keys (RFC 7517 §4.4, optional). Not under UK Open
+    /// Banking: its TPPs parse `alg` as a JWS algorithm (Open Banking
+    /// Connector knows PS256 and RS256 only) and fail on the whole JWKS at
+    /// `RSA-OAEP-256`; the key is still marked `use: enc`.
+    pub fn names_encryption_key_alg(self) -> bool {
+        self != Profile::UkOpenBanking
+    }
+
+    /// Whether this profile's view of the JWKS publishes our key of `alg`
+    /// (the keys it signs or decrypts with, [`Profile::own_signing_algs`],
+    /// [`Profile::request_object_encryption_algs`]).
+    pub fn publishes_key(self, alg: crate::keys::ProviderAlg) -> bool {
+        match alg.signing() {
+            Some(jws) => self.own_signing_algs().contains(&jws),
+            None => self
+                .request_object_encryption_algs()
+                .contains(&alg.as_str()),
+        }
     }
 
     /// RFC 9126 §5 `require_pushed_authorization_requests`: FAPI 2.0
@@ -169,5 +235,44 @@ impl Policy {
                 "fundsconfirmations".into(),
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{JwsAlg, ProviderAlg};
+
+    /// The UK view: RSA PS256 signatures, RSA-OAEP-256 encryption without
+    /// a named alg, no DPoP; every other profile keeps all our keys.
+    #[test]
+    fn each_profile_has_its_view() {
+        let uk = Profile::UkOpenBanking;
+        assert!(!uk.offers_dpop());
+        assert_eq!(uk.own_signing_algs(), &[JwsAlg::PS256]);
+        assert_eq!(uk.request_object_encryption_algs(), &["RSA-OAEP-256"]);
+        assert!(!uk.names_encryption_key_alg());
+        assert!(uk.publishes_key(ProviderAlg::PS256));
+        assert!(uk.publishes_key(ProviderAlg::RsaOaep256));
+        assert!(!uk.publishes_key(ProviderAlg::ES256));
+        assert!(!uk.publishes_key(ProviderAlg::RsaOaep));
+        for p in [
+            Profile::Fapi2,
+            Profile::Fapi2MessageSigning,
+            Profile::Fapi1Advanced,
+        ] {
+            assert!(p.offers_dpop());
+            assert!(p.names_encryption_key_alg());
+            assert!(
+                ProviderAlg::ALL.iter().all(|a| p.publishes_key(*a)),
+                "{p:?}"
+            );
+            assert_eq!(
+                p.request_object_encryption_algs(),
+                &crate::keys::decrypt::JWE_ALGS
+            );
+        }
+        // No response mode of the UK view is a JARM one.
+        assert!(!uk.response_modes().iter().any(|m| m.contains("jwt")));
     }
 }

@@ -840,7 +840,7 @@ impl Config {
             if !seen.insert(c.metadata.client_id.clone()) {
                 return Err(ConfigError::new(key, "duplicate client_id"));
             }
-            c.metadata.validate().map_err(|e| {
+            c.metadata.validate_for(self.profile).map_err(|e| {
                 ConfigError::new(key.clone(), e.safe_description().unwrap_or_default())
             })?;
             let secret_method = matches!(

@@ -173,7 +173,9 @@ pub async fn discovery(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// `GET /jwks`: the provider's public keys (RFC 7517 §5), including keys
-/// published ahead of activation and retired keys still valid for verification.
+/// published ahead of activation and retired keys still valid for
+/// verification, as the deployment profile's relying parties see them
+/// (`KeySet::jwks_json_for`: a UK deployment publishes its RSA keys only).
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
@@ -181,7 +183,9 @@ pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
             HeaderValue::from_static("application/json"),
         ))
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
-        .body(web::Bytes::copy_from_slice(&state.keys.jwks_json()))
+        .body(web::Bytes::copy_from_slice(
+            &state.keys.jwks_json_for(state.policy().profile),
+        ))
 }
 
 /// `GET /healthz`: the process is alive.

@@ -273,7 +273,7 @@ pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
     }
     let hook = state
         .bridge()
-        .is_some_and(|b| b.applies(client.id(), &request.acr_values));
+        .is_some_and(|b| b.applies(client.id(), &request.requested_acrs()));
     if hook
         && let Err(resp) =
             hooks::check_intent(&state, &req, &client, &request, &request_uri_hash, t).await

@@ -397,6 +397,7 @@ pub fn policy_with(cfg: &Config, tokens: &crate::config::TokensConfig) -> Policy
 /// [`serve`] and the algorithms the key set and the allow-list support.
 pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities {
     let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let profile = policy.profile;
     let jws_algs = strs(&["PS256", "ES256", "EdDSA"]);
     let mut claims = strs(&[
         "sub",
@@ -453,14 +454,22 @@ pub fn capabilities(cfg: &Config, policy: &Policy, keys: &Keys) -> Capabilities 
         .filter(|m| policy.profile.allows_fapi_auth_method(*m))
         .map(|m| m.as_str().to_string())
         .collect(),
+        // The deployment profile's view (Profile::own_signing_algs,
+        // request_object_encryption_algs, offers_dpop), as its JWKS is.
         signing_algs: keys
             .signing_algs()
             .iter()
+            .filter(|a| profile.own_signing_algs().contains(a))
             .map(|a| a.as_str().to_string())
             .collect(),
         client_auth_signing_algs: jws_algs.clone(),
         request_object_signing_algs: jws_algs.clone(),
-        dpop_signing_algs: jws_algs,
+        request_object_encryption_algs: strs(profile.request_object_encryption_algs()),
+        dpop_signing_algs: if profile.offers_dpop() {
+            jws_algs
+        } else {
+            Vec::new()
+        },
         acr_values: std::iter::once(cfg.login.acr.clone())
             .chain(cfg.hooks.iter().flat_map(|h| h.acr_values.clone()))
             .collect(),

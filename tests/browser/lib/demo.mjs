@@ -10,15 +10,20 @@ import { bin, freePort, repoRoot, run, startStrongroom } from './strongroom.mjs'
 // The demo TPP's registered redirect URI (config/demo.toml).
 export const TPP_CALLBACK = 'https://127.0.0.1:8090/callback';
 
-export async function startDemo({ tppCallback = false } = {}) {
+// `uk`: `make demo-uk` instead (config/examples/uk-ob.toml, one listener).
+export async function startDemo({ tppCallback = false, uk = false } = {}) {
   const bankPort = await freePort();
   const bankUrl = `http://127.0.0.1:${bankPort}`;
   const cfg = path.join(repoRoot, 'target', `demo-browser-${process.pid}-${bankPort}.toml`);
+  const source = uk ? 'config/examples/uk-ob.toml' : 'config/demo.toml';
   writeFileSync(
     cfg,
-    readFileSync(path.join(repoRoot, 'config/demo.toml'), 'utf8').replaceAll('http://127.0.0.1:8070/', `${bankUrl}/`),
+    readFileSync(path.join(repoRoot, source), 'utf8').replaceAll('http://127.0.0.1:8070/', `${bankUrl}/`),
   );
-  const sr = await startStrongroom({ config: path.relative(repoRoot, cfg) });
+  const sr = await startStrongroom({
+    config: path.relative(repoRoot, cfg),
+    env: uk ? { STRONGROOM_MTLS_LISTEN: 'none' } : {},
+  });
   const bank = run(bin('demo-bank'), [], {
     env: { DEMO_BANK_LISTEN: `127.0.0.1:${bankPort}`, DEMO_BANK_STRONGROOM: sr.issuer, DEMO_BANK_CA: sr.caFile },
   });
@@ -47,7 +52,7 @@ export async function startDemo({ tppCallback = false } = {}) {
     bankUrl,
     tppEnv: {
       DEMO_TPP_ISSUER: sr.issuer,
-      DEMO_TPP_MTLS: `https://localhost:${sr.mtlsPort}`,
+      DEMO_TPP_MTLS: uk ? sr.issuer : `https://localhost:${sr.mtlsPort}`,
       DEMO_TPP_BANK: bankUrl,
       DEMO_TPP_DATA: sr.dataDir,
     },

@@ -4,6 +4,15 @@
 //! one line beginning `Open this URL in your browser: ` and the address
 //! the browser ends on is read from one line of standard input.
 //!
+//! `--uk` runs the UK TPP walkthrough instead (`demo_bank::walkthrough::uk`,
+//! against `make demo-uk`): registration with the test directory's
+//! software statement, consent, the hybrid flow with a request object by
+//! value (`--encrypt`: encrypted to the published key), code exchange, the
+//! bank's account API, as Open Banking Connector does it.
+//! `--front-channel-out FILE` writes what the TPP saw of the authorization
+//! response (id_token, code, state, nonce, the JWKS) as JSON, for a check
+//! with another JOSE library.
+//!
 //! `--ciba` runs the decoupled journey instead: one line beginning
 //! `Approve on the phone: ` names the bank's phone page and the binding
 //! message, then the TPP polls; `--auto` approves (or, with `--deny`,
@@ -33,6 +42,30 @@ struct Args {
     /// (random by default).
     #[arg(long, requires = "ciba")]
     binding_message: Option<String>,
+    /// The UK TPP walkthrough (against `make demo-uk`).
+    #[arg(long, conflicts_with = "ciba")]
+    uk: bool,
+    /// With --uk: encrypt the request object (RSA-OAEP-256, A256GCM).
+    #[arg(long, requires = "uk")]
+    encrypt: bool,
+    /// With --uk: where `strongroom-directory issue --uk` wrote the TPP's files.
+    #[arg(long, env = "DEMO_TPP_DIRECTORY", default_value = "data/directory")]
+    directory: std::path::PathBuf,
+    /// With --uk: the software statement's software_id.
+    #[arg(long, env = "DEMO_TPP_SOFTWARE_ID", default_value = "tppUkDemo01")]
+    software_id: String,
+    /// With --uk: the TPP's OB organisation id.
+    #[arg(long, default_value = "0015800001041REAAY")]
+    org_id: String,
+    /// With --uk: the TPP's organisation name (O of its certificate).
+    #[arg(long, default_value = "Demo UK TPP Ltd")]
+    org_name: String,
+    /// With --uk: the bank's OB organisation id, the registration's aud.
+    #[arg(long, default_value = "0015800000jfwxXAAQ")]
+    aspsp_id: String,
+    /// With --uk: write the authorization response as the TPP saw it (JSON).
+    #[arg(long, requires = "uk")]
+    front_channel_out: Option<std::path::PathBuf>,
     /// Strongroom's issuer (browser listener).
     #[arg(
         long,
@@ -86,6 +119,41 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if a.uk {
+        let uk = demo_bank::walkthrough::uk::UkOptions {
+            base: opts,
+            directory: a.directory,
+            software_id: a.software_id,
+            org_id: a.org_id,
+            org_name: a.org_name,
+            aspsp_id: a.aspsp_id,
+            encrypt_request: a.encrypt,
+        };
+        match rt.block_on(demo_bank::walkthrough::uk::run(&uk)) {
+            Ok(r) => {
+                if let Some(path) = &a.front_channel_out {
+                    let v = serde_json::json!({
+                        "id_token": r.front_id_token, "code": r.code, "state": r.state,
+                        "nonce": r.nonce, "jwks": r.jwks, "issuer": uk.base.issuer,
+                        "client_id": r.client_id, "intent": r.consent_id,
+                    });
+                    if let Err(e) = std::fs::write(path, v.to_string()) {
+                        eprintln!("demo-tpp: {}: {e}", path.display());
+                        std::process::exit(1);
+                    }
+                }
+                println!(
+                    "\nOK: {} registered, consent {} authorised, accounts read with the bound token.",
+                    r.client_id, r.consent_id
+                );
+            }
+            Err(e) => {
+                eprintln!("demo-tpp: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     if a.ciba {
         let binding = a.binding_message.unwrap_or_else(ciba::binding_message);
         let answer = if a.deny {

@@ -263,6 +263,13 @@ pub fn sender_binding(
     policy: &Policy,
     binding: &Binding,
 ) -> Result<Confirmation, OAuthError> {
+    let profile = policy.profile_for(&client.client);
+    if binding.dpop.is_some() && !profile.offers_dpop() {
+        return Err(OAuthError::invalid_request(format!(
+            "DPoP is not offered under the {} profile: tokens are bound to the client certificate (RFC 8705)",
+            profile.as_str()
+        )));
+    }
     if let Some(proof) = &binding.dpop {
         return Ok(Confirmation {
             jkt: Some(proof.jkt.clone()),

@@ -73,6 +73,15 @@ fn protected_header(jwe: &str) -> Result<Map<String, Value>, KeyError> {
     }
 }
 
+/// The `alg` of a compact JWE's protected header, if it has one.
+pub fn jwe_alg(jwe: &str) -> Option<String> {
+    protected_header(jwe)
+        .ok()?
+        .get("alg")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 /// Opens `jwe` with one of `keys`; the plaintext.
 pub(crate) fn decrypt(keys: &[Decrypter], jwe: &str) -> Result<Vec<u8>, KeyError> {
     if !is_compact_jwe(jwe) {

@@ -20,6 +20,7 @@ use super::generate::{PrivateKey, public_jwk};
 use super::jwk::jwk_thumbprint;
 use super::verify::{VerifyOptions, header_alg, peek_header, verify_with_key};
 use super::{JwsAlg, KeyEncryptionKey, KeyError, ProviderAlg};
+use crate::policy::Profile;
 use crate::storage::KeyRecord;
 
 struct Signer {
@@ -61,6 +62,9 @@ pub struct KeySet {
     /// they expire).
     decrypters: Vec<super::decrypt::Decrypter>,
     jwks: Arc<[u8]>,
+    /// The JWKS as each profile's relying parties see it
+    /// ([`KeySet::jwks_json_for`]), in [`Profile::ALL`] order.
+    profile_jwks: [Arc<[u8]>; 4],
     next_change: Option<i64>,
     fingerprint: [u8; 32],
 }
@@ -241,15 +245,39 @@ impl KeySet {
                 r.kid.clone(),
             )
         });
-        let keys: Vec<Value> = published.into_iter().map(|(_, _, jwk)| jwk).collect();
-        let jwks = serde_json::to_vec(&serde_json::json!({ "keys": keys }))
-            .map_err(|e| KeyError::Encode(e.to_string()))?;
+        let render = |profile: Option<Profile>| -> Result<Arc<[u8]>, KeyError> {
+            let keys: Vec<Value> = published
+                .iter()
+                .filter(|(_, alg, _)| profile.is_none_or(|p| p.publishes_key(*alg)))
+                .map(|(_, alg, jwk)| {
+                    let mut jwk = jwk.clone();
+                    if let (Some(p), Some(members)) = (profile, jwk.as_object_mut())
+                        && alg.signing().is_none()
+                        && !p.names_encryption_key_alg()
+                    {
+                        members.remove("alg");
+                    }
+                    jwk
+                })
+                .collect();
+            serde_json::to_vec(&serde_json::json!({ "keys": keys }))
+                .map(Arc::from)
+                .map_err(|e| KeyError::Encode(e.to_string()))
+        };
+        let jwks = render(None)?;
+        let profile_jwks = [
+            render(Some(Profile::ALL[0]))?,
+            render(Some(Profile::ALL[1]))?,
+            render(Some(Profile::ALL[2]))?,
+            render(Some(Profile::ALL[3]))?,
+        ];
 
         Ok(KeySet {
             signers,
             verifiers,
             decrypters,
-            jwks: Arc::from(jwks),
+            jwks,
+            profile_jwks,
             next_change,
             fingerprint: fingerprint(records, now),
         })
@@ -344,6 +372,18 @@ impl KeySet {
         Arc::clone(&self.jwks)
     }
 
+    /// The JWKS as `profile`'s relying parties see it: only the keys that
+    /// profile signs and decrypts with ([`Profile::publishes_key`]), each
+    /// with `use`, and `alg` where the profile's parsers take it
+    /// ([`Profile::names_encryption_key_alg`]). Rendered at build time.
+    pub fn jwks_json_for(&self, profile: Profile) -> Arc<[u8]> {
+        let i = Profile::ALL
+            .iter()
+            .position(|p| *p == profile)
+            .unwrap_or_default();
+        Arc::clone(&self.profile_jwks[i])
+    }
+
     /// The earliest future time at which this set goes stale (a scheduled
     /// key activates, a key retires or expires), if any.
     pub fn next_change(&self) -> Option<i64> {
@@ -424,6 +464,11 @@ impl Keys {
     /// The JWKS document bytes.
     pub fn jwks_json(&self) -> Arc<[u8]> {
         self.set.load().jwks_json()
+    }
+
+    /// See [`KeySet::jwks_json_for`].
+    pub fn jwks_json_for(&self, profile: Profile) -> Arc<[u8]> {
+        self.set.load().jwks_json_for(profile)
     }
 
     /// See [`KeySet::sign`].
@@ -659,6 +704,47 @@ mod tests {
         assert_eq!(list[3]["kid"], f.enc_oaep.kid.as_str());
         // Rendered once: the same allocation every time.
         assert!(Arc::ptr_eq(&keys.jwks_json(), &keys.jwks_json()));
+    }
+
+    #[test]
+    fn each_profile_sees_the_keys_it_uses() {
+        let f = fixture();
+        let set = KeySet::build(f.records(), &kek(), T0).unwrap();
+        let view = |p: Profile| -> Vec<Value> {
+            let v: Value = serde_json::from_slice(&set.jwks_json_for(p)).unwrap();
+            v["keys"].as_array().unwrap().clone()
+        };
+        // FAPI 2.0 and FAPI 1.0 see every key, as the full JWKS has it.
+        let full: Value = serde_json::from_slice(&set.jwks_json()).unwrap();
+        for p in [
+            Profile::Fapi2,
+            Profile::Fapi2MessageSigning,
+            Profile::Fapi1Advanced,
+        ] {
+            assert_eq!(&view(p), full["keys"].as_array().unwrap(), "{p:?}");
+        }
+        // UK: RSA only; the signing key with use and alg PS256, the
+        // RSA-OAEP-256 key with use enc and no alg; no EC key, no RSA-OAEP.
+        let uk = view(Profile::UkOpenBanking);
+        assert_eq!(uk.len(), 2, "{uk:?}");
+        assert!(uk.iter().all(|k| k["kty"] == "RSA" && k["use"].is_string()));
+        assert_eq!(uk[0]["kid"], f.ps256.kid.as_str());
+        assert_eq!(
+            (&uk[0]["use"], &uk[0]["alg"]),
+            (&json!("sig"), &json!("PS256"))
+        );
+        assert_eq!(uk[1]["kid"], f.enc.kid.as_str());
+        assert_eq!(uk[1]["use"], "enc");
+        assert!(uk[1].get("alg").is_none(), "{}", uk[1]);
+        // The key is the same: its thumbprint is still its kid.
+        assert_eq!(jwk_thumbprint(&uk[1]).unwrap(), f.enc.kid);
+        // An id_token signed for a UK client verifies with the UK view.
+        let token = set.sign(JwsAlg::PS256, None, &claims(T0 + 60)).unwrap();
+        let key = crate::keys::parse_public_jwk(&uk[0]).unwrap();
+        assert!(
+            crate::keys::verify_jws(&token, &key, &[JwsAlg::PS256], &VerifyOptions::new(T0))
+                .is_ok()
+        );
     }
 
     #[test]

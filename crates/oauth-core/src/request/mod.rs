@@ -871,6 +871,14 @@ fn check_authorization_details(c: &mut Checking<'_>) -> Result<(), OAuthError> {
 /// the proof's key is the binding.
 fn check_dpop_jkt(c: &mut Checking<'_>) -> Result<(), OAuthError> {
     let requested = c.params.string("dpop_jkt")?;
+    if !c.profile.offers_dpop() && (requested.is_some() || c.dpop.is_some()) {
+        // Not in this profile's discovery (Profile::offers_dpop): its
+        // tokens are bound to the client certificate (RFC 8705).
+        return Err(OAuthError::invalid_request(format!(
+            "DPoP is not offered under the {} profile: tokens are bound to the client certificate (RFC 8705)",
+            c.profile.as_str()
+        )));
+    }
     if let Some(jkt) = requested
         && !pkce::is_valid_challenge(jkt)
     {
@@ -1511,6 +1519,41 @@ mod tests {
             ("invalid_request", true)
         );
         assert_eq!(run(&good()).unwrap().dpop_jkt, None);
+    }
+
+    /// What the UK view of discovery leaves out, the pipeline refuses: a
+    /// DPoP proof or `dpop_jkt` with an authorization request of a UK
+    /// client (on a UK deployment or by its own fapi_profile).
+    #[test]
+    fn dpop_is_refused_under_the_uk_profile() {
+        let uk_client =
+            client_with(json!({"fapi_profile": "uk-ob", "response_types": ["code id_token"]}));
+        let hybrid_client = client_with(json!({"response_types": ["code id_token"]}));
+        let fapi2 = Policy::new("https://op.example", Profile::Fapi2);
+        let uk = Policy::new("https://op.example", Profile::UkOpenBanking);
+        let mut hybrid = with("response_type", Some("code id_token"));
+        hybrid.retain(|(k, _)| k != "nonce");
+        hybrid.push(("nonce".into(), "n-1".into()));
+        // Accepted without DPoP.
+        validate_authorization_request(&uk_client, &hybrid, None, &fapi2, None).unwrap();
+        validate_authorization_request(&hybrid_client, &hybrid, None, &uk, None).unwrap();
+        let mut jkt = hybrid.clone();
+        jkt.push(("dpop_jkt".into(), JKT.into()));
+        for (c, p) in [(&uk_client, &fapi2), (&hybrid_client, &uk)] {
+            for (f, proof) in [(&jkt, None), (&hybrid, Some(proof(JKT)))] {
+                let e = validate_authorization_request(c, f, None, p, proof.as_ref()).unwrap_err();
+                assert_eq!(e.error.code.as_str(), "invalid_request");
+                let d = e.error.description.unwrap();
+                assert!(
+                    d.contains("DPoP is not offered under the uk-ob profile"),
+                    "{d}"
+                );
+            }
+        }
+        // FAPI 2.0 still binds the code to the proof's key.
+        let r = validate_authorization_request(&client(), &good(), None, &fapi2, Some(&proof(JKT)))
+            .unwrap();
+        assert_eq!(r.dpop_jkt.as_deref(), Some(JKT));
     }
 
     fn ro(claims: Value) -> request_object::RequestObject {

@@ -186,6 +186,18 @@ async fn verify<F: JwksFetcher, S: ReplayCache>(
                 "encrypted authentication requests are not supported",
             ));
         };
+        // Only to the keys this client's profile publishes (its view of
+        // the JWKS, crate::policy::Profile::publishes_key).
+        let offered = policy.profile_for(client).request_object_encryption_algs();
+        if let Some(alg) = crate::keys::decrypt::jwe_alg(request)
+            && crate::keys::decrypt::JWE_ALGS.contains(&alg.as_str())
+            && !offered.contains(&alg.as_str())
+        {
+            return Err(invalid(format!(
+                "request object encryption algorithm {alg} is not offered under this profile (use {})",
+                offered.join(" or ")
+            )));
+        }
         let plain = keys.decrypt(request).map_err(|e| {
             tracing::debug!(client_id = %client.id(), error = %e, "encrypted request object refused");
             match e {

@@ -91,6 +91,15 @@ pub async fn verify_proof<S: ReplayCache>(
     check: DpopCheck<'_>,
     now: i64,
 ) -> Result<Option<DpopProof>, OAuthError> {
+    if !check.proofs.is_empty() && !policy.profile.offers_dpop() {
+        // A deployment whose discovery offers no DPoP (Profile::offers_dpop)
+        // takes no proof anywhere; per-client profiles are checked once the
+        // client is known (grant::sender_binding, the request pipeline).
+        return Err(OAuthError::invalid_request(format!(
+            "DPoP is not offered under the {} profile: tokens are bound to the client certificate (RFC 8705)",
+            policy.profile.as_str()
+        )));
+    }
     let proof = match check.proofs {
         [] => return Ok(None),
         [one] => *one,

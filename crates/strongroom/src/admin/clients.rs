@@ -82,14 +82,17 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
             "grant_types: CIBA is not served here ([ciba] is not configured)",
         ));
     }
-    Client::new(metadata, secret_hash).map_err(|e| {
-        Refusal::bad_request(
-            e.code.as_str(),
-            e.description
-                .clone()
-                .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
-        )
-    })
+    metadata
+        .validate_for(st.cfg.profile)
+        .and_then(|()| Client::new(metadata, secret_hash))
+        .map_err(|e| {
+            Refusal::bad_request(
+                e.code.as_str(),
+                e.description
+                    .clone()
+                    .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
+            )
+        })
 }
 
 fn needs_secret(doc: &Value) -> bool {

@@ -14,6 +14,13 @@
 //! `-transport-key.pem` (signed by the dev CA in `--data`), and
 //! `<software_id>-signing-key.pem` + `-signing.jwks.json` (its public key is
 //! also inline in the SSA as `software_jwks`).
+//!
+//! By default the material is the old Open Banking kind: an ES256 signing
+//! key and a transport certificate with OU = org_id, CN = software_id.
+//! `issue --uk` issues what UK TPPs hold today: an RSA signing key for
+//! PS256 (the OBSeal's role) and an OBWAC-shaped transport certificate, RSA,
+//! with CN = org_id, organizationIdentifier (2.5.4.97) =
+//! `PSDGB-OB-<org_id>`, O = the organisation's name, C = GB and no OU.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,6 +83,14 @@ struct IssueArgs {
     name: Option<String>,
     #[arg(long, default_value = "Test TPP Ltd")]
     org_name: String,
+    /// UK material as TPPs hold it today: an RSA PS256 signing key and an
+    /// OBWAC-shaped transport certificate (CN = org_id,
+    /// organizationIdentifier = PSDGB-OB-<org_id>, no OU)
+    #[arg(long)]
+    uk: bool,
+    /// The directory's signing key; default <out>/directory-key.pem (`init`)
+    #[arg(long, value_name = "PEM")]
+    directory_key: Option<PathBuf>,
 }
 
 fn public_jwk(pem: &str, alg: Algorithm, kid: &str) -> Result<Value, String> {
@@ -149,17 +164,25 @@ fn issue(args: &IssueArgs) -> Result<(), String> {
     if roles.is_empty() {
         roles.push("AISP".into());
     }
-    let dir_pem = std::fs::read_to_string(out.join(KEY_FILE))
-        .map_err(|e| format!("{}: {e} (run `init` first)", out.join(KEY_FILE).display()))?;
+    let dir_key = args
+        .directory_key
+        .clone()
+        .unwrap_or_else(|| out.join(KEY_FILE));
+    let dir_pem = std::fs::read_to_string(&dir_key)
+        .map_err(|e| format!("{}: {e} (run `init` first)", dir_key.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
 
-    let signing =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
+    let (signing_alg, rcgen_alg) = if args.uk {
+        (Algorithm::PS256, &rcgen::PKCS_RSA_SHA256)
+    } else {
+        (Algorithm::ES256, &rcgen::PKCS_ECDSA_P256_SHA256)
+    };
+    let signing = rcgen::KeyPair::generate_for(rcgen_alg).map_err(|e| e.to_string())?;
     let signing_pem = signing.serialize_pem();
-    let signing_jwk = public_jwk(
-        &signing_pem,
-        Algorithm::ES256,
-        &format!("{software_id}-sig"),
-    )?;
+    let mut signing_jwk = public_jwk(&signing_pem, signing_alg, &format!("{software_id}-sig"))?;
+    if let Some(o) = signing_jwk.as_object_mut() {
+        o.insert("alg".into(), signing_alg_name(signing_alg).into());
+    }
     write(
         &out.join(format!("{software_id}-signing-key.pem")),
         &signing_pem,
@@ -172,17 +195,16 @@ fn issue(args: &IssueArgs) -> Result<(), String> {
     let dev = ensure_dev_certs(data).map_err(|e| e.to_string())?;
     let ca = std::fs::read_to_string(&dev.ca_cert).map_err(|e| e.to_string())?;
     let ca_key = std::fs::read_to_string(&dev.ca_key).map_err(|e| e.to_string())?;
+    let (subject, key_alg) = transport_subject(args);
     let (cert, key) = issue_client_cert(
         &ca,
         &ca_key,
-        &[
-            (DnType::CountryName, "GB"),
-            (DnType::OrganizationName, "OpenBanking"),
-            (DnType::OrganizationalUnitName, org_id),
-            (DnType::CommonName, software_id),
-        ],
+        &subject
+            .iter()
+            .map(|(t, v)| (t.clone(), v.as_str()))
+            .collect::<Vec<_>>(),
         &[],
-        KeyAlg::EcdsaP256,
+        key_alg,
     )
     .map_err(|e| e.to_string())?;
     write(&out.join(format!("{software_id}-transport.pem")), &cert)?;
@@ -211,9 +233,61 @@ fn issue(args: &IssueArgs) -> Result<(), String> {
     let ssa = jsonwebtoken::encode(&header, &claims, &enc).map_err(|e| e.to_string())?;
     write(&out.join(format!("{software_id}.ssa.jwt")), &ssa)?;
     println!(
-        "\ntls_client_auth_subject_dn = \"CN={software_id},OU={org_id},O=OpenBanking,C=GB\"\nSee docs/registration.md for the registration request."
+        "\ntls_client_auth_subject_dn = \"{}\"\nSee docs/registration.md for the registration request.",
+        subject_dn(args)
     );
     Ok(())
+}
+
+fn signing_alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::PS256 => "PS256",
+        _ => "ES256",
+    }
+}
+
+/// The transport certificate's subject, most significant RDN first, and
+/// its key type: OBWAC-shaped with `--uk`, the old OB certificate else.
+fn transport_subject(args: &IssueArgs) -> (Vec<(DnType, String)>, KeyAlg) {
+    let org_id = &args.org_id;
+    if args.uk {
+        (
+            vec![
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, args.org_name.clone()),
+                (
+                    DnType::CustomDnType(vec![2, 5, 4, 97]),
+                    format!("PSDGB-OB-{org_id}"),
+                ),
+                (DnType::CommonName, org_id.clone()),
+            ],
+            KeyAlg::Rsa2048,
+        )
+    } else {
+        (
+            vec![
+                (DnType::CountryName, "GB".into()),
+                (DnType::OrganizationName, "OpenBanking".into()),
+                (DnType::OrganizationalUnitName, org_id.clone()),
+                (DnType::CommonName, args.software_id.clone()),
+            ],
+            KeyAlg::EcdsaP256,
+        )
+    }
+}
+
+/// The certificate's subject as RFC 4514 writes it (least significant RDN
+/// first), for `tls_client_auth_subject_dn`.
+fn subject_dn(args: &IssueArgs) -> String {
+    let (software_id, org_id) = (&args.software_id, &args.org_id);
+    if args.uk {
+        format!(
+            "CN={org_id},organizationIdentifier=PSDGB-OB-{org_id},O={},C=GB",
+            args.org_name
+        )
+    } else {
+        format!("CN={software_id},OU={org_id},O=OpenBanking,C=GB")
+    }
 }
 
 fn main() -> ExitCode {

@@ -12,16 +12,15 @@ use crate::fapi_errors::encrypt_to_published;
 use crate::harness::{BACKENDS, Backend, Setup, TestServer};
 use crate::hybrid::{fragment, half_sha256};
 use crate::tpp::*;
+use crate::uk::{obc_auth_fields, uk_metadata, uk_tpp};
 
 const INTENT: &str = "intent-by-value-1";
 const SCA: &str = "urn:openbanking:psd2:sca";
 
 async fn uk_world(backend: Backend) -> (TestServer, Tpp) {
     let mut setup = Setup::new(backend);
-    let tpp = Tpp::new("tpp-uk");
-    let mut m = tpp.pkjwt_metadata();
-    m["response_types"] = json!(["code id_token"]);
-    setup.clients = vec![m];
+    let tpp = uk_tpp(&setup, "tpp-uk", "0015800001041REAAY");
+    setup.clients = vec![uk_metadata(&tpp)];
     setup.users = vec![demo_user()];
     setup.tweak = Some(|c| {
         c.profile = strongroom::config::Profile::UkOpenBanking;
@@ -34,9 +33,11 @@ async fn uk_world(backend: Backend) -> (TestServer, Tpp) {
 /// a FAPI 2.0 one.
 async fn mixed_world(backend: Backend) -> (TestServer, Tpp, Tpp) {
     let mut setup = Setup::new(backend);
-    let (uk, fapi2) = (Tpp::new("tpp-uk"), Tpp::new("tpp-fapi2"));
-    let mut m = uk.pkjwt_metadata();
-    m["response_types"] = json!(["code id_token"]);
+    let (uk, fapi2) = (
+        uk_tpp(&setup, "tpp-uk", "0015800001041REAAY"),
+        Tpp::new("tpp-fapi2"),
+    );
+    let mut m = uk_metadata(&uk);
     m["fapi_profile"] = json!("uk-ob");
     setup.clients = vec![m, fapi2.pkjwt_metadata()];
     setup.users = vec![demo_user()];
@@ -101,22 +102,18 @@ async fn sign_in(srv: &TestServer, browser: &reqwest::Client, res: reqwest::Resp
     location(&res)
 }
 
-/// Redeems without PKCE, as OBC does.
+/// Redeems without PKCE, as OBC does: over mTLS, the assertion's `aud`
+/// the token endpoint URL.
 async fn redeem(srv: &TestServer, tpp: &Tpp, code: &str) -> Answer {
-    let url = srv.url("/token");
-    let mut form = tpp.auth_fields(srv);
+    let url = srv.mtls_url("/token");
+    let mut form = obc_auth_fields(tpp, &url);
     form.extend([
         ("grant_type".to_string(), "authorization_code".to_string()),
         ("code".into(), code.into()),
         ("redirect_uri".into(), tpp.redirect_uri.clone()),
     ]);
-    post_form(
-        &srv.client(None),
-        &url,
-        &form,
-        Some(tpp.dpop_proof("POST", &url, None)),
-    )
-    .await
+    let (cert, key) = tpp.identity.as_ref().unwrap();
+    post_form(&srv.client(Some((cert, key))), &url, &form, None).await
 }
 
 async fn uk_tpp_by_value(backend: Backend) {
@@ -173,6 +170,7 @@ async fn uk_flows(srv: &TestServer, tpp: &Tpp) {
         assert_eq!(id_token["nonce"], claims["nonce"]);
         assert_eq!(id_token["sub"], front["sub"]);
         assert_eq!(a.json["scope"], "openid accounts");
+        assert_eq!(a.json["token_type"], "Bearer");
 
         // The request object is spent with its code: the same one again
         // is refused.

@@ -177,6 +177,137 @@ fn directory_init_prints_a_pasteable_directories_entry() {
     assert_eq!(claims.claims["software_id"], "tppCli01");
 }
 
+/// `issue --uk` issues what a UK TPP holds today: an RSA signing key for
+/// PS256 and an OBWAC-shaped transport certificate (CN = org_id,
+/// organizationIdentifier = PSDGB-OB-<org_id>, no OU, RSA), with the
+/// directory key given by path; without `--uk` the old OU/CN certificate
+/// and an ES256 key.
+#[test]
+fn directory_issues_uk_material_with_uk() {
+    use oauth_core::cert::PeerCertificate;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("directory");
+    let data = tmp.path().join("data");
+    let (code, _, err) = run(DIRECTORY, &["init", "--out", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let out = tmp.path().join("uk");
+    let key = dir.join("directory-key.pem");
+    let issue = |software_id: &str, uk: bool| {
+        let mut args = vec![
+            "issue",
+            "--out",
+            out.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--directory-key",
+            key.to_str().unwrap(),
+            "--software-id",
+            software_id,
+            "--org-id",
+            "0015800009UKorg1",
+        ];
+        if uk {
+            args.push("--uk");
+        }
+        let (code, stdout, err) = run(DIRECTORY, &args);
+        assert_eq!(code, 0, "{err}");
+        stdout
+    };
+    let transport = |software_id: &str| {
+        let pem = std::fs::read(out.join(format!("{software_id}-transport.pem"))).unwrap();
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        PeerCertificate::from_der(&der, 1, false).unwrap()
+    };
+    let signing_jwk = |software_id: &str| -> serde_json::Value {
+        let s =
+            std::fs::read_to_string(out.join(format!("{software_id}-signing.jwks.json"))).unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).unwrap()["keys"][0].clone()
+    };
+
+    let printed = issue("tppUk01", true);
+    let cert = transport("tppUk01");
+    let subject = &cert.subject;
+    assert_eq!(
+        subject.values_of("2.5.4.3").collect::<Vec<_>>(),
+        ["0015800009UKorg1"]
+    );
+    assert_eq!(
+        subject.values_of("2.5.4.97").collect::<Vec<_>>(),
+        ["PSDGB-OB-0015800009UKorg1"]
+    );
+    assert_eq!(
+        subject.values_of("2.5.4.11").count(),
+        0,
+        "no OU: {}",
+        cert.subject_dn
+    );
+    // The DN it prints for tls_client_auth_subject_dn is the certificate's.
+    let dn = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("tls_client_auth_subject_dn = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert!(
+        oauth_core::cert::DistinguishedName::parse_rfc4514(dn)
+            .unwrap()
+            .matches(subject),
+        "{dn} vs {}",
+        cert.subject_dn
+    );
+    let key_pem = std::fs::read_to_string(out.join("tppUk01-transport-key.pem")).unwrap();
+    assert!(jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).is_ok());
+    let jwk = signing_jwk("tppUk01");
+    assert_eq!((&jwk["kty"], &jwk["alg"]), (&json!("RSA"), &json!("PS256")));
+    // The signing key signs PS256 and its published half verifies it.
+    let pem = std::fs::read_to_string(out.join("tppUk01-signing-key.pem")).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::PS256);
+    h.kid = Some("tppUk01-sig".into());
+    let t = jsonwebtoken::encode(
+        &h,
+        &json!({"iss": "tppUk01"}),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).unwrap();
+    jsonwebtoken::decode::<serde_json::Value>(
+        &t,
+        &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+        &v,
+    )
+    .unwrap();
+    // The SSA names the same key.
+    let ssa = std::fs::read_to_string(out.join("tppUk01.ssa.jwt")).unwrap();
+    let payload = ssa.split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["org_id"], "0015800009UKorg1");
+    assert_eq!(claims["software_jwks"]["keys"][0]["kty"], "RSA");
+
+    // Without --uk: the old certificate (OU = org_id, CN = software_id), ES256.
+    issue("tppOld01", false);
+    let cert = transport("tppOld01");
+    assert_eq!(
+        cert.subject.values_of("2.5.4.3").collect::<Vec<_>>(),
+        ["tppOld01"]
+    );
+    assert_eq!(
+        cert.subject.values_of("2.5.4.11").collect::<Vec<_>>(),
+        ["0015800009UKorg1"]
+    );
+    assert_eq!(signing_jwk("tppOld01")["kty"], "EC");
+}
+
 /// `check-config` and `serve` stop on the same bad values, each with one
 /// line naming the key and exit 2 (serve before binding anything).
 #[actix_web::test]

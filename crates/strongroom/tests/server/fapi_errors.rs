@@ -309,7 +309,8 @@ async fn signed_request_objects_are_checked() {
 }
 
 /// The signed request object, encrypted as a UK TPP does (josekit) to the
-/// `use: enc` key of our JWKS published for `alg`.
+/// `use: enc` key of our JWKS published for `alg` (or, in the UK view,
+/// which names no encryption algorithm, its one `use: enc` key).
 #[allow(deprecated)]
 pub fn encrypt_to_published(jwks: &Value, alg: &str, enc: &str, signed: &str) -> String {
     use josekit::jwe::alg::rsaes::RsaesJweAlgorithm;
@@ -317,7 +318,7 @@ pub fn encrypt_to_published(jwks: &Value, alg: &str, enc: &str, signed: &str) ->
         .as_array()
         .unwrap()
         .iter()
-        .find(|k| k["use"] == "enc" && k["alg"] == alg)
+        .find(|k| k["use"] == "enc" && (k["alg"] == alg || k.get("alg").is_none()))
         .unwrap_or_else(|| panic!("no {alg} key in {jwks}"));
     let jwk = josekit::jwk::Jwk::from_bytes(key.to_string().as_bytes()).unwrap();
     let encrypter = match alg {

@@ -230,6 +230,41 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Starts `cfg` as it is (a configuration file's, say) on this setup's
+    /// data dir and database, on the one listener `main` (`cfg`'s
+    /// `mtls_listen` must be empty: the single-listener layout).
+    pub async fn start_single(&self, mut cfg: Config, main: TcpListener) -> TestServer {
+        let main_port = main.local_addr().unwrap().port();
+        cfg.data_dir = self.data_dir.clone();
+        cfg.database.url = self.database_url.clone();
+        cfg.server.listen = format!("127.0.0.1:{main_port}");
+        cfg.server.admin_listen = String::new();
+        assert!(
+            cfg.server.mtls_listen.is_empty(),
+            "a single-listener config"
+        );
+        cfg.validate().unwrap();
+        init_logging();
+        let issuer = cfg.issuer.clone();
+        let prepared = startup::prepare(cfg).await.expect("server prepares");
+        let server =
+            startup::serve(prepared, Listeners { main, mtls: None }).expect("server starts");
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TestServer {
+            mtls_base: issuer.clone(),
+            issuer,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            main_port,
+            mtls_port: main_port,
+            handle: Some(handle),
+            _tmp: self.tmp.clone(),
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start(backend: Backend) -> TestServer {
         Setup::new(backend).start().await

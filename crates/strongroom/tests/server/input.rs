@@ -89,7 +89,15 @@ const PROFILES: [(Profile, Tweak); 4] = [
         c.profile = Profile::Fapi1Advanced
     }),
     (Profile::UkOpenBanking, |c| {
-        c.profile = Profile::UkOpenBanking
+        c.profile = Profile::UkOpenBanking;
+        // No DPoP under the UK profile: its clients' tokens are bound to
+        // their certificates.
+        for cl in &mut c.clients {
+            if cl.metadata.dpop_bound_access_tokens {
+                cl.metadata.dpop_bound_access_tokens = false;
+                cl.metadata.tls_client_certificate_bound_access_tokens = true;
+            }
+        }
     }),
 ];
 
@@ -118,7 +126,26 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
         } else {
             json!(token_url)
         };
+        let uk = profile == Profile::UkOpenBanking;
         for headers in forgeries(evil) {
+            if uk {
+                // No DPoP here at all, whatever the proof says; the
+                // certificate binds, and the URL is still this server's.
+                let a = cc_token(&http, tpp, &token_url, aud.clone(), &token_url, &headers).await;
+                assert_error(&a, 400, &["invalid_request"]);
+                let d = a.json["error_description"].as_str().unwrap();
+                assert!(
+                    d.contains("DPoP is not offered under the uk-ob profile"),
+                    "{d}"
+                );
+                if base == srv.mtls_base {
+                    let form = cc_form(tpp, aud.clone());
+                    let a = post_with(&w.mtls_http(), &token_url, &form, None, &headers).await;
+                    assert_eq!(a.status, 200, "{headers:?} at {token_url}: {}", a.json);
+                    assert_eq!(a.json["token_type"], "Bearer");
+                }
+                continue;
+            }
             // A proof made for another server's token endpoint.
             let a = cc_token(
                 &http,
@@ -152,8 +179,8 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
         let other = "other-bank.example";
         for headers in forgeries(other) {
             let form = cc_form(tpp, json!(format!("https://{other}/token")));
-            let proof = tpp.dpop_proof("POST", &token_url, None);
-            let a = post_with(&http, &token_url, &form, Some(proof), &headers).await;
+            let proof = (!uk).then(|| tpp.dpop_proof("POST", &token_url, None));
+            let a = post_with(&http, &token_url, &form, proof, &headers).await;
             assert_error(&a, 401, &["invalid_client"]);
             // Also the PAR endpoint's audience (FAPI 1.0 accepts the URL of
             // the endpoint in use).
@@ -168,8 +195,8 @@ async fn forged_hosts_under(w: &World, profile: Profile) {
                     &tpp.assertion_claims(json!(format!("https://{other}/par"))),
                 ),
             ));
-            let proof = tpp.dpop_proof("POST", &par_url, None);
-            let a = post_with(&http, &par_url, &form, Some(proof), &headers).await;
+            let proof = (!uk).then(|| tpp.dpop_proof("POST", &par_url, None));
+            let a = post_with(&http, &par_url, &form, proof, &headers).await;
             assert_error(&a, 401, &["invalid_client"]);
         }
     }

@@ -22,3 +22,4 @@ mod pages;
 mod shutdown;
 mod tpp;
 mod try_flow;
+mod uk;
