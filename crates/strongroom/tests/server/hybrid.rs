@@ -67,7 +67,7 @@ fn hybrid_params(tpp: &Tpp, pkce: &Pkce, extra: &[(&str, Option<&str>)]) -> Vec<
 
 /// FAPI 1.0 Advanced §5.2.2-1: the parameters pushed as a signed request
 /// object, the only thing in the PAR body besides client authentication.
-fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(String, String)> {
+pub fn signed(srv: &TestServer, tpp: &Tpp, params: &[(String, String)]) -> Vec<(String, String)> {
     let t = now();
     let mut claims = json!({
         "iss": tpp.client_id, "aud": srv.issuer, "client_id": tpp.client_id,

@@ -10,6 +10,7 @@ mod connections;
 mod consent_bridge;
 mod dcr;
 mod fapi;
+mod fapi1_conformance;
 mod fapi_errors;
 mod foundation;
 mod harness;
