@@ -750,6 +750,12 @@ impl Ctx<'_> {
             .env
             .check_id_token(c, jwt, a.inside("nonce"), access_token)?;
         if v.uk {
+            // Signed in by the bank's login app, through the consent bridge.
+            ensure!(
+                claims["sub"] == json!(BANK_SUB),
+                "id_token sub {}: not the customer the bank's login app signed in",
+                claims["sub"]
+            );
             ensure!(
                 claims[INTENT_CLAIM].as_str() == a.intent.as_deref(),
                 "id_token {INTENT_CLAIM} {} ≠ the requested intent {:?}",
