@@ -171,7 +171,7 @@ bench-smoke: bench-peer
 # black-box suite against a real Strongroom; prints module/variant/result and
 # "N passed, N failed, N skipped". CONFORMANCE_DB=postgres runs it on a
 # throw-away PostgreSQL; CONFORMANCE_ARGS passes options (e.g. --filter par-).
-.PHONY: conformance conformance-ciba conformance-kit
+.PHONY: conformance conformance-ciba conformance-fapi1 conformance-kit
 CONFORMANCE_ARGS ?=
 CONFORMANCE_PG := $(if $(filter postgres,$(CONFORMANCE_DB)),scripts/with-postgres.sh)
 CONFORMANCE_PG_FLAG := $(if $(filter postgres,$(CONFORMANCE_DB)),--backend postgres)
@@ -183,6 +183,10 @@ conformance:
 # The FAPI-CIBA plan alone (make conformance runs it with the others).
 conformance-ciba:
 	$(MAKE) conformance CONFORMANCE_ARGS="--plan ciba $(CONFORMANCE_ARGS)"
+
+# The FAPI 1.0 Advanced plan alone (plain_fapi and openbanking_uk).
+conformance-fapi1:
+	$(MAKE) conformance CONFORMANCE_ARGS="--plan fapi1 $(CONFORMANCE_ARGS)"
 
 # The kit for the real OIDF suite: plan configurations + matching clients.
 conformance-kit:

@@ -4,7 +4,10 @@
 # and two tls_client_auth + mTLS clients (ES256 keys, client certificates
 # from a fresh CA), and for the FAPI-CIBA plan one pair per client_auth_type
 # (private_key_jwt, mtls) and ciba_mode (poll, ping), with MTLS-bound tokens
-# and, for ping, the suite's ciba-notification-endpoint; then writes into OUT (default conformance/oidf/generated):
+# and, for ping, the suite's ciba-notification-endpoint, and for the FAPI 1.0
+# Advanced plan one pair per fapi_profile (plain_fapi, openbanking_uk) and
+# client_auth_type, each with a certificate (MTLS-bound tokens) and its own
+# fapi_profile; then writes into OUT (default conformance/oidf/generated):
 #   <plan>-<variant>.json     one plan configuration per plan/variant, with
 #                             the clients' private JWKs and certificates,
 #                             to paste/upload into the suite

@@ -181,12 +181,7 @@ pub const MODULES: &[Module] = &[
 pub fn variants() -> Vec<Variant> {
     [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
-        .map(|(mtls, ping)| Variant {
-            plan: crate::flow::Plan::Ciba,
-            mtls,
-            openid: true,
-            ping,
-        })
+        .map(|(mtls, ping)| Variant::of(crate::flow::Plan::Ciba, mtls, true, ping))
         .collect()
 }
 
@@ -248,14 +243,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// (status, extra header lines, JSON body) for (method, path, headers, body).
-type Handler = fn(&Side, &str, &str, &HashMap<String, String>, &[u8]) -> (u16, Vec<String>, String);
+/// (status, extra header lines, JSON body) for (method, path, headers,
+/// body), answered with the state `T` of the party that listens.
+pub type Handler<T> =
+    fn(&T, &str, &str, &HashMap<String, String>, &[u8]) -> (u16, Vec<String>, String);
 
 /// One HTTP/1.1 exchange (Connection: close), enough for hook calls.
-async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve_conn<S: AsyncRead + AsyncWrite + Unpin, T>(
     mut s: S,
-    side: Arc<Side>,
-    handler: Handler,
+    side: Arc<T>,
+    handler: Handler<T>,
 ) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 4096];
@@ -419,21 +416,7 @@ fn tls_acceptor(id: &Identity) -> Result<tokio_rustls::TlsAcceptor, String> {
 /// A CIBA client: every one holds a certificate (FAPI-CIBA binds tokens
 /// to it); `mtls` says whether it also authenticates with it.
 fn ciba_client(pki: &jose::Pki, id: &str, mtls: bool, second: bool) -> Client {
-    let alg = if second {
-        Algorithm::PS256
-    } else {
-        Algorithm::ES256
-    };
-    let identity = pki.client(id, "Conformance TPP Ltd");
-    Client {
-        id: id.into(),
-        key: ClientKey::generate(alg, &format!("{id}-sig")),
-        dpop: ClientKey::generate(Algorithm::ES256, &format!("{id}-dpop")),
-        redirect_uri: format!("https://{id}.example/cb"),
-        http: jose::https_client(&pki.ca_pem, Some(&identity), false),
-        identity: Some(identity),
-        mtls,
-    }
+    Client::generate_with_certificate(id, mtls, second, pki)
 }
 
 fn ciba_metadata(c: &Client, ping_base: Option<&str>) -> Value {

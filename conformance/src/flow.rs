@@ -37,6 +37,9 @@ pub enum Plan {
     /// fapi-ciba-id1-test-plan (signed backchannel requests, MTLS-bound
     /// tokens; see ciba.rs).
     Ciba,
+    /// fapi1-advanced-final-test-plan (request objects by value or pushed,
+    /// the hybrid flow or JARM, MTLS-bound tokens; see fapi1.rs).
+    Fapi1,
 }
 
 impl Plan {
@@ -45,6 +48,7 @@ impl Plan {
             Plan::Sp => "fapi2-security-profile-final",
             Plan::Ms => "fapi2-message-signing-final",
             Plan::Ciba => "fapi-ciba-id1",
+            Plan::Fapi1 => "fapi1-advanced-final",
         }
     }
 }
@@ -60,10 +64,34 @@ pub struct Variant {
     pub openid: bool,
     /// CIBA only: ciba_mode=ping; otherwise poll.
     pub ping: bool,
+    /// FAPI 1.0 only: fapi_profile=openbanking_uk; otherwise plain_fapi.
+    pub uk: bool,
+    /// FAPI 1.0 only: fapi_auth_request_method=pushed; otherwise by_value.
+    pub pushed: bool,
+    /// FAPI 1.0 only: fapi_response_mode=jarm (`code` +
+    /// `response_mode=jwt`); otherwise plain_response (`code id_token`).
+    pub jarm_mode: bool,
 }
 
 impl Variant {
     pub fn label(&self) -> String {
+        if self.plan == Plan::Fapi1 {
+            return format!(
+                "{}, {}, {}, {}",
+                if self.mtls { "mtls" } else { "private_key_jwt" },
+                if self.uk {
+                    "openbanking_uk"
+                } else {
+                    "plain_fapi"
+                },
+                if self.pushed { "pushed" } else { "by_value" },
+                if self.jarm_mode {
+                    "jarm"
+                } else {
+                    "plain_response"
+                }
+            );
+        }
         if self.plan == Plan::Ciba {
             return format!(
                 "{}, {}, plain_fapi",
@@ -90,16 +118,39 @@ impl Variant {
             }
         )
     }
+    /// A plain variant of `plan` (no FAPI 1.0 choices).
+    pub const fn of(plan: Plan, mtls: bool, openid: bool, ping: bool) -> Variant {
+        Variant {
+            plan,
+            mtls,
+            openid,
+            ping,
+            uk: false,
+            pushed: false,
+            jarm_mode: false,
+        }
+    }
+    /// Signed request objects: the Message Signing plan, and FAPI 1.0
+    /// Advanced (§5.2.2-1), by value or pushed.
     pub fn signed(&self) -> bool {
-        self.plan == Plan::Ms
+        self.plan == Plan::Ms || self.plan == Plan::Fapi1
     }
     pub fn jarm(&self) -> bool {
-        self.plan == Plan::Ms
+        self.plan == Plan::Ms || (self.plan == Plan::Fapi1 && self.jarm_mode)
+    }
+    /// FAPI 1.0 `response_type=code id_token`: the response in the
+    /// fragment, with an id_token that is a detached signature.
+    pub fn hybrid(&self) -> bool {
+        self.plan == Plan::Fapi1 && !self.jarm_mode
+    }
+    /// The request goes through PAR (always, except FAPI 1.0 by_value).
+    pub fn par(&self) -> bool {
+        self.plan != Plan::Fapi1 || self.pushed
     }
     /// DPoP-bound tokens: private_key_jwt in the FAPI 2.0 plans; FAPI-CIBA
-    /// binds every token to the client certificate.
+    /// and FAPI 1.0 bind every token to the client certificate.
     pub fn dpop(&self) -> bool {
-        !self.mtls && self.plan != Plan::Ciba
+        !self.mtls && self.plan != Plan::Ciba && self.plan != Plan::Fapi1
     }
 }
 
@@ -153,6 +204,24 @@ impl Client {
             },
             dup,
         )
+    }
+
+    /// A client that always holds a certificate from `pki` (FAPI-CIBA and
+    /// FAPI 1.0 bind every access token to it); `mtls` says whether it
+    /// also authenticates with it.
+    pub fn generate_with_certificate(
+        id: &str,
+        mtls: bool,
+        second: bool,
+        pki: &jose::Pki,
+    ) -> Client {
+        let (mut c, _) = Client::generate(id, mtls, second, pki);
+        if c.identity.is_none() {
+            let identity = pki.client(id, "Conformance TPP Ltd");
+            c.http = jose::https_client(&pki.ca_pem, Some(&identity), false);
+            c.identity = Some(identity);
+        }
+        c
     }
 
     /// Static client metadata for Strongroom's [[clients]].
@@ -277,7 +346,16 @@ pub struct Env {
     pub http: reqwest::Client,
     pub pkjwt: [Client; 2],
     pub mtls: [Client; 2],
+    /// A FAPI 1.0 deployment: authorization responses may come in the
+    /// fragment (the hybrid flow), and client assertions at the token
+    /// endpoint name the token endpoint URL as `aud`, as the OIDF FAPI 1.0
+    /// plan sends them.
+    pub fapi1: bool,
 }
+
+/// The pseudo-parameter [`Env::redirect_params`] adds when the response
+/// parameters came in the fragment.
+pub const IN_FRAGMENT: &str = "#fragment";
 
 pub struct Flow {
     pub params: Params,
@@ -313,20 +391,42 @@ impl Env {
         }
     }
 
+    /// Client authentication for a request to the endpoint named `endpoint`
+    /// in discovery: the assertion's `aud` is the issuer, except at the
+    /// token endpoint of a FAPI 1.0 deployment (the token endpoint URL,
+    /// OIDC Core §9, as the OIDF FAPI 1.0 plan sends it).
+    pub fn auth_fields(&self, c: &Client, endpoint: &str) -> Params {
+        if self.fapi1 && endpoint == "token_endpoint" {
+            let aud = self.discovery["token_endpoint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return c.auth_fields(&aud);
+        }
+        c.auth_fields(&self.issuer)
+    }
+
     /// A typical authorization request (without client_id) and its PKCE verifier.
     pub fn auth_params(&self, v: &Variant, c: &Client) -> (Params, String) {
         let verifier = random(32);
         let mut p: Params = vec![
-            ("response_type".into(), "code".into()),
+            (
+                "response_type".into(),
+                if v.hybrid() { "code id_token" } else { "code" }.into(),
+            ),
             ("redirect_uri".into(), c.redirect_uri.clone()),
             ("scope".into(), self.scope(v).into()),
             ("state".into(), random(12)),
-            (
+        ];
+        // FAPI 1.0 Advanced §5.2.2-18: PKCE with PAR; the OIDF plan sends
+        // none by value (ensure-valid-pkce-succeeds adds it).
+        if v.par() {
+            p.push((
                 "code_challenge".into(),
                 jose::sha256_b64(verifier.as_bytes()),
-            ),
-            ("code_challenge_method".into(), "S256".into()),
-        ];
+            ));
+            p.push(("code_challenge_method".into(), "S256".into()));
+        }
         if v.openid {
             p.push(("nonce".into(), random(12)));
         }
@@ -344,7 +444,11 @@ impl Env {
             "iat": t, "nbf": t, "exp": t + 300, "jti": random(16),
         });
         for (k, v) in params {
-            claims[k.as_str()] = json!(v);
+            // RFC 9101 §4: `claims` is a JSON object inside the object.
+            claims[k.as_str()] = match (k.as_str(), serde_json::from_str::<Value>(v)) {
+                ("claims", Ok(o)) if o.is_object() => o,
+                _ => json!(v),
+            };
         }
         claims
     }
@@ -361,7 +465,7 @@ impl Env {
         } else {
             params.clone()
         };
-        form.extend(c.auth_fields(&self.issuer));
+        form.extend(self.auth_fields(c, "pushed_authorization_request_endpoint"));
         form
     }
 
@@ -470,7 +574,10 @@ impl Env {
         let mut steps = 0;
         loop {
             steps += 1;
-            ensure!(steps < 8, "too many redirects in the browser flow");
+            // Through the bank's apps (consent bridge) a flow takes up to
+            // eight hops: authorize, login, bank login, return, consent,
+            // bank consent, return, client.
+            ensure!(steps < 12, "too many redirects in the browser flow");
             let status = res.status().as_u16();
             if !(300..400).contains(&status) {
                 let body = res.text().await.unwrap_or_default();
@@ -504,6 +611,11 @@ impl Env {
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;
+                if page.status().is_redirection() {
+                    // The login happens elsewhere (the bank's login app).
+                    res = page;
+                    continue;
+                }
                 ensure!(page.status() == 200, "login page: HTTP {}", page.status());
                 let html = page.text().await.unwrap_or_default();
                 ensure!(
@@ -526,6 +638,11 @@ impl Env {
                     .send()
                     .await
                     .map_err(|e| e.to_string())?;
+                if page.status().is_redirection() {
+                    // The bank's consent app.
+                    res = page;
+                    continue;
+                }
                 ensure!(page.status() == 200, "consent page: HTTP {}", page.status());
                 let html = page.text().await.unwrap_or_default();
                 ensure!(
@@ -549,13 +666,19 @@ impl Env {
     }
 
     /// The parameters of the redirect back to the client: the query must
-    /// carry them (never the fragment); the client's own query is kept
-    /// (happy-flow's dummy1/dummy2) and a JARM `response` is verified.
+    /// carry them (never the fragment; on a FAPI 1.0 deployment the
+    /// fragment may, marked with [`IN_FRAGMENT`], and the variant's checks
+    /// decide); the client's own query is kept (happy-flow's
+    /// dummy1/dummy2) and a JARM `response` is verified.
     pub fn redirect_params(&self, c: &Client, url: &str) -> R<HashMap<String, String>> {
         let u = url::Url::parse(url).map_err(|e| format!("redirect URL: {e}"))?;
+        let in_fragment = u.fragment().is_some_and(|f| {
+            url::form_urlencoded::parse(f.as_bytes()).any(|(k, _)| {
+                ["code", "state", "error", "id_token", "response"].contains(&k.as_ref())
+            })
+        });
         ensure!(
-            u.fragment()
-                .is_none_or(|f| !f.contains("code=") && !f.contains("state=")),
+            self.fapi1 || !in_fragment,
             "authorization response parameters in the fragment: {url}"
         );
         let registered = url::Url::parse(&c.redirect_uri).map_err(|e| e.to_string())?;
@@ -568,6 +691,22 @@ impl Env {
         let mut q: HashMap<String, String> = u.query_pairs().into_owned().collect();
         for (k, _) in registered.query_pairs() {
             q.remove(k.as_ref());
+        }
+        if in_fragment {
+            ensure!(
+                q.is_empty(),
+                "response parameters both in the query and in the fragment: {url}"
+            );
+            q = url::form_urlencoded::parse(u.fragment().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+            if q.contains_key("response") {
+                return Err(format!(
+                    "a JARM response in the fragment (response_mode=jwt with code is query.jwt): {url}"
+                ));
+            }
+            q.insert(IN_FRAGMENT.into(), "1".into());
+            return Ok(q);
         }
         if let Some(jwt) = q.get("response").cloned() {
             let claims = jose::verify_server_jws(&jwt, &self.jwks)?;
@@ -613,6 +752,15 @@ impl Env {
         state: Option<&str>,
     ) -> R<String> {
         ensure!(!q.contains_key("error"), "authorization error: {q:?}");
+        ensure!(
+            q.contains_key(IN_FRAGMENT) == v.hybrid(),
+            "{}: {q:?}",
+            if v.hybrid() {
+                "response_type=code id_token must answer in the fragment (OAuth 2.0 Multiple Response Types §5)"
+            } else {
+                "the authorization response must not be in the fragment"
+            }
+        );
         if v.jarm() {
             // Verified in redirect_params (signature, iss, aud, exp).
             ensure!(
@@ -655,7 +803,10 @@ impl Env {
             q.get("state").map(String::as_str) == state,
             "error redirect state mismatch: {q:?}"
         );
-        for k in q.keys().filter(|k| k.as_str() != "response") {
+        for k in q
+            .keys()
+            .filter(|k| k.as_str() != "response" && k.as_str() != IN_FRAGMENT)
+        {
             ensure!(
                 [
                     "error",
@@ -694,7 +845,7 @@ impl Env {
         if let Some(v) = verifier {
             f.push(("code_verifier".into(), v.into()));
         }
-        f.extend(c.auth_fields(&self.issuer));
+        f.extend(self.auth_fields(c, "token_endpoint"));
         f
     }
 
@@ -914,6 +1065,11 @@ impl Env {
             .map(|d| (d.as_secs() as i64 - now()).abs())
             .unwrap_or(i64::MAX);
         ensure!(skew <= 300, "Date header {date} is {skew} s off");
+        // FAPI 1.0 Advanced §6.2.1-11: the resource server shall echo it.
+        ensure!(
+            v.plan != Plan::Fapi1 || a.header("x-fapi-interaction-id").is_some(),
+            "the resource response does not echo x-fapi-interaction-id (FAPI 1.0 Advanced §6.2.1-11)"
+        );
         if let Some(echo) = a.header("x-fapi-interaction-id") {
             ensure!(
                 echo == interaction,

@@ -232,6 +232,41 @@ pub fn jwe_dir_a256gcm(key: &[u8; 32], claims: &Value) -> String {
     )
 }
 
+/// Opens a compact JWE made with `dir` / `A256GCM` under `key` (the
+/// inverse of [`jwe_dir_a256gcm`]): the header must name exactly that, the
+/// encrypted-key part must be empty. Returns the JSON plaintext. This is
+/// how the bank reads Strongroom's hand-off tokens (docs/hooks.md §4).
+pub fn jwe_dir_a256gcm_open(key: &[u8; 32], jwe: &str) -> Result<Value, String> {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    let p: Vec<&str> = jwe.split('.').collect();
+    if p.len() != 5 {
+        return Err(format!("a JWE has 5 parts, this has {}", p.len()));
+    }
+    let header: Value = b64_decode(p[0])
+        .and_then(|h| serde_json::from_slice(&h).ok())
+        .ok_or("JWE header is not base64url JSON")?;
+    if header["alg"] != "dir" || header["enc"] != "A256GCM" {
+        return Err(format!("JWE header {header}: expected dir / A256GCM"));
+    }
+    if !p[1].is_empty() {
+        return Err("dir JWE with an encrypted key".into());
+    }
+    let iv: [u8; 12] = b64_decode(p[2])
+        .and_then(|v| v.try_into().ok())
+        .ok_or("JWE IV is not 96 bits")?;
+    let mut data = b64_decode(p[3]).ok_or("JWE ciphertext not base64url")?;
+    data.extend(b64_decode(p[4]).ok_or("JWE tag not base64url")?);
+    let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).map_err(|_| "AES-256 key")?);
+    let plain = k
+        .open_in_place(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(p[0].as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| "JWE does not decrypt with the shared secret")?;
+    serde_json::from_slice(plain).map_err(|e| format!("JWE plaintext is not JSON: {e}"))
+}
+
 /// Decodes a compact JWS part without verifying.
 pub fn jwt_part(jwt: &str, n: usize) -> Option<Value> {
     let part = jwt.split('.').nth(n)?;
@@ -510,6 +545,25 @@ mod tests {
             )
             .unwrap();
         assert_eq!(serde_json::from_slice::<Value>(plain).unwrap()["a"], 1);
+    }
+
+    #[test]
+    fn jwe_dir_a256gcm_opens_what_it_sealed_and_nothing_else() {
+        let key = [9u8; 32];
+        let jwe = jwe_dir_a256gcm(&key, &json!({"purpose": "login"}));
+        assert_eq!(
+            jwe_dir_a256gcm_open(&key, &jwe).unwrap()["purpose"],
+            "login"
+        );
+        assert!(jwe_dir_a256gcm_open(&[8u8; 32], &jwe).is_err());
+        let mut parts: Vec<String> = jwe.split('.').map(str::to_string).collect();
+        parts[3] = b64(b"tampered");
+        assert!(jwe_dir_a256gcm_open(&key, &parts.join(".")).is_err());
+        let other = b64(json!({"alg": "A256KW", "enc": "A256GCM"})
+            .to_string()
+            .as_bytes());
+        parts[0] = other;
+        assert!(jwe_dir_a256gcm_open(&key, &parts.join(".")).is_err());
     }
 
     #[test]

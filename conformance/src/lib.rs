@@ -4,6 +4,7 @@
 //! same independent client code.
 
 pub mod ciba;
+pub mod fapi1;
 pub mod flow;
 pub mod jose;
 pub mod kit;

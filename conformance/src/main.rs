@@ -1,9 +1,10 @@
 //! `conformance`: a black-box suite that mirrors the OpenID Foundation's OP
 //! test plans (FAPI 2.0 Security Profile final, FAPI 2.0 Message Signing
-//! final, FAPI-CIBA), one test per OIDF module, run against a real
+//! final, FAPI-CIBA, FAPI 1.0 Advanced final), one test per OIDF module,
+//! run against a real
 //! Strongroom over HTTPS. See docs/conformance.md.
 
-use conformance::{ciba, flow, kit, modules, server};
+use conformance::{ciba, fapi1, flow, kit, modules, server};
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,13 +17,14 @@ const USAGE: &str = "\
 conformance: the OIDF OP test plans, mirrored, against a real Strongroom.
 
 Usage:
-  conformance [--backend sqlite|postgres] [--plan sp|ms|ciba|all] [--filter TEXT] [--jobs N]
+  conformance [--backend sqlite|postgres] [--plan sp|ms|ciba|fapi1|all] [--filter TEXT] [--jobs N]
   conformance kit [--out DIR] [--issuer URL]
 
   --backend   database of the Strongroom under test (postgres needs
               STRONGROOM_TEST_DATABASE_URL, e.g. through scripts/with-postgres.sh)
   --plan      sp = fapi2-security-profile-final, ms = fapi2-message-signing-final,
-              ciba = fapi-ciba-id1, all = the three (default: all three)
+              ciba = fapi-ciba-id1, fapi1 = fapi1-advanced-final,
+              all = the four (default: all four)
   --filter    only modules whose full name (plan-module) contains TEXT
   --jobs      modules run at the same time (default 6)
   kit         write the plan configurations for the real OIDF suite and a
@@ -45,35 +47,28 @@ fn variants(plan: Plan) -> Vec<Variant> {
     match plan {
         Plan::Sp => [(false, true), (false, false), (true, true), (true, false)]
             .into_iter()
-            .map(|(mtls, openid)| Variant {
-                plan,
-                mtls,
-                openid,
-                ping: false,
-            })
+            .map(|(mtls, openid)| Variant::of(plan, mtls, openid, false))
             .collect(),
         Plan::Ms => [(false, true), (true, true)]
             .into_iter()
-            .map(|(mtls, openid)| Variant {
-                plan,
-                mtls,
-                openid,
-                ping: false,
-            })
+            .map(|(mtls, openid)| Variant::of(plan, mtls, openid, false))
             .collect(),
         Plan::Ciba => ciba::variants(),
+        Plan::Fapi1 => fapi1::variants(),
     }
 }
 
 fn module_table(plan: Plan) -> &'static [modules::Module] {
     match plan {
         Plan::Ciba => ciba::MODULES,
+        Plan::Fapi1 => fapi1::MODULES,
         _ => FAPI2_MODULES,
     }
 }
 
 /// The name the OIDF suite gives a module: the plan's prefix and the
-/// module's name (the CIBA happy flow is the plan's name alone).
+/// module's name (the CIBA and FAPI 1.0 happy flows are the plan's name
+/// alone).
 fn full_name(plan: Plan, module: &str) -> String {
     if module == plan.name() {
         module.to_string()
@@ -87,7 +82,8 @@ async fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut backend_pg = false;
-    let mut plans = vec![Plan::Sp, Plan::Ms, Plan::Ciba];
+    let all = vec![Plan::Sp, Plan::Ms, Plan::Ciba, Plan::Fapi1];
+    let mut plans = all.clone();
     let mut filter: Option<String> = None;
     let mut jobs = 6usize;
     let mut it = args.iter();
@@ -106,7 +102,8 @@ async fn main() -> ExitCode {
                     Some("sp") => vec![Plan::Sp],
                     Some("ms") => vec![Plan::Ms],
                     Some("ciba") => vec![Plan::Ciba],
-                    Some("all") => vec![Plan::Sp, Plan::Ms, Plan::Ciba],
+                    Some("fapi1") => vec![Plan::Fapi1],
+                    Some("all") => all.clone(),
                     _ => return usage(),
                 }
             }
@@ -207,6 +204,8 @@ async fn main() -> ExitCode {
                     let result = match tokio::time::timeout(Duration::from_secs(240), async {
                         if plan == Plan::Ciba {
                             ciba::run(&running, &v, name).await
+                        } else if plan == Plan::Fapi1 {
+                            fapi1::run(&running, &v, name).await
                         } else {
                             modules::run(&running.env, &v, name).await
                         }

@@ -1,6 +1,7 @@
-//! One test per OIDF module, named after it, and the table of modules per
-//! plan and variant. FAPI 1.0 Advanced, FAPI-CIBA and the registration plans
-//! slot in as new `PLANS` rows and new arms of [`run`].
+//! One test per OIDF module of the FAPI 2.0 plans, named after it, and the
+//! table of modules per plan and variant. FAPI-CIBA (ciba.rs) and FAPI 1.0
+//! Advanced (fapi1.rs) have their own tables and `run`; the registration
+//! plans are still pending ([`PENDING_PLANS`]).
 
 use std::time::Duration;
 
@@ -24,6 +25,16 @@ pub enum Cond {
     Mtls,
     /// ciba_mode=ping only.
     Ping,
+    /// FAPI 1.0: fapi_auth_request_method=pushed only.
+    Pushed,
+    /// FAPI 1.0: fapi_auth_request_method=by_value only.
+    ByValue,
+    /// FAPI 1.0: pushed and private_key_jwt.
+    PushedPkjwt,
+    /// FAPI 1.0: fapi_response_mode=plain_response only (`code id_token`).
+    PlainResponse,
+    /// fapi_profile=openbanking_uk only.
+    Uk,
     /// Not run; the reason is printed.
     Skip(&'static str),
 }
@@ -229,10 +240,6 @@ pub const FAPI2_MODULES: &[Module] = &[
 /// Plans whose features are not built yet: listed so the table shows them.
 pub const PENDING_PLANS: &[(&str, &str)] = &[
     (
-        "fapi1-advanced-final-test-plan",
-        "not mirrored yet: the hybrid flow and request objects by value are built (docs/fapi1.md; crates/strongroom/tests/server/hybrid.rs, by_value.rs), the plan's modules are not written",
-    ),
-    (
         "fapi2-security-profile-final-brazil-dcr-test-plan",
         "dynamic client registration plans are not mirrored yet (registration itself is tested black-box in crates/strongroom/tests/server/dcr.rs; the Brazil plan also needs a Brazil directory)",
     ),
@@ -252,6 +259,11 @@ pub fn applies(module: &Module, v: &Variant) -> bool {
         Cond::Pkjwt => !v.mtls,
         Cond::Mtls => v.mtls,
         Cond::Ping => v.ping,
+        Cond::Pushed => v.pushed,
+        Cond::ByValue => !v.pushed,
+        Cond::PushedPkjwt => v.pushed && !v.mtls,
+        Cond::PlainResponse => !v.jarm_mode,
+        Cond::Uk => v.uk,
     }
 }
 
@@ -276,7 +288,7 @@ pub fn page_text(html: &str) -> String {
 
 /// The page the authorization server shows instead of redirecting: must be
 /// a 4xx with an error text (checked here instead of a screenshot).
-fn check_error_page(status: u16, body: &str, expected: &[&str]) -> R {
+pub fn check_error_page(status: u16, body: &str, expected: &[&str]) -> R {
     ensure!(
         (400..500).contains(&status),
         "error page with HTTP {status}"
@@ -293,7 +305,7 @@ fn check_error_page(status: u16, body: &str, expected: &[&str]) -> R {
 /// The "error-or-page" outcome (oidf-modules.md preamble): refused at PAR
 /// with one of `par_errors`, or, if PAR accepted it, refused at the
 /// authorization endpoint by an error page or an error redirect.
-async fn expect_refused(
+pub async fn expect_refused(
     env: &Env,
     c: &Client,
     par: R<crate::flow::Answer>,
@@ -326,7 +338,7 @@ async fn expect_refused(
 }
 
 /// A PAR error: 400 (or 401 for invalid_client), JSON, expected code.
-fn check_par_error(a: &crate::flow::Answer, expected: &[&str]) -> R {
+pub fn check_par_error(a: &crate::flow::Answer, expected: &[&str]) -> R {
     ensure!(
         a.status != 201,
         "PAR ACCEPTED the request (expected {expected:?})"
@@ -474,6 +486,13 @@ async fn tls_handshake(hostport: &str, args: &[&str]) -> R<bool> {
 /// §5.8 on the host:port of `url`. `backchannel`: disallowed TLS 1.2
 /// suites must also be refused.
 pub async fn check_tls(url: &str, backchannel: bool) -> R {
+    check_tls_as(url, backchannel, false).await
+}
+
+/// [`check_tls`] with the FAPI 1.0 rules when `fapi1` (FAPI 1.0 Part 2
+/// §8.5, oidf-modules.md §5.8): TLS 1.2 only with
+/// `TLS_{DHE,ECDHE}_RSA_WITH_AES_{128_GCM_SHA256,256_GCM_SHA384}`.
+pub async fn check_tls_as(url: &str, backchannel: bool, fapi1: bool) -> R {
     let u = url::Url::parse(url).map_err(|e| e.to_string())?;
     let hostport = format!("127.0.0.1:{}", u.port_or_known_default().unwrap_or(443));
     let sni = u.host_str().unwrap_or("localhost").to_string();
@@ -485,7 +504,12 @@ pub async fn check_tls(url: &str, backchannel: bool) -> R {
             "{name} handshake accepted at {url}"
         );
     }
-    let args = [&base[..], &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"]].concat();
+    let permitted = if fapi1 {
+        "DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+    } else {
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+    };
+    let args = [&base[..], &["-tls1_2", "-cipher", permitted]].concat();
     ensure!(
         tls_handshake(&hostport, &args).await?,
         "TLS 1.2 with a permitted suite refused at {url}"
@@ -496,7 +520,11 @@ pub async fn check_tls(url: &str, backchannel: bool) -> R {
         "TLS 1.3 not offered at {url} (recommended)"
     );
     if backchannel {
-        let bad = "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:DHE-RSA-AES128-SHA:DES-CBC3-SHA";
+        let bad = if fapi1 {
+            "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:DHE-RSA-AES128-SHA:DES-CBC3-SHA"
+        } else {
+            "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:DHE-RSA-AES128-SHA:DES-CBC3-SHA"
+        };
         let args = [&base[..], &["-tls1_2", "-cipher", bad]].concat();
         ensure!(
             !tls_handshake(&hostport, &args).await?,
@@ -1538,7 +1566,7 @@ pub async fn run(env: &Env, v: &Variant, name: &str) -> R {
     }
 }
 
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
@@ -1595,8 +1623,7 @@ async fn either_error_or_inside(
 }
 
 /// The authorization endpoint must not send the browser to `bad_prefix`.
-async fn must_not_redirect(env: &Env, c: &Client, uri: &str, bad_prefix: &str) -> R {
-    let browser = jose::https_client(&env.ca_pem, None, true);
+pub async fn must_not_redirect(env: &Env, c: &Client, uri: &str, bad_prefix: &str) -> R {
     let url = format!(
         "{}?client_id={}&request_uri={}",
         env.discovery["authorization_endpoint"]
@@ -1605,6 +1632,12 @@ async fn must_not_redirect(env: &Env, c: &Client, uri: &str, bad_prefix: &str) -
         enc(&c.id),
         enc(uri)
     );
+    must_not_redirect_from(env, url, bad_prefix).await
+}
+
+/// [`must_not_redirect`] from the authorization URL `url`.
+pub async fn must_not_redirect_from(env: &Env, url: String, bad_prefix: &str) -> R {
+    let browser = jose::https_client(&env.ca_pem, None, true);
     let mut next = url;
     for _ in 0..6 {
         let res = browser.get(&next).send().await.map_err(|e| e.to_string())?;
@@ -1647,6 +1680,19 @@ async fn must_not_redirect(env: &Env, c: &Client, uri: &str, bad_prefix: &str) -
 async fn refresh_token(env: &Env, v: &Variant, c1: &Client, c2: &Client) -> R {
     let f1 = env.flow(v, c1).await?;
     let f2 = env.flow(v, c2).await?;
+    refresh_checks(env, v, c1, &f1, &f2).await
+}
+
+/// The refresh-token module after one flow of each client (`f1` by `c1`,
+/// `f2` by the other): refresh works, the refresh token is bound to its
+/// client, and needs client authentication and proof of possession.
+pub async fn refresh_checks(
+    env: &Env,
+    v: &Variant,
+    c1: &Client,
+    f1: &crate::flow::Flow,
+    f2: &crate::flow::Flow,
+) -> R {
     let rt1 = f1.token.json["refresh_token"]
         .as_str()
         .ok_or("no refresh_token issued (offline_access was requested)")?
@@ -1668,7 +1714,7 @@ async fn refresh_token(env: &Env, v: &Variant, c1: &Client, c2: &Client) -> R {
             ("refresh_token".into(), rt.into()),
         ];
         if auth {
-            f.extend(c.auth_fields(&env.issuer));
+            f.extend(env.auth_fields(c, "token_endpoint"));
         } else {
             f.push(("client_id".into(), c.id.clone()));
         }
@@ -1715,8 +1761,9 @@ async fn refresh_token(env: &Env, v: &Variant, c1: &Client, c2: &Client) -> R {
         check_error(&b, &["invalid_client", "invalid_request", "invalid_grant"])
             .map_err(|e| format!("refresh without client authentication: {e}"))?;
     }
-    // Without proof of possession.
-    let b = if v.mtls {
+    // Without proof of possession: no DPoP proof, or no certificate for
+    // certificate-bound tokens.
+    let b = if !v.dpop() {
         match env
             .http
             .post(env.ep(c1, "token_endpoint"))
@@ -1968,7 +2015,7 @@ async fn dpop_negative(env: &Env, v: &Variant, c1: &Client, c2: &Client) -> R {
 
 /// The id_token once more through the openidconnect crate as the relying
 /// party (signature against the JWKS, iss, aud, exp, nonce, at_hash).
-fn rp_verify_id_token(env: &Env, c: &Client, f: &crate::flow::Flow) -> R {
+pub fn rp_verify_id_token(env: &Env, c: &Client, f: &crate::flow::Flow) -> R {
     use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet};
     use openidconnect::{AccessToken, AccessTokenHash, ClientId, IssuerUrl, Nonce};
     let jwks: CoreJsonWebKeySet =
@@ -2040,12 +2087,7 @@ mod tests {
 
     #[test]
     fn applicability_follows_the_variant() {
-        let v = |mtls, openid| Variant {
-            plan: crate::flow::Plan::Sp,
-            mtls,
-            openid,
-            ping: false,
-        };
+        let v = |mtls, openid| Variant::of(crate::flow::Plan::Sp, mtls, openid, false);
         let dpop = FAPI2_MODULES
             .iter()
             .find(|m| m.name == "dpop-negative-tests")

@@ -13,6 +13,8 @@ pub struct Running {
     pub env: Env,
     /// The CIBA plan's bank, notification receiver and ping clients.
     pub ciba: Option<std::sync::Arc<crate::ciba::Side>>,
+    /// The FAPI 1.0 plan's openbanking_uk deployment and its bank.
+    pub uk: Option<Box<crate::fapi1::Uk>>,
     child: tokio::process::Child,
     pub log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -126,6 +128,7 @@ pub async fn start(plan: Plan, postgres: bool) -> Result<Running, String> {
         Plan::Sp => "sp",
         Plan::Ms => "ms",
         Plan::Ciba => return crate::ciba::start(postgres).await,
+        Plan::Fapi1 => return crate::fapi1::start(postgres).await,
     };
     let mut p = prepare(tag, postgres, false)?;
     let pki = &p.pki;
@@ -246,8 +249,10 @@ pub async fn launch(
             http,
             pkjwt,
             mtls,
+            fapi1: false,
         },
         ciba,
+        uk: None,
         child,
         log,
         _tmp: tmp,

@@ -238,6 +238,7 @@ impl Cluster {
                         client_at(&mtls[0], &pki.ca_pem, ip),
                         client_at(&mtls[1], &pki.ca_pem, ip),
                     ],
+                    fapi1: false,
                 },
                 ciba: [
                     client_at(&ciba_pkjwt[0], &pki.ca_pem, ip),

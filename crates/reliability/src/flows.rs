@@ -19,6 +19,9 @@ pub const DPOP: Variant = Variant {
     mtls: false,
     openid: true,
     ping: false,
+    uk: false,
+    pushed: false,
+    jarm_mode: false,
 };
 
 /// A fresh browser (its own cookies) that reaches the instance at `ip`.

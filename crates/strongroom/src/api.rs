@@ -462,7 +462,7 @@ async fn revocation_notice(
 /// `GET|POST /userinfo` (OIDC Core §5.3, RFC 6750 §2, RFC 9449 §7).
 #[tracing::instrument(skip_all)]
 pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    match userinfo_inner(&state, &req).await {
+    let mut res = match userinfo_inner(&state, &req).await {
         Ok(oauth_core::userinfo::UserinfoBody::Json(claims)) => {
             json_no_store(actix_web::http::StatusCode::OK, &claims)
         }
@@ -471,7 +471,43 @@ pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpRespo
             .content_type("application/jwt")
             .body(jwt),
         Err(e) => resource_error(&e),
+    };
+    if let Ok(v) = header::HeaderValue::from_str(&interaction_id(&req)) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static(INTERACTION_ID), v);
     }
+    res
+}
+
+/// FAPI 1.0 Part 1 §6.2.1-11 (and FAPI 2.0's resource servers): every
+/// answer of a protected resource carries `x-fapi-interaction-id`.
+const INTERACTION_ID: &str = "x-fapi-interaction-id";
+
+/// The client's `x-fapi-interaction-id` echoed (when it is one value of
+/// at most 128 visible ASCII characters, as a UUID is), else a fresh
+/// RFC 4122 version 4 UUID.
+fn interaction_id(req: &HttpRequest) -> String {
+    let mut sent = req.headers().get_all(INTERACTION_ID);
+    if let (Some(v), None) = (sent.next(), sent.next())
+        && (1..=128).contains(&v.len())
+        && v.as_bytes().iter().all(|b| (0x21..=0x7e).contains(b))
+        && let Ok(s) = v.to_str()
+    {
+        return s.to_string();
+    }
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("system CSPRNG failed");
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 async fn userinfo_inner(

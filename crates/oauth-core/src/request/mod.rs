@@ -700,8 +700,11 @@ fn check_scope(c: &mut Checking<'_>) -> Result<(), OAuthError> {
 }
 
 /// OpenID Connect Core §3.1.2.1: `nonce` is kept verbatim for the
-/// id_token; §3.3.2.11: the hybrid flow requires it.
+/// id_token; §3.3.2.11: the hybrid flow requires it, and FAPI 1.0
+/// Advanced §5.2.2.2-1 every request with the `openid` scope (also the
+/// code flow with JARM).
 fn check_nonce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
+    let fapi1_openid = !c.profile.is_fapi2() && c.out.scope.iter().any(|s| s == "openid");
     match c.params.string("nonce")? {
         Some(nonce) if nonce.chars().count() > MAX_NONCE_LEN => Err(invalid_request(
             "nonce is too long (at most 512 characters)",
@@ -712,6 +715,9 @@ fn check_nonce(c: &mut Checking<'_>) -> Result<(), OAuthError> {
         }
         None if c.out.response_type == response::CODE_ID_TOKEN => Err(invalid_request(
             "nonce is required for response_type code id_token",
+        )),
+        None if fapi1_openid => Err(invalid_request(
+            "nonce is required for a request with the openid scope (FAPI 1.0 Advanced 5.2.2.2)",
         )),
         None => Ok(()),
     }
@@ -1312,6 +1318,12 @@ mod tests {
         assert_eq!(
             fapi1_fails(p, "code", Some("fragment"), Some("n")),
             ("invalid_request", Some("-".into()))
+        );
+        // FAPI 1.0 Advanced §5.2.2.2-1: with the openid scope the code
+        // flow needs a nonce too, the error in the JARM response.
+        assert_eq!(
+            fapi1_fails(p, "code", Some("jwt"), None),
+            ("invalid_request", Some("jwt".into()))
         );
         // UK: no JARM, so no code flow either.
         let uk = Profile::UkOpenBanking;

@@ -551,7 +551,7 @@ async fn discovery_advertises_what_is_served() {
 
 /// PAR + browser flow for the DPoP client with extra parameters; returns the
 /// redirect back to the client and the parameters sent.
-async fn flow_with(
+pub async fn flow_with(
     w: &World,
     extra: &[(&str, &str)],
     approve: bool,
@@ -587,7 +587,7 @@ async fn flow_with(
     (back, params, pkce)
 }
 
-async fn redeem_code(w: &World, code: &str, pkce: &Pkce) -> Answer {
+pub async fn redeem_code(w: &World, code: &str, pkce: &Pkce) -> Answer {
     let tpp = &w.dpop;
     let url = w.srv.url("/token");
     let mut form = tpp.auth_fields(&w.srv);

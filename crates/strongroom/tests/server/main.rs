@@ -11,6 +11,7 @@ mod consent_bridge;
 mod dcr;
 mod encrypted_responses;
 mod fapi;
+mod fapi1_conformance;
 mod fapi_errors;
 mod foundation;
 mod harness;
