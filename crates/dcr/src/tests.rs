@@ -172,6 +172,65 @@ fn metadata_rules_without_ssa() {
     );
 }
 
+/// OIDC Registration §2 response encryption survives registration, and is
+/// checked like every other field (an enc key in the JWK Set, our algs).
+#[test]
+fn response_encryption_metadata_is_registered() {
+    let rules = RulePack::Rfc7591.rules();
+    let algs = [JwsAlg::PS256, JwsAlg::ES256];
+    let scopes = vec!["openid".to_string()];
+    let enc = json!({"kty": "RSA", "use": "enc", "alg": "RSA-OAEP-256", "kid": "e1",
+        "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+        "e": "AQAB"});
+    let req = |edit: &dyn Fn(&mut Value)| {
+        let mut v = json!({
+            "redirect_uris": ["https://rp.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [enc]},
+            "scope": "openid",
+            "id_token_encrypted_response_alg": "RSA-OAEP-256",
+            "id_token_encrypted_response_enc": "A256GCM",
+            "userinfo_signed_response_alg": "PS256",
+            "userinfo_encrypted_response_alg": "RSA-OAEP-256",
+        });
+        edit(&mut v);
+        build_metadata(
+            &rules,
+            None,
+            &claims(v),
+            None,
+            "c1",
+            &algs,
+            &scopes,
+            false,
+            Profile::Fapi2,
+        )
+    };
+    let m = req(&|_| {}).unwrap();
+    assert_eq!(m.id_token_encryption(), Some(("RSA-OAEP-256", "A256GCM")));
+    assert_eq!(
+        m.userinfo_encryption(),
+        Some(("RSA-OAEP-256", "A128CBC-HS256"))
+    );
+    assert_eq!(m.userinfo_signed_response_alg.as_deref(), Some("PS256"));
+    for edit in [
+        (|v: &mut Value| v["jwks"] = json!({"keys": []})) as fn(&mut Value),
+        |v| v["id_token_encrypted_response_alg"] = json!("RSA1_5"),
+        |v| v["userinfo_encrypted_response_enc"] = json!("A128GCM"),
+        |v| v["userinfo_signed_response_alg"] = json!("RS256"),
+        |v| {
+            v.as_object_mut()
+                .unwrap()
+                .remove("id_token_encrypted_response_alg");
+        },
+    ] {
+        assert_eq!(
+            req(&edit).unwrap_err().code.as_str(),
+            "invalid_client_metadata"
+        );
+    }
+}
+
 /// Brazil Open Finance directory SSAs name the software's keys
 /// `software_jwks_uri`; the request's `jwks_uri` must equal it and the
 /// client gets it (it was not recognised before, so every Brazil
