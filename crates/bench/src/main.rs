@@ -39,6 +39,8 @@ strongroom-bench: Strongroom beside node-oidc-provider.
   --sign-in-window    sign assertions, DPoP proofs and registration requests inside
                       the measured window, on the cores the servers use (default:
                       between each cell's warm-up and its window)
+  --metrics           Strongroom with its internal listener, so that every request
+                      is recorded in the Prometheus metrics (default: without)
   --smoke             a few seconds per case (1 rep, 16 connections, 1 s)
 ";
 
@@ -52,6 +54,7 @@ struct Opts {
     duration: Duration,
     warmup: Duration,
     smoke: bool,
+    metrics: bool,
     /// Sign the window's JWTs between the warm-up and the window
     /// (`stock`); off with `--sign-in-window`.
     sign_ahead: bool,
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Opts, String> {
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(1),
         smoke: false,
+        metrics: false,
         sign_ahead: true,
         cases: ALL_CASES.to_vec(),
         paced_share: 0.5,
@@ -94,6 +98,7 @@ fn parse_args() -> Result<Opts, String> {
             "--postgres" => o.postgres = true,
             "--peer-dir" => o.peer_dir = Some(args.next().ok_or("--peer-dir PATH")?.into()),
             "--no-peer" => o.peer_dir = None,
+            "--metrics" => o.metrics = true,
             "--paced-share" => {
                 o.paced_share = args
                     .next()
@@ -438,7 +443,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
     );
     let (bank, bank_listener) = ciba::BankSide::bind()?;
     tokio::spawn(bank.clone().serve(bank_listener));
-    let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url, &bank).await?;
+    let sr = setup::start_strongroom(&prov, &opts.server_bin, &db_url, &bank, opts.metrics).await?;
     let (sr, sr_target) = prepared(sr, pref.clone(), opts.cases.clone(), Some(bank)).await?;
 
     let peer_cases: Vec<Case> = [
@@ -556,7 +561,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
          signed registration request nor software-statement validation)."
     );
     let mut md = format!(
-        "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), release build unless --server-bin says otherwise; \
+        "# Strongroom benchmark{}\n\nMachine: {} × {}, {} GiB, Linux {}. Strongroom on {db_name} (durable), metrics {}, release build unless --server-bin says otherwise; \
          load generator in the same machine (it shares the cores). Every client assertion, DPoP proof and registration request \
          is fresh, with its own `jti`, and used once; the driver signs them between each cell's warm-up and its measured window \
          (as many as the warm-up used, scaled to the window), so that its signing does not take the cores from the server \
@@ -569,6 +574,11 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         machine["cpu"].as_str().unwrap_or("?"),
         machine["memory_gib"],
         machine["kernel"].as_str().unwrap_or("?"),
+        if opts.metrics {
+            "recorded (internal listener on)"
+        } else {
+            "off (no internal listener)"
+        },
         peer_desc,
         if peer_note.is_empty() {
             String::new()
@@ -635,6 +645,7 @@ async fn bench(opts: Opts) -> Result<bool, String> {
         "smoke": opts.smoke,
         "machine": machine,
         "database": db_name,
+        "metrics": opts.metrics,
         "server_bin": opts.server_bin,
         "connections": opts.conns,
         "repetitions": opts.reps,

@@ -329,12 +329,13 @@ pub async fn start_strongroom(
     bin: &Path,
     database_url: &str,
     bank: &crate::ciba::BankSide,
+    metrics: bool,
 ) -> Result<Running, String> {
     let (hooks, ciba) = bank.config();
     let port = free_port()?;
     let mtls_port = free_port()?;
     let issuer = format!("https://localhost:{port}");
-    let config = json!({
+    let mut config = json!({
         "issuer": issuer,
         "data_dir": p.dir.join("data").display().to_string(),
         "dev_mode": true,
@@ -353,6 +354,12 @@ pub async fn start_strongroom(
         "users": [{"username": USER, "password": PASSWORD, "sub": "sub-bench-0001",
                    "claims": {"name": "Bench User", "email": "bench@example.com"}}],
     });
+    // The internal listener installs the metrics recorder: without it
+    // nothing is recorded (docs/operations.md), so `--metrics` measures
+    // what recording every request costs.
+    if metrics {
+        config["server"]["admin_listen"] = json!(format!("127.0.0.1:{}", free_port()?));
+    }
     let text = toml::to_string(&config).map_err(|e| format!("config as TOML: {e}"))?;
     let path = p.dir.join("strongroom.toml");
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
