@@ -7,7 +7,7 @@ CARGO ?= cargo
 # nextest runs each test in its own process (parallel, isolated); plain cargo test otherwise.
 TEST_RUNNER := $(shell if $(CARGO) nextest --version >/dev/null 2>&1; then echo "nextest run --no-fail-fast"; else echo "test --no-fail-fast"; fi)
 
-.PHONY: admin-fuzz fuzz demo demo-tpp demo-ciba demo-uk demo-tpp-uk run try build release test test-browser test-sqlite fmt lint check clean-data help image
+.PHONY: admin-fuzz fuzz helm-check demo demo-tpp demo-ciba demo-uk demo-tpp-uk run try build release test test-browser test-sqlite fmt lint check clean-data help image
 
 help:
 	@echo "make run | try | test | fmt | lint | build | release"
@@ -105,6 +105,11 @@ demo-ciba:
 test:
 	scripts/with-postgres.sh $(CARGO) $(TEST_RUNNER) --workspace
 	$(MAKE) test-browser
+
+# The Helm chart linted, rendered and validated against the Kubernetes API
+# schemas (helm and kubernetes-validate from PyPI, scripts/helm-check.sh).
+helm-check:
+	scripts/helm-check.sh
 
 # The admin API fuzzed from its own OpenAPI document (schemathesis, PyPI:
 # pip install schemathesis cryptography): no answer may be a 5xx.
