@@ -1352,6 +1352,13 @@ async fn the_admin_cli_drives_a_dev_server() {
 /// `{"keys": [...]}` over https with the dev certificate (the dev CA is
 /// trusted by Strongroom's outbound client in dev mode): an issuer's JWKS.
 pub fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
+    serve_https_json(setup, "/jwks", jwks)
+}
+
+/// Serves `body` as JSON at `path` over https with the dev CA's localhost
+/// certificate (which the server trusts in dev mode); returns its URL.
+pub fn serve_https_json(setup: &Setup, path: &'static str, body: Value) -> String {
+    let jwks = body;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();
@@ -1368,11 +1375,11 @@ pub fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
         .with_single_cert(chain, key)
         .unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://localhost:{}/jwks", l.local_addr().unwrap().port());
+    let url = format!("https://localhost:{}{path}", l.local_addr().unwrap().port());
     let server = actix_web::HttpServer::new(move || {
         let body = jwks.clone();
         actix_web::App::new().route(
-            "/jwks",
+            path,
             actix_web::web::get().to(move || {
                 let body = body.clone();
                 async move { actix_web::HttpResponse::Ok().json(body) }
