@@ -1192,6 +1192,59 @@ mod tests {
         assert!(!line.contains('\n'));
     }
 
+    /// `[subject]`: per-profile and deployment defaults of customer or
+    /// consent; a pairwise default or an unknown profile stops the start.
+    #[test]
+    fn subject_defaults_are_checked() {
+        use oauth_core::subject::SubjectKind;
+        let cfg = Config::parse(
+            "[subject]\ndefault = \"customer\"\nprofiles = { \"uk-ob\" = \"consent\" }\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let p = cfg.subject.to_policy().unwrap();
+        assert_eq!(p.default, Some(SubjectKind::Customer));
+        assert_eq!(
+            p.profiles,
+            vec![(Profile::UkOpenBanking, SubjectKind::Consent)]
+        );
+        for (text, key) in [
+            ("[subject]\ndefault = \"pairwise\"\n", "subject.default"),
+            (
+                "[subject]\nprofiles = { \"uk-ob\" = \"pairwise\" }\n",
+                "subject.profiles.uk-ob",
+            ),
+            (
+                "[subject]\nprofiles = { \"uk\" = \"consent\" }\n",
+                "subject.profiles.uk",
+            ),
+        ] {
+            let cfg =
+                Config::parse(&format!("dev_mode = true\n{text}"), Path::new("c.toml")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}:")), "{text}: {err}");
+        }
+        let err = Config::parse("[subject]\ndefault = \"intent\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("default"), "{err}");
+    }
+
+    /// The UK example shows TPPs the consent id, as OBC expects by default.
+    #[test]
+    fn the_uk_example_shows_uk_tpps_the_consent_id() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/uk-ob.toml");
+        let cfg = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.subject.to_policy().unwrap().profiles,
+            vec![(
+                Profile::UkOpenBanking,
+                oauth_core::subject::SubjectKind::Consent
+            )]
+        );
+    }
+
     #[test]
     fn wrong_types_name_the_key() {
         let err = Config::parse("[server]\nworkers = \"many\"\n", Path::new("c.toml")).unwrap_err();

@@ -511,6 +511,9 @@ async fn uk_walkthrough(backend: Backend) {
             r.token_claims["openbanking_intent_id"],
             r.consent_id.as_str()
         );
+        // OBC's default: sub is the consent id, from both endpoints
+        // (the example's [subject] profiles uk-ob = consent).
+        assert_eq!(r.front_claims["sub"], r.consent_id.as_str());
         assert_eq!(r.token_claims["sub"], r.front_claims["sub"]);
         assert_eq!(r.token_response["token_type"], "Bearer");
         assert_eq!(r.token_response["scope"], "openid accounts");
