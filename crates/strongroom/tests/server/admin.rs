@@ -2414,3 +2414,69 @@ async fn admin_scope_words_are_live() {
     assert_eq!(r.status, 200, "{}", r.json);
     adm.stop().await;
 }
+
+/// Issue 25 item 6: the admin API takes `subject_type`,
+/// `sector_identifier_uri` and `subject` with the same checks as DCR: the
+/// sector document is read and must list every redirect URI.
+#[actix_web::test]
+async fn the_admin_api_checks_the_subject_metadata() {
+    for backend in crate::harness::BACKENDS {
+        let (setup, ops, _, _) = setup(backend);
+        let tpp = Tpp::new("tpp-admin-pairwise");
+        let missing = serve_https_json(&setup, "/sector.json", json!([]));
+        let listed = serve_https_json(&setup, "/sector.json", json!([tpp.redirect_uri]));
+        let adm = Admin::start(&setup).await;
+        let t = token(&adm.srv, &ops, ALL).await;
+        let with = |extra: Value| {
+            let mut m = tpp.pkjwt_metadata();
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
+            }
+            ("application/json", m.to_string())
+        };
+        for (extra, says) in [
+            (
+                json!({"subject_type": "pairwise", "sector_identifier_uri": missing}),
+                "is not listed at sector_identifier_uri",
+            ),
+            (json!({"subject_type": "consent"}), "public or pairwise"),
+            (
+                json!({"subject_type": "public", "subject": "consent"}),
+                "leave subject_type out",
+            ),
+        ] {
+            let a = call(
+                &adm,
+                &ops,
+                &t,
+                Method::POST,
+                "/admin/v1/clients",
+                Some(with(extra.clone())),
+                None,
+            )
+            .await;
+            assert_eq!(a.status, 400, "{extra}: {}", a.json);
+            assert_eq!(a.json["error"], "invalid_client_metadata");
+            assert!(
+                a.json["error_description"].as_str().unwrap().contains(says),
+                "{extra}: {}",
+                a.json
+            );
+        }
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/clients",
+            Some(with(
+                json!({"subject_type": "pairwise", "sector_identifier_uri": listed}),
+            )),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.json);
+        assert_eq!(a.json["metadata"]["subject_type"], "pairwise");
+        adm.stop().await;
+    }
+}
