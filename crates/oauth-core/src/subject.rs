@@ -270,11 +270,14 @@ pub async fn check_sector_identifier_uri<F: JwksFetcher>(
         return Ok(());
     };
     let bad = |d: String| OAuthError::new(ErrorCode::InvalidClientMetadata, d);
-    let body = fetcher.fetch(uri).await.map_err(|e| {
-        bad(format!(
-            "sector_identifier_uri {uri} could not be read: {e}"
-        ))
-    })?;
+    let body = fetcher
+        .fetch_document(uri, "sector_identifier_uri")
+        .await
+        .map_err(|e| {
+            bad(format!(
+                "sector_identifier_uri {uri} could not be read: {e}"
+            ))
+        })?;
     if body.len() > MAX_SECTOR_DOCUMENT_BYTES {
         return Err(bad(format!(
             "sector_identifier_uri {uri}: the document is larger than {MAX_SECTOR_DOCUMENT_BYTES} bytes"
