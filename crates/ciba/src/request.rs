@@ -139,7 +139,7 @@ pub async fn validate<S: ReplayCache, F: JwksFetcher>(
             "push delivery is not allowed under FAPI-CIBA",
         ));
     }
-    let (hint_type, hint) = hint(&params, keys, policy, c.id(), now)?;
+    let (hint_type, hint) = hint(&params, keys, policy, c, now)?;
     let intent_id = request
         .requested_claim_value(consent_claim)
         .map(str::to_owned);
@@ -214,14 +214,17 @@ fn text(params: &Params, name: &'static str, max: usize) -> Result<Option<String
 
 /// CIBA §7.1: exactly one of `login_hint_token`, `id_token_hint`,
 /// `login_hint`. An `id_token_hint` must be an unexpired ID Token of ours
-/// issued to this client; its `sub` is the hint.
+/// issued to this client; its `sub` is the hint, so only for a client shown
+/// the customer's own id (`oauth_core::subject`): a pairwise or consent
+/// `sub` does not name the customer to the bank.
 fn hint(
     params: &Params,
     keys: &Keys,
     policy: &Policy,
-    client_id: &str,
+    client: &oauth_core::client::Client,
     now: i64,
 ) -> Result<(HintType, String), OAuthError> {
+    let client_id = client.id();
     let mut found = Vec::new();
     for (t, max) in [
         (HintType::LoginHint, MAX_HINT_CHARS),
@@ -240,6 +243,13 @@ fn hint(
     let (t, v) = found.remove(0);
     if t != HintType::IdTokenHint {
         return Ok((t, v));
+    }
+    let kind = policy.subject_kind_for(client);
+    if kind != oauth_core::subject::SubjectKind::Customer {
+        return Err(invalid(format!(
+            "id_token_hint: this client's ID Tokens carry a {} subject, which does not name the customer; send login_hint or login_hint_token",
+            kind.as_str()
+        )));
     }
     let checks = VerifyOptions::new(now)
         .leeway(policy.clock_skew_secs)

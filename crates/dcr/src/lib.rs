@@ -562,6 +562,7 @@ impl Registrar {
             .evaluate_request(resolver, req, now, existing, client_id)
             .await?;
         self_signed_certificate(resolver, &ev.metadata, req.certificate, now).await?;
+        oauth_core::subject::check_sector_identifier_uri(resolver.fetcher(), &ev.metadata).await?;
         Ok(ev)
     }
 
@@ -1064,6 +1065,22 @@ fn build_metadata(
             )));
         }
         m.insert("application_type".into(), json!(t));
+    }
+
+    // The subject (OIDC Registration §2 `subject_type`,
+    // `sector_identifier_uri`; Strongroom's `subject`), checked by
+    // ClientMetadata::validate and, for the sector document, in `evaluate`.
+    for name in ["subject_type", "sector_identifier_uri", "subject"] {
+        if let Some(v) = opt_str(claims, name)? {
+            m.insert(name.into(), json!(v));
+        }
+    }
+    if let Some(s) = m.get("subject").and_then(Value::as_str)
+        && serde_json::from_value::<oauth_core::subject::SubjectKind>(json!(s)).is_err()
+    {
+        return Err(metadata_error(format!(
+            "subject {s} is not known (customer, pairwise or consent)"
+        )));
     }
 
     // Keys: from the directory (jwks_uri of the SSA) or, where allowed, inline.

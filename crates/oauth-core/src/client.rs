@@ -172,6 +172,19 @@ pub struct ClientMetadata {
     /// the deployment's `profile` ([`crate::policy::Policy::profile_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fapi_profile: Option<crate::policy::Profile>,
+    /// OIDC Registration §2: `public` or `pairwise` (OIDC Core §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<String>,
+    /// OIDC Registration §2: an https URL of a JSON array holding every
+    /// redirect URI (§5), whose host is the pairwise sector identifier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sector_identifier_uri: Option<String>,
+    /// Strongroom: the `sub` this client is shown (`customer`, `pairwise`
+    /// or `consent`, the grant's intent id), overriding `subject_type`
+    /// and the profile's and deployment's `[subject]` defaults
+    /// ([`crate::subject`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<crate::subject::SubjectKind>,
 }
 
 /// The CIBA grant type (CIBA §4).
@@ -505,6 +518,7 @@ impl ClientMetadata {
         }
         self.validate_ciba()?;
         self.validate_profile()?;
+        self.validate_subject()?;
         if let Some(alg) = &self.id_token_signed_response_alg
             && !matches!(alg.as_str(), "PS256" | "ES256")
         {

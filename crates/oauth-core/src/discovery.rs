@@ -270,8 +270,10 @@ impl ProviderMetadata {
             } else {
                 Vec::new()
             },
+            // OIDC Core §8: what clients may register as `subject_type`
+            // (crate::subject); `consent` is Strongroom's, not OIDC's.
             subject_types_supported: if openid {
-                vec!["public".into()]
+                crate::subject::SUBJECT_TYPES.map(String::from).to_vec()
             } else {
                 Vec::new()
             },

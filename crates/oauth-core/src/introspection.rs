@@ -40,7 +40,9 @@ fn describe(policy: &Policy, t: &TokenRecord) -> Value {
     m.insert("iss".into(), policy.issuer.clone().into());
     m.insert("client_id".into(), t.client_id.clone().into());
     m.insert("scope".into(), t.scope.clone().into());
-    if let Some(sub) = &t.sub {
+    // RFC 7662 §2.2 `sub`: the customer as the token's client is shown it
+    // (crate::subject), the same as in its id_tokens.
+    if let Some(sub) = details.subject.as_ref().or(t.sub.as_ref()) {
         m.insert("sub".into(), sub.clone().into());
     }
     m.insert("iat".into(), t.created_at.into());

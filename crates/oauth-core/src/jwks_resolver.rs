@@ -54,6 +54,18 @@ pub enum FetchError {
 /// other schemes). Returns the response body.
 pub trait JwksFetcher: Send + Sync {
     fn fetch(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send;
+
+    /// Another JSON document of the client's, by the same rules (OIDC
+    /// Registration §5's `sector_identifier_uri`); `target` names it in
+    /// the outbound metrics. The JWKS fetch by default.
+    fn fetch_document(
+        &self,
+        url: &str,
+        target: &'static str,
+    ) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send {
+        let _ = target;
+        self.fetch(url)
+    }
 }
 
 /// Why no key could be resolved. Callers turn it into their surface's error

@@ -19,6 +19,7 @@ pub mod revocation;
 pub mod secret;
 pub mod sender_constraint;
 pub mod storage;
+pub mod subject;
 pub mod telemetry;
 pub mod text;
 pub mod token;

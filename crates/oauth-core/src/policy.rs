@@ -196,6 +196,8 @@ pub struct Policy {
     pub require_dpop_nonce: bool,
     /// Scopes the server knows.
     pub scopes: Vec<String>,
+    /// `[subject]`: what clients are shown as `sub` ([`crate::subject`]).
+    pub subject: crate::subject::SubjectPolicy,
 }
 
 impl Policy {
@@ -234,6 +236,7 @@ impl Policy {
                 "payments".into(),
                 "fundsconfirmations".into(),
             ],
+            subject: crate::subject::SubjectPolicy::default(),
         }
     }
 }

@@ -401,16 +401,19 @@ pub fn answer(
             dpop_nonce: None,
         }
     })?;
-    let sub = t
-        .sub
-        .as_deref()
-        .or(grant.sub.as_deref())
-        .ok_or_else(invalid)?;
-    let mut out = claims_for(sub, &t.scope, &details, grant.consent_id.as_deref());
     // Claims the token-claims hook added at issuance (never protocol claims
     // or the consent claim, which only the `claims` request releases).
     let token_details: crate::token::TokenDetails =
         serde_json::from_str(&t.details).unwrap_or_default();
+    // OIDC Core §5.3.2: the `sub` of the client's id_tokens, computed when
+    // the token was issued (crate::subject::client_subject).
+    let sub = token_details
+        .subject
+        .as_deref()
+        .or(t.sub.as_deref())
+        .or(grant.sub.as_deref())
+        .ok_or_else(invalid)?;
+    let mut out = claims_for(sub, &t.scope, &details, grant.consent_id.as_deref());
     let consent_claim = crate::token::consent_claim_name(&details);
     if let Value::Object(m) = &mut out {
         for (name, v) in token_details.userinfo_claims {

@@ -90,6 +90,9 @@ pub struct Config {
     pub scopes: std::collections::BTreeMap<String, ScopeConfig>,
     /// The admin API on the internal listener (docs/admin.md).
     pub admin: AdminConfig,
+    /// `[subject]`: what clients are shown as `sub` when they choose
+    /// nothing themselves (docs/fapi1.md, "The subject").
+    pub subject: SubjectConfig,
     /// Directories added through the admin API (the database's), beside
     /// the file's `[[directories]]`: read at start, not from the file.
     #[serde(skip)]
@@ -419,6 +422,58 @@ pub struct KeysConfig {
     pub reload_interval_secs: u64,
 }
 
+/// `[subject]`: the `sub` of clients that register neither `subject` nor
+/// `subject_type` (`oauth_core::subject`): `customer` (the bank's id of the
+/// customer, OIDC `public`) or `consent` (the grant's consent / intent id),
+/// for every client (`default`) or for the clients of one profile
+/// (`profiles`, by the client's own `fapi_profile` or the deployment's).
+/// `pairwise` is a client's own choice (`subject_type = "pairwise"`): its
+/// sector comes from its registration, which is checked for it there.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubjectConfig {
+    pub default: Option<oauth_core::subject::SubjectKind>,
+    pub profiles: std::collections::BTreeMap<String, oauth_core::subject::SubjectKind>,
+}
+
+impl SubjectConfig {
+    /// The policy's form, checked: known profiles, no pairwise default.
+    pub fn to_policy(&self) -> Result<oauth_core::subject::SubjectPolicy, ConfigError> {
+        use oauth_core::subject::SubjectKind;
+        let no_pairwise = |key: String, k: SubjectKind| {
+            if k == SubjectKind::Pairwise {
+                Err(ConfigError::new(
+                    key,
+                    "pairwise is chosen per client (subject_type = \"pairwise\"), whose registration names its sector; the default is customer or consent",
+                ))
+            } else {
+                Ok(k)
+            }
+        };
+        let default = self
+            .default
+            .map(|k| no_pairwise("subject.default".into(), k))
+            .transpose()?;
+        let mut profiles = Vec::new();
+        for (name, kind) in &self.profiles {
+            let key = format!("subject.profiles.{name}");
+            let profile: Profile =
+                serde_json::from_value(serde_json::json!(name)).map_err(|_| {
+                    ConfigError::new(
+                        key.clone(),
+                        "not a profile (fapi2, fapi2-message-signing, fapi1-advanced or uk-ob)",
+                    )
+                })?;
+            profiles.push((profile, no_pairwise(key, *kind)?));
+        }
+        Ok(oauth_core::subject::SubjectPolicy {
+            default,
+            profiles,
+            salt: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
@@ -452,6 +507,7 @@ impl Default for Config {
             ui: UiConfig::default(),
             scopes: std::collections::BTreeMap::new(),
             admin: AdminConfig::default(),
+            subject: SubjectConfig::default(),
             admin_directories: Vec::new(),
         }
     }
@@ -834,6 +890,7 @@ impl Config {
                 return Err(ConfigError::new(key, "must be positive"));
             }
         }
+        self.subject.to_policy()?;
         let mut seen = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let key = format!("clients[{i}] ({})", c.metadata.client_id);
@@ -1133,6 +1190,59 @@ mod tests {
         assert!(line.starts_with("c.toml:2: isuer:"), "{line}");
         assert!(line.contains("unknown field"), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    /// `[subject]`: per-profile and deployment defaults of customer or
+    /// consent; a pairwise default or an unknown profile stops the start.
+    #[test]
+    fn subject_defaults_are_checked() {
+        use oauth_core::subject::SubjectKind;
+        let cfg = Config::parse(
+            "[subject]\ndefault = \"customer\"\nprofiles = { \"uk-ob\" = \"consent\" }\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let p = cfg.subject.to_policy().unwrap();
+        assert_eq!(p.default, Some(SubjectKind::Customer));
+        assert_eq!(
+            p.profiles,
+            vec![(Profile::UkOpenBanking, SubjectKind::Consent)]
+        );
+        for (text, key) in [
+            ("[subject]\ndefault = \"pairwise\"\n", "subject.default"),
+            (
+                "[subject]\nprofiles = { \"uk-ob\" = \"pairwise\" }\n",
+                "subject.profiles.uk-ob",
+            ),
+            (
+                "[subject]\nprofiles = { \"uk\" = \"consent\" }\n",
+                "subject.profiles.uk",
+            ),
+        ] {
+            let cfg =
+                Config::parse(&format!("dev_mode = true\n{text}"), Path::new("c.toml")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}:")), "{text}: {err}");
+        }
+        let err = Config::parse("[subject]\ndefault = \"intent\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("default"), "{err}");
+    }
+
+    /// The UK example shows TPPs the consent id, as OBC expects by default.
+    #[test]
+    fn the_uk_example_shows_uk_tpps_the_consent_id() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/uk-ob.toml");
+        let cfg = Config::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(
+            cfg.subject.to_policy().unwrap().profiles,
+            vec![(
+                Profile::UkOpenBanking,
+                oauth_core::subject::SubjectKind::Consent
+            )]
+        );
     }
 
     #[test]

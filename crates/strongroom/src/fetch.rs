@@ -1,4 +1,5 @@
-//! Outbound HTTPS for clients' `jwks_uri` (and later directories' JWKS):
+//! Outbound HTTPS for clients' `jwks_uri` and `sector_identifier_uri` (and
+//! directories' JWKS):
 //! https only, a short timeout, a response size limit, no redirects, the
 //! system's trust roots (plus the dev CA in dev mode), and the one
 //! process-wide crypto provider.
@@ -59,27 +60,45 @@ impl HttpFetcher {
 
 impl JwksFetcher for HttpFetcher {
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        self.fetch_as(
+            url,
+            "jwks_uri",
+            "application/jwk-set+json, application/json",
+        )
+        .await
+    }
+
+    async fn fetch_document(&self, url: &str, target: &'static str) -> Result<Vec<u8>, FetchError> {
+        self.fetch_as(url, target, "application/json").await
+    }
+}
+
+impl HttpFetcher {
+    async fn fetch_as(
+        &self,
+        url: &str,
+        target: &'static str,
+        accept: &'static str,
+    ) -> Result<Vec<u8>, FetchError> {
         if !url.starts_with("https://") {
             return Err(FetchError::NotHttps);
         }
         let started = std::time::Instant::now();
-        let r = self.get(url).await;
+        let r = self.get(url, accept).await;
         let status = match &r {
             Ok(_) | Err(FetchError::TooLarge(_)) => Some(200),
             Err(FetchError::Status(s)) => Some(*s),
             Err(_) => None,
         };
-        oauth_core::telemetry::outbound("jwks_uri", started, status);
+        oauth_core::telemetry::outbound(target, started, status);
         r
     }
-}
 
-impl HttpFetcher {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+    async fn get(&self, url: &str, accept: &'static str) -> Result<Vec<u8>, FetchError> {
         let mut res = self
             .client
             .get(url)
-            .header("accept", "application/jwk-set+json, application/json")
+            .header("accept", accept)
             .send()
             .await
             .map_err(|e| {

@@ -373,14 +373,28 @@ fn dev_admin_client(cfg: &Config) -> Result<Option<crate::config::StaticClient>,
 }
 
 /// The protocol policy, derived once from the configuration.
-pub fn policy(cfg: &Config) -> Policy {
-    policy_with(cfg, &cfg.tokens)
+pub fn policy(cfg: &Config, kek: &KeyEncryptionKey) -> Policy {
+    policy_with(cfg, &cfg.tokens, kek)
+}
+
+/// The salt of pairwise subjects (OIDC Core §8.1), derived from the
+/// key-encryption key: the same on every instance and after every
+/// restart, and never stored.
+pub fn pairwise_salt(kek: &KeyEncryptionKey) -> oauth_core::subject::PairwiseSalt {
+    oauth_core::subject::PairwiseSalt::new(&kek.derive_secret(b"strongroom pairwise subject"))
 }
 
 /// [`policy`] with `tokens` in place of the file's `[tokens]` (the admin
 /// API's change).
-pub fn policy_with(cfg: &Config, tokens: &crate::config::TokensConfig) -> Policy {
+pub fn policy_with(
+    cfg: &Config,
+    tokens: &crate::config::TokensConfig,
+    kek: &KeyEncryptionKey,
+) -> Policy {
     let mut p = Policy::new(cfg.issuer.clone(), cfg.profile);
+    // Checked by Config::validate at start.
+    p.subject = cfg.subject.to_policy().unwrap_or_default();
+    p.subject.salt = Some(pairwise_salt(kek));
     p.par_lifetime_secs = tokens.par_lifetime_secs;
     p.code_lifetime_secs = tokens.code_lifetime_secs;
     p.access_token_lifetime_secs = tokens.access_token_lifetime_secs;
@@ -711,10 +725,23 @@ pub async fn prepare(mut cfg: Config) -> Result<Prepared, StartError> {
     for u in cfg.users.iter().filter(|u| u.password.is_some()) {
         tracing::warn!(username = %u.username, password = u.password.as_deref().unwrap_or(""), "dev mode: demo user for the built-in login page");
     }
-    let policy = policy_with(&cfg, &policy_tokens);
+    let policy = policy_with(&cfg, &policy_tokens, &kek);
     let metadata = ProviderMetadata::build(&cfg.issuer, &capabilities(&cfg, &policy, &keys));
     let metadata = web::Bytes::from(serde_json::to_vec(&metadata).map_err(fail)?);
     let fetcher = crate::fetch::HttpFetcher::new(material_dev_ca(&cfg).as_deref()).map_err(fail)?;
+    // OIDC Registration §5: a static client's sector_identifier_uri is
+    // read as a registration's is.
+    for c in &cfg.clients {
+        oauth_core::subject::check_sector_identifier_uri(&fetcher, &c.metadata)
+            .await
+            .map_err(|e| {
+                fail(format_args!(
+                    "clients ({}): {}",
+                    c.metadata.client_id,
+                    e.safe_description().unwrap_or_default()
+                ))
+            })?;
+    }
     let jwks = Arc::new(JwksResolver::new(fetcher));
     let dpop_nonces = Arc::new(DpopNonces::new(
         &kek.derive_secret(b"strongroom dpop nonces"),

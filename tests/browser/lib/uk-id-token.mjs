@@ -30,6 +30,8 @@ export async function verifyFrontChannel(input) {
   if (payload.s_hash !== halfHash(input.state)) fail('s_hash');
   if (payload.nonce !== input.nonce) fail('nonce');
   if (payload.openbanking_intent_id !== input.intent) fail('openbanking_intent_id');
+  // OBC's default: sub is the consent id (config/examples/uk-ob.toml [subject]).
+  if (payload.sub !== input.intent) fail('sub is not the consent id');
   if (Object.keys(protectedHeader).some((k) => !['alg', 'kid', 'typ'].includes(k))) fail('header');
   return { payload, protectedHeader };
 }

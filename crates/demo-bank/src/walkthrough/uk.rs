@@ -235,6 +235,11 @@ fn check_id_token(
     if claims["openbanking_intent_id"] != intent {
         return fail("openbanking_intent_id is not the consent id");
     }
+    // OBC's default (IdTokenSubClaimType.ConsentId): sub is the consent id
+    // (config/examples/uk-ob.toml: [subject] profiles uk-ob = consent).
+    if claims["sub"] != intent {
+        return fail("sub is not the consent id (OBC's default)");
+    }
     if let Some(nonce) = nonce
         && claims["nonce"] != nonce
     {
@@ -530,7 +535,7 @@ pub async fn run(o: &UkOptions) -> Result<UkReport, String> {
         return Err("id_token: s_hash does not match the state".into());
     }
     println!(
-        "   detached signature, c_hash and s_hash verified; acr {}, openbanking_intent_id {}, sub {}",
+        "   detached signature, c_hash and s_hash verified; acr {}, openbanking_intent_id {}, sub {} (the consent id, as OBC expects)",
         front_claims["acr"], front_claims["openbanking_intent_id"], front_claims["sub"]
     );
 

@@ -289,7 +289,7 @@ pub(super) async fn exchange<
     // it is unrevoked when the tokens are stored.
     let grant = live(Some(grant))?;
     let details = grant_details(&grant)?;
-    let mut tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(policy, c, &grant, &details)?;
     let extra = hook_claims(
         hook,
         GrantType::AuthorizationCode.as_str(),

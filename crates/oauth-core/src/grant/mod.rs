@@ -15,7 +15,7 @@ use std::fmt;
 pub use authorization_code::{IssuedCode, issue_code};
 
 use crate::authorization::{Confirmation, DpopProof, GrantDetails};
-use crate::client::AuthenticatedClient;
+use crate::client::{AuthenticatedClient, Client};
 use crate::error::{ErrorCode, OAuthError};
 use crate::keys::{ClientEncrypter, Keys};
 use crate::policy::{Policy, Profile};
@@ -329,7 +329,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
     let c = &client.client;
     let grant = live(Some(grant.clone()))?;
     let details = grant_details(&grant)?;
-    let mut tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(policy, c, &grant, &details)?;
     // The bank's extra claims first; the grant's own (e.g. CIBA's
     // auth_req_id) win over them.
     let mut extra = hook_claims(
@@ -457,16 +457,30 @@ fn grant_details(grant: &GrantRecord) -> Result<GrantDetails, OAuthError> {
 }
 
 /// What tokens of this grant report at introspection.
-fn token_details(grant: &GrantRecord, details: &GrantDetails) -> TokenDetails {
+/// The details of tokens of `grant` for `client`: among them the `sub`
+/// the client is shown ([`crate::subject::client_subject`]), kept for
+/// userinfo and introspection.
+fn token_details(
+    policy: &Policy,
+    client: &Client,
+    grant: &GrantRecord,
+    details: &GrantDetails,
+) -> Result<TokenDetails, OAuthError> {
     let auth = details.authentication.as_ref();
-    TokenDetails {
+    let subject = grant
+        .sub
+        .as_deref()
+        .map(|s| crate::subject::client_subject(policy, client, s, grant.consent_id.as_deref()))
+        .transpose()?;
+    Ok(TokenDetails {
+        subject,
         authorization_details: details.authorization_details.clone(),
         consent_id: grant.consent_id.clone(),
         acr: auth.and_then(|a| a.acr.clone()),
         auth_time: auth.map(|a| a.auth_time),
         accounts: details.accounts.clone(),
         ..TokenDetails::default()
-    }
+    })
 }
 
 /// Asks the token-claims hook for the extra claims of tokens of `grant`

@@ -158,7 +158,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
     let details = grant_details(&grant)?;
     let scope = narrowed_scope(&old.scope, req.scope.as_deref())?;
     let cnf = sender_binding(client, policy, binding)?;
-    let mut tdetails = token_details(&grant, &details);
+    let mut tdetails = token_details(policy, c, &grant, &details)?;
     let extra = hook_claims(
         hook,
         GrantType::RefreshToken.as_str(),

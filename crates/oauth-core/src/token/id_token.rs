@@ -127,17 +127,19 @@ pub fn at_hash(token: &str, alg: JwsAlg) -> String {
 }
 
 /// The claims of an ID Token signed with `alg` at `now` (OIDC Core §2,
-/// §3.1.3.6, §5.5).
+/// §3.1.3.6, §5.5). `sub` is the customer as the client is shown it
+/// ([`crate::subject::client_subject`]).
 pub fn id_token_claims(
     policy: &Policy,
     input: &IdTokenInput<'_>,
     alg: JwsAlg,
     now: i64,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, OAuthError> {
     let auth = input.authentication;
+    let sub = crate::subject::client_subject(policy, input.client, &auth.sub, input.consent_id)?;
     let mut claims = Map::new();
     claims.insert("iss".into(), policy.issuer.clone().into());
-    claims.insert("sub".into(), auth.sub.clone().into());
+    claims.insert("sub".into(), sub.into());
     claims.insert("aud".into(), input.client.id().into());
     claims.insert("exp".into(), (now + policy.id_token_lifetime_secs).into());
     claims.insert("iat".into(), now.into());
@@ -177,7 +179,7 @@ pub fn id_token_claims(
     if let Some(consent_id) = input.consent_id {
         claims.insert(consent_claim.to_owned(), consent_id.into());
     }
-    claims
+    Ok(claims)
 }
 
 /// Signs an ID Token for the client (JWS `typ` `JWT`, OIDC Core §2) with its
@@ -192,7 +194,7 @@ pub fn issue_id_token(
     now: i64,
 ) -> Result<String, OAuthError> {
     let alg = id_token_alg(input.client)?;
-    let claims = id_token_claims(policy, input, alg, now);
+    let claims = id_token_claims(policy, input, alg, now)?;
     let signed = keys
         .sign(alg, Some("JWT"), &claims)
         .map_err(signing_failed)?;
@@ -294,7 +296,7 @@ mod tests {
             }),
             encrypter: None,
         };
-        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
+        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0).unwrap();
         assert_eq!(claims["c_hash"], json!("LDktKdoQak3Pk0cnXxCltA"));
         // Left half of SHA-256("af0ifjsldkj"), computed independently
         // (Python hashlib).
@@ -303,7 +305,7 @@ mod tests {
         assert_eq!(claims["openbanking_intent_id"], json!("intent-1"));
         assert!(!claims.contains_key("at_hash"));
         input.front_channel = Some(FrontChannel { code, state: None });
-        let claims = id_token_claims(&policy(), &input, JwsAlg::ES256, T0);
+        let claims = id_token_claims(&policy(), &input, JwsAlg::ES256, T0).unwrap();
         assert_eq!(claims["c_hash"], json!("LDktKdoQak3Pk0cnXxCltA"));
         assert!(!claims.contains_key("s_hash"), "no state, no s_hash");
     }
@@ -322,7 +324,7 @@ mod tests {
             front_channel: None,
             encrypter: None,
         };
-        let claims = Value::Object(id_token_claims(&policy(), &input, JwsAlg::PS256, T0));
+        let claims = Value::Object(id_token_claims(&policy(), &input, JwsAlg::PS256, T0).unwrap());
         assert_eq!(
             claims,
             json!({
@@ -361,7 +363,7 @@ mod tests {
             front_channel: None,
             encrypter: None,
         };
-        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
+        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0).unwrap();
         for absent in ["nonce", "at_hash", "acr", "amr", "openbanking_intent_id"] {
             assert!(!claims.contains_key(absent), "{absent}");
         }
@@ -386,7 +388,7 @@ mod tests {
             front_channel: None,
             encrypter: None,
         };
-        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0);
+        let claims = id_token_claims(&policy(), &input, JwsAlg::PS256, T0).unwrap();
         assert_eq!(claims["consent_id"], "c-9");
         assert!(!claims.contains_key(DEFAULT_CONSENT_CLAIM));
     }

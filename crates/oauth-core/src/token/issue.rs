@@ -111,7 +111,9 @@ fn jwt_claims(policy: &Policy, ctx: &TokenContext<'_>, now: i64, exp: i64) -> Va
     let mut claims = Map::new();
     claims.insert("iss".into(), policy.issuer.clone().into());
     // RFC 9068 §2.2: without an end-user, `sub` identifies the client.
-    claims.insert("sub".into(), ctx.sub.unwrap_or(ctx.client_id).into());
+    // The end-user as the client is shown it (crate::subject).
+    let sub = ctx.details.subject.as_deref().or(ctx.sub);
+    claims.insert("sub".into(), sub.unwrap_or(ctx.client_id).into());
     claims.insert("aud".into(), policy.issuer.clone().into());
     claims.insert("exp".into(), exp.into());
     claims.insert("iat".into(), now.into());

@@ -42,6 +42,13 @@ pub fn token_type(cnf: &Confirmation) -> &'static str {
 /// members introspection reports.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TokenDetails {
+    /// The `sub` the token's client is shown for the customer
+    /// ([`crate::subject::client_subject`]): userinfo's, introspection's
+    /// and a JWT access token's. The record's `sub` column stays the
+    /// bank's own id of the customer. Absent: that column (tokens issued
+    /// before subjects were configurable, client credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// `Bearer` or `DPoP` (access tokens only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,

@@ -95,6 +95,21 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
         })
 }
 
+/// OIDC Registration §5: the document at `sector_identifier_uri` lists
+/// every redirect URI, read as DCR reads it.
+async fn check_sector_document(st: &AdminState, client: &Client) -> Result<(), Refusal> {
+    oauth_core::subject::check_sector_identifier_uri(st.app.jwks.fetcher(), &client.metadata)
+        .await
+        .map_err(|e| {
+            Refusal::bad_request(
+                e.code.as_str(),
+                e.description
+                    .clone()
+                    .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
+            )
+        })
+}
+
 fn needs_secret(doc: &Value) -> bool {
     matches!(
         doc.get("token_endpoint_auth_method").and_then(Value::as_str),
@@ -218,6 +233,7 @@ pub(crate) async fn create(
             .or_insert_with(|| Value::String(time_ordered(12)));
         let secret = needs_secret(&doc).then(|| random_token(32));
         let client = validate(st, doc, secret.as_deref().map(hash_secret))?;
+        check_sector_document(st, &client).await?;
         let rec = client.to_record(ORIGIN, now());
         let mut ctx = ctx;
         ctx.entry.resource_id = Some(rec.client_id.clone());
@@ -363,6 +379,7 @@ async fn write(
         ));
     }
     let client = validate(st, doc, before.secret_hash.clone())?;
+    check_sector_document(st, &client).await?;
     let mut new = client.to_record(&before.origin, now());
     new.created_at = before.created_at;
     new.registration_token_hash

@@ -114,10 +114,12 @@ impl Section for TokensConfig {
     fn validate(&self, _cfg: &Config, _kek: &KeyEncryptionKey) -> Result<(), String> {
         TokensConfig::validate(self).map_err(|e| e.to_string())
     }
-    fn apply(&self, state: &AppState, cfg: &Config, _kek: &KeyEncryptionKey) {
+    fn apply(&self, state: &AppState, cfg: &Config, kek: &KeyEncryptionKey) {
         state
             .policy_cell
-            .store(std::sync::Arc::new(crate::startup::policy_with(cfg, self)));
+            .store(std::sync::Arc::new(crate::startup::policy_with(
+                cfg, self, kek,
+            )));
     }
     /// The deployment's profile, read-only here: it decides the TLS
     /// suites and discovery, which only a restart changes.

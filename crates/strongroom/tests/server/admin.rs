@@ -1352,6 +1352,13 @@ async fn the_admin_cli_drives_a_dev_server() {
 /// `{"keys": [...]}` over https with the dev certificate (the dev CA is
 /// trusted by Strongroom's outbound client in dev mode): an issuer's JWKS.
 pub fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
+    serve_https_json(setup, "/jwks", jwks)
+}
+
+/// Serves `body` as JSON at `path` over https with the dev CA's localhost
+/// certificate (which the server trusts in dev mode); returns its URL.
+pub fn serve_https_json(setup: &Setup, path: &'static str, body: Value) -> String {
+    let jwks = body;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dev = strongroom::devcerts::ensure_dev_certs(&setup.data_dir).unwrap();
@@ -1368,11 +1375,11 @@ pub fn serve_https_jwks(setup: &Setup, jwks: Value) -> String {
         .with_single_cert(chain, key)
         .unwrap();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://localhost:{}/jwks", l.local_addr().unwrap().port());
+    let url = format!("https://localhost:{}{path}", l.local_addr().unwrap().port());
     let server = actix_web::HttpServer::new(move || {
         let body = jwks.clone();
         actix_web::App::new().route(
-            "/jwks",
+            path,
             actix_web::web::get().to(move || {
                 let body = body.clone();
                 async move { actix_web::HttpResponse::Ok().json(body) }
@@ -2406,4 +2413,70 @@ async fn admin_scope_words_are_live() {
     .await;
     assert_eq!(r.status, 200, "{}", r.json);
     adm.stop().await;
+}
+
+/// Issue 25 item 6: the admin API takes `subject_type`,
+/// `sector_identifier_uri` and `subject` with the same checks as DCR: the
+/// sector document is read and must list every redirect URI.
+#[actix_web::test]
+async fn the_admin_api_checks_the_subject_metadata() {
+    for backend in crate::harness::BACKENDS {
+        let (setup, ops, _, _) = setup(backend);
+        let tpp = Tpp::new("tpp-admin-pairwise");
+        let missing = serve_https_json(&setup, "/sector.json", json!([]));
+        let listed = serve_https_json(&setup, "/sector.json", json!([tpp.redirect_uri]));
+        let adm = Admin::start(&setup).await;
+        let t = token(&adm.srv, &ops, ALL).await;
+        let with = |extra: Value| {
+            let mut m = tpp.pkjwt_metadata();
+            for (k, v) in extra.as_object().unwrap() {
+                m[k] = v.clone();
+            }
+            ("application/json", m.to_string())
+        };
+        for (extra, says) in [
+            (
+                json!({"subject_type": "pairwise", "sector_identifier_uri": missing}),
+                "is not listed at sector_identifier_uri",
+            ),
+            (json!({"subject_type": "consent"}), "public or pairwise"),
+            (
+                json!({"subject_type": "public", "subject": "consent"}),
+                "leave subject_type out",
+            ),
+        ] {
+            let a = call(
+                &adm,
+                &ops,
+                &t,
+                Method::POST,
+                "/admin/v1/clients",
+                Some(with(extra.clone())),
+                None,
+            )
+            .await;
+            assert_eq!(a.status, 400, "{extra}: {}", a.json);
+            assert_eq!(a.json["error"], "invalid_client_metadata");
+            assert!(
+                a.json["error_description"].as_str().unwrap().contains(says),
+                "{extra}: {}",
+                a.json
+            );
+        }
+        let a = call(
+            &adm,
+            &ops,
+            &t,
+            Method::POST,
+            "/admin/v1/clients",
+            Some(with(
+                json!({"subject_type": "pairwise", "sector_identifier_uri": listed}),
+            )),
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.json);
+        assert_eq!(a.json["metadata"]["subject_type"], "pairwise");
+        adm.stop().await;
+    }
 }

@@ -196,6 +196,7 @@ async fn intent(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
         "consent-77" => ("tpp-ciba", "AwaitingAuthorisation"),
         "consent-of-other" => ("tpp-ciba-other", "AwaitingAuthorisation"),
         "consent-done" => ("tpp-ciba", "Authorised"),
+        "consent-sub" => (CONSENT_SUBJECT, "AwaitingAuthorisation"),
         _ => return HttpResponse::NotFound().finish(),
     };
     HttpResponse::Ok()
@@ -210,10 +211,13 @@ struct World {
     /// Ping clients whose endpoints answer 204, 500-then-204, 401.
     pingers: [Tpp; 3],
     coded: Tpp,
+    consent_subject: Tpp,
     setup: Setup,
 }
 
 const PUSH_CLIENT: &str = "tpp-push";
+/// A client shown the consent id as `sub` (client metadata `subject`).
+const CONSENT_SUBJECT: &str = "tpp-ciba-consent";
 /// A client registered with `backchannel_user_code_parameter`.
 const CODED: &str = "tpp-coded";
 const PUSH_SECRET: &str = "push-client-secret";
@@ -260,6 +264,10 @@ async fn world(backend: Backend) -> World {
     let coded = Tpp::new(CODED);
     let mut m = ciba_client(&coded, "poll");
     m["backchannel_user_code_parameter"] = json!(true);
+    setup.clients.push(m);
+    let consent_subject = Tpp::new(CONSENT_SUBJECT);
+    let mut m = ciba_client(&consent_subject, "poll");
+    m["subject"] = json!("consent");
     setup.clients.push(m);
     for (p, path) in pingers.iter().zip(["ok", "flaky", "refuse"]) {
         let mut m = ciba_client(p, "ping");
@@ -309,6 +317,7 @@ async fn world(backend: Backend) -> World {
         other,
         pingers,
         coded,
+        consent_subject,
         setup,
     }
 }
@@ -1102,6 +1111,7 @@ async fn a_pending_request_survives_a_restart() {
             other,
             pingers,
             coded,
+            consent_subject,
             setup,
         } = w;
         srv.stop().await;
@@ -1113,6 +1123,7 @@ async fn a_pending_request_survives_a_restart() {
             other,
             pingers,
             coded,
+            consent_subject,
             setup,
         };
         assert_error(
@@ -1168,4 +1179,63 @@ async fn a_notice_the_bank_never_takes_is_given_up_after_four_attempts() {
     );
     w.srv.stop().await;
     drop(w.setup);
+}
+
+/// Issue 25 item 6: a CIBA client shown the consent id as `sub` gets it in
+/// the CIBA id_token and from introspection, while the bank's notice and
+/// decision name the customer; such an id_token cannot be an
+/// `id_token_hint` (its `sub` does not name the customer to the bank).
+#[actix_web::test]
+async fn a_consent_subject_ciba_client_sees_the_intent_id() {
+    for backend in BACKENDS {
+        let w = world(backend).await;
+        let tpp = &w.consent_subject;
+        let mut c = request_claims(&w, tpp, "alice");
+        c["claims"] = json!({"id_token": {
+            "openbanking_intent_id": {"value": "consent-sub", "essential": true},
+        }});
+        let a = bc_authorize(&w, tpp, &c).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let auth_req_id = a.json["auth_req_id"].as_str().unwrap().to_string();
+        let n = notice(&w, 0).await;
+        assert_eq!(n["sub"], "cust-alice", "the bank hears of its customer");
+        let handle = n["handle"].as_str().unwrap().to_string();
+        let mut ap = approval();
+        ap["consent_id"] = json!("consent-sub");
+        let a = decide(&w, &handle, &decision_token(&w, &handle, ap)).await;
+        assert_eq!(a.status, 204, "{}", a.json);
+        actix_web::rt::time::sleep(Duration::from_millis(1100)).await;
+        let a = poll(&w, tpp, &auth_req_id).await;
+        assert_eq!(a.status, 200, "{}", a.json);
+        let id_token = a.json["id_token"].as_str().unwrap().to_string();
+        let id = jwt_claims(&id_token);
+        assert_eq!(id["sub"], "consent-sub", "{id}");
+        assert_eq!(id["openbanking_intent_id"], "consent-sub");
+        let at = a.json["access_token"].as_str().unwrap();
+        let mut form = tpp.auth_fields(&w.srv);
+        form.push(("token".into(), at.into()));
+        let i = post_form(&w.srv.client(None), &w.srv.url("/introspect"), &form, None)
+            .await
+            .json;
+        assert_eq!(i["sub"], "consent-sub", "{i}");
+
+        // Its id_token as a hint: refused before the bank is asked.
+        let resolves = w.bank.resolves.lock().unwrap().len();
+        let mut c = request_claims(&w, tpp, "alice");
+        c.as_object_mut().unwrap().remove("login_hint");
+        c["id_token_hint"] = json!(id_token);
+        let a = bc_authorize(&w, tpp, &c).await;
+        assert_error(&a, 400, &["invalid_request"]);
+        assert!(
+            a.json["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("consent subject"),
+            "{}",
+            a.json
+        );
+        assert_eq!(w.bank.resolves.lock().unwrap().len(), resolves);
+        w.srv.stop().await;
+        drop(w.setup);
+    }
 }

@@ -18,7 +18,7 @@ use crate::harness::{BACKENDS, Backend, Setup, TestServer};
 use crate::tpp::*;
 
 const SECRET: [u8; 32] = [0x42; 32];
-const SCA: &str = "urn:openbanking:psd2:sca";
+pub(crate) const SCA: &str = "urn:openbanking:psd2:sca";
 
 thread_local! {
     static HOOKS: RefCell<Option<HooksConfig>> = const { RefCell::new(None) };
@@ -36,12 +36,16 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-struct Demo {
-    srv: TestServer,
-    bank: String,
-    tpp: Tpp,
-    other: Tpp,
-    bank_cfg: demo_bank::BankConfig,
+pub(crate) struct Demo {
+    pub(crate) srv: TestServer,
+    pub(crate) bank: String,
+    pub(crate) tpp: Tpp,
+    pub(crate) other: Tpp,
+    /// Shown the consent id as `sub` (client metadata `subject`).
+    pub(crate) consent_tpp: Tpp,
+    /// Registered `subject_type` pairwise.
+    pub(crate) pairwise_tpp: Tpp,
+    pub(crate) bank_cfg: demo_bank::BankConfig,
 }
 
 /// Strongroom wired to the demo bank; `service` overrides the consent
@@ -51,7 +55,7 @@ async fn demo(backend: Backend, service: Option<String>) -> Demo {
 }
 
 /// [`demo`], with `tweak(hooks, bank_url)` applied to the hooks section.
-async fn demo_with(
+pub(crate) async fn demo_with(
     backend: Backend,
     service: Option<String>,
     tweak: impl FnOnce(&mut HooksConfig, &str),
@@ -65,10 +69,18 @@ async fn demo_with(
     );
     let tpp = Tpp::new("tpp-hook");
     let other = Tpp::new("tpp-other");
+    let consent_tpp = Tpp::new("tpp-consent");
+    let pairwise_tpp = Tpp::new("tpp-pairwise");
     let placeholder = demo_bank::BankConfig::demo("https://unused");
+    let mut consent_metadata = consent_tpp.pkjwt_metadata();
+    consent_metadata["subject"] = json!("consent");
+    let mut pairwise_metadata = pairwise_tpp.pkjwt_metadata();
+    pairwise_metadata["subject_type"] = json!("pairwise");
     setup.clients = vec![
         tpp.pkjwt_metadata(),
         other.pkjwt_metadata(),
+        consent_metadata,
+        pairwise_metadata,
         json!({
             "client_id": placeholder.introspection_client_id,
             "client_name": "Demo Bank gateway",
@@ -101,6 +113,8 @@ async fn demo_with(
         clients: vec![
             tpp.client_id.clone(),
             other.client_id.clone(),
+            consent_tpp.client_id.clone(),
+            pairwise_tpp.client_id.clone(),
             demo_bank::walkthrough::CLIENT_ID.into(),
         ],
         bank_api_token_sha256: sha256_hex(&placeholder.bank_api_token),
@@ -124,13 +138,15 @@ async fn demo_with(
         bank,
         tpp,
         other,
+        consent_tpp,
+        pairwise_tpp,
         bank_cfg,
     }
 }
 
 impl Demo {
     /// client_credentials token, then POST account-access-consents.
-    async fn create_consent(&self, tpp: &Tpp) -> String {
+    pub(crate) async fn create_consent(&self, tpp: &Tpp) -> String {
         let http = self.srv.client(None);
         let url = self.srv.url("/token");
         let mut form = tpp.auth_fields(&self.srv);
@@ -153,7 +169,7 @@ impl Demo {
     }
 
     /// PAR naming `intent` (claims.id_token.openbanking_intent_id).
-    async fn push(&self, tpp: &Tpp, pkce: &Pkce, intent: &str) -> String {
+    pub(crate) async fn push(&self, tpp: &Tpp, pkce: &Pkce, intent: &str) -> String {
         let mut form = tpp.authz_params(pkce, "openid accounts offline_access");
         let claims = json!({"id_token": {
             "openbanking_intent_id": {"value": intent, "essential": true},
@@ -163,7 +179,7 @@ impl Demo {
         tpp.push(&self.srv, form).await
     }
 
-    fn abs(&self, loc: &str) -> String {
+    pub(crate) fn abs(&self, loc: &str) -> String {
         if loc.starts_with('/') {
             self.srv.url(loc)
         } else {
@@ -172,7 +188,7 @@ impl Demo {
     }
 
     /// `/authorize` up to the bank's login page; returns the Location.
-    async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         browser: &reqwest::Client,
         tpp: &Tpp,
@@ -183,7 +199,12 @@ impl Demo {
     }
 
     /// Through the bank's login page; returns the result URL back to Strongroom.
-    async fn bank_login(&self, browser: &reqwest::Client, tpp: &Tpp, request_uri: &str) -> String {
+    pub(crate) async fn bank_login(
+        &self,
+        browser: &reqwest::Client,
+        tpp: &Tpp,
+        request_uri: &str,
+    ) -> String {
         let res = self.authorize(browser, tpp, request_uri).await;
         assert_eq!(
             res.status(),
@@ -234,7 +255,7 @@ impl Demo {
 
     /// From the login result through the bank's consent page (approve or
     /// deny); returns the redirect to the client.
-    async fn bank_consent(
+    pub(crate) async fn bank_consent(
         &self,
         browser: &reqwest::Client,
         login_result: &str,
@@ -283,7 +304,7 @@ impl Demo {
         location(&res)
     }
 
-    async fn redeem(&self, tpp: &Tpp, code: &str, pkce: &Pkce) -> Answer {
+    pub(crate) async fn redeem(&self, tpp: &Tpp, code: &str, pkce: &Pkce) -> Answer {
         let url = self.srv.url("/token");
         let mut form = tpp.auth_fields(&self.srv);
         form.extend([
@@ -302,7 +323,7 @@ impl Demo {
     }
 
     /// Introspection as the bank's gateway (client_secret_basic).
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let res = self
             .srv
             .client(None)
@@ -319,12 +340,17 @@ impl Demo {
         res.json().await.unwrap()
     }
 
-    async fn refresh(&self, tpp: &Tpp, refresh_token: &str) -> Answer {
+    pub(crate) async fn refresh(&self, tpp: &Tpp, refresh_token: &str) -> Answer {
         let proof = tpp.dpop_proof("POST", &self.srv.url("/token"), None);
         self.refresh_with(tpp, refresh_token, proof).await
     }
 
-    async fn refresh_with(&self, tpp: &Tpp, refresh_token: &str, proof: String) -> Answer {
+    pub(crate) async fn refresh_with(
+        &self,
+        tpp: &Tpp,
+        refresh_token: &str,
+        proof: String,
+    ) -> Answer {
         let mut form = tpp.auth_fields(&self.srv);
         form.push(("grant_type".into(), "refresh_token".into()));
         form.push(("refresh_token".into(), refresh_token.into()));
@@ -338,7 +364,7 @@ impl Demo {
     }
 
     /// Nothing issued: the pushed request is spent and no grant exists.
-    async fn assert_no_grant(&self, intent: &str) {
+    pub(crate) async fn assert_no_grant(&self, intent: &str) {
         let res = self
             .srv
             .client(None)

@@ -166,7 +166,7 @@ pub(crate) async fn register(srv: &TestServer, sw: &Software, claims: &Value) ->
     post_jwt(&sw.http(srv), &srv.mtls_url("/register"), &sw.sign(claims)).await
 }
 
-async fn dynamic_clients(srv: &TestServer) -> usize {
+pub(crate) async fn dynamic_clients(srv: &TestServer) -> usize {
     let store = token_store::Store::connect(&srv.database_url, 1).unwrap();
     store
         .list_clients()
@@ -865,7 +865,7 @@ fn from_thread(cfg: &mut Config) {
 }
 
 /// Starts a server whose configuration holds `dirs` and `registration`.
-async fn start_with(
+pub(crate) async fn start_with(
     setup: &mut Setup,
     dirs: Vec<Value>,
     registration: Option<Value>,
@@ -1097,7 +1097,7 @@ impl BrSoftware {
     }
 }
 
-async fn post_json(
+pub(crate) async fn post_json(
     http: &reqwest::Client,
     url: &str,
     body: &Value,

@@ -21,6 +21,7 @@ mod ops;
 mod otlp;
 mod pages;
 mod shutdown;
+mod subject;
 mod tpp;
 mod try_flow;
 mod uk;

@@ -511,6 +511,9 @@ async fn uk_walkthrough(backend: Backend) {
             r.token_claims["openbanking_intent_id"],
             r.consent_id.as_str()
         );
+        // OBC's default: sub is the consent id, from both endpoints
+        // (the example's [subject] profiles uk-ob = consent).
+        assert_eq!(r.front_claims["sub"], r.consent_id.as_str());
         assert_eq!(r.token_claims["sub"], r.front_claims["sub"]);
         assert_eq!(r.token_response["token_type"], "Bearer");
         assert_eq!(r.token_response["scope"], "openid accounts");
@@ -524,6 +527,47 @@ async fn uk_walkthrough(backend: Backend) {
             [json!("acc-2001"), json!("acc-2002")]
         );
         assert_eq!(r.refreshed["token_type"], "Bearer");
+        // The same sub at userinfo (over mTLS, the token is bound to the
+        // transport certificate) and in introspection, as the bank's
+        // gateway sees it; the bank's grant listing still names its customer.
+        let access = r.refreshed["access_token"].as_str().unwrap();
+        let read =
+            |f: &str| std::fs::read_to_string(dir.join(format!("{SOFTWARE_ID}-{f}"))).unwrap();
+        let (cert, key) = (read("transport.pem"), read("transport-key.pem"));
+        let res = srv
+            .client(Some((&cert, &key)))
+            .get(srv.url("/userinfo"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let u: Value = res.json().await.unwrap();
+        assert_eq!(u["sub"], r.consent_id.as_str(), "{u}");
+        assert_eq!(u["openbanking_intent_id"], r.consent_id.as_str(), "{u}");
+        let res = srv
+            .client(None)
+            .post(srv.url("/introspect"))
+            .basic_auth("demo-bank", Some("demo-bank-introspection-secret"))
+            .form(&[("token", access)])
+            .send()
+            .await
+            .unwrap();
+        let i: Value = res.json().await.unwrap();
+        assert_eq!(i["active"], true, "{i}");
+        assert_eq!(i["sub"], r.consent_id.as_str(), "{i}");
+        let res = srv
+            .client(None)
+            .get(srv.url(&format!("/bank/grants?consent_id={}", r.consent_id)))
+            .bearer_auth("demo-bank-api-token")
+            .send()
+            .await
+            .unwrap();
+        let g: Value = res.json().await.unwrap();
+        assert_eq!(
+            g["grants"][0]["sub"], "cust-0002",
+            "the bank's customer noah: {g}"
+        );
         node_check(&r, &srv, &dir);
     }
     srv.stop().await;
