@@ -373,6 +373,35 @@ async fn verify_id_token(
 
 /// Steps 1 and 2 of both walkthroughs: a client_credentials token, and an
 /// account-access consent created with it at the bank; returns both.
+/// An account-access consent at the bank's Open Banking API (the TPP's
+/// `client_credentials` token as bearer); prints and returns its id.
+async fn create_consent(
+    tpp: &reqwest::Client,
+    bank: &str,
+    cc_token: &str,
+) -> Result<String, String> {
+    let c = json_of(
+        tpp.post(format!("{bank}{}", crate::CONSENTS_PATH))
+            .bearer_auth(cc_token)
+            .json(&json!({"Data": {
+                "Permissions": ["ReadAccountsBasic", "ReadBalances"],
+                "ExpirationDateTime": format!("{}T00:00:00+00:00", crate::pages::iso_date(now_unix() + 90 * 86_400)),
+            }, "Risk": {}}))
+            .send()
+            .await
+            .map_err(err("create consent"))?,
+        "create consent",
+        201,
+    )
+    .await?;
+    let consent_id = c["Data"]["ConsentId"]
+        .as_str()
+        .ok_or("no ConsentId")?
+        .to_string();
+    println!("   ConsentId {consent_id} ({})", c["Data"]["Status"]);
+    Ok(consent_id)
+}
+
 async fn consent_at_the_bank(
     tpp: &reqwest::Client,
     opts: &Options,
@@ -398,28 +427,7 @@ async fn consent_at_the_bank(
         .to_string();
 
     println!("2. account-access consent at the bank");
-    let c = json_of(
-        tpp.post(format!(
-            "{}/open-banking/v3.1/aisp/account-access-consents",
-            opts.bank
-        ))
-        .bearer_auth(&cc_token)
-        .json(&json!({"Data": {
-            "Permissions": ["ReadAccountsBasic", "ReadBalances"],
-            "ExpirationDateTime": format!("{}T00:00:00+00:00", crate::pages::iso_date(now_unix() + 90 * 86_400)),
-        }, "Risk": {}}))
-        .send()
-        .await
-        .map_err(err("create consent"))?,
-        "create consent",
-        201,
-    )
-    .await?;
-    let consent_id = c["Data"]["ConsentId"]
-        .as_str()
-        .ok_or("no ConsentId")?
-        .to_string();
-    println!("   ConsentId {consent_id} ({})", c["Data"]["Status"]);
+    let consent_id = create_consent(&tpp, &opts.bank, &cc_token).await?;
     Ok((cc_token, consent_id))
 }
 

@@ -420,25 +420,7 @@ pub async fn run(o: &UkOptions) -> Result<UkReport, String> {
     );
 
     println!("4. account-access consent at the bank");
-    let c = json_of(
-        tpp.post(format!("{}{}", o.base.bank, crate::CONSENTS_PATH))
-            .bearer_auth(&cc_token)
-            .json(&json!({"Data": {
-                "Permissions": ["ReadAccountsBasic", "ReadBalances"],
-                "ExpirationDateTime": format!("{}T00:00:00+00:00", crate::pages::iso_date(now_unix() + 90 * 86_400)),
-            }, "Risk": {}}))
-            .send()
-            .await
-            .map_err(err("create consent"))?,
-        "create consent",
-        201,
-    )
-    .await?;
-    let consent_id = c["Data"]["ConsentId"]
-        .as_str()
-        .ok_or("no ConsentId")?
-        .to_string();
-    println!("   ConsentId {consent_id} ({})", c["Data"]["Status"]);
+    let consent_id = super::create_consent(&tpp, &o.base.bank, &cc_token).await?;
 
     println!("5. the JWKS ({jwks_uri}), parsed as OBC does");
     let jwks = json_of(
