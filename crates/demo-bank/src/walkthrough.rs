@@ -427,7 +427,7 @@ async fn consent_at_the_bank(
         .to_string();
 
     println!("2. account-access consent at the bank");
-    let consent_id = create_consent(&tpp, &opts.bank, &cc_token).await?;
+    let consent_id = create_consent(tpp, &opts.bank, &cc_token).await?;
     Ok((cc_token, consent_id))
 }
 
