@@ -641,8 +641,8 @@ fn nested(depth: usize, inner: &str) -> String {
 /// real server: an oversized JWT header or payload, JSON nested deeper
 /// than any parser should follow (in a JWT's header or payload, a request
 /// object, the `claims` parameter, a registration body), 10 000 form
-/// fields, 10 000 copies of one. Each gets a 4xx with the spec's error,
-/// quickly, and the genuine client goes on working.
+/// fields, 10 000 copies of one, bytes that are not UTF-8. Each gets a 4xx
+/// with the spec's error, quickly, and the genuine client goes on working.
 async fn oversized_and_nested_on(backend: Backend) {
     use std::time::{Duration, Instant};
     let w = world_with(backend, Some(crate::dcr::with_directory)).await;
@@ -879,6 +879,26 @@ async fn oversized_and_nested_on(backend: Backend) {
             assert_eq!(a.status, 400, "{what} at {url}: {}", a.json);
             assert_error(&a, 400, &["invalid_request"]);
         }
+    }
+    // Bytes that are not UTF-8, unescaped, in a form body.
+    for url in [&token_url, &par_url] {
+        let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+        form.push(("grant_type".into(), "client_credentials".into()));
+        form.extend(tpp.auth_fields(srv));
+        let mut body = form_body(&form).into_bytes();
+        body.extend_from_slice(b"&state=\xff\xfe\xc0\x80");
+        let a = answer(
+            http.post(url.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("DPoP", tpp.dpop_proof("POST", url, None))
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        not_5xx(&a, &format!("raw bytes at {url}"));
+        assert_error(&a, 400, &["invalid_request"]);
     }
     // What was refused left the genuine client working.
     let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
