@@ -43,9 +43,20 @@ const LIMIT_BURST: u64 = 20;
 /// second half.
 pub const RSS_GROWTH_BOUND: u64 = 16 << 20;
 
-/// The tables the flood's values land in, as sampled.
+/// The tables the flood's values land in, as sampled (PostgreSQL).
 pub const TABLES: [&str; 5] = [
     "replay_cache",
+    "pushed_requests",
+    "tokens",
+    "ciba_requests",
+    "ciba_deliveries",
+];
+
+/// The same on SQLite, where the one process that has claimed the
+/// database decides the one-time values in its memory and logs them to
+/// `replay_log` (crates/token-store/src/seen.rs).
+pub const SQLITE_TABLES: [&str; 5] = [
+    "replay_log",
     "pushed_requests",
     "tokens",
     "ciba_requests",
@@ -103,7 +114,7 @@ pub fn configure(i: usize, n: usize, cfg: &mut Value) {
     cfg["ciba"]["default_expiry_secs"] = json!(10);
     cfg["ciba"]["max_expiry_secs"] = json!(10);
     cfg["database"]["purge_interval_secs"] = json!(PURGE_SECS);
-    if i == n - 1 {
+    if n > 1 && i == n - 1 {
         cfg["limits"] = json!({
             "per_client_per_sec": LIMIT_PER_SEC,
             "per_client_burst": LIMIT_BURST,
@@ -160,6 +171,8 @@ struct Sample {
 pub struct Report {
     pub secs: u64,
     pub instances: usize,
+    /// What is sampled ([`TABLES`] or [`SQLITE_TABLES`]).
+    pub table_names: [&'static str; 5],
     /// Answered requests per second, by kind, over the unlimited instances.
     pub rate_by_kind: Vec<(&'static str, f64)>,
     pub rate: f64,
@@ -189,10 +202,15 @@ fn rss_of(pid: Option<u32>) -> u64 {
         .unwrap_or(0)
 }
 
-async fn sample(db: &str, pids: &[Option<u32>], t0: Instant) -> Result<Sample, String> {
+async fn sample(
+    db: &str,
+    tables: [&str; 5],
+    pids: &[Option<u32>],
+    t0: Instant,
+) -> Result<Sample, String> {
     let sql = format!(
         "SELECT {}",
-        TABLES
+        tables
             .map(|t| format!("(SELECT count(*) FROM {t})"))
             .join(", ")
     );
@@ -307,12 +325,19 @@ async fn worker(
 }
 
 /// The flood on `cl` (started with [`configure`]) for `secs`, `workers`
-/// clients over the unlimited instances and two at the limited one.
+/// clients over the unlimited instances and, with several instances, two
+/// at the limited one.
 pub async fn flood(cl: &Arc<Cluster>, secs: u64, workers: usize) -> Report {
     let n = cl.instances.len();
+    let tables = if cl.db_url.starts_with("sqlite://") {
+        SQLITE_TABLES
+    } else {
+        TABLES
+    };
     let mut r = Report {
         secs,
         instances: n,
+        table_names: tables,
         ..Report::default()
     };
     let mut pids = Vec::new();
@@ -330,14 +355,15 @@ pub async fn flood(cl: &Arc<Cluster>, secs: u64, workers: usize) -> Report {
     }
     let t0 = Instant::now();
     let mut samples = Vec::new();
-    match sample(&cl.db_url, &pids, t0).await {
+    match sample(&cl.db_url, tables, &pids, t0).await {
         Ok(s) => samples.push(s),
         Err(e) => r.failures.push(format!("sampling: {e}")),
     }
     let end = t0 + Duration::from_secs(secs);
-    let unlimited = n - 1;
+    let unlimited = unlimited(n);
+    let extra = if n > 1 { 2 } else { 0 };
     let mut tasks = Vec::new();
-    for w in 0..workers + 2 {
+    for w in 0..workers + extra {
         let (inst, limited) = if w < workers {
             (w % unlimited, false)
         } else {
@@ -361,7 +387,7 @@ pub async fn flood(cl: &Arc<Cluster>, secs: u64, workers: usize) -> Report {
     tick.tick().await;
     loop {
         tick.tick().await;
-        match sample(&cl.db_url, &pids, t0).await {
+        match sample(&cl.db_url, tables, &pids, t0).await {
             Ok(s) => {
                 let done = s.t > secs as f64 && near_zero(&s.rows);
                 if done && r.drain_secs.is_none() {
@@ -391,11 +417,17 @@ pub async fn flood(cl: &Arc<Cluster>, secs: u64, workers: usize) -> Report {
     r
 }
 
+/// The instances without limits: all but the last, or the only one.
+fn unlimited(n: usize) -> usize {
+    if n > 1 { n - 1 } else { 1 }
+}
+
 /// The figures and the verdicts from the tally and the samples.
 fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
     let n = r.instances;
     let window = LIFETIME_SECS + PURGE_SECS;
-    let unlimited = n - 1;
+    let unlimited = unlimited(n);
+    let names = r.table_names;
     r.rate_by_kind = KINDS
         .iter()
         .enumerate()
@@ -407,7 +439,7 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
     r.rate = r.rate_by_kind.iter().map(|(_, x)| x).sum();
     // The rows the answers of seconds [from, to] leave, per table.
     let left = |from: i64, to: i64| -> Vec<i64> {
-        let mut rows = vec![0i64; TABLES.len()];
+        let mut rows = vec![0i64; names.len()];
         for s in from.max(0)..=to {
             let s = s as usize;
             for (k, kind) in KINDS.iter().enumerate() {
@@ -421,8 +453,8 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
         rows
     };
     let bound = |rows: i64| (rows as f64 * MARGIN).ceil() as i64 + SLACK_ROWS;
-    let mut peaks = vec![(0i64, 0i64); TABLES.len()];
-    let mut over = vec![0usize; TABLES.len()];
+    let mut peaks = vec![(0i64, 0i64); names.len()];
+    let mut over = vec![0usize; names.len()];
     for s in samples {
         let sec = s.t.floor() as i64;
         // The answers that can still have rows: the last lifetime and purge
@@ -440,7 +472,7 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
                 }
                 r.failures.push(format!(
                     "{} held {rows} rows at {:.0} s, over the bound {b} (the answers of the last {} s leave {})",
-                    TABLES[j],
+                    names[j],
                     s.t,
                     window + 1,
                     recent[j]
@@ -450,10 +482,8 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
     }
     for (j, &n) in over.iter().enumerate() {
         if n > 1 {
-            r.failures.push(format!(
-                "{} over its bound in {n} samples in all",
-                TABLES[j]
-            ));
+            r.failures
+                .push(format!("{} over its bound in {n} samples in all", names[j]));
         }
     }
     let all = left(0, secs as i64);
@@ -461,7 +491,7 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
         .iter()
         .map(|&x| bound(x * (window + 1) / secs as i64))
         .collect();
-    r.tables = TABLES
+    r.tables = names
         .iter()
         .zip(&peaks)
         .map(|(name, (p, b))| (*name, *p, *b))
@@ -514,6 +544,15 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
             ));
         }
     }
+    r.bad = t.bad;
+    r.failures.extend(
+        t.bad_samples
+            .iter()
+            .map(|b| format!("unexpected answer ({} in all): {b}", t.bad)),
+    );
+    if n == 1 {
+        return;
+    }
     // The limited instance: within the burst and the rate, the rest 429.
     let l = n - 1;
     let ok: u64 = t.ok[l].iter().sum();
@@ -532,12 +571,6 @@ fn judge(r: &mut Report, t: &Tally, samples: &[Sample], secs: u64) {
             "the limited instance refused nothing: the flood did not reach its limits".into(),
         );
     }
-    r.bad = t.bad;
-    r.failures.extend(
-        t.bad_samples
-            .iter()
-            .map(|b| format!("unexpected answer ({} in all): {b}", t.bad)),
-    );
 }
 
 #[cfg(test)]
@@ -575,6 +608,7 @@ mod tests {
         let mut r = Report {
             secs,
             instances: 2,
+            table_names: TABLES,
             drain_secs: purged.then_some(life as f64),
             ..Report::default()
         };

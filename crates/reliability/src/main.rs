@@ -22,6 +22,7 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
               [--bound-secs N] [--crash-flows N] [--workers N]
               [--outage-workers N] [--pool N] [--flood-secs N]
+              [--flood-backend postgres|sqlite|all]
               [--only races,outage,crash,rolling,flood]
               [--backend postgres|sqlite|all]
               [--out FILE]
@@ -39,7 +40,9 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   --pool         database connections per instance (default 8)
   --flood-secs   how long the flood of unique one-time values lasts (default
                  60; its warm-up, one lifetime and purge interval, is 14 s);
-                 --workers clients, on instances of their own (PostgreSQL)
+                 --workers clients, on instances of their own
+  --flood-backend  where the flood runs, of the --backend set-ups (default
+                 all)
   --only         a comma-separated subset of the parts; a race alone by its
                  name (code, request_uri, assertion, dpop, refresh, ciba,
                  registration)
@@ -75,6 +78,8 @@ struct Opts {
     outage_workers: usize,
     pool: u32,
     flood_secs: u64,
+    /// The set-ups the flood runs on (as `backends`).
+    flood_backends: Vec<bool>,
     only: Vec<String>,
     out: String,
     /// The set-ups in order: `false` PostgreSQL (several instances), `true`
@@ -94,6 +99,7 @@ fn parse() -> Result<Opts, String> {
         outage_workers: 64,
         pool: 8,
         flood_secs: 60,
+        flood_backends: vec![false, true],
         only: ["races", "outage", "crash", "rolling", "flood"]
             .map(String::from)
             .to_vec(),
@@ -124,6 +130,14 @@ fn parse() -> Result<Opts, String> {
             "--flood-secs" => o.flood_secs = num()?.max(1),
             "--only" => o.only = v.split(',').map(str::to_string).collect(),
             "--out" => o.out = v.clone(),
+            "--flood-backend" => {
+                o.flood_backends = match v.as_str() {
+                    "postgres" => vec![false],
+                    "sqlite" => vec![true],
+                    "all" => vec![false, true],
+                    _ => return Err(format!("--flood-backend postgres|sqlite|all, not {v}")),
+                }
+            }
             "--backend" => {
                 o.backends = match v.as_str() {
                     "postgres" => vec![false],
@@ -213,8 +227,10 @@ async fn run(o: &Opts) -> Result<bool, String> {
         }
         r?;
     }
-    if o.only.iter().any(|p| p == "flood") && o.backends.contains(&false) {
-        flood_part(o, &mut md, &mut failures).await?;
+    if o.only.iter().any(|p| p == "flood") {
+        for &sqlite in o.backends.iter().filter(|b| o.flood_backends.contains(b)) {
+            flood_part(o, sqlite, &mut md, &mut failures).await?;
+        }
     }
     line(
         &mut md,
@@ -460,15 +476,25 @@ async fn parts(
 
 /// The flood, on instances of its own (short lifetimes, a short purge
 /// interval, limits on the last one).
-async fn flood_part(o: &Opts, md: &mut String, failures: &mut Vec<String>) -> Result<(), String> {
-    let n = o.instances;
+async fn flood_part(
+    o: &Opts,
+    sqlite: bool,
+    md: &mut String,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let n = if sqlite { 1 } else { o.instances };
     let t = Instant::now();
     let cl = Arc::new(
-        cluster::Cluster::start_with(n, o.pool, false, &|i, cfg| flood::configure(i, n, cfg))
+        cluster::Cluster::start_with(n, o.pool, sqlite, &|i, cfg| flood::configure(i, n, cfg))
             .await?,
     );
+    let setup = if sqlite {
+        "SQLite, one process".to_string()
+    } else {
+        format!("PostgreSQL, {n} instances")
+    };
     eprintln!(
-        "reliability: flood, PostgreSQL, {n} instances up ({:.1} s)",
+        "reliability: flood, {setup} up ({:.1} s)",
         t.elapsed().as_secs_f64()
     );
     let r = flood::flood(&cl, o.flood_secs, o.workers).await;
@@ -482,34 +508,47 @@ async fn flood_part(o: &Opts, md: &mut String, failures: &mut Vec<String>) -> Re
     }
     line(
         md,
-        format!("## Flood of unique one-time values (PostgreSQL, {n} instances)\n"),
+        format!("## Flood of unique one-time values ({setup})\n"),
     );
     let window = flood::LIFETIME_SECS + flood::PURGE_SECS;
+    let who = if n > 1 {
+        format!(
+            "from {} clients as fast as instances 0–{} answered them, and two more clients at \
+             instance {} with `[limits]` on (10 a second per client, burst 20)",
+            o.workers,
+            n - 2,
+            n - 1
+        )
+    } else {
+        format!(
+            "from {} clients as fast as the process answered them (the one-time values decided \
+             in its memory, logged to `replay_log`)",
+            o.workers
+        )
+    };
     line(
         md,
         format!(
             "{} s of token requests (client_credentials, a new client assertion and DPoP proof each), \
-             pushed requests never used and CIBA requests never approved, from {} clients as fast as \
-             {} instances answered them, and two more clients at instance {} with `[limits]` on \
-             ({}); lifetimes {} s, `database.purge_interval_secs = {}`. Answered on the unlimited \
-             instances: {:.0} requests/s ({}). Rows sampled every second; from the warm-up ({window} s) \
-             on, each table must hold at most {} × the rows the answers of the last {} s left, + {}.\n",
+             pushed requests never used and CIBA requests never approved, {who}; lifetimes {} s, \
+             `database.purge_interval_secs = {}`. Answered{}: {:.0} requests/s ({}). Rows sampled \
+             every second; from the warm-up ({window} s) on, each table must hold at most 1.2 × the \
+             rows the answers of the last {} s left, + 20.\n",
             r.secs,
-            o.workers,
-            n - 1,
-            n - 1,
-            "10 per second per client, burst 20",
             flood::LIFETIME_SECS,
             flood::PURGE_SECS,
+            if n > 1 {
+                " by the unlimited instances"
+            } else {
+                ""
+            },
             r.rate,
             r.rate_by_kind
                 .iter()
                 .map(|(k, x)| format!("{k} {x:.0}/s"))
                 .collect::<Vec<_>>()
                 .join(", "),
-            1.2,
             window + 1,
-            20,
         ),
     );
     line(
@@ -529,7 +568,7 @@ async fn flood_part(o: &Opts, md: &mut String, failures: &mut Vec<String>) -> Re
     );
     line(md, "|---|---|---|---|---|---|".into());
     for (i, m) in r.rss.iter().enumerate() {
-        let name = if i == n - 1 {
+        let name = if n > 1 && i == n - 1 {
             format!("{i} (limits on)")
         } else {
             i.to_string()
@@ -543,14 +582,18 @@ async fn flood_part(o: &Opts, md: &mut String, failures: &mut Vec<String>) -> Re
         );
     }
     line(md, String::new());
-    let (ok, refused, allowed) = r.limited.unwrap_or_default();
+    let limited = match r.limited {
+        Some((ok, refused, allowed)) => format!(
+            " The limited instance answered {ok} requests (its limits allow {allowed}) and refused \
+             {refused} with 429, `Retry-After` and `temporarily_unavailable`."
+        ),
+        None => String::new(),
+    };
     line(
         md,
         format!(
-            "Drained (every table at most 2 rows) {} after the flood stopped (bound {} s). \
-             The limited instance answered {ok} requests (its limits allow {allowed}) and refused \
-             {refused} with 429, `Retry-After` and `temporarily_unavailable`. Other answers: {} (must be 0). \
-             Memory must grow at most {} MiB over the flood's second half.\n",
+            "Drained (every table at most 2 rows) {} after the flood stopped (bound {} s).{limited} \
+             Other answers: {} (must be 0). Memory must grow at most {} MiB over the flood's second half.\n",
             r.drain_secs
                 .map_or("never".to_string(), |d| format!("{d:.0} s")),
             window + 4,
