@@ -586,6 +586,29 @@ async fn rate_limits_answer_429_with_retry_after() {
     // The share refills at the configured rate.
     actix_web::rt::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(ask(&http, &w.dpop, &url, &aud).await.status, 200);
+    // A refused revocation request wrote nothing: its assertion is good
+    // once the share is back, and then spent.
+    let revoke = w.srv.url("/revoke");
+    let mut form = vec![("token".to_owned(), "not-a-token".to_owned())];
+    form.extend(w.other.auth_fields(&w.srv));
+    let mut refused = None;
+    for _ in 0..4 {
+        let a = post_with(&http, &revoke, &form, None, &[]).await;
+        if a.status == 429 {
+            refused = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 200, "{}", a.json);
+        form.truncate(1);
+        form.extend(w.other.auth_fields(&w.srv));
+    }
+    let a = refused.expect("the revocation requests reached the limit");
+    assert!(a.headers.contains_key("retry-after"));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let a = post_with(&http, &revoke, &form, None, &[]).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let a = post_with(&http, &revoke, &form, None, &[]).await;
+    assert_error(&a, 401, &["invalid_client"]);
     w.srv.stop().await;
 
     // Per source: counted before authentication, so even requests that
