@@ -8,8 +8,9 @@
 //! one lifetime and purge interval.
 //!
 //! The instances run with short lifetimes and a short purge interval
-//! ([`configure`]); the last one has `[limits]` on, and its share of the
-//! flood must be answered `429` with `Retry-After` past the burst.
+//! ([`configure`]); of several, the last one has `[limits]` on, and its
+//! share of the flood must be answered `429` with `Retry-After` past the
+//! burst. On SQLite (one process) the values go to `replay_log`.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -98,9 +99,9 @@ impl Kind {
             Kind::Ciba => [2, 0, 0, 1, 1],
         }
     }
-    /// Rows a request refused by the per-client limit leaves: none at the
-    /// token and PAR endpoints (their `jti`s are written with the request's
-    /// first write, which a refusal never reaches).
+    /// Rows a request refused by the per-client limit leaves: none (the
+    /// `jti`s of token, PAR and CIBA requests are written with the
+    /// request's first write, which a refusal never reaches).
     fn rows_refused(self) -> [i64; 5] {
         [0; 5]
     }
