@@ -200,7 +200,8 @@ conformance-kit:
 # Reliability (docs/reliability.md): three Strongroom instances on one
 # throw-away PostgreSQL, driven over HTTPS: 64 concurrent uses of each
 # one-time value per round, PostgreSQL stopped under load and started again,
-# kill -9 of an instance under full flows, a rolling restart. Rewrites the
+# kill -9 of an instance under full flows, a rolling restart, a flood of
+# unique one-time values (rows and memory must level off). Rewrites the
 # generated part of docs/reliability.md. RELIABILITY_ARGS passes options
 # (target/debug/reliability --help), e.g. "--rounds 500 --outage-secs 30".
 .PHONY: reliability

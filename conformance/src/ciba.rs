@@ -576,7 +576,7 @@ const SCOPE: &str = "openid accounts offline_access";
 /// The request object the OIDF suite sends (§3 preamble): iat, exp, nbf,
 /// jti, aud, iss, scope, one hint, binding_message; ping adds the
 /// client_notification_token.
-fn request_claims(env: &Env, c: &Client, sub: &str, token: Option<&str>) -> Value {
+pub fn request_claims(env: &Env, c: &Client, sub: &str, token: Option<&str>) -> Value {
     let t = now();
     let mut claims = json!({
         "iss": c.id, "aud": env.issuer, "iat": t, "nbf": t, "exp": t + 300, "jti": random(16),
@@ -592,7 +592,7 @@ fn assertion(c: &Client, key: &ClientKey, aud: &str) -> String {
     key.sign(None, &c.assertion_claims(json!(aud)))
 }
 
-fn bc_form(env: &Env, c: &Client, request: String) -> Params {
+pub fn bc_form(env: &Env, c: &Client, request: String) -> Params {
     let mut f: Params = vec![("request".into(), request)];
     f.extend(c.auth_fields(&env.issuer));
     f

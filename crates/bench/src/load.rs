@@ -13,7 +13,6 @@ use serde_json::Value;
 use crate::ciba::{BankSide, binding_message_of};
 use crate::h1::{self, H1};
 use crate::limits::SigWork;
-use crate::procstat;
 use crate::setup::{ASSERTION_TYPE, PASSWORD, Provision, Registrant, SCOPE, Tpp, USER};
 use crate::stock::{Kind, Stock};
 use oauth_core::secret::{random_token, sha256_b64url};

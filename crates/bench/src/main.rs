@@ -6,7 +6,6 @@ mod ciba;
 mod h1;
 mod limits;
 mod load;
-mod procstat;
 mod report;
 mod setup;
 mod stock;

@@ -87,17 +87,28 @@ fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The most parameters a form or query string may hold. A request of any
+/// of the protocols has a few dozen at most; unknown ones are ignored (RFC
+/// 6749 §3.1), but not by the thousand.
+pub const MAX_FORM_PARAMETERS: usize = 1000;
+
 /// Parses a form body or a query string (`a=1&b=2`) into its parameters in
 /// order, duplicates kept (they are the caller's to refuse, RFC 6749 §3.1).
 ///
 /// # Errors
 /// `invalid_request` when a name or value is badly escaped, is not UTF-8,
-/// or holds a control character.
+/// or holds a control character, or when there are more than
+/// [`MAX_FORM_PARAMETERS`].
 pub fn parse_form(input: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
     let input = std::str::from_utf8(input)
         .map_err(|_| OAuthError::invalid_request("the parameters are not UTF-8"))?;
     let mut out = Vec::new();
     for pair in input.split('&').filter(|p| !p.is_empty()) {
+        if out.len() == MAX_FORM_PARAMETERS {
+            return Err(OAuthError::invalid_request(format!(
+                "more than {MAX_FORM_PARAMETERS} parameters"
+            )));
+        }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let name = form_urldecode(name)
             .filter(|n| is_clean(n))
@@ -194,6 +205,32 @@ mod tests {
             got,
             [("a", "1"), ("b", ""), ("a", "x y+"), ("c", ""), ("d", "é")]
         );
+    }
+
+    #[test]
+    fn at_most_a_thousand_parameters() {
+        let form = |n: usize| {
+            (0..n)
+                .map(|i| format!("f{i}=v"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert_eq!(
+            parse_form(form(MAX_FORM_PARAMETERS).as_bytes())
+                .unwrap()
+                .len(),
+            MAX_FORM_PARAMETERS
+        );
+        // Empty pairs (`&&`) are not parameters.
+        let sparse = format!("{}&&&", form(MAX_FORM_PARAMETERS));
+        assert!(parse_form(sparse.as_bytes()).is_ok());
+        for n in [MAX_FORM_PARAMETERS + 1, 10_000] {
+            let e = parse_form(form(n).as_bytes()).unwrap_err();
+            assert_eq!(e.code.as_str(), "invalid_request");
+            assert_eq!(e.description.as_deref(), Some("more than 1000 parameters"));
+        }
+        let e = parse_form("a=1&".repeat(10_000).as_bytes()).unwrap_err();
+        assert_eq!(e.code.as_str(), "invalid_request");
     }
 
     #[test]

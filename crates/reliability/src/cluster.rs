@@ -151,6 +151,17 @@ impl Cluster {
     /// key-encryption key and database) and starts them one after the
     /// other (the first creates the provider's keys).
     pub async fn start(n: usize, pool: u32, sqlite: bool) -> R<Cluster> {
+        Self::start_with(n, pool, sqlite, &|_, _| {}).await
+    }
+
+    /// [`Cluster::start`], each instance's configuration passed through
+    /// `tweak` (its index, the configuration as JSON) before it is written.
+    pub async fn start_with(
+        n: usize,
+        pool: u32,
+        sqlite: bool,
+        tweak: &dyn Fn(usize, &mut Value),
+    ) -> R<Cluster> {
         let bin = conformance::server::binary();
         // The suite's own set-up (CA, server certificate for localhost,
         // ports, the test user), then one listener address per instance.
@@ -214,6 +225,7 @@ impl Cluster {
                 "role_scopes": {"AISP": ["accounts"]},
                 "rules": "uk-ob",
             }]);
+            tweak(i, &mut cfg);
             let toml = toml::to_string(&cfg).map_err(|e| format!("config TOML: {e}"))?;
             let cfg_path = dir.join(format!("strongroom-{i}.toml"));
             std::fs::write(&cfg_path, toml).map_err(|e| e.to_string())?;
@@ -336,6 +348,11 @@ impl Instance {
         ))
     }
 
+    /// The process id of the running instance.
+    pub async fn pid(&self) -> Option<u32> {
+        self.child.lock().await.as_ref().and_then(|c| c.id())
+    }
+
     pub fn log_tail(&self) -> String {
         let t = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<char> = t.chars().rev().take(3000).collect();
@@ -369,6 +386,15 @@ impl Instance {
 /// One number from `sql` on the database at `url` (psql, or sqlite3 for
 /// a `sqlite://` file, read beside the server that holds it).
 pub fn count(url: &str, sql: &str) -> R<i64> {
+    let v = counts(url, sql)?;
+    match v[..] {
+        [n] => Ok(n),
+        _ => Err(format!("{sql}: {} numbers, not one", v.len())),
+    }
+}
+
+/// The numbers of the one row `sql` selects (several columns), as [`count`].
+pub fn counts(url: &str, sql: &str) -> R<Vec<i64>> {
     let out = match url.strip_prefix("sqlite://") {
         Some(path) => std::process::Command::new("sqlite3")
             .args([path, sql])
@@ -381,11 +407,15 @@ pub fn count(url: &str, sql: &str) -> R<i64> {
             .map_err(|e| format!("psql: {e}"))?,
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse().map_err(|_| {
-        format!(
-            "psql {sql}: {}{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    text.trim()
+        .split('|')
+        .map(|n| n.parse::<i64>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            format!(
+                "psql {sql}: {}{}",
+                text,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
 }

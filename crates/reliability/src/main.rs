@@ -1,10 +1,12 @@
 //! `reliability`: several Strongroom instances on one PostgreSQL, driven
 //! concurrently over HTTPS through races on every one-time value, a
-//! database outage, a `kill -9` and a rolling restart (docs/reliability.md,
-//! which it rewrites below its marker).
+//! database outage, a `kill -9`, a rolling restart and a flood of unique
+//! one-time values (docs/reliability.md, which it rewrites below its
+//! marker).
 
 mod cluster;
 mod faults;
+mod flood;
 mod flows;
 mod races;
 
@@ -14,13 +16,15 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 reliability: several Strongroom instances on one PostgreSQL under races, a
-database outage, a kill -9 and a rolling restart.
+database outage, a kill -9, a rolling restart and a flood of one-time values.
 
 Usage (through scripts/with-postgres.sh, as `make reliability` does):
   reliability [--instances N] [--rounds N] [--racers N] [--outage-secs N]
               [--bound-secs N] [--crash-flows N] [--workers N]
-              [--outage-workers N] [--pool N]
-              [--only races,outage,crash,rolling] [--backend postgres|sqlite|all]
+              [--outage-workers N] [--pool N] [--flood-secs N]
+              [--flood-backend postgres|sqlite|all]
+              [--only races,outage,crash,rolling,flood]
+              [--backend postgres|sqlite|all]
               [--out FILE]
 
   --instances    Strongroom processes on the one database (default 3)
@@ -34,6 +38,11 @@ Usage (through scripts/with-postgres.sh, as `make reliability` does):
   --outage-workers  concurrent clients during the outage (default 64: more
                  than an instance has threads for database work)
   --pool         database connections per instance (default 8)
+  --flood-secs   how long the flood of unique one-time values lasts (default
+                 60; its warm-up, one lifetime and purge interval, is 14 s);
+                 --workers clients, on instances of their own
+  --flood-backend  where the flood runs, of the --backend set-ups (default
+                 all)
   --only         a comma-separated subset of the parts; a race alone by its
                  name (code, request_uri, assertion, dpop, refresh, ciba,
                  registration)
@@ -68,6 +77,9 @@ struct Opts {
     workers: usize,
     outage_workers: usize,
     pool: u32,
+    flood_secs: u64,
+    /// The set-ups the flood runs on (as `backends`).
+    flood_backends: Vec<bool>,
     only: Vec<String>,
     out: String,
     /// The set-ups in order: `false` PostgreSQL (several instances), `true`
@@ -86,7 +98,9 @@ fn parse() -> Result<Opts, String> {
         workers: 8,
         outage_workers: 64,
         pool: 8,
-        only: ["races", "outage", "crash", "rolling"]
+        flood_secs: 60,
+        flood_backends: vec![false, true],
+        only: ["races", "outage", "crash", "rolling", "flood"]
             .map(String::from)
             .to_vec(),
         out: "docs/reliability.md".into(),
@@ -113,8 +127,17 @@ fn parse() -> Result<Opts, String> {
             "--workers" => o.workers = num()?.max(1) as usize,
             "--outage-workers" => o.outage_workers = num()?.max(1) as usize,
             "--pool" => o.pool = num()?.max(1) as u32,
+            "--flood-secs" => o.flood_secs = num()?.max(1),
             "--only" => o.only = v.split(',').map(str::to_string).collect(),
             "--out" => o.out = v.clone(),
+            "--flood-backend" => {
+                o.flood_backends = match v.as_str() {
+                    "postgres" => vec![false],
+                    "sqlite" => vec![true],
+                    "all" => vec![false, true],
+                    _ => return Err(format!("--flood-backend postgres|sqlite|all, not {v}")),
+                }
+            }
             "--backend" => {
                 o.backends = match v.as_str() {
                     "postgres" => vec![false],
@@ -176,7 +199,9 @@ async fn run(o: &Opts) -> Result<bool, String> {
             o.rounds, o.racers, o.outage_secs, o.bound_secs, o.workers, o.outage_workers, o.pool
         ),
     );
-    for &sqlite in &o.backends {
+    // The flood has instances of its own: `--only flood` needs no others.
+    let per_backend = o.only.iter().any(|p| p != "flood");
+    for &sqlite in o.backends.iter().filter(|_| per_backend) {
         let n = if sqlite { 1 } else { o.instances };
         let t = Instant::now();
         let cl = Arc::new(cluster::Cluster::start(n, o.pool, sqlite).await?);
@@ -201,6 +226,11 @@ async fn run(o: &Opts) -> Result<bool, String> {
             inst.kill9().await;
         }
         r?;
+    }
+    if o.only.iter().any(|p| p == "flood") {
+        for &sqlite in o.backends.iter().filter(|b| o.flood_backends.contains(b)) {
+            flood_part(o, sqlite, &mut md, &mut failures).await?;
+        }
     }
     line(
         &mut md,
@@ -441,6 +471,137 @@ async fn parts(
             "{live_under_revoked} live tokens under a revoked grant"
         ));
     }
+    Ok(())
+}
+
+/// The flood, on instances of its own (short lifetimes, a short purge
+/// interval, limits on the last one).
+async fn flood_part(
+    o: &Opts,
+    sqlite: bool,
+    md: &mut String,
+    failures: &mut Vec<String>,
+) -> Result<(), String> {
+    let n = if sqlite { 1 } else { o.instances };
+    let t = Instant::now();
+    let cl = Arc::new(
+        cluster::Cluster::start_with(n, o.pool, sqlite, &|i, cfg| flood::configure(i, n, cfg))
+            .await?,
+    );
+    let setup = if sqlite {
+        "SQLite, one process".to_string()
+    } else {
+        format!("PostgreSQL, {n} instances")
+    };
+    eprintln!(
+        "reliability: flood, {setup} up ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let r = flood::flood(&cl, o.flood_secs, o.workers).await;
+    if !r.failures.is_empty() {
+        for (i, inst) in cl.instances.iter().enumerate() {
+            eprintln!("--- instance {i} log tail:\n{}", inst.log_tail());
+        }
+    }
+    for inst in &cl.instances {
+        inst.kill9().await;
+    }
+    line(
+        md,
+        format!("## Flood of unique one-time values ({setup})\n"),
+    );
+    let window = flood::LIFETIME_SECS + flood::PURGE_SECS;
+    let who = if n > 1 {
+        format!(
+            "from {} clients as fast as instances 0–{} answered them, and two more clients at \
+             instance {} with `[limits]` on (10 a second per client, burst 20)",
+            o.workers,
+            n - 2,
+            n - 1
+        )
+    } else {
+        format!(
+            "from {} clients as fast as the process answered them (the one-time values decided \
+             in its memory, logged to `replay_log`)",
+            o.workers
+        )
+    };
+    line(
+        md,
+        format!(
+            "{} s of token requests (client_credentials, a new client assertion and DPoP proof each), \
+             pushed requests never used and CIBA requests never approved, {who}; lifetimes {} s, \
+             `database.purge_interval_secs = {}`. Answered{}: {:.0} requests/s ({}). Rows sampled \
+             every second; from the warm-up ({window} s) on, each table must hold at most 1.2 × the \
+             rows the answers of the last {} s left, + 20.\n",
+            r.secs,
+            flood::LIFETIME_SECS,
+            flood::PURGE_SECS,
+            if n > 1 {
+                " by the unlimited instances"
+            } else {
+                ""
+            },
+            r.rate,
+            r.rate_by_kind
+                .iter()
+                .map(|(k, x)| format!("{k} {x:.0}/s"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            window + 1,
+        ),
+    );
+    line(
+        md,
+        "| table | peak rows (after the warm-up) | the bound there | bound at the mean rate |"
+            .into(),
+    );
+    line(md, "|---|---|---|---|".into());
+    for ((name, peak, bound), steady) in r.tables.iter().zip(&r.steady_bound) {
+        line(md, format!("| {name} | {peak} | {bound} | {steady} |"));
+    }
+    line(md, String::new());
+    line(
+        md,
+        "| instance | RSS at the start | peak | end of the flood | after the drain | growth over the second half |"
+            .into(),
+    );
+    line(md, "|---|---|---|---|---|---|".into());
+    for (i, m) in r.rss.iter().enumerate() {
+        let name = if n > 1 && i == n - 1 {
+            format!("{i} (limits on)")
+        } else {
+            i.to_string()
+        };
+        line(
+            md,
+            format!(
+                "| {name} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB |",
+                m[0], m[1], m[2], m[3], m[4]
+            ),
+        );
+    }
+    line(md, String::new());
+    let limited = match r.limited {
+        Some((ok, refused, allowed)) => format!(
+            " The limited instance answered {ok} requests (its limits allow {allowed}) and refused \
+             {refused} with 429, `Retry-After` and `temporarily_unavailable`."
+        ),
+        None => String::new(),
+    };
+    line(
+        md,
+        format!(
+            "Drained (every table at most 2 rows) {} after the flood stopped (bound {} s).{limited} \
+             Other answers: {} (must be 0). Memory must grow at most {} MiB over the flood's second half.\n",
+            r.drain_secs
+                .map_or("never".to_string(), |d| format!("{d:.0} s")),
+            window + 4,
+            r.bad,
+            flood::RSS_GROWTH_BOUND >> 20,
+        ),
+    );
+    failures.extend(r.failures.iter().map(|f| format!("flood: {f}")));
     Ok(())
 }
 

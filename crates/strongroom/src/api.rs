@@ -394,8 +394,13 @@ pub async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    // The assertion's `jti` is recorded once the client's share of the
+    // rate limits is taken: a request refused by them writes nothing.
+    let replay = DeferredReplay::new(&state.store);
     let Caller { form, client, .. } =
-        caller(&state, &state.store, &req, &body, Endpoint::Revocation).await?;
+        caller(&state, &replay, &req, &body, Endpoint::Revocation).await?;
+    let store = state.store.carrying_replay(replay.into_entries(), now());
+    settled(&store, Ok(())).await?;
     let (token, hint) = token_param(&form)?;
     let notice = revocation_notice(&state, client.client.id(), token).await;
     oauth_core::revocation::revoke(&state.store, &client, token, hint, now()).await?;

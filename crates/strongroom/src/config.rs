@@ -375,7 +375,7 @@ pub struct TlsConfig {
     pub trusted_proxies: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite://path/to/file.db` or `postgres://user:pass@host/db`. Empty:
@@ -383,7 +383,25 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Pool size; unset: [`DatabaseConfig::pool_size`]'s default.
     pub max_connections: Option<u32>,
+    /// Seconds between two sweeps of expired rows (one-time values,
+    /// pushed requests, CIBA requests, tokens, sessions) by each instance;
+    /// a row outlives its expiry by at most this long.
+    pub purge_interval_secs: u64,
 }
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: None,
+            purge_interval_secs: DEFAULT_PURGE_INTERVAL_SECS,
+        }
+    }
+}
+
+/// `database.purge_interval_secs` unless configured: often, so each sweep
+/// is small (a minute's worth of expired rows at a time).
+pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 60;
 
 impl DatabaseConfig {
     /// The configured pool size, or the default for the backend: 4 on
@@ -863,6 +881,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..=3600).contains(&self.database.purge_interval_secs) {
+            return Err(ConfigError::new(
+                "database.purge_interval_secs",
+                "must be between 1 and 3600",
+            ));
+        }
         if self.keys.encryption_key.is_empty() && !self.dev_mode {
             return Err(ConfigError::new(
                 "keys.encryption_key",
@@ -1119,6 +1143,7 @@ mod tests {
         let db = |url: &str, max: Option<u32>| DatabaseConfig {
             url: url.into(),
             max_connections: max,
+            ..DatabaseConfig::default()
         };
         assert_eq!(db("", None).pool_size(), 4);
         assert_eq!(db("sqlite://data/op.db", None).pool_size(), 4);
@@ -1299,6 +1324,14 @@ mod tests {
             (
                 Box::new(|c| c.database.max_connections = Some(0)),
                 "database.max_connections",
+            ),
+            (
+                Box::new(|c| c.database.purge_interval_secs = 0),
+                "database.purge_interval_secs",
+            ),
+            (
+                Box::new(|c| c.database.purge_interval_secs = 3601),
+                "database.purge_interval_secs",
             ),
             (
                 Box::new(|c| c.tls.certificate = "a.pem".into()),

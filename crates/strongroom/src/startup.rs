@@ -1089,15 +1089,16 @@ fn spawn_background(
         });
     }
     let mut stopped = stopped;
+    // Often, so each sweep is small: expired rows go a minute's worth at a
+    // time by default, not five minutes' at once (database.purge_interval_secs).
+    let purge_every = Duration::from_secs(cfg.database.purge_interval_secs);
     actix_web::rt::spawn(async move {
-        // Often, so each sweep is small: expired rows go a minute's worth
-        // at a time, not five minutes' at once.
         let mut faults = client_faults();
-        while still_serving(&mut stopped, Duration::from_secs(60)).await {
+        while still_serving(&mut stopped, purge_every).await {
             let total = client_faults();
             if total > faults {
                 tracing::debug!(
-                    last_minute = total - faults,
+                    since_last_sweep = total - faults,
                     total,
                     "connections ended by a client fault (malformed HTTP, reset, timeout)"
                 );

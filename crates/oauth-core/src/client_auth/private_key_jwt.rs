@@ -35,6 +35,11 @@ fn skew(policy: &Policy) -> i64 {
 
 const MAX_JTI_LEN: usize = 256;
 
+/// The longest client assertion read at all: a few hundred bytes of claims
+/// and a signature, or a certificate chain in `x5c`, fit many times over;
+/// anything longer is refused before it is decoded.
+pub const MAX_ASSERTION_LEN: usize = 16 * 1024;
+
 fn bad(description: &'static str) -> OAuthError {
     OAuthError::invalid_client(description)
 }
@@ -200,6 +205,9 @@ where
         .client_assertion
         .filter(|a| !a.is_empty())
         .ok_or_else(|| bad("client_assertion is required"))?;
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return Err(bad("client_assertion is too long"));
+    }
 
     let header =
         peek_header(assertion).map_err(|_| bad("client_assertion is not a well-formed JWS"))?;
@@ -767,6 +775,35 @@ mod tests {
                 "{garbage}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn an_assertion_longer_than_the_cap_is_refused_even_when_signed() {
+        let e = env();
+        // Padded to just under and just over the cap with a claim.
+        let padded = |n: usize| {
+            c1_assertion(&e, |c| {
+                c["pad"] = json!("");
+                let base = e.ec.sign(c).len();
+                c["pad"] = json!("x".repeat((n - base) * 3 / 4));
+            })
+        };
+        let under = padded(MAX_ASSERTION_LEN - 64);
+        assert!(under.len() <= MAX_ASSERTION_LEN, "{}", under.len());
+        assert!(run(&e, &fapi2(), assertion_request(&under)).await.is_ok());
+        let over = padded(MAX_ASSERTION_LEN + 64);
+        assert!(over.len() > MAX_ASSERTION_LEN, "{}", over.len());
+        let err = run(&e, &fapi2(), assertion_request(&over))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_client");
+        assert!(
+            err.description
+                .as_deref()
+                .unwrap_or("")
+                .contains("too long"),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

@@ -586,6 +586,29 @@ async fn rate_limits_answer_429_with_retry_after() {
     // The share refills at the configured rate.
     actix_web::rt::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(ask(&http, &w.dpop, &url, &aud).await.status, 200);
+    // A refused revocation request wrote nothing: its assertion is good
+    // once the share is back, and then spent.
+    let revoke = w.srv.url("/revoke");
+    let mut form = vec![("token".to_owned(), "not-a-token".to_owned())];
+    form.extend(w.other.auth_fields(&w.srv));
+    let mut refused = None;
+    for _ in 0..4 {
+        let a = post_with(&http, &revoke, &form, None, &[]).await;
+        if a.status == 429 {
+            refused = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 200, "{}", a.json);
+        form.truncate(1);
+        form.extend(w.other.auth_fields(&w.srv));
+    }
+    let a = refused.expect("the revocation requests reached the limit");
+    assert!(a.headers.contains_key("retry-after"));
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let a = post_with(&http, &revoke, &form, None, &[]).await;
+    assert_eq!(a.status, 200, "{}", a.json);
+    let a = post_with(&http, &revoke, &form, None, &[]).await;
+    assert_error(&a, 401, &["invalid_client"]);
     w.srv.stop().await;
 
     // Per source: counted before authentication, so even requests that
@@ -617,4 +640,300 @@ async fn rate_limits_answer_429_with_retry_after() {
     let a = post_with(&http, &w.srv.url("/par"), &bad, None, &[]).await;
     assert_eq!(a.status, 429, "{}", a.json);
     w.srv.stop().await;
+}
+
+/// `header.payload.signature` from raw JSON texts, the signature garbage:
+/// what an attacker sends without the client's key.
+fn raw_jws(header: &str, payload: &str) -> String {
+    use base64::Engine as _;
+    let b = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    format!(
+        "{}.{}.{}",
+        b(header.as_bytes()),
+        b(payload.as_bytes()),
+        b(&[7u8; 64])
+    )
+}
+
+/// JSON nested `depth` arrays deep around `inner`.
+fn nested(depth: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The issue's "bad input" list at the back-channel endpoints, through the
+/// real server: an oversized JWT header or payload, JSON nested deeper
+/// than any parser should follow (in a JWT's header or payload, a request
+/// object, the `claims` parameter, a registration body), 10 000 form
+/// fields, 10 000 copies of one, bytes that are not UTF-8. Each gets a 4xx
+/// with the spec's error, quickly, and the genuine client goes on working.
+async fn oversized_and_nested_on(backend: Backend) {
+    use std::time::{Duration, Instant};
+    let w = world_with(backend, Some(crate::dcr::with_directory)).await;
+    let srv = &w.srv;
+    let tpp = &w.dpop;
+    let http = srv.client(None);
+    let token_url = srv.url("/token");
+    let par_url = srv.url("/par");
+    // Deeper than serde_json follows (128), and still under the caps on a
+    // client assertion's (16 KiB) and a DPoP proof's (8 KiB) length.
+    let deep_jwt = 2_000;
+    // Under the 256 KiB body limit (more is a 413 before any parsing).
+    let deep = 20_000;
+    let big = "A".repeat(100 * 1024);
+    let claims = tpp.assertion_claims(json!(srv.issuer));
+    let alg = format!("{:?}", tpp.key.alg);
+    let header = format!(r#"{{"alg":"{alg}","kid":"{}"}}"#, tpp.key.kid);
+    let assertions = [
+        (
+            "an oversized header",
+            raw_jws(
+                &format!(r#"{{"alg":"{alg}","kid":"{}","x":"{big}"}}"#, tpp.key.kid),
+                &claims.to_string(),
+            ),
+        ),
+        ("an oversized payload", {
+            let mut c = claims.clone();
+            c["x"] = json!(big);
+            tpp.key.sign(None, &c)
+        }),
+        (
+            "a deeply nested header",
+            raw_jws(
+                &format!(r#"{{"alg":"{alg}","x":{}}}"#, nested(deep_jwt, "1")),
+                &claims.to_string(),
+            ),
+        ),
+        (
+            "a deeply nested payload",
+            raw_jws(
+                &header,
+                &format!(
+                    r#"{{"iss":"{}","sub":"{}","x":{}}}"#,
+                    tpp.client_id,
+                    tpp.client_id,
+                    nested(deep_jwt, "1")
+                ),
+            ),
+        ),
+    ];
+    let timed = |what: &str, t0: Instant| {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{what} took {:?}",
+            t0.elapsed()
+        );
+    };
+    for (what, assertion) in &assertions {
+        for url in [&token_url, &par_url] {
+            let mut form = if *url == token_url {
+                vec![
+                    ("grant_type".to_owned(), "client_credentials".to_owned()),
+                    ("scope".into(), "accounts".into()),
+                ]
+            } else {
+                tpp.authz_params(&Pkce::new(), "openid accounts")
+            };
+            form.extend([
+                ("client_id".into(), tpp.client_id.clone()),
+                ("client_assertion_type".into(), ASSERTION_TYPE.into()),
+                ("client_assertion".into(), assertion.clone()),
+            ]);
+            let t0 = Instant::now();
+            let a = post_form(&http, url, &form, Some(tpp.dpop_proof("POST", url, None))).await;
+            timed(what, t0);
+            not_5xx(&a, &format!("assertion with {what} at {url}"));
+            assert_eq!(a.status, 401, "assertion with {what} at {url}: {}", a.json);
+            assert_error(&a, 401, &["invalid_client"]);
+        }
+    }
+    // DPoP proofs with the same, at the token endpoint: over the proof's
+    // 8 KiB cap (over about 128 KiB, HTTP itself refuses the header: 431).
+    let big = "A".repeat(12 * 1024);
+    let proof_claims = Tpp::dpop_claims("POST", &token_url, None);
+    let jwk = tpp.dpop.public_jwk();
+    let proofs = [
+        (
+            "an oversized header",
+            raw_jws(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{jwk},"x":"{big}"}}"#),
+                &proof_claims.to_string(),
+            ),
+        ),
+        ("an oversized payload", {
+            let mut c = proof_claims.clone();
+            c["x"] = json!(big);
+            tpp.dpop_proof_claims(&c)
+        }),
+        (
+            "a deeply nested header",
+            raw_jws(
+                &format!(
+                    r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{}}}"#,
+                    nested(deep_jwt, "1")
+                ),
+                &proof_claims.to_string(),
+            ),
+        ),
+        (
+            "a deeply nested payload",
+            raw_jws(
+                &format!(r#"{{"typ":"dpop+jwt","alg":"{alg}","jwk":{jwk}}}"#),
+                &format!(r#"{{"htm":"POST","x":{}}}"#, nested(deep_jwt, "1")),
+            ),
+        ),
+    ];
+    for (what, proof) in proofs {
+        let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+        form.extend(tpp.auth_fields(srv));
+        let t0 = Instant::now();
+        let a = post_form(&http, &token_url, &form, Some(proof)).await;
+        timed(what, t0);
+        not_5xx(&a, &format!("DPoP proof with {what}"));
+        assert_eq!(a.status, 400, "DPoP proof with {what}: {}", a.json);
+        assert_error(&a, 400, &["invalid_dpop_proof"]);
+    }
+    let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
+    form.extend(tpp.auth_fields(srv));
+    for n in [100, 200] {
+        // A connection of its own: a 431 closes it.
+        let once = srv.client(None);
+        let a = post_form(&once, &token_url, &form, Some("A".repeat(n * 1024))).await;
+        match a.status {
+            400 => assert_error(&a, 400, &["invalid_dpop_proof"]),
+            431 => {}
+            s => panic!("a {n} KiB DPoP header: {s} {}", a.json),
+        }
+    }
+    // A request object nested deep, and the claims parameter.
+    let t = now();
+    let ro = raw_jws(
+        &format!(
+            r#"{{"alg":"{alg}","typ":"oauth-authz-req+jwt","kid":"{}"}}"#,
+            tpp.key.kid
+        ),
+        &format!(
+            r#"{{"iss":"{}","aud":"{}","exp":{},"nbf":{t},"claims":{}}}"#,
+            tpp.client_id,
+            srv.issuer,
+            t + 60,
+            nested(deep, "1")
+        ),
+    );
+    let mut form = tpp.auth_fields(srv);
+    form.push(("request".into(), ro));
+    let t0 = Instant::now();
+    let a = push(&http, tpp, &par_url, &form).await;
+    timed("a nested request object", t0);
+    not_5xx(&a, "a nested request object");
+    assert_error(&a, 400, &["invalid_request_object"]);
+    let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+    form.extend(tpp.auth_fields(srv));
+    form.push((
+        "claims".into(),
+        format!(r#"{{"id_token":{}}}"#, nested(deep, "{}")),
+    ));
+    let t0 = Instant::now();
+    let a = push(&http, tpp, &par_url, &form).await;
+    timed("a nested claims parameter", t0);
+    not_5xx(&a, "a nested claims parameter");
+    assert_error(&a, 400, &["invalid_request"]);
+    // A registration body nested deep, and a software statement.
+    for body in [
+        format!(
+            r#"{{"redirect_uris":{}}}"#,
+            nested(deep, "\"https://x.example/cb\"")
+        ),
+        format!(
+            r#"{{"redirect_uris":["https://x.example/cb"],"software_statement":"{}"}}"#,
+            raw_jws(
+                r#"{"alg":"PS256","kid":"x"}"#,
+                &format!(r#"{{"x":{}}}"#, nested(deep, "1"))
+            )
+        ),
+    ] {
+        let t0 = Instant::now();
+        let a = post_raw(
+            &http,
+            &srv.mtls_url("/register"),
+            body,
+            "application/json",
+            None,
+        )
+        .await;
+        timed("a nested registration", t0);
+        not_5xx(&a, "a nested registration");
+        assert!(
+            [400, 401].contains(&a.status),
+            "a nested registration: {} {}",
+            a.status,
+            a.json
+        );
+    }
+    // 10 000 form fields: unknown ones, then one parameter 10 000 times;
+    // and a parameter twice (RFC 6749 §3.1).
+    for (what, extra) in [
+        (
+            "10 000 unknown fields",
+            (0..10_000)
+                .map(|i| format!("&f{i}=v{i}"))
+                .collect::<String>(),
+        ),
+        ("10 000 scopes", "&scope=accounts".repeat(10_000)),
+        ("two scopes", "&scope=accounts".repeat(2)),
+    ] {
+        for url in [&token_url, &par_url] {
+            let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+            form.retain(|(k, _)| k != "scope");
+            form.push(("grant_type".into(), "client_credentials".into()));
+            form.extend(tpp.auth_fields(srv));
+            let mut body = form_body(&form);
+            body.push_str(&extra);
+            let t0 = Instant::now();
+            let a = post_raw(
+                &http,
+                url,
+                body,
+                "application/x-www-form-urlencoded",
+                Some(tpp.dpop_proof("POST", url, None)),
+            )
+            .await;
+            timed(what, t0);
+            not_5xx(&a, &format!("{what} at {url}"));
+            assert_eq!(a.status, 400, "{what} at {url}: {}", a.json);
+            assert_error(&a, 400, &["invalid_request"]);
+        }
+    }
+    // Bytes that are not UTF-8, unescaped, in a form body.
+    for url in [&token_url, &par_url] {
+        let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+        form.push(("grant_type".into(), "client_credentials".into()));
+        form.extend(tpp.auth_fields(srv));
+        let mut body = form_body(&form).into_bytes();
+        body.extend_from_slice(b"&state=\xff\xfe\xc0\x80");
+        let a = answer(
+            http.post(url.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("DPoP", tpp.dpop_proof("POST", url, None))
+                .body(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        not_5xx(&a, &format!("raw bytes at {url}"));
+        assert_error(&a, 400, &["invalid_request"]);
+    }
+    // What was refused left the genuine client working.
+    let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
+    form.extend(tpp.auth_fields(srv));
+    let a = push(&http, tpp, &par_url, &form).await;
+    assert_eq!(a.status, 201, "{}", a.json);
+    w.srv.stop().await;
+}
+
+#[actix_web::test]
+async fn oversized_and_nested_input_gets_the_specs_error_quickly() {
+    for backend in BACKENDS {
+        oversized_and_nested_on(backend).await;
+    }
 }

@@ -80,7 +80,7 @@ pub fn sample_tree(root: u32) -> Sample {
 }
 
 /// Resident memory of `pids` now (those that have exited count nothing).
-fn rss_of(pids: &[u32]) -> u64 {
+pub fn rss_of(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| parse_rss(&status))
