@@ -571,8 +571,25 @@ async fn userinfo_inner(
         dpop.as_ref(),
         cert.as_ref().map(|c| c.x5t_s256.as_str()),
     )?;
-    // OIDC Core §5.3.2: as the token's client registered it.
-    let Some(record) = reads.client else {
+    // Refused now only by the client's registration (its encryption key
+    // gone): answered in the scheme the token was presented with.
+    userinfo_as_registered(state, reads.client, claims, now)
+        .await
+        .map_err(|e| ResourceError {
+            scheme,
+            ..ResourceError::from(e)
+        })
+}
+
+/// OIDC Core §5.3.2: the UserInfo claims as the token's client registered
+/// them (JSON, or a signed and/or encrypted JWT).
+async fn userinfo_as_registered(
+    state: &AppState,
+    record: Option<oauth_core::storage::ClientRecord>,
+    claims: serde_json::Value,
+    now: i64,
+) -> Result<oauth_core::userinfo::UserinfoBody, OAuthError> {
+    let Some(record) = record else {
         return Ok(oauth_core::userinfo::UserinfoBody::Json(claims));
     };
     let client = oauth_core::client::Client::from_record(&record).map_err(|e| {
@@ -588,13 +605,13 @@ async fn userinfo_inner(
                 .await?,
         ),
     };
-    Ok(oauth_core::userinfo::userinfo_body(
+    oauth_core::userinfo::userinfo_body(
         &state.keys,
         &state.policy().issuer,
         &client,
         claims,
         encrypter.as_ref(),
-    )?)
+    )
 }
 
 /// RFC 6750 §3 / RFC 9449 §7.1 error answers with `WWW-Authenticate`.
