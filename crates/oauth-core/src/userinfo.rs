@@ -31,6 +31,25 @@ pub enum UserinfoBody {
     Jwt(String),
 }
 
+/// Whether a stored registration (the client's metadata as JSON) asks for
+/// UserInfo as a JWT: `userinfo_signed_response_alg` or
+/// `userinfo_encrypted_response_alg` present and not null. Read without
+/// building the client, so the usual JSON answer costs no full parse of the
+/// registration; metadata that does not read as an object answers `true`,
+/// so the caller's full load reports it.
+#[must_use]
+pub fn registered_for_jwt(metadata: &str) -> bool {
+    use serde::de::IgnoredAny;
+    #[derive(serde::Deserialize)]
+    struct Registered {
+        userinfo_signed_response_alg: Option<IgnoredAny>,
+        userinfo_encrypted_response_alg: Option<IgnoredAny>,
+    }
+    serde_json::from_str::<Registered>(metadata).map_or(true, |r| {
+        r.userinfo_signed_response_alg.is_some() || r.userinfo_encrypted_response_alg.is_some()
+    })
+}
+
 /// OIDC Core §5.3.2: `claims` as a JWT when `client` registered
 /// `userinfo_signed_response_alg` (signed, with `iss` = the issuer and
 /// `aud` = the client, as a JWS `typ` `JWT`) and/or
@@ -483,6 +502,29 @@ pub fn bound_access_token(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn registered_for_jwt_reads_only_the_two_fields() {
+        use super::registered_for_jwt;
+        assert!(!registered_for_jwt(
+            r#"{"client_name":"a","redirect_uris":["https://x"]}"#
+        ));
+        assert!(!registered_for_jwt(
+            r#"{"userinfo_signed_response_alg":null,"userinfo_encrypted_response_alg":null}"#
+        ));
+        assert!(!registered_for_jwt(
+            r#"{"id_token_encrypted_response_alg":"RSA-OAEP-256","userinfo_encrypted_response_enc":"A256GCM"}"#
+        ));
+        assert!(registered_for_jwt(
+            r#"{"userinfo_signed_response_alg":"PS256"}"#
+        ));
+        assert!(registered_for_jwt(
+            r#"{"userinfo_encrypted_response_alg":"RSA-OAEP-256"}"#
+        ));
+        // Not an object: the caller's full load says what is wrong.
+        assert!(registered_for_jwt("[]"));
+        assert!(registered_for_jwt("{"));
+    }
+
     use super::*;
 
     #[test]

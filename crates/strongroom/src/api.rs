@@ -589,7 +589,8 @@ async fn userinfo_as_registered(
     claims: serde_json::Value,
     now: i64,
 ) -> Result<oauth_core::userinfo::UserinfoBody, OAuthError> {
-    let Some(record) = record else {
+    let Some(record) = record.filter(|r| oauth_core::userinfo::registered_for_jwt(&r.metadata))
+    else {
         return Ok(oauth_core::userinfo::UserinfoBody::Json(claims));
     };
     let client = oauth_core::client::Client::from_record(&record).map_err(|e| {

@@ -656,7 +656,7 @@ async fn read_body<B: MessageBody>(
             .map(ServiceResponse::map_into_left_body);
     }
     if declared.is_some_and(|n| n > limits.max_bytes as u64) {
-        return Ok(refuse(req, HttpResponse::PayloadTooLarge()));
+        return Ok(refuse_too_large(req));
     }
     let mut payload = req.take_payload();
     let capacity = declared.map_or(0, |n| n as usize);
@@ -680,18 +680,45 @@ async fn read_body<B: MessageBody>(
             tracing::debug!(path = req.path(), "request body not received in time");
             Ok(refuse(req, HttpResponse::RequestTimeout()))
         }
-        Ok(Ok(None)) => Ok(refuse(req, HttpResponse::PayloadTooLarge())),
+        Ok(Ok(None)) => Ok(refuse_too_large(req)),
         Ok(Err(e)) => {
             let res = e.error_response();
             Ok(req.into_response(res).map_into_right_body())
         }
         Ok(Ok(Some(body))) => {
             req.set_payload(Payload::from(body));
-            next.call(req)
-                .await
-                .map(ServiceResponse::map_into_left_body)
+            let res = next.call(req).await?;
+            // A route's own, smaller limit (its `web::Bytes` extractor)
+            // answers in actix's plain text: said as OAuth says errors.
+            let json = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if res.status() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE && !json {
+                let (req, _) = res.into_parts();
+                let res = too_large(HttpResponse::PayloadTooLarge());
+                return Ok(ServiceResponse::new(req, res).map_into_right_body());
+            }
+            Ok(res.map_into_left_body())
         }
     }
+}
+
+/// RFC 6749 §5.2's error object for a body above a limit (413): the
+/// endpoints' clients read errors as JSON.
+fn too_large(mut res: actix_web::HttpResponseBuilder) -> HttpResponse {
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "the request body is too large",
+        }))
+}
+
+/// 413 with the OAuth error object; the connection closes, as in [`refuse`].
+fn refuse_too_large<B>(req: ServiceRequest) -> ServiceResponse<EitherBody<B>> {
+    let mut res = HttpResponse::PayloadTooLarge();
+    res.force_close();
+    req.into_response(too_large(res)).map_into_right_body()
 }
 
 fn refuse<B>(

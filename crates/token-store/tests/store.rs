@@ -2253,6 +2253,14 @@ async fn token_reads_carry_the_single_use_values(db: TestDb) {
     assert_eq!(r.grant, s.get_grant("g1").await.unwrap());
     assert!(r.grant.is_some());
     assert_eq!(r.client, Some(client("c1")));
+    // A change of the registration is seen by the next read (on a claimed
+    // store the client comes from memory, `client_cache`).
+    let mut changed = client("c1");
+    changed.metadata = r#"{"client_name":"renamed"}"#.into();
+    s.put_client(changed.clone()).await.unwrap();
+    let r = s.token_reads("tok-1", NOW, true).await.unwrap();
+    assert_eq!(r.client, Some(changed));
+    s.put_client(client("c1")).await.unwrap();
     // The grant and client only when asked for, and only the token's own.
     let r = s.token_reads("tok-1", NOW, false).await.unwrap();
     assert_eq!((r.token.is_some(), r.grant, r.client), (true, None, None));

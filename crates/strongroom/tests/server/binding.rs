@@ -40,7 +40,7 @@ fn thumbprint(cert_pem: &str) -> String {
 
 /// PAR, login and consent, and the code exchange for the tls_client_auth
 /// TPP over `http`; returns the token response.
-async fn mtls_tokens(w: &World, http: &reqwest::Client) -> Value {
+pub(crate) async fn mtls_tokens(w: &World, http: &reqwest::Client) -> Value {
     let (srv, tpp) = (&w.srv, &w.mtls);
     let pkce = Pkce::new();
     let mut form = tpp.authz_params(&pkce, "openid accounts");

@@ -305,3 +305,68 @@ async fn no_enc_key_at_the_jwks_uri_means_no_id_token() {
     assert!(a.json.get("id_token").is_none());
     srv.stop().await;
 }
+
+/// A `tls_client_auth` client registered for encrypted UserInfo whose
+/// `jwks_uri` holds no encryption key: its certificate-bound token,
+/// presented as `Bearer` on the mTLS listener, is refused with
+/// `invalid_request` in a `Bearer` challenge (not a DPoP one, and no
+/// claims in clear).
+#[actix_web::test]
+async fn userinfo_refusal_keeps_the_bearer_scheme() {
+    use strongroom::devcerts::{DnType, KeyAlg, issue_client_cert};
+    let mut setup = Setup::new(Backend::Sqlite);
+    let (ca, ca_key) = setup.dev_ca();
+    let mut mtls = Tpp::new("tpp-mtls");
+    mtls.identity = Some(
+        issue_client_cert(
+            &ca,
+            &ca_key,
+            &[
+                (DnType::CountryName, "GB"),
+                (DnType::OrganizationName, "Example TPP Ltd"),
+                (DnType::CommonName, "tpp-mtls"),
+            ],
+            &[],
+            KeyAlg::EcdsaP256,
+        )
+        .unwrap(),
+    );
+    let jwks_uri = crate::admin::serve_https_jwks(&setup, json!({"keys": [mtls.key.jwk]}));
+    let mut m = mtls.mtls_metadata("CN=tpp-mtls,O=Example TPP Ltd,C=GB");
+    m.as_object_mut().unwrap().remove("jwks");
+    m["jwks_uri"] = json!(jwks_uri);
+    m["userinfo_encrypted_response_alg"] = json!("RSA-OAEP-256");
+    setup.clients = vec![m];
+    setup.users = vec![demo_user()];
+    let srv = setup.start().await;
+    let w = crate::fapi::World {
+        srv,
+        dpop: Tpp::new("unused-dpop"),
+        other: Tpp::new("unused-other"),
+        mtls,
+    };
+    let http = w.mtls_http();
+    let tokens = crate::binding::mtls_tokens(&w, &http).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    let access = tokens["access_token"].as_str().unwrap();
+    let res = http
+        .get(w.srv.mtls_url("/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(res.status(), 400, "{challenge}");
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_request""#),
+        "{challenge}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+    assert!(body.get("sub").is_none(), "{body}");
+    w.srv.stop().await;
+}

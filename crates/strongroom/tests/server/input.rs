@@ -923,6 +923,18 @@ async fn oversized_and_nested_on(backend: Backend) {
         not_5xx(&a, &format!("raw bytes at {url}"));
         assert_error(&a, 400, &["invalid_request"]);
     }
+    // Bodies above a limit: 413 with the OAuth error object, whether the
+    // route's own limit (256 KiB) or the server's (2 MiB, refused from the
+    // declared length before the body is read) says so.
+    for (what, len) in [("300 KiB", 300 * 1024), ("3 MiB", 3 * 1024 * 1024)] {
+        for path in ["/token", "/par", "/introspect", "/revoke"] {
+            let url = srv.url(path);
+            let body = format!("grant_type=client_credentials&x={}", "A".repeat(len));
+            let a = post_raw(&http, &url, body, "application/x-www-form-urlencoded", None).await;
+            assert_eq!(a.status, 413, "{what} at {path}: {}", a.json);
+            assert_eq!(a.json["error"], "invalid_request", "{what} at {path}");
+        }
+    }
     // What was refused left the genuine client working.
     let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
     form.extend(tpp.auth_fields(srv));

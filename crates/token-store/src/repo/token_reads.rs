@@ -46,12 +46,26 @@ impl Store {
         grant: bool,
     ) -> StoreResult<TokenReads> {
         let token_hash = token_hash.to_owned();
-        let read = move |conn: &mut AnyConnection| read(conn, &token_hash, now, grant);
-        if self.carries_replay() {
+        // A server that holds its SQLite database alone keeps registrations
+        // in memory (`client_cache`): the client is taken from there after
+        // the trip, so the single writer's transaction is not lengthened by
+        // a read that memory answers. Elsewhere it rides in the same trip.
+        let cached = self.clients.is_some();
+        let with_client = grant && !cached;
+        let read = move |conn: &mut AnyConnection| read(conn, &token_hash, now, grant, with_client);
+        let mut reads = if self.carries_replay() {
             self.run_write(read).await
         } else {
             self.run(read).await
+        }?;
+        if grant
+            && cached
+            && let Some(t) = &reads.token
+        {
+            use oauth_core::storage::ClientRepository;
+            reads.client = self.get_client(&t.client_id).await?;
         }
+        Ok(reads)
     }
 }
 
@@ -60,6 +74,7 @@ fn read(
     token_hash: &str,
     now: i64,
     with_grant: bool,
+    with_client: bool,
 ) -> Result<TokenReads, Fail> {
     let token = super::tokens::find_active(conn, token_hash, now)?;
     let grant = match token.as_ref().and_then(|t| t.grant_id.as_deref()) {
@@ -67,7 +82,7 @@ fn read(
         _ => None,
     };
     let client = match &token {
-        Some(t) if with_grant => super::clients::find(conn, &t.client_id)?,
+        Some(t) if with_client => super::clients::find(conn, &t.client_id)?,
         _ => None,
     };
     Ok(TokenReads {
