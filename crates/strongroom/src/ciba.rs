@@ -199,9 +199,12 @@ pub async fn decision(
         Err(_) => return Err(OAuthError::server_error().into()),
     };
     let t = now();
+    // The result token's `jti` is recorded with the decision's own write
+    // (`Store::carrying_replay`): one trip to the database, not two.
+    let replay = oauth_core::replay::DeferredReplay::new(&state.store);
     let result = bridge
         .open_result(
-            &state.store,
+            &replay,
             &body.result,
             &handle,
             consent_bridge::Purpose::Ciba,
@@ -224,7 +227,18 @@ pub async fn decision(
         consent_id: result.consent_id.clone(),
         accounts: result.accounts.clone(),
     };
-    match flow::decide(&state.store, &rec, d, t).await {
+    let store = state.store.carrying_replay(replay.into_entries(), t);
+    let decided = flow::decide(&store, &rec, d, t).await;
+    // A refusal before the write still spends the token, and a token used
+    // before is refused as such (`invalid_request`, a `replay_refused`
+    // event), whatever the request's state; the write's own replay refusal
+    // comes back as `Failed` with that same error.
+    if let Err(refused) = &decided
+        && !matches!(refused, DecisionRefused::Failed(_))
+    {
+        store.settle_replay().await.map_err(OAuthError::from)?;
+    }
+    match decided {
         Ok(()) => {}
         Err(DecisionRefused::AlreadyDecided) => {
             return Ok(decision_error(

@@ -493,12 +493,20 @@ async fn poll_flow_gives_bound_tokens_with_the_consent() {
         );
 
         // The bank's app approves; a second decision is refused, state unchanged.
-        let a = decide(&w, &handle, &decision_token(&w, &handle, approval())).await;
+        let approve = decision_token(&w, &handle, approval());
+        let a = decide(&w, &handle, &approve).await;
         assert_eq!(a.status, 204, "{}", a.json);
         let deny = decision_token(&w, &handle, json!({"status": "denied"}));
         let a = decide(&w, &handle, &deny).await;
         assert_eq!(a.status, 409);
         assert_eq!(a.json["error"], "already_decided");
+        // Each result token is spent, the refused one too (its jti rides
+        // with the decision's write, or is recorded on its own when the
+        // request refuses before writing): sent again, it is a replay.
+        for token in [&approve, &deny] {
+            let a = decide(&w, &handle, token).await;
+            assert_error(&a, 400, &["invalid_request"]);
+        }
         let a = decide(&w, "no-such-handle", &deny).await;
         assert_eq!(a.status, 404);
 
