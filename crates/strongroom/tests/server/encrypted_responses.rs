@@ -313,24 +313,9 @@ async fn no_enc_key_at_the_jwks_uri_means_no_id_token() {
 /// claims in clear).
 #[actix_web::test]
 async fn userinfo_refusal_keeps_the_bearer_scheme() {
-    use strongroom::devcerts::{DnType, KeyAlg, issue_client_cert};
     let mut setup = Setup::new(Backend::Sqlite);
     let (ca, ca_key) = setup.dev_ca();
-    let mut mtls = Tpp::new("tpp-mtls");
-    mtls.identity = Some(
-        issue_client_cert(
-            &ca,
-            &ca_key,
-            &[
-                (DnType::CountryName, "GB"),
-                (DnType::OrganizationName, "Example TPP Ltd"),
-                (DnType::CommonName, "tpp-mtls"),
-            ],
-            &[],
-            KeyAlg::EcdsaP256,
-        )
-        .unwrap(),
-    );
+    let mtls = crate::fapi::mtls_tpp(&ca, &ca_key);
     let jwks_uri = crate::admin::serve_https_jwks(&setup, json!({"keys": [mtls.key.jwk]}));
     let mut m = mtls.mtls_metadata("CN=tpp-mtls,O=Example TPP Ltd,C=GB");
     m.as_object_mut().unwrap().remove("jwks");

@@ -49,21 +49,7 @@ pub async fn world_with(
     let (ca, ca_key) = setup.dev_ca();
     let dpop = Tpp::new("tpp-dpop");
     let other = Tpp::new("tpp-other");
-    let mut mtls = Tpp::new("tpp-mtls");
-    use strongroom::devcerts::{DnType, KeyAlg, issue_client_cert};
-    let (cert, key) = issue_client_cert(
-        &ca,
-        &ca_key,
-        &[
-            (DnType::CountryName, "GB"),
-            (DnType::OrganizationName, "Example TPP Ltd"),
-            (DnType::CommonName, "tpp-mtls"),
-        ],
-        &[],
-        KeyAlg::EcdsaP256,
-    )
-    .unwrap();
-    mtls.identity = Some((cert, key));
+    let mtls = mtls_tpp(&ca, &ca_key);
     // RFC 4514 order: the most significant RDN last.
     // Matched semantically: case and spacing differ from the certificate.
     let mtls_dn = "cn=TPP-MTLS, o=Example TPP Ltd, c=GB";
@@ -81,6 +67,27 @@ pub async fn world_with(
         other,
         mtls,
     }
+}
+
+/// The `tls_client_auth` TPP `tpp-mtls`, with a client certificate from
+/// the dev CA (`C=GB, O=Example TPP Ltd, CN=tpp-mtls`).
+pub fn mtls_tpp(ca: &str, ca_key: &str) -> Tpp {
+    use strongroom::devcerts::{DnType, KeyAlg, issue_client_cert};
+    let mut mtls = Tpp::new("tpp-mtls");
+    let (cert, key) = issue_client_cert(
+        ca,
+        ca_key,
+        &[
+            (DnType::CountryName, "GB"),
+            (DnType::OrganizationName, "Example TPP Ltd"),
+            (DnType::CommonName, "tpp-mtls"),
+        ],
+        &[],
+        KeyAlg::EcdsaP256,
+    )
+    .unwrap();
+    mtls.identity = Some((cert, key));
+    mtls
 }
 
 impl World {
