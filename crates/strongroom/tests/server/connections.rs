@@ -160,6 +160,45 @@ async fn stalled_bodies_are_cut_at_the_deadline() {
     srv.stop().await;
 }
 
+/// A head declaring a body above the server's 2 MiB limit is answered at
+/// once, before any of the body is sent: 413 with the OAuth error object,
+/// and the connection closed (the rest of the body may never come).
+#[actix_web::test]
+async fn a_declared_oversized_body_is_refused_before_it_is_read() {
+    let srv = Setup::new(Backend::Sqlite).start().await;
+    let connector = tls_connector(&srv);
+    for (port, path) in [(srv.mtls_port, "/token"), (srv.main_port, "/par")] {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut tls = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n",
+            3 * 1024 * 1024
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let out = read_to_close(&mut tls, Duration::from_secs(5))
+            .await
+            .expect("the server answered and closed the connection");
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{path}: {text}"
+        );
+        assert!(
+            text.contains(r#""error":"invalid_request""#),
+            "{path}: {text}"
+        );
+    }
+    srv.stop().await;
+}
+
 /// Reads one `/healthz` response (`ok` body) from a kept-alive connection.
 async fn read_ok<R: AsyncReadExt + Unpin>(io: &mut R) {
     let mut out = Vec::new();

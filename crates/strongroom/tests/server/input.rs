@@ -795,9 +795,22 @@ async fn oversized_and_nested_on(backend: Backend) {
     let mut form = vec![("grant_type".to_owned(), "client_credentials".to_owned())];
     form.extend(tpp.auth_fields(srv));
     for n in [100, 200] {
-        // A connection of its own: a 431 closes it.
+        // A connection of its own: a 431 closes it. The server answers as
+        // soon as the head is too large and closes, so the client may meet
+        // the closed socket while it still writes the body (a broken pipe
+        // before it reads the 431): the head was refused either way.
         let once = srv.client(None);
-        let a = post_form(&once, &token_url, &form, Some("A".repeat(n * 1024))).await;
+        let sent = once
+            .post(&token_url)
+            .form(&form)
+            .header("DPoP", "A".repeat(n * 1024))
+            .send()
+            .await;
+        let a = match sent {
+            Ok(res) => answer(res).await,
+            Err(e) if e.is_request() && !e.is_timeout() => continue,
+            Err(e) => panic!("a {n} KiB DPoP header: {e}"),
+        };
         match a.status {
             400 => assert_error(&a, 400, &["invalid_dpop_proof"]),
             431 => {}
@@ -923,17 +936,15 @@ async fn oversized_and_nested_on(backend: Backend) {
         not_5xx(&a, &format!("raw bytes at {url}"));
         assert_error(&a, 400, &["invalid_request"]);
     }
-    // Bodies above a limit: 413 with the OAuth error object, whether the
-    // route's own limit (256 KiB) or the server's (2 MiB, refused from the
-    // declared length before the body is read) says so.
-    for (what, len) in [("300 KiB", 300 * 1024), ("3 MiB", 3 * 1024 * 1024)] {
-        for path in ["/token", "/par", "/introspect", "/revoke"] {
-            let url = srv.url(path);
-            let body = format!("grant_type=client_credentials&x={}", "A".repeat(len));
-            let a = post_raw(&http, &url, body, "application/x-www-form-urlencoded", None).await;
-            assert_eq!(a.status, 413, "{what} at {path}: {}", a.json);
-            assert_eq!(a.json["error"], "invalid_request", "{what} at {path}");
-        }
+    // A body above a route's own limit (256 KiB; the server's, 2 MiB, in
+    // connections::a_declared_oversized_body_is_refused_before_it_is_read):
+    // 413 with the OAuth error object.
+    for path in ["/token", "/par", "/introspect", "/revoke"] {
+        let url = srv.url(path);
+        let body = format!("grant_type=client_credentials&x={}", "A".repeat(300 * 1024));
+        let a = post_raw(&http, &url, body, "application/x-www-form-urlencoded", None).await;
+        assert_eq!(a.status, 413, "300 KiB at {path}: {}", a.json);
+        assert_eq!(a.json["error"], "invalid_request", "300 KiB at {path}");
     }
     // What was refused left the genuine client working.
     let mut form = tpp.authz_params(&Pkce::new(), "openid accounts");
