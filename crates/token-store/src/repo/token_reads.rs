@@ -18,7 +18,8 @@ pub struct TokenReads {
     /// The token's grant, revoked or not (as `get_grant`), when asked for
     /// and the token has one.
     pub grant: Option<GrantRecord>,
-    /// The token's client, read with the grant.
+    /// The token's client, with the grant (from the registration cache
+    /// on a claimed SQLite database, else read in the same trip).
     pub client: Option<ClientRecord>,
 }
 
@@ -26,6 +27,9 @@ impl Store {
     /// The token whose SHA-256 is `token_hash` and, with `grant`, its
     /// grant and client, read in one trip to the database that also records the
     /// single-use values this handle carries ([`Store::carrying_replay`]).
+    /// On a claimed SQLite database the client is taken from the
+    /// registration cache after that trip (a read of its own only when the
+    /// cache does not hold it).
     ///
     /// With values to record, the trip is the writer's, and the reads run
     /// in the same transaction as the record, after it; the answer comes
