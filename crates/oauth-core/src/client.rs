@@ -310,9 +310,6 @@ impl ClientMetadata {
     /// our signatures (id_token, JARM) only in the algorithms whose keys
     /// that view publishes ([`crate::policy::Profile::own_signing_algs`]).
     fn check_profile_view(&self, profile: crate::policy::Profile) -> Result<(), OAuthError> {
-        if !self.fapi {
-            return Ok(());
-        }
         if self.dpop_bound_access_tokens && !profile.offers_dpop() {
             return Err(invalid_metadata(format!(
                 "dpop_bound_access_tokens: DPoP is not offered under profile {} (tokens are bound to the client certificate)",
@@ -351,15 +348,14 @@ impl ClientMetadata {
     }
 
     /// [`ClientMetadata::validate`] for a client of a deployment whose
-    /// profile is `deployment`: a client without its own `fapi_profile`
-    /// follows the deployment's, so what it asks of our keys and token
-    /// binding is checked against that profile's view.
+    /// profile is `deployment`. Discovery and the JWKS are the
+    /// deployment's, and DPoP proofs are refused where it offers none
+    /// (`sender_constraint::dpop::verify_proof`), so what any client asks
+    /// of our keys and token binding, whatever its own `fapi_profile` and
+    /// FAPI or not, is checked against that view as well as its own.
     pub fn validate_for(&self, deployment: crate::policy::Profile) -> Result<(), OAuthError> {
         self.validate()?;
-        if self.fapi_profile.is_none() {
-            self.check_profile_view(deployment)?;
-        }
-        Ok(())
+        self.check_profile_view(deployment)
     }
 
     /// Checks the metadata against the FAPI rules and internal consistency.
@@ -867,10 +863,18 @@ mod tests {
                     .unwrap()
                     .contains(what)
             );
-            // A fapi2 client on a UK deployment keeps the FAPI 2.0 view.
+            // A fapi2 client, or a non-FAPI one, on a UK deployment is
+            // served the UK view too: the JWKS holds no EC key and DPoP
+            // proofs are refused there.
             let mut fapi2 = m.clone();
             fapi2.fapi_profile = Some(Profile::Fapi2);
-            fapi2.validate_for(Profile::UkOpenBanking).unwrap();
+            let e = fapi2.validate_for(Profile::UkOpenBanking).unwrap_err();
+            assert!(e.description.as_deref().unwrap().contains(what), "{e:?}");
+            fapi2.validate_for(Profile::Fapi2).unwrap();
+            let mut plain = m.clone();
+            plain.fapi = false;
+            let e = plain.validate_for(Profile::UkOpenBanking).unwrap_err();
+            assert!(e.description.as_deref().unwrap().contains(what), "{e:?}");
         }
         let mut ps = base();
         ps.id_token_signed_response_alg = Some("PS256".into());
