@@ -285,8 +285,9 @@ pub(super) async fn exchange<
         }
     }
     let cnf = sender_binding(client, policy, binding)?;
-    // As it stood when the code was spent; `put_tokens` checks again that
-    // it is unrevoked when the tokens are stored.
+    // As read with the code; `redeem_code_with_tokens` checks again that
+    // it is unrevoked in the write that spends the code and stores the
+    // tokens.
     let grant = live(Some(grant))?;
     let details = grant_details(&grant)?;
     let mut tdetails = token_details(policy, c, &grant, &details)?;

@@ -85,14 +85,7 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
     metadata
         .validate_for(st.cfg.profile)
         .and_then(|()| Client::new(metadata, secret_hash))
-        .map_err(|e| {
-            Refusal::bad_request(
-                e.code.as_str(),
-                e.description
-                    .clone()
-                    .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
-            )
-        })
+        .map_err(|e| refusal(&e))
 }
 
 /// OIDC Registration §5: the document at `sector_identifier_uri` lists
@@ -100,14 +93,17 @@ fn validate(st: &AdminState, doc: Value, secret_hash: Option<String>) -> Result<
 async fn check_sector_document(st: &AdminState, client: &Client) -> Result<(), Refusal> {
     oauth_core::subject::check_sector_identifier_uri(st.app.jwks.fetcher(), &client.metadata)
         .await
-        .map_err(|e| {
-            Refusal::bad_request(
-                e.code.as_str(),
-                e.description
-                    .clone()
-                    .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
-            )
-        })
+        .map_err(|e| refusal(&e))
+}
+
+/// A registration refused as DCR refuses it: its code and description.
+fn refusal(e: &oauth_core::error::OAuthError) -> Refusal {
+    Refusal::bad_request(
+        e.code.as_str(),
+        e.description
+            .clone()
+            .unwrap_or(std::borrow::Cow::Borrowed("invalid metadata")),
+    )
 }
 
 fn needs_secret(doc: &Value) -> bool {

@@ -179,10 +179,8 @@ fn issue(args: &IssueArgs) -> Result<(), String> {
     };
     let signing = rcgen::KeyPair::generate_for(rcgen_alg).map_err(|e| e.to_string())?;
     let signing_pem = signing.serialize_pem();
-    let mut signing_jwk = public_jwk(&signing_pem, signing_alg, &format!("{software_id}-sig"))?;
-    if let Some(o) = signing_jwk.as_object_mut() {
-        o.insert("alg".into(), signing_alg_name(signing_alg).into());
-    }
+    // `alg` comes with the JWK (jsonwebtoken's `key_algorithm`).
+    let signing_jwk = public_jwk(&signing_pem, signing_alg, &format!("{software_id}-sig"))?;
     write(
         &out.join(format!("{software_id}-signing-key.pem")),
         &signing_pem,
@@ -234,16 +232,9 @@ fn issue(args: &IssueArgs) -> Result<(), String> {
     write(&out.join(format!("{software_id}.ssa.jwt")), &ssa)?;
     println!(
         "\ntls_client_auth_subject_dn = \"{}\"\nSee docs/registration.md for the registration request.",
-        subject_dn(args)
+        subject_dn(&subject)
     );
     Ok(())
-}
-
-fn signing_alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::PS256 => "PS256",
-        _ => "ES256",
-    }
 }
 
 /// The transport certificate's subject, most significant RDN first, and
@@ -278,16 +269,23 @@ fn transport_subject(args: &IssueArgs) -> (Vec<(DnType, String)>, KeyAlg) {
 
 /// The certificate's subject as RFC 4514 writes it (least significant RDN
 /// first), for `tls_client_auth_subject_dn`.
-fn subject_dn(args: &IssueArgs) -> String {
-    let (software_id, org_id) = (&args.software_id, &args.org_id);
-    if args.uk {
-        format!(
-            "CN={org_id},organizationIdentifier=PSDGB-OB-{org_id},O={},C=GB",
-            args.org_name
-        )
-    } else {
-        format!("CN={software_id},OU={org_id},O=OpenBanking,C=GB")
-    }
+fn subject_dn(subject: &[(DnType, String)]) -> String {
+    subject
+        .iter()
+        .rev()
+        .map(|(t, v)| {
+            let name = match t {
+                DnType::CountryName => "C",
+                DnType::OrganizationName => "O",
+                DnType::OrganizationalUnitName => "OU",
+                DnType::CommonName => "CN",
+                DnType::CustomDnType(oid) if oid == &[2, 5, 4, 97] => "organizationIdentifier",
+                other => unreachable!("transport_subject makes no {other:?}"),
+            };
+            format!("{name}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn main() -> ExitCode {

@@ -64,76 +64,12 @@ pub fn obc_auth_fields(tpp: &Tpp, token_url: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// Open Banking Connector's discovery model (`Models/Fapi/OpenIdConfiguration.cs`,
-/// `OAuth2ResponseMode.cs`, `TokenEndpointAuthMethodOpenIdConfiguration.cs`):
-/// the members it requires, and the enums that throw on any other value.
-pub fn obc_parses_discovery(d: &Value) -> Result<(), String> {
-    for m in [
-        "issuer",
-        "authorization_endpoint",
-        "token_endpoint",
-        "jwks_uri",
-    ] {
-        if !d[m].is_string() {
-            return Err(format!("{m} missing"));
-        }
-    }
-    let enumerated = |member: &str, allowed: &[&str]| -> Result<(), String> {
-        for v in d[member].as_array().into_iter().flatten() {
-            let v = v.as_str().ok_or(format!("{member}: not a string"))?;
-            if !allowed.contains(&v) {
-                return Err(format!("{member}: {v} is not in OBC's enum"));
-            }
-        }
-        Ok(())
-    };
-    enumerated(
-        "response_modes_supported",
-        &["query", "fragment", "form_post"],
-    )?;
-    enumerated(
-        "token_endpoint_auth_methods_supported",
-        &[
-            "client_secret_basic",
-            "client_secret_post",
-            "client_secret_jwt",
-            "private_key_jwt",
-            "tls_client_auth",
-            "none",
-        ],
-    )?;
-    if d["token_endpoint_auth_methods_supported"]
-        .as_array()
-        .is_none_or(Vec::is_empty)
-    {
-        return Err("token_endpoint_auth_methods_supported empty".into());
-    }
-    Ok(())
-}
-
-/// Open Banking Connector's JWKS model (`Models/Fapi/IdToken.cs`): every
-/// key `kty` RSA or EC, `use` sig, tls or enc (required), `kid`, `n`, `e`
-/// required, `alg` absent or PS256 / RS256.
-pub fn obc_parses_jwks(jwks: &Value) -> Result<(), String> {
-    for k in jwks["keys"].as_array().ok_or("no keys")? {
-        let s = |m: &str| k[m].as_str();
-        if !matches!(s("kty"), Some("RSA" | "EC")) {
-            return Err(format!("kty of {k}"));
-        }
-        if !matches!(s("use"), Some("sig" | "tls" | "enc")) {
-            return Err(format!("use of {k}"));
-        }
-        for m in ["kid", "n", "e"] {
-            if s(m).is_none() {
-                return Err(format!("{m} missing in {k}"));
-            }
-        }
-        if k.get("alg").is_some() && !matches!(s("alg"), Some("PS256" | "RS256")) {
-            return Err(format!("alg of {k}"));
-        }
-    }
-    Ok(())
-}
+// Open Banking Connector's parsers of discovery and the JWKS, as the UK
+// walkthrough models them (`Models/Fapi/OpenIdConfiguration.cs`,
+// `Models/Fapi/IdToken.cs`).
+use demo_bank::walkthrough::uk::{
+    check_discovery as obc_parses_discovery, check_jwks as obc_parses_jwks,
+};
 
 async fn jwks(srv: &TestServer) -> Value {
     srv.client(None)
