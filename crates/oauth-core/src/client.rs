@@ -582,11 +582,22 @@ impl ClientMetadata {
             )));
         }
         match (&self.jwks, &self.jwks_uri) {
-            (Some(jwks), _) if crate::keys::encryption_key(jwks, alg).is_none() => {
-                Err(invalid_metadata(format!(
+            // The key an inline set holds is built as issuance builds it,
+            // so one that cannot encrypt is refused now, not at every
+            // token request.
+            (Some(jwks), _) => match crate::keys::ClientEncrypter::from_jwks(
+                jwks,
+                alg,
+                enc.as_deref().unwrap_or(DEFAULT_RESPONSE_ENC),
+            ) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(invalid_metadata(format!(
                     "{what}_encrypted_response_alg {alg} needs an RSA key with use enc for {alg} in jwks"
-                )))
-            }
+                ))),
+                Err(_) => Err(invalid_metadata(format!(
+                    "{what}_encrypted_response_alg {alg}: the use enc key in jwks is not a usable RSA public key"
+                ))),
+            },
             (None, None) => Err(invalid_metadata(format!(
                 "{what}_encrypted_response_alg needs jwks or jwks_uri with an RSA use enc key"
             ))),
@@ -797,6 +808,15 @@ mod tests {
         // The key is for RSA-OAEP-256 only.
         let e = with(&|m| m.id_token_encrypted_response_alg = Some("RSA-OAEP".into())).unwrap_err();
         assert!(e.contains("needs an RSA key with use enc"), "{e}");
+        // A key marked for encryption that is no RSA public key.
+        let e = with(&|m| {
+            let mut broken = enc_key.clone();
+            broken["n"] = serde_json::json!("AQAB");
+            m.jwks = Some(serde_json::json!({"keys": [broken]}));
+            m.id_token_encrypted_response_alg = Some("RSA-OAEP-256".into());
+        })
+        .unwrap_err();
+        assert!(e.contains("not a usable RSA public key"), "{e}");
         let e = with(&|m| {
             m.jwks = None;
             m.id_token_encrypted_response_alg = Some("RSA-OAEP-256".into());

@@ -186,9 +186,17 @@ async fn verify<F: JwksFetcher, S: ReplayCache>(
                 "encrypted authentication requests are not supported",
             ));
         };
-        // Only to the keys this client's profile publishes (its view of
-        // the JWKS, crate::policy::Profile::publishes_key).
-        let offered = policy.profile_for(client).request_object_encryption_algs();
+        // Only to the keys both the deployment's view of the JWKS (the one
+        // served) and the client's own profile publish
+        // (crate::policy::Profile::publishes_key).
+        let own = policy.profile_for(client).request_object_encryption_algs();
+        let offered: Vec<&str> = policy
+            .profile
+            .request_object_encryption_algs()
+            .iter()
+            .copied()
+            .filter(|a| own.contains(a))
+            .collect();
         if let Some(alg) = crate::keys::decrypt::jwe_alg(request)
             && crate::keys::decrypt::JWE_ALGS.contains(&alg.as_str())
             && !offered.contains(&alg.as_str())
@@ -784,6 +792,61 @@ mod tests {
         let token = typed(&key, "ES256", &with("jti", None));
         assert!(verify(&s, &token).await.is_ok());
         assert!(verify(&s, &token).await.is_ok());
+    }
+
+    /// Under UK Open Banking only RSA-OAEP-256 is offered (its JWKS names
+    /// no `alg` on the one encryption key): an object to our RSA-OAEP key
+    /// is refused, whether the deployment or the client's own
+    /// `fapi_profile` is the UK one (a FAPI 1.0 client of a UK deployment
+    /// too); RSA-OAEP-256 still opens.
+    #[tokio::test]
+    async fn uk_request_objects_are_encrypted_with_rsa_oaep_256_only() {
+        use crate::keys::decrypt::tests::encrypt_to;
+        let key = TestKey::ec(Some("ec-1"));
+        let f = crate::keys::test_support::fixture();
+        let mut uk_deployment = setup(&[&key]);
+        uk_deployment.policy.profile = Profile::UkOpenBanking;
+        let mut uk_client = setup(&[&key]);
+        let mut m = meta("tpp-1", &[&key]);
+        m["fapi_profile"] = json!("uk-ob");
+        m["response_types"] = json!(["code id_token"]);
+        uk_client.tpp1 = client(m, None);
+        // A FAPI 1.0 client of a UK deployment: the served JWKS is the UK
+        // view, so its RSA-OAEP key is not there to encrypt to either.
+        let mut fapi1_on_uk = setup(&[&key]);
+        fapi1_on_uk.policy.profile = Profile::UkOpenBanking;
+        let mut m = meta("tpp-1", &[&key]);
+        m["fapi_profile"] = json!("fapi1-advanced");
+        fapi1_on_uk.tpp1 = client(m, None);
+        for (s, jti) in [
+            (&uk_deployment, "a"),
+            (&uk_client, "b"),
+            (&fapi1_on_uk, "c"),
+        ] {
+            let inner = typed(&key, "ES256", &with("jti", Some(json!(format!("{jti}-1")))));
+            let jwe = encrypt_to(
+                &f.enc_oaep.public_jwk,
+                "RSA-OAEP",
+                "A256GCM",
+                Some(&f.enc_oaep.kid),
+                inner.as_bytes(),
+            );
+            let (code, d) = refused(s, &jwe).await;
+            assert_eq!(code, "invalid_request_object");
+            assert!(
+                d.contains("RSA-OAEP is not offered under this profile (use RSA-OAEP-256)"),
+                "{d}"
+            );
+            let inner = typed(&key, "ES256", &with("jti", Some(json!(format!("{jti}-2")))));
+            let jwe = encrypt_to(
+                &f.enc.public_jwk,
+                "RSA-OAEP-256",
+                "A256GCM",
+                Some(&f.enc.kid),
+                inner.as_bytes(),
+            );
+            verify(s, &jwe).await.unwrap();
+        }
     }
 
     #[tokio::test]
