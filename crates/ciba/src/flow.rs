@@ -7,7 +7,7 @@ use oauth_core::authorization::{Authentication, GrantDetails};
 use oauth_core::client::AuthenticatedClient;
 use oauth_core::error::{ErrorCode, OAuthError};
 use oauth_core::grant::{Binding, prepare_for_grant, sender_binding};
-use oauth_core::keys::{ClientEncrypter, Keys};
+use oauth_core::keys::Keys;
 use oauth_core::policy::Policy;
 use oauth_core::secret::{hash_secret, new_secret, random_token, time_ordered};
 use oauth_core::storage::{
@@ -271,7 +271,11 @@ pub fn data(rec: &CibaRequestRecord) -> Result<CibaData, OAuthError> {
 /// already redeemed `auth_req_id` and for another client's (whose state is
 /// not touched). Tokens once, sender-constrained like every grant.
 #[allow(clippy::too_many_arguments)]
-pub async fn redeem<S: CibaRepository + CibaOutbox + GrantRepository, H: ClaimsHook>(
+pub async fn redeem<
+    S: CibaRepository + CibaOutbox + GrantRepository,
+    H: ClaimsHook,
+    E: oauth_core::jwks_resolver::IdTokenEncryption,
+>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
@@ -279,7 +283,7 @@ pub async fn redeem<S: CibaRepository + CibaOutbox + GrantRepository, H: ClaimsH
     client: &AuthenticatedClient,
     auth_req_id: Option<&str>,
     binding: &Binding,
-    encrypter: Option<&ClientEncrypter>,
+    encryption: &E,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.client.allows_grant(GRANT_TYPE) {
@@ -334,7 +338,7 @@ pub async fn redeem<S: CibaRepository + CibaOutbox + GrantRepository, H: ClaimsH
             // they are stored in one transaction: one winner (the row's
             // delete), and no spent request without its tokens.
             let (tokens, records) = prepare_for_grant(
-                keys, policy, hook, GRANT_TYPE, client, &grant, &cnf, &extra, encrypter, now,
+                keys, policy, hook, GRANT_TYPE, client, &grant, &cnf, &extra, encryption, now,
             )
             .await?;
             match store.redeem_ciba_request(&hash, records).await? {

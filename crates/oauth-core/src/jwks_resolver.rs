@@ -800,3 +800,50 @@ mod tests {
         assert_eq!(r.jwks(&c, T0 + 33).await.unwrap()["keys"][0]["kid"], "b");
     }
 }
+
+/// Where a grant takes the client's id_token encryption key from (OIDC
+/// Core §10.2, `id_token_encrypted_response_alg`): asked only when an
+/// id_token is about to be issued, so a request that issues none (no
+/// `openid` scope, a CIBA poll still pending) neither looks the key up nor
+/// fails for want of it. It is still asked before anything one-time is
+/// spent: every grant signs its tokens before its one write.
+pub trait IdTokenEncryption: Send + Sync {
+    fn id_token_encrypter(
+        &self,
+        client: &Client,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<ClientEncrypter>, OAuthError>> + Send;
+}
+
+/// No key resolver: id_tokens in clear (`issue_id_token` refuses that for
+/// a client registered for encryption).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEncryption;
+
+impl IdTokenEncryption for NoEncryption {
+    async fn id_token_encrypter(
+        &self,
+        _client: &Client,
+        _now: i64,
+    ) -> Result<Option<ClientEncrypter>, OAuthError> {
+        Ok(None)
+    }
+}
+
+/// The client's `use: enc` key, inline or from its `jwks_uri`, when it
+/// registered id_token encryption; `invalid_request` when it has none.
+impl<F: JwksFetcher> IdTokenEncryption for JwksResolver<F> {
+    async fn id_token_encrypter(
+        &self,
+        client: &Client,
+        now: i64,
+    ) -> Result<Option<ClientEncrypter>, OAuthError> {
+        match client.metadata.id_token_encryption() {
+            None => Ok(None),
+            Some(pair) => self
+                .encrypter(client, pair, ErrorCode::InvalidRequest, now)
+                .await
+                .map(Some),
+        }
+    }
+}

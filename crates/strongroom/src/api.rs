@@ -289,12 +289,6 @@ pub async fn token(
             store: &store,
             bridge: state.bridge(),
         };
-        // Before the code or refresh token is spent: a client whose
-        // encryption key is gone keeps them for after it fixed that.
-        let encrypter = match token_request.grant_type {
-            oauth_core::grant::GrantType::ClientCredentials => None,
-            _ => state.id_token_encrypter(&client.client).await?,
-        };
         oauth_core::grant::exchange_with_claims(
             &store,
             &state.keys,
@@ -303,7 +297,10 @@ pub async fn token(
             token_request,
             binding,
             &hook,
-            encrypter.as_ref(),
+            // Asked for the client's encryption key only when an id_token
+            // is issued, before the code or refresh token is spent: a
+            // client whose key is gone keeps them for after it fixed that.
+            state.jwks.as_ref(),
             now(),
         )
         .await

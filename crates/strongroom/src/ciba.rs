@@ -141,7 +141,8 @@ pub async fn redeem(
         store,
         bridge: state.bridge(),
     };
-    let encrypter = state.id_token_encrypter(&client.client).await?;
+    // The client's encryption key is looked up only once the request is
+    // approved and an id_token is issued (not for a pending poll).
     flow::redeem(
         store,
         &state.keys,
@@ -150,7 +151,7 @@ pub async fn redeem(
         client,
         auth_req_id,
         &binding,
-        encrypter.as_ref(),
+        state.jwks.as_ref(),
         now(),
     )
     .await
@@ -327,23 +328,18 @@ async fn after_decision(
                 store: &state.store,
                 bridge: state.bridge(),
             };
-            let outcome = match state.id_token_encrypter(&authenticated.client).await {
-                Ok(encrypter) => {
-                    flow::redeem(
-                        &state.store,
-                        &state.keys,
-                        &state.policy(),
-                        &hook,
-                        &authenticated,
-                        Some(&auth_req_id),
-                        &oauth_core::grant::Binding::default(),
-                        encrypter.as_ref(),
-                        now(),
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
-            };
+            let outcome = flow::redeem(
+                &state.store,
+                &state.keys,
+                &state.policy(),
+                &hook,
+                &authenticated,
+                Some(&auth_req_id),
+                &oauth_core::grant::Binding::default(),
+                state.jwks.as_ref(),
+                now(),
+            )
+            .await;
             let mut body = match outcome {
                 Ok(tokens) => serde_json::to_value(&tokens).unwrap_or_default(),
                 Err(e) => e.to_json(),

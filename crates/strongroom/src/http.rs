@@ -62,26 +62,19 @@ pub struct AppState {
 impl AppState {
     /// The key to encrypt `client`'s id_tokens to, when it registered
     /// `id_token_encrypted_response_alg` (OIDC Registration §2), resolved
-    /// before anything one-time is spent. A client without such a key
+    /// before anything one-time is spent: for the hybrid flow's
+    /// front-channel id_token (the token endpoint's grants ask `jwks`,
+    /// an `IdTokenEncryption`, only when they issue one). A client without such a key
     /// (or whose `jwks_uri` cannot be fetched) is told `invalid_request`:
     /// its registration, not this request's authentication, is at fault.
     pub async fn id_token_encrypter(
         &self,
         client: &oauth_core::client::Client,
     ) -> Result<Option<oauth_core::keys::ClientEncrypter>, oauth_core::error::OAuthError> {
-        match client.metadata.id_token_encryption() {
-            None => Ok(None),
-            Some(pair) => self
-                .jwks
-                .encrypter(
-                    client,
-                    pair,
-                    oauth_core::error::ErrorCode::InvalidRequest,
-                    oauth_core::secret::now(),
-                )
-                .await
-                .map(Some),
-        }
+        use oauth_core::jwks_resolver::IdTokenEncryption as _;
+        self.jwks
+            .id_token_encrypter(client, oauth_core::secret::now())
+            .await
     }
 
     /// The protocol policy in force (lock-free; a request that read it

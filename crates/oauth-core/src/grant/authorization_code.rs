@@ -223,6 +223,7 @@ async fn replayed<S: GrantRepository>(
 pub(super) async fn exchange<
     S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
     H: ClaimsHook,
+    E: crate::jwks_resolver::IdTokenEncryption,
 >(
     store: &S,
     keys: &Keys,
@@ -231,7 +232,7 @@ pub(super) async fn exchange<
     req: &TokenRequest,
     binding: &Binding,
     hook: &H,
-    encrypter: Option<&ClientEncrypter>,
+    encryption: &E,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -320,6 +321,7 @@ pub(super) async fn exchange<
         None
     };
     let id_token = if has_scope(&grant.scope, "openid") {
+        let encrypter = encryption.id_token_encrypter(c, now).await?;
         Some(issue_id_token(
             keys,
             policy,
@@ -332,7 +334,7 @@ pub(super) async fn exchange<
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: extra.as_ref(),
                 front_channel: None,
-                encrypter,
+                encrypter: encrypter.as_ref(),
             },
             now,
         )?)

@@ -17,7 +17,7 @@ pub use authorization_code::{IssuedCode, issue_code};
 use crate::authorization::{Confirmation, DpopProof, GrantDetails};
 use crate::client::{AuthenticatedClient, Client};
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::{ClientEncrypter, Keys};
+use crate::keys::Keys;
 use crate::policy::{Policy, Profile};
 use crate::storage::{AuthorizationCodeRepository, GrantRecord, GrantRepository, TokenRepository};
 use crate::token::{
@@ -177,7 +177,7 @@ where
         req,
         binding,
         &NoClaimsHook,
-        None,
+        &crate::jwks_resolver::NoEncryption,
         now,
     )
     .await
@@ -186,10 +186,11 @@ where
 /// [`exchange`] with a token-claims hook ([`crate::token::claims`]), asked
 /// for extra claims by the authorization-code and refresh grants after every
 /// check and before anything is stored; its error fails the request. For a
-/// client that registered `id_token_encrypted_response_alg`, `encrypter`
-/// is its key ([`crate::jwks_resolver::JwksResolver::encrypter`]).
+/// client that registered `id_token_encrypted_response_alg`, `encryption`
+/// gives its key when an id_token is issued
+/// ([`crate::jwks_resolver::IdTokenEncryption`]).
 #[allow(clippy::too_many_arguments)]
-pub async fn exchange_with_claims<S, H>(
+pub async fn exchange_with_claims<S, H, E>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
@@ -197,12 +198,13 @@ pub async fn exchange_with_claims<S, H>(
     req: TokenRequest,
     binding: Binding,
     hook: &H,
-    encrypter: Option<&ClientEncrypter>,
+    encryption: &E,
     now: i64,
 ) -> Result<TokenResponse, OAuthError>
 where
     S: GrantRepository + AuthorizationCodeRepository + TokenRepository,
     H: ClaimsHook,
+    E: crate::jwks_resolver::IdTokenEncryption,
 {
     // RFC 6749 §5.2: a grant the client did not register is `unauthorized_client`.
     if !client.client.allows_grant(req.grant_type.as_str()) {
@@ -217,13 +219,13 @@ where
     match req.grant_type {
         GrantType::AuthorizationCode => {
             authorization_code::exchange(
-                store, keys, policy, client, &req, &binding, hook, encrypter, now,
+                store, keys, policy, client, &req, &binding, hook, encryption, now,
             )
             .await
         }
         GrantType::RefreshToken => {
             refresh_token::exchange(
-                store, keys, policy, client, &req, &binding, hook, encrypter, now,
+                store, keys, policy, client, &req, &binding, hook, encryption, now,
             )
             .await
         }
@@ -314,7 +316,7 @@ pub fn sender_binding(
 /// whatever spends the authorisation (CIBA: `redeem_ciba_request`); nothing
 /// is stored here.
 #[allow(clippy::too_many_arguments)]
-pub async fn prepare_for_grant<H: ClaimsHook>(
+pub async fn prepare_for_grant<H: ClaimsHook, E: crate::jwks_resolver::IdTokenEncryption>(
     keys: &Keys,
     policy: &Policy,
     hook: &H,
@@ -323,7 +325,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
     grant: &GrantRecord,
     cnf: &Confirmation,
     id_token_claims: &serde_json::Map<String, serde_json::Value>,
-    encrypter: Option<&ClientEncrypter>,
+    encryption: &E,
     now: i64,
 ) -> Result<(TokenResponse, Vec<crate::storage::TokenRecord>), OAuthError> {
     let c = &client.client;
@@ -368,6 +370,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
         None
     };
     let id_token = if has_scope(&grant.scope, "openid") {
+        let encrypter = encryption.id_token_encrypter(c, now).await?;
         Some(issue_id_token(
             keys,
             policy,
@@ -380,7 +383,7 @@ pub async fn prepare_for_grant<H: ClaimsHook>(
                 consent_id: grant.consent_id.as_deref(),
                 extra_claims: Some(id_token_claims),
                 front_channel: None,
-                encrypter,
+                encrypter: encrypter.as_ref(),
             },
             now,
         )?)

@@ -23,7 +23,7 @@ use super::{
 use crate::authorization::Confirmation;
 use crate::client::{AuthMethod, AuthenticatedClient};
 use crate::error::{ErrorCode, OAuthError};
-use crate::keys::{ClientEncrypter, Keys};
+use crate::keys::Keys;
 use crate::policy::Policy;
 use crate::secret::{constant_time_eq, hash_secret};
 use crate::storage::{GrantRepository, RefreshRotation, TokenKind, TokenRecord, TokenRepository};
@@ -120,7 +120,11 @@ fn narrowed_scope(original: &str, requested: Option<&str>) -> Result<String, OAu
 /// (RFC 9700 §4.14.2); otherwise the presented one stays valid and none is
 /// returned.
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook>(
+pub(super) async fn exchange<
+    S: GrantRepository + TokenRepository,
+    H: ClaimsHook,
+    E: crate::jwks_resolver::IdTokenEncryption,
+>(
     store: &S,
     keys: &Keys,
     policy: &Policy,
@@ -128,7 +132,7 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
     req: &TokenRequest,
     binding: &Binding,
     hook: &H,
-    encrypter: Option<&ClientEncrypter>,
+    encryption: &E,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let c = &client.client;
@@ -183,22 +187,25 @@ pub(super) async fn exchange<S: GrantRepository + TokenRepository, H: ClaimsHook
         now,
     )?;
     let id_token = match &details.authentication {
-        Some(authentication) if has_scope(&old.scope, "openid") => Some(issue_id_token(
-            keys,
-            policy,
-            &IdTokenInput {
-                client: c,
-                authentication,
-                nonce: None,
-                access_token: Some(&access.value),
-                grant: &details,
-                consent_id: grant.consent_id.as_deref(),
-                extra_claims: extra.as_ref(),
-                front_channel: None,
-                encrypter,
-            },
-            now,
-        )?),
+        Some(authentication) if has_scope(&old.scope, "openid") => {
+            let encrypter = encryption.id_token_encrypter(c, now).await?;
+            Some(issue_id_token(
+                keys,
+                policy,
+                &IdTokenInput {
+                    client: c,
+                    authentication,
+                    nonce: None,
+                    access_token: Some(&access.value),
+                    grant: &details,
+                    consent_id: grant.consent_id.as_deref(),
+                    extra_claims: extra.as_ref(),
+                    front_channel: None,
+                    encrypter: encrypter.as_ref(),
+                },
+                now,
+            )?)
+        }
         _ => None,
     };
 
