@@ -278,60 +278,42 @@ async fn no_enc_key_at_the_jwks_uri_means_no_id_token() {
     assert_eq!(f["state"], param(&params, "state"));
     assert!(!f.contains_key("code") && !f.contains_key("id_token"));
 
-    let pkce = Pkce::new();
-    let params = hybrid_params(
-        &tpp,
-        &pkce,
-        &[
+    // A JARM flow's code (the consent given in the browser), redeemed.
+    let jarm_redeemed = async |extra: &[(&str, Option<&str>)]| {
+        let pkce = Pkce::new();
+        let mut overrides = vec![
             ("response_type", Some("code")),
             ("response_mode", Some("jwt")),
-        ],
-    );
-    let request_uri = tpp.push(&srv, signed(&srv, &tpp, &params)).await;
-    let back = browser_flow(
-        &srv,
-        &srv.browser(),
-        &tpp.client_id,
-        &request_uri,
-        USER,
-        PASSWORD,
-        true,
-    )
-    .await;
-    let response = query(&back)["response"].clone();
-    let code = jwt_claims(&response)["code"].as_str().unwrap().to_owned();
-    let a = redeem(&srv, &tpp, &code, &pkce).await;
+        ];
+        overrides.extend_from_slice(extra);
+        let params = hybrid_params(&tpp, &pkce, &overrides);
+        let request_uri = tpp.push(&srv, signed(&srv, &tpp, &params)).await;
+        let back = browser_flow(
+            &srv,
+            &srv.browser(),
+            &tpp.client_id,
+            &request_uri,
+            USER,
+            PASSWORD,
+            true,
+        )
+        .await;
+        let response = query(&back)["response"].clone();
+        let code = jwt_claims(&response)["code"].as_str().unwrap().to_owned();
+        redeem(&srv, &tpp, &code, &pkce).await
+    };
+    let a = jarm_redeemed(&[]).await;
     assert_error(&a, 400, &["invalid_request"]);
     assert!(a.json.get("id_token").is_none());
 
     // Without `openid` no id_token is issued, so the missing key is no
     // reason to refuse: the code redeems.
-    let pkce = Pkce::new();
-    let params = hybrid_params(
-        &tpp,
-        &pkce,
-        &[
-            ("response_type", Some("code")),
-            ("response_mode", Some("jwt")),
-            ("scope", Some("accounts")),
-            ("nonce", None),
-            ("claims", None),
-        ],
-    );
-    let request_uri = tpp.push(&srv, signed(&srv, &tpp, &params)).await;
-    let back = browser_flow(
-        &srv,
-        &srv.browser(),
-        &tpp.client_id,
-        &request_uri,
-        USER,
-        PASSWORD,
-        true,
-    )
+    let a = jarm_redeemed(&[
+        ("scope", Some("accounts")),
+        ("nonce", None),
+        ("claims", None),
+    ])
     .await;
-    let response = query(&back)["response"].clone();
-    let code = jwt_claims(&response)["code"].as_str().unwrap().to_owned();
-    let a = redeem(&srv, &tpp, &code, &pkce).await;
     assert_eq!(a.status, 200, "{}", a.json);
     assert!(a.json["access_token"].is_string());
     assert!(a.json.get("id_token").is_none());
